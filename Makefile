@@ -1,0 +1,59 @@
+# Keel — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.keel-installed
+MEMBERS := libs/protos libs/core libs/cli $(sort $(wildcard services/*))
+PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+
+.PHONY: help install run test test-unit lint typecheck protos bench kafka-up kafka-down \
+	kafka-status clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install every workspace member (editable) and dev tools
+
+$(STAMP): requirements/constraints.txt requirements/dev.txt $(PYPROJECTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements/constraints.txt -r requirements/dev.txt \
+		$(foreach m,$(MEMBERS),-e $(m))
+	@touch $(STAMP)
+
+run: install ## Start Kafka and the six services, run a sample task end to end (Ctrl-C stops)
+	$(VENV)/bin/keel dev up --demo
+
+test: install ## Run the whole test suite (starts and stops its own Kafka broker)
+	$(PY) -m pytest
+
+test-unit: install ## Unit tests only (no broker)
+	$(PY) -m pytest -m "not kafka and not stack"
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy --strict on libs and services
+	$(VENV)/bin/mypy libs/core/src libs/cli/src $(foreach s,$(wildcard services/*),$(s)/src)
+
+protos: install ## Regenerate Python code from proto/
+	$(PY) libs/protos/gen.py
+
+bench: install ## Push tasks through the whole path and print overhead per step
+	$(PY) bench/e2e_overhead.py
+
+kafka-up: ## Start the local Kafka broker (no-op when KEEL_KAFKA_BOOTSTRAP is set)
+	bash deploy/kafka/broker.sh start
+
+kafka-down: ## Stop the local Kafka broker
+	bash deploy/kafka/broker.sh stop
+
+kafka-status: ## Is the local broker running?
+	bash deploy/kafka/broker.sh status
+
+clean: kafka-down ## Stop the broker, remove run data (keeps caches and .venv)
+	rm -rf .run

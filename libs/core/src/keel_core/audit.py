@@ -1,0 +1,105 @@
+"""The audit emitter: every decision a service makes lands on ``keel.audit``.
+
+Each producer chains its records: a record's ``hash`` covers its content and the previous
+record's hash, so deleting, reordering or editing a record breaks the chain. Records are sent
+in order by one background task; ``record()`` returns once the broker has acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from keel_core.bus.producer import Publisher
+from keel_core.canonical import canonical_json, sha256_hex
+from keel_core.events.envelope import Envelope
+from keel_core.events.types import AuditRecord
+from keel_core.topics import AUDIT
+
+GENESIS = "0" * 64
+
+
+def record_hash(fields: dict[str, Any]) -> str:
+    """Hash of a record's content without its own ``hash`` field."""
+    return sha256_hex(canonical_json({k: v for k, v in fields.items() if k != "hash"}))
+
+
+def verify_chain(records: list[AuditRecord]) -> int | None:
+    """Index of the first record that breaks its producer's chain, or None if all hold."""
+    last: dict[str, tuple[int, str]] = {}
+    for index, rec in enumerate(records):
+        seq, prev = last.get(rec.producer, (-1, GENESIS))
+        if rec.sequence != seq + 1 or rec.prev_hash != prev:
+            return index
+        if record_hash(rec.model_dump()) != rec.hash:
+            return index
+        last[rec.producer] = (rec.sequence, rec.hash)
+    return None
+
+
+class AuditEmitter:
+    def __init__(self, producer: Publisher, producer_id: str, source: str) -> None:
+        self._producer = producer
+        self._producer_id = producer_id
+        self._source = source
+        self._prev = GENESIS
+        self._sequence = -1
+        self._queue: asyncio.Queue[tuple[Envelope, asyncio.Future[None]]] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._sender = asyncio.create_task(self._send_in_order(), name="audit-sender")
+
+    async def record(
+        self,
+        action: str,
+        *,
+        actor: str,
+        subject: str,
+        session_id: str = "",
+        details: dict[str, Any] | None = None,
+        trace: str = "",
+    ) -> AuditRecord:
+        """Chain, enqueue and wait for the broker's acknowledgement of one record."""
+        self._sequence += 1
+        fields: dict[str, Any] = {
+            "producer": self._producer_id,
+            "sequence": self._sequence,
+            "action": action,
+            "actor": actor,
+            "subject": subject,
+            "details": details or {},
+            "prev_hash": self._prev,
+        }
+        # Round-trip through JSON so the hash is over exactly what consumers will read.
+        fields = AuditRecord.model_validate({**fields, "hash": ""}).model_dump(mode="json")
+        fields["hash"] = record_hash(fields)
+        rec = AuditRecord.model_validate(fields)
+        self._prev = rec.hash
+        envelope = Envelope.wrap(rec, source=self._source, session_id=session_id, trace=trace)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((envelope, done))
+        await done
+        return rec
+
+    async def close(self) -> None:
+        """Send what is queued, then stop the sender."""
+        await self._queue.join()
+        if self._sender:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+
+    async def _send_in_order(self) -> None:
+        while True:
+            envelope, done = await self._queue.get()
+            try:
+                await self._producer.publish(AUDIT, envelope, key=self._producer_id)
+                if not done.done():
+                    done.set_result(None)
+            except Exception as exc:  # noqa: BLE001 - the caller gets the failure
+                if not done.done():
+                    done.set_exception(exc)
+            finally:
+                self._queue.task_done()

@@ -1,0 +1,16 @@
+"""The Kafka bus: an idempotent producer, consumers that commit after processing and send
+poison messages to a dead-letter topic, and explicit topic creation."""
+
+from keel_core.bus.admin import ensure_topics
+from keel_core.bus.consumer import EventConsumer, Handler, PoisonMessage
+from keel_core.bus.metrics import BusMetrics
+from keel_core.bus.producer import EventProducer
+
+__all__ = [
+    "BusMetrics",
+    "EventConsumer",
+    "EventProducer",
+    "Handler",
+    "PoisonMessage",
+    "ensure_topics",
+]

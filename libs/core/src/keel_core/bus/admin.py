@@ -1,0 +1,50 @@
+"""Explicit, idempotent topic creation with the policies of the topic catalog."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from keel_core.bus.connect import start_with_retry
+from keel_core.errors import ConfigError
+from keel_core.settings import KafkaSettings
+from keel_core.topics import TopicSpec, all_specs
+
+log = logging.getLogger(__name__)
+
+_NO_ERROR = 0
+_TOPIC_ALREADY_EXISTS = 36
+
+
+async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] | None = None) -> None:
+    """Create every topic that is missing; existing topics are left as they are."""
+    wanted = list(specs) if specs is not None else all_specs()
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap, client_id=f"{settings.client_id_prefix}-admin"
+    )
+    await start_with_retry(admin.start, settings)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in wanted if s.name not in existing]
+        if not missing:
+            return
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name=s.name,
+                    num_partitions=settings.topic_partitions,
+                    replication_factor=settings.replication_factor,
+                    topic_configs=s.configs(),
+                )
+                for s in missing
+            ]
+        )
+        for topic, code, *rest in response.topic_errors:
+            if code not in (_NO_ERROR, _TOPIC_ALREADY_EXISTS):
+                message = rest[0] if rest else ""
+                raise ConfigError(f"cannot create topic {topic}: error {code} {message}")
+        log.info("created topics: %s", ", ".join(s.name for s in missing))
+    finally:
+        await admin.close()

@@ -1,0 +1,64 @@
+"""The one producer of a service: acks=all and idempotent, so a retried send is never doubled."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from keel_core.bus.connect import start_with_retry
+from keel_core.bus.metrics import BusMetrics
+from keel_core.events.envelope import Envelope
+from keel_core.settings import KafkaSettings
+
+Headers = list[tuple[str, bytes]]
+
+
+class Publisher(Protocol):
+    """What code that only publishes needs; ``keel_core.testing`` has an in-memory one."""
+
+    async def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None: ...
+
+    async def send_raw(
+        self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
+    ) -> None: ...
+
+
+class EventProducer:
+    def __init__(
+        self, settings: KafkaSettings, client_id: str, metrics: BusMetrics | None = None
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            client_id=f"{settings.client_id_prefix}-{client_id}",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
+        )
+
+    async def start(self) -> None:
+        await start_with_retry(self._producer.start, self._settings)
+
+    async def stop(self) -> None:
+        """Flushes what is buffered before closing."""
+        await self._producer.stop()
+
+    async def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
+        """Send and wait for the broker's acknowledgement. The key defaults to the session id,
+        which keeps a session's events in order on one partition."""
+        headers: Headers = [("keel-type", envelope.type.encode())]
+        if envelope.trace:
+            headers.append(("traceparent", envelope.trace.encode()))
+        await self.send_raw(
+            topic, envelope.to_bytes(), key=key or envelope.session_id, headers=headers
+        )
+
+    async def send_raw(
+        self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
+    ) -> None:
+        raw_key = key.encode() if isinstance(key, str) else key
+        await self._producer.send_and_wait(topic, value=value, key=raw_key, headers=headers)
+        if self._metrics:
+            self._metrics.produced.labels(topic).inc()

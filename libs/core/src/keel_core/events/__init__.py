@@ -1,0 +1,25 @@
+"""Event envelope and payload types for every Kafka message."""
+
+from keel_core.events.envelope import SCHEMA_VERSION, Envelope, EventData
+from keel_core.events.types import (
+    ApprovalDecided,
+    ApprovalRequested,
+    AuditRecord,
+    TaskCompleted,
+    TaskFailed,
+    TaskProgress,
+    TaskSubmitted,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ApprovalDecided",
+    "ApprovalRequested",
+    "AuditRecord",
+    "Envelope",
+    "EventData",
+    "TaskCompleted",
+    "TaskFailed",
+    "TaskProgress",
+    "TaskSubmitted",
+]

@@ -1,0 +1,94 @@
+"""Typed payloads of Keel events. The envelope's ``type`` is each class's ``event_type``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from keel_core.events.envelope import EventData
+
+
+class TaskSubmitted(EventData):
+    event_type: ClassVar[str] = "keel.task.submitted"
+
+    goal: str = Field(min_length=1, max_length=20_000)
+    agent_profile: str = "default"
+    agent_id: str = "agent"
+    tenant: str = "default"
+    max_iterations: int = Field(default=8, ge=1, le=200)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class TaskProgress(EventData):
+    """One step of a session, as it happens (for watchers; not needed to rebuild state)."""
+
+    event_type: ClassVar[str] = "keel.task.progress"
+
+    kind: Literal[
+        "started",
+        "thought",
+        "tool_call",
+        "tool_result",
+        "approval_requested",
+        "completed",
+        "failed",
+    ]
+    iteration: int
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskCompleted(EventData):
+    event_type: ClassVar[str] = "keel.task.completed"
+
+    answer: str
+    iterations: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class TaskFailed(EventData):
+    event_type: ClassVar[str] = "keel.task.failed"
+
+    reason: Literal["iteration_limit", "error", "cancelled", "budget"]
+    error: str
+    iterations: int
+
+
+class ApprovalRequested(EventData):
+    event_type: ClassVar[str] = "keel.approval.requested"
+
+    approval_id: str
+    agent_id: str
+    tool_name: str
+    arguments: dict[str, Any]
+    reasoning: str = ""
+    idempotency_key: str
+    deadline: str = ""
+
+
+class ApprovalDecided(EventData):
+    event_type: ClassVar[str] = "keel.approval.decided"
+
+    approval_id: str
+    outcome: Literal["approved", "rejected", "modified", "timed_out"]
+    reviewer: str
+    comment: str = ""
+    modified_arguments: dict[str, Any] | None = None
+
+
+class AuditRecord(EventData):
+    """An append-only fact about a decision. ``prev_hash`` chains each producer's records, so
+    removing or editing one breaks the chain (checked by ``keel audit verify``)."""
+
+    event_type: ClassVar[str] = "keel.audit.record"
+
+    producer: str
+    sequence: int
+    action: str
+    actor: str
+    subject: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str

@@ -1,0 +1,106 @@
+"""Server interceptor: maps domain errors to status codes and times every call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from keel_core.errors import KeelError
+from keel_core.grpc.errors import status_of
+
+log = logging.getLogger(__name__)
+
+
+class GrpcMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.latency = Histogram(
+            "keel_grpc_server_handling_seconds",
+            "gRPC handling time",
+            ["method"],
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+        )
+        self.handled = Counter(
+            "keel_grpc_server_handled",
+            "gRPC calls by status",
+            ["method", "code"],
+            registry=registry,
+        )
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, metrics: GrpcMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _wrap_unary(self, method: str, behaviour: Any) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await behaviour(request, context)
+            except KeelError as exc:
+                code = status_of(exc)
+                await context.abort(code, str(exc))
+            except Exception as exc:
+                if _is_abort(exc):
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                code = grpc.StatusCode.INTERNAL
+                log.exception("unhandled error in %s", method)
+                await context.abort(code, f"internal error: {type(exc).__name__}")
+            finally:
+                self._observe(method, code, started)
+
+        return wrapped
+
+    def _wrap_stream(self, method: str, behaviour: Any) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                async for item in behaviour(request, context):
+                    yield item
+            except KeelError as exc:
+                code = status_of(exc)
+                await context.abort(code, str(exc))
+            finally:
+                self._observe(method, code, started)
+
+        return wrapped
+
+    def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        self._metrics.latency.labels(method).observe(time.perf_counter() - started)
+        self._metrics.handled.labels(method, code.name).inc()
+
+
+def _is_abort(exc: Exception) -> bool:
+    # context.abort() raises a private exception type; let it through untouched.
+    return type(exc).__name__ == "AbortError"

@@ -1,0 +1,155 @@
+"""The lifecycle every service shares: start in order, serve until SIGTERM/SIGINT, stop in the
+reverse order (stop taking work, finish what is in hand, commit, flush, exit 0).
+
+A service's ``app.py`` builds its parts, hands them to a ``ServiceRuntime`` and calls
+``run()``; ``run_service`` turns configuration errors into one clear line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from keel_core.audit import AuditEmitter
+from keel_core.bus.admin import ensure_topics
+from keel_core.bus.consumer import EventConsumer, Handler
+from keel_core.bus.metrics import BusMetrics
+from keel_core.bus.producer import EventProducer
+from keel_core.errors import ConfigError
+from keel_core.grpc.server import AddServicer, GrpcServer
+from keel_core.logging import configure_logging
+from keel_core.metrics import serve_metrics
+from keel_core.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, settings: ServiceSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.bus_metrics = BusMetrics(self.registry)
+        self.producer = EventProducer(settings.kafka, name, self.bus_metrics)
+        self.producer_id = f"{name}@{socket.gethostname()}:{os.getpid()}"
+        self.audit = AuditEmitter(self.producer, self.producer_id, source=name)
+        self.grpc: GrpcServer | None = None
+        self.consumers: list[EventConsumer] = []
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+
+    def serve_grpc(self, services: Sequence[tuple[Any, AddServicer, str]]) -> None:
+        self.grpc = GrpcServer(self.settings.host, self.settings.grpc_port, services, self.registry)
+
+    def consume(self, topics: list[str], group_id: str, handler: Handler) -> EventConsumer:
+        consumer = EventConsumer(
+            self.settings.kafka,
+            topics=topics,
+            group_id=group_id,
+            handler=handler,
+            dlq_producer=self.producer,
+            metrics=self.bus_metrics,
+        )
+        self.consumers.append(consumer)
+        return consumer
+
+    def on_start(self, hook: Hook) -> None:
+        self._on_start.append(hook)
+
+    def on_stop(self, hook: Hook) -> None:
+        self._on_stop.append(hook)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await ensure_topics(self.settings.kafka)
+        await self.producer.start()
+        self.audit.start()
+        try:
+            await self._start_parts()
+            await self._stop.wait()
+            log.info("%s stopping", self.name)
+        finally:
+            await self._stop_parts()
+        log.info("%s stopped", self.name)
+
+    async def _start_parts(self) -> None:
+        metrics_port = serve_metrics(self.registry, self.settings.host, self.settings.metrics_port)
+        for hook in self._on_start:
+            await hook()
+        if self.grpc:
+            await self.grpc.start()
+        for consumer in self.consumers:
+            await consumer.start()
+            self._tasks.append(asyncio.create_task(self._supervise(consumer)))
+        log.info(
+            "%s ready: grpc=%s metrics=http://%s:%d/metrics",
+            self.name,
+            f"{self.settings.host}:{self.grpc.port}" if self.grpc else "-",
+            self.settings.host,
+            metrics_port,
+        )
+
+    async def _supervise(self, consumer: EventConsumer) -> None:
+        """A consumer loop that dies stops the service: better a restart than a silent stall."""
+        try:
+            await consumer.run()
+        except Exception:
+            log.exception("consumer loop failed; stopping %s", self.name)
+            self._stop.set()
+
+    async def _stop_parts(self) -> None:
+        if self.grpc:
+            await self.grpc.stop(self.settings.shutdown_grace_s)
+        for consumer in self.consumers:
+            await consumer.stop()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s + 25)
+        for consumer in self.consumers:
+            await consumer.close()
+        for hook in reversed(self._on_stop):
+            await hook()
+        await self.audit.close()
+        await self.producer.stop()
+
+
+def run_service(
+    name: str,
+    settings_factory: Callable[[], ServiceSettings],
+    serve: Callable[[Any], Coroutine[Any, Any, None]],
+) -> None:
+    """Build settings, configure logs, run ``serve(settings)``; exit 2 with one line on bad
+    configuration, 0 on a clean stop."""
+    try:
+        settings = settings_factory()
+    except ValidationError as exc:
+        _die(name, f"invalid configuration: {exc}")
+    configure_logging(name, settings.log_level, settings.log_json)
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        _die(name, str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+def _die(name: str, message: str) -> None:
+    print(f"{name}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,38 @@
+"""Settings shared by every service. Each service has one ``Settings`` class of its own with the
+env prefix ``KEEL_<SERVICE>_``; the Kafka connection is shared and read from ``KEEL_KAFKA_*``.
+
+Settings are built once in ``main()`` and passed down: nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is. ``KEEL_KAFKA_BOOTSTRAP`` points every service at one cluster."""
+
+    model_config = SettingsConfigDict(env_prefix="KEEL_KAFKA_", extra="ignore")
+
+    bootstrap: str = "127.0.0.1:9092"
+    client_id_prefix: str = "keel"
+    # How long a service waits for the broker at start-up before giving up with a clear message.
+    connect_timeout_s: float = 20.0
+    topic_partitions: int = 3
+    replication_factor: int = 1
+
+
+class ServiceSettings(BaseSettings):
+    """Fields every service has. Subclasses set ``env_prefix`` and their own defaults."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host: str = "127.0.0.1"
+    grpc_port: int = 0
+    metrics_port: int = 0
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Seconds in-flight gRPC calls get to finish on SIGTERM.
+    shutdown_grace_s: float = 5.0
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -1,0 +1,64 @@
+"""The catalog of Keel's Kafka topics and their policies. Topics are created explicitly and
+idempotently at start-up from this list (``keel_core.bus.admin.ensure_topics``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+TASKS = "keel.tasks"
+TASK_EVENTS = "keel.task-events"
+RESULTS = "keel.results"
+CHECKPOINTS = "keel.checkpoints"
+TOOL_RESULTS = "keel.tool-results"
+APPROVAL_REQUESTS = "keel.approval.requests"
+APPROVAL_DECISIONS = "keel.approval.decisions"
+AUDIT = "keel.audit"
+PLANS = "keel.plans"
+SUBTASKS = "keel.subtasks"
+
+DLQ_SUFFIX = ".dlq"
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def dlq_of(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    cleanup: Literal["delete", "compact"] = "delete"
+    # -1 keeps records forever.
+    retention_ms: int = WEEK_MS
+    has_dlq: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def configs(self) -> dict[str, str]:
+        return {
+            "cleanup.policy": self.cleanup,
+            "retention.ms": str(self.retention_ms),
+            **self.extra,
+        }
+
+
+CATALOG: tuple[TopicSpec, ...] = (
+    TopicSpec(TASKS, has_dlq=True),
+    TopicSpec(TASK_EVENTS),
+    TopicSpec(RESULTS),
+    TopicSpec(CHECKPOINTS, cleanup="compact", retention_ms=-1),
+    TopicSpec(TOOL_RESULTS, cleanup="compact", retention_ms=-1),
+    TopicSpec(APPROVAL_REQUESTS, retention_ms=-1, has_dlq=True),
+    TopicSpec(APPROVAL_DECISIONS, retention_ms=-1, has_dlq=True),
+    # Append-only: kept forever, never compacted. Deletion is refused by ACLs in production.
+    TopicSpec(AUDIT, retention_ms=-1),
+    TopicSpec(PLANS, has_dlq=True),
+    TopicSpec(SUBTASKS, has_dlq=True),
+)
+
+
+def all_specs() -> list[TopicSpec]:
+    """Every topic including dead-letter topics, which keep their records forever."""
+    specs = list(CATALOG)
+    specs += [TopicSpec(dlq_of(s.name), retention_ms=-1) for s in CATALOG if s.has_dlq]
+    return specs

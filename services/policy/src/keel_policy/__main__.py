@@ -1,0 +1,3 @@
+from keel_policy.app import main
+
+main()
