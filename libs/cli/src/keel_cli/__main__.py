@@ -1,0 +1,3 @@
+from keel_cli.main import main
+
+main()

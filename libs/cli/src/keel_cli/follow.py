@@ -1,0 +1,70 @@
+"""Follow one session's progress and result on Kafka, without joining a consumer group."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from keel_core.bus.connect import start_with_retry
+from keel_core.events import Envelope
+from keel_core.settings import KafkaSettings
+from keel_core.topics import RESULTS, TASK_EVENTS
+
+Start = Literal["beginning", "end"]
+
+
+class SessionFollower:
+    """Reads ``keel.task-events`` and ``keel.results``; open it *before* submitting a task with
+    ``start="end"`` so nothing is missed, or with ``start="beginning"`` to replay a session."""
+
+    def __init__(self, settings: KafkaSettings, start: Start = "end") -> None:
+        self._settings = settings
+        self._start = start
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap,
+            client_id=f"{settings.client_id_prefix}-cli",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+
+    async def __aenter__(self) -> SessionFollower:
+        await start_with_retry(self._consumer.start, self._settings)
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in (TASK_EVENTS, RESULTS)
+            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            await self._consumer.stop()
+            raise RuntimeError(f"topics {TASK_EVENTS} and {RESULTS} do not exist yet")
+        self._consumer.assign(partitions)
+        if self._start == "end":
+            await self._consumer.seek_to_end(*partitions)
+            # Resolve positions now, so records produced after this point are not skipped.
+            for tp in partitions:
+                await self._consumer.position(tp)
+        else:
+            await self._consumer.seek_to_beginning(*partitions)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def events(self, session_id: str) -> AsyncIterator[Envelope]:
+        """Yield the session's envelopes in order; ends after its result."""
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    if record.key != session_id.encode() or not record.value:
+                        continue
+                    try:
+                        envelope = Envelope.from_bytes(record.value)
+                    except ValueError:
+                        continue
+                    yield envelope
+                    if record.topic == RESULTS:
+                        return

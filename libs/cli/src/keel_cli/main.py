@@ -1,0 +1,115 @@
+"""The keel command: the user's way in (submit, watch), and the local stack (dev up)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from keel_cli.audit_tail import audit_tail
+from keel_cli.config import CliSettings
+from keel_cli.dev import dev_up
+from keel_cli.follow import SessionFollower
+from keel_cli.tasks import publish_task, submit_via_grpc
+from keel_cli.watch import answer_of, print_session
+from keel_core.bus.admin import ensure_topics
+from keel_core.errors import KeelError
+from keel_core.events import TaskSubmitted
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    submit = sub.add_parser("submit", help="submit a task and follow it to its result")
+    submit.add_argument("goal")
+    submit.add_argument("--via", choices=["kafka", "grpc"], default="kafka")
+    submit.add_argument("--max-iterations", type=int, default=8)
+    submit.add_argument("--profile", default="default")
+    submit.add_argument("--no-wait", action="store_true", help="print the session id and exit")
+    submit.add_argument("--timeout", type=float, default=300.0)
+
+    watch = sub.add_parser("watch", help="print a session's progress and result")
+    watch.add_argument("session_id")
+    watch.add_argument("--timeout", type=float, default=300.0)
+
+    sub.add_parser("topics", help="create Keel's topics (idempotent)")
+
+    audit = sub.add_parser("audit", help="audit records")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    tail = audit_sub.add_parser("tail", help="print the latest records and verify hash chains")
+    tail.add_argument("-n", "--limit", type=int, default=50)
+
+    dev = sub.add_parser("dev", help="the local stack")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
+    up = dev_sub.add_parser("up", help="start Kafka and the six services")
+    up.add_argument("--demo", action="store_true", help="run a sample task end to end")
+    up.add_argument("--once", action="store_true", help="stop after the demo")
+    return parser
+
+
+async def _submit(settings: CliSettings, args: argparse.Namespace) -> int:
+    task = TaskSubmitted(
+        goal=args.goal, max_iterations=args.max_iterations, agent_profile=args.profile
+    )
+    if args.no_wait:
+        if args.via == "grpc":
+            session_id = await submit_via_grpc(settings.agent_target, task)
+        else:
+            session_id = await publish_task(settings.kafka, task)
+        print(session_id)
+        return 0
+    async with SessionFollower(settings.kafka, start="end") as follower:
+        if args.via == "grpc":
+            session_id = await submit_via_grpc(settings.agent_target, task)
+        else:
+            session_id = await publish_task(settings.kafka, task)
+        print(f"session {session_id}")
+        result = await print_session(follower, session_id, args.timeout)
+    answer = answer_of(result)
+    if answer is None:
+        return 1
+    print(f"answer: {answer}")
+    return 0
+
+
+async def _watch(settings: CliSettings, args: argparse.Namespace) -> int:
+    async with SessionFollower(settings.kafka, start="beginning") as follower:
+        result = await print_session(follower, args.session_id, args.timeout)
+    answer = answer_of(result)
+    if answer is not None:
+        print(f"answer: {answer}")
+    return 0 if answer is not None else 1
+
+
+def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    if args.command == "submit":
+        return _submit(settings, args)
+    if args.command == "watch":
+        return _watch(settings, args)
+    if args.command == "audit":
+        return audit_tail(settings.kafka, args.limit)
+    if args.command == "dev":
+        return dev_up(demo=args.demo, once=args.once)
+    return _topics(settings)
+
+
+async def _topics(settings: CliSettings) -> int:
+    await ensure_topics(settings.kafka)
+    print("topics ready")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = CliSettings()
+    try:
+        code = asyncio.run(_command(settings, args))
+    except KeelError as exc:
+        print(f"keel: error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)

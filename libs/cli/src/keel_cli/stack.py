@@ -1,0 +1,158 @@
+"""The six services as local processes: started in dependency order, health-checked over gRPC,
+stopped with SIGTERM. Used by ``keel dev up`` (``make run``) and by the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from keel_core.grpc import insecure_channel
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    env_prefix: str
+    grpc_port: int
+    metrics_port: int
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("policy", "keel_policy", "KEEL_POLICY_", 50054, 9104),
+    ServiceSpec("memory", "keel_memory", "KEEL_MEMORY_", 50055, 9105),
+    ServiceSpec("llm-gateway", "keel_llm_gateway", "KEEL_LLM_GATEWAY_", 50052, 9102),
+    ServiceSpec("tool-gateway", "keel_tool_gateway", "KEEL_TOOL_GATEWAY_", 50053, 9103),
+    ServiceSpec("approval", "keel_approval", "KEEL_APPROVAL_", 50056, 9106),
+    ServiceSpec("agent-loop", "keel_agent_loop", "KEEL_AGENT_LOOP_", 50051, 9101),
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_free_ports(specs: tuple[ServiceSpec, ...] = SERVICES) -> tuple[ServiceSpec, ...]:
+    """The same services on ports nobody uses, so a test stack can run beside ``make run``."""
+    return tuple(
+        ServiceSpec(s.name, s.module, s.env_prefix, free_port(), free_port()) for s in specs
+    )
+
+
+@dataclass
+class LocalStack:
+    run_dir: Path
+    kafka_bootstrap: str
+    specs: tuple[ServiceSpec, ...] = SERVICES
+    extra_env: dict[str, str] = field(default_factory=dict)
+    python: str = sys.executable
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def spec(self, name: str) -> ServiceSpec:
+        return next(s for s in self.specs if s.name == name)
+
+    def target(self, name: str) -> str:
+        return f"127.0.0.1:{self.spec(name).grpc_port}"
+
+    def log_path(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.log"
+
+    def env_for(self, spec: ServiceSpec) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "KEEL_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            f"{spec.env_prefix}GRPC_PORT": str(spec.grpc_port),
+            f"{spec.env_prefix}METRICS_PORT": str(spec.metrics_port),
+            "KEEL_TOOL_GATEWAY_POLICY_TARGET": self.target("policy"),
+            "KEEL_AGENT_LOOP_LLM_TARGET": self.target("llm-gateway"),
+            "KEEL_AGENT_LOOP_TOOL_TARGET": self.target("tool-gateway"),
+            "KEEL_AGENT_LOOP_MEMORY_TARGET": self.target("memory"),
+            "KEEL_MEMORY_MILVUS_URI": str(self.run_dir / "memory" / "milvus.db"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update(self.extra_env)
+        return env
+
+    async def start(self, timeout_s: float = 90.0) -> None:
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        for spec in self.specs:
+            self.start_one(spec)
+        deadline = time.monotonic() + timeout_s
+        for spec in self.specs:
+            await self.wait_healthy(spec, deadline)
+
+    def start_one(self, spec: ServiceSpec) -> subprocess.Popen[bytes]:
+        with self.log_path(spec.name).open("ab") as log:
+            process = subprocess.Popen(
+                [self.python, "-m", spec.module],
+                env=self.env_for(spec),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes[spec.name] = process
+        return process
+
+    async def wait_healthy(self, spec: ServiceSpec, deadline: float) -> None:
+        request = health_pb2.HealthCheckRequest(service="")
+        async with insecure_channel(f"127.0.0.1:{spec.grpc_port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                process = self.processes[spec.name]
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"{spec.name} exited with code {process.returncode}:\n"
+                        + self.log_tail(spec.name)
+                    )
+                try:
+                    reply = await stub.Check(request, timeout=1.0)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except Exception:  # noqa: BLE001,S110 - not up yet; poll again
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{spec.name} not healthy in time:\n" + self.log_tail(spec.name)
+                    )
+                await asyncio.sleep(0.2)
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes[name]
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            process.wait(timeout=30)
+
+    async def stop(self, timeout_s: float = 30.0) -> dict[str, int]:
+        """SIGTERM every service (front door first), wait, SIGKILL what is left; exit codes."""
+        for spec in reversed(self.specs):
+            process = self.processes.get(spec.name)
+            if process and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        codes: dict[str, int] = {}
+        for name, process in self.processes.items():
+            try:
+                remaining = max(deadline - time.monotonic(), 0.1)
+                await asyncio.to_thread(process.wait, remaining)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            codes[name] = process.returncode
+        return codes

@@ -1,0 +1,70 @@
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from keel.policy.v1 import policy_pb2, policy_pb2_grpc
+from keel_core import errors
+from keel_core.grpc import GrpcServer, call_with_errors, insecure_channel
+
+
+class Failing(policy_pb2_grpc.PolicyServiceServicer):
+    async def Evaluate(self, request, context):  # type: ignore[no-untyped-def]
+        if request.tool_name == "missing":
+            raise errors.NotFound("no such tool")
+        if request.tool_name == "bug":
+            raise RuntimeError("boom")
+        return policy_pb2.EvaluateResponse(rule_id="ok")
+
+
+@pytest.fixture
+async def server():  # type: ignore[no-untyped-def]
+    registry = CollectorRegistry()
+    srv = GrpcServer(
+        "127.0.0.1",
+        0,
+        [
+            (
+                Failing(),
+                policy_pb2_grpc.add_PolicyServiceServicer_to_server,
+                "keel.policy.v1.PolicyService",
+            )
+        ],
+        registry,
+    )
+    await srv.start()
+    yield srv, registry
+    await srv.stop(0)
+
+
+async def test_domain_errors_become_status_codes_and_back(server) -> None:  # type: ignore[no-untyped-def]
+    srv, registry = server
+    async with insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+        stub = policy_pb2_grpc.PolicyServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raw:
+            await stub.Evaluate(policy_pb2.EvaluateRequest(tool_name="missing"), timeout=5)
+        assert raw.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(errors.NotFound, match="no such tool"):
+            await call_with_errors(
+                lambda: stub.Evaluate(policy_pb2.EvaluateRequest(tool_name="missing"), timeout=5)
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as internal:
+            await stub.Evaluate(policy_pb2.EvaluateRequest(tool_name="bug"), timeout=5)
+        assert internal.value.code() == grpc.StatusCode.INTERNAL
+        ok = await stub.Evaluate(policy_pb2.EvaluateRequest(tool_name="x"), timeout=5)
+        assert ok.rule_id == "ok"
+    handled = registry.get_sample_value(
+        "keel_grpc_server_handled_total",
+        {"method": "/keel.policy.v1.PolicyService/Evaluate", "code": "NOT_FOUND"},
+    )
+    assert handled == 2
+
+
+async def test_health_reports_serving(server) -> None:  # type: ignore[no-untyped-def]
+    srv, _ = server
+    async with insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(
+            health_pb2.HealthCheckRequest(service="keel.policy.v1.PolicyService"), timeout=5
+        )
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
