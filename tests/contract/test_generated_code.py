@@ -12,7 +12,8 @@ CHECKED_IN = REPO / "libs" / "protos" / "src"
 
 def _load_generator():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("keel_gen", REPO / "libs" / "protos" / "gen.py")
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
