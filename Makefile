@@ -28,7 +28,9 @@ run: install ## Start Kafka and the six services, run a sample task end to end (
 	$(VENV)/bin/keel dev up --demo
 
 test: install ## Run the whole test suite (starts and stops its own Kafka broker)
-	$(PY) -m pytest
+	@$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating that as a failure"; fi; \
+	exit $$rc
 
 test-unit: install ## Unit tests only (no broker)
 	$(PY) -m pytest -m "not kafka and not stack"

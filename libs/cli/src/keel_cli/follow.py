@@ -53,18 +53,25 @@ class SessionFollower:
     async def __aexit__(self, *exc: object) -> None:
         await self._consumer.stop()
 
-    async def events(self, session_id: str) -> AsyncIterator[Envelope]:
-        """Yield the session's envelopes in order; ends after its result."""
+    async def stream(self) -> AsyncIterator[tuple[str, Envelope]]:
+        """Every decodable envelope on both topics, with the topic it came from."""
         while True:
             batches = await self._consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 for record in records:
-                    if record.key != session_id.encode() or not record.value:
+                    if not record.value:
                         continue
                     try:
                         envelope = Envelope.from_bytes(record.value)
                     except ValueError:
                         continue
-                    yield envelope
-                    if record.topic == RESULTS:
-                        return
+                    yield record.topic, envelope
+
+    async def events(self, session_id: str) -> AsyncIterator[Envelope]:
+        """Yield the session's envelopes in order; ends after its result."""
+        async for topic, envelope in self.stream():
+            if envelope.session_id != session_id:
+                continue
+            yield envelope
+            if topic == RESULTS:
+                return

@@ -1,0 +1,148 @@
+"""Per-step platform overhead through the whole distributed path.
+
+A session here is ``bench: run K no-op steps``: the scripted model asks for the ``noop`` tool K
+times, then answers. Each step therefore crosses Kafka in (task), the agent loop, the LLM
+gateway (gRPC), the tool gateway (gRPC), policy (gRPC), the audit topic (three records), and
+progress events out — with no model or tool time, so what is measured is Keel's own overhead.
+
+Prints: step latency p50/p99 with one session at a time, and steps per second with
+``--concurrency`` sessions at once. Run with ``make bench``; ``KEEL_KAFKA_BOOTSTRAP`` uses an
+existing broker, otherwise one is started on free ports and stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from keel_cli.broker import repo_root, start_broker, stop_broker
+from keel_cli.follow import SessionFollower
+from keel_cli.stack import LocalStack, free_port, with_free_ports
+from keel_cli.tasks import publish_task
+from keel_core.bus.admin import ensure_topics
+from keel_core.events import Envelope, TaskCompleted, TaskProgress, TaskSubmitted
+from keel_core.settings import KafkaSettings
+from keel_core.topics import RESULTS
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run_sessions(
+    kafka: KafkaSettings, count: int, steps: int, timeout_s: float = 600
+) -> tuple[float, dict[str, list[Envelope]]]:
+    """Submit ``count`` sessions at once; wall time and each session's events."""
+    events: dict[str, list[Envelope]] = {}
+    async with SessionFollower(kafka, start="end") as follower:
+        started = time.perf_counter()
+        task = TaskSubmitted(goal=f"bench: run {steps} no-op steps", max_iterations=steps + 2)
+        ids = await asyncio.gather(*(publish_task(kafka, task) for _ in range(count)))
+        waiting = set(ids)
+        events = {sid: [] for sid in ids}
+
+        async def collect() -> None:
+            async for topic, envelope in follower.stream():
+                if envelope.session_id in events:
+                    events[envelope.session_id].append(envelope)
+                    if topic == RESULTS:
+                        waiting.discard(envelope.session_id)
+                        if not waiting:
+                            return
+
+        await asyncio.wait_for(collect(), timeout_s)
+        wall = time.perf_counter() - started
+    for sid, evs in events.items():
+        if evs[-1].type != TaskCompleted.event_type:
+            raise RuntimeError(f"session {sid} did not complete: {evs[-1].data}")
+    return wall, events
+
+
+def step_latencies(events: list[Envelope]) -> list[float]:
+    """Seconds between successive tool results: one full think-act-observe step each."""
+    times = [
+        e.time.timestamp()
+        for e in events
+        if e.type == TaskProgress.event_type and e.parse(TaskProgress).kind == "tool_result"
+    ]
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+async def bench(args: argparse.Namespace, kafka: KafkaSettings) -> dict[str, float]:
+    await ensure_topics(kafka)
+    run_dir = Path(tempfile.mkdtemp(prefix="keel-bench-"))
+    stack = LocalStack(run_dir=run_dir, kafka_bootstrap=kafka.bootstrap, specs=with_free_ports())
+    try:
+        await stack.start()
+        await run_sessions(kafka, 3, args.steps)  # warm-up: connections, JIT-free paths, caches
+        latencies: list[float] = []
+        for _ in range(args.sessions):
+            _, events = await run_sessions(kafka, 1, args.steps)
+            latencies += [lat for evs in events.values() for lat in step_latencies(evs)]
+        wall, events = await run_sessions(kafka, args.concurrency, args.steps)
+        total_steps = sum(
+            e.parse(TaskCompleted).iterations for evs in events.values() for e in evs[-1:]
+        )
+    finally:
+        await stack.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return {
+        "step_p50_ms": statistics.median(latencies) * 1000,
+        "step_p99_ms": percentile(latencies, 0.99) * 1000,
+        "steps_measured": len(latencies),
+        "concurrent_sessions": args.concurrency,
+        "concurrent_steps": total_steps,
+        "concurrent_wall_s": wall,
+        "steps_per_second": total_steps / wall,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20, help="sequential sessions")
+    parser.add_argument("--steps", type=int, default=10, help="tool steps per session")
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    external = os.environ.get("KEEL_KAFKA_BOOTSTRAP")
+    env: dict[str, str] = {}
+    root = repo_root()
+    if external:
+        bootstrap = external
+    else:
+        env = {
+            "KEEL_KAFKA_PORT": str(free_port()),
+            "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KEEL_KAFKA_DATA_DIR": tempfile.mkdtemp(prefix="keel-bench-kafka-"),
+        }
+        bootstrap = await asyncio.to_thread(start_broker, root, env)
+    try:
+        result = await bench(args, KafkaSettings(bootstrap=bootstrap))
+    finally:
+        if env:
+            await asyncio.to_thread(stop_broker, root, env)
+            shutil.rmtree(env["KEEL_KAFKA_DATA_DIR"], ignore_errors=True)
+    print("\nKeel end-to-end overhead (scripted model, no-op tool, every hop real)")
+    print(
+        f"  per step, one session at a time: p50 {result['step_p50_ms']:.2f} ms, "
+        f"p99 {result['step_p99_ms']:.2f} ms ({result['steps_measured']} steps)"
+    )
+    print(
+        f"  {result['concurrent_sessions']} concurrent sessions: "
+        f"{result['steps_per_second']:.0f} steps/s "
+        f"({result['concurrent_steps']} steps in {result['concurrent_wall_s']:.2f} s)"
+    )
+    out = root / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "e2e_overhead.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
