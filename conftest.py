@@ -1,15 +1,17 @@
 """Session fixtures shared by every test folder: the real Kafka broker and the local stack.
 
-Kafka comes from, in order: ``KEEL_KAFKA_BOOTSTRAP`` (an existing cluster; nothing started), or
-the repo's own launcher (deploy/kafka/broker.sh) on free ports with a fresh data directory,
-stopped when the session ends. Only tests that ask for these fixtures start anything, so
-``pytest -m "not kafka and not stack"`` needs no broker.
+Kafka comes from, in order: ``KEEL_KAFKA_BOOTSTRAP`` (an existing cluster; nothing started); the
+official ``apache/kafka`` image through testcontainers when a Docker engine answers; or the
+repo's own launcher (deploy/kafka/broker.sh) on free ports with a fresh data directory. Whatever
+was started is stopped when the session ends. Only tests that ask for these fixtures start
+anything, so ``pytest -m "not kafka and not stack"`` needs no broker.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +24,49 @@ from keel_core.bus.admin import ensure_topics
 from keel_core.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parent
+KAFKA_IMAGE = "apache/kafka:4.1.1"
+
+
+def docker_engine_available() -> bool:
+    if os.environ.get("KEEL_TEST_DOCKER") == "0" or not shutil.which("docker"):
+        return False
+    try:
+        subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+def kafka_container() -> Iterator[str]:
+    """The official image in KRaft mode, advertised on a fixed free host port."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    port = free_port()
+    container = (
+        DockerContainer(KAFKA_IMAGE)
+        .with_bind_ports(9092, port)
+        .with_env("KAFKA_NODE_ID", "1")
+        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
+        .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
+        .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{port}")
+        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+        .with_env(
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+        )
+        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+    )
+    container.start()
+    try:
+        wait_for_logs(container, "Kafka Server started", timeout=120)
+        yield f"127.0.0.1:{port}"
+    finally:
+        container.stop()
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +74,9 @@ def kafka_bootstrap() -> Iterator[str]:
     external = os.environ.get("KEEL_KAFKA_BOOTSTRAP")
     if external:
         yield external
+        return
+    if docker_engine_available():
+        yield from kafka_container()
         return
     data_dir = tempfile.mkdtemp(prefix="keel-test-kafka-")
     env = {

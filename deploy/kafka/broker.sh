@@ -331,7 +331,8 @@ cmd_start() {
   cmd_fetch quiet
   # Refuse to fill (and later `clean`) a non-empty directory that this script did not create.
   if [[ ! -f "${OWNER_MARKER}" ]]; then
-    [[ -z "$(ls -A "${DATA_DIR}")" ]] ||
+    # The start lock (taken above) is the only entry allowed in a fresh directory.
+    [[ -z "$(ls -A "${DATA_DIR}" | grep -vx '.start.lock')" ]] ||
       die "KEEL_KAFKA_DATA_DIR=${DATA_DIR} is not empty and was not created by ${0##*/}; choose another directory"
     : >"${OWNER_MARKER}"
   fi

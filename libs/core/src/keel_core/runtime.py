@@ -79,8 +79,13 @@ class ServiceRuntime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        await ensure_topics(self.settings.kafka)
-        await self.producer.start()
+        try:
+            await ensure_topics(self.settings.kafka)
+            await self.producer.start()
+        except ConfigError:
+            await self.producer.stop()
+            await self._run_stop_hooks()
+            raise
         self.audit.start()
         try:
             await self._start_parts()
@@ -124,10 +129,13 @@ class ServiceRuntime:
             await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s + 25)
         for consumer in self.consumers:
             await consumer.close()
-        for hook in reversed(self._on_stop):
-            await hook()
+        await self._run_stop_hooks()
         await self.audit.close()
         await self.producer.stop()
+
+    async def _run_stop_hooks(self) -> None:
+        for hook in reversed(self._on_stop):
+            await hook()
 
 
 def run_service(

@@ -1,1 +1,1 @@
-
+"""Keel agent loop: runs ReAct sessions from ``keel.tasks`` and serves the AgentService."""

@@ -24,8 +24,8 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] | No
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap, client_id=f"{settings.client_id_prefix}-admin"
     )
-    await start_with_retry(admin.start, settings)
     try:
+        await start_with_retry(admin.start, settings)
         existing = set(await admin.list_topics())
         missing = [s for s in wanted if s.name not in existing]
         if not missing:

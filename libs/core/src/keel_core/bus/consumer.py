@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from keel_core.bus.connect import start_with_retry
 from keel_core.bus.metrics import BusMetrics
 from keel_core.bus.producer import Publisher
-from keel_core.errors import Unavailable
+from keel_core.errors import ConfigError, Unavailable
 from keel_core.events.envelope import Envelope
 from keel_core.settings import KafkaSettings
 from keel_core.topics import dlq_of
@@ -81,7 +81,11 @@ class EventConsumer:
         )
 
     async def start(self) -> None:
-        await start_with_retry(self._consumer.start, self._settings)
+        try:
+            await start_with_retry(self._consumer.start, self._settings)
+        except ConfigError:
+            await self._consumer.stop()
+            raise
 
     async def wait_assigned(self, timeout_s: float = 30.0) -> None:
         """Block until the group has given this consumer partitions (useful in tests)."""

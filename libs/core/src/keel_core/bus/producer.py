@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaProducer
 
 from keel_core.bus.connect import start_with_retry
 from keel_core.bus.metrics import BusMetrics
+from keel_core.errors import ConfigError
 from keel_core.events.envelope import Envelope
 from keel_core.settings import KafkaSettings
 
@@ -39,7 +40,11 @@ class EventProducer:
         )
 
     async def start(self) -> None:
-        await start_with_retry(self._producer.start, self._settings)
+        try:
+            await start_with_retry(self._producer.start, self._settings)
+        except ConfigError:
+            await self._producer.stop()
+            raise
 
     async def stop(self) -> None:
         """Flushes what is buffered before closing."""

@@ -1,0 +1,3 @@
+from keel_agent_loop.app import main
+
+main()

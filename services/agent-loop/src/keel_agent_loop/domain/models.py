@@ -1,0 +1,132 @@
+"""The state of a session and the values that cross the loop's ports, as pydantic models.
+
+``AgentState`` holds everything needed to continue a session, so a later checkpoint is just
+its JSON and a resume is ``AgentLoop.run`` on the restored state.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant", "tool"]
+SessionStatus = Literal["pending", "running", "completed", "failed"]
+FailureReason = Literal["iteration_limit", "error", "cancelled", "budget"]
+ToolStatus = Literal["ok", "error", "denied", "needs_approval"]
+# The same kinds as ``keel_core.events.TaskProgress.kind``.
+ProgressKind = Literal[
+    "started", "thought", "tool_call", "tool_result", "approval_requested", "completed", "failed"
+]
+
+
+class RequestContext(BaseModel):
+    """Who is asking; sent with every call so other services can account, audit, authorise."""
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str
+    agent_id: str = "agent"
+    tenant: str = "default"
+    agent_profile: str = "default"
+    traceparent: str = ""
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str = ""
+    name: str
+    # The JSON text the model produced, passed on untouched for the tool gateway to validate.
+    arguments_json: str = "{}"
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    name: str = ""
+
+
+class ToolSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str = ""
+    parameters_json_schema: str = "{}"
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
+class LLMReply(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message: ChatMessage
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+
+
+class ToolOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: ToolStatus
+    output: str = ""
+    error: str = ""
+    rule_id: str = ""
+
+
+class AgentState(BaseModel):
+    """One session. Mutated by the loop only; everything else reads it."""
+
+    session_id: str = Field(min_length=1)
+    goal: str = Field(min_length=1)
+    agent_id: str = "agent"
+    agent_profile: str = "default"
+    tenant: str = "default"
+    trace: str = ""
+    messages: list[ChatMessage] = Field(default_factory=list)
+    iteration: int = 0
+    max_iterations: int = Field(default=8, ge=1)
+    status: SessionStatus = "pending"
+    answer: str = ""
+    error: str = ""
+    failure_reason: FailureReason | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed")
+
+    def context(self) -> RequestContext:
+        return RequestContext(
+            session_id=self.session_id,
+            agent_id=self.agent_id,
+            tenant=self.tenant,
+            agent_profile=self.agent_profile,
+            traceparent=self.trace,
+        )
+
+    def complete(self, answer: str) -> None:
+        self.status = "completed"
+        self.answer = answer
+
+    def fail(self, reason: FailureReason, error: str) -> None:
+        self.status = "failed"
+        self.failure_reason = reason
+        self.error = error

@@ -1,0 +1,79 @@
+"""What the loop needs from the outside world. Adapters implement these over gRPC and Kafka;
+``keel_agent_loop.testing`` has fakes. Each port raises ``keel_core.errors`` types only."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from keel_agent_loop.domain.models import (
+    ChatMessage,
+    LLMReply,
+    RequestContext,
+    ToolCall,
+    ToolOutcome,
+    ToolSpec,
+)
+from keel_core.events import ApprovalRequested, TaskProgress
+
+
+class LLMPort(Protocol):
+    async def complete(
+        self, ctx: RequestContext, messages: list[ChatMessage], tools: list[ToolSpec]
+    ) -> LLMReply: ...
+
+
+class ToolPort(Protocol):
+    async def list_tools(self, profile: str) -> list[ToolSpec]: ...
+
+    async def execute(
+        self, ctx: RequestContext, call: ToolCall, idempotency_key: str
+    ) -> ToolOutcome: ...
+
+
+class MemoryPort(Protocol):
+    async def retrieve(self, ctx: RequestContext, query: str, budget: int) -> list[str]: ...
+
+
+class EventSink(Protocol):
+    """Where a session's progress and approval requests go (Kafka, the session store, tests)."""
+
+    async def progress(self, ctx: RequestContext, event: TaskProgress) -> None: ...
+
+    async def approval_requested(self, ctx: RequestContext, request: ApprovalRequested) -> None: ...
+
+
+class LoopObserver(Protocol):
+    """Timings and outcomes, for metrics; kept out of the loop's logic."""
+
+    def llm_call(self, seconds: float, ok: bool) -> None: ...
+
+    def tool_call(self, tool: str, status: str, seconds: float) -> None: ...
+
+    def step(self, seconds: float) -> None: ...
+
+
+class NullObserver:
+    def llm_call(self, seconds: float, ok: bool) -> None:
+        pass
+
+    def tool_call(self, tool: str, status: str, seconds: float) -> None:
+        pass
+
+    def step(self, seconds: float) -> None:
+        pass
+
+
+class TeeSink:
+    """Send every event to several sinks, in order (the store first, so watchers see an event
+    no later than Kafka does)."""
+
+    def __init__(self, *sinks: EventSink) -> None:
+        self._sinks = sinks
+
+    async def progress(self, ctx: RequestContext, event: TaskProgress) -> None:
+        for sink in self._sinks:
+            await sink.progress(ctx, event)
+
+    async def approval_requested(self, ctx: RequestContext, request: ApprovalRequested) -> None:
+        for sink in self._sinks:
+            await sink.approval_requested(ctx, request)

@@ -1,0 +1,153 @@
+"""Sessions this process knows about: their status for ``Get`` and their progress events,
+fanned out to live watchers for ``StreamEvents``.
+
+In-process only: a session run by another replica is unknown here until durable sessions
+(checkpoints) arrive. Finished sessions are kept up to ``capacity``, oldest forgotten first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from keel_agent_loop.domain.models import AgentState, RequestContext, SessionStatus
+from keel_core.errors import NotFound
+from keel_core.events import ApprovalRequested, TaskCompleted, TaskFailed, TaskProgress
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    session_id: str
+    kind: str
+    iteration: int
+    detail: dict[str, Any]
+    time: datetime
+
+
+@dataclass
+class SessionRecord:
+    session_id: str
+    status: SessionStatus
+    trace: str = ""
+    iteration: int = 0
+    answer: str = ""
+    error: str = ""
+    failure_reason: str = ""
+    events: list[RecordedEvent] = field(default_factory=list)
+    # What was published to keel.results; republished when the task is delivered again.
+    result: TaskCompleted | TaskFailed | None = None
+    watchers: list[asyncio.Queue[RecordedEvent | None]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
+class SessionStore:
+    def __init__(self, capacity: int = 10_000, clock: Callable[[], datetime] = _now) -> None:
+        self._records: OrderedDict[str, SessionRecord] = OrderedDict()
+        self._capacity = capacity
+        self._clock = clock
+
+    def get(self, session_id: str) -> SessionRecord | None:
+        return self._records.get(session_id)
+
+    def submitted(self, session_id: str, trace: str = "") -> SessionRecord:
+        """Known but not started yet (PENDING); an existing record is left as it is."""
+        record = self._records.get(session_id)
+        if record is None:
+            record = SessionRecord(session_id, "pending", trace=trace)
+            self._records[session_id] = record
+            self._evict()
+        return record
+
+    def discard(self, session_id: str) -> None:
+        """Forget a pending session whose submission failed, so a retry can submit it again."""
+        record = self._records.get(session_id)
+        if record is not None and record.status == "pending":
+            del self._records[session_id]
+
+    def started(self, state: AgentState) -> SessionRecord:
+        record = self.submitted(state.session_id, state.trace)
+        record.status = "running"
+        record.trace = state.trace
+        return record
+
+    def finished(self, state: AgentState, result: TaskCompleted | TaskFailed) -> None:
+        """Record the outcome and end every watcher's stream."""
+        record = self.submitted(state.session_id, state.trace)
+        record.status = "completed" if isinstance(result, TaskCompleted) else "failed"
+        record.iteration = state.iteration
+        record.answer = state.answer
+        record.error = state.error
+        record.failure_reason = state.failure_reason or ""
+        record.result = result
+        for queue in record.watchers:
+            queue.put_nowait(None)
+        record.watchers.clear()
+        self._evict()
+
+    def watch(self, session_id: str) -> AsyncIterator[RecordedEvent]:
+        """The session's events so far, then live ones until it finishes. Raises ``NotFound``
+        now (not on first iteration) for an unknown session."""
+        record = self._records.get(session_id)
+        if record is None:
+            raise NotFound(f"unknown session {session_id!r}")
+        backlog = list(record.events)
+        queue: asyncio.Queue[RecordedEvent | None] | None = None
+        if not record.finished:
+            queue = asyncio.Queue()
+            record.watchers.append(queue)
+        return self._follow(record, backlog, queue)
+
+    async def progress(self, ctx: RequestContext, event: TaskProgress) -> None:
+        record = self.submitted(ctx.session_id, ctx.traceparent)
+        recorded = RecordedEvent(
+            ctx.session_id, event.kind, event.iteration, dict(event.detail), self._clock()
+        )
+        record.iteration = event.iteration
+        record.events.append(recorded)
+        for queue in record.watchers:
+            queue.put_nowait(recorded)
+
+    async def approval_requested(self, ctx: RequestContext, request: ApprovalRequested) -> None:
+        """Approval requests are watched through their ``approval_requested`` progress event."""
+
+    async def _follow(
+        self,
+        record: SessionRecord,
+        backlog: list[RecordedEvent],
+        queue: asyncio.Queue[RecordedEvent | None] | None,
+    ) -> AsyncIterator[RecordedEvent]:
+        try:
+            for event in backlog:
+                yield event
+            if queue is None:
+                return
+            while (event_or_end := await queue.get()) is not None:
+                yield event_or_end
+        finally:
+            if queue is not None and queue in record.watchers:
+                record.watchers.remove(queue)
+
+    def _evict(self) -> None:
+        """Oldest finished sessions go first, then oldest pending ones (submitted here but run
+        by another replica, so never finished here); running sessions stay."""
+        for stage in ("finished", "pending"):
+            evictable = [
+                sid
+                for sid, rec in self._records.items()
+                if (rec.finished if stage == "finished" else rec.status == "pending")
+            ]
+            for session_id in evictable:
+                if len(self._records) <= self._capacity:
+                    return
+                del self._records[session_id]

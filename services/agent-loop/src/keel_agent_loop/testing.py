@@ -1,0 +1,142 @@
+"""Fakes of the agent loop's ports, for unit tests here and in other packages.
+
+``ScriptedLLM`` plays back replies in order; ``FakeTools`` answers per tool and counts calls;
+``FakeMemory`` returns fixed items or fails; ``RecordingSink`` keeps every event in order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel_agent_loop.domain.models import (
+    ChatMessage,
+    LLMReply,
+    RequestContext,
+    ToolCall,
+    ToolOutcome,
+    ToolSpec,
+    Usage,
+)
+from keel_core.events import ApprovalRequested, TaskProgress
+
+
+def answer(content: str, usage: Usage | None = None) -> LLMReply:
+    """A reply with no tool calls: the model's final answer."""
+    return LLMReply(message=ChatMessage(role="assistant", content=content), usage=usage or Usage())
+
+
+def call_tools(
+    *calls: tuple[str, dict[str, Any]], content: str = "", usage: Usage | None = None
+) -> LLMReply:
+    """A reply asking for ``(tool name, arguments)`` calls, with ids ``call_0``, ``call_1``..."""
+    tool_calls = tuple(
+        ToolCall(id=f"call_{i}", name=name, arguments_json=json.dumps(args))
+        for i, (name, args) in enumerate(calls)
+    )
+    return LLMReply(
+        message=ChatMessage(role="assistant", content=content, tool_calls=tool_calls),
+        usage=usage or Usage(),
+    )
+
+
+@dataclass
+class LLMCall:
+    ctx: RequestContext
+    messages: list[ChatMessage]
+    tools: list[ToolSpec]
+
+
+class ScriptedLLM:
+    """Plays back ``replies`` in order; an exception in the list is raised instead. Running
+    out of replies is a test bug and raises ``AssertionError``."""
+
+    def __init__(self, replies: list[LLMReply | Exception]) -> None:
+        self._replies = list(replies)
+        self.calls: list[LLMCall] = []
+
+    def extend(self, *replies: LLMReply | Exception) -> None:
+        self._replies.extend(replies)
+
+    async def complete(
+        self, ctx: RequestContext, messages: list[ChatMessage], tools: list[ToolSpec]
+    ) -> LLMReply:
+        self.calls.append(LLMCall(ctx, list(messages), list(tools)))
+        if not self._replies:
+            raise AssertionError(f"ScriptedLLM ran out of replies after {len(self.calls)} calls")
+        reply = self._replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+@dataclass
+class ToolExecution:
+    ctx: RequestContext
+    call: ToolCall
+    idempotency_key: str
+
+
+class FakeTools:
+    """Answers each tool with its outcome (or raises it, if an exception); a tool without one
+    answers ``ok`` with output ``"<name> ok"``. A list of outcomes is played in order."""
+
+    def __init__(
+        self,
+        outcomes: dict[str, ToolOutcome | Exception | list[ToolOutcome | Exception]] | None = None,
+        specs: list[ToolSpec] | None = None,
+    ) -> None:
+        self._outcomes = dict(outcomes or {})
+        self.specs = specs if specs is not None else [ToolSpec(name=n) for n in self._outcomes]
+        self.executions: list[ToolExecution] = []
+        self.counts: Counter[str] = Counter()
+        self.list_calls: list[str] = []
+
+    async def list_tools(self, profile: str) -> list[ToolSpec]:
+        self.list_calls.append(profile)
+        return list(self.specs)
+
+    async def execute(
+        self, ctx: RequestContext, call: ToolCall, idempotency_key: str
+    ) -> ToolOutcome:
+        self.executions.append(ToolExecution(ctx, call, idempotency_key))
+        self.counts[call.name] += 1
+        outcome = self._outcomes.get(call.name, ToolOutcome(status="ok", output=f"{call.name} ok"))
+        if isinstance(outcome, list):
+            outcome = outcome.pop(0) if len(outcome) > 1 else outcome[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+@dataclass
+class FakeMemory:
+    items: list[str] = field(default_factory=list)
+    error: Exception | None = None
+    queries: list[tuple[str, int]] = field(default_factory=list)
+
+    async def retrieve(self, ctx: RequestContext, query: str, budget: int) -> list[str]:
+        self.queries.append((query, budget))
+        if self.error is not None:
+            raise self.error
+        return list(self.items)
+
+
+@dataclass
+class RecordingSink:
+    events: list[tuple[RequestContext, TaskProgress]] = field(default_factory=list)
+    approvals: list[tuple[RequestContext, ApprovalRequested]] = field(default_factory=list)
+
+    async def progress(self, ctx: RequestContext, event: TaskProgress) -> None:
+        self.events.append((ctx, event))
+
+    async def approval_requested(self, ctx: RequestContext, request: ApprovalRequested) -> None:
+        self.approvals.append((ctx, request))
+
+    def kinds(self) -> list[str]:
+        return [event.kind for _, event in self.events]
+
+    def of_kind(self, kind: str) -> list[TaskProgress]:
+        return [event for _, event in self.events if event.kind == kind]

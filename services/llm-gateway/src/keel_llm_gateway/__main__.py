@@ -1,0 +1,3 @@
+from keel_llm_gateway.app import main
+
+main()

@@ -1,0 +1,75 @@
+"""The gateway's view of a chat completion, independent of protobuf and of any provider."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class ToolCall(BaseModel):
+    """A tool invocation proposed by a model; arguments stay the JSON text the model wrote."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    arguments_json: str = "{}"
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    # For role "tool": the id of the call this message answers.
+    tool_call_id: str = ""
+    name: str = ""
+
+
+class ToolSpec(BaseModel):
+    """A tool as a model sees it. ``parameters`` is a JSON schema object."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    messages: tuple[ChatMessage, ...]
+    tools: tuple[ToolSpec, ...] = ()
+    # Empty: the provider's default model.
+    model: str = ""
+    temperature: float = 0.0
+    # None: the provider's default limit.
+    max_tokens: int | None = None
+    complexity: str = ""
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    cost_usd: float = 0.0
+    # True when the provider reported no usage and the gateway estimated it.
+    estimated: bool = False
+
+
+class Completion(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message: ChatMessage
+    model: str
+    provider: str
+    # None until accounted: providers that report no usage leave it to the gateway.
+    usage: Usage | None = None
+    finish_reason: str = "stop"
+    cached: bool = False

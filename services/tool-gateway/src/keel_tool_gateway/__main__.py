@@ -1,0 +1,3 @@
+from keel_tool_gateway.app import main
+
+main()

@@ -1,0 +1,51 @@
+"""What the gateway reasons about: who asks, what policy said, and what came of a call."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Decision = Literal["allow", "deny", "require_approval"]
+ExecutionStatus = Literal["ok", "error", "denied", "needs_approval"]
+
+
+class RequestContext(BaseModel):
+    """The caller, carried to policy and audit unchanged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str = ""
+    agent_id: str = ""
+    tenant: str = ""
+    agent_profile: str = ""
+    traceparent: str = ""
+
+
+class PolicyVerdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    decision: Decision
+    rule_id: str
+    reason: str = ""
+
+
+class ExecutionResult(BaseModel):
+    """The outcome of one Execute, as data for the model: a failed tool is a result, not a crash.
+
+    ``untrusted`` is always true: ``output`` and ``error`` may carry text a tool (and through it
+    a web page, a file, a person) chose, so the agent loop must present them to the model as
+    data, never as instructions.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status: ExecutionStatus
+    output: str = ""
+    error: str = ""
+    rule_id: str = ""
+    duration_ms: float = 0.0
+    truncated: bool = False
+    # True when the result came from the idempotency ledger and nothing was evaluated or run.
+    replayed: bool = False
+    untrusted: bool = True

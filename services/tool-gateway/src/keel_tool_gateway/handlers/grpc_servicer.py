@@ -1,0 +1,88 @@
+"""gRPC front of the tool gateway: every Execute is decided, counted and audited."""
+
+from __future__ import annotations
+
+import grpc
+
+from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel_core.audit import AuditEmitter
+from keel_core.errors import InvalidArgument
+from keel_tool_gateway.domain.execution import ExecutionService
+from keel_tool_gateway.domain.models import ExecutionResult
+from keel_tool_gateway.domain.registry import ToolRegistry
+from keel_tool_gateway.handlers.mapping import (
+    context_from_proto,
+    descriptor_to_proto,
+    result_to_proto,
+)
+from keel_tool_gateway.handlers.redaction import audit_arguments
+from keel_tool_gateway.metrics import UNKNOWN_TOOL, ToolGatewayMetrics
+
+AUDIT_ACTION = "tool.execution"
+MAX_IDEMPOTENCY_KEY_CHARS = 256
+
+
+class ToolGatewayServicer(tool_pb2_grpc.ToolGatewayServicer):
+    def __init__(
+        self,
+        service: ExecutionService,
+        registry: ToolRegistry,
+        audit: AuditEmitter,
+        metrics: ToolGatewayMetrics,
+    ) -> None:
+        self._service = service
+        self._registry = registry
+        self._audit = audit
+        self._metrics = metrics
+
+    async def ListTools(
+        self, request: tool_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
+    ) -> tool_pb2.ListToolsResponse:
+        # Every profile sees every tool for now; policy still decides each call.
+        tools = [descriptor_to_proto(entry) for entry in self._registry.catalog()]
+        return tool_pb2.ListToolsResponse(tools=tools)
+
+    async def Execute(
+        self, request: tool_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
+    ) -> tool_pb2.ExecuteResponse:
+        if len(request.idempotency_key) > MAX_IDEMPOTENCY_KEY_CHARS:
+            raise InvalidArgument(
+                f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"
+            )
+        ctx = context_from_proto(request.context)
+        call = request.call
+        result = await self._service.execute(
+            ctx,
+            call.name,
+            call.arguments_json,
+            idempotency_key=request.idempotency_key,
+            approval_id=request.approval_id,
+        )
+        self._observe(call.name, result)
+        await self._audit.record(
+            AUDIT_ACTION,
+            actor=ctx.agent_id or "unknown",
+            subject=call.name,
+            session_id=ctx.session_id,
+            trace=ctx.traceparent,
+            details={
+                "status": result.status,
+                "idempotency_key": request.idempotency_key,
+                "approval_id": request.approval_id,
+                "rule": result.rule_id,
+                "duration_ms": round(result.duration_ms, 3),
+                "replayed": result.replayed,
+                "truncated": result.truncated,
+                "profile": ctx.agent_profile,
+                "arguments": audit_arguments(call.arguments_json),
+            },
+        )
+        return result_to_proto(result)
+
+    def _observe(self, tool: str, result: ExecutionResult) -> None:
+        label = tool if self._registry.get(tool) is not None else UNKNOWN_TOOL
+        self._metrics.executions.labels(label, result.status).inc()
+        if result.replayed:
+            self._metrics.ledger_hits.labels(label).inc()
+        else:
+            self._metrics.latency.labels(label).observe(result.duration_ms / 1000.0)

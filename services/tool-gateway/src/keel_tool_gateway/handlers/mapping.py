@@ -1,0 +1,46 @@
+"""Protobuf <-> domain conversions for the tool gateway."""
+
+from __future__ import annotations
+
+import json
+
+from keel.common.v1 import common_pb2
+from keel.tool.v1 import tool_pb2
+from keel_tool_gateway.domain.models import ExecutionResult, ExecutionStatus, RequestContext
+from keel_tool_gateway.domain.registry import CatalogEntry
+
+TO_PROTO: dict[ExecutionStatus, tool_pb2.ExecuteStatus.ValueType] = {
+    "ok": tool_pb2.EXECUTE_STATUS_OK,
+    "error": tool_pb2.EXECUTE_STATUS_ERROR,
+    "denied": tool_pb2.EXECUTE_STATUS_DENIED,
+    "needs_approval": tool_pb2.EXECUTE_STATUS_NEEDS_APPROVAL,
+}
+
+
+def context_from_proto(ctx: common_pb2.RequestContext) -> RequestContext:
+    return RequestContext(
+        session_id=ctx.session_id,
+        agent_id=ctx.agent_id,
+        tenant=ctx.tenant,
+        agent_profile=ctx.agent_profile,
+        traceparent=ctx.traceparent,
+    )
+
+
+def result_to_proto(result: ExecutionResult) -> tool_pb2.ExecuteResponse:
+    return tool_pb2.ExecuteResponse(
+        status=TO_PROTO[result.status],
+        output=result.output,
+        error=result.error,
+        policy_rule=result.rule_id,
+        duration_ms=result.duration_ms,
+    )
+
+
+def descriptor_to_proto(entry: CatalogEntry) -> tool_pb2.ToolDescriptor:
+    return tool_pb2.ToolDescriptor(
+        name=entry.name,
+        description=entry.description,
+        parameters_json_schema=json.dumps(entry.parameters_schema, sort_keys=True),
+        timeout_seconds=entry.timeout_s,
+    )

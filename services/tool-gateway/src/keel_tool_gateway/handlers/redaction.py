@@ -1,0 +1,45 @@
+"""Arguments as the audit log keeps them: secrets masked, size bounded."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from keel_core.canonical import canonical_json, sha256_hex
+
+REDACTED = "[redacted]"
+# Keys whose values never reach the audit log; matched anywhere in the key, any case.
+_SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)?|token|secret|api[_-]?key|authori[sz]ation|credential|private[_-]?key",
+    re.IGNORECASE,
+)
+MAX_AUDIT_ARGUMENT_CHARS = 4000
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if _SECRET_KEY.search(str(key)) else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def audit_arguments(arguments_json: str) -> Any:
+    """Redacted arguments; text that is not JSON is kept only as its size and hash (it may hold
+    a secret we cannot find); oversized arguments likewise."""
+    try:
+        parsed = json.loads(arguments_json) if arguments_json.strip() else {}
+    except (ValueError, RecursionError):
+        return _summary(arguments_json, "not JSON")
+    cleaned = redact(parsed)
+    if len(canonical_json(cleaned)) > MAX_AUDIT_ARGUMENT_CHARS:
+        return _summary(arguments_json, "too large to keep")
+    return cleaned
+
+
+def _summary(text: str, why: str) -> dict[str, Any]:
+    return {"_omitted": why, "chars": len(text), "sha256": sha256_hex(text)}

@@ -1,0 +1,93 @@
+"""Test doubles for code built on the tool gateway: a scripted policy and a counting tool."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from keel_tool_gateway.domain.models import Decision, PolicyVerdict, RequestContext
+from keel_tool_gateway.domain.registry import Tool
+
+
+@dataclass
+class PolicyCall:
+    ctx: RequestContext
+    tool: str
+    arguments: dict[str, Any]
+
+
+class StaticPolicy:
+    """A policy port with fixed answers: ``default`` for every tool, ``per_tool`` overriding it.
+
+    With ``error`` set every evaluation raises it (a policy service that is down). ``calls``
+    records each evaluation.
+    """
+
+    def __init__(
+        self,
+        default: Decision | PolicyVerdict = "allow",
+        per_tool: dict[str, Decision | PolicyVerdict] | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        self._default = _verdict(default)
+        self._per_tool = {name: _verdict(v) for name, v in (per_tool or {}).items()}
+        self.error = error
+        self.calls: list[PolicyCall] = []
+
+    async def evaluate(
+        self, ctx: RequestContext, tool: str, arguments: dict[str, Any]
+    ) -> PolicyVerdict:
+        self.calls.append(PolicyCall(ctx, tool, arguments))
+        if self.error is not None:
+            raise self.error
+        return self._per_tool.get(tool, self._default)
+
+
+def _verdict(value: Decision | PolicyVerdict) -> PolicyVerdict:
+    if isinstance(value, PolicyVerdict):
+        return value
+    return PolicyVerdict(decision=value, rule_id=f"static-{value}", reason=f"static {value}")
+
+
+class CountingInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(default=0, ge=0, le=100)
+
+
+@dataclass
+class CountingTool:
+    """A tool that counts its runs; it can sleep first, fail, or return a chosen value.
+
+    Use ``.tool`` with a registry and assert on ``.runs``.
+    """
+
+    name: str = "counter"
+    result: Any = "counted"
+    sleep_s: float = 0.0
+    error: Exception | None = None
+    timeout_s: float | None = None
+    runs: int = 0
+    seen: list[CountingInput] = field(default_factory=list)
+
+    @property
+    def tool(self) -> Tool[CountingInput]:
+        return Tool(
+            name=self.name,
+            description="Counts its runs (tests only).",
+            input_model=CountingInput,
+            run=self._run,
+            timeout_s=self.timeout_s,
+        )
+
+    async def _run(self, args: CountingInput) -> Any:
+        self.runs += 1
+        self.seen.append(args)
+        if self.sleep_s:
+            await asyncio.sleep(self.sleep_s)
+        if self.error is not None:
+            raise self.error
+        return self.result
