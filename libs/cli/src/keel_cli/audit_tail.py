@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
+from keel_cli.follow import partitions_of
 from keel_core.audit import verify_chain
 from keel_core.bus.connect import start_with_retry
 from keel_core.events import AuditRecord, Envelope
@@ -20,9 +21,7 @@ async def read_audit(settings: KafkaSettings) -> list[tuple[Envelope, AuditRecor
     )
     await start_with_retry(consumer.start, settings)
     try:
-        partitions = [
-            TopicPartition(AUDIT, p) for p in sorted(consumer.partitions_for_topic(AUDIT) or ())
-        ]
+        partitions = await partitions_of(consumer, [AUDIT])
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

@@ -15,6 +15,20 @@ from keel_core.topics import RESULTS, TASK_EVENTS
 Start = Literal["beginning", "end"]
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+    """Partitions of ``topics`` from fresh cluster metadata.
+
+    A consumer that assigns partitions itself has no metadata for topics it never subscribed
+    to (``partitions_for_topic`` does not fetch any), so ask the cluster directly.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    return [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(cluster.partitions_for_topic(topic) or ())
+    ]
+
+
 class SessionFollower:
     """Reads ``keel.task-events`` and ``keel.results``; open it *before* submitting a task with
     ``start="end"`` so nothing is missed, or with ``start="beginning"`` to replay a session."""
@@ -32,11 +46,7 @@ class SessionFollower:
 
     async def __aenter__(self) -> SessionFollower:
         await start_with_retry(self._consumer.start, self._settings)
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in (TASK_EVENTS, RESULTS)
-            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
-        ]
+        partitions = await partitions_of(self._consumer, [TASK_EVENTS, RESULTS])
         if not partitions:
             await self._consumer.stop()
             raise RuntimeError(f"topics {TASK_EVENTS} and {RESULTS} do not exist yet")

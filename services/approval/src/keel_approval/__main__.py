@@ -1,0 +1,3 @@
+from keel_approval.app import main
+
+main()

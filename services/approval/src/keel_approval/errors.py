@@ -1,0 +1,14 @@
+"""Errors of the approval service.
+
+The book raises keel_core's typed errors directly (NotFound, FailedPrecondition,
+InvalidArgument), which the gRPC interceptor maps to status codes; only what is specific to
+this service lives here.
+"""
+
+from __future__ import annotations
+
+from keel_core.errors import Unavailable
+
+
+class WatcherLagged(Unavailable):
+    """A watcher fell too far behind; its stream is closed and it should reconnect."""

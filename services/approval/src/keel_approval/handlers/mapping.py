@@ -1,0 +1,88 @@
+"""Protobuf and event <-> domain conversions for the approval service."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from keel.approval.v1 import approval_pb2
+from keel_approval.domain.models import Approval, ApprovalStatus, Outcome
+from keel_core.canonical import canonical_json
+from keel_core.errors import InvalidArgument
+from keel_core.events import ApprovalDecided, ApprovalRequested
+
+STATUS_TO_PROTO: dict[ApprovalStatus, approval_pb2.ApprovalStatus.ValueType] = {
+    "pending": approval_pb2.APPROVAL_STATUS_PENDING,
+    "approved": approval_pb2.APPROVAL_STATUS_APPROVED,
+    "rejected": approval_pb2.APPROVAL_STATUS_REJECTED,
+    "modified": approval_pb2.APPROVAL_STATUS_MODIFIED,
+    "timed_out": approval_pb2.APPROVAL_STATUS_TIMED_OUT,
+}
+
+OUTCOME_FROM_PROTO: dict[int, Outcome] = {
+    approval_pb2.OUTCOME_APPROVE: "approve",
+    approval_pb2.OUTCOME_REJECT: "reject",
+    approval_pb2.OUTCOME_MODIFY: "modify",
+}
+
+
+def approval_from_event(event: ApprovalRequested, session_id: str, time: datetime) -> Approval:
+    return Approval(
+        id=event.approval_id,
+        session_id=session_id,
+        agent_id=event.agent_id,
+        tool_name=event.tool_name,
+        arguments=event.arguments,
+        reasoning=event.reasoning,
+        idempotency_key=event.idempotency_key,
+        created_at=time,
+        deadline=event.deadline,
+    )
+
+
+def decision_event(decided: Approval) -> ApprovalDecided:
+    if decided.status == "pending":
+        raise ValueError("a pending approval has no decision")
+    return ApprovalDecided(
+        approval_id=decided.id,
+        outcome=decided.status,
+        reviewer=decided.decided_by,
+        comment=decided.comment,
+        modified_arguments=decided.modified_arguments,
+    )
+
+
+def outcome_from_proto(value: int) -> Outcome:
+    try:
+        return OUTCOME_FROM_PROTO[value]
+    except KeyError:
+        raise InvalidArgument(f"outcome must be APPROVE, REJECT or MODIFY (got {value})") from None
+
+
+def arguments_from_json(text: str) -> object:
+    """The reviewer's modified arguments: None when absent; the book checks it is an object."""
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"modified_arguments_json is not JSON: {exc}") from exc
+
+
+def approval_to_proto(approval: Approval) -> approval_pb2.Approval:
+    modified = approval.modified_arguments
+    return approval_pb2.Approval(
+        id=approval.id,
+        session_id=approval.session_id,
+        agent_id=approval.agent_id,
+        tool_name=approval.tool_name,
+        arguments_json=canonical_json(approval.arguments),
+        reasoning=approval.reasoning,
+        status=STATUS_TO_PROTO[approval.status],
+        created_at=approval.created_at.isoformat(),
+        deadline=approval.deadline,
+        decided_by=approval.decided_by,
+        comment=approval.comment,
+        modified_arguments_json=canonical_json(modified) if modified is not None else "",
+        idempotency_key=approval.idempotency_key,
+    )

@@ -1,0 +1,3 @@
+from keel_memory.app import main
+
+main()

@@ -1,0 +1,245 @@
+"""The memory store on Milvus: Milvus Lite (a local ``.db`` folder) by default, a Milvus server
+for scale, with the same code and only the URI changed.
+
+pymilvus is blocking, so every call runs in a worker thread; one ``asyncio.Lock`` keeps them one
+at a time, which is what Milvus Lite (one in-process server per file) copes with best. The
+index is FLAT with COSINE: exact search, no background index build, and memory sets are small.
+
+Milvus Lite 3.x searches rows still in its write buffer (memtable, flushed by itself only at
+128 MiB) one by one in Python: about 50 microseconds per row, so 1,000 unflushed rows cost ~50 ms
+per search against ~6 ms once flushed. For a Lite path the store therefore flushes after every
+``flush_every`` written rows (tens of milliseconds each). A Milvus server flushes on its own and
+is never asked to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from keel_core.errors import Unavailable
+from keel_memory.adapters.milvus_filter import build_filter, in_list, literal
+from keel_memory.domain.models import (
+    MAX_CONTENT_BYTES,
+    MAX_SESSION_ID,
+    MemoryEntry,
+    MemoryHit,
+    MemoryType,
+    Vector,
+)
+from keel_memory.errors import StoreOpenError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+OUTPUT_FIELDS = ["id", "type", "content", "session_id", "metadata", "created_at"]
+# Upper bound on ids fetched per delete-by-session query (Milvus caps query windows at 16384).
+_QUERY_WINDOW = 16_384
+
+
+def is_lite_path(uri: str) -> bool:
+    """A local Milvus Lite path, as opposed to a server URI (http, https, tcp, unix)."""
+    return "://" not in uri and not uri.startswith("unix:")
+
+
+class MilvusStore:
+    """Open with ``await MilvusStore.open(...)``; ``close()`` on stop."""
+
+    def __init__(
+        self, client: MilvusClient, uri: str, collection: str, *, flush_every: int = 0
+    ) -> None:
+        self._client = client
+        self._uri = uri
+        self._collection = collection
+        self._flush_every = flush_every if is_lite_path(uri) else 0
+        self._unflushed = 0
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        uri: str,
+        collection: str,
+        dim: int,
+        *,
+        token: str = "",
+        timeout_s: float = 10.0,
+        flush_every: int = 200,
+    ) -> MilvusStore:
+        client = await asyncio.to_thread(_connect, uri, token, timeout_s)
+        try:
+            await asyncio.to_thread(_ensure_collection, client, collection, dim)
+        except MilvusException as exc:
+            await asyncio.to_thread(client.close)
+            raise StoreOpenError(f"cannot prepare collection {collection!r}: {exc}") from exc
+        except StoreOpenError:
+            await asyncio.to_thread(client.close)
+            raise
+        return cls(client, uri, collection, flush_every=flush_every)
+
+    async def close(self) -> None:
+        """Close the client and, for Milvus Lite, stop its in-process server so the data folder
+        is flushed and unlocked now rather than at interpreter exit."""
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            await asyncio.to_thread(self._client.close)
+            if is_lite_path(self._uri):
+                await asyncio.to_thread(_release_lite, self._uri)
+
+    async def upsert(self, entries: Sequence[tuple[MemoryEntry, Vector]]) -> None:
+        rows = [_to_row(entry, vector) for entry, vector in entries]
+        if rows:
+            await self._call(lambda: self._write(self._client.upsert, len(rows), data=rows))
+
+    async def search(
+        self,
+        vector: Vector,
+        types: Sequence[MemoryType],
+        filters: Mapping[str, str],
+        top_k: int,
+    ) -> list[MemoryHit]:
+        expr = build_filter(types, filters)
+        result = await self._call(
+            lambda: self._client.search(
+                self._collection,
+                data=[vector],
+                limit=top_k,
+                filter=expr,
+                output_fields=OUTPUT_FIELDS,
+                search_params={"metric_type": "COSINE"},
+            )
+        )
+        return [
+            MemoryHit(entry=_from_row(hit["entity"]), score=float(hit["distance"]))
+            for hit in result[0]
+        ]
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        return await self._delete_matching(in_list("id", ids))
+
+    async def delete_session(self, session_id: str) -> int:
+        return await self._delete_matching(f"session_id == {literal(session_id)}")
+
+    async def _delete_matching(self, expr: str) -> int:
+        """Delete by id what ``expr`` matches and count it. Milvus Lite answers a delete with
+        the ids and a server with ``delete_count``, and neither says how many existed; a query
+        first gives one count for both."""
+
+        def run() -> int:
+            deleted: set[str] = set()
+            while True:
+                rows = self._client.query(
+                    self._collection, filter=expr, output_fields=["id"], limit=_QUERY_WINDOW
+                )
+                ids = [row["id"] for row in rows if row["id"] not in deleted]
+                if not ids:
+                    return len(deleted)
+                self._write(self._client.delete, len(ids), ids=ids)
+                deleted.update(ids)
+
+        return await self._call(run)
+
+    def _write(self, op: Callable[..., object], rows: int, **kwargs: Any) -> None:
+        """Run a write (in the worker thread, under the lock) and flush Lite's buffer when due."""
+        op(self._collection, **kwargs)
+        self._unflushed += rows
+        if self._flush_every and self._unflushed >= self._flush_every:
+            self._client.flush(self._collection)
+            self._unflushed = 0
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(fn)
+            except MilvusException as exc:
+                raise Unavailable(f"milvus: {exc.message}") from exc
+
+
+def _connect(uri: str, token: str, timeout_s: float) -> MilvusClient:
+    if is_lite_path(uri):
+        if not uri.endswith(".db"):
+            raise StoreOpenError(
+                f"milvus_uri {uri!r}: a Milvus Lite path must end in .db "
+                "(or give a server URI such as http://host:19530)"
+            )
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return MilvusClient(uri=uri, token=token, timeout=timeout_s)
+    except MilvusException as exc:
+        hint = " (is another process using this file?)" if is_lite_path(uri) else ""
+        raise StoreOpenError(f"cannot open Milvus at {uri!r}{hint}: {exc.message}") from exc
+
+
+def _ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
+    if client.has_collection(name):
+        found = _vector_dim(client.describe_collection(name))
+        if found != dim:
+            raise StoreOpenError(
+                f"collection {name!r} holds {found}-dimensional vectors, embedding_dim is {dim}"
+            )
+    else:
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("type", DataType.VARCHAR, max_length=16)
+        schema.add_field("content", DataType.VARCHAR, max_length=MAX_CONTENT_BYTES)
+        schema.add_field("session_id", DataType.VARCHAR, max_length=MAX_SESSION_ID)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_field("created_at", DataType.INT64)
+        index = client.prepare_index_params()
+        index.add_index(field_name="vector", index_type="FLAT", metric_type="COSINE")
+        client.create_collection(
+            name, schema=schema, index_params=index, consistency_level="Strong"
+        )
+        log.info("created Milvus collection %s (dim %d)", name, dim)
+    client.load_collection(name)
+
+
+def _vector_dim(description: Mapping[str, Any]) -> int | None:
+    for field in description.get("fields", []):
+        if field.get("name") == "vector":
+            return int(field.get("params", {}).get("dim", 0))
+    return None
+
+
+def _release_lite(uri: str) -> None:
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # a server URI never gets here; Lite is a dependency
+        return
+    server_manager_instance.release_server(uri)
+
+
+def _to_row(entry: MemoryEntry, vector: Vector) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "vector": vector,
+        "type": entry.type,
+        "content": entry.content,
+        "session_id": entry.session_id,
+        "metadata": entry.metadata,
+        "created_at": int(entry.created_at.timestamp() * 1000),
+    }
+
+
+def _from_row(row: Mapping[str, Any]) -> MemoryEntry:
+    return MemoryEntry(
+        id=row["id"],
+        type=row["type"],
+        content=row["content"],
+        metadata={str(k): str(v) for k, v in (row.get("metadata") or {}).items()},
+        session_id=row.get("session_id") or "",
+        created_at=datetime.fromtimestamp(row["created_at"] / 1000, tz=UTC),
+    )

@@ -1,0 +1,40 @@
+"""The two things the memory service needs from the outside world, as small interfaces."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from keel_memory.domain.models import MemoryEntry, MemoryHit, MemoryType, Vector
+
+
+class Embedder(Protocol):
+    """Turns texts into unit vectors of ``dim`` floats; similar texts get close vectors."""
+
+    @property
+    def dim(self) -> int: ...
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]: ...
+
+
+class MemoryStore(Protocol):
+    """A vector store keyed by entry id. ``upsert`` replaces an entry with the same id."""
+
+    async def upsert(self, entries: Sequence[tuple[MemoryEntry, Vector]]) -> None: ...
+
+    async def search(
+        self,
+        vector: Vector,
+        types: Sequence[MemoryType],
+        filters: Mapping[str, str],
+        top_k: int,
+    ) -> list[MemoryHit]:
+        """Best ``top_k`` entries of the given types whose metadata holds every filter value,
+        most similar first."""
+        ...
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        """Delete by id; the number of entries that existed and are now gone."""
+        ...
+
+    async def delete_session(self, session_id: str) -> int: ...

@@ -1,0 +1,47 @@
+"""Protobuf <-> domain conversions for the memory service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from keel.memory.v1 import memory_pb2
+from keel_core.errors import InvalidArgument
+from keel_memory.domain.models import MemoryItem, MemoryType, Retrieval
+
+TO_PROTO: dict[MemoryType, memory_pb2.MemoryType.ValueType] = {
+    "episodic": memory_pb2.MEMORY_TYPE_EPISODIC,
+    "semantic": memory_pb2.MEMORY_TYPE_SEMANTIC,
+    "procedural": memory_pb2.MEMORY_TYPE_PROCEDURAL,
+}
+FROM_PROTO: dict[int, MemoryType] = {value: name for name, value in TO_PROTO.items()}
+
+
+def type_from_proto(value: int) -> MemoryType:
+    try:
+        return FROM_PROTO[value]
+    except KeyError:
+        raise InvalidArgument(
+            f"memory type must be EPISODIC, SEMANTIC or PROCEDURAL (got {value})"
+        ) from None
+
+
+def types_from_proto(values: Iterable[int]) -> list[MemoryType]:
+    return [type_from_proto(value) for value in values]
+
+
+def item_to_proto(item: MemoryItem) -> memory_pb2.MemoryItem:
+    return memory_pb2.MemoryItem(
+        id=item.id,
+        type=TO_PROTO[item.type],
+        content=item.content,
+        metadata=item.metadata,
+        score=item.score,
+        tokens=item.tokens,
+    )
+
+
+def retrieval_to_proto(retrieval: Retrieval) -> memory_pb2.RetrieveResponse:
+    return memory_pb2.RetrieveResponse(
+        items=[item_to_proto(item) for item in retrieval.items],
+        tokens_used=retrieval.tokens_used,
+    )
