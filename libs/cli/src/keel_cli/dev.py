@@ -9,7 +9,7 @@ from pathlib import Path
 
 from keel_cli.broker import repo_root, start_broker, stop_broker
 from keel_cli.follow import SessionFollower
-from keel_cli.stack import LocalStack
+from keel_cli.stack import SERVICES, LocalStack, with_free_ports
 from keel_cli.tasks import publish_task
 from keel_cli.watch import answer_of, print_session
 from keel_core.bus.admin import ensure_topics
@@ -19,15 +19,23 @@ from keel_core.settings import KafkaSettings
 DEMO_GOAL = "What is (17 * 23) + 4?"
 
 
-async def dev_up(demo: bool, once: bool, goal: str = DEMO_GOAL) -> int:
+async def dev_up(
+    demo: bool,
+    once: bool,
+    goal: str = DEMO_GOAL,
+    free_ports: bool = False,
+    run_dir: Path | None = None,
+) -> int:
+    """``free_ports`` and ``run_dir`` let a second stack run beside ``make run`` (tests)."""
     root = repo_root()
-    run_dir = root / ".run"
+    run_dir = run_dir or root / ".run"
     external = os.environ.get("KEEL_KAFKA_BOOTSTRAP")
     print("• Kafka: " + (f"using {external}" if external else "starting the local broker…"))
     bootstrap = external if external else await asyncio.to_thread(start_broker, root)
     kafka = KafkaSettings(bootstrap=bootstrap)
     await ensure_topics(kafka)
-    stack = LocalStack(run_dir=run_dir, kafka_bootstrap=bootstrap)
+    specs = with_free_ports() if free_ports else SERVICES
+    stack = LocalStack(run_dir=run_dir, kafka_bootstrap=bootstrap, specs=specs)
     print("• starting policy, memory, llm-gateway, tool-gateway, approval, agent-loop…")
     try:
         await stack.start()

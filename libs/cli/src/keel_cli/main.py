@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from keel_cli.audit_tail import audit_tail
 from keel_cli.config import CliSettings
-from keel_cli.dev import dev_up
+from keel_cli.dev import DEMO_GOAL, dev_up
 from keel_cli.follow import SessionFollower
 from keel_cli.tasks import publish_task, submit_via_grpc
 from keel_cli.watch import answer_of, print_session
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = dev_sub.add_parser("up", help="start Kafka and the six services")
     up.add_argument("--demo", action="store_true", help="run a sample task end to end")
     up.add_argument("--once", action="store_true", help="stop after the demo")
+    up.add_argument("--goal", default=DEMO_GOAL, help="the demo task")
+    up.add_argument("--free-ports", action="store_true", help="run beside another stack")
+    up.add_argument("--run-dir", type=Path, default=None, help="logs and data (default .run)")
     return parser
 
 
@@ -92,7 +96,13 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
     if args.command == "audit":
         return audit_tail(settings.kafka, args.limit)
     if args.command == "dev":
-        return dev_up(demo=args.demo, once=args.once)
+        return dev_up(
+            demo=args.demo,
+            once=args.once,
+            goal=args.goal,
+            free_ports=args.free_ports,
+            run_dir=args.run_dir,
+        )
     return _topics(settings)
 
 

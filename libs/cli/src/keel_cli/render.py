@@ -13,17 +13,35 @@ def describe(envelope: Envelope) -> str:
         done = envelope.parse(TaskCompleted)
         return (
             f"  completed after {done.iterations} iteration(s) "
-            f"({done.prompt_tokens}+{done.completion_tokens} tokens)"
+            f"({done.prompt_tokens}+{done.completion_tokens} tokens, ${done.cost_usd:.4f})"
         )
     if envelope.type == TaskFailed.event_type:
         failed = envelope.parse(TaskFailed)
         return f"  FAILED ({failed.reason}) after {failed.iterations} iteration(s): {failed.error}"
     if envelope.type == TaskProgress.event_type:
         step = envelope.parse(TaskProgress)
-        return f"  [{step.iteration}] {step.kind:<18} {_short(step.detail)}"
+        return f"  [{step.iteration}] {_step(step.kind, step.detail)}"
     return f"  {envelope.type}"
 
 
-def _short(detail: dict[str, Any], limit: int = 160) -> str:
-    text = json.dumps(detail, ensure_ascii=False, separators=(", ", ": "))
+def _step(kind: str, detail: dict[str, Any]) -> str:
+    if kind == "started":
+        return f"started: {detail.get('goal', '')!r}"
+    if kind == "thought":
+        calls = detail.get("tool_calls") or []
+        said = _clip(str(detail.get("content") or ""))
+        return f"thinking… {said}" + (f" (calls {', '.join(calls)})" if calls else "")
+    if kind == "tool_call":
+        return f"→ {detail.get('tool')} {_clip(str(detail.get('arguments', '')))}"
+    if kind == "tool_result":
+        status = detail.get("status", "?")
+        text = detail.get("output") if status == "ok" else detail.get("error")
+        return f"← {detail.get('tool')} {status}: {_clip(str(text or ''))}"
+    if kind == "approval_requested":
+        return f"⏸ approval requested for {detail.get('tool')} ({detail.get('approval_id')})"
+    return f"{kind} {_clip(json.dumps(detail, ensure_ascii=False))}"
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
