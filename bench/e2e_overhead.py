@@ -20,7 +20,10 @@ import shutil
 import statistics
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from keel_cli.broker import repo_root, start_broker, stop_broker
 from keel_cli.follow import SessionFollower
@@ -42,6 +45,7 @@ async def run_sessions(
 ) -> tuple[float, dict[str, list[Envelope]]]:
     """Submit ``count`` sessions at once; wall time and each session's events."""
     events: dict[str, list[Envelope]] = {}
+    results: dict[str, Envelope] = {}
     async with SessionFollower(kafka, start="end") as follower:
         started = time.perf_counter()
         task = TaskSubmitted(goal=f"bench: run {steps} no-op steps", max_iterations=steps + 2)
@@ -51,19 +55,46 @@ async def run_sessions(
 
         async def collect() -> None:
             async for topic, envelope in follower.stream():
-                if envelope.session_id in events:
+                if envelope.session_id not in events:
+                    continue
+                if topic == RESULTS:
+                    results[envelope.session_id] = envelope
+                    waiting.discard(envelope.session_id)
+                    if not waiting:
+                        return
+                else:
                     events[envelope.session_id].append(envelope)
-                    if topic == RESULTS:
-                        waiting.discard(envelope.session_id)
-                        if not waiting:
-                            return
 
         await asyncio.wait_for(collect(), timeout_s)
         wall = time.perf_counter() - started
-    for sid, evs in events.items():
-        if evs[-1].type != TaskCompleted.event_type:
-            raise RuntimeError(f"session {sid} did not complete: {evs[-1].data}")
-    return wall, events
+    for sid, result in results.items():
+        if result.type != TaskCompleted.event_type:
+            raise RuntimeError(f"session {sid} did not complete: {result.data}")
+    return wall, {sid: [*events[sid], results[sid]] for sid in ids}
+
+
+def grpc_breakdown(stack: LocalStack) -> dict[str, tuple[float, float]]:
+    """Mean server-side handling time per gRPC method, scraped from each service's metrics."""
+    out: dict[str, tuple[float, float]] = {}
+    for spec in stack.specs:
+        url = f"http://127.0.0.1:{spec.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        sums: dict[str, float] = {}
+        counts: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name != "keel_grpc_server_handling_seconds":
+                continue
+            for sample in family.samples:
+                method = sample.labels.get("method", "").rsplit("/", 1)[-1]
+                if sample.name.endswith("_sum"):
+                    sums[method] = sample.value
+                elif sample.name.endswith("_count"):
+                    counts[method] = sample.value
+        for method, count in counts.items():
+            if count and method not in {"Check"}:
+                out[f"{spec.name} {method}"] = (count, sums[method] / count * 1000)
+    return out
 
 
 def step_latencies(events: list[Envelope]) -> list[float]:
@@ -91,9 +122,13 @@ async def bench(args: argparse.Namespace, kafka: KafkaSettings) -> dict[str, flo
         total_steps = sum(
             e.parse(TaskCompleted).iterations for evs in events.values() for e in evs[-1:]
         )
+        breakdown = await asyncio.to_thread(grpc_breakdown, stack)
     finally:
         await stack.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
+    print("\nmean gRPC handling time per call, whole run (server side, incl. audit writes):")
+    for method, (count, mean_ms) in sorted(breakdown.items()):
+        print(f"  {method:<48} {mean_ms:6.2f} ms  ({count:.0f} calls)")
     return {
         "step_p50_ms": statistics.median(latencies) * 1000,
         "step_p99_ms": percentile(latencies, 0.99) * 1000,

@@ -63,25 +63,39 @@ class SessionFollower:
     async def __aexit__(self, *exc: object) -> None:
         await self._consumer.stop()
 
+    async def poll(self) -> list[tuple[str, Envelope]]:
+        """One fetch: decodable envelopes with their topic, progress before results."""
+        batches = await self._consumer.getmany(timeout_ms=200)
+        found: list[tuple[str, Envelope]] = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    found.append((record.topic, Envelope.from_bytes(record.value or b"")))
+                except ValueError:
+                    continue
+        return sorted(found, key=lambda pair: pair[0] == RESULTS)
+
     async def stream(self) -> AsyncIterator[tuple[str, Envelope]]:
         """Every decodable envelope on both topics, with the topic it came from."""
         while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    if not record.value:
-                        continue
-                    try:
-                        envelope = Envelope.from_bytes(record.value)
-                    except ValueError:
-                        continue
-                    yield record.topic, envelope
+            for pair in await self.poll():
+                yield pair
 
     async def events(self, session_id: str) -> AsyncIterator[Envelope]:
-        """Yield the session's envelopes in order; ends after its result."""
-        async for topic, envelope in self.stream():
-            if envelope.session_id != session_id:
-                continue
-            yield envelope
-            if topic == RESULTS:
+        """Yield the session's envelopes in order, its result last.
+
+        The agent loop flushes a session's progress before publishing its result, but the two
+        topics are fetched independently: after the result, poll until no more progress of
+        the session arrives, then yield the result.
+        """
+        result: Envelope | None = None
+        while True:
+            mine = [(t, e) for t, e in await self.poll() if e.session_id == session_id]
+            for topic, envelope in mine:
+                if topic == RESULTS:
+                    result = envelope
+                else:
+                    yield envelope
+            if result is not None and all(topic == RESULTS for topic, _ in mine):
+                yield result
                 return

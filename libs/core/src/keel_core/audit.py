@@ -1,14 +1,16 @@
 """The audit emitter: every decision a service makes lands on ``keel.audit``.
 
 Each producer chains its records: a record's ``hash`` covers its content and the previous
-record's hash, so deleting, reordering or editing a record breaks the chain. Records are sent
-in order by one background task; ``record()`` returns once the broker has acknowledged.
+record's hash, so deleting, reordering or editing a record breaks the chain. One background
+task enqueues records in chain order without waiting between them (acks are pipelined);
+``record()`` returns once the broker has acknowledged its own record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import Any
 
 from keel_core.bus.producer import Publisher
@@ -84,8 +86,9 @@ class AuditEmitter:
         return rec
 
     async def close(self) -> None:
-        """Send what is queued, then stop the sender."""
+        """Send what is queued and wait for its acknowledgements, then stop the sender."""
         await self._queue.join()
+        await self._producer.flush()
         if self._sender:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -95,11 +98,21 @@ class AuditEmitter:
         while True:
             envelope, done = await self._queue.get()
             try:
-                await self._producer.publish(AUDIT, envelope, key=self._producer_id)
-                if not done.done():
-                    done.set_result(None)
+                acked = await self._producer.enqueue(AUDIT, envelope, key=self._producer_id)
+                acked.add_done_callback(functools.partial(_settle, done))
             except Exception as exc:  # noqa: BLE001 - the caller gets the failure
                 if not done.done():
                     done.set_exception(exc)
             finally:
                 self._queue.task_done()
+
+
+def _settle(done: asyncio.Future[None], acked: asyncio.Future[Any]) -> None:
+    if done.done():
+        return
+    if acked.cancelled():
+        done.cancel()
+    elif (exc := acked.exception()) is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(None)

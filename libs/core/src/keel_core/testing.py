@@ -3,7 +3,9 @@ broker (see the root conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from keel_core.audit import AuditEmitter
 from keel_core.bus.producer import Headers
@@ -28,6 +30,17 @@ class InMemoryPublisher:
 
     async def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
         await self.send_raw(topic, envelope.to_bytes(), key or envelope.session_id, [])
+
+    async def enqueue(
+        self, topic: str, envelope: Envelope, key: str | None = None
+    ) -> asyncio.Future[Any]:
+        await self.publish(topic, envelope, key)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def flush(self) -> None:
+        return None
 
     async def send_raw(
         self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
@@ -24,6 +25,14 @@ class Publisher(Protocol):
         self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
     ) -> None: ...
 
+    async def enqueue(
+        self, topic: str, envelope: Envelope, key: str | None = None
+    ) -> asyncio.Future[Any]:
+        """Enqueue in order without waiting; the future resolves on the broker's ack."""
+        ...
+
+    async def flush(self) -> None: ...
+
 
 class EventProducer:
     def __init__(
@@ -31,6 +40,7 @@ class EventProducer:
     ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._pending: set[asyncio.Future[Any]] = set()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap,
             client_id=f"{settings.client_id_prefix}-{client_id}",
@@ -53,12 +63,32 @@ class EventProducer:
     async def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
         """Send and wait for the broker's acknowledgement. The key defaults to the session id,
         which keeps a session's events in order on one partition."""
-        headers: Headers = [("keel-type", envelope.type.encode())]
-        if envelope.trace:
-            headers.append(("traceparent", envelope.trace.encode()))
         await self.send_raw(
-            topic, envelope.to_bytes(), key=key or envelope.session_id, headers=headers
+            topic, envelope.to_bytes(), key=key or envelope.session_id, headers=_headers(envelope)
         )
+
+    async def enqueue(
+        self, topic: str, envelope: Envelope, key: str | None = None
+    ) -> asyncio.Future[Any]:
+        """Put the record in the send buffer and return without waiting for the broker.
+
+        Records enqueued one after another keep their order per key; the returned future
+        resolves on the acknowledgement, so a caller can pipeline many sends and still know
+        each one landed. ``flush()`` waits for every record enqueued so far.
+        """
+        raw_key = (key or envelope.session_id).encode()
+        future: asyncio.Future[Any] = await self._producer.send(
+            topic, value=envelope.to_bytes(), key=raw_key, headers=_headers(envelope)
+        )
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        if self._metrics:
+            self._metrics.produced.labels(topic).inc()
+        return future
+
+    async def flush(self) -> None:
+        if self._pending:
+            await asyncio.gather(*list(self._pending))
 
     async def send_raw(
         self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
@@ -67,3 +97,10 @@ class EventProducer:
         await self._producer.send_and_wait(topic, value=value, key=raw_key, headers=headers)
         if self._metrics:
             self._metrics.produced.labels(topic).inc()
+
+
+def _headers(envelope: Envelope) -> Headers:
+    headers: Headers = [("keel-type", envelope.type.encode())]
+    if envelope.trace:
+        headers.append(("traceparent", envelope.trace.encode()))
+    return headers

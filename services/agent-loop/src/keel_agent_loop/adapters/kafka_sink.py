@@ -16,13 +16,13 @@ class KafkaEventSink:
         self._publisher = publisher
 
     async def progress(self, ctx: RequestContext, event: TaskProgress) -> None:
-        await self._publish(TASK_EVENTS, ctx, event)
+        # Progress is for watchers, nothing is rebuilt from it: enqueue without waiting for the
+        # broker; the task handler flushes before it publishes the result.
+        await self._publisher.enqueue(TASK_EVENTS, _wrap(ctx, event), key=ctx.session_id)
 
     async def approval_requested(self, ctx: RequestContext, request: ApprovalRequested) -> None:
-        await self._publish(APPROVAL_REQUESTS, ctx, request)
+        await self._publisher.publish(APPROVAL_REQUESTS, _wrap(ctx, request), key=ctx.session_id)
 
-    async def _publish(self, topic: str, ctx: RequestContext, payload: EventData) -> None:
-        envelope = Envelope.wrap(
-            payload, source=SOURCE, session_id=ctx.session_id, trace=ctx.traceparent
-        )
-        await self._publisher.publish(topic, envelope, key=ctx.session_id)
+
+def _wrap(ctx: RequestContext, payload: EventData) -> Envelope:
+    return Envelope.wrap(payload, source=SOURCE, session_id=ctx.session_id, trace=ctx.traceparent)

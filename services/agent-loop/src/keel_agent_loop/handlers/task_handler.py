@@ -134,4 +134,5 @@ class TaskHandler:
         self, session_id: str, trace: str, result: TaskCompleted | TaskFailed
     ) -> None:
         envelope = Envelope.wrap(result, source=SOURCE, session_id=session_id, trace=trace)
+        await self._publisher.flush()  # the session's progress events land before its result
         await self._publisher.publish(RESULTS, envelope, key=session_id)
