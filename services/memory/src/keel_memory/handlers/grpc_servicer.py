@@ -59,8 +59,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self._metrics.forgotten.inc(deleted)
         await self._audit.record(
             "memory.forget",
-            actor="unknown",
+            actor=request.context.agent_id or "unknown",
             subject=request.session_id or "ids",
+            trace=request.context.traceparent,
             session_id=request.session_id,
             details={"count": deleted, "ids": list(request.ids), "session": request.session_id},
         )
