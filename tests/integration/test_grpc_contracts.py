@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 import uuid
 
 import grpc
@@ -189,3 +190,12 @@ async def test_agent_service_submit_and_get(stack: LocalStack) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as empty:
             await agent.Submit(agent_pb2.SubmitRequest(goal=""), timeout=5)
         assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_every_service_serves_prometheus_metrics(stack: LocalStack) -> None:
+    for spec in stack.specs:
+        url = f"http://127.0.0.1:{spec.metrics_port}/metrics"
+        body = await asyncio.to_thread(lambda u=url: urllib.request.urlopen(u, timeout=5).read())
+        text = body.decode()
+        assert "keel_bus_messages_produced_total" in text, spec.name
+        assert "keel_grpc_server_handling_seconds" in text, spec.name

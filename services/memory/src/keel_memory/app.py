@@ -30,6 +30,9 @@ async def serve(settings: Settings) -> None:
     )
     service = MemoryService(store, HashingEmbedder(settings.embedding_dim), limits)
     runtime = ServiceRuntime(SERVICE, settings)
+    # Stop hooks run after the gRPC server has stopped (no call still uses the store) and also
+    # when start-up fails, so the Lite data folder is always unlocked.
+    runtime.on_stop(store.close)
     servicer = MemoryServicer(service, runtime.audit, MemoryMetrics(runtime.registry))
     runtime.serve_grpc(
         [
@@ -40,12 +43,7 @@ async def serve(settings: Settings) -> None:
             )
         ]
     )
-    try:
-        await runtime.run()
-    finally:
-        # After run() the gRPC server has stopped, so no call still uses the store; this also
-        # runs when start-up failed (no broker), so the Lite data folder is always unlocked.
-        await store.close()
+    await runtime.run()
 
 
 def main() -> None:

@@ -19,30 +19,28 @@ SERVICE = "tool-gateway"
 async def serve(settings: Settings) -> None:
     registry = builtin_registry(settings.default_tool_timeout_s)
     channel = insecure_channel(settings.policy_target)
-    try:
-        service = ExecutionService(
-            registry,
-            PolicyClient(channel, settings.policy_timeout_s),
-            ResultLedger(settings.ledger_size),
-            max_output_chars=settings.max_output_chars,
-        )
-        runtime = ServiceRuntime(SERVICE, settings)
-        servicer = ToolGatewayServicer(
-            service, registry, runtime.audit, ToolGatewayMetrics(runtime.registry)
-        )
-        runtime.serve_grpc(
-            [
-                (
-                    servicer,
-                    tool_pb2_grpc.add_ToolGatewayServicer_to_server,
-                    tool_pb2.DESCRIPTOR.services_by_name["ToolGateway"].full_name,
-                )
-            ]
-        )
-        await runtime.run()
-    finally:
-        # After the runtime has stopped the gRPC server, so in-flight calls could finish.
-        await channel.close()
+    service = ExecutionService(
+        registry,
+        PolicyClient(channel, settings.policy_timeout_s),
+        ResultLedger(settings.ledger_size),
+        max_output_chars=settings.max_output_chars,
+    )
+    runtime = ServiceRuntime(SERVICE, settings)
+    # Stop hooks run after the gRPC server has stopped, so in-flight calls could finish.
+    runtime.on_stop(channel.close)
+    servicer = ToolGatewayServicer(
+        service, registry, runtime.audit, ToolGatewayMetrics(runtime.registry)
+    )
+    runtime.serve_grpc(
+        [
+            (
+                servicer,
+                tool_pb2_grpc.add_ToolGatewayServicer_to_server,
+                tool_pb2.DESCRIPTOR.services_by_name["ToolGateway"].full_name,
+            )
+        ]
+    )
+    await runtime.run()
 
 
 def main() -> None:

@@ -10,7 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Role = Literal["system", "user", "assistant", "tool"]
+# Shared with the other services; re-exported so the domain has one import site.
+from keel_core.chat import ChatMessage as ChatMessage
+from keel_core.chat import RequestContext as RequestContext
+from keel_core.chat import Role as Role
+from keel_core.chat import ToolCall as ToolCall
+
 SessionStatus = Literal["pending", "running", "completed", "failed"]
 FailureReason = Literal["iteration_limit", "error", "cancelled", "budget"]
 ToolStatus = Literal["ok", "error", "denied", "needs_approval"]
@@ -18,37 +23,6 @@ ToolStatus = Literal["ok", "error", "denied", "needs_approval"]
 ProgressKind = Literal[
     "started", "thought", "tool_call", "tool_result", "approval_requested", "completed", "failed"
 ]
-
-
-class RequestContext(BaseModel):
-    """Who is asking; sent with every call so other services can account, audit, authorise."""
-
-    model_config = ConfigDict(frozen=True)
-
-    session_id: str
-    agent_id: str = "agent"
-    tenant: str = "default"
-    agent_profile: str = "default"
-    traceparent: str = ""
-
-
-class ToolCall(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str = ""
-    name: str
-    # The JSON text the model produced, passed on untouched for the tool gateway to validate.
-    arguments_json: str = "{}"
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    role: Role
-    content: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
-    tool_call_id: str = ""
-    name: str = ""
 
 
 class ToolSpec(BaseModel):

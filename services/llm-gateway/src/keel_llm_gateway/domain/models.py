@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Role = Literal["system", "user", "assistant", "tool"]
-
-
-class ToolCall(BaseModel):
-    """A tool invocation proposed by a model; arguments stay the JSON text the model wrote."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    name: str
-    arguments_json: str = "{}"
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    role: Role
-    content: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
-    # For role "tool": the id of the call this message answers.
-    tool_call_id: str = ""
-    name: str = ""
+# Shared with the other services; re-exported so the domain has one import site.
+from keel_core.chat import ChatMessage as ChatMessage
+from keel_core.chat import Role as Role
+from keel_core.chat import ToolCall as ToolCall
 
 
 class ToolSpec(BaseModel):
