@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from keel_cli.audit_tail import read_audit
@@ -64,3 +68,19 @@ async def test_a_policy_denial_reaches_the_loop_as_a_tool_error(
     )
     execution = next(r for r in records if r.action == "tool.execution")
     assert execution.details["status"] == "denied"
+
+
+async def test_keel_audit_tail_verifies_the_chains(stack: LocalStack, kafka: KafkaSettings) -> None:
+    await run_task(kafka, "What is 1 + 1?")
+    done = subprocess.run(
+        [sys.executable, "-m", "keel_cli", "audit", "tail", "-n", "5"],
+        env={**os.environ, "KEEL_KAFKA_BOOTSTRAP": kafka.bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 6
+    assert lines[-1].endswith("hash chains intact")

@@ -37,6 +37,10 @@ def _step(kind: str, detail: dict[str, Any]) -> str:
         status = detail.get("status", "?")
         text = detail.get("output") if status == "ok" else detail.get("error")
         return f"← {detail.get('tool')} {status}: {_clip(str(text or ''))}"
+    if kind == "completed":
+        return f"done: {_clip(str(detail.get('answer', '')))}"
+    if kind == "failed":
+        return f"failed ({detail.get('reason')}): {_clip(str(detail.get('error', '')))}"
     if kind == "approval_requested":
         return f"⏸ approval requested for {detail.get('tool')} ({detail.get('approval_id')})"
     return f"{kind} {_clip(json.dumps(detail, ensure_ascii=False))}"
