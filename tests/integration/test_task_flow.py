@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -72,7 +73,8 @@ async def test_a_policy_denial_reaches_the_loop_as_a_tool_error(
 
 async def test_keel_audit_tail_verifies_the_chains(stack: LocalStack, kafka: KafkaSettings) -> None:
     await run_task(kafka, "What is 1 + 1?")
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "keel_cli", "audit", "tail", "-n", "5"],
         env={**os.environ, "KEEL_KAFKA_BOOTSTRAP": kafka.bootstrap},
         capture_output=True,
