@@ -126,9 +126,9 @@ class ServiceRuntime:
         for consumer in self.consumers:
             await consumer.stop()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s + 25)
+            await asyncio.wait(self._tasks)
         for consumer in self.consumers:
-            await consumer.close()
+            await consumer.close(self.settings.drain_timeout_s)
         await self._run_stop_hooks()
         await self.audit.close()
         await self.producer.stop()

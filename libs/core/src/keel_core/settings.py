@@ -35,4 +35,7 @@ class ServiceSettings(BaseSettings):
     log_json: bool = True
     # Seconds in-flight gRPC calls get to finish on SIGTERM.
     shutdown_grace_s: float = 5.0
+    # Seconds in-flight Kafka handlers get to finish on SIGTERM before they are cancelled and
+    # their records handed back (redelivered after the commit point).
+    drain_timeout_s: float = 20.0
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -44,9 +44,10 @@ class InMemoryPublisher:
 
     async def send_raw(
         self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
-    ) -> None:
+    ) -> int:
         raw_key = key.encode() if isinstance(key, str) else key
         self.sent.append(SentRecord(topic, value, raw_key, headers))
+        return len(self.sent) - 1
 
     def envelopes(self, topic: str) -> list[Envelope]:
         return [Envelope.from_bytes(r.value) for r in self.sent if r.topic == topic and r.value]

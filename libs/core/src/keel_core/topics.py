@@ -16,6 +16,8 @@ APPROVAL_DECISIONS = "keel.approval.decisions"
 AUDIT = "keel.audit"
 PLANS = "keel.plans"
 SUBTASKS = "keel.subtasks"
+# Broadcast control messages (cancel a running session): every agent-loop replica reads all.
+CONTROL = "keel.control"
 
 DLQ_SUFFIX = ".dlq"
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -54,6 +56,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(AUDIT, retention_ms=-1),
     TopicSpec(PLANS, has_dlq=True),
     TopicSpec(SUBTASKS, has_dlq=True),
+    TopicSpec(CONTROL, retention_ms=24 * 3600 * 1000),
 )
 
 

@@ -132,6 +132,33 @@ async def test_offsets_are_committed_only_after_handling(
     assert seen_second == ["t3"]
 
 
+async def test_a_slow_key_does_not_hold_up_other_keys(
+    kafka: KafkaSettings, topic: str, producer: EventProducer
+) -> None:
+    release = asyncio.Event()
+    order: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(envelope: Envelope) -> None:
+        goal = envelope.parse(TaskSubmitted).goal
+        if goal == "slow":
+            await release.wait()
+        order.append(goal)
+        if goal == "fast":
+            release.set()
+        if len(order) == 3:
+            done.set()
+
+    await producer.publish(topic, task("slow", "a"))
+    await producer.publish(topic, task("after-slow", "a"))
+    await producer.publish(topic, task("fast", "b"))
+    consumer = EventConsumer(
+        kafka, topics=[topic], group_id=f"g-{topic}", handler=handler, dlq_producer=producer
+    )
+    await run_consumer(consumer, done)
+    assert order == ["fast", "slow", "after-slow"]
+
+
 async def test_catalog_topics_exist_with_their_policies(kafka: KafkaSettings) -> None:
     await ensure_topics(kafka)  # a second time: idempotent
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)

@@ -1,27 +1,32 @@
 """A consumer loop that never loses a message and never crashes on one.
 
-Each batch is handled with messages of one key in order and different keys concurrently; offsets
-are committed only after the whole batch is handled (at-least-once), so handlers must be
-idempotent. A message that cannot be decoded or handled goes to ``<topic>.dlq`` with its
-original bytes and the reason in headers, and the loop moves on.
+Records are handled as they arrive: one key's records in order, different keys concurrently
+(up to ``max_in_flight``), so a long handler (an agent session) never holds up other keys.
+Offsets are committed per partition up to the first record still in flight (at-least-once);
+handlers must be idempotent. When partitions are taken away in a rebalance, their in-flight
+handlers are cancelled: the new owner gets the records again (and, for sessions, resumes from
+the latest checkpoint). A record that cannot be decoded or handled goes to ``<topic>.dlq``
+with its original bytes and the reason in headers, and the loop moves on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from pydantic import ValidationError
 
 from keel_core.bus.connect import start_with_retry
 from keel_core.bus.metrics import BusMetrics
+from keel_core.bus.offsets import PartitionProgress
 from keel_core.bus.producer import Publisher
 from keel_core.errors import ConfigError, Unavailable
 from keel_core.events.envelope import Envelope
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope], Awaitable[None]]
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+Lane = tuple[str, bytes | None]
 
 
 class PoisonMessage(Exception):
@@ -55,8 +61,8 @@ class EventConsumer:
         dlq_producer: Publisher,
         metrics: BusMetrics | None = None,
         retries: int = 3,
-        max_batch: int = 256,
-        session_timeout_ms: int = 10_000,
+        max_in_flight: int = 256,
+        session_timeout_ms: int = 6_000,
     ) -> None:
         self._settings = settings
         self._topics = topics
@@ -65,10 +71,15 @@ class EventConsumer:
         self._dlq = dlq_producer
         self._metrics = metrics
         self._retries = retries
-        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self._stopping = asyncio.Event()
+        self._progress: dict[TopicPartition, PartitionProgress] = {}
+        self._lanes: dict[Lane, asyncio.Task[None]] = {}
+        self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
+        self._slot = asyncio.Event()
+        self._assigned = asyncio.Event()
+        self._committed: dict[TopicPartition, int] = {}
         self._consumer = AIOKafkaConsumer(
-            *topics,
             bootstrap_servers=settings.bootstrap,
             client_id=f"{settings.client_id_prefix}-{group_id}",
             group_id=group_id,
@@ -76,7 +87,7 @@ class EventConsumer:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=max(session_timeout_ms // 10, 100),
+            heartbeat_interval_ms=max(session_timeout_ms // 6, 100),
             max_poll_interval_ms=600_000,
         )
 
@@ -86,47 +97,103 @@ class EventConsumer:
         except ConfigError:
             await self._consumer.stop()
             raise
+        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
 
     async def wait_assigned(self, timeout_s: float = 30.0) -> None:
         """Block until the group has given this consumer partitions (useful in tests)."""
-        deadline = time.monotonic() + timeout_s
-        while not self._consumer.assignment():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no partitions assigned to {self._group_id}")
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(self._assigned.wait(), timeout_s)
 
     async def run(self) -> None:
-        """Poll, handle, commit, until ``stop()``; the batch in hand is finished first."""
+        """Poll and dispatch until ``stop()``; then let in-flight handlers finish and commit."""
         while not self._stopping.is_set():
-            batches = await self._consumer.getmany(timeout_ms=100, max_records=self._max_batch)
-            if not batches:
+            if self._in_flight() >= self._max_in_flight:
+                self._slot.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot.wait(), 0.2)
+                await self._commit()
                 continue
-            await self._handle_batches(batches)
-            await self._consumer.commit(
-                {tp: records[-1].offset + 1 for tp, records in batches.items()}
-            )
-            self._record_lag(batches)
+            batches = await self._consumer.getmany(timeout_ms=100, max_records=100)
+            for tp, records in batches.items():
+                for record in records:
+                    self._dispatch(tp, record)
+            await self._commit()
 
     async def stop(self) -> None:
         self._stopping.set()
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 30.0) -> None:
+        """Finish what is in flight (cancelling it after ``grace_s``), commit, leave the group."""
+        pending = [t for tasks in self._tasks.values() for t in tasks]
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        with contextlib.suppress(Exception):
+            await self._commit()
         await self._consumer.stop()
 
-    async def _handle_batches(self, batches: dict[TopicPartition, list[Record]]) -> None:
-        by_key: dict[tuple[str, bytes | None], list[Record]] = defaultdict(list)
-        for tp, records in batches.items():
-            for record in records:
-                by_key[(tp.topic, record.key)].append(record)
-        await asyncio.gather(*(self._handle_in_order(rs) for rs in by_key.values()))
+    def _in_flight(self) -> int:
+        return sum(p.busy for p in self._progress.values())
 
-    async def _handle_in_order(self, records: list[Record]) -> None:
-        for record in records:
-            await self._handle_one(record)
+    def _dispatch(self, tp: TopicPartition, record: Record) -> None:
+        self._progress.setdefault(tp, PartitionProgress()).started(record.offset)
+        lane: Lane = (record.topic, record.key)
+        previous = self._lanes.get(lane)
+        task = asyncio.create_task(self._after(previous, tp, record))
+        self._lanes[lane] = task
+        self._tasks.setdefault(tp, set()).add(task)
+        task.add_done_callback(lambda t: self._forget(lane, tp, t))
+
+    async def _after(
+        self, previous: asyncio.Task[None] | None, tp: TopicPartition, record: Record
+    ) -> None:
+        if previous is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(previous)
+        await self._handle_one(record)
+        progress = self._progress.get(tp)
+        if progress is not None:
+            progress.finished(record.offset)
+        self._slot.set()
+
+    def _forget(self, lane: Lane, tp: TopicPartition, task: asyncio.Task[None]) -> None:
+        if self._lanes.get(lane) is task:
+            del self._lanes[lane]
+        self._tasks.get(tp, set()).discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("consumer task failed", exc_info=task.exception())
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for tp, progress in self._progress.items():
+            if only is not None and tp not in only:
+                continue
+            offset = progress.committable()
+            if offset is not None and self._committed.get(tp) != offset:
+                offsets[tp] = offset
+        if offsets:
+            await self._consumer.commit(offsets)
+            self._committed.update(offsets)
+            self._record_lag(offsets)
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        """Before partitions move: commit what is finished, cancel what is not."""
+        with contextlib.suppress(Exception):
+            await self._commit(only=revoked)
+        cancelled = [t for tp in revoked for t in self._tasks.pop(tp, set())]
+        for task in cancelled:
+            task.cancel()
+        if cancelled:
+            log.info("rebalance: handing back %d in-flight record(s)", len(cancelled))
+            await asyncio.wait(cancelled)
+        for tp in revoked:
+            self._progress.pop(tp, None)
+            self._committed.pop(tp, None)
 
     async def _handle_one(self, record: Record) -> None:
         started = time.perf_counter()
-        outcome = "ok"
         try:
             envelope = Envelope.from_bytes(record.value or b"")
         except (ValidationError, ValueError) as exc:
@@ -179,16 +246,27 @@ class EventConsumer:
         if self._metrics:
             self._metrics.dead_lettered.labels(record.topic).inc()
 
-    def _record_lag(self, batches: dict[TopicPartition, list[Record]]) -> None:
+    def _record_lag(self, committed: dict[TopicPartition, int]) -> None:
         if not self._metrics:
             return
-        for tp, records in batches.items():
+        for tp, offset in committed.items():
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
-                lag = max(highwater - records[-1].offset - 1, 0)
+                lag = max(highwater - offset, 0)
                 self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
 
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: EventConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._consumer._revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            self._consumer._assigned.set()
+
+
 def _short(exc: BaseException, limit: int = 500) -> str:
-    text: Any = str(exc).replace("\n", " ")
-    return str(text)[:limit]
+    return str(exc).replace("\n", " ")[:limit]

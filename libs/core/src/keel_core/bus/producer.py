@@ -23,7 +23,9 @@ class Publisher(Protocol):
 
     async def send_raw(
         self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
-    ) -> None: ...
+    ) -> int:
+        """Send and wait for the acknowledgement; the record's offset."""
+        ...
 
     async def enqueue(
         self, topic: str, envelope: Envelope, key: str | None = None
@@ -92,11 +94,14 @@ class EventProducer:
 
     async def send_raw(
         self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
-    ) -> None:
+    ) -> int:
         raw_key = key.encode() if isinstance(key, str) else key
-        await self._producer.send_and_wait(topic, value=value, key=raw_key, headers=headers)
+        metadata = await self._producer.send_and_wait(
+            topic, value=value, key=raw_key, headers=headers
+        )
         if self._metrics:
             self._metrics.produced.labels(topic).inc()
+        return int(metadata.offset)
 
 
 def _headers(envelope: Envelope) -> Headers:

@@ -5,10 +5,13 @@ from keel_core.events.types import (
     ApprovalDecided,
     ApprovalRequested,
     AuditRecord,
+    SessionCheckpoint,
+    TaskCancelRequested,
     TaskCompleted,
     TaskFailed,
     TaskProgress,
     TaskSubmitted,
+    ToolResultRecorded,
 )
 
 __all__ = [
@@ -18,6 +21,9 @@ __all__ = [
     "AuditRecord",
     "Envelope",
     "EventData",
+    "SessionCheckpoint",
+    "TaskCancelRequested",
+    "ToolResultRecorded",
     "TaskCompleted",
     "TaskFailed",
     "TaskProgress",

@@ -66,6 +66,8 @@ class ApprovalRequested(EventData):
     reasoning: str = ""
     idempotency_key: str
     deadline: str = ""
+    # What running the call would do, in words a reviewer can judge.
+    consequences: str = ""
 
 
 class ApprovalDecided(EventData):
@@ -92,3 +94,40 @@ class AuditRecord(EventData):
     details: dict[str, Any] = Field(default_factory=dict)
     prev_hash: str
     hash: str
+
+
+class TaskCancelRequested(EventData):
+    """Asks the agent loop to stop a session. Sent to ``keel.tasks`` (durable, reaches a session
+    that is waiting or not started) and ``keel.control`` (every replica, reaches a running one)."""
+
+    event_type: ClassVar[str] = "keel.task.cancel_requested"
+
+    reason: str = ""
+    requested_by: str = ""
+
+
+class SessionCheckpoint(EventData):
+    """The whole state of a session, on the compacted ``keel.checkpoints`` (key = session id)."""
+
+    event_type: ClassVar[str] = "keel.session.checkpoint"
+
+    status: str
+    iteration: int
+    state: dict[str, Any]
+
+
+class ToolResultRecorded(EventData):
+    """A finished tool call in the ledger on the compacted ``keel.tool-results`` (key = the
+    idempotency key): a repeated key is answered from here instead of acting again."""
+
+    event_type: ClassVar[str] = "keel.tool.result_recorded"
+
+    idempotency_key: str
+    tool: str
+    fingerprint: str
+    status: Literal["ok", "error", "denied"]
+    output: str = ""
+    error: str = ""
+    rule_id: str = ""
+    duration_ms: float = 0.0
+    truncated: bool = False

@@ -1,0 +1,121 @@
+"""A key → latest value view of a compacted topic, kept in memory and in sync.
+
+State that must survive a crash (session checkpoints, the tool ledger) is written to a
+compacted topic; every process that needs it reads the whole topic at start and then follows
+it, so a value written by any replica is visible to all. Writes update the local view only
+after the broker has acknowledged them, and the follower skips records of a key older than
+this process's own last write of it, so the view never goes back in time. A tombstone
+(``delete``) removes the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from keel_core.bus.connect import start_with_retry
+from keel_core.bus.producer import EventProducer
+from keel_core.errors import ConfigError
+from keel_core.events.envelope import Envelope, EventData
+from keel_core.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+class CompactedTable:
+    def __init__(
+        self, settings: KafkaSettings, topic: str, producer: EventProducer, source: str
+    ) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._producer = producer
+        self._source = source
+        self._values: dict[str, Envelope] = {}
+        self._written: dict[str, int] = {}
+        self._follower: asyncio.Task[None] | None = None
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap,
+            client_id=f"{settings.client_id_prefix}-{source}-table",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+
+    async def start(self) -> None:
+        """Load the topic up to its current end, then follow it in the background."""
+        try:
+            await start_with_retry(self._consumer.start, self._settings)
+        except ConfigError:
+            await self._consumer.stop()
+            raise
+        cluster = await self._consumer._client.fetch_all_metadata()
+        partitions = [
+            TopicPartition(self._topic, p)
+            for p in sorted(cluster.partitions_for_topic(self._topic) or ())
+        ]
+        if not partitions:
+            await self._consumer.stop()
+            raise ConfigError(f"topic {self._topic} does not exist")
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        ends = await self._consumer.end_offsets(partitions)
+        for tp in partitions:
+            while await self._consumer.position(tp) < ends[tp]:
+                batch = await self._consumer.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    self._apply(record.key, record.value, record.offset)
+        log.info("loaded %d entries from %s", len(self._values), self._topic)
+        self._follower = asyncio.create_task(self._follow(), name=f"follow-{self._topic}")
+
+    async def stop(self) -> None:
+        if self._follower:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+        await self._consumer.stop()
+
+    def get(self, key: str) -> Envelope | None:
+        return self._values.get(key)
+
+    def keys(self) -> list[str]:
+        return list(self._values)
+
+    async def put(
+        self, key: str, payload: EventData, *, session_id: str = "", trace: str = ""
+    ) -> Envelope:
+        envelope = Envelope.wrap(
+            payload, source=self._source, session_id=session_id or key, trace=trace
+        )
+        self._written[key] = await self._producer.send_raw(
+            self._topic, envelope.to_bytes(), key, [("keel-type", envelope.type.encode())]
+        )
+        self._values[key] = envelope
+        return envelope
+
+    async def delete(self, key: str) -> None:
+        self._written[key] = await self._producer.send_raw(self._topic, None, key, [])
+        self._values.pop(key, None)
+
+    async def _follow(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    self._apply(record.key, record.value, record.offset)
+
+    def _apply(self, raw_key: bytes | None, value: bytes | None, offset: int) -> None:
+        if raw_key is None:
+            return
+        key = raw_key.decode()
+        if offset < self._written.get(key, -1):
+            return
+        if value is None:
+            self._values.pop(key, None)
+            return
+        try:
+            self._values[key] = Envelope.from_bytes(value)
+        except ValueError as exc:
+            log.warning("ignoring undecodable entry %s in %s: %s", key, self._topic, exc)
