@@ -16,6 +16,8 @@ APPROVAL_DECISIONS = "keel.approval.decisions"
 AUDIT = "keel.audit"
 PLANS = "keel.plans"
 SUBTASKS = "keel.subtasks"
+# Messages that leave Keel (send_email and friends), written only after approval.
+OUTBOX = "keel.outbox"
 # Broadcast control messages (cancel a running session): every agent-loop replica reads all.
 CONTROL = "keel.control"
 
@@ -57,6 +59,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(PLANS, has_dlq=True),
     TopicSpec(SUBTASKS, has_dlq=True),
     TopicSpec(CONTROL, retention_ms=24 * 3600 * 1000),
+    TopicSpec(OUTBOX, retention_ms=-1),
 )
 
 

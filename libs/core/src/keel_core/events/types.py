@@ -17,6 +17,9 @@ class TaskSubmitted(EventData):
     agent_id: str = "agent"
     tenant: str = "default"
     max_iterations: int = Field(default=8, ge=1, le=200)
+    # Per-session limits; None means the agent loop's configured default.
+    token_budget: int | None = Field(default=None, ge=1)
+    cost_budget_usd: float | None = Field(default=None, ge=0)
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
