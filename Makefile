@@ -45,8 +45,9 @@ typecheck: install ## mypy --strict on libs and services
 protos: install ## Regenerate Python code from proto/
 	$(PY) libs/protos/gen.py
 
-bench: install ## Push tasks through the whole path and print overhead per step
+bench: install ## Per-step overhead, steps/s, and recovery after kill -9 (prints numbers)
 	$(PY) bench/e2e_overhead.py
+	$(PY) bench/recovery.py
 
 kafka-up: ## Start the local Kafka broker (no-op when KEEL_KAFKA_BOOTSTRAP is set)
 	bash deploy/kafka/broker.sh start

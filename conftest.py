@@ -103,10 +103,12 @@ async def kafka(kafka_bootstrap: str) -> KafkaSettings:
 async def stack(kafka: KafkaSettings) -> AsyncIterator[LocalStack]:
     """The six services as real processes on free ports, shared by the session's tests."""
     run_dir = Path(tempfile.mkdtemp(prefix="keel-test-stack-"))
+    (run_dir / "counts").mkdir()
     local = LocalStack(
         run_dir=run_dir,
         kafka_bootstrap=kafka.bootstrap,
         specs=with_free_ports(),
+        extra_env={"KEEL_TOOL_GATEWAY_TEST_TOOLS_DIR": str(run_dir / "counts")},
     )
     try:
         await local.start()

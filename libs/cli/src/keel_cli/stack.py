@@ -139,6 +139,18 @@ class LocalStack:
             os.killpg(process.pid, sig)
             process.wait(timeout=30)
 
+    async def stop_one(self, name: str, timeout_s: float = 30.0) -> int:
+        """SIGTERM one service and wait for it; its exit code (SIGKILL after the time-out)."""
+        process = self.processes[name]
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(process.wait, timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        return process.returncode
+
     async def stop(self, timeout_s: float = 30.0) -> dict[str, int]:
         """SIGTERM every service (front door first), wait, SIGKILL what is left; exit codes."""
         for spec in reversed(self.specs):
