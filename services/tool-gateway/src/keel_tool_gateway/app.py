@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel_core.bus.table import CompactedTable
 from keel_core.grpc import insecure_channel
 from keel_core.runtime import ServiceRuntime, run_service
+from keel_core.topics import TOOL_RESULTS
+from keel_tool_gateway.adapters.approval_client import ApprovalClient
+from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
+from keel_tool_gateway.adapters.outbox import KafkaOutbox
 from keel_tool_gateway.adapters.policy_client import PolicyClient
 from keel_tool_gateway.config import Settings
 from keel_tool_gateway.domain.execution import ExecutionService
-from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.tools import builtin_registry
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
@@ -17,17 +21,28 @@ SERVICE = "tool-gateway"
 
 
 async def serve(settings: Settings) -> None:
-    registry = builtin_registry(settings.default_tool_timeout_s)
-    channel = insecure_channel(settings.policy_target)
+    runtime = ServiceRuntime(SERVICE, settings)
+    registry = builtin_registry(
+        settings.default_tool_timeout_s,
+        outbox=KafkaOutbox(runtime.producer),
+        test_tools_dir=settings.test_tools_dir,
+    )
+    # The ledger is loaded fully before the gRPC server starts (start hooks run first), so no
+    # call is served from a partial view; it is stopped after the server (stop hooks run last).
+    table = CompactedTable(settings.kafka, TOOL_RESULTS, runtime.producer, SERVICE)
+    runtime.on_start(table.start)
+    runtime.on_stop(table.stop)
+    policy_channel = insecure_channel(settings.policy_target)
+    approval_channel = insecure_channel(settings.approval_target)
+    runtime.on_stop(policy_channel.close)
+    runtime.on_stop(approval_channel.close)
     service = ExecutionService(
         registry,
-        PolicyClient(channel, settings.policy_timeout_s),
-        ResultLedger(settings.ledger_size),
+        PolicyClient(policy_channel, settings.policy_timeout_s),
+        KafkaLedger(table),
+        approvals=ApprovalClient(approval_channel, settings.approval_timeout_s),
         max_output_chars=settings.max_output_chars,
     )
-    runtime = ServiceRuntime(SERVICE, settings)
-    # Stop hooks run after the gRPC server has stopped, so in-flight calls could finish.
-    runtime.on_stop(channel.close)
     servicer = ToolGatewayServicer(
         service, registry, runtime.audit, ToolGatewayMetrics(runtime.registry)
     )

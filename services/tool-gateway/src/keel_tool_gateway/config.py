@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -20,5 +22,8 @@ class Settings(ServiceSettings):
     default_tool_timeout_s: float = Field(default=10.0, gt=0)
     # Output longer than this is cut, ending with a marker; 100 leaves room for the marker.
     max_output_chars: int = Field(default=8000, ge=100)
-    # Results remembered by idempotency key (in memory, least recently used dropped first).
-    ledger_size: int = Field(default=10000, ge=1)
+    approval_target: str = "127.0.0.1:50056"
+    # Deadline of each approval lookup; past it a call sent with an approval id does not run.
+    approval_timeout_s: float = Field(default=2.0, gt=0)
+    # Set only in tests: registers the `count` tool, which counts its runs in files here.
+    test_tools_dir: Path | None = None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from keel_core.errors import KeelError
+from typing import TYPE_CHECKING
+
+from keel_core.errors import KeelError, Unavailable
+
+if TYPE_CHECKING:
+    from keel_tool_gateway.domain.models import ExecutionResult
 
 
 class ToolGatewayError(KeelError):
@@ -11,3 +16,20 @@ class ToolGatewayError(KeelError):
 
 class DuplicateTool(ToolGatewayError):
     """Two tools registered under one name: a wiring bug, found at start-up."""
+
+
+class ResultNotRecorded(ToolGatewayError, Unavailable):
+    """The call ran but its result could not be written to the durable ledger.
+
+    The result is withheld (a caller that saw a result must never see the call run again);
+    this process keeps it and writes it on the next call with the same key, so a retry gets
+    the stored result instead of a second run. Maps to gRPC ``UNAVAILABLE``.
+    """
+
+    def __init__(self, key: str, result: ExecutionResult, cause: BaseException) -> None:
+        super().__init__(
+            f"the call with idempotency key {key!r} ran but its result could not be recorded "
+            f"({cause}); retry with the same key to get it"
+        )
+        self.key = key
+        self.result = result

@@ -1,4 +1,5 @@
-"""Test doubles for code built on the tool gateway: a scripted policy and a counting tool."""
+"""Test doubles for code built on the tool gateway: a scripted policy, approvals, outbox and
+ledger, and a counting tool."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel_tool_gateway.domain.models import Decision, PolicyVerdict, RequestContext
+from keel_tool_gateway.domain.ledger import LedgerEntry, ResultLedger
+from keel_tool_gateway.domain.models import (
+    ApprovalRecord,
+    Decision,
+    PolicyVerdict,
+    RequestContext,
+)
+from keel_tool_gateway.domain.outbox import OutboundMessage
 from keel_tool_gateway.domain.registry import Tool
 
 
@@ -91,3 +99,57 @@ class CountingTool:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+class StaticApprovals:
+    """An approval port over a dict; ``error`` set: the approval service is down."""
+
+    def __init__(
+        self, approvals: list[ApprovalRecord] | None = None, error: Exception | None = None
+    ) -> None:
+        self.approvals = {a.id: a for a in approvals or []}
+        self.error = error
+        self.asked: list[str] = []
+
+    async def get(self, approval_id: str) -> ApprovalRecord | None:
+        self.asked.append(approval_id)
+        if self.error is not None:
+            raise self.error
+        return self.approvals.get(approval_id)
+
+
+@dataclass
+class SentMessage:
+    message: OutboundMessage
+    session_id: str
+    trace: str
+
+
+@dataclass
+class RecordingOutbox:
+    """Keeps what was sent; ``error`` set: the outbox refuses."""
+
+    sent: list[SentMessage] = field(default_factory=list)
+    error: Exception | None = None
+
+    async def send(self, message: OutboundMessage, *, session_id: str, trace: str = "") -> None:
+        if self.error is not None:
+            raise self.error
+        self.sent.append(SentMessage(message, session_id, trace))
+
+
+class FlakyLedger(ResultLedger):
+    """The in-memory ledger whose writes fail while ``error`` is set (a broker that is down)."""
+
+    def __init__(self, capacity: int = 10_000, error: Exception | None = None) -> None:
+        super().__init__(capacity)
+        self.error = error
+        self.writes = 0
+
+    async def put(
+        self, key: str, entry: LedgerEntry, *, session_id: str = "", trace: str = ""
+    ) -> None:
+        self.writes += 1
+        if self.error is not None:
+            raise self.error
+        await super().put(key, entry, session_id=session_id, trace=trace)

@@ -5,7 +5,11 @@ from typing import Any
 import pytest
 
 from keel_core.errors import Unavailable
-from keel_tool_gateway.domain.execution import POLICY_UNAVAILABLE, ExecutionService
+from keel_tool_gateway.domain.execution import (
+    NO_APPROVAL_SERVICE,
+    POLICY_UNAVAILABLE,
+    ExecutionService,
+)
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import Decision, PolicyVerdict, RequestContext
 from keel_tool_gateway.domain.registry import Tool, ToolError
@@ -73,12 +77,13 @@ async def test_deny_and_approval_never_run_the_tool(decision: Decision, status: 
     assert counter.runs == 0
 
 
-async def test_approval_id_does_not_unlock_a_call_yet() -> None:
-    service, counter, _ = make(policy=StaticPolicy("require_approval"))
+async def test_approval_id_without_an_approval_service_unlocks_nothing() -> None:
+    service, counter, policy = make(policy=StaticPolicy("require_approval"))
     result = await service.execute(CTX, "counter", "{}", "k1", approval_id="appr-1")
-    assert result.status == "needs_approval"
-    assert "appr-1" in result.error
+    assert (result.status, result.error) == ("error", NO_APPROVAL_SERVICE)
+    assert result.approval_outcome == "unavailable"
     assert counter.runs == 0
+    assert policy.calls == []
 
 
 async def test_policy_down_fails_closed() -> None:

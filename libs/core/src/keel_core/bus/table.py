@@ -51,11 +51,7 @@ class CompactedTable:
         except ConfigError:
             await self._consumer.stop()
             raise
-        cluster = await self._consumer._client.fetch_all_metadata()
-        partitions = [
-            TopicPartition(self._topic, p)
-            for p in sorted(cluster.partitions_for_topic(self._topic) or ())
-        ]
+        partitions = await self._partitions()
         if not partitions:
             await self._consumer.stop()
             raise ConfigError(f"topic {self._topic} does not exist")
@@ -69,6 +65,17 @@ class CompactedTable:
                     self._apply(record.key, record.value, record.offset)
         log.info("loaded %d entries from %s", len(self._values), self._topic)
         self._follower = asyncio.create_task(self._follow(), name=f"follow-{self._topic}")
+
+    async def _partitions(self, attempts: int = 20) -> list[TopicPartition]:
+        """The topic's partitions; a topic created a moment ago may take a few metadata
+        refreshes to show up, so ask again for a while before giving up."""
+        for _ in range(attempts):
+            cluster = await self._consumer._client.fetch_all_metadata()
+            found = sorted(cluster.partitions_for_topic(self._topic) or ())
+            if found:
+                return [TopicPartition(self._topic, p) for p in found]
+            await asyncio.sleep(0.25)
+        return []
 
     async def stop(self) -> None:
         if self._follower:

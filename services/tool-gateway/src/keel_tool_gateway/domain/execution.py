@@ -1,8 +1,10 @@
-"""The choke point: no tool runs unless policy said ALLOW for exactly this call.
+"""The choke point: no tool runs unless policy said ALLOW (or an approval that covers exactly
+this call satisfied REQUIRE_APPROVAL).
 
 Order of one execution: idempotency ledger (a hit returns the stored result: no policy call,
-nothing runs) -> parse the arguments -> find the tool -> ask policy (any failure fails closed)
--> validate with the tool's input model -> run under a time-out -> render and cap the output.
+nothing runs) -> parse the arguments -> find the tool -> verify the approval, when one is sent
+-> ask policy (any failure fails closed) -> validate with the tool's input model -> run under a
+time-out -> render and cap the output -> record the result durably -> return it.
 """
 
 from __future__ import annotations
@@ -13,27 +15,56 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
 from keel_core.canonical import canonical_json, sha256_hex
-from keel_tool_gateway.domain.ledger import LedgerEntry, ResultLedger
-from keel_tool_gateway.domain.models import ExecutionResult, RequestContext
+from keel_tool_gateway.domain.approval import ApprovalCheck, check_approval
+from keel_tool_gateway.domain.call_context import ToolContext, calling
+from keel_tool_gateway.domain.ledger import LedgerEntry
+from keel_tool_gateway.domain.models import ExecutionResult, PolicyVerdict, RequestContext
 from keel_tool_gateway.domain.output import cap, render
-from keel_tool_gateway.domain.ports import PolicyPort
+from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort
 from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry
+from keel_tool_gateway.errors import ResultNotRecorded
 
 log = logging.getLogger(__name__)
 
 POLICY_UNAVAILABLE = "policy unavailable: the call did not run"
+NO_APPROVAL_SERVICE = "approval ids cannot be verified here (no approval service); nothing ran"
 
 
 class _Outcome(NamedTuple):
     result: ExecutionResult
     # Final outcomes are remembered by idempotency key. Not final: needs_approval (the call may
-    # come back approved) and policy unavailable (nothing ran; a retry may succeed).
+    # come back approved), policy unavailable and any refused approval (nothing ran; a retry,
+    # or a decision made meanwhile, may change the answer).
     final: bool
+
+
+@dataclass(frozen=True)
+class _Call:
+    ctx: RequestContext
+    tool_name: str
+    arguments: dict[str, Any]
+    parse_error: str
+    key: str
+    approval_id: str
+
+
+@dataclass(frozen=True)
+class _Running:
+    fingerprint: str
+    task: asyncio.Task[ExecutionResult]
+
+
+@dataclass(frozen=True)
+class _Unrecorded:
+    entry: LedgerEntry
+    session_id: str
+    trace: str
 
 
 class ExecutionService:
@@ -41,18 +72,22 @@ class ExecutionService:
         self,
         registry: ToolRegistry,
         policy: PolicyPort,
-        ledger: ResultLedger,
+        ledger: LedgerPort,
         *,
+        approvals: ApprovalPort | None = None,
         max_output_chars: int = 8000,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._registry = registry
         self._policy = policy
         self._ledger = ledger
+        self._approvals = approvals
         self._max_output_chars = max_output_chars
         self._clock = clock
         # Calls in progress by idempotency key: a concurrent duplicate waits for the first.
-        self._inflight: dict[str, tuple[str, asyncio.Future[ExecutionResult]]] = {}
+        self._inflight: dict[str, _Running] = {}
+        # Calls that ran but whose result the ledger refused: written on the next try.
+        self._unrecorded: dict[str, _Unrecorded] = {}
 
     async def execute(
         self,
@@ -62,95 +97,121 @@ class ExecutionService:
         idempotency_key: str = "",
         approval_id: str = "",
     ) -> ExecutionResult:
-        """Decide and (maybe) run one call. Never raises for anything the caller or the tool
-        did: every failure is a result with status ``error``."""
+        """Decide and (maybe) run one call. Every failure of the caller or the tool is a result
+        with status ``error``; the one exception is ``ResultNotRecorded`` (the call ran but the
+        ledger could not store it, so the result is withheld until a retry stores it).
+
+        A call with a key runs in its own task: a caller that goes away (deadline, cancel) does
+        not cancel it, so its result is still recorded and a retry gets it.
+        """
         arguments, parse_error = _parse(arguments_json)
+        call = _Call(ctx, tool_name, arguments, parse_error, idempotency_key, approval_id)
         if not idempotency_key:
-            outcome = await self._timed(ctx, tool_name, arguments, parse_error, approval_id)
+            outcome = await self._timed(call)
             return outcome.result
         fingerprint = _fingerprint(tool_name, arguments if not parse_error else arguments_json)
-        replay = await self._replay(idempotency_key, fingerprint)
-        if replay is not None:
-            return replay
-        future: asyncio.Future[ExecutionResult] = asyncio.get_running_loop().create_future()
-        self._inflight[idempotency_key] = (fingerprint, future)
-        try:
-            outcome = await self._timed(ctx, tool_name, arguments, parse_error, approval_id)
-            if outcome.final:
-                self._ledger.put(idempotency_key, LedgerEntry(fingerprint, outcome.result))
-            future.set_result(outcome.result)
-            return outcome.result
-        finally:
-            del self._inflight[idempotency_key]
-            if not future.done():
-                future.cancel()
+        entry = await self._stored(idempotency_key)
+        if entry is not None:
+            return _replayed(idempotency_key, entry.fingerprint, fingerprint, entry.result)
+        running = self._inflight.get(idempotency_key)
+        if running is not None:
+            result = await asyncio.shield(running.task)
+            return _replayed(idempotency_key, running.fingerprint, fingerprint, result)
+        task = asyncio.create_task(self._run_and_record(call, fingerprint))
+        running = _Running(fingerprint, task)
+        self._inflight[idempotency_key] = running
+        task.add_done_callback(lambda done: self._finished(idempotency_key, running, done))
+        return await asyncio.shield(task)
 
-    async def _replay(self, key: str, fingerprint: str) -> ExecutionResult | None:
+    def _finished(self, key: str, running: _Running, task: asyncio.Task[ExecutionResult]) -> None:
+        if self._inflight.get(key) is running:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every caller may have gone away
+
+    async def _stored(self, key: str) -> LedgerEntry | None:
         entry = self._ledger.get(key)
-        if entry is None and key in self._inflight:
-            stored_fingerprint, future = self._inflight[key]
-            try:
-                result = await asyncio.shield(future)
-            except asyncio.CancelledError:
-                if not future.cancelled():
-                    raise
-                return _error(f"a concurrent call with idempotency key {key!r} was cancelled")
-            entry = LedgerEntry(stored_fingerprint, result)
-        if entry is None:
+        if entry is not None:
+            return entry
+        unrecorded = self._unrecorded.get(key)
+        if unrecorded is None:
             return None
-        if entry.fingerprint != fingerprint:
-            return _error(f"idempotency key {key!r} was used for a different call; nothing ran")
-        return entry.result.model_copy(update={"replayed": True})
+        await self._record(key, unrecorded)
+        return unrecorded.entry
 
-    async def _timed(
-        self,
-        ctx: RequestContext,
-        tool_name: str,
-        arguments: dict[str, Any],
-        parse_error: str,
-        approval_id: str,
-    ) -> _Outcome:
+    async def _run_and_record(self, call: _Call, fingerprint: str) -> ExecutionResult:
+        outcome = await self._timed(call)
+        if outcome.final:
+            entry = LedgerEntry(fingerprint, call.tool_name, outcome.result)
+            await self._record(
+                call.key, _Unrecorded(entry, call.ctx.session_id, call.ctx.traceparent)
+            )
+        return outcome.result
+
+    async def _record(self, key: str, pending: _Unrecorded) -> None:
+        """Durable before returned: a caller that saw a result never sees the call run again."""
+        try:
+            await self._ledger.put(
+                key, pending.entry, session_id=pending.session_id, trace=pending.trace
+            )
+        except Exception as exc:
+            log.error("result of %s could not be recorded: %r", key, exc)
+            self._unrecorded[key] = pending
+            raise ResultNotRecorded(key, pending.entry.result, exc) from exc
+        self._unrecorded.pop(key, None)
+
+    async def _timed(self, call: _Call) -> _Outcome:
         started = self._clock()
-        outcome = await self._decide_and_run(ctx, tool_name, arguments, parse_error, approval_id)
+        outcome = await self._decide_and_run(call)
         elapsed_ms = (self._clock() - started) * 1000.0
         return outcome._replace(
             result=outcome.result.model_copy(update={"duration_ms": elapsed_ms})
         )
 
-    async def _decide_and_run(
-        self,
-        ctx: RequestContext,
-        tool_name: str,
-        arguments: dict[str, Any],
-        parse_error: str,
-        approval_id: str,
-    ) -> _Outcome:
-        if parse_error:
-            return _Outcome(_error(parse_error), final=True)
-        tool = self._registry.get(tool_name)
+    async def _decide_and_run(self, call: _Call) -> _Outcome:
+        if call.parse_error:
+            return _Outcome(_error(call.parse_error), final=True)
+        tool = self._registry.get(call.tool_name)
         if tool is None:
-            return _Outcome(_error(f"unknown tool {tool_name!r}"), final=True)
+            return _Outcome(_error(f"unknown tool {call.tool_name!r}"), final=True)
+        approval = await self._check_approval(call)
+        if approval.refusal is not None:
+            return _Outcome(approval.refusal, final=False)
+        arguments = call.arguments if approval.arguments is None else approval.arguments
         try:
-            verdict = await self._policy.evaluate(ctx, tool_name, arguments)
+            verdict = await self._policy.evaluate(call.ctx, call.tool_name, arguments)
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, nothing may run
-            log.warning("policy evaluation failed for %s, failing closed: %r", tool_name, exc)
-            return _Outcome(_error(POLICY_UNAVAILABLE), final=False)
-        rule = verdict.rule_id
-        if verdict.decision == "deny":
-            message = f"denied by policy rule {rule}: {verdict.reason}"
-            return _Outcome(ExecutionResult(status="denied", error=message, rule_id=rule), True)
-        if verdict.decision == "require_approval":
-            message = f"needs approval (policy rule {rule}): {verdict.reason}"
-            if approval_id:
-                # Checking that the approval covers exactly this call comes with the approval
-                # client; until then an approval id unlocks nothing.
-                message += f"; approval {approval_id!r} cannot be verified yet, so nothing ran"
-            result = ExecutionResult(status="needs_approval", error=message, rule_id=rule)
-            return _Outcome(result, final=False)
-        result = await self._run(tool, arguments)
-        return _Outcome(result.model_copy(update={"rule_id": rule}), final=True)
+            log.warning("policy evaluation failed for %s, failing closed: %r", call.tool_name, exc)
+            return _Outcome(_noted(_error(POLICY_UNAVAILABLE), approval), final=False)
+        refusal = _refusal(verdict, approval)
+        if refusal is not None:
+            return refusal
+        tool_ctx = ToolContext(
+            session_id=call.ctx.session_id,
+            idempotency_key=call.key,
+            approval_id=call.approval_id,
+            traceparent=call.ctx.traceparent,
+        )
+        result = await self._run(tool, arguments, tool_ctx)
+        return _Outcome(
+            _noted(result.model_copy(update={"rule_id": verdict.rule_id}), approval), True
+        )
 
-    async def _run(self, tool: Tool[Any], arguments: dict[str, Any]) -> ExecutionResult:
+    async def _check_approval(self, call: _Call) -> ApprovalCheck:
+        if not call.approval_id:
+            return ApprovalCheck("")
+        if self._approvals is None:
+            refusal = ExecutionResult(
+                status="error", error=NO_APPROVAL_SERVICE, approval_outcome="unavailable"
+            )
+            return ApprovalCheck("unavailable", refusal=refusal)
+        return await check_approval(
+            self._approvals, call.approval_id, call.tool_name, call.key, call.arguments
+        )
+
+    async def _run(
+        self, tool: Tool[Any], arguments: dict[str, Any], tool_ctx: ToolContext
+    ) -> ExecutionResult:
         try:
             validated = tool.input_model.model_validate(arguments)
         except ValidationError as exc:
@@ -159,7 +220,8 @@ class ExecutionService:
         scope = asyncio.timeout(timeout_s)
         try:
             async with scope:
-                value = await _invoke(tool, validated)
+                with calling(tool_ctx):
+                    value = await _invoke(tool, validated)
         except TimeoutError as exc:
             if scope.expired():
                 return _error(f"{tool.name} timed out after {timeout_s:g}s")
@@ -169,6 +231,30 @@ class ExecutionService:
             return _error(f"{tool.name} failed: {_explain(exc)}")
         output, truncated = cap(render(value), self._max_output_chars)
         return ExecutionResult(status="ok", output=output, truncated=truncated)
+
+
+def _refusal(verdict: PolicyVerdict, approval: ApprovalCheck) -> _Outcome | None:
+    """Deny always wins; require_approval is satisfied only by a verified approval."""
+    rule = verdict.rule_id
+    if verdict.decision == "deny":
+        message = f"denied by policy rule {rule}: {verdict.reason}"
+        result = ExecutionResult(status="denied", error=message, rule_id=rule)
+        return _Outcome(_noted(result, approval), final=True)
+    if verdict.decision == "require_approval" and not approval.outcome:
+        message = f"needs approval (policy rule {rule}): {verdict.reason}"
+        result = ExecutionResult(status="needs_approval", error=message, rule_id=rule)
+        return _Outcome(result, final=False)
+    return None
+
+
+def _noted(result: ExecutionResult, approval: ApprovalCheck) -> ExecutionResult:
+    return result.model_copy(update={"approval_outcome": approval.outcome})
+
+
+def _replayed(key: str, stored: str, fingerprint: str, result: ExecutionResult) -> ExecutionResult:
+    if stored != fingerprint:
+        return _error(f"idempotency key {key!r} was used for a different call; nothing ran")
+    return result.model_copy(update={"replayed": True})
 
 
 async def _invoke(tool: Tool[Any], validated: Any) -> Any:

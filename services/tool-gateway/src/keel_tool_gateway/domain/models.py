@@ -8,6 +8,21 @@ from pydantic import BaseModel, ConfigDict
 
 Decision = Literal["allow", "deny", "require_approval"]
 ExecutionStatus = Literal["ok", "error", "denied", "needs_approval"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "modified", "timed_out", "unknown"]
+# How an approval id sent with a call was judged; "" when none was sent.
+ApprovalOutcome = Literal[
+    "",
+    "approved",
+    "modified",
+    "not_found",
+    "pending",
+    "rejected",
+    "timed_out",
+    "unknown",
+    "mismatch",
+    "invalid",
+    "unavailable",
+]
 
 
 class RequestContext(BaseModel):
@@ -49,3 +64,20 @@ class ExecutionResult(BaseModel):
     # True when the result came from the idempotency ledger and nothing was evaluated or run.
     replayed: bool = False
     untrusted: bool = True
+    approval_outcome: ApprovalOutcome = ""
+
+
+class ApprovalRecord(BaseModel):
+    """An approval as the approval service reports it; the arguments are kept as the JSON text
+    it sent, and compared canonically."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: ApprovalStatus
+    tool_name: str = ""
+    idempotency_key: str = ""
+    arguments_json: str = ""
+    modified_arguments_json: str = ""
+    decided_by: str = ""
+    comment: str = ""

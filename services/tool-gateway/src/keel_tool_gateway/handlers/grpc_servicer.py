@@ -8,8 +8,9 @@ from keel.tool.v1 import tool_pb2, tool_pb2_grpc
 from keel_core.audit import AuditEmitter
 from keel_core.errors import InvalidArgument
 from keel_tool_gateway.domain.execution import ExecutionService
-from keel_tool_gateway.domain.models import ExecutionResult
+from keel_tool_gateway.domain.models import ExecutionResult, RequestContext
 from keel_tool_gateway.domain.registry import ToolRegistry
+from keel_tool_gateway.errors import ResultNotRecorded
 from keel_tool_gateway.handlers.mapping import (
     context_from_proto,
     descriptor_to_proto,
@@ -50,15 +51,32 @@ class ToolGatewayServicer(tool_pb2_grpc.ToolGatewayServicer):
                 f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"
             )
         ctx = context_from_proto(request.context)
+        try:
+            result = await self._service.execute(
+                ctx,
+                request.call.name,
+                request.call.arguments_json,
+                idempotency_key=request.idempotency_key,
+                approval_id=request.approval_id,
+            )
+        except ResultNotRecorded as exc:
+            # It ran: audited as such, but the caller gets UNAVAILABLE and retries the key.
+            self._observe(request.call.name, exc.result)
+            await self._record(ctx, request, exc.result, recorded=False)
+            raise
+        self._observe(request.call.name, result)
+        await self._record(ctx, request, result, recorded=True)
+        return result_to_proto(result)
+
+    async def _record(
+        self,
+        ctx: RequestContext,
+        request: tool_pb2.ExecuteRequest,
+        result: ExecutionResult,
+        *,
+        recorded: bool,
+    ) -> None:
         call = request.call
-        result = await self._service.execute(
-            ctx,
-            call.name,
-            call.arguments_json,
-            idempotency_key=request.idempotency_key,
-            approval_id=request.approval_id,
-        )
-        self._observe(call.name, result)
         await self._audit.record(
             AUDIT_ACTION,
             actor=ctx.agent_id or "unknown",
@@ -69,6 +87,8 @@ class ToolGatewayServicer(tool_pb2_grpc.ToolGatewayServicer):
                 "status": result.status,
                 "idempotency_key": request.idempotency_key,
                 "approval_id": request.approval_id,
+                "approval_outcome": result.approval_outcome,
+                "recorded": recorded,
                 "rule": result.rule_id,
                 "duration_ms": round(result.duration_ms, 3),
                 "replayed": result.replayed,
@@ -77,7 +97,6 @@ class ToolGatewayServicer(tool_pb2_grpc.ToolGatewayServicer):
                 "arguments": audit_arguments(call.arguments_json),
             },
         )
-        return result_to_proto(result)
 
     def _observe(self, tool: str, result: ExecutionResult) -> None:
         label = tool if self._registry.get(tool) is not None else UNKNOWN_TOOL

@@ -1,0 +1,74 @@
+"""The crash tests' counting tool: one increment per run, even under concurrency."""
+
+import asyncio
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from keel_tool_gateway.domain.execution import ExecutionService
+from keel_tool_gateway.domain.ledger import ResultLedger
+from keel_tool_gateway.domain.models import RequestContext
+from keel_tool_gateway.domain.tools import builtin_registry
+from keel_tool_gateway.domain.tools.count import increment
+from keel_tool_gateway.testing import StaticPolicy
+
+CTX = RequestContext(session_id="s")
+
+
+def service(directory: Path) -> ExecutionService:
+    return ExecutionService(
+        builtin_registry(test_tools_dir=directory), StaticPolicy("allow"), ResultLedger()
+    )
+
+
+def test_count_is_registered_only_with_a_directory(tmp_path: Path) -> None:
+    assert builtin_registry().get("count") is None
+    assert builtin_registry(test_tools_dir=tmp_path).get("count") is not None
+
+
+async def test_each_run_adds_one_and_returns_the_new_value(tmp_path: Path) -> None:
+    directory = tmp_path / "counts"  # created on first use
+    gateway = service(directory)
+    outputs = [
+        (await gateway.execute(CTX, "count", '{"name": "apples"}', f"s:{i}:0")).output
+        for i in range(3)
+    ]
+    assert outputs == ["1", "2", "3"]
+    assert (directory / "apples.count").read_text() == "3\n"
+
+
+async def test_a_replayed_key_does_not_count_again(tmp_path: Path) -> None:
+    gateway = service(tmp_path)
+    for _ in range(3):
+        await gateway.execute(CTX, "count", '{"name": "x", "sleep_ms": 1}', "s:0:0")
+    assert (tmp_path / "x.count").read_text() == "1\n"
+
+
+async def test_concurrent_runs_never_lose_an_increment(tmp_path: Path) -> None:
+    gateway = service(tmp_path)
+    results = await asyncio.gather(
+        *(
+            gateway.execute(CTX, "count", '{"name": "c", "sleep_ms": 5}', f"s:{i}:0")
+            for i in range(40)
+        )
+    )
+    assert sorted(int(r.output) for r in results) == list(range(1, 41))
+    assert (tmp_path / "c.count").read_text() == "40\n"
+
+
+def test_processes_share_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "p.count"
+    with ProcessPoolExecutor(4) as pool:
+        values = list(pool.map(increment, [path] * 40))
+    assert sorted(values) == list(range(1, 41))
+    assert path.read_text() == "40\n"
+
+
+async def test_names_that_could_escape_the_directory_are_refused(tmp_path: Path) -> None:
+    gateway = service(tmp_path)
+    for name in ("../x", "a/b", "", "x" * 65, "a.b"):
+        result = await gateway.execute(CTX, "count", f'{{"name": "{name}"}}')
+        assert result.status == "error", name
+        assert result.error.startswith("invalid arguments for count: name: String should")
+    too_long = await gateway.execute(CTX, "count", '{"name": "a", "sleep_ms": 5001}')
+    assert too_long.error.startswith("invalid arguments for count: sleep_ms: Input should be")
+    assert not any(tmp_path.iterdir())  # noqa: ASYNC240 - a test's tmp dir
