@@ -13,6 +13,7 @@ from keel_cli.audit_tail import audit_tail
 from keel_cli.config import CliSettings
 from keel_cli.dev import DEMO_GOAL, dev_up
 from keel_cli.follow import SessionFollower
+from keel_cli.plans import add_plan_parser, plan_command
 from keel_cli.tasks import publish_task, submit_via_grpc
 from keel_cli.watch import answer_of, print_session
 from keel_core.bus.admin import ensure_topics
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--timeout", type=float, default=300.0)
 
     sub.add_parser("topics", help="create Keel's topics (idempotent)")
+
+    add_plan_parser(sub)
 
     audit = sub.add_parser("audit", help="audit records")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -93,6 +96,8 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
         return _submit(settings, args)
     if args.command == "watch":
         return _watch(settings, args)
+    if args.command == "plan":
+        return plan_command(settings, args)
     if args.command == "audit":
         return audit_tail(settings.kafka, args.limit)
     if args.command == "dev":

@@ -1,6 +1,16 @@
 """Event envelope and payload types for every Kafka message."""
 
 from keel_core.events.envelope import SCHEMA_VERSION, Envelope, EventData
+from keel_core.events.plans import (
+    NodeDispatched,
+    NodeFinished,
+    PlanCheckpoint,
+    PlanFinished,
+    PlanInvalid,
+    PlanNode,
+    PlanSpec,
+    PlanSubmitted,
+)
 from keel_core.events.types import (
     ApprovalDecided,
     ApprovalRequested,
@@ -21,6 +31,14 @@ __all__ = [
     "AuditRecord",
     "Envelope",
     "EventData",
+    "NodeDispatched",
+    "NodeFinished",
+    "PlanCheckpoint",
+    "PlanFinished",
+    "PlanInvalid",
+    "PlanNode",
+    "PlanSpec",
+    "PlanSubmitted",
     "SessionCheckpoint",
     "TaskCancelRequested",
     "ToolResultRecorded",

@@ -1,0 +1,42 @@
+"""Multi-agent plans: DAGs of agent sessions (and of plans) run over ``keel.plans`` and
+``keel.subtasks``. The plan spec and its events are in ``keel_core.events.plans``."""
+
+from keel_agent_loop.plans.from_model import PLAN_INSTRUCTIONS, PlanParseError, parse_plan_answer
+from keel_agent_loop.plans.handler import PlanHandler
+from keel_agent_loop.plans.reporting import PlanReporter, plan_node_of
+from keel_agent_loop.plans.scheduler import Dispatch, NodeRun, PlanState
+from keel_agent_loop.plans.store import MemoryPlanStore, PlanStore, state_key
+from keel_agent_loop.plans.wiring import PlanSettings, install_plans
+from keel_core.events.plans import (
+    PlanInvalid,
+    PlanNode,
+    PlanSpec,
+    check_plan,
+    debate,
+    pipeline,
+    sub_plan,
+)
+
+__all__ = [
+    "PLAN_INSTRUCTIONS",
+    "Dispatch",
+    "MemoryPlanStore",
+    "NodeRun",
+    "PlanHandler",
+    "PlanInvalid",
+    "PlanNode",
+    "PlanParseError",
+    "PlanReporter",
+    "PlanSettings",
+    "PlanSpec",
+    "PlanState",
+    "PlanStore",
+    "check_plan",
+    "debate",
+    "install_plans",
+    "parse_plan_answer",
+    "pipeline",
+    "plan_node_of",
+    "state_key",
+    "sub_plan",
+]

@@ -1,0 +1,213 @@
+"""The ``keel.plans`` handler: the orchestrator of multi-agent plans.
+
+Every event of a plan is keyed by its plan id, so the consumer hands one plan's events to this
+handler one at a time, in order. For each event the handler loads the plan's state, applies
+the event, publishes what follows from it (dispatches, the result) and only then saves the new
+state. A crash between publishing and saving redelivers the event, which recomputes the same
+dispatches: subtasks have deterministic session ids (``<plan_id>.<node_id>``), so the worker
+side sees a duplicate, and a second "finished" for a node that is no longer running is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from keel_agent_loop.plans.scheduler import Dispatch, PlanState
+from keel_agent_loop.plans.store import PlanStore, load_state, save_state
+from keel_core.bus import PoisonMessage
+from keel_core.bus.producer import Publisher
+from keel_core.events import (
+    Envelope,
+    EventData,
+    TaskCompleted,
+    TaskFailed,
+    TaskProgress,
+    TaskSubmitted,
+)
+from keel_core.events.plans import (
+    NodeDispatched,
+    NodeFinished,
+    PlanFinished,
+    PlanInvalid,
+    PlanSubmitted,
+)
+from keel_core.topics import PLANS, RESULTS, SUBTASKS, TASK_EVENTS
+
+log = logging.getLogger(__name__)
+
+SOURCE = "agent-loop.plans"
+
+
+@dataclass(frozen=True)
+class PlanTopics:
+    """Where plan traffic goes; other names only in tests that need a topic set of their own."""
+
+    plans: str = PLANS
+    subtasks: str = SUBTASKS
+    results: str = RESULTS
+    task_events: str = TASK_EVENTS
+
+
+def finished_status(succeeded: bool) -> Literal["succeeded", "failed"]:
+    return "succeeded" if succeeded else "failed"
+
+
+class PlanHandler:
+    def __init__(
+        self,
+        store: PlanStore,
+        publisher: Publisher,
+        source: str = SOURCE,
+        topics: PlanTopics | None = None,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._source = source
+        self._topics = topics or PlanTopics()
+
+    async def __call__(self, envelope: Envelope) -> None:
+        if envelope.type == PlanSubmitted.event_type:
+            await self._submitted(envelope, envelope.parse(PlanSubmitted))
+        elif envelope.type == NodeFinished.event_type:
+            await self._node_finished(envelope, envelope.parse(NodeFinished))
+        elif envelope.type in (NodeDispatched.event_type, PlanFinished.event_type):
+            return  # written by this handler, for watchers and timelines
+        else:
+            raise PoisonMessage(f"unexpected event type {envelope.type!r} on {self._topics.plans}")
+
+    async def _submitted(self, envelope: Envelope, submitted: PlanSubmitted) -> None:
+        plan_id = submitted.plan.plan_id or envelope.session_id
+        if not plan_id:
+            raise PoisonMessage("plan without a plan id or session id")
+        if load_state(self._store, plan_id) is not None:
+            log.info("plan %s already known; duplicate submission ignored", plan_id)
+            return
+        spec = submitted.plan.model_copy(update={"plan_id": plan_id})
+        try:
+            state = PlanState.start(
+                spec,
+                parent_plan_id=submitted.parent_plan_id,
+                parent_node_id=submitted.parent_node_id,
+            )
+        except PlanInvalid as exc:
+            log.warning("plan %s rejected: %s", plan_id, exc)
+            await self._rejected(plan_id, submitted, f"invalid plan: {exc}", envelope.trace)
+            return
+        started = TaskProgress(
+            kind="started",
+            iteration=0,
+            detail={"goal": spec.goal, "plan": True, "nodes": len(spec.nodes)},
+        )
+        await self._emit(self._topics.task_events, plan_id, started, envelope.trace)
+        await self._dispatch(state, state.dispatch_ready(), envelope.trace)
+        await save_state(self._store, state, envelope.trace)
+
+    async def _node_finished(self, envelope: Envelope, finished: NodeFinished) -> None:
+        state = load_state(self._store, finished.plan_id)
+        if state is None:
+            log.warning("node %s finished for unknown plan %s", finished.node_id, finished.plan_id)
+            return
+        changed = state.node_finished(
+            finished.node_id, finished.status == "succeeded", finished.output, finished.error
+        )
+        if not changed:
+            log.info(
+                "plan %s: repeated or late result of %s ignored", state.plan_id, finished.node_id
+            )
+            return
+        await self._dispatch(state, state.dispatch_ready(), envelope.trace)
+        if state.finished:
+            await self._plan_done(state, envelope.trace)
+        await save_state(self._store, state, envelope.trace)
+
+    async def _dispatch(self, state: PlanState, dispatches: list[Dispatch], trace: str) -> None:
+        for dispatch in dispatches:
+            await self._emit(
+                self._topics.plans,
+                state.plan_id,
+                NodeDispatched(
+                    plan_id=state.plan_id,
+                    node_id=dispatch.node_id,
+                    session_id=dispatch.session_id,
+                    goal=dispatch.goal,
+                    kind="plan" if dispatch.kind == "plan" else "agent",
+                ),
+                trace,
+            )
+            if dispatch.plan is not None:
+                child = dispatch.plan.model_copy(
+                    update={"plan_id": dispatch.session_id, "goal": dispatch.goal}
+                )
+                submitted = PlanSubmitted(
+                    plan=child, parent_plan_id=state.plan_id, parent_node_id=dispatch.node_id
+                )
+                await self._emit(self._topics.plans, dispatch.session_id, submitted, trace)
+                continue
+            task = TaskSubmitted(
+                goal=dispatch.goal,
+                agent_profile=dispatch.agent_profile,
+                agent_id=f"plan-{dispatch.node_id}",
+                max_iterations=dispatch.max_iterations,
+                metadata={"plan_id": state.plan_id, "node_id": dispatch.node_id},
+            )
+            await self._emit(self._topics.subtasks, dispatch.session_id, task, trace)
+
+    async def _plan_done(self, state: PlanState, trace: str) -> None:
+        succeeded = state.status == "succeeded"
+        await self._emit(
+            self._topics.plans,
+            state.plan_id,
+            PlanFinished(
+                plan_id=state.plan_id,
+                status=finished_status(succeeded),
+                output=state.output,
+                error=state.error,
+                nodes=state.statuses(),
+            ),
+            trace,
+        )
+        ran = sum(1 for run in state.nodes.values() if run.status in ("succeeded", "failed"))
+        result: TaskCompleted | TaskFailed = (
+            TaskCompleted(answer=state.output, iterations=ran)
+            if succeeded
+            else TaskFailed(reason="error", error=state.error, iterations=ran)
+        )
+        await self._emit(self._topics.results, state.plan_id, result, trace)
+        log.info("plan %s %s", state.plan_id, state.status)
+        if state.parent_plan_id:
+            back = NodeFinished(
+                plan_id=state.parent_plan_id,
+                node_id=state.parent_node_id,
+                session_id=state.plan_id,
+                status=finished_status(succeeded),
+                output=state.output,
+                error=state.error,
+            )
+            await self._emit(self._topics.plans, back.plan_id, back, trace)
+
+    async def _rejected(
+        self, plan_id: str, submitted: PlanSubmitted, reason: str, trace: str
+    ) -> None:
+        finished = PlanFinished(plan_id=plan_id, status="failed", error=reason)
+        await self._emit(self._topics.plans, plan_id, finished, trace)
+        await self._emit(
+            self._topics.results,
+            plan_id,
+            TaskFailed(reason="error", error=reason, iterations=0),
+            trace,
+        )
+        if submitted.parent_plan_id:
+            back = NodeFinished(
+                plan_id=submitted.parent_plan_id,
+                node_id=submitted.parent_node_id,
+                session_id=plan_id,
+                status="failed",
+                error=reason,
+            )
+            await self._emit(self._topics.plans, back.plan_id, back, trace)
+
+    async def _emit(self, topic: str, key: str, payload: EventData, trace: str) -> None:
+        envelope = Envelope.wrap(payload, source=self._source, session_id=key, trace=trace)
+        await self._publisher.publish(topic, envelope, key=key)

@@ -1,0 +1,48 @@
+"""How the agent loop takes on plans; called once from ``app.py``.
+
+Every replica reports its subtasks' ends (the returned finish hook). Replicas with
+``orchestrate`` on also consume ``keel.plans`` in their own consumer group and keep plan state
+in the compacted ``keel.checkpoints`` under ``plan:<plan_id>``, loaded before consuming starts,
+so a restarted or rebalanced orchestrator continues every plan where it stood.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from keel_agent_loop.plans.handler import PlanHandler
+from keel_agent_loop.plans.reporting import PlanReporter
+from keel_agent_loop.plans.store import PlanStore
+from keel_core.bus.table import CompactedTable
+from keel_core.runtime import ServiceRuntime
+from keel_core.topics import CHECKPOINTS, PLANS
+
+
+class PlanSettings(BaseModel):
+    """Plan settings; the agent loop's ``Settings`` carries them as ``plans_*`` fields."""
+
+    orchestrate: bool = True
+    consumer_group: str = Field(default="keel-agent-loop-plans", min_length=1)
+
+
+def install_plans(
+    runtime: ServiceRuntime, settings: PlanSettings, store: PlanStore | None = None
+) -> PlanReporter:
+    """Register the plan orchestrator on ``runtime``; the finish hook for the task handler.
+
+    ``store`` may be a ``CompactedTable`` on ``keel.checkpoints`` the service already runs (one
+    table instead of two); it must be started before the consumers. Without it, the plans get
+    a table of their own, started and stopped with the runtime.
+    """
+    reporter = PlanReporter(runtime.producer)
+    if not settings.orchestrate:
+        return reporter
+    if store is None:
+        table = CompactedTable(
+            runtime.settings.kafka, CHECKPOINTS, runtime.producer, f"{runtime.name}-plans"
+        )
+        runtime.on_start(table.start)
+        runtime.on_stop(table.stop)
+        store = table
+    runtime.consume([PLANS], settings.consumer_group, PlanHandler(store, runtime.producer))
+    return reporter
