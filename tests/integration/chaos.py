@@ -9,38 +9,47 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from keel_cli.broker import start_broker, stop_broker
 from keel_cli.follow import SessionFollower
-from keel_cli.stack import LocalStack, with_free_ports
+from keel_cli.stack import LocalStack, free_port, with_free_ports
+from keel_core.bus.admin import ensure_topics
 from keel_core.events import Envelope, TaskProgress
 from keel_core.settings import KafkaSettings
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 @asynccontextmanager
-async def own_stack(kafka: KafkaSettings) -> AsyncIterator[tuple[LocalStack, Path]]:
-    """Six services on free ports with the counting tool enabled; yields (stack, counts dir).
+async def own_stack() -> AsyncIterator[tuple[LocalStack, Path, KafkaSettings]]:
+    """A broker and six services of their own, with the counting tool enabled; yields
+    (stack, counts dir, kafka settings).
 
-    Each test that kills processes gets its own stack and consumer groups, so the shared
-    session stack never sees a rebalance caused by another test.
+    Tests that kill processes must not share topics with the session stack: its agent loop
+    would pick up their tasks (and the shared tool ledger would answer their calls).
     """
     run_dir = Path(tempfile.mkdtemp(prefix="keel-chaos-"))
     counts = run_dir / "counts"
     counts.mkdir()
-    suffix = run_dir.name[-8:]
+    env = {
+        "KEEL_KAFKA_PORT": str(free_port()),
+        "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KEEL_KAFKA_DATA_DIR": str(run_dir / "kafka"),
+    }
+    bootstrap = await asyncio.to_thread(start_broker, REPO, env)
+    kafka = KafkaSettings(bootstrap=bootstrap, connect_timeout_s=30)
     stack = LocalStack(
         run_dir=run_dir,
-        kafka_bootstrap=kafka.bootstrap,
+        kafka_bootstrap=bootstrap,
         specs=with_free_ports(),
-        extra_env={
-            "KEEL_TOOL_GATEWAY_TEST_TOOLS_DIR": str(counts),
-            "KEEL_AGENT_LOOP_CONSUMER_GROUP": f"keel-agent-loop-{suffix}",
-            "KEEL_APPROVAL_CONSUMER_GROUP": f"keel-approval-{suffix}",
-        },
+        extra_env={"KEEL_TOOL_GATEWAY_TEST_TOOLS_DIR": str(counts)},
     )
     try:
+        await ensure_topics(kafka)
         await stack.start()
-        yield stack, counts
+        yield stack, counts, kafka
     finally:
         await stack.stop()
+        await asyncio.to_thread(stop_broker, REPO, env)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -29,8 +29,11 @@ async def test_a_task_comes_back_on_results_with_its_audit_trail(
     done = result.parse(TaskCompleted)
     assert "395" in done.answer
     assert done.iterations == 2
-    kinds = [e.parse(TaskProgress).kind for e in events if e.type == TaskProgress.event_type]
+    progress = [e.parse(TaskProgress) for e in events if e.type == TaskProgress.event_type]
+    kinds = [p.kind for p in progress if p.kind != "state"]
     assert kinds[0] == "started"
+    states = [(p.detail["from"], p.detail["to"]) for p in progress if p.kind == "state"]
+    assert states[-1][1] == "completed"
     assert "tool_call" in kinds
     assert "tool_result" in kinds
 

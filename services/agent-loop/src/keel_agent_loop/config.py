@@ -34,9 +34,26 @@ class Settings(ServiceSettings):
     llm_retries: int = Field(default=2, ge=0)
     retry_backoff_s: float = Field(default=0.5, ge=0)
     consumer_group: str = "keel-agent-loop"
+    # Multi-agent plans: whether this replica orchestrates plans (every replica runs subtasks),
+    # and the consumer group of keel.plans.
+    plans_orchestrate: bool = True
+    plans_consumer_group: str = "keel-agent-loop-plans"
     # Used by Submit when the request leaves max_iterations at 0.
     default_max_iterations: int = Field(default=8, ge=1, le=200)
     memory_token_budget: int = Field(default=400, ge=0)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     # Finished sessions kept in memory for Get/StreamEvents; the oldest are forgotten first.
     session_store_capacity: int = Field(default=10_000, ge=1)
+    # Checkpoint to keel.checkpoints after every N completed iterations (and whenever a session
+    # parks for an approval). A crash re-runs at most N iterations, with the same tool keys.
+    checkpoint_every: int = Field(default=1, ge=1)
+    # The model's context window, and the part of it kept free for the reply.
+    context_window_tokens: int = Field(default=8192, ge=256)
+    reply_reserve_tokens: int = Field(default=1024, ge=0)
+    # Per-session budgets of a task that names none.
+    default_token_budget: int = Field(default=200_000, ge=1)
+    default_cost_budget_usd: float = Field(default=5.0, ge=0)
+    # How long a decision waits for its session's checkpoint to reach this replica's table.
+    decision_wait_s: float = Field(default=3.0, ge=0)
+    # Cancel requests remembered for sessions not (yet) running here.
+    cancel_memory: int = Field(default=10_000, ge=1)

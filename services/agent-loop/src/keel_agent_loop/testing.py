@@ -1,7 +1,8 @@
 """Fakes of the agent loop's ports, for unit tests here and in other packages.
 
 ``ScriptedLLM`` plays back replies in order; ``FakeTools`` answers per tool and counts calls;
-``FakeMemory`` returns fixed items or fails; ``RecordingSink`` keeps every event in order.
+``FakeMemory`` returns fixed items or fails and keeps what is stored; ``RecordingSink`` keeps
+every event in order; ``InMemoryCheckpoints`` is the checkpoint store without Kafka.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keel_agent_loop.domain.models import (
+    AgentState,
     ChatMessage,
     LLMReply,
     RequestContext,
@@ -20,6 +22,8 @@ from keel_agent_loop.domain.models import (
     ToolSpec,
     Usage,
 )
+from keel_agent_loop.domain.ports import MemoryType
+from keel_core.canonical import sha256_hex
 from keel_core.events import ApprovalRequested, TaskProgress
 
 
@@ -77,6 +81,7 @@ class ToolExecution:
     ctx: RequestContext
     call: ToolCall
     idempotency_key: str
+    approval_id: str = ""
 
 
 class FakeTools:
@@ -85,12 +90,15 @@ class FakeTools:
 
     def __init__(
         self,
-        outcomes: dict[str, ToolOutcome | Exception | list[ToolOutcome | Exception]] | None = None,
+        outcomes: dict[str, ToolOutcome | BaseException | list[ToolOutcome | BaseException]]
+        | None = None,
         specs: list[ToolSpec] | None = None,
     ) -> None:
         self._outcomes = dict(outcomes or {})
         self.specs = specs if specs is not None else [ToolSpec(name=n) for n in self._outcomes]
         self.executions: list[ToolExecution] = []
+        # What a call carrying an approval id answers (the gateway ran the approved call).
+        self.approved_outcomes: dict[str, ToolOutcome] = {}
         self.counts: Counter[str] = Counter()
         self.list_calls: list[str] = []
 
@@ -99,29 +107,73 @@ class FakeTools:
         return list(self.specs)
 
     async def execute(
-        self, ctx: RequestContext, call: ToolCall, idempotency_key: str
+        self, ctx: RequestContext, call: ToolCall, idempotency_key: str, approval_id: str = ""
     ) -> ToolOutcome:
-        self.executions.append(ToolExecution(ctx, call, idempotency_key))
+        self.executions.append(ToolExecution(ctx, call, idempotency_key, approval_id))
+        if approval_id and call.name in self.approved_outcomes:
+            return self.approved_outcomes[call.name]
         self.counts[call.name] += 1
         outcome = self._outcomes.get(call.name, ToolOutcome(status="ok", output=f"{call.name} ok"))
         if isinstance(outcome, list):
             outcome = outcome.pop(0) if len(outcome) > 1 else outcome[0]
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, BaseException):
             raise outcome
         return outcome
+
+
+@dataclass
+class StoredMemory:
+    ctx: RequestContext
+    content: str
+    memory_type: MemoryType
+    metadata: dict[str, str]
 
 
 @dataclass
 class FakeMemory:
     items: list[str] = field(default_factory=list)
     error: Exception | None = None
+    store_error: Exception | None = None
     queries: list[tuple[str, int]] = field(default_factory=list)
+    stored: list[StoredMemory] = field(default_factory=list)
 
     async def retrieve(self, ctx: RequestContext, query: str, budget: int) -> list[str]:
         self.queries.append((query, budget))
         if self.error is not None:
             raise self.error
         return list(self.items)
+
+    async def store(
+        self, ctx: RequestContext, content: str, memory_type: MemoryType, metadata: dict[str, str]
+    ) -> str:
+        if self.store_error is not None:
+            raise self.store_error
+        self.stored.append(StoredMemory(ctx, content, memory_type, dict(metadata)))
+        return sha256_hex(content)
+
+
+class InMemoryCheckpoints:
+    """The checkpoint store as JSON in a dict (a round trip like the real one's, so a state
+    that does not survive serialisation fails here too); ``history`` keeps every write."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, str] = {}
+        self.history: list[tuple[str, str | None]] = []
+
+    def get(self, session_id: str) -> AgentState | None:
+        raw = self._saved.get(session_id)
+        return None if raw is None else AgentState.model_validate_json(raw)
+
+    async def save(self, state: AgentState) -> None:
+        self._saved[state.session_id] = state.model_dump_json()
+        self.history.append((state.session_id, state.status))
+
+    async def delete(self, session_id: str) -> None:
+        self._saved.pop(session_id, None)
+        self.history.append((session_id, None))
+
+    def statuses(self, session_id: str) -> list[str | None]:
+        return [status for sid, status in self.history if sid == session_id]
 
 
 @dataclass
@@ -135,8 +187,13 @@ class RecordingSink:
     async def approval_requested(self, ctx: RequestContext, request: ApprovalRequested) -> None:
         self.approvals.append((ctx, request))
 
-    def kinds(self) -> list[str]:
-        return [event.kind for _, event in self.events]
+    def kinds(self, include_state: bool = False) -> list[str]:
+        """Kinds in order; ``state`` events only when asked (see ``states``)."""
+        return [str(e.kind) for _, e in self.events if include_state or str(e.kind) != "state"]
+
+    def states(self) -> list[tuple[str, str]]:
+        """Every status change as (from, to), in order."""
+        return [(e.detail["from"], e.detail["to"]) for e in self.of_kind("state")]
 
     def of_kind(self, kind: str) -> list[TaskProgress]:
         return [event for _, event in self.events if event.kind == kind]

@@ -14,7 +14,7 @@ CTX = RequestContext(session_id="s1")
 
 
 def state(session_id: str = "s1") -> AgentState:
-    return AgentState(session_id=session_id, goal="g", iteration=1)
+    return AgentState(session_id=session_id, goal="g", iteration=1, status="planning")
 
 
 async def test_watch_replays_then_follows_until_finished() -> None:

@@ -102,6 +102,8 @@ async def test_runs_the_task_and_publishes_the_result(harness_factory) -> None: 
         "agent_profile": "math",
         "tenant": "default",
         "max_iterations": 8,
+        "token_budget": None,
+        "cost_budget_usd": None,
     }
     assert records[1].details["iterations"] == 2
     assert h.audit_log.envelopes("keel.audit")[0].session_id == "sess-1"
@@ -147,7 +149,7 @@ async def test_a_poison_envelope_raises_poison_message(harness_factory) -> None:
     wrong = Envelope.wrap(
         TaskProgress(kind="started", iteration=0), source="test", session_id="sess-1"
     )
-    with pytest.raises(PoisonMessage, match="keel.task.submitted"):
+    with pytest.raises(PoisonMessage, match="does not handle"):
         await h.handler(wrong)
     assert h.published.sent == []
 

@@ -22,6 +22,7 @@ from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from pydantic import ValidationError
 
 from keel_core.bus.connect import start_with_retry
@@ -89,6 +90,10 @@ class EventConsumer:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(session_timeout_ms // 6, 100),
             max_poll_interval_ms=600_000,
+            # Range assignment gives one consumer the same partition number of every topic it
+            # reads: records keyed by one session id on several topics (tasks, approval
+            # decisions) reach the same process.
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
 
     async def start(self) -> None:

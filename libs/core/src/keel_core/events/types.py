@@ -30,12 +30,17 @@ class TaskProgress(EventData):
 
     kind: Literal[
         "started",
+        "state",
+        "resumed",
         "thought",
         "tool_call",
         "tool_result",
         "approval_requested",
+        "approval_decided",
+        "history_trimmed",
         "completed",
         "failed",
+        "cancelled",
     ]
     iteration: int
     detail: dict[str, Any] = Field(default_factory=dict)

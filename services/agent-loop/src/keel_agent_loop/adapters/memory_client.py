@@ -1,4 +1,4 @@
-"""MemoryPort over the memory service's ``Retrieve``."""
+"""MemoryPort over the memory service's ``Retrieve`` and ``Store``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from keel.memory.v1 import memory_pb2, memory_pb2_grpc
 from keel_agent_loop.adapters.convert import context_to_proto
 from keel_agent_loop.adapters.metadata import trace_metadata
 from keel_agent_loop.domain.models import RequestContext
+from keel_agent_loop.domain.ports import MemoryType
 from keel_core.grpc import call_with_errors
+
+MEMORY_TYPES: dict[MemoryType, memory_pb2.MemoryType.ValueType] = {
+    "episodic": memory_pb2.MEMORY_TYPE_EPISODIC,
+    "semantic": memory_pb2.MEMORY_TYPE_SEMANTIC,
+    "procedural": memory_pb2.MEMORY_TYPE_PROCEDURAL,
+}
 
 
 class GrpcMemory:
@@ -26,3 +33,21 @@ class GrpcMemory:
             )
         )
         return [item.content for item in response.items if item.content]
+
+    async def store(
+        self,
+        ctx: RequestContext,
+        content: str,
+        memory_type: MemoryType,
+        metadata: dict[str, str],
+    ) -> str:
+        request = memory_pb2.StoreRequest(
+            context=context_to_proto(ctx),
+            type=MEMORY_TYPES[memory_type],
+            content=content,
+            metadata=metadata,
+        )
+        response = await call_with_errors(
+            lambda: self._stub.Store(request, timeout=self._timeout_s, metadata=trace_metadata(ctx))
+        )
+        return str(response.id)

@@ -39,12 +39,13 @@ class GrpcTools:
         return list(catalog)
 
     async def execute(
-        self, ctx: RequestContext, call: ToolCall, idempotency_key: str
+        self, ctx: RequestContext, call: ToolCall, idempotency_key: str, approval_id: str = ""
     ) -> ToolOutcome:
         request = tool_pb2.ExecuteRequest(
             context=context_to_proto(ctx),
             call=call_to_proto(call),
             idempotency_key=idempotency_key,
+            approval_id=approval_id,
         )
         response = await call_with_errors(
             lambda: self._stub.Execute(

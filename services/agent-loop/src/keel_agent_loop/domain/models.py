@@ -10,18 +10,31 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from keel_agent_loop.domain.state_machine import TERMINAL, transition
+from keel_agent_loop.domain.state_machine import SessionStatus as SessionStatus
+
 # Shared with the other services; re-exported so the domain has one import site.
 from keel_core.chat import ChatMessage as ChatMessage
 from keel_core.chat import RequestContext as RequestContext
 from keel_core.chat import Role as Role
 from keel_core.chat import ToolCall as ToolCall
 
-SessionStatus = Literal["pending", "running", "completed", "failed"]
 FailureReason = Literal["iteration_limit", "error", "cancelled", "budget"]
 ToolStatus = Literal["ok", "error", "denied", "needs_approval"]
 # The same kinds as ``keel_core.events.TaskProgress.kind``.
 ProgressKind = Literal[
-    "started", "thought", "tool_call", "tool_result", "approval_requested", "completed", "failed"
+    "started",
+    "thought",
+    "tool_call",
+    "tool_result",
+    "approval_requested",
+    "completed",
+    "failed",
+    "state",
+    "resumed",
+    "approval_decided",
+    "history_trimmed",
+    "cancelled",
 ]
 
 
@@ -65,8 +78,22 @@ class ToolOutcome(BaseModel):
     rule_id: str = ""
 
 
+class PendingApproval(BaseModel):
+    """The tool call a parked session waits on: enough to run it once the decision arrives
+    (same idempotency key) and to ask again if the request was lost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    approval_id: str
+    idempotency_key: str
+    index: int
+    call: ToolCall
+    reasoning: str = ""
+
+
 class AgentState(BaseModel):
-    """One session. Mutated by the loop only; everything else reads it."""
+    """One session. Mutated by the loop only; everything else reads it. Its JSON is the
+    checkpoint, so every field needed to continue a session lives here."""
 
     session_id: str = Field(min_length=1)
     goal: str = Field(min_length=1)
@@ -77,15 +104,29 @@ class AgentState(BaseModel):
     messages: list[ChatMessage] = Field(default_factory=list)
     iteration: int = 0
     max_iterations: int = Field(default=8, ge=1)
-    status: SessionStatus = "pending"
+    status: SessionStatus = "idle"
     answer: str = ""
     error: str = ""
     failure_reason: FailureReason | None = None
     usage: Usage = Field(default_factory=Usage)
+    # None: no limit (the task handler fills in the configured defaults).
+    token_budget: int | None = Field(default=None, ge=1)
+    cost_budget_usd: float | None = Field(default=None, ge=0)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    pending_approval: PendingApproval | None = None
+    # Approvals already applied: a redelivered decision for one of them drives the session on.
+    decided_approvals: list[str] = Field(default_factory=list)
+    tools_used: list[str] = Field(default_factory=list)
 
     @property
     def finished(self) -> bool:
-        return self.status in ("completed", "failed")
+        return self.status in TERMINAL
+
+    def move(self, to: SessionStatus) -> SessionStatus:
+        """Change status through the state machine; returns the previous status."""
+        previous = self.status
+        self.status = transition(previous, to)
+        return previous
 
     def context(self) -> RequestContext:
         return RequestContext(
@@ -96,11 +137,14 @@ class AgentState(BaseModel):
             traceparent=self.trace,
         )
 
-    def complete(self, answer: str) -> None:
-        self.status = "completed"
+    def complete(self, answer: str) -> SessionStatus:
+        previous = self.move("completed")
         self.answer = answer
+        return previous
 
-    def fail(self, reason: FailureReason, error: str) -> None:
-        self.status = "failed"
+    def fail(self, reason: FailureReason, error: str) -> SessionStatus:
+        previous = self.move("cancelled" if reason == "cancelled" else "failed")
         self.failure_reason = reason
         self.error = error
+        self.pending_approval = None
+        return previous

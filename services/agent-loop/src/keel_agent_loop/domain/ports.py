@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from keel_agent_loop.domain.models import (
+    AgentState,
     ChatMessage,
     LLMReply,
     RequestContext,
@@ -14,6 +15,8 @@ from keel_agent_loop.domain.models import (
     ToolSpec,
 )
 from keel_core.events import ApprovalRequested, TaskProgress
+
+MemoryType = Literal["episodic", "semantic", "procedural"]
 
 
 class LLMPort(Protocol):
@@ -26,12 +29,41 @@ class ToolPort(Protocol):
     async def list_tools(self, profile: str) -> list[ToolSpec]: ...
 
     async def execute(
-        self, ctx: RequestContext, call: ToolCall, idempotency_key: str
-    ) -> ToolOutcome: ...
+        self, ctx: RequestContext, call: ToolCall, idempotency_key: str, approval_id: str = ""
+    ) -> ToolOutcome:
+        """Run ``call`` once per ``idempotency_key``; ``approval_id`` names the approval of a
+        call that needed one (the gateway verifies it and may run modified arguments)."""
+        ...
 
 
 class MemoryPort(Protocol):
     async def retrieve(self, ctx: RequestContext, query: str, budget: int) -> list[str]: ...
+
+    async def store(
+        self,
+        ctx: RequestContext,
+        content: str,
+        memory_type: MemoryType,
+        metadata: dict[str, str],
+    ) -> str:
+        """Store one entry; returns its id (a content hash, so storing twice is harmless)."""
+        ...
+
+
+class CheckpointStore(Protocol):
+    """The latest state of each unfinished session, readable by every replica."""
+
+    def get(self, session_id: str) -> AgentState | None: ...
+
+    async def save(self, state: AgentState) -> None: ...
+
+    async def delete(self, session_id: str) -> None: ...
+
+
+class CancelSignal(Protocol):
+    def requested(self, session_id: str) -> str | None:
+        """The reason given, when someone asked to cancel the session; else None."""
+        ...
 
 
 class EventSink(Protocol):
@@ -61,6 +93,24 @@ class NullObserver:
 
     def step(self, seconds: float) -> None:
         pass
+
+
+class NoCheckpoints:
+    """For a loop without durability (tests, tools): nothing is kept."""
+
+    def get(self, session_id: str) -> AgentState | None:
+        return None
+
+    async def save(self, state: AgentState) -> None:
+        pass
+
+    async def delete(self, session_id: str) -> None:
+        pass
+
+
+class NeverCancelled:
+    def requested(self, session_id: str) -> str | None:
+        return None
 
 
 class TeeSink:

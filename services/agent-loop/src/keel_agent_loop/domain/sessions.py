@@ -1,8 +1,9 @@
 """Sessions this process knows about: their status for ``Get`` and their progress events,
 fanned out to live watchers for ``StreamEvents``.
 
-In-process only: a session run by another replica is unknown here until durable sessions
-(checkpoints) arrive. Finished sessions are kept up to ``capacity``, oldest forgotten first.
+In-process only: a session run by another replica is unknown here (its durable state is its
+checkpoint). Finished sessions are kept up to ``capacity``, oldest forgotten first. The status
+follows the session's ``state`` events.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from keel_agent_loop.domain.models import AgentState, RequestContext, SessionStatus
+from keel_agent_loop.domain.models import AgentState, RequestContext
+from keel_agent_loop.domain.state_machine import ALLOWED, TERMINAL, SessionStatus
 from keel_core.errors import NotFound
 from keel_core.events import ApprovalRequested, TaskCompleted, TaskFailed, TaskProgress
 
@@ -48,7 +50,7 @@ class SessionRecord:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("completed", "failed")
+        return self.status in TERMINAL
 
 
 class SessionStore:
@@ -61,30 +63,34 @@ class SessionStore:
         return self._records.get(session_id)
 
     def submitted(self, session_id: str, trace: str = "") -> SessionRecord:
-        """Known but not started yet (PENDING); an existing record is left as it is."""
+        """Known but not started yet (idle); an existing record is left as it is."""
         record = self._records.get(session_id)
         if record is None:
-            record = SessionRecord(session_id, "pending", trace=trace)
+            record = SessionRecord(session_id, "idle", trace=trace)
             self._records[session_id] = record
             self._evict()
         return record
 
     def discard(self, session_id: str) -> None:
-        """Forget a pending session whose submission failed, so a retry can submit it again."""
+        """Forget an idle session whose submission failed, so a retry can submit it again."""
         record = self._records.get(session_id)
-        if record is not None and record.status == "pending":
+        if record is not None and record.status == "idle":
             del self._records[session_id]
 
     def started(self, state: AgentState) -> SessionRecord:
+        """Run (or resumed) here: the record takes the state's status and iteration; a record
+        that had finished is open again for watchers (a resumed redelivery)."""
         record = self.submitted(state.session_id, state.trace)
-        record.status = "running"
+        record.status = state.status
+        record.iteration = state.iteration
         record.trace = state.trace
+        record.result = None
         return record
 
     def finished(self, state: AgentState, result: TaskCompleted | TaskFailed) -> None:
         """Record the outcome and end every watcher's stream."""
         record = self.submitted(state.session_id, state.trace)
-        record.status = "completed" if isinstance(result, TaskCompleted) else "failed"
+        record.status = state.status if state.finished else "failed"
         record.iteration = state.iteration
         record.answer = state.answer
         record.error = state.error
@@ -114,6 +120,8 @@ class SessionStore:
             ctx.session_id, event.kind, event.iteration, dict(event.detail), self._clock()
         )
         record.iteration = event.iteration
+        if str(event.kind) == "state" and not record.finished:
+            record.status = _status(event.detail.get("to"), record.status)
         record.events.append(recorded)
         for queue in record.watchers:
             queue.put_nowait(recorded)
@@ -139,15 +147,23 @@ class SessionStore:
                 record.watchers.remove(queue)
 
     def _evict(self) -> None:
-        """Oldest finished sessions go first, then oldest pending ones (submitted here but run
-        by another replica, so never finished here); running sessions stay."""
-        for stage in ("finished", "pending"):
+        """Oldest finished sessions go first, then oldest idle ones (submitted here but run
+        by another replica, so never finished here); then parked ones (their state is in
+        their checkpoint); running sessions stay."""
+        for stage in ("finished", "idle", "waiting_for_approval"):
             evictable = [
                 sid
                 for sid, rec in self._records.items()
-                if (rec.finished if stage == "finished" else rec.status == "pending")
+                if (rec.finished if stage == "finished" else rec.status == stage)
             ]
             for session_id in evictable:
                 if len(self._records) <= self._capacity:
                     return
                 del self._records[session_id]
+
+
+def _status(value: object, default: SessionStatus) -> SessionStatus:
+    for status in ALLOWED:
+        if value == status:
+            return status
+    return default

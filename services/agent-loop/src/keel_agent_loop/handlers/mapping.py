@@ -15,11 +15,16 @@ from keel_core.events import TaskSubmitted
 # No ":" so the idempotency key ``session:iteration:index`` stays unambiguous.
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
+# The proto's coarse statuses: every working state (parked included) is RUNNING.
 STATUS: dict[str, agent_pb2.SessionStatus.ValueType] = {
-    "pending": agent_pb2.SESSION_STATUS_PENDING,
-    "running": agent_pb2.SESSION_STATUS_RUNNING,
+    "idle": agent_pb2.SESSION_STATUS_PENDING,
+    "planning": agent_pb2.SESSION_STATUS_RUNNING,
+    "executing_tool": agent_pb2.SESSION_STATUS_RUNNING,
+    "processing_result": agent_pb2.SESSION_STATUS_RUNNING,
+    "waiting_for_approval": agent_pb2.SESSION_STATUS_RUNNING,
     "completed": agent_pb2.SESSION_STATUS_COMPLETED,
     "failed": agent_pb2.SESSION_STATUS_FAILED,
+    "cancelled": agent_pb2.SESSION_STATUS_CANCELLED,
 }
 
 

@@ -1,32 +1,59 @@
-"""The ``keel.tasks`` handler: run one session per TaskSubmitted and publish its result.
+"""The session handler of ``keel.tasks``, ``keel.subtasks`` and ``keel.approval.decisions``.
 
-Delivery is at-least-once, so a task seen again whose session this process already finished
-only has its result republished; it is not run twice.
+- ``TaskSubmitted``: start the session, or RESUME it from its checkpoint when one exists (a
+  redelivery after a crash or a rebalance). A session whose result was published is not re-run.
+- ``ApprovalDecided``: continue the session parked on that approval.
+- ``TaskCancelRequested``: cancel a session that is parked or only checkpointed (a running
+  one is stopped through its cancel flag, raised from ``keel.control``).
+
+The handler returns when a session finishes or parks, so its record is committed only then: a
+process killed mid-session has the record redelivered to the next owner, which resumes from
+the checkpoint. Records of one session are handled one at a time in this process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
+from keel_agent_loop.domain.cancel import CancelFlags
 from keel_agent_loop.domain.loop import AgentLoop
 from keel_agent_loop.domain.models import AgentState
-from keel_agent_loop.domain.prompts import preview
+from keel_agent_loop.domain.ports import CheckpointStore, MemoryPort, NoCheckpoints
 from keel_agent_loop.domain.sessions import SessionStore
+from keel_agent_loop.handlers.finish import Finisher, FinishHook
 from keel_agent_loop.metrics import AgentMetrics
 from keel_core.audit import AuditEmitter
 from keel_core.bus import PoisonMessage
 from keel_core.bus.producer import Publisher
-from keel_core.canonical import sha256_hex
-from keel_core.events import Envelope, TaskCompleted, TaskFailed, TaskSubmitted
-from keel_core.topics import RESULTS
+from keel_core.events import (
+    ApprovalDecided,
+    Envelope,
+    TaskCancelRequested,
+    TaskSubmitted,
+)
 from keel_core.tracing import new_traceparent
 
 log = logging.getLogger(__name__)
 
-SOURCE = "agent-loop"
+__all__ = ["FinishHook", "SessionDefaults", "TaskHandler", "state_from_task"]
 
 
-def state_from_task(envelope: Envelope, task: TaskSubmitted) -> AgentState:
+@dataclass(frozen=True)
+class SessionDefaults:
+    """Budgets of a task that names none."""
+
+    token_budget: int | None = None
+    cost_budget_usd: float | None = None
+
+
+def state_from_task(
+    envelope: Envelope, task: TaskSubmitted, defaults: SessionDefaults | None = None
+) -> AgentState:
+    defaults = defaults or SessionDefaults()
     return AgentState(
         session_id=envelope.session_id,
         goal=task.goal,
@@ -35,20 +62,11 @@ def state_from_task(envelope: Envelope, task: TaskSubmitted) -> AgentState:
         tenant=task.tenant,
         trace=envelope.trace or new_traceparent(),
         max_iterations=task.max_iterations,
-    )
-
-
-def result_of(state: AgentState) -> TaskCompleted | TaskFailed:
-    if state.status == "completed":
-        return TaskCompleted(
-            answer=state.answer,
-            iterations=state.iteration,
-            prompt_tokens=state.usage.prompt_tokens,
-            completion_tokens=state.usage.completion_tokens,
-            cost_usd=state.usage.cost_usd,
-        )
-    return TaskFailed(
-        reason=state.failure_reason or "error", error=state.error, iterations=state.iteration
+        token_budget=task.token_budget or defaults.token_budget,
+        cost_budget_usd=(
+            task.cost_budget_usd if task.cost_budget_usd is not None else defaults.cost_budget_usd
+        ),
+        metadata=dict(task.metadata),
     )
 
 
@@ -60,79 +78,146 @@ class TaskHandler:
         publisher: Publisher,
         audit: AuditEmitter,
         metrics: AgentMetrics,
+        *,
+        checkpoints: CheckpointStore | None = None,
+        memory: MemoryPort | None = None,
+        cancels: CancelFlags | None = None,
+        defaults: SessionDefaults | None = None,
+        finish_hooks: Iterable[FinishHook] = (),
+        decision_wait_s: float = 3.0,
     ) -> None:
         self._loop = loop
         self._store = store
-        self._publisher = publisher
-        self._audit = audit
-        self._metrics = metrics
+        self._checkpoints = checkpoints or NoCheckpoints()
+        self._cancels = cancels or CancelFlags()
+        self._defaults = defaults or SessionDefaults()
+        self._decision_wait_s = decision_wait_s
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._finisher = Finisher(
+            store,
+            publisher,
+            audit,
+            metrics,
+            self._checkpoints,
+            self._cancels,
+            memory,
+            list(finish_hooks),
+        )
+
+    def add_finish_hook(self, hook: FinishHook) -> None:
+        """Called after a session's result is published (e.g. to report a plan node)."""
+        self._finisher.hooks.append(hook)
 
     async def __call__(self, envelope: Envelope) -> None:
-        if envelope.type != TaskSubmitted.event_type:
-            raise PoisonMessage(
-                f"expected {TaskSubmitted.event_type!r} on keel.tasks, got {envelope.type!r}"
-            )
-        task = envelope.parse(TaskSubmitted)  # a ValidationError is dead-lettered by the consumer
         if not envelope.session_id:
-            raise PoisonMessage("task without a session id")
-        record = self._store.get(envelope.session_id)
-        if record is not None and record.result is not None:
-            log.info("session %s already finished; republishing its result", record.session_id)
-            await self._publish_result(record.session_id, record.trace, record.result)
-            return
-        if record is not None and record.status == "running":
-            log.warning("session %s is already running here; duplicate ignored", record.session_id)
-            return
-        await self._run(state_from_task(envelope, task))
+            raise PoisonMessage(f"{envelope.type} without a session id")
+        async with self._session(envelope.session_id):
+            if envelope.type == TaskSubmitted.event_type:
+                await self._on_task(envelope, envelope.parse(TaskSubmitted))
+            elif envelope.type == ApprovalDecided.event_type:
+                await self._on_decision(envelope.session_id, envelope.parse(ApprovalDecided))
+            elif envelope.type == TaskCancelRequested.event_type:
+                await self._on_cancel(envelope.session_id, envelope.parse(TaskCancelRequested))
+            else:
+                raise PoisonMessage(f"the agent loop does not handle {envelope.type!r}")
 
-    async def _run(self, state: AgentState) -> None:
-        self._store.started(state)
-        await self._audit.record(
-            "task.started",
-            actor=state.agent_id,
-            subject=state.session_id,
-            session_id=state.session_id,
-            trace=state.trace,
-            details={
-                "goal": preview(state.goal, 500),
-                "agent_profile": state.agent_profile,
-                "tenant": state.tenant,
-                "max_iterations": state.max_iterations,
-            },
-        )
+    @asynccontextmanager
+    async def _session(self, session_id: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(session_id, asyncio.Lock())
         try:
-            await self._loop.run(state)
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._locks.get(session_id) is lock:
+                del self._locks[session_id]
+
+    async def _on_task(self, envelope: Envelope, task: TaskSubmitted) -> None:
+        session_id = envelope.session_id
+        record = self._store.get(session_id)
+        if record is not None and record.result is not None:
+            log.info("session %s already finished; republishing its result", session_id)
+            await self._finisher.republish(session_id, record.trace, record.result)
+            return
+        state = self._checkpoints.get(session_id)
+        if state is None:
+            state = state_from_task(envelope, task, self._defaults)
+            await self._finisher.started(state)
+            await self._drive(state, self._loop.run(state))
+            return
+        if state.finished:
+            log.info("session %s finished before a restart; completing its finish", session_id)
+            await self._finisher.finish(state)
+            return
+        log.info("resuming session %s from its checkpoint (%s)", session_id, state.status)
+        self._store.started(state)
+        await self._loop.resumed(state, "task")
+        if state.status == "waiting_for_approval":
+            await self._loop.reask(state)
+            return
+        await self._drive(state, self._loop.run(state))
+
+    async def _on_decision(self, session_id: str, decision: ApprovalDecided) -> None:
+        state = await self._checkpoint_for(session_id, decision.approval_id)
+        if state is None or state.finished:
+            log.info(
+                "decision %s for unknown or finished session %s ignored",
+                decision.approval_id,
+                session_id,
+            )
+            return
+        pending = state.pending_approval
+        if pending is not None and pending.approval_id == decision.approval_id:
+            self._store.started(state)
+            await self._drive(state, self._loop.decide(state, decision))
+        elif decision.approval_id in state.decided_approvals and pending is None:
+            # Applied before a crash: this uncommitted decision is what drives the session on.
+            self._store.started(state)
+            await self._loop.resumed(state, "decision")
+            await self._drive(state, self._loop.run(state))
+        else:
+            log.info(
+                "decision %s does not match session %s; ignored", decision.approval_id, session_id
+            )
+
+    async def _checkpoint_for(self, session_id: str, approval_id: str) -> AgentState | None:
+        """The session's checkpoint; waits briefly for one that knows the approval, since a
+        checkpoint written by another replica reaches this one's table a moment later."""
+        deadline = asyncio.get_running_loop().time() + self._decision_wait_s
+        while True:
+            state = self._checkpoints.get(session_id)
+            known = state is not None and (
+                state.finished
+                or approval_id in state.decided_approvals
+                or (
+                    state.pending_approval is not None
+                    and state.pending_approval.approval_id == approval_id
+                )
+            )
+            if known or asyncio.get_running_loop().time() >= deadline:
+                return state
+            await asyncio.sleep(0.1)
+
+    async def _on_cancel(self, session_id: str, request: TaskCancelRequested) -> None:
+        reason = request.reason or "cancelled"
+        self._cancels.request(session_id, reason)
+        state = self._checkpoints.get(session_id)
+        if state is None or state.finished:
+            log.info("cancel of %s: nothing to cancel here", session_id)
+            return
+        self._store.started(state)
+        await self._loop.cancel(state, reason)
+        await self._finisher.finish(state)
+
+    async def _drive(self, state: AgentState, run: Awaitable[AgentState]) -> None:
+        self._store.started(state)
+        try:
+            await run
         except Exception as exc:
             # A bug or a broken sink: record the failure, then let the consumer dead-letter the
-            # task with its traceback.
+            # record with its traceback.
             if not state.finished:
                 state.fail("error", f"internal error: {type(exc).__name__}: {exc}")
-            await self._finish(state)
+            await self._finisher.finish(state)
             raise
-        await self._finish(state)
-
-    async def _finish(self, state: AgentState) -> None:
-        result = result_of(state)
-        self._store.finished(state, result)
-        self._metrics.session_finished(state)
-        await self._publish_result(state.session_id, state.trace, result)
-        details: dict[str, object] = {"iterations": state.iteration, **state.usage.model_dump()}
-        if isinstance(result, TaskCompleted):
-            details["answer_sha256"] = sha256_hex(result.answer)
-        else:
-            details.update(reason=result.reason, error=preview(result.error, 500))
-        await self._audit.record(
-            "task.completed" if isinstance(result, TaskCompleted) else "task.failed",
-            actor=state.agent_id,
-            subject=state.session_id,
-            session_id=state.session_id,
-            trace=state.trace,
-            details=details,
-        )
-
-    async def _publish_result(
-        self, session_id: str, trace: str, result: TaskCompleted | TaskFailed
-    ) -> None:
-        envelope = Envelope.wrap(result, source=SOURCE, session_id=session_id, trace=trace)
-        await self._publisher.flush()  # the session's progress events land before its result
-        await self._publisher.publish(RESULTS, envelope, key=session_id)
+        if state.finished:
+            await self._finisher.finish(state)

@@ -38,9 +38,7 @@ class PlanReporter:
 
     async def __call__(self, state: AgentState, result: TaskCompleted | TaskFailed) -> None:
         session_id = state.session_id
-        # Needs AgentState.metadata (TaskSubmitted.metadata); falls back to the session id.
-        metadata = getattr(state, "metadata", None)
-        found = plan_node_of(session_id, metadata if isinstance(metadata, dict) else None)
+        found = plan_node_of(session_id, state.metadata)
         if found is None:
             return
         plan_id, node_id = found

@@ -1,0 +1,149 @@
+"""Crashes and restarts: nothing a session did is lost or done twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from keel.agent.v1 import agent_pb2, agent_pb2_grpc
+from keel.approval.v1 import approval_pb2, approval_pb2_grpc
+from keel_cli.follow import SessionFollower
+from keel_cli.tasks import publish_task
+from keel_core.events import TaskCompleted, TaskFailed, TaskSubmitted
+from keel_core.grpc import insecure_channel
+from keel_core.settings import KafkaSettings
+from tests.integration.chaos import Watcher, own_stack, restart
+
+pytestmark = pytest.mark.stack
+
+
+async def test_kill_9_mid_session_resumes_and_no_tool_call_runs_twice() -> None:
+    name = f"kill-{uuid.uuid4().hex[:8]}"
+    async with own_stack() as (stack, counts, kafka):
+        async with SessionFollower(kafka, start="end") as follower:
+            session_id = await publish_task(
+                kafka, TaskSubmitted(goal=f"count 6 times slowly: {name}", max_iterations=10)
+            )
+            watcher = Watcher(follower, session_id)
+            await watcher.until("tool_result", 2)
+            stack.kill("agent-loop")
+            killed_at = asyncio.get_running_loop().time()
+            await restart(stack, "agent-loop")
+            result = await watcher.finished()
+            watcher.stop()
+        done = result.parse(TaskCompleted)
+        assert done.answer == f"counted {name} 6 times; the last count was 6"
+        assert (counts / f"{name}.count").read_text().strip() == "6"
+        assert watcher.progress("resumed"), "the session resumed from a checkpoint"
+        print(f"recovered {asyncio.get_running_loop().time() - killed_at:.1f}s after kill -9")
+
+
+async def test_a_session_waiting_for_approval_survives_a_restart() -> None:
+    async with own_stack() as (stack, _counts, kafka):
+        async with SessionFollower(kafka, start="end") as follower:
+            session_id = await publish_task(
+                kafka, TaskSubmitted(goal="Email bob@example.com: the build is green")
+            )
+            watcher = Watcher(follower, session_id)
+            await watcher.until("approval_requested")
+            approval_id = watcher.progress("approval_requested")[0].detail["approval_id"]
+            await stack.stop_one("agent-loop")
+            await restart(stack, "agent-loop")
+            async with insecure_channel(stack.target("approval")) as channel:
+                approvals = approval_pb2_grpc.ApprovalServiceStub(channel)
+                async with asyncio.timeout(30):
+                    while True:
+                        listed = await approvals.List(approval_pb2.ListRequest(), timeout=5)
+                        if approval_id in {a.id for a in listed.approvals}:
+                            break
+                        await asyncio.sleep(0.2)
+                await approvals.Resolve(
+                    approval_pb2.ResolveRequest(
+                        id=approval_id,
+                        outcome=approval_pb2.OUTCOME_APPROVE,
+                        reviewer="alice",
+                        comment="ship it",
+                    ),
+                    timeout=5,
+                )
+            result = await watcher.finished()
+            watcher.stop()
+        done = result.parse(TaskCompleted)
+        assert "queued message" in done.answer
+        assert watcher.progress("approval_decided")[0].detail["outcome"] == "approved"
+
+
+async def test_a_rejected_call_reaches_the_model_as_data(stack, kafka: KafkaSettings) -> None:  # type: ignore[no-untyped-def]
+    async with SessionFollower(kafka, start="end") as follower:
+        session_id = await publish_task(
+            kafka, TaskSubmitted(goal="Email bob@example.com: delete the backups")
+        )
+        watcher = Watcher(follower, session_id)
+        await watcher.until("approval_requested")
+        approval_id = watcher.progress("approval_requested")[0].detail["approval_id"]
+        async with insecure_channel(stack.target("approval")) as channel:
+            approvals = approval_pb2_grpc.ApprovalServiceStub(channel)
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        await approvals.Resolve(
+                            approval_pb2.ResolveRequest(
+                                id=approval_id,
+                                outcome=approval_pb2.OUTCOME_REJECT,
+                                reviewer="bob",
+                                comment="never",
+                            ),
+                            timeout=5,
+                        )
+                        break
+                    except Exception:  # noqa: BLE001 - not consumed yet
+                        await asyncio.sleep(0.2)
+        result = await watcher.finished()
+        watcher.stop()
+    done = result.parse(TaskCompleted)
+    assert "never" in done.answer or "reject" in done.answer.lower()
+
+
+async def test_a_session_over_its_token_budget_stops_with_that_reason(
+    stack,
+    kafka: KafkaSettings,  # type: ignore[no-untyped-def]
+) -> None:
+    async with SessionFollower(kafka, start="end") as follower:
+        session_id = await publish_task(
+            kafka,
+            TaskSubmitted(goal="bench: run 30 no-op steps", max_iterations=40, token_budget=3000),
+        )
+        watcher = Watcher(follower, session_id)
+        result = await watcher.finished()
+        watcher.stop()
+    failed = result.parse(TaskFailed)
+    assert failed.reason == "budget"
+    assert "token budget" in failed.error
+    assert failed.iterations < 30
+
+
+async def test_cancel_stops_a_running_session(stack, kafka: KafkaSettings) -> None:  # type: ignore[no-untyped-def]
+    async with SessionFollower(kafka, start="end") as follower:
+        session_id = await publish_task(
+            kafka,
+            TaskSubmitted(
+                goal=f"count 20 times slowly: c-{uuid.uuid4().hex[:6]}", max_iterations=30
+            ),
+        )
+        watcher = Watcher(follower, session_id)
+        await watcher.until("tool_result", 1)
+        async with insecure_channel(stack.target("agent-loop")) as channel:
+            agent = agent_pb2_grpc.AgentServiceStub(channel)
+            reply = await agent.Cancel(
+                agent_pb2.CancelRequest(session_id=session_id, reason="test"), timeout=5
+            )
+            assert reply.accepted
+        result = await watcher.finished()
+        watcher.stop()
+    failed = result.parse(TaskFailed)
+    assert failed.reason == "cancelled"
+    assert failed.iterations < 20
+    assert json.dumps(watcher.progress("cancelled")[0].detail)

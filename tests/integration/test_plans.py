@@ -1,0 +1,102 @@
+"""Multi-agent plans across real agent-loop workers on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keel_cli.follow import SessionFollower
+from keel_cli.plans import publish_plan
+from keel_cli.stack import LocalStack
+from keel_core.events import PlanNode, PlanSpec, TaskFailed
+from keel_core.settings import KafkaSettings
+
+pytestmark = pytest.mark.stack
+
+
+async def keel(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "keel_cli", *args],
+        env={**os.environ, "KEEL_KAFKA_BOOTSTRAP": kafka.bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def plan_id_of(stdout: str) -> str:
+    return next(line.split()[1] for line in stdout.splitlines() if line.startswith("plan "))
+
+
+async def test_a_debate_ends_with_the_judges_verdict_and_draws_a_timeline(
+    stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    done = await keel(kafka, "plan", "debate", "What is 2 + 3?", "--agents", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    answer = done.stdout[done.stdout.index("answer: ") :].split("\n(timeline:")[0]
+    assert answer.startswith("answer: Verdict:")
+    assert answer.count("The answer is 5.") == 3
+    plan_id = plan_id_of(done.stdout)
+
+    svg = tmp_path / "timeline.svg"
+    drawn = await keel(kafka, "plan", "timeline", plan_id, "--svg", str(svg))
+    assert drawn.returncode == 0, drawn.stdout + drawn.stderr
+    for node in ("agent-1", "agent-2", "agent-3", "judge"):
+        assert node in drawn.stdout
+    assert svg.read_text().lstrip().startswith("<svg")
+
+
+async def test_a_pipeline_ends_with_the_last_stage_output(
+    stack: LocalStack, kafka: KafkaSettings
+) -> None:
+    done = await keel(kafka, "plan", "pipeline", "What is 2 + 3?", "Summarise: {input}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "answer: Summary: The answer is 5." in done.stdout
+
+
+async def test_a_failed_node_cancels_its_dependents_and_fails_the_plan(
+    stack: LocalStack, kafka: KafkaSettings
+) -> None:
+    spec = PlanSpec(
+        goal="mixed",
+        nodes=[
+            PlanNode(id="doomed", goal="bench: run 5 no-op steps", max_iterations=2),
+            PlanNode(id="after", goal="Summarise: {deps.doomed}", depends_on=["doomed"]),
+            PlanNode(id="fine", goal="What is 1 + 1?"),
+        ],
+    )
+    async with SessionFollower(kafka, start="end") as follower:
+        plan_id = await publish_plan(kafka, spec)
+        events = []
+
+        async def collect() -> None:
+            async for envelope in follower.events(plan_id):
+                events.append(envelope)
+
+        await asyncio.wait_for(collect(), 120)
+    failed = events[-1].parse(TaskFailed)
+    assert "doomed" in failed.error
+    drawn = await keel(kafka, "plan", "timeline", plan_id)
+    assert drawn.returncode == 0, drawn.stderr
+    rows = {line.split()[0]: line for line in drawn.stdout.splitlines() if line.strip()}
+    assert "cancelled" in rows.get("after", "")
+    assert "succeeded" in rows.get("fine", "")
+
+
+async def test_a_cyclic_plan_is_rejected_when_created(kafka: KafkaSettings, tmp_path: Path) -> None:
+    plan = tmp_path / "cycle.yaml"
+    plan.write_text(
+        "goal: loop\nnodes:\n"
+        "  - {id: a, goal: 'What is 1 + 1?', depends_on: [b]}\n"
+        "  - {id: b, goal: 'What is 2 + 2?', depends_on: [a]}\n"
+    )
+    done = await keel(kafka, "plan", "submit", str(plan))
+    assert done.returncode == 2
+    assert "cycle" in done.stderr
