@@ -37,6 +37,14 @@ def _step(kind: str, detail: dict[str, Any]) -> str:
         status = detail.get("status", "?")
         text = detail.get("output") if status == "ok" else detail.get("error")
         return f"← {detail.get('tool')} {status}: {_clip(str(text or ''))}"
+    if kind == "state":
+        return f"· {detail.get('from')} → {detail.get('to')}"
+    if kind == "resumed":
+        return f"resumed from a checkpoint ({detail.get('status')}, by {detail.get('trigger')})"
+    if kind == "approval_decided":
+        return (
+            f"approval {detail.get('outcome')} by {detail.get('reviewer')} for {detail.get('tool')}"
+        )
     if kind == "completed":
         return f"done: {_clip(str(detail.get('answer', '')))}"
     if kind == "failed":

@@ -37,16 +37,28 @@ SERVICES: tuple[ServiceSpec, ...] = (
 )
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports nobody listens on. The sockets stay open until all are picked,
+    so the OS cannot hand the same port out twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def with_free_ports(specs: tuple[ServiceSpec, ...] = SERVICES) -> tuple[ServiceSpec, ...]:
     """The same services on ports nobody uses, so a test stack can run beside ``make run``."""
+    ports = iter(free_ports(2 * len(specs)))
     return tuple(
-        ServiceSpec(s.name, s.module, s.env_prefix, free_port(), free_port()) for s in specs
+        ServiceSpec(s.name, s.module, s.env_prefix, next(ports), next(ports)) for s in specs
     )
 
 

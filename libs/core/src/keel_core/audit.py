@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from typing import Any
 
 from keel_core.bus.producer import Publisher
@@ -20,6 +21,8 @@ from keel_core.events.types import AuditRecord
 from keel_core.topics import AUDIT
 
 GENESIS = "0" * 64
+
+log = logging.getLogger(__name__)
 
 
 def record_hash(fields: dict[str, Any]) -> str:
@@ -41,8 +44,11 @@ def verify_chain(records: list[AuditRecord]) -> int | None:
 
 
 class AuditEmitter:
-    def __init__(self, producer: Publisher, producer_id: str, source: str) -> None:
+    def __init__(
+        self, producer: Publisher, producer_id: str, source: str, wait_for_ack: bool = True
+    ) -> None:
         self._producer = producer
+        self._wait_for_ack = wait_for_ack
         self._producer_id = producer_id
         self._source = source
         self._prev = GENESIS
@@ -63,7 +69,8 @@ class AuditEmitter:
         details: dict[str, Any] | None = None,
         trace: str = "",
     ) -> AuditRecord:
-        """Chain, enqueue and wait for the broker's acknowledgement of one record."""
+        """Chain and enqueue one record; wait for the broker's acknowledgement unless the
+        emitter was built with ``wait_for_ack=False`` (then a failed write is logged)."""
         self._sequence += 1
         fields: dict[str, Any] = {
             "producer": self._producer_id,
@@ -82,7 +89,10 @@ class AuditEmitter:
         envelope = Envelope.wrap(rec, source=self._source, session_id=session_id, trace=trace)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((envelope, done))
-        await done
+        if self._wait_for_ack:
+            await done
+        else:
+            done.add_done_callback(_log_failure)
         return rec
 
     async def close(self) -> None:
@@ -105,6 +115,11 @@ class AuditEmitter:
                     done.set_exception(exc)
             finally:
                 self._queue.task_done()
+
+
+def _log_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and (exc := done.exception()) is not None:
+        log.error("audit record not written: %s", exc)
 
 
 def _settle(done: asyncio.Future[None], acked: asyncio.Future[Any]) -> None:

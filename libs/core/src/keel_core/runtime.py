@@ -43,7 +43,9 @@ class ServiceRuntime:
         self.bus_metrics = BusMetrics(self.registry)
         self.producer = EventProducer(settings.kafka, name, self.bus_metrics)
         self.producer_id = f"{name}@{socket.gethostname()}:{os.getpid()}"
-        self.audit = AuditEmitter(self.producer, self.producer_id, source=name)
+        self.audit = AuditEmitter(
+            self.producer, self.producer_id, source=name, wait_for_ack=settings.audit_sync
+        )
         self.grpc: GrpcServer | None = None
         self.consumers: list[EventConsumer] = []
         self._on_start: list[Hook] = []

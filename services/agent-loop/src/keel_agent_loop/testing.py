@@ -164,7 +164,7 @@ class InMemoryCheckpoints:
         raw = self._saved.get(session_id)
         return None if raw is None else AgentState.model_validate_json(raw)
 
-    async def save(self, state: AgentState) -> None:
+    async def save(self, state: AgentState, durable: bool = True) -> None:
         self._saved[state.session_id] = state.model_dump_json()
         self.history.append((state.session_id, state.status))
 

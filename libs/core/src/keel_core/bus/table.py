@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -35,6 +37,9 @@ class CompactedTable:
         self._source = source
         self._values: dict[str, Envelope] = {}
         self._written: dict[str, int] = {}
+        # Keys with a write of ours still unacknowledged: the follower must not apply older
+        # records over the value we already hold for them.
+        self._unacked: dict[str, int] = {}
         self._follower: asyncio.Task[None] | None = None
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap,
@@ -91,16 +96,43 @@ class CompactedTable:
         return list(self._values)
 
     async def put(
-        self, key: str, payload: EventData, *, session_id: str = "", trace: str = ""
+        self,
+        key: str,
+        payload: EventData,
+        *,
+        session_id: str = "",
+        trace: str = "",
+        wait: bool = True,
     ) -> Envelope:
+        """Write the value; with ``wait=False`` return once it is queued (in order per key)
+        and let ``flush()`` wait for it — for writes a crash may lose without harm."""
         envelope = Envelope.wrap(
             payload, source=self._source, session_id=session_id or key, trace=trace
         )
-        self._written[key] = await self._producer.send_raw(
-            self._topic, envelope.to_bytes(), key, [("keel-type", envelope.type.encode())]
-        )
         self._values[key] = envelope
+        if wait:
+            self._written[key] = await self._producer.send_raw(
+                self._topic, envelope.to_bytes(), key, [("keel-type", envelope.type.encode())]
+            )
+            return envelope
+        self._unacked[key] = self._unacked.get(key, 0) + 1
+        acked = await self._producer.enqueue(self._topic, envelope, key=key)
+        acked.add_done_callback(functools.partial(self._acked, key))
         return envelope
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+    def _acked(self, key: str, acked: asyncio.Future[Any]) -> None:
+        left = self._unacked.get(key, 1) - 1
+        if left > 0:
+            self._unacked[key] = left
+        else:
+            self._unacked.pop(key, None)
+        if not acked.cancelled() and acked.exception() is None:
+            self._written[key] = max(self._written.get(key, -1), int(acked.result().offset))
+        elif not acked.cancelled():
+            log.error("write of %s to %s failed: %s", key, self._topic, acked.exception())
 
     async def delete(self, key: str) -> None:
         self._written[key] = await self._producer.send_raw(self._topic, None, key, [])
@@ -117,7 +149,7 @@ class CompactedTable:
         if raw_key is None:
             return
         key = raw_key.decode()
-        if offset < self._written.get(key, -1):
+        if self._unacked.get(key) or offset < self._written.get(key, -1):
             return
         if value is None:
             self._values.pop(key, None)

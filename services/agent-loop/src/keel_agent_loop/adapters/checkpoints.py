@@ -36,14 +36,18 @@ class TableCheckpoints:
     def keys(self) -> list[str]:
         return self._table.keys()
 
-    async def save(self, state: AgentState) -> None:
+    async def save(self, state: AgentState, durable: bool = True) -> None:
         checkpoint = SessionCheckpoint(
             status=state.status,
             iteration=state.iteration,
             state=state.model_dump(mode="json"),
         )
         await self._table.put(
-            state.session_id, checkpoint, session_id=state.session_id, trace=state.trace
+            state.session_id,
+            checkpoint,
+            session_id=state.session_id,
+            trace=state.trace,
+            wait=durable,
         )
 
     async def delete(self, session_id: str) -> None:

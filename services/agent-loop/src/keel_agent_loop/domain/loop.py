@@ -226,7 +226,9 @@ class AgentLoop:
 
     async def _iteration_done(self, state: AgentState) -> None:
         if state.iteration % self._config.checkpoint_every == 0:
-            await self._checkpoints.save(state)
+            # Not awaited to the broker: losing it in a crash re-runs this iteration, whose tool
+            # calls the tool gateway answers from its ledger. Parking and finishing are durable.
+            await self._checkpoints.save(state, durable=False)
 
     async def _act_from(self, state: AgentState, start: int) -> None:
         """Run the calls of the latest reply from ``start`` on; stop when one parks."""

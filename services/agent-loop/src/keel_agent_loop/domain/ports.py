@@ -55,7 +55,10 @@ class CheckpointStore(Protocol):
 
     def get(self, session_id: str) -> AgentState | None: ...
 
-    async def save(self, state: AgentState) -> None: ...
+    async def save(self, state: AgentState, durable: bool = True) -> None:
+        """``durable=False``: queued in order, not awaited — for the per-iteration checkpoint,
+        whose loss only means re-running an iteration (tool calls replay from the ledger)."""
+        ...
 
     async def delete(self, session_id: str) -> None: ...
 
@@ -101,7 +104,7 @@ class NoCheckpoints:
     def get(self, session_id: str) -> AgentState | None:
         return None
 
-    async def save(self, state: AgentState) -> None:
+    async def save(self, state: AgentState, durable: bool = True) -> None:
         pass
 
     async def delete(self, session_id: str) -> None:
