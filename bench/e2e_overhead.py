@@ -155,6 +155,8 @@ async def main() -> None:
         env = {
             "KEEL_KAFKA_PORT": str(free_port()),
             "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
+            # Full JIT: slower start, ~2x faster acknowledgements once warm (deploy/kafka).
+            "KEEL_KAFKA_JVM_OPTS": os.environ.get("KEEL_KAFKA_JVM_OPTS", "-XX:+UseSerialGC"),
             "KEEL_KAFKA_DATA_DIR": tempfile.mkdtemp(prefix="keel-bench-kafka-"),
         }
         bootstrap = await asyncio.to_thread(start_broker, root, env)
