@@ -9,6 +9,7 @@ import grpc
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
 from keel_core.audit import AuditEmitter
 from keel_core.errors import InvalidArgument
+from keel_core.redaction import redact
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.handlers.mapping import TO_PROTO, rule_to_proto
 from keel_policy.metrics import PolicyMetrics
@@ -43,7 +44,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
                 "decision": verdict.decision,
                 "rule": verdict.rule_id,
                 "profile": ctx.agent_profile,
-                "arguments": arguments,
+                "arguments": redact(arguments),
             },
         )
         return policy_pb2.EvaluateResponse(

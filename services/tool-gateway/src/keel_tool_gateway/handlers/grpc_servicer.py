@@ -7,6 +7,7 @@ import grpc
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
 from keel_core.audit import AuditEmitter
 from keel_core.errors import InvalidArgument
+from keel_core.redaction import audit_arguments
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.models import ExecutionResult, RequestContext
 from keel_tool_gateway.domain.registry import ToolRegistry
@@ -16,7 +17,6 @@ from keel_tool_gateway.handlers.mapping import (
     descriptor_to_proto,
     result_to_proto,
 )
-from keel_tool_gateway.handlers.redaction import audit_arguments
 from keel_tool_gateway.metrics import UNKNOWN_TOOL, ToolGatewayMetrics
 
 AUDIT_ACTION = "tool.execution"

@@ -1,4 +1,4 @@
-from keel_tool_gateway.handlers.redaction import REDACTED, audit_arguments, redact
+from keel_core.redaction import REDACTED, audit_arguments, redact
 
 
 def test_secret_keys_are_masked_at_any_depth() -> None:

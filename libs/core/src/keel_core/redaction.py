@@ -1,4 +1,5 @@
-"""Arguments as the audit log keeps them: secrets masked, size bounded."""
+"""Arguments as the audit log keeps them: secrets masked, size bounded (shared by every
+service that audits arguments)."""
 
 from __future__ import annotations
 
