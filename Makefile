@@ -48,6 +48,8 @@ protos: install ## Regenerate Python code from proto/
 bench: install ## Per-step overhead, steps/s, and recovery after kill -9 (prints numbers)
 	$(PY) bench/e2e_overhead.py
 	$(PY) bench/recovery.py
+	$(PY) bench/policy_decision.py
+	$(PY) bench/tool_gateway_overhead.py
 
 kafka-up: ## Start the local Kafka broker (no-op when KEEL_KAFKA_BOOTSTRAP is set)
 	bash deploy/kafka/broker.sh start

@@ -38,7 +38,7 @@ def plan_id_of(stdout: str) -> str:
 async def test_a_debate_ends_with_the_judges_verdict_and_draws_a_timeline(
     stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
-    done = await keel(kafka, "plan", "debate", "What is 2 + 3?", "--agents", "3")
+    done = await keel(kafka, "plan", "debate", "What is 2 + 3?", "--agents", "3", stack=stack)
     assert done.returncode == 0, done.stdout + done.stderr
     answer = done.stdout[done.stdout.index("answer: ") :].split("\n(timeline:")[0]
     assert answer.startswith("answer: Verdict:")
@@ -56,7 +56,9 @@ async def test_a_debate_ends_with_the_judges_verdict_and_draws_a_timeline(
 async def test_a_pipeline_ends_with_the_last_stage_output(
     stack: LocalStack, kafka: KafkaSettings
 ) -> None:
-    done = await keel(kafka, "plan", "pipeline", "What is 2 + 3?", "Summarise: {input}")
+    done = await keel(
+        kafka, "plan", "pipeline", "What is 2 + 3?", "Summarise: {input}", stack=stack
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "answer: Summary: The answer is 5." in done.stdout
 

@@ -14,6 +14,7 @@ from keel_cli.config import CliSettings
 from keel_cli.dev import DEMO_GOAL, dev_up
 from keel_cli.follow import SessionFollower
 from keel_cli.plans import add_plan_parser, plan_command
+from keel_cli.policy_cmd import add_policy_parser, policy_command
 from keel_cli.tasks import publish_task, submit_via_grpc
 from keel_cli.watch import answer_of, print_session
 from keel_core.bus.admin import ensure_topics
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("topics", help="create Keel's topics (idempotent)")
 
     add_plan_parser(sub)
+    add_policy_parser(sub)
 
     audit = sub.add_parser("audit", help="audit records")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -98,6 +100,8 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
         return _watch(settings, args)
     if args.command == "plan":
         return plan_command(settings, args)
+    if args.command == "policy":
+        return policy_command(args)
     if args.command == "audit":
         return audit_tail(settings.kafka, args.limit)
     if args.command == "dev":

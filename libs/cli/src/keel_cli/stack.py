@@ -88,6 +88,7 @@ class LocalStack:
             f"{spec.env_prefix}METRICS_PORT": str(spec.metrics_port),
             "KEEL_TOOL_GATEWAY_POLICY_TARGET": self.target("policy"),
             "KEEL_TOOL_GATEWAY_APPROVAL_TARGET": self.target("approval"),
+            "KEEL_TOOL_GATEWAY_MEMORY__TARGET": self.target("memory"),
             "KEEL_AGENT_LOOP_LLM_TARGET": self.target("llm-gateway"),
             "KEEL_AGENT_LOOP_TOOL_TARGET": self.target("tool-gateway"),
             "KEEL_AGENT_LOOP_MEMORY_TARGET": self.target("memory"),

@@ -40,6 +40,7 @@ from keel_core.events import (
 )
 from keel_core.testing import InMemoryPublisher, in_memory_audit
 from keel_core.topics import CONTROL, RESULTS, TASKS
+from keel_core.untrusted import mark_untrusted
 
 SID = "sess-1"
 
@@ -285,7 +286,9 @@ async def test_needs_approval_parks_and_a_decision_after_a_restart_resumes(nodes
     assert execution.idempotency_key == request.idempotency_key == f"{SID}:1:0"
     assert execution.approval_id == request.approval_id
     assert second.sink.of_kind("approval_decided")[0].detail["outcome"] == "approved"
-    assert second.llm.calls[0].messages[-1].content == "queued message 7"
+    assert second.llm.calls[0].messages[-1].content == mark_untrusted(
+        "send_email", "queued message 7"
+    )
     assert second.results() == [TaskCompleted(answer="sent: queued message 7", iterations=2)]
     assert cps.get(SID) is None
 
@@ -385,14 +388,14 @@ async def test_a_redelivered_decision_after_a_crash_drives_the_session_on(nodes)
 
 async def test_a_session_over_its_token_budget_stops_with_reason_budget(nodes) -> None:  # type: ignore[no-untyped-def]
     cps = InMemoryCheckpoints()
-    usage = Usage(prompt_tokens=60, completion_tokens=10)
+    usage = Usage(prompt_tokens=150, completion_tokens=10)
     node = nodes([call_tools(("count", {}), usage=usage) for _ in range(5)], cps)
-    await node.handler(task(token_budget=200))
+    await node.handler(task(token_budget=300))
     [failed] = node.results()
     assert failed == TaskFailed(
-        reason="budget", error="token budget of 200 exceeded: used 210", iterations=3
+        reason="budget", error="token budget of 300 exceeded: used 320", iterations=2
     )
-    assert node.tools.counts["count"] == 2  # the reply over budget is not acted on
+    assert node.tools.counts["count"] == 1  # the reply over budget is not acted on
     assert cps.get(SID) is None
 
 

@@ -14,6 +14,7 @@ from keel_agent_loop.testing import (
 )
 from keel_core.canonical import sha256_hex
 from keel_core.errors import DeadlineExceeded, Unavailable
+from keel_core.untrusted import mark_untrusted
 
 SYSTEM = "system prompt for tests"
 
@@ -60,7 +61,7 @@ async def test_completes_with_a_final_answer_after_a_tool_call() -> None:
     assert [m.role for m in second] == ["system", "user", "assistant", "tool"]
     tool_message = second[-1]
     assert (tool_message.content, tool_message.tool_call_id, tool_message.name) == (
-        "42",
+        mark_untrusted("calculator", "42"),
         "call_0",
         "calculator",
     )

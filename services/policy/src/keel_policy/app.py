@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
 from keel_core.runtime import ServiceRuntime, run_service
-from keel_policy.adapters.policy_file import load_policy
+from keel_policy.adapters.reloader import PolicyReloader, load_holder
 from keel_policy.config import Settings
-from keel_policy.domain.engine import PolicyEngine
 from keel_policy.handlers.grpc_servicer import PolicyServicer
 from keel_policy.metrics import PolicyMetrics
 
@@ -14,9 +13,15 @@ SERVICE = "policy"
 
 
 async def serve(settings: Settings) -> None:
-    engine = PolicyEngine(load_policy(settings.policy_file))
+    holder = load_holder(settings.policy_file)
     runtime = ServiceRuntime(SERVICE, settings)
-    servicer = PolicyServicer(engine, runtime.audit, PolicyMetrics(runtime.registry))
+    metrics = PolicyMetrics(runtime.registry)
+    reloader = PolicyReloader(
+        settings.policy_file, holder, runtime.audit, metrics, settings.reload_interval_s
+    )
+    runtime.on_start(reloader.start)
+    runtime.on_stop(reloader.stop)
+    servicer = PolicyServicer(holder, runtime.audit, metrics)
     runtime.serve_grpc(
         [
             (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from keel_core.settings import ServiceSettings
@@ -16,4 +17,7 @@ class Settings(ServiceSettings):
 
     grpc_port: int = 50054
     metrics_port: int = 9104
+    # A policy file, or a directory whose *.yaml / *.yml files are loaded together.
     policy_file: Path = DEFAULT_POLICY
+    # Seconds between checks of the policy files for changes (hot reload); 0 turns it off.
+    reload_interval_s: float = Field(default=2.0, ge=0)

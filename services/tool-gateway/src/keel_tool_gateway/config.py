@@ -8,10 +8,21 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from keel_core.settings import ServiceSettings
+from keel_tool_gateway.adapters.mcp import McpSettings
+from keel_tool_gateway.adapters.memory_client import MemorySettings
+from keel_tool_gateway.domain.registry import ProfileSettings
+from keel_tool_gateway.domain.resilience.settings import ResilienceSettings
+from keel_tool_gateway.domain.tools.files import FileSettings
+from keel_tool_gateway.domain.tools.http_fetch import HttpFetchSettings
+from keel_tool_gateway.sandbox import SandboxSettings
 
 
 class Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="KEEL_TOOL_GATEWAY_", extra="ignore")
+    # Nested settings read as KEEL_TOOL_GATEWAY_<FIELD>__<SUBFIELD>, e.g.
+    # KEEL_TOOL_GATEWAY_HTTP_FETCH__ALLOWED_DOMAINS='["example.com"]'.
+    model_config = SettingsConfigDict(
+        env_prefix="KEEL_TOOL_GATEWAY_", extra="ignore", env_nested_delimiter="__"
+    )
 
     grpc_port: int = 50053
     metrics_port: int = 9103
@@ -27,3 +38,16 @@ class Settings(ServiceSettings):
     approval_timeout_s: float = Field(default=2.0, gt=0)
     # Set only in tests: registers the `count` tool, which counts its runs in files here.
     test_tools_dir: Path | None = None
+    # Which tools each agent profile is offered (ListTools).
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
+    http_fetch: HttpFetchSettings = Field(default_factory=HttpFetchSettings)
+    files: FileSettings = Field(default_factory=FileSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
+    # The `python` tool's sandbox (docs/sandbox.md).
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    # Retries with backoff and circuit breakers for tools that declare retryable failures.
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    # Wrap Execute's output in <tool_output trust="untrusted">. Off by default: the agent loop
+    # marks tool output itself when it shows it to a model; turn on for other callers.
+    mark_untrusted_output: bool = False

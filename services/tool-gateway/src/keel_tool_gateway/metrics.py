@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from keel_tool_gateway.domain.resilience.breaker import BreakerState
 
 # Tool names come from models; names not in the registry share one label to bound cardinality.
 UNKNOWN_TOOL = "_unknown"
 
 
 class ToolGatewayMetrics:
+    """Also the observer of retries and breakers (``domain.resilience.ResilienceObserver``):
+    their labels are registered tool and dependency names, never a model's choice."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.executions = Counter(
             "keel_tool_gateway_executions",
@@ -29,3 +34,38 @@ class ToolGatewayMetrics:
             ["tool"],
             registry=registry,
         )
+        self.retries = Counter(
+            "keel_tool_gateway_retries",
+            "Attempts that failed with a retryable error and were tried again",
+            ["tool"],
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "keel_tool_gateway_breaker_state",
+            "Circuit breaker state per dependency: 0 closed, 1 open, 2 half-open",
+            ["breaker"],
+            registry=registry,
+        )
+        self.breaker_transitions = Counter(
+            "keel_tool_gateway_breaker_transitions",
+            "Circuit breaker transitions by the state entered",
+            ["breaker", "state"],
+            registry=registry,
+        )
+        self.breaker_rejections = Counter(
+            "keel_tool_gateway_breaker_rejections",
+            "Calls that failed fast because a breaker was open (the tool did not run)",
+            ["breaker"],
+            registry=registry,
+        )
+
+    def breaker_changed(self, name: str, state: BreakerState, previous: BreakerState) -> None:
+        self.breaker_state.labels(name).set(int(state))
+        if state is not previous:
+            self.breaker_transitions.labels(name, state.name.lower()).inc()
+
+    def breaker_rejected(self, name: str) -> None:
+        self.breaker_rejections.labels(name).inc()
+
+    def retried(self, tool: str, attempt: int, wait_s: float) -> None:
+        self.retries.labels(tool).inc()

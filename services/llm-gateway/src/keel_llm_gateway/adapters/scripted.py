@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from keel_core.errors import FailedPrecondition
+from keel_core.untrusted import strip_untrusted
 from keel_llm_gateway.adapters.scenario_file import Scenario, ScenarioFile, Step, load_scenarios
 from keel_llm_gateway.adapters.templating import render, render_value
 from keel_llm_gateway.domain.models import ChatMessage, Completion, CompletionRequest, ToolCall
@@ -42,7 +43,8 @@ class ScriptedProvider:
         if found is None:
             return _answer(f"No scripted scenario matches the goal: {goal!r}")
         scenario, match = found
-        values = _values(goal, match, _last(request, "tool"))
+        # The agent loop marks tool output as untrusted data; a script wants the value itself.
+        values = _values(goal, match, strip_untrusted(_last(request, "tool")))
         step = _step_at(scenario, turn, values)
         if step is None:
             return _answer(f"Scripted scenario {scenario.name!r} has no step {turn + 1}.")

@@ -4,7 +4,8 @@ this call satisfied REQUIRE_APPROVAL).
 Order of one execution: idempotency ledger (a hit returns the stored result: no policy call,
 nothing runs) -> parse the arguments -> find the tool -> verify the approval, when one is sent
 -> ask policy (any failure fails closed) -> validate with the tool's input model -> run under a
-time-out -> render and cap the output -> record the result durably -> return it.
+time-out, with retries of retryable failures and a circuit breaker (``resilience``) -> render
+and cap the output -> record the final result durably -> return it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from keel_tool_gateway.domain.models import ExecutionResult, PolicyVerdict, Requ
 from keel_tool_gateway.domain.output import cap, render
 from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort
 from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry
+from keel_tool_gateway.domain.resilience.errors import AttemptTimedOut, CallFailed, CircuitOpen
+from keel_tool_gateway.domain.resilience.runner import Resilience, resilience_of
 from keel_tool_gateway.errors import ResultNotRecorded
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,7 @@ class ExecutionService:
         *,
         approvals: ApprovalPort | None = None,
         max_output_chars: int = 8000,
+        resilience: Resilience | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._registry = registry
@@ -83,6 +87,8 @@ class ExecutionService:
         self._ledger = ledger
         self._approvals = approvals
         self._max_output_chars = max_output_chars
+        # Retries and breakers: inside the run, after the decision; the ledger sees one outcome.
+        self._resilience = resilience or Resilience()
         self._clock = clock
         # Calls in progress by idempotency key: a concurrent duplicate waits for the first.
         self._inflight: dict[str, _Running] = {}
@@ -192,10 +198,9 @@ class ExecutionService:
             approval_id=call.approval_id,
             traceparent=call.ctx.traceparent,
         )
-        result = await self._run(tool, arguments, tool_ctx)
-        return _Outcome(
-            _noted(result.model_copy(update={"rule_id": verdict.rule_id}), approval), True
-        )
+        outcome = await self._run(tool, arguments, tool_ctx)
+        result = outcome.result.model_copy(update={"rule_id": verdict.rule_id})
+        return outcome._replace(result=_noted(result, approval))
 
     async def _check_approval(self, call: _Call) -> ApprovalCheck:
         if not call.approval_id:
@@ -211,40 +216,51 @@ class ExecutionService:
 
     async def _run(
         self, tool: Tool[Any], arguments: dict[str, Any], tool_ctx: ToolContext
-    ) -> ExecutionResult:
+    ) -> _Outcome:
         try:
             validated = tool.input_model.model_validate(arguments)
         except ValidationError as exc:
-            return _error(f"invalid arguments for {tool.name}: {describe(exc)}")
+            return _Outcome(_error(f"invalid arguments for {tool.name}: {describe(exc)}"), True)
+
+        async def attempt() -> Any:
+            with calling(tool_ctx):
+                return await _invoke(tool, validated)
+
         timeout_s = self._registry.timeout_of(tool)
-        scope = asyncio.timeout(timeout_s)
         try:
-            async with scope:
-                with calling(tool_ctx):
-                    value = await _invoke(tool, validated)
-        except TimeoutError as exc:
-            if scope.expired():
-                return _error(f"{tool.name} timed out after {timeout_s:g}s")
-            return _error(f"{tool.name} failed: {_explain(exc)}")
-        except Exception as exc:  # noqa: BLE001 - a tool's failure is data for the model
-            log.info("tool %s failed: %r", tool.name, exc)
-            return _error(f"{tool.name} failed: {_explain(exc)}")
+            value = await self._resilience.call(tool.name, resilience_of(tool), attempt, timeout_s)
+        except CircuitOpen as exc:
+            # Nothing ran: not final, so the same key may run once the dependency is back.
+            return _Outcome(_error(f"{exc}; {tool.name} did not run"), final=False)
+        except CallFailed as failed:
+            log.info("tool %s failed: %r", tool.name, failed.cause)
+            return _Outcome(_error(_failure(tool.name, failed)), final=True)
         output, truncated = cap(render(value), self._max_output_chars)
-        return ExecutionResult(status="ok", output=output, truncated=truncated)
+        return _Outcome(ExecutionResult(status="ok", output=output, truncated=truncated), True)
 
 
 def _refusal(verdict: PolicyVerdict, approval: ApprovalCheck) -> _Outcome | None:
-    """Deny always wins; require_approval is satisfied only by a verified approval."""
+    """None (run) only for ALLOW, or REQUIRE_APPROVAL with a verified approval; deny always
+    wins, and anything else (a verdict built without validation) fails closed."""
     rule = verdict.rule_id
-    if verdict.decision == "deny":
-        message = f"denied by policy rule {rule}: {verdict.reason}"
-        result = ExecutionResult(status="denied", error=message, rule_id=rule)
-        return _Outcome(_noted(result, approval), final=True)
+    if verdict.decision == "allow":
+        return None
+    if verdict.decision == "require_approval" and approval.outcome in _VERIFIED:
+        return None
     if verdict.decision == "require_approval" and not approval.outcome:
         message = f"needs approval (policy rule {rule}): {verdict.reason}"
         result = ExecutionResult(status="needs_approval", error=message, rule_id=rule)
         return _Outcome(result, final=False)
-    return None
+    if verdict.decision == "deny":
+        message = f"denied by policy rule {rule}: {verdict.reason}"
+        result = ExecutionResult(status="denied", error=message, rule_id=rule)
+        return _Outcome(_noted(result, approval), final=True)
+    log.error("policy returned an unknown decision %r; failing closed", verdict.decision)
+    return _Outcome(_noted(_error(POLICY_UNAVAILABLE), approval), final=False)
+
+
+# Approval outcomes that check_approval returns without a refusal.
+_VERIFIED = frozenset({"approved", "modified"})
 
 
 def _noted(result: ExecutionResult, approval: ApprovalCheck) -> ExecutionResult:
@@ -260,9 +276,14 @@ def _replayed(key: str, stored: str, fingerprint: str, result: ExecutionResult) 
 async def _invoke(tool: Tool[Any], validated: Any) -> Any:
     if inspect.iscoroutinefunction(tool.run):
         return await tool.run(validated)
-    # A sync tool runs on a worker thread; on time-out the thread cannot be stopped, only
-    # abandoned, which is why long or untrusted work belongs in the sandbox.
-    value = await asyncio.to_thread(tool.run, validated)
+    if tool.blocking is False:
+        # Declared quick and bounded (the calculator): the hop to a thread (~0.1 ms) costs
+        # more than the work, and the time-out could not stop the thread anyway.
+        value = tool.run(validated)
+    else:
+        # A sync tool runs on a worker thread; on time-out the thread cannot be stopped, only
+        # abandoned, which is why long or untrusted work belongs in the sandbox.
+        value = await asyncio.to_thread(tool.run, validated)
     if inspect.isawaitable(value):
         value = await value
     return value
@@ -275,6 +296,15 @@ def describe(exc: ValidationError) -> str:
         where = ".".join(str(part) for part in err["loc"])
         parts.append(f"{where}: {err['msg']}" if where else err["msg"])
     return "; ".join(parts)
+
+
+def _failure(tool: str, failed: CallFailed) -> str:
+    cause, attempts = failed.cause, failed.attempts
+    if isinstance(cause, AttemptTimedOut):
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        return f"{tool} timed out after {cause.limit_s:g}s{tries}"
+    after = f" after {attempts} attempts" if attempts > 1 else ""
+    return f"{tool} failed{after}: {_explain(cause)}"
 
 
 def _explain(exc: Exception) -> str:

@@ -1,4 +1,4 @@
-"""Turn a tool's return value into bounded text for a model."""
+"""Turn a tool's return value into bounded text for a model, marked as untrusted data."""
 
 from __future__ import annotations
 
@@ -34,3 +34,9 @@ def cap(text: str, limit: int) -> tuple[str, bool]:
 
 def _marker(kept: int, total: int) -> str:
     return f"\n[truncated: showing the first {kept} of {total} characters]"
+
+
+# Marking lives in keel_core (the agent loop marks what models read); re-exported here.
+from keel_core.untrusted import mark_untrusted, strip_untrusted  # noqa: E402
+
+__all__ = ["cap", "mark_untrusted", "render", "strip_untrusted"]

@@ -10,11 +10,12 @@ from keel_core.errors import InvalidArgument
 from keel_core.redaction import audit_arguments
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.models import ExecutionResult, RequestContext
+from keel_tool_gateway.domain.output import mark_untrusted
 from keel_tool_gateway.domain.registry import ToolRegistry
 from keel_tool_gateway.errors import ResultNotRecorded
 from keel_tool_gateway.handlers.mapping import (
+    catalog_to_proto,
     context_from_proto,
-    descriptor_to_proto,
     result_to_proto,
 )
 from keel_tool_gateway.metrics import UNKNOWN_TOOL, ToolGatewayMetrics
@@ -30,18 +31,23 @@ class ToolGatewayServicer(tool_pb2_grpc.ToolGatewayServicer):
         registry: ToolRegistry,
         audit: AuditEmitter,
         metrics: ToolGatewayMetrics,
+        *,
+        mark_untrusted_output: bool = False,
     ) -> None:
         self._service = service
         self._registry = registry
         self._audit = audit
         self._metrics = metrics
+        # Wrap `output` in <tool_output ... trust="untrusted"> for the caller (domain/output.py);
+        # the ledger and the audit keep the raw value either way.
+        self._mark_untrusted_output = mark_untrusted_output
 
     async def ListTools(
         self, request: tool_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
     ) -> tool_pb2.ListToolsResponse:
-        # Every profile sees every tool for now; policy still decides each call.
-        tools = [descriptor_to_proto(entry) for entry in self._registry.catalog()]
-        return tool_pb2.ListToolsResponse(tools=tools)
+        # The profile's catalog (an unknown or empty profile gets the default one's); what a
+        # model is offered, not what it may do: policy still decides each call.
+        return catalog_to_proto(self._registry.catalog(request.agent_profile))
 
     async def Execute(
         self, request: tool_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
@@ -66,6 +72,9 @@ class ToolGatewayServicer(tool_pb2_grpc.ToolGatewayServicer):
             raise
         self._observe(request.call.name, result)
         await self._record(ctx, request, result, recorded=True)
+        if self._mark_untrusted_output and result.output:
+            marked = mark_untrusted(request.call.name, result.output)
+            result = result.model_copy(update={"output": marked})
         return result_to_proto(result)
 
     async def _record(

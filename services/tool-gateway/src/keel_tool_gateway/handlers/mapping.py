@@ -44,3 +44,7 @@ def descriptor_to_proto(entry: CatalogEntry) -> tool_pb2.ToolDescriptor:
         parameters_json_schema=json.dumps(entry.parameters_schema, sort_keys=True),
         timeout_seconds=entry.timeout_s,
     )
+
+
+def catalog_to_proto(entries: list[CatalogEntry]) -> tool_pb2.ListToolsResponse:
+    return tool_pb2.ListToolsResponse(tools=[descriptor_to_proto(entry) for entry in entries])

@@ -72,20 +72,24 @@ class EvaluateResponse(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     RULE_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    POLICY_SET_FIELD_NUMBER: _builtins.int
     decision: Global___Decision.ValueType
     rule_id: _builtins.str
     """Id of the rule that matched; "default-deny" when none did."""
     reason: _builtins.str
+    policy_set: _builtins.str
+    """Name of the policy set that decided (selected by tenant and agent profile)."""
     def __init__(
         self,
         *,
         decision: Global___Decision.ValueType = ...,
         rule_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        policy_set: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "reason", b"reason", "rule_id", b"rule_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "policy_set", b"policy_set", "reason", b"reason", "rule_id", b"rule_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -96,15 +100,19 @@ class ExplainRulesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AGENT_PROFILE_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     agent_profile: _builtins.str
+    tenant: _builtins.str
+    """Empty: no tenant (sets without a tenant are considered)."""
     def __init__(
         self,
         *,
         agent_profile: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_profile", b"agent_profile"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_profile", b"agent_profile", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -146,17 +154,130 @@ class ExplainRulesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RULES_FIELD_NUMBER: _builtins.int
+    POLICY_SET_FIELD_NUMBER: _builtins.int
+    policy_set: _builtins.str
     @_builtins.property
     def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Rule]: ...
     def __init__(
         self,
         *,
         rules: _abc.Iterable[Global___Rule] | None = ...,
+        policy_set: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy_set", b"policy_set", "rules", b"rules"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExplainRulesResponse: _TypeAlias = ExplainRulesResponse  # noqa: Y015
+
+@_typing.final
+class ConditionTrace(_message.Message):
+    """One argument condition of a rule, as Explain saw it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONDITION_FIELD_NUMBER: _builtins.int
+    PASSED_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    condition: _builtins.str
+    """The condition in words, e.g. "$.recipients[*].domain (all) matches '^example\\\\.com$'"."""
+    passed: _builtins.bool
+    detail: _builtins.str
+    """What was found, e.g. "values: [\\"example.com\\", \\"evil.com\\"]" or "path selects nothing"."""
+    def __init__(
+        self,
+        *,
+        condition: _builtins.str = ...,
+        passed: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "detail", b"detail", "passed", b"passed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConditionTrace: _TypeAlias = ConditionTrace  # noqa: Y015
+
+@_typing.final
+class RuleTrace(_message.Message):
+    """One rule considered, in evaluation order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    TOOL_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    MATCHED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CONDITIONS_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    priority: _builtins.int
+    tool: _builtins.str
+    decision: Global___Decision.ValueType
+    matched: _builtins.bool
+    reason: _builtins.str
+    """Why it matched or not, in one line."""
+    @_builtins.property
+    def conditions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConditionTrace]: ...
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+        priority: _builtins.int = ...,
+        tool: _builtins.str = ...,
+        decision: Global___Decision.ValueType = ...,
+        matched: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        conditions: _abc.Iterable[Global___ConditionTrace] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "decision", b"decision", "matched", b"matched", "priority", b"priority", "reason", b"reason", "rule_id", b"rule_id", "tool", b"tool"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RuleTrace: _TypeAlias = RuleTrace  # noqa: Y015
+
+@_typing.final
+class ExplainResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    SHADOW_FIELD_NUMBER: _builtins.int
+    SELECTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def verdict(self) -> Global___EvaluateResponse:
+        """The decision Evaluate would return."""
+
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleTrace]:
+        """Rules in evaluation order up to and including the one that matched (all when none did)."""
+
+    @_builtins.property
+    def shadow(self) -> Global___EvaluateResponse:
+        """Set when the selected policy set has a shadow candidate: what it would decide."""
+
+    @_builtins.property
+    def selection(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The policy sets tried, most specific first, e.g. ["acme/ops", "acme", "ops", "default"]."""
+
+    def __init__(
+        self,
+        *,
+        verdict: Global___EvaluateResponse | None = ...,
+        rules: _abc.Iterable[Global___RuleTrace] | None = ...,
+        shadow: Global___EvaluateResponse | None = ...,
+        selection: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shadow", b"shadow", "verdict", b"verdict"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules", "selection", b"selection", "shadow", b"shadow", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainResponse: _TypeAlias = ExplainResponse  # noqa: Y015

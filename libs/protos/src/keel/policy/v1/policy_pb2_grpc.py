@@ -44,19 +44,34 @@ class PolicyServiceStub:
                 request_serializer=keel_dot_policy_dot_v1_dot_policy__pb2.ExplainRulesRequest.SerializeToString,
                 response_deserializer=keel_dot_policy_dot_v1_dot_policy__pb2.ExplainRulesResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/keel.policy.v1.PolicyService/Explain',
+                request_serializer=keel_dot_policy_dot_v1_dot_policy__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=keel_dot_policy_dot_v1_dot_policy__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Evaluate(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Decide one tool call; the decision is audited on keel.audit ("policy.decision").
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExplainRules(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The rules of the policy set that (tenant, profile) selects, in evaluation order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Explain(self, request, context):
+        """Decide one call as Evaluate would and say why: every rule considered, in order, with the
+        condition that failed. Diagnostic only: not audited, and grants nothing.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -73,6 +88,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ExplainRules,
                     request_deserializer=keel_dot_policy_dot_v1_dot_policy__pb2.ExplainRulesRequest.FromString,
                     response_serializer=keel_dot_policy_dot_v1_dot_policy__pb2.ExplainRulesResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=keel_dot_policy_dot_v1_dot_policy__pb2.EvaluateRequest.FromString,
+                    response_serializer=keel_dot_policy_dot_v1_dot_policy__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +149,33 @@ class PolicyService:
             '/keel.policy.v1.PolicyService/ExplainRules',
             keel_dot_policy_dot_v1_dot_policy__pb2.ExplainRulesRequest.SerializeToString,
             keel_dot_policy_dot_v1_dot_policy__pb2.ExplainRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keel.policy.v1.PolicyService/Explain',
+            keel_dot_policy_dot_v1_dot_policy__pb2.EvaluateRequest.SerializeToString,
+            keel_dot_policy_dot_v1_dot_policy__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,

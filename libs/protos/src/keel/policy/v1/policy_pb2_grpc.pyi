@@ -32,13 +32,25 @@ class PolicyServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PolicyServiceAsyncStub: ...
     Evaluate: _grpc.UnaryUnaryMultiCallable[_policy_pb2.EvaluateRequest, _policy_pb2.EvaluateResponse]
+    """Decide one tool call; the decision is audited on keel.audit ("policy.decision")."""
     ExplainRules: _grpc.UnaryUnaryMultiCallable[_policy_pb2.ExplainRulesRequest, _policy_pb2.ExplainRulesResponse]
+    """The rules of the policy set that (tenant, profile) selects, in evaluation order."""
+    Explain: _grpc.UnaryUnaryMultiCallable[_policy_pb2.EvaluateRequest, _policy_pb2.ExplainResponse]
+    """Decide one call as Evaluate would and say why: every rule considered, in order, with the
+    condition that failed. Diagnostic only: not audited, and grants nothing.
+    """
 
 @_typing.type_check_only
 class PolicyServiceAsyncStub(PolicyServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Evaluate: _aio.UnaryUnaryMultiCallable[_policy_pb2.EvaluateRequest, _policy_pb2.EvaluateResponse]  # type: ignore[assignment]
+    """Decide one tool call; the decision is audited on keel.audit ("policy.decision")."""
     ExplainRules: _aio.UnaryUnaryMultiCallable[_policy_pb2.ExplainRulesRequest, _policy_pb2.ExplainRulesResponse]  # type: ignore[assignment]
+    """The rules of the policy set that (tenant, profile) selects, in evaluation order."""
+    Explain: _aio.UnaryUnaryMultiCallable[_policy_pb2.EvaluateRequest, _policy_pb2.ExplainResponse]  # type: ignore[assignment]
+    """Decide one call as Evaluate would and say why: every rule considered, in order, with the
+    condition that failed. Diagnostic only: not audited, and grants nothing.
+    """
 
 class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -46,13 +58,25 @@ class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _policy_pb2.EvaluateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_policy_pb2.EvaluateResponse, _abc.Awaitable[_policy_pb2.EvaluateResponse]]: ...
+    ) -> _typing.Union[_policy_pb2.EvaluateResponse, _abc.Awaitable[_policy_pb2.EvaluateResponse]]:
+        """Decide one tool call; the decision is audited on keel.audit ("policy.decision")."""
 
     @_abc_1.abstractmethod
     def ExplainRules(
         self,
         request: _policy_pb2.ExplainRulesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_policy_pb2.ExplainRulesResponse, _abc.Awaitable[_policy_pb2.ExplainRulesResponse]]: ...
+    ) -> _typing.Union[_policy_pb2.ExplainRulesResponse, _abc.Awaitable[_policy_pb2.ExplainRulesResponse]]:
+        """The rules of the policy set that (tenant, profile) selects, in evaluation order."""
+
+    @_abc_1.abstractmethod
+    def Explain(
+        self,
+        request: _policy_pb2.EvaluateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.ExplainResponse, _abc.Awaitable[_policy_pb2.ExplainResponse]]:
+        """Decide one call as Evaluate would and say why: every rule considered, in order, with the
+        condition that failed. Diagnostic only: not audited, and grants nothing.
+        """
 
 def add_PolicyServiceServicer_to_server(servicer: PolicyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

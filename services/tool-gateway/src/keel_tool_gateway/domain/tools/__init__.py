@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from keel_tool_gateway.domain.ports import OutboxPort
-from keel_tool_gateway.domain.registry import ToolRegistry
+from keel_tool_gateway.domain.registry import ProfileSettings, ToolRegistry
 from keel_tool_gateway.domain.tools.calculator import CALCULATOR
 from keel_tool_gateway.domain.tools.clock import make_clock
 from keel_tool_gateway.domain.tools.count import make_count
+from keel_tool_gateway.domain.tools.files import FileSettings, make_file_tools
+from keel_tool_gateway.domain.tools.http_fetch import HttpFetchSettings, make_http_fetch
+from keel_tool_gateway.domain.tools.memory_tools import MemoryPort, make_memory_tools
 from keel_tool_gateway.domain.tools.noop import NOOP
+from keel_tool_gateway.domain.tools.python_exec import python_tool
 from keel_tool_gateway.domain.tools.send_email import make_send_email
+from keel_tool_gateway.sandbox import SandboxSettings
 
 
 def builtin_registry(
@@ -18,14 +23,28 @@ def builtin_registry(
     *,
     outbox: OutboxPort | None = None,
     test_tools_dir: Path | None = None,
+    profiles: ProfileSettings | None = None,
+    http_fetch: HttpFetchSettings | None = None,
+    files: FileSettings | None = None,
+    memory: MemoryPort | None = None,
+    sandbox: SandboxSettings | None = None,
 ) -> ToolRegistry:
     """The built-in tools; ``send_email`` only with an outbox, ``count`` only with a test
-    directory (it exists for crash tests and must not be in a production catalog)."""
-    registry = ToolRegistry(default_timeout_s)
+    directory (it exists for crash tests and must not be in a production catalog), the others
+    when their settings or ports are given."""
+    registry = ToolRegistry(default_timeout_s, profiles)
     for tool in (CALCULATOR, make_clock(), NOOP):
         registry.register(tool)
     if outbox is not None:
         registry.register(make_send_email(outbox))
+    if http_fetch is not None:
+        registry.register(make_http_fetch(http_fetch))
+    for tool in make_file_tools(files) if files is not None else []:
+        registry.register(tool)
+    for tool in make_memory_tools(memory) if memory is not None else []:
+        registry.register(tool)
+    if sandbox is not None:
+        registry.register(python_tool(sandbox))
     if test_tools_dir is not None:
         registry.register(make_count(test_tools_dir))
     return registry

@@ -222,4 +222,6 @@ CALCULATOR = Tool(
     input_model=CalculatorInput,
     run=_run,
     timeout_s=2.0,
+    # Bounded by the expression limits: cheaper inline than a hop to a worker thread.
+    blocking=False,
 )

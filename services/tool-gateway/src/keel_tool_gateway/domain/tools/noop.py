@@ -21,4 +21,5 @@ NOOP = Tool(
     description="Does nothing and returns 'ok'.",
     input_model=NoopInput,
     run=_noop,
+    blocking=False,
 )

@@ -1,0 +1,49 @@
+"""An MCP server for the tests, written with the official SDK's ``MCPServer`` (ex-FastMCP).
+
+Run as a script it serves stdio (``python server.py``); the HTTP tests mount
+``build().streamable_http_app()`` in uvicorn on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+
+def build() -> MCPServer:
+    server = MCPServer("keel-test", log_level="WARNING")
+
+    @server.tool()
+    def add(a: int, b: int) -> str:
+        """Add two integers."""
+        return str(a + b)
+
+    @server.tool()
+    def echo(text: str, times: int = 1) -> str:
+        """Repeat text."""
+        return " ".join([text] * times)
+
+    @server.tool()
+    def fail(message: str) -> str:
+        """Always fails with the message."""
+        raise ToolError(message)
+
+    @server.tool()
+    async def slow(seconds: float) -> str:
+        """Sleep, then answer."""
+        await asyncio.sleep(seconds)
+        return "done"
+
+    @server.tool()
+    def hidden() -> str:
+        """Not on the allow-list in the tests."""
+        return "should not be mounted"
+
+    return server
+
+
+if __name__ == "__main__":
+    build().run("stdio" if len(sys.argv) < 2 else sys.argv[1])  # type: ignore[arg-type]
