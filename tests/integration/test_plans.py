@@ -19,16 +19,22 @@ from keel_core.settings import KafkaSettings
 pytestmark = pytest.mark.stack
 
 
-async def keel(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "keel_cli", *args],
-        env={**os.environ, "KEEL_KAFKA_BOOTSTRAP": kafka.bootstrap},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+async def keel(
+    kafka: KafkaSettings, *args: str, stack: LocalStack | None = None
+) -> subprocess.CompletedProcess[str]:
+    try:
+        return await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "keel_cli", *args],
+            env={**os.environ, "KEEL_KAFKA_BOOTSTRAP": kafka.bootstrap},
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        logs = stack.log_tail("agent-loop", 80) if stack else ""
+        raise AssertionError(f"keel {args} hung; output: {exc.stdout!r}\n{logs}") from exc
 
 
 def plan_id_of(stdout: str) -> str:
