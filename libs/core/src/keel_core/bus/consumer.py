@@ -31,8 +31,10 @@ from keel_core.bus.offsets import PartitionProgress
 from keel_core.bus.producer import Publisher
 from keel_core.errors import ConfigError, Unavailable
 from keel_core.events.envelope import Envelope
+from keel_core.logging import session_id_var, trace_id_var
 from keel_core.settings import KafkaSettings
 from keel_core.topics import dlq_of
+from keel_core.tracing import trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +207,10 @@ class EventConsumer:
             outcome = "dead_lettered"
             await self._dead_letter(record, f"undecodable envelope: {_short(exc)}", exc)
         else:
+            # Every log line of this handler carries the session and trace (its own task, so
+            # its own context).
+            session_id_var.set(envelope.session_id)
+            trace_id_var.set(trace_id_of(envelope.trace))
             outcome = await self._call_handler(record, envelope)
         if self._metrics:
             self._metrics.consumed.labels(record.topic, outcome).inc()

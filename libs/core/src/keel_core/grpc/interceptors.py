@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from keel_core.errors import KeelError
 from keel_core.grpc.errors import status_of
+from keel_core.logging import session_id_var, trace_id_var
+from keel_core.tracing import trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
+            _bind_log_context(request, context)
             code = grpc.StatusCode.OK
             try:
                 return await behaviour(request, context)
@@ -99,6 +102,21 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
         self._metrics.latency.labels(method).observe(time.perf_counter() - started)
         self._metrics.handled.labels(method, code.name).inc()
+
+
+def _bind_log_context(request: Any, context: grpc.aio.ServicerContext) -> None:
+    """Log lines of this call carry the caller's session and trace, from the request's
+    ``RequestContext`` or the ``traceparent`` metadata."""
+    ctx = getattr(request, "context", None)
+    session_id = getattr(ctx, "session_id", "") or getattr(request, "session_id", "")
+    if isinstance(session_id, str) and session_id:
+        session_id_var.set(session_id)
+    traceparent = getattr(ctx, "traceparent", "")
+    if not traceparent:
+        metadata = dict(context.invocation_metadata() or ())
+        traceparent = metadata.get("traceparent", "")
+    if isinstance(traceparent, str) and traceparent:
+        trace_id_var.set(trace_id_of(traceparent))
 
 
 def _is_abort(exc: Exception) -> bool:
