@@ -8,6 +8,10 @@ from keel_agent_loop.domain.models import AgentState
 
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 ITERATION_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100, 200)
+# Fractions of the window; the top buckets are fine-grained because trimming starts near 1.
+UTILISATION_BUCKETS = (0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+SESSION_TOKEN_BUCKETS = (250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 1e6)
+SESSION_COST_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class AgentMetrics:
@@ -51,6 +55,26 @@ class AgentMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.context_utilisation = Histogram(
+            "keel_agent_context_window_utilisation",
+            "Prompt tokens / context window at each LLM call (after trimming the history)",
+            buckets=UTILISATION_BUCKETS,
+            registry=registry,
+        )
+        self.session_tokens = Histogram(
+            "keel_agent_session_tokens",
+            "Tokens (prompt plus completion) a session used, observed when it finishes",
+            ["outcome"],
+            buckets=SESSION_TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.session_cost = Histogram(
+            "keel_agent_session_cost_usd",
+            "Cost of a session in US dollars, observed when it finishes",
+            ["outcome"],
+            buckets=SESSION_COST_BUCKETS,
+            registry=registry,
+        )
 
     def llm_call(self, seconds: float, ok: bool) -> None:
         self.llm_seconds.labels("ok" if ok else "error").observe(seconds)
@@ -62,6 +86,14 @@ class AgentMetrics:
     def step(self, seconds: float) -> None:
         self.step_seconds.observe(seconds)
 
+    def context_used(self, prompt_tokens: int, window_tokens: int) -> None:
+        self.context_utilisation.observe(prompt_tokens / window_tokens if window_tokens else 0.0)
+
     def session_finished(self, state: AgentState) -> None:
         self.sessions.labels(state.status, state.failure_reason or "").inc()
         self.iterations.labels(state.status).observe(state.iteration)
+        usage = state.usage
+        self.session_tokens.labels(state.status).observe(
+            usage.prompt_tokens + usage.completion_tokens
+        )
+        self.session_cost.labels(state.status).observe(usage.cost_usd)

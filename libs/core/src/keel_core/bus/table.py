@@ -41,41 +41,65 @@ class CompactedTable:
         # records over the value we already hold for them.
         self._unacked: dict[str, int] = {}
         self._follower: asyncio.Task[None] | None = None
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            client_id=f"{settings.client_id_prefix}-{source}-table",
+        # Followers need not see other writers' values at once (a process reads its own writes
+        # locally); batching their fetches keeps them from waking on every write, which costs
+        # the writers ~2 ms per write on a 2-core machine. Loading uses unbatched fetches.
+        self._consumer = self._new_consumer("follow", fetch_min_bytes=64 * 1024)
+
+    def _new_consumer(self, role: str, fetch_min_bytes: int = 1) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap,
+            client_id=f"{self._settings.client_id_prefix}-{self._source}-table-{role}",
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
+            fetch_min_bytes=fetch_min_bytes,
+            fetch_max_wait_ms=250,
         )
 
     async def start(self) -> None:
         """Load the topic up to its current end, then follow it in the background."""
+        loader = self._new_consumer("load")
         try:
+            await start_with_retry(loader.start, self._settings)
             await start_with_retry(self._consumer.start, self._settings)
         except ConfigError:
+            await loader.stop()
             await self._consumer.stop()
             raise
-        partitions = await self._partitions()
-        if not partitions:
-            await self._consumer.stop()
-            raise ConfigError(f"topic {self._topic} does not exist")
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_beginning(*partitions)
-        ends = await self._consumer.end_offsets(partitions)
-        for tp in partitions:
-            while await self._consumer.position(tp) < ends[tp]:
-                batch = await self._consumer.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    self._apply(record.key, record.value, record.offset)
+        try:
+            ends = await self._load(loader)
+        finally:
+            await loader.stop()
+        self._consumer.assign(list(ends))
+        for tp, offset in ends.items():
+            self._consumer.seek(tp, offset)
         log.info("loaded %d entries from %s", len(self._values), self._topic)
         self._follower = asyncio.create_task(self._follow(), name=f"follow-{self._topic}")
 
-    async def _partitions(self, attempts: int = 20) -> list[TopicPartition]:
+    async def _load(self, loader: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+        """Read every partition from the beginning to the end it had at start."""
+        partitions = await self._partitions(loader)
+        if not partitions:
+            await self._consumer.stop()
+            raise ConfigError(f"topic {self._topic} does not exist")
+        loader.assign(partitions)
+        await loader.seek_to_beginning(*partitions)
+        ends: dict[TopicPartition, int] = await loader.end_offsets(partitions)
+        for tp in partitions:
+            while await loader.position(tp) < ends[tp]:
+                batch = await loader.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    self._apply(record.key, record.value, record.offset)
+        return ends
+
+    async def _partitions(
+        self, consumer: AIOKafkaConsumer, attempts: int = 20
+    ) -> list[TopicPartition]:
         """The topic's partitions; a topic created a moment ago may take a few metadata
         refreshes to show up, so ask again for a while before giving up."""
         for _ in range(attempts):
-            cluster = await self._consumer._client.fetch_all_metadata()
+            cluster = await consumer._client.fetch_all_metadata()
             found = sorted(cluster.partitions_for_topic(self._topic) or ())
             if found:
                 return [TopicPartition(self._topic, p) for p in found]

@@ -287,6 +287,7 @@ class AgentLoop:
         if over := self._budget.over_before_call(state, fitted.prompt_tokens):
             await self._fail(state, "budget", over)
             return None
+        self._observer.context_used(fitted.prompt_tokens, self._config.context_window_tokens)
         started = self._clock()
         try:
             reply = await self._llm.complete(state.context(), list(state.messages), catalog)

@@ -86,6 +86,8 @@ class LoopObserver(Protocol):
 
     def step(self, seconds: float) -> None: ...
 
+    def context_used(self, prompt_tokens: int, window_tokens: int) -> None: ...
+
 
 class NullObserver:
     def llm_call(self, seconds: float, ok: bool) -> None:
@@ -95,6 +97,9 @@ class NullObserver:
         pass
 
     def step(self, seconds: float) -> None:
+        pass
+
+    def context_used(self, prompt_tokens: int, window_tokens: int) -> None:
         pass
 
 

@@ -12,13 +12,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from keel_approval.domain.models import STATUS_OF, Approval, Outcome
+from keel_approval.domain.models import STATUS_OF, Approval, Decision, Outcome
 from keel_approval.errors import WatcherLagged
-from keel_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from keel_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _settled(request: Approval, decision: Decision) -> Approval:
+    return request.model_copy(
+        update={
+            "status": decision.status,
+            "decided_by": decision.reviewer,
+            "decided_at": decision.decided_at,
+            "comment": decision.comment,
+            "modified_arguments": decision.modified_arguments,
+        }
+    )
 
 
 class Watcher:
@@ -53,6 +65,8 @@ class ApprovalBook:
         self._watch_queue_size = watch_queue_size
         self._approvals: dict[str, Approval] = {}
         self._watchers: set[Watcher] = set()
+        # Decisions read before their request (the two topics are read independently).
+        self._early: dict[str, Decision] = {}
 
     def add_request(self, request: Approval) -> tuple[Approval, bool]:
         """Add a pending request; ``(current, True)`` when it is new. A request already known
@@ -62,6 +76,9 @@ class ApprovalBook:
             return known, False
         if not request.pending:
             raise InvalidArgument(f"a new request must be pending, not {request.status}")
+        early = self._early.pop(request.id, None)
+        if early is not None:
+            request = _settled(request, early)
         self._approvals[request.id] = request
         self._notify(request)
         return request, True
@@ -90,8 +107,10 @@ class ApprovalBook:
         modified_arguments: object = None,
     ) -> Approval:
         """The approval as it would be after this decision, without changing the book: a caller
-        that must publish the decision first records it only once that worked."""
-        if not reviewer.strip():
+        that must publish the decision first records it only once that worked. Under a quorum
+        an approval short of it comes back still pending, with the reviewer's vote added."""
+        reviewer = reviewer.strip()
+        if not reviewer:
             raise InvalidArgument("reviewer is required")
         if outcome == "modify" and not isinstance(modified_arguments, dict):
             raise InvalidArgument("modify needs the modified arguments as a JSON object")
@@ -102,10 +121,41 @@ class ApprovalBook:
             raise FailedPrecondition(
                 f"approval {approval_id!r} is already {current.status} by {current.decided_by}"
             )
+        if outcome != "time_out" and reviewer == current.agent_id:
+            raise PermissionDenied(f"{reviewer!r} cannot decide its own request")
+        if outcome == "approve":
+            return self._approve(current, reviewer, comment)
+        if outcome == "modify" and current.required_approvals > 1:
+            raise FailedPrecondition(
+                f"approval {approval_id!r} needs {current.required_approvals} approvals and "
+                "cannot be modified by one reviewer; reject it with a comment instead"
+            )
+        return self._decided(current, outcome, reviewer, comment, modified_arguments)
+
+    def _approve(self, current: Approval, reviewer: str, comment: str) -> Approval:
+        if reviewer in current.approved_by:
+            raise FailedPrecondition(
+                f"{reviewer!r} has approved {current.id!r} already; it needs "
+                f"{current.required_approvals} distinct reviewers"
+            )
+        votes = (*current.approved_by, reviewer)
+        if len(votes) < current.required_approvals:
+            return current.model_copy(update={"approved_by": votes})
+        decided = self._decided(current, "approve", ",".join(votes), comment, None)
+        return decided.model_copy(update={"approved_by": votes})
+
+    def _decided(
+        self,
+        current: Approval,
+        outcome: Outcome,
+        reviewer: str,
+        comment: str,
+        modified_arguments: object,
+    ) -> Approval:
         return current.model_copy(
             update={
                 "status": STATUS_OF[outcome],
-                "decided_by": reviewer.strip(),
+                "decided_by": reviewer,
                 "decided_at": self._clock(),
                 "comment": comment,
                 "modified_arguments": modified_arguments if outcome == "modify" else None,
@@ -113,15 +163,40 @@ class ApprovalBook:
         )
 
     def record(self, decided: Approval) -> Approval:
-        """Store a decision made by ``decide``; refused if the request was decided meanwhile."""
+        """Store a decision (or a quorum vote) made by ``decide``; refused if the request was
+        decided meanwhile."""
         current = self.get(decided.id)
         if not current.pending:
             raise FailedPrecondition(f"approval {decided.id!r} is already {current.status}")
-        if decided.pending:
+        if decided.pending and len(decided.approved_by) <= len(current.approved_by):
             raise InvalidArgument("a decision cannot be pending")
         self._approvals[decided.id] = decided
         self._notify(decided)
         return decided
+
+    def expired(self) -> list[Approval]:
+        """Pending requests whose time is up, oldest deadline first."""
+        now = self._clock()
+        due = [
+            a
+            for a in self._approvals.values()
+            if a.pending and a.expires_at is not None and a.expires_at <= now
+        ]
+        return sorted(due, key=lambda a: (a.expires_at or now, a.id))
+
+    def apply_decision(self, decision: Decision) -> bool:
+        """A decision read back from the decisions topic (at start, or made by another replica):
+        it settles the request as published. One for a request not seen yet is kept until the
+        request arrives. ``True`` when it changed the book."""
+        current = self._approvals.get(decision.approval_id)
+        if current is None:
+            self._early[decision.approval_id] = decision
+            return False
+        if not current.pending:
+            return False
+        self._approvals[current.id] = _settled(current, decision)
+        self._notify(self._approvals[current.id])
+        return True
 
     def resolve(
         self,

@@ -8,13 +8,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "modified", "timed_out"]
-Outcome = Literal["approve", "reject", "modify"]
+Outcome = Literal["approve", "reject", "modify", "time_out"]
 
 STATUS_OF: dict[Outcome, ApprovalStatus] = {
     "approve": "approved",
     "reject": "rejected",
     "modify": "modified",
+    "time_out": "timed_out",
 }
+
+# Who decides a request nobody answered in time.
+TIMEOUT_REVIEWER = "keel-approval"
 
 
 class Approval(BaseModel):
@@ -31,6 +35,11 @@ class Approval(BaseModel):
     created_at: datetime
     # ISO 8601 as the requester sent it; "" when there is none.
     deadline: str = ""
+    # When the request times out: the deadline, or arrival plus the default time-out.
+    expires_at: datetime | None = None
+    # N-of-M quorum: distinct approvals needed, and the reviewers who approved so far.
+    required_approvals: int = Field(default=1, ge=1)
+    approved_by: tuple[str, ...] = ()
     decided_by: str = ""
     decided_at: datetime | None = None
     comment: str = ""
@@ -40,3 +49,16 @@ class Approval(BaseModel):
     @property
     def pending(self) -> bool:
         return self.status == "pending"
+
+
+class Decision(BaseModel):
+    """A decision as published on the decisions topic, read back to rebuild the book."""
+
+    model_config = ConfigDict(frozen=True)
+
+    approval_id: str
+    status: ApprovalStatus
+    reviewer: str
+    comment: str = ""
+    modified_arguments: dict[str, Any] | None = None
+    decided_at: datetime | None = None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 
 from keel.approval.v1 import approval_pb2
-from keel_approval.domain.models import Approval, ApprovalStatus, Outcome
+from keel_approval.domain.models import Approval, ApprovalStatus, Decision, Outcome
+from keel_approval.domain.rules import expires_at, required_approvals
 from keel_core.canonical import canonical_json
 from keel_core.errors import InvalidArgument
 from keel_core.events import ApprovalDecided, ApprovalRequested
@@ -26,7 +28,14 @@ OUTCOME_FROM_PROTO: dict[int, Outcome] = {
 }
 
 
-def approval_from_event(event: ApprovalRequested, session_id: str, time: datetime) -> Approval:
+def approval_from_event(
+    event: ApprovalRequested,
+    session_id: str,
+    time: datetime,
+    *,
+    default_timeout_s: float = 3600.0,
+    quorum: Mapping[str, int] | None = None,
+) -> Approval:
     return Approval(
         id=event.approval_id,
         session_id=session_id,
@@ -37,6 +46,19 @@ def approval_from_event(event: ApprovalRequested, session_id: str, time: datetim
         idempotency_key=event.idempotency_key,
         created_at=time,
         deadline=event.deadline,
+        expires_at=expires_at(event.deadline, time, default_timeout_s),
+        required_approvals=required_approvals(quorum or {}, event.tool_name),
+    )
+
+
+def decision_from_event(event: ApprovalDecided, time: datetime) -> Decision:
+    return Decision(
+        approval_id=event.approval_id,
+        status=event.outcome,
+        reviewer=event.reviewer,
+        comment=event.comment,
+        modified_arguments=event.modified_arguments,
+        decided_at=time,
     )
 
 
@@ -80,7 +102,9 @@ def approval_to_proto(approval: Approval) -> approval_pb2.Approval:
         reasoning=approval.reasoning,
         status=STATUS_TO_PROTO[approval.status],
         created_at=approval.created_at.isoformat(),
-        deadline=approval.deadline,
+        # The effective deadline: the requester's, or the default time-out's.
+        deadline=approval.deadline
+        or (approval.expires_at.isoformat() if approval.expires_at else ""),
         decided_by=approval.decided_by,
         comment=approval.comment,
         modified_arguments_json=canonical_json(modified) if modified is not None else "",

@@ -1,0 +1,150 @@
+"""Making a decision: the one path shared by reviewers (gRPC) and the deadline sweeper.
+
+A decision is published to ``keel.approval.decisions`` before the book records it, so the
+book never shows a decision the agent will not hear of; a quorum vote short of the quorum is
+only recorded (the agent waits for the final decision).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from keel_approval.domain.book import ApprovalBook
+from keel_approval.domain.models import TIMEOUT_REVIEWER, Approval, Outcome
+from keel_approval.handlers.mapping import decision_event
+from keel_approval.metrics import ApprovalMetrics
+from keel_core.audit import AuditEmitter
+from keel_core.bus.producer import Publisher
+from keel_core.errors import FailedPrecondition, Unavailable
+from keel_core.events import Envelope
+from keel_core.topics import APPROVAL_DECISIONS
+
+SOURCE = "approval"
+
+log = logging.getLogger(__name__)
+
+
+class Decider:
+    def __init__(
+        self,
+        book: ApprovalBook,
+        publisher: Publisher,
+        audit: AuditEmitter,
+        metrics: ApprovalMetrics,
+    ) -> None:
+        self._book = book
+        self._publisher = publisher
+        self._audit = audit
+        self._metrics = metrics
+        # One decision at a time: between deciding and recording there is a publish to await,
+        # and two reviewers (or a reviewer and the deadline) must not both get one published.
+        self._resolving = asyncio.Lock()
+
+    async def resolve(
+        self,
+        approval_id: str,
+        outcome: Outcome,
+        reviewer: str,
+        comment: str = "",
+        modified_arguments: object = None,
+    ) -> Approval:
+        async with self._resolving:
+            decided = self._book.decide(approval_id, outcome, reviewer, comment, modified_arguments)
+            if decided.pending:  # a quorum vote: nothing to tell the agent yet
+                self._book.record(decided)
+            else:
+                await self._publish(decided)
+                self._book.record(decided)
+        await self._account(decided, reviewer)
+        return decided
+
+    async def expire_due(self) -> list[Approval]:
+        """Time out every pending request past its deadline; returns those timed out. A request
+        decided meanwhile is skipped; a failed publish leaves it pending for the next sweep."""
+        done: list[Approval] = []
+        for approval in self._book.expired():
+            try:
+                done.append(
+                    await self.resolve(
+                        approval.id, "time_out", TIMEOUT_REVIEWER, "no decision before the deadline"
+                    )
+                )
+            except FailedPrecondition:
+                continue
+            except Unavailable as exc:
+                log.warning("time-out of %s not published, retrying later: %s", approval.id, exc)
+                break
+        return done
+
+    async def _publish(self, decided: Approval) -> None:
+        envelope = Envelope.wrap(
+            decision_event(decided), source=SOURCE, session_id=decided.session_id
+        )
+        try:
+            await self._publisher.publish(APPROVAL_DECISIONS, envelope, key=decided.session_id)
+        except Exception as exc:
+            raise Unavailable(f"decision not published, try again: {exc}") from exc
+
+    async def _account(self, decided: Approval, reviewer: str) -> None:
+        if decided.pending:
+            await self._audit.record(
+                "approval.voted",
+                actor=reviewer,
+                subject=decided.id,
+                session_id=decided.session_id,
+                details={
+                    "reviewer": reviewer,
+                    "tool": decided.tool_name,
+                    "approvals": list(decided.approved_by),
+                    "required": decided.required_approvals,
+                },
+            )
+            return
+        self._metrics.decided.labels(decided.status).inc()
+        if decided.decided_at is not None:
+            waited = (decided.decided_at - decided.created_at).total_seconds()
+            self._metrics.time_to_decision.labels(decided.status).observe(max(waited, 0.0))
+        await self._audit.record(
+            "approval.decided",
+            actor=decided.decided_by,
+            subject=decided.id,
+            session_id=decided.session_id,
+            details={
+                "reviewer": decided.decided_by,
+                "outcome": decided.status,
+                "tool": decided.tool_name,
+                "comment": decided.comment,
+                "modified_arguments": decided.modified_arguments,
+            },
+        )
+
+
+class DeadlineSweeper:
+    """Background task that times out overdue requests every ``interval_s``."""
+
+    def __init__(self, decider: Decider, interval_s: float) -> None:
+        self._decider = decider
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="approval-deadlines")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                timed_out = await self._decider.expire_due()
+            except Exception:
+                log.exception("deadline sweep failed")
+            else:
+                for approval in timed_out:
+                    log.info("approval %s timed out", approval.id)
+            await asyncio.sleep(self._interval_s)
