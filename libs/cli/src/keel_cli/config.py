@@ -12,4 +12,5 @@ class CliSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KEEL_CLI_", extra="ignore")
 
     agent_target: str = "127.0.0.1:50051"
+    approval_target: str = "127.0.0.1:50056"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -9,10 +9,15 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from keel_cli.asyncapi import print_asyncapi
 from keel_cli.audit_tail import audit_tail
 from keel_cli.config import CliSettings
 from keel_cli.dev import DEMO_GOAL, dev_up
 from keel_cli.follow import SessionFollower
+from keel_cli.ops_approvals import add_approvals_parser, approvals_command
+from keel_cli.ops_audit import audit_verify
+from keel_cli.ops_dlq import add_dlq_parser, dlq_command
+from keel_cli.ops_sessions import cancel_session, show_result
 from keel_cli.plans import add_plan_parser, plan_command
 from keel_cli.policy_cmd import add_policy_parser, policy_command
 from keel_cli.tasks import publish_task, submit_via_grpc
@@ -20,6 +25,7 @@ from keel_cli.watch import answer_of, print_session
 from keel_core.bus.admin import ensure_topics
 from keel_core.errors import KeelError
 from keel_core.events import TaskSubmitted
+from keel_core.topics import AUDIT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     tail = audit_sub.add_parser("tail", help="print the latest records and verify hash chains")
     tail.add_argument("-n", "--limit", type=int, default=50)
+    verify = audit_sub.add_parser("verify", help="walk every producer's hash chain from the start")
+    verify.add_argument("--topic", default=AUDIT)
+
+    add_dlq_parser(sub)
+    add_approvals_parser(sub)
+
+    cancel = sub.add_parser("cancel", help="ask the agent loop to cancel a session")
+    cancel.add_argument("session_id")
+    cancel.add_argument("--reason", default="cancelled from the keel command")
+    cancel.add_argument("--timeout", type=float, default=10.0)
+
+    result = sub.add_parser("result", help="print a session's final answer or error")
+    result.add_argument("session_id")
+
+    sub.add_parser("asyncapi", help="print the AsyncAPI document of Keel's topics")
 
     dev = sub.add_parser("dev", help="the local stack")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)
@@ -103,7 +124,11 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
     if args.command == "policy":
         return policy_command(args)
     if args.command == "audit":
+        if args.audit_command == "verify":
+            return audit_verify(settings.kafka, args.topic)
         return audit_tail(settings.kafka, args.limit)
+    if (ops := _ops_command(settings, args)) is not None:
+        return ops
     if args.command == "dev":
         return dev_up(
             demo=args.demo,
@@ -113,6 +138,23 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
             run_dir=args.run_dir,
         )
     return _topics(settings)
+
+
+def _ops_command(
+    settings: CliSettings, args: argparse.Namespace
+) -> Coroutine[Any, Any, int] | None:
+    """The operator's commands (dead letters, approvals, cancel, result, asyncapi)."""
+    if args.command == "dlq":
+        return dlq_command(settings.kafka, args)
+    if args.command == "approvals":
+        return approvals_command(settings.approval_target, args)
+    if args.command == "cancel":
+        return cancel_session(settings.agent_target, args.session_id, args.reason, args.timeout)
+    if args.command == "result":
+        return show_result(settings.kafka, args.session_id)
+    if args.command == "asyncapi":
+        return print_asyncapi()
+    return None
 
 
 async def _topics(settings: CliSettings) -> int:

@@ -62,10 +62,8 @@ def verify_records(records: list[Record]) -> ChainReport:
         try:
             rec = _decode(record)
         except (ValidationError, ValueError) as exc:
-            reason = str(exc).splitlines()[0]
-            return ChainReport(
-                counts, ChainBreak(record.partition, record.offset, "", -1, f"undecodable: {reason}")
-            )
+            reason = f"undecodable: {str(exc).splitlines()[0]}"
+            return ChainReport(counts, ChainBreak(record.partition, record.offset, "", -1, reason))
         problem = _problem(rec, last.get(rec.producer, (-1, GENESIS)))
         if problem is not None:
             where = ChainBreak(record.partition, record.offset, rec.producer, rec.sequence, problem)

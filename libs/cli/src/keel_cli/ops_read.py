@@ -3,6 +3,8 @@ commands (audit verify, dlq, result) inspect."""
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from keel_cli.follow import partitions_of
@@ -10,7 +12,7 @@ from keel_core.bus.connect import start_with_retry
 from keel_core.errors import NotFound
 from keel_core.settings import KafkaSettings
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 
 
 async def read_topic(settings: KafkaSettings, topic: str) -> list[Record]:

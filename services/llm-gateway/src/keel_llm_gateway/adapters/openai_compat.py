@@ -13,6 +13,7 @@ import httpx
 from pydantic import SecretStr
 
 from keel_core.errors import InvalidArgument, Unavailable
+from keel_llm_gateway.adapters.tool_names import ToolNames
 from keel_llm_gateway.domain.models import (
     ChatMessage,
     Completion,
@@ -51,7 +52,8 @@ class OpenAICompatProvider:
         await self._client.aclose()
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        body = request_body(request, request.model or self._default_model)
+        names = ToolNames(t.name for t in request.tools)
+        body = request_body(request, request.model or self._default_model, names)
         try:
             response = await self._client.post("chat/completions", json=body)
         except httpx.TimeoutException as exc:
@@ -61,15 +63,18 @@ class OpenAICompatProvider:
         if response.status_code >= 400:
             raise _http_error(response)
         try:
-            return parse_response(response.json(), body["model"], self.name)
+            return parse_response(response.json(), body["model"], self.name, names)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise Unavailable(f"model provider sent a malformed response: {exc}") from exc
 
 
-def request_body(request: CompletionRequest, model: str) -> dict[str, Any]:
+def request_body(
+    request: CompletionRequest, model: str, names: ToolNames | None = None
+) -> dict[str, Any]:
+    names = names or ToolNames(t.name for t in request.tools)
     body: dict[str, Any] = {
         "model": model,
-        "messages": [_message_to_wire(m) for m in request.messages],
+        "messages": [_message_to_wire(m, names) for m in request.messages],
         "temperature": request.temperature,
     }
     if request.tools:
@@ -77,7 +82,7 @@ def request_body(request: CompletionRequest, model: str) -> dict[str, Any]:
             {
                 "type": "function",
                 "function": {
-                    "name": t.name,
+                    "name": names.to_wire(t.name),
                     "description": t.description,
                     "parameters": t.parameters,
                 },
@@ -89,7 +94,7 @@ def request_body(request: CompletionRequest, model: str) -> dict[str, Any]:
     return body
 
 
-def _message_to_wire(message: ChatMessage) -> dict[str, Any]:
+def _message_to_wire(message: ChatMessage, names: ToolNames) -> dict[str, Any]:
     wire: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
         wire["content"] = message.content or None
@@ -97,24 +102,27 @@ def _message_to_wire(message: ChatMessage) -> dict[str, Any]:
             {
                 "id": call.id,
                 "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments_json},
+                "function": {"name": names.to_wire(call.name), "arguments": call.arguments_json},
             }
             for call in message.tool_calls
         ]
     if message.tool_call_id:
         wire["tool_call_id"] = message.tool_call_id
     if message.name:
-        wire["name"] = message.name
+        wire["name"] = names.to_wire(message.name) if message.role == "tool" else message.name
     return wire
 
 
-def parse_response(data: dict[str, Any], requested_model: str, provider: str) -> Completion:
+def parse_response(
+    data: dict[str, Any], requested_model: str, provider: str, names: ToolNames | None = None
+) -> Completion:
+    names = names or ToolNames(())
     choice = data["choices"][0]
     wire = choice["message"]
     calls = tuple(
         ToolCall(
             id=call.get("id") or f"call_{index}",
-            name=call["function"]["name"],
+            name=names.from_wire(call["function"]["name"]),
             arguments_json=call["function"].get("arguments") or "{}",
         )
         for index, call in enumerate(wire.get("tool_calls") or [])
