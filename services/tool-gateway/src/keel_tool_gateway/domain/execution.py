@@ -180,6 +180,12 @@ class ExecutionService:
         tool = self._registry.get(call.tool_name)
         if tool is None:
             return _Outcome(_error(f"unknown tool {call.tool_name!r}"), final=True)
+        profile = call.ctx.agent_profile or "default"
+        if not self._registry.offered_to(profile, call.tool_name):
+            # A model can only be offered its profile's catalog; a call outside it is refused
+            # as if the tool did not exist for this agent.
+            message = f"tool {call.tool_name!r} is not offered to agent profile {profile!r}"
+            return _Outcome(_error(message), final=True)
         approval = await self._check_approval(call)
         if approval.refusal is not None:
             return _Outcome(approval.refusal, final=False)
