@@ -23,6 +23,10 @@ class AlreadyExists(KeelError):
     """The thing exists already and may not be created twice."""
 
 
+class Unauthenticated(KeelError):
+    """The caller did not prove who it is."""
+
+
 class PermissionDenied(KeelError):
     """The caller may not do this."""
 

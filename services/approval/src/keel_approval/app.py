@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 from keel.approval.v1 import approval_pb2, approval_pb2_grpc
+from keel_approval.adapters.topic_reader import read_to_end
+from keel_approval.adapters.webhook import WebhookNotifier
 from keel_approval.config import Settings
 from keel_approval.domain.book import ApprovalBook
+from keel_approval.handlers.auth import ReviewerAuth
+from keel_approval.handlers.decisions import DeadlineSweeper, Decider
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
-from keel_approval.handlers.kafka_handler import RequestHandler
+from keel_approval.handlers.kafka_handler import RequestHandler, RequestReader
+from keel_approval.handlers.rebuild import rebuild
 from keel_approval.metrics import ApprovalMetrics
 from keel_core.runtime import ServiceRuntime, run_service
-from keel_core.topics import APPROVAL_REQUESTS
+from keel_core.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
 
 SERVICE = "approval"
+
+log = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings) -> None:
@@ -19,9 +28,54 @@ async def serve(settings: Settings) -> None:
     runtime = ServiceRuntime(SERVICE, settings)
     metrics = ApprovalMetrics(runtime.registry)
     metrics.track_pending(lambda: book.pending_count)
-    handler = RequestHandler(book, runtime.audit, metrics)
+    reader = RequestReader(
+        default_timeout_s=settings.default_timeout_s, quorum=settings.required_approvals
+    )
+    auth = ReviewerAuth(settings.reviewer_tokens)
+    if not auth.enabled:
+        log.warning(
+            "no reviewer tokens configured (KEEL_APPROVAL_REVIEWER_TOKENS): development mode, "
+            "decisions record whatever reviewer the client claims"
+        )
+    notifier = (
+        WebhookNotifier(settings.webhook_url, metrics, timeout_s=settings.webhook_timeout_s)
+        if settings.webhook_url
+        else None
+    )
+    decider = Decider(book, runtime.producer, runtime.audit, metrics)
+    sweeper = DeadlineSweeper(decider, settings.deadline_check_interval_s)
+
+    async def start() -> None:
+        # Runs before gRPC serves and before the request consumer starts.
+        if settings.rebuild_on_start:
+            requests = await read_to_end(settings.kafka, APPROVAL_REQUESTS, "approval-rebuild")
+            decisions = await read_to_end(settings.kafka, APPROVAL_DECISIONS, "approval-rebuild")
+            metrics.rebuilt.labels(APPROVAL_REQUESTS).set(len(requests))
+            metrics.rebuilt.labels(APPROVAL_DECISIONS).set(len(decisions))
+            added, applied = rebuild(book, reader, requests, decisions)
+            log.info(
+                "rebuilt %d requests (%d decided, %d pending)", added, applied, book.pending_count
+            )
+        await sweeper.start()
+
+    async def stop() -> None:
+        await sweeper.stop()
+        if notifier is not None:
+            await notifier.close()
+
+    runtime.on_start(start)
+    runtime.on_stop(stop)
+    handler = RequestHandler(
+        book,
+        runtime.audit,
+        metrics,
+        reader=reader,
+        notify=notifier.notify if notifier else None,
+    )
     runtime.consume([APPROVAL_REQUESTS], settings.consumer_group, handler.on_request)
-    servicer = ApprovalServicer(book, runtime.producer, runtime.audit, metrics)
+    servicer = ApprovalServicer(
+        book, runtime.producer, runtime.audit, metrics, auth=auth, decider=decider
+    )
     runtime.serve_grpc(
         [
             (

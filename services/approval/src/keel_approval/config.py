@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -16,3 +18,17 @@ class Settings(ServiceSettings):
     consumer_group: str = "keel-approval"
     # Changes a Watch stream may fall behind by before it is closed (the client reconnects).
     watch_queue_size: int = Field(default=1000, ge=1)
+    # Read keel.approval.requests and keel.approval.decisions from the start before serving.
+    rebuild_on_start: bool = True
+    # A request without a deadline of its own times out this long after it arrived.
+    default_timeout_s: float = Field(default=3600.0, gt=0)
+    # How often overdue requests are looked for.
+    deadline_check_interval_s: float = Field(default=5.0, gt=0)
+    # Bearer token -> reviewer name (JSON in the env var). Empty: development mode, the
+    # reviewer is whatever the client claims.
+    reviewer_tokens: dict[str, str] = Field(default_factory=dict)
+    # Tool-name glob -> distinct approvals needed, e.g. {"send_*": 2}; the strictest match wins.
+    required_approvals: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    # POSTed a Slack-style message on each new request; empty: no notifications.
+    webhook_url: str = ""
+    webhook_timeout_s: float = Field(default=5.0, gt=0)

@@ -7,13 +7,13 @@ this service lives here.
 
 from __future__ import annotations
 
-from keel_core.errors import PermissionDenied, Unavailable
+from keel_core.errors import Unauthenticated as CoreUnauthenticated
+from keel_core.errors import Unavailable
 
 
 class WatcherLagged(Unavailable):
     """A watcher fell too far behind; its stream is closed and it should reconnect."""
 
 
-class Unauthenticated(PermissionDenied):
-    """The caller did not prove who it is. Mapped to PERMISSION_DENIED until keel_core has its
-    own ``Unauthenticated`` (UNAUTHENTICATED); then this becomes a subclass of that."""
+class Unauthenticated(CoreUnauthenticated):
+    """A reviewer without a valid token (gRPC UNAUTHENTICATED)."""

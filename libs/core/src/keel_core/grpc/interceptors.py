@@ -87,6 +87,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _wrap_stream(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
+            _bind_log_context(request, context)
             code = grpc.StatusCode.OK
             try:
                 async for item in behaviour(request, context):

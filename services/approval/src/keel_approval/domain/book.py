@@ -8,6 +8,7 @@ get every change in order through a queue each.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -174,7 +175,7 @@ class ApprovalBook:
         self._notify(decided)
         return decided
 
-    def expired(self) -> list[Approval]:
+    def expired(self) -> builtins.list[Approval]:
         """Pending requests whose time is up, oldest deadline first."""
         now = self._clock()
         due = [

@@ -16,14 +16,26 @@ from keel_approval.handlers.mapping import (
     arguments_from_json,
     outcome_from_proto,
 )
+from keel_approval.metrics import ApprovalMetrics
+from keel_core.audit import AuditEmitter
+from keel_core.bus.producer import Publisher
 
 
 class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
     def __init__(
-        self, book: ApprovalBook, decider: Decider, auth: ReviewerAuth | None = None
+        self,
+        book: ApprovalBook,
+        publisher: Publisher,
+        audit: AuditEmitter,
+        metrics: ApprovalMetrics,
+        *,
+        auth: ReviewerAuth | None = None,
+        decider: Decider | None = None,
     ) -> None:
+        """``decider`` is shared with the deadline sweeper so both take the same lock; without
+        one, a decider of its own is built over ``publisher``."""
         self._book = book
-        self._decider = decider
+        self._decider = decider or Decider(book, publisher, audit, metrics)
         self._auth = auth or ReviewerAuth({})
 
     async def List(

@@ -1,0 +1,59 @@
+"""The start-up rebuild on the real broker: read both topics to their end without a group."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from keel_approval.adapters.topic_reader import read_to_end
+from keel_approval.domain.book import ApprovalBook
+from keel_approval.handlers.kafka_handler import RequestReader
+from keel_approval.handlers.rebuild import rebuild
+from keel_core.bus import EventProducer, ensure_topics
+from keel_core.events import ApprovalDecided, ApprovalRequested, Envelope
+from keel_core.settings import KafkaSettings
+from keel_core.topics import TopicSpec
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_a_restarted_book_has_the_pending_requests_and_the_decisions(
+    kafka: KafkaSettings,
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    requests, decisions = f"test.approval.requests.{suffix}", f"test.approval.decisions.{suffix}"
+    await ensure_topics(kafka, [TopicSpec(requests, retention_ms=-1), TopicSpec(decisions)])
+    producer = EventProducer(kafka, "test-approval")
+    await producer.start()
+    try:
+        for i in range(6):
+            event = ApprovalRequested(
+                approval_id=f"ap-{i}",
+                agent_id="agent-1",
+                tool_name="send_email",
+                arguments={"n": i},
+                idempotency_key=f"k{i}",
+            )
+            session = f"s{i}"
+            await producer.publish(
+                requests, Envelope.wrap(event, source="agent-loop", session_id=session), session
+            )
+        for i in (1, 4):
+            decided = ApprovalDecided(approval_id=f"ap-{i}", outcome="rejected", reviewer="alice")
+            await producer.publish(
+                decisions, Envelope.wrap(decided, source="approval", session_id=f"s{i}"), f"s{i}"
+            )
+    finally:
+        await producer.stop()
+
+    book = ApprovalBook()
+    added, applied = rebuild(
+        book,
+        RequestReader(),
+        await read_to_end(kafka, requests, "test-rebuild"),
+        await read_to_end(kafka, decisions, "test-rebuild"),
+    )
+    assert (added, applied) == (6, 2)
+    assert sorted(a.id for a in book.list()) == ["ap-0", "ap-2", "ap-3", "ap-5"]
+    assert book.get("ap-4").status == "rejected"
