@@ -89,14 +89,17 @@ class Finisher:
     async def finish(self, state: AgentState) -> None:
         result = result_of(state)
         await self._checkpoints.save(state)
-        self._store.finished(state, result)
-        self._metrics.session_finished(state)
         await self.republish(state.session_id, state.trace, result)
         await self._record(state, result)
         await self._remember(state)
         for hook in self.hooks:
             await hook(state, result)
         await self._checkpoints.delete(state.session_id)
+        # Last: until here a redelivered task finds the terminal checkpoint and runs this whole
+        # finish again (hooks included — they are idempotent), instead of only republishing the
+        # result; a plan would otherwise never hear that its node ended.
+        self._store.finished(state, result)
+        self._metrics.session_finished(state)
         self._cancels.forget(state.session_id)
 
     async def republish(
