@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import tempfile
@@ -25,9 +24,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from keel_cli.broker import repo_root, start_broker, stop_broker
+from keel_cli.broker import local_broker, repo_root
 from keel_cli.follow import SessionFollower
-from keel_cli.stack import LocalStack, free_port, with_free_ports
+from keel_cli.stack import LocalStack, with_free_ports
 from keel_cli.tasks import publish_task
 from keel_core.bus.admin import ensure_topics
 from keel_core.events import Envelope, TaskCompleted, TaskProgress, TaskSubmitted
@@ -146,26 +145,9 @@ async def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="tool steps per session")
     parser.add_argument("--concurrency", type=int, default=50)
     args = parser.parse_args()
-    external = os.environ.get("KEEL_KAFKA_BOOTSTRAP")
-    env: dict[str, str] = {}
     root = repo_root()
-    if external:
-        bootstrap = external
-    else:
-        env = {
-            "KEEL_KAFKA_PORT": str(free_port()),
-            "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
-            # Full JIT: slower start, ~2x faster acknowledgements once warm (deploy/kafka).
-            "KEEL_KAFKA_JVM_OPTS": os.environ.get("KEEL_KAFKA_JVM_OPTS", "-XX:+UseSerialGC"),
-            "KEEL_KAFKA_DATA_DIR": tempfile.mkdtemp(prefix="keel-bench-kafka-"),
-        }
-        bootstrap = await asyncio.to_thread(start_broker, root, env)
-    try:
+    async with local_broker() as bootstrap:
         result = await bench(args, KafkaSettings(bootstrap=bootstrap))
-    finally:
-        if env:
-            await asyncio.to_thread(stop_broker, root, env)
-            shutil.rmtree(env["KEEL_KAFKA_DATA_DIR"], ignore_errors=True)
     print("\nKeel end-to-end overhead (scripted model, no-op tool, every hop real)")
     print(
         f"  per step, one session at a time: p50 {result['step_p50_ms']:.2f} ms, "

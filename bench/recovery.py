@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from keel_cli.broker import repo_root, start_broker, stop_broker
+from keel_cli.broker import local_broker
 from keel_cli.follow import SessionFollower
-from keel_cli.stack import LocalStack, free_port, with_free_ports
+from keel_cli.stack import LocalStack, with_free_ports
 from keel_cli.tasks import publish_task
 from keel_core.bus.admin import ensure_topics
 from keel_core.events import TaskCompleted, TaskProgress, TaskSubmitted
@@ -96,26 +95,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10)
     args = parser.parse_args()
-    root = repo_root()
-    external = os.environ.get("KEEL_KAFKA_BOOTSTRAP")
-    env: dict[str, str] = {}
-    if external:
-        bootstrap = external
-    else:
-        env = {
-            "KEEL_KAFKA_PORT": str(free_port()),
-            "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
-            # Full JIT: slower start, ~2x faster acknowledgements once warm (deploy/kafka).
-            "KEEL_KAFKA_JVM_OPTS": os.environ.get("KEEL_KAFKA_JVM_OPTS", "-XX:+UseSerialGC"),
-            "KEEL_KAFKA_DATA_DIR": tempfile.mkdtemp(prefix="keel-recovery-kafka-"),
-        }
-        bootstrap = await asyncio.to_thread(start_broker, root, env)
-    try:
+    async with local_broker() as bootstrap:
         await run(KafkaSettings(bootstrap=bootstrap), args.sessions)
-    finally:
-        if env:
-            await asyncio.to_thread(stop_broker, root, env)
-            shutil.rmtree(env["KEEL_KAFKA_DATA_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ from typing import Any
 from keel.common.v1 import common_pb2
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
-from keel_cli.broker import repo_root, start_broker, stop_broker
-from keel_cli.stack import LocalStack, free_port, with_free_ports
+from keel_cli.broker import local_broker, repo_root
+from keel_cli.stack import LocalStack, with_free_ports
 from keel_core.bus.admin import ensure_topics
 from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
@@ -140,25 +140,9 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="measured calls per kind")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured calls per kind")
     args = parser.parse_args()
-    external = os.environ.get("KEEL_KAFKA_BOOTSTRAP")
-    env: dict[str, str] = {}
     root = repo_root()
-    if external:
-        bootstrap = external
-    else:
-        env = {
-            "KEEL_KAFKA_PORT": str(free_port()),
-            "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "KEEL_KAFKA_JVM_OPTS": os.environ.get("KEEL_KAFKA_JVM_OPTS", "-XX:+UseSerialGC"),
-            "KEEL_KAFKA_DATA_DIR": tempfile.mkdtemp(prefix="keel-bench-kafka-"),
-        }
-        bootstrap = await asyncio.to_thread(start_broker, root, env)
-    try:
+    async with local_broker() as bootstrap:
         result = await bench(args, KafkaSettings(bootstrap=bootstrap))
-    finally:
-        if env:
-            await asyncio.to_thread(stop_broker, root, env)
-            shutil.rmtree(env["KEEL_KAFKA_DATA_DIR"], ignore_errors=True)
     print("\nTool gateway overhead per call over gRPC (client round trip, one call at a time)")
     for name, row in result.items():
         print(

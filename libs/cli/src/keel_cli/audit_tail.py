@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 
-from aiokafka import AIOKafkaConsumer
-
-from keel_cli.follow import partitions_of
 from keel_core.audit import verify_chain
-from keel_core.bus.connect import start_with_retry
+from keel_core.bus.reader import read_topic
 from keel_core.events import AuditRecord, Envelope
 from keel_core.settings import KafkaSettings
 from keel_core.topics import AUDIT
@@ -16,25 +13,11 @@ from keel_core.topics import AUDIT
 
 async def read_audit(settings: KafkaSettings) -> list[tuple[Envelope, AuditRecord]]:
     """Every audit record currently on the topic, in partition order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False
-    )
-    await start_with_retry(consumer.start, settings)
-    try:
-        partitions = await partitions_of(consumer, [AUDIT])
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        out: list[tuple[Envelope, AuditRecord]] = []
-        for tp in partitions:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    envelope = Envelope.from_bytes(record.value or b"")
-                    out.append((envelope, envelope.parse(AuditRecord)))
-        return out
-    finally:
-        await consumer.stop()
+    out: list[tuple[Envelope, AuditRecord]] = []
+    for record in await read_topic(settings, AUDIT, "cli-audit"):
+        envelope = Envelope.from_bytes(record.value or b"")
+        out.append((envelope, envelope.parse(AuditRecord)))
+    return out
 
 
 async def audit_tail(settings: KafkaSettings, limit: int) -> int:

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from keel_core.bus.connect import start_with_retry
 from keel_core.bus.producer import EventProducer
+from keel_core.bus.reader import read_partitions
 from keel_core.errors import ConfigError
 from keel_core.events.envelope import Envelope, EventData
 from keel_core.settings import KafkaSettings
@@ -79,32 +80,14 @@ class CompactedTable:
 
     async def _load(self, loader: AIOKafkaConsumer) -> dict[TopicPartition, int]:
         """Read every partition from the beginning to the end it had at start."""
-        partitions = await self._partitions(loader)
-        if not partitions:
+        try:
+            records, ends = await read_partitions(loader, self._topic)
+        except ConfigError:
             await self._consumer.stop()
-            raise ConfigError(f"topic {self._topic} does not exist")
-        loader.assign(partitions)
-        await loader.seek_to_beginning(*partitions)
-        ends: dict[TopicPartition, int] = await loader.end_offsets(partitions)
-        for tp in partitions:
-            while await loader.position(tp) < ends[tp]:
-                batch = await loader.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    self._apply(record.key, record.value, record.offset)
+            raise
+        for record in records:
+            self._apply(record.key, record.value, record.offset)
         return ends
-
-    async def _partitions(
-        self, consumer: AIOKafkaConsumer, attempts: int = 20
-    ) -> list[TopicPartition]:
-        """The topic's partitions; a topic created a moment ago may take a few metadata
-        refreshes to show up, so ask again for a while before giving up."""
-        for _ in range(attempts):
-            cluster = await consumer._client.fetch_all_metadata()
-            found = sorted(cluster.partitions_for_topic(self._topic) or ())
-            if found:
-                return [TopicPartition(self._topic, p) for p in found]
-            await asyncio.sleep(0.25)
-        return []
 
     async def stop(self) -> None:
         if self._follower:
