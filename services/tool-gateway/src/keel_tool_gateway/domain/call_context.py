@@ -17,6 +17,9 @@ class ToolContext:
     idempotency_key: str = ""
     approval_id: str = ""
     traceparent: str = ""
+    agent_id: str = ""
+    tenant: str = ""
+    agent_profile: str = ""
 
 
 _CURRENT: ContextVar[ToolContext | None] = ContextVar("keel_tool_call", default=None)

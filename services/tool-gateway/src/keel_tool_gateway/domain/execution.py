@@ -203,6 +203,9 @@ class ExecutionService:
             idempotency_key=call.key,
             approval_id=call.approval_id,
             traceparent=call.ctx.traceparent,
+            agent_id=call.ctx.agent_id,
+            tenant=call.ctx.tenant,
+            agent_profile=call.ctx.agent_profile,
         )
         outcome = await self._run(tool, arguments, tool_ctx)
         result = outcome.result.model_copy(update={"rule_id": verdict.rule_id})

@@ -89,9 +89,9 @@ def request_context() -> RequestContext:
     return RequestContext(
         session_id=call.session_id,
         traceparent=call.traceparent,
-        agent_id=str(getattr(call, "agent_id", "")),
-        tenant=str(getattr(call, "tenant", "")),
-        agent_profile=str(getattr(call, "agent_profile", "")),
+        agent_id=call.agent_id,
+        tenant=call.tenant,
+        agent_profile=call.agent_profile,
     )
 
 
