@@ -16,6 +16,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel_tool_gateway.domain.registry import Tool, ToolError
+from keel_tool_gateway.domain.resilience.errors import RetryableToolError
+from keel_tool_gateway.domain.resilience.spec import ToolResilience
 from keel_tool_gateway.domain.tools.http_guard import (
     BlockedDestination,
     GuardedBackend,
@@ -83,6 +85,9 @@ def make_http_fetch(
         ) as client:
             try:
                 return await _fetch(client, settings, args)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Nothing reached the server: GET and HEAD may be tried again.
+                raise RetryableToolError(f"request failed: {type(exc).__name__}: {exc}") from exc
             except httpx.HTTPError as exc:
                 raise ToolError(f"request failed: {type(exc).__name__}: {exc}") from exc
 
@@ -95,6 +100,8 @@ def make_http_fetch(
         input_model=HttpFetchInput,
         run=run,
         timeout_s=settings.timeout_s + 2.0,
+        # GET and HEAD are safe to repeat; one breaker guards outbound HTTP as a whole.
+        resilience=ToolResilience(idempotent=True, dependency="http"),
     )
 
 
