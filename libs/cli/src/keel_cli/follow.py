@@ -8,6 +8,7 @@ from typing import Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from keel_core.bus.connect import start_with_retry
+from keel_core.bus.reader import topic_partitions
 from keel_core.events import Envelope
 from keel_core.settings import KafkaSettings
 from keel_core.topics import RESULTS, TASK_EVENTS
@@ -16,17 +17,8 @@ Start = Literal["beginning", "end"]
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
-    """Partitions of ``topics`` from fresh cluster metadata.
-
-    A consumer that assigns partitions itself has no metadata for topics it never subscribed
-    to (``partitions_for_topic`` does not fetch any), so ask the cluster directly.
-    """
-    cluster = await consumer._client.fetch_all_metadata()
-    return [
-        TopicPartition(topic, p)
-        for topic in topics
-        for p in sorted(cluster.partitions_for_topic(topic) or ())
-    ]
+    """Every partition of ``topics`` (see ``keel_core.bus.reader.topic_partitions``)."""
+    return [tp for topic in topics for tp in await topic_partitions(consumer, topic, attempts=1)]
 
 
 class SessionFollower:

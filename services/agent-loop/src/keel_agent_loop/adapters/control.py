@@ -8,10 +8,11 @@ import asyncio
 import contextlib
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from keel_agent_loop.domain.cancel import CancelFlags
 from keel_core.bus.connect import start_with_retry
+from keel_core.bus.reader import topic_partitions
 from keel_core.errors import ConfigError
 from keel_core.events import Envelope, TaskCancelRequested
 from keel_core.settings import KafkaSettings
@@ -39,7 +40,7 @@ class ControlFollower:
         except ConfigError:
             await self._consumer.stop()
             raise
-        partitions = await self._partitions()
+        partitions = await topic_partitions(self._consumer, CONTROL)
         if not partitions:
             await self._consumer.stop()
             raise ConfigError(f"topic {CONTROL} does not exist")
@@ -55,15 +56,6 @@ class ControlFollower:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._consumer.stop()
-
-    async def _partitions(self, attempts: int = 20) -> list[TopicPartition]:
-        for _ in range(attempts):
-            cluster = await self._consumer._client.fetch_all_metadata()
-            found = sorted(cluster.partitions_for_topic(CONTROL) or ())
-            if found:
-                return [TopicPartition(CONTROL, p) for p in found]
-            await asyncio.sleep(0.25)
-        return []
 
     async def _follow(self) -> None:
         while True:
