@@ -1,4 +1,8 @@
-"""What `make run` does (`keel dev up --demo`), on the test broker and free ports."""
+"""What `make run` does (`keel dev up --demo`): its own broker and services, on free ports.
+
+It must not use the session's broker: its agent loop would join the session stack's consumer
+groups, take partitions away from it mid-test and run (or hand back) other tests' records.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from keel_core.settings import KafkaSettings
+from keel_cli.stack import free_port
 
 pytestmark = pytest.mark.stack
 
 
-def test_dev_up_runs_the_demo_task_end_to_end(kafka: KafkaSettings, tmp_path: Path) -> None:
+def test_dev_up_runs_the_demo_task_end_to_end(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KEEL_KAFKA_BOOTSTRAP"}
+    env |= {
+        "KEEL_KAFKA_PORT": str(free_port()),
+        "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KEEL_KAFKA_DATA_DIR": str(tmp_path / "kafka"),
+    }
     done = subprocess.run(
         [
             sys.executable,
@@ -28,7 +38,7 @@ def test_dev_up_runs_the_demo_task_end_to_end(kafka: KafkaSettings, tmp_path: Pa
             "--run-dir",
             str(tmp_path),
         ],
-        env={**os.environ, "KEEL_KAFKA_BOOTSTRAP": kafka.bootstrap},
+        env=env,
         capture_output=True,
         text=True,
         timeout=180,
@@ -36,9 +46,11 @@ def test_dev_up_runs_the_demo_task_end_to_end(kafka: KafkaSettings, tmp_path: Pa
     )
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
+    assert "starting the local broker" in out
     assert "all services healthy" in out
     assert "← calculator ok: 395" in out
     assert "✓ final answer (from keel.results): The answer is 395." in out
     assert "keel.audit" in out
     assert "services that did not exit cleanly" not in out
+    assert "• stopping Kafka" in out
     assert out.rstrip().endswith("• stopped.")

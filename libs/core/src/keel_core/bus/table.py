@@ -2,9 +2,10 @@
 
 State that must survive a crash (session checkpoints, the tool ledger) is written to a
 compacted topic; every process that needs it reads the whole topic at start and then follows
-it, so a value written by any replica is visible to all. Writes update the local view only
-after the broker has acknowledged them, and the follower skips records of a key older than
-this process's own last write of it, so the view never goes back in time. A tombstone
+it, so a value written by any replica is visible to all. A write updates the local view at
+once (a process reads its own writes); while it waits for the broker's acknowledgement, and
+afterwards for records older than it, the follower leaves the key alone, so the view never
+goes back in time. A tombstone
 (``delete``) removes the key.
 """
 
@@ -117,33 +118,47 @@ class CompactedTable:
             payload, source=self._source, session_id=session_id or key, trace=trace
         )
         self._values[key] = envelope
-        if wait:
-            self._written[key] = await self._producer.send_raw(
+        # Until the broker acknowledges this write, the follower may still deliver older
+        # records of the key (ours or another writer's): they must not replace this value.
+        self._unacked[key] = self._unacked.get(key, 0) + 1
+        if not wait:
+            acked = await self._producer.enqueue(self._topic, envelope, key=key)
+            acked.add_done_callback(functools.partial(self._acked, key))
+            return envelope
+        try:
+            offset = await self._producer.send_raw(
                 self._topic, envelope.to_bytes(), key, [("keel-type", envelope.type.encode())]
             )
-            return envelope
-        self._unacked[key] = self._unacked.get(key, 0) + 1
-        acked = await self._producer.enqueue(self._topic, envelope, key=key)
-        acked.add_done_callback(functools.partial(self._acked, key))
+            self._written[key] = max(self._written.get(key, -1), offset)
+        finally:
+            self._release(key)
         return envelope
 
     async def flush(self) -> None:
         await self._producer.flush()
 
     def _acked(self, key: str, acked: asyncio.Future[Any]) -> None:
+        if not acked.cancelled() and acked.exception() is None:
+            self._written[key] = max(self._written.get(key, -1), int(acked.result().offset))
+        elif not acked.cancelled():
+            log.error("write of %s to %s failed: %s", key, self._topic, acked.exception())
+        self._release(key)
+
+    def _release(self, key: str) -> None:
         left = self._unacked.get(key, 1) - 1
         if left > 0:
             self._unacked[key] = left
         else:
             self._unacked.pop(key, None)
-        if not acked.cancelled() and acked.exception() is None:
-            self._written[key] = max(self._written.get(key, -1), int(acked.result().offset))
-        elif not acked.cancelled():
-            log.error("write of %s to %s failed: %s", key, self._topic, acked.exception())
 
     async def delete(self, key: str) -> None:
-        self._written[key] = await self._producer.send_raw(self._topic, None, key, [])
         self._values.pop(key, None)
+        self._unacked[key] = self._unacked.get(key, 0) + 1
+        try:
+            offset = await self._producer.send_raw(self._topic, None, key, [])
+            self._written[key] = max(self._written.get(key, -1), offset)
+        finally:
+            self._release(key)
 
     async def _follow(self) -> None:
         while True:
