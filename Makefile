@@ -22,6 +22,7 @@ $(STAMP): requirements/constraints.txt requirements/dev.txt $(PYPROJECTS)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements/constraints.txt -r requirements/dev.txt \
 		$(foreach m,$(MEMBERS),-e $(m))
+	bash deploy/browser/install.sh
 	@touch $(STAMP)
 
 run: install ## Start Kafka and the six services, run a sample task end to end (Ctrl-C stops)

@@ -22,6 +22,7 @@ from keel_cli.broker import start_broker, stop_broker
 from keel_cli.stack import LocalStack, free_port, with_free_ports
 from keel_core.bus.admin import ensure_topics
 from keel_core.settings import KafkaSettings
+from tests.otlp import SpanCollector
 
 REPO = Path(__file__).resolve().parent
 KAFKA_IMAGE = "apache/kafka:4.1.1"
@@ -100,15 +101,30 @@ async def kafka(kafka_bootstrap: str) -> KafkaSettings:
 
 
 @pytest.fixture(scope="session")
-async def stack(kafka: KafkaSettings) -> AsyncIterator[LocalStack]:
-    """The six services as real processes on free ports, shared by the session's tests."""
+def otlp() -> Iterator[SpanCollector]:
+    """An OTLP/gRPC trace receiver the session stack exports its spans to."""
+    collector = SpanCollector()
+    collector.start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(scope="session")
+async def stack(kafka: KafkaSettings, otlp: SpanCollector) -> AsyncIterator[LocalStack]:
+    """The six services as real processes on free ports, shared by the session's tests, with
+    tracing exported over OTLP to the ``otlp`` fixture."""
     run_dir = Path(tempfile.mkdtemp(prefix="keel-test-stack-"))
     (run_dir / "counts").mkdir()
     local = LocalStack(
         run_dir=run_dir,
         kafka_bootstrap=kafka.bootstrap,
         specs=with_free_ports(),
-        extra_env={"KEEL_TOOL_GATEWAY_TEST_TOOLS_DIR": str(run_dir / "counts")},
+        extra_env={
+            "KEEL_TOOL_GATEWAY_TEST_TOOLS_DIR": str(run_dir / "counts"),
+            "KEEL_TRACING_EXPORTER": "otlp",
+            "KEEL_TRACING_OTLP_ENDPOINT": otlp.endpoint,
+            "KEEL_TRACING_EXPORT_DELAY_MS": "200",
+        },
     )
     try:
         await local.start()

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings
 
 from keel_cli.config import CliSettings
 from keel_cli.stack import SERVICES
-from keel_core.settings import KafkaSettings
+from keel_core.settings import KafkaSettings, TracingSettings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 
@@ -23,7 +23,7 @@ def env_names(settings: type[BaseSettings]) -> set[str]:
 
 def test_every_keel_variable_is_a_setting() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())["services"]
-    kafka_vars = env_names(KafkaSettings)
+    kafka_vars = env_names(KafkaSettings) | env_names(TracingSettings)
     for spec in SERVICES:
         service = compose[spec.name]
         assert service["command"] == ["python", "-m", spec.module]

@@ -83,6 +83,8 @@ def _print_endpoints(stack: LocalStack, run_dir: Path, bootstrap: str) -> None:
             f"  {spec.name:<13} grpc 127.0.0.1:{spec.grpc_port}   "
             f"metrics http://127.0.0.1:{spec.metrics_port}/metrics"
         )
+        if spec.web_port:
+            print(f"  {'':<13} approval inbox http://127.0.0.1:{spec.web_port}/")
     print(f"  Kafka         {bootstrap}")
     print("  audit records: topic keel.audit — `.venv/bin/keel audit tail`")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -20,6 +21,7 @@ from keel_cli.ops_dlq import add_dlq_parser, dlq_command
 from keel_cli.ops_sessions import cancel_session, show_result
 from keel_cli.plans import add_plan_parser, plan_command
 from keel_cli.policy_cmd import add_policy_parser, policy_command
+from keel_cli.replay.args import add_replay_parser
 from keel_cli.tasks import publish_task, submit_via_grpc
 from keel_cli.watch import answer_of, print_session
 from keel_core.bus.admin import ensure_topics
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dlq_parser(sub)
     add_approvals_parser(sub)
+    add_replay_parser(sub)
 
     cancel = sub.add_parser("cancel", help="ask the agent loop to cancel a session")
     cancel.add_argument("session_id")
@@ -143,7 +146,7 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
 def _ops_command(
     settings: CliSettings, args: argparse.Namespace
 ) -> Coroutine[Any, Any, int] | None:
-    """The operator's commands (dead letters, approvals, cancel, result, asyncapi)."""
+    """The operator's commands (dead letters, approvals, cancel, result, asyncapi, replay)."""
     if args.command == "dlq":
         return dlq_command(settings.kafka, args)
     if args.command == "approvals":
@@ -154,6 +157,11 @@ def _ops_command(
         return show_result(settings.kafka, args.session_id)
     if args.command == "asyncapi":
         return print_asyncapi()
+    if args.command == "replay":
+        # Imported here: it loads the agent loop, which no other command needs.
+        from keel_cli.replay.command import replay_command
+
+        return replay_command(settings.kafka, args)
     return None
 
 
@@ -173,4 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # The reader went away (`keel watch <id> | head`): stop quietly, and keep the
+        # interpreter's final flush of stdout from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
     raise SystemExit(code)

@@ -25,6 +25,8 @@ class ServiceSpec:
     env_prefix: str
     grpc_port: int
     metrics_port: int
+    # The approval service's web inbox; 0: the service serves none.
+    web_port: int = 0
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -32,7 +34,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("memory", "keel_memory", "KEEL_MEMORY_", 50055, 9105),
     ServiceSpec("llm-gateway", "keel_llm_gateway", "KEEL_LLM_GATEWAY_", 50052, 9102),
     ServiceSpec("tool-gateway", "keel_tool_gateway", "KEEL_TOOL_GATEWAY_", 50053, 9103),
-    ServiceSpec("approval", "keel_approval", "KEEL_APPROVAL_", 50056, 9106),
+    ServiceSpec("approval", "keel_approval", "KEEL_APPROVAL_", 50056, 9106, 8086),
     ServiceSpec("agent-loop", "keel_agent_loop", "KEEL_AGENT_LOOP_", 50051, 9101),
 )
 
@@ -56,9 +58,17 @@ def free_port() -> int:
 
 def with_free_ports(specs: tuple[ServiceSpec, ...] = SERVICES) -> tuple[ServiceSpec, ...]:
     """The same services on ports nobody uses, so a test stack can run beside ``make run``."""
-    ports = iter(free_ports(2 * len(specs)))
+    ports = iter(free_ports(3 * len(specs)))
     return tuple(
-        ServiceSpec(s.name, s.module, s.env_prefix, next(ports), next(ports)) for s in specs
+        ServiceSpec(
+            s.name,
+            s.module,
+            s.env_prefix,
+            next(ports),
+            next(ports),
+            next(ports) if s.web_port else 0,
+        )
+        for s in specs
     )
 
 
@@ -95,6 +105,8 @@ class LocalStack:
             "KEEL_MEMORY_MILVUS_URI": str(self.run_dir / "memory" / "milvus.db"),
             "PYTHONUNBUFFERED": "1",
         }
+        if spec.web_port:
+            env[f"{spec.env_prefix}WEB_PORT"] = str(spec.web_port)
         env.update(self.extra_env)
         return env
 

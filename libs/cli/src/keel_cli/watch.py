@@ -3,29 +3,51 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 
 from keel_cli.follow import SessionFollower
-from keel_cli.render import describe
+from keel_cli.live import TICK_S, LiveDisplay
 from keel_core.events import Envelope, TaskCompleted
 
 
 async def print_session(
-    follower: SessionFollower, session_id: str, timeout_s: float
+    follower: SessionFollower,
+    session_id: str,
+    timeout_s: float,
+    display: LiveDisplay | None = None,
 ) -> Envelope | None:
-    """Print each event; the final envelope (completed or failed), or None on time-out."""
+    """Print each event (with a spinner on a terminal); the final envelope (completed or
+    failed), or None on time-out."""
+    display = display or LiveDisplay.for_stream(sys.stdout)
 
     async def follow() -> Envelope | None:
         last: Envelope | None = None
         async for envelope in follower.events(session_id):
-            print(describe(envelope), flush=True)
+            display.event(envelope)
             last = envelope
         return last
 
+    spinner = asyncio.create_task(_spin(display)) if display.animate else None
     try:
         return await asyncio.wait_for(follow(), timeout_s)
     except TimeoutError:
-        print(f"  (no result after {timeout_s:.0f}s; `keel watch {session_id}` to keep following)")
+        display.line(
+            f"  (no result after {timeout_s:.0f}s; `keel watch {session_id}` to keep following)"
+        )
         return None
+    finally:
+        if spinner is not None:
+            spinner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await spinner
+        display.close()
+
+
+async def _spin(display: LiveDisplay) -> None:
+    while True:
+        await asyncio.sleep(TICK_S)
+        display.tick()
 
 
 def answer_of(result: Envelope | None) -> str | None:

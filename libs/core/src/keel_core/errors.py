@@ -43,5 +43,9 @@ class DeadlineExceeded(KeelError):
     """The call ran out of time."""
 
 
+class ResourceExhausted(KeelError):
+    """A quota or budget is used up: retrying will not help until it is raised or resets."""
+
+
 class ConfigError(KeelError):
     """A service cannot start with its configuration. The message is shown to the operator."""

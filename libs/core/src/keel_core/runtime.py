@@ -29,6 +29,7 @@ from keel_core.grpc.server import AddServicer, GrpcServer
 from keel_core.logging import configure_logging
 from keel_core.metrics import serve_metrics
 from keel_core.settings import ServiceSettings
+from keel_core.tracing_export import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +153,16 @@ def run_service(
     except ValidationError as exc:
         _die(name, f"invalid configuration: {exc}")
     configure_logging(name, settings.log_level, settings.log_json)
+    stop_tracing = configure_tracing(name, settings.tracing)
     try:
         asyncio.run(serve(settings))
     except ConfigError as exc:
         _die(name, str(exc))
     except KeyboardInterrupt:
         pass
+    finally:
+        if stop_tracing:
+            stop_tracing()
 
 
 def _die(name: str, message: str) -> None:

@@ -6,6 +6,8 @@ Settings are built once in ``main()`` and passed down: nothing else reads ``os.e
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,6 +23,24 @@ class KafkaSettings(BaseSettings):
     connect_timeout_s: float = 20.0
     topic_partitions: int = 3
     replication_factor: int = 1
+
+
+class TracingSettings(BaseSettings):
+    """Where spans go (``KEEL_TRACING_*``, shared by every service). Off by default; trace
+    context flows through Kafka and gRPC either way."""
+
+    model_config = SettingsConfigDict(env_prefix="KEEL_TRACING_", extra="ignore")
+
+    # "otlp": OTLP over gRPC to a collector (Jaeger, Tempo, the OpenTelemetry Collector);
+    # "console": spans as JSON on stdout (debugging); "none": nothing leaves the process.
+    exporter: Literal["none", "otlp", "console"] = "none"
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+    otlp_insecure: bool = True
+    export_timeout_s: float = Field(default=10.0, gt=0)
+    # How long spans wait in the batch before they are sent.
+    export_delay_ms: int = Field(default=1000, ge=1)
+    # Share of new traces recorded; a trace started upstream keeps its caller's decision.
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
 class ServiceSettings(BaseSettings):
@@ -44,3 +64,4 @@ class ServiceSettings(BaseSettings):
     # can lose its last few milliseconds of records (see docs/guarantees.md).
     audit_sync: bool = False
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)

@@ -1,15 +1,30 @@
-"""W3C trace context (traceparent) carried in event envelopes, Kafka headers and gRPC metadata.
+"""Tracing: W3C trace context across Kafka and gRPC, and OpenTelemetry spans along the way.
 
-This is the propagation half of tracing: ids are created and passed on so one task's records can
-be joined across services. Span export over OTLP builds on it (see the observability issue).
+Every event envelope carries a ``traceparent``; every gRPC call carries one in its metadata.
+Spans are made through the OpenTelemetry API, which does nothing until a service configures an
+exporter (``keel_core.tracing_export``). Even then, with tracing off, the trace *context* still
+flows: a span started under a remote parent keeps the parent's ids, so log lines and audit
+records of one session share a trace id whatever the exporter setting.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_PROPAGATOR = TraceContextTextMapPropagator()
+TRACER_NAME = "keel"
+
+Attributes = Mapping[str, AttributeValue]
 
 
 def new_traceparent() -> str:
@@ -27,3 +42,48 @@ def child_traceparent(parent: str) -> str:
 def trace_id_of(traceparent: str) -> str:
     match = _TRACEPARENT.match(traceparent)
     return match.group(1) if match else ""
+
+
+def current_traceparent(fallback: str = "") -> str:
+    """The traceparent of the span in progress (what a call made now should carry)."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return fallback
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent", fallback)
+
+
+def _parent_context(traceparent: str) -> otel_context.Context | None:
+    if not _TRACEPARENT.match(traceparent):
+        return None
+    return _PROPAGATOR.extract({"traceparent": traceparent})
+
+
+@contextmanager
+def start_span(
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: str = "",
+    attributes: Attributes | None = None,
+    start_time_ns: int | None = None,
+) -> Iterator[Span]:
+    """A span made current for the block. ``parent`` (a traceparent) starts it under a remote
+    span — a Kafka record's or a gRPC caller's — instead of the span in progress here.
+    Exceptions leaving the block are recorded and set the span's status to error."""
+    context = _parent_context(parent) if parent else None
+    with trace.get_tracer(TRACER_NAME).start_as_current_span(
+        name,
+        context=context,
+        kind=kind,
+        attributes=attributes,
+        start_time=start_time_ns,
+    ) as span:
+        yield span
+
+
+def set_attributes(attributes: Attributes) -> None:
+    """Add attributes to the span in progress (a no-op when nothing records)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(attributes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from keel_agent_loop.domain import AgentLoop, AgentState, LoopConfig, ToolOutcome, ToolSpec, Usage
 from keel_agent_loop.domain.prompts import approval_id_for
 from keel_agent_loop.testing import (
@@ -95,10 +97,17 @@ async def test_events_are_emitted_in_order_with_their_details() -> None:
         "agent_profile": "analyst",
         "max_iterations": 8,
         "memory_items": 0,
+        "memories": [],
+        "system_prompt_sha256": sha256_hex(SYSTEM),
         "token_budget": None,
         "cost_budget_usd": None,
     }
-    assert thought == {"content": "", "tool_calls": ["calculator"]}
+    assert thought["content"] == ""
+    assert thought["tool_calls"] == ["calculator"]
+    # The whole reply and the prompt's digests, for replay (test_replay_record.py).
+    assert thought["message"]["tool_calls"] == [
+        {"id": "call_0", "name": "calculator", "arguments_json": '{"x": 1}'}
+    ]
     assert call == {
         "tool": "calculator",
         "call_id": "call_0",
@@ -139,9 +148,16 @@ async def test_tool_error_and_denied_become_messages_and_the_loop_goes_on() -> N
     assert statuses == ["error", "denied", "error"]
 
 
+EMAIL_SCHEMA = {"type": "object", "properties": {"to": {"type": "string"}}, "required": ["to"]}
+
+
 async def test_needs_approval_parks_the_session_with_a_request() -> None:
     tools = FakeTools(
-        {"send_email": ToolOutcome(status="needs_approval", rule_id="email-approval")}
+        {"send_email": ToolOutcome(status="needs_approval", rule_id="email-approval")},
+        specs=[
+            ToolSpec(name="calculator"),
+            ToolSpec(name="send_email", parameters_json_schema=json.dumps(EMAIL_SCHEMA)),
+        ],
     )
     llm = ScriptedLLM(
         [call_tools(("calculator", {}), ("send_email", {"to": "a@b.c"}), content="mailing")]
@@ -164,6 +180,8 @@ async def test_needs_approval_parks_the_session_with_a_request() -> None:
     assert request.reasoning == "mailing"
     assert "email-approval" in request.consequences
     assert "to='a@b.c'" in request.consequences
+    # Reviewers' modified arguments are checked against what the model was shown.
+    assert request.arguments_schema == EMAIL_SCHEMA
     assert sink.kinds()[-3:] == ["tool_call", "tool_result", "approval_requested"]
     assert sink.of_kind("approval_requested")[0].detail == {
         "approval_id": approval_id,

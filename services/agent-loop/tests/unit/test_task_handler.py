@@ -19,7 +19,14 @@ from keel_agent_loop.testing import (
     call_tools,
 )
 from keel_core.bus import PoisonMessage
-from keel_core.events import Envelope, TaskCompleted, TaskFailed, TaskProgress, TaskSubmitted
+from keel_core.events import (
+    ApprovalVoted,
+    Envelope,
+    TaskCompleted,
+    TaskFailed,
+    TaskProgress,
+    TaskSubmitted,
+)
 from keel_core.testing import InMemoryPublisher, in_memory_audit
 from keel_core.topics import RESULTS
 
@@ -152,6 +159,14 @@ async def test_a_poison_envelope_raises_poison_message(harness_factory) -> None:
     with pytest.raises(PoisonMessage, match="does not handle"):
         await h.handler(wrong)
     assert h.published.sent == []
+
+
+async def test_a_quorum_vote_passes_without_touching_the_session(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = harness_factory([])
+    vote = ApprovalVoted(approval_id="a-1", reviewer="alice", approvals=["alice"], required=2)
+    await h.handler(Envelope.wrap(vote, source="approval", session_id="sess-1"))
+    assert h.published.sent == []
+    assert h.llm.calls == []
 
 
 async def test_an_invalid_payload_raises_validation_error(harness_factory) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from keel.approval.v1 import approval_pb2, approval_pb2_grpc
+from keel_approval.adapters.topic_follower import TopicFollower
 from keel_approval.adapters.topic_reader import read_to_end
+from keel_approval.adapters.web_server import InboxServer
 from keel_approval.adapters.webhook import WebhookNotifier
 from keel_approval.config import Settings
 from keel_approval.domain.book import ApprovalBook
@@ -14,7 +16,10 @@ from keel_approval.handlers.decisions import DeadlineSweeper, Decider
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
 from keel_approval.handlers.kafka_handler import RequestHandler, RequestReader
 from keel_approval.handlers.rebuild import rebuild
+from keel_approval.handlers.web.routes import Inbox
+from keel_approval.handlers.web.sessions import LoginSessions
 from keel_approval.metrics import ApprovalMetrics
+from keel_core.events import Envelope
 from keel_core.runtime import ServiceRuntime, run_service
 from keel_core.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
 
@@ -44,22 +49,52 @@ async def serve(settings: Settings) -> None:
     )
     decider = Decider(book, runtime.producer, runtime.audit, metrics)
     sweeper = DeadlineSweeper(decider, settings.deadline_check_interval_s)
+    follower = TopicFollower(settings.kafka, APPROVAL_DECISIONS, "approval-decisions")
+    inbox = (
+        InboxServer(
+            Inbox(
+                book,
+                decider,
+                auth,
+                LoginSessions(settings.web_session_ttl_s),
+                cookie_secure=settings.web_cookie_secure,
+            ).app(),
+            settings.web_host,
+            settings.web_port,
+            grace_s=settings.shutdown_grace_s,
+        )
+        if settings.web_enabled
+        else None
+    )
 
     async def start() -> None:
         # Runs before gRPC serves and before the request consumer starts.
+        decisions: list[Envelope] = []
+        if settings.rebuild_on_start or settings.follow_decisions:
+            # Read to the end even without a rebuild: following starts where reading ended.
+            decisions = await follower.load()
         if settings.rebuild_on_start:
             requests = await read_to_end(settings.kafka, APPROVAL_REQUESTS, "approval-rebuild")
-            decisions = await read_to_end(settings.kafka, APPROVAL_DECISIONS, "approval-rebuild")
             metrics.rebuilt.labels(APPROVAL_REQUESTS).set(len(requests))
             metrics.rebuilt.labels(APPROVAL_DECISIONS).set(len(decisions))
             added, applied = rebuild(book, reader, requests, decisions)
             log.info(
-                "rebuilt %d requests (%d decided, %d pending)", added, applied, book.pending_count
+                "rebuilt %d requests (%d decisions and votes applied, %d pending)",
+                added,
+                applied,
+                book.pending_count,
             )
+        if settings.follow_decisions:
+            follower.follow(decider.apply_published)
         await sweeper.start()
+        if inbox is not None:
+            await inbox.start()
 
     async def stop() -> None:
+        if inbox is not None:
+            await inbox.stop()
         await sweeper.stop()
+        await follower.stop()
         if notifier is not None:
             await notifier.close()
 

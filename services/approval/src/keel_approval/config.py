@@ -32,3 +32,14 @@ class Settings(ServiceSettings):
     # POSTed a Slack-style message on each new request; empty: no notifications.
     webhook_url: str = ""
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    # After the rebuild, keep reading keel.approval.decisions (no group): decisions and quorum
+    # votes made by other replicas reach this one's book.
+    follow_decisions: bool = True
+    # The web inbox (HTML, served by this process); web_port 0 picks a free port.
+    web_enabled: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8086, ge=0, le=65535)
+    # Mark the login cookie Secure: set when reviewers reach the inbox over HTTPS (a proxy).
+    web_cookie_secure: bool = False
+    # A reviewer's login lasts this long (sessions are kept in this process's memory).
+    web_session_ttl_s: float = Field(default=8 * 3600.0, gt=0)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
+from keel_approval.adapters.topic_follower import TopicFollower
 from keel_approval.adapters.topic_reader import read_to_end
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.kafka_handler import RequestReader
-from keel_approval.handlers.rebuild import rebuild
+from keel_approval.handlers.rebuild import apply_record, rebuild
 from keel_core.bus import EventProducer, ensure_topics
-from keel_core.events import ApprovalDecided, ApprovalRequested, Envelope
+from keel_core.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
 from keel_core.settings import KafkaSettings
 from keel_core.topics import TopicSpec
 
@@ -57,3 +59,53 @@ async def test_a_restarted_book_has_the_pending_requests_and_the_decisions(
     assert (added, applied) == (6, 2)
     assert sorted(a.id for a in book.list()) == ["ap-0", "ap-2", "ap-3", "ap-5"]
     assert book.get("ap-4").status == "rejected"
+
+
+async def test_the_follower_applies_what_other_replicas_publish_after_the_start(
+    kafka: KafkaSettings,
+) -> None:
+    topic = f"test.approval.decisions.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka, [TopicSpec(topic)])
+    producer = EventProducer(kafka, "test-approval")
+    await producer.start()
+    book = ApprovalBook()
+    rebuild(book, RequestReader(quorum={"wire_*": 3}), [request("ap-1"), request("ap-2")], [])
+    follower = TopicFollower(kafka, topic, "test-follow")
+    try:
+        await producer.publish(topic, vote("ap-1", ["alice"]), "s")  # before the start
+        assert rebuild(book, RequestReader(), [], await follower.load()) == (0, 1)
+        applied = asyncio.Event()
+
+        async def apply(envelope: Envelope) -> None:
+            apply_record(book, envelope)
+            if not book.get("ap-2").pending:
+                applied.set()
+
+        follower.follow(apply)
+        await producer.publish(topic, vote("ap-1", ["alice", "bob"]), "s")
+        rejected = ApprovalDecided(approval_id="ap-2", outcome="rejected", reviewer="carol")
+        await producer.publish(topic, Envelope.wrap(rejected, source="approval", session_id="s"))
+        await asyncio.wait_for(applied.wait(), 20)
+    finally:
+        await follower.stop()
+        await producer.stop()
+    assert book.get("ap-1").approved_by == ("alice", "bob")
+    assert (book.get("ap-2").status, book.get("ap-2").decided_by) == ("rejected", "carol")
+
+
+def request(approval_id: str) -> Envelope:
+    event = ApprovalRequested(
+        approval_id=approval_id,
+        agent_id="agent-1",
+        tool_name="wire_money",
+        arguments={"amount": 1},
+        idempotency_key=f"{approval_id}:0",
+    )
+    return Envelope.wrap(event, source="agent-loop", session_id="s")
+
+
+def vote(approval_id: str, approvals: list[str]) -> Envelope:
+    event = ApprovalVoted(
+        approval_id=approval_id, reviewer=approvals[-1], approvals=approvals, required=3
+    )
+    return Envelope.wrap(event, source="approval", session_id="s")

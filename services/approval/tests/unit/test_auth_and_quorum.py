@@ -13,7 +13,7 @@ from keel_approval.handlers.auth import ReviewerAuth
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
 from keel_approval.handlers.kafka_handler import RequestHandler, RequestReader
 from keel_approval.metrics import ApprovalMetrics
-from keel_core.events import ApprovalDecided, ApprovalRequested, Envelope
+from keel_core.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
 from keel_core.topics import APPROVAL_DECISIONS
@@ -55,7 +55,18 @@ class Rig:
         return reply
 
     def published(self) -> list[ApprovalDecided]:
-        return [e.parse(ApprovalDecided) for e in self.decisions.envelopes(APPROVAL_DECISIONS)]
+        return [
+            e.parse(ApprovalDecided)
+            for e in self.decisions.envelopes(APPROVAL_DECISIONS)
+            if e.type == ApprovalDecided.event_type
+        ]
+
+    def votes(self) -> list[ApprovalVoted]:
+        return [
+            e.parse(ApprovalVoted)
+            for e in self.decisions.envelopes(APPROVAL_DECISIONS)
+            if e.type == ApprovalVoted.event_type
+        ]
 
 
 @pytest.fixture
@@ -119,11 +130,19 @@ async def test_an_agent_cannot_approve_its_own_request(rig: Rig) -> None:
     assert rig.published() == []
 
 
-async def test_a_quorum_needs_distinct_reviewers_before_anything_is_published(rig: Rig) -> None:
+async def test_a_quorum_needs_distinct_reviewers_before_a_decision_is_published(rig: Rig) -> None:
     await rig.request("ap-1")  # send_email: 2 approvals
     first = await rig.resolve("ap-1", "tok-alice")
     assert first.status == approval_pb2.APPROVAL_STATUS_PENDING
+    assert (first.required_approvals, list(first.approved_by)) == (2, ["alice"])
     assert rig.published() == []
+    [vote] = rig.votes()  # the vote itself is published, so a restart keeps it
+    assert (vote.approval_id, vote.reviewer, vote.approvals, vote.required) == (
+        "ap-1",
+        "alice",
+        ["alice"],
+        2,
+    )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await rig.resolve("ap-1", "tok-alice")
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION

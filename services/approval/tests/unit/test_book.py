@@ -71,6 +71,34 @@ def test_resolve_errors() -> None:
         book.resolve("a1", "approve", "bob")
 
 
+EMAIL_SCHEMA = {
+    "type": "object",
+    "properties": {"to": {"type": "string", "format": "email"}, "cc": {"type": "array"}},
+    "required": ["to"],
+    "additionalProperties": False,
+}
+
+
+def test_modified_arguments_must_meet_the_tools_schema() -> None:
+    book = ApprovalBook()
+    book.add_request(request(arguments_schema=EMAIL_SCHEMA))
+    with pytest.raises(InvalidArgument, match=r"schema at \(top level\): 'to' is a required"):
+        book.resolve("a1", "modify", "alice", modified_arguments={"cc": []})
+    with pytest.raises(InvalidArgument, match="schema at cc: 'x' is not of type 'array'"):
+        book.resolve("a1", "modify", "alice", modified_arguments={"to": "a@b.c", "cc": "x"})
+    with pytest.raises(InvalidArgument, match="Additional properties"):
+        book.resolve("a1", "modify", "alice", modified_arguments={"to": "a@b.c", "bcc": 1})
+    assert book.get("a1").pending
+    ok = book.resolve("a1", "modify", "alice", modified_arguments={"to": "me@example.com"})
+    assert ok.modified_arguments == {"to": "me@example.com"}
+
+
+def test_without_a_schema_any_object_is_accepted_here() -> None:
+    book = ApprovalBook()
+    book.add_request(request())
+    assert book.resolve("a1", "modify", "alice", modified_arguments={"x": 1}).status == "modified"
+
+
 def test_decide_changes_nothing_until_recorded() -> None:
     book = ApprovalBook()
     book.add_request(request())

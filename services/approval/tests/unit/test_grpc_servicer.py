@@ -35,6 +35,7 @@ class Rig:
             tool_name="send_email",
             arguments={"to": "all@example.com", "body": "hi"},
             idempotency_key=f"{session_id}:1:0",
+            consequences="Sends one email to all@example.com.",
         )
         await self.handler.on_request(
             Envelope.wrap(event, source="agent-loop", session_id=session_id)
@@ -236,3 +237,10 @@ async def test_watch_sends_pending_then_new_requests_and_decisions(rig: Rig) -> 
     decided = await asyncio.wait_for(stream.read(), 5)
     assert (decided.id, decided.status) == ("new-one", approval_pb2.APPROVAL_STATUS_REJECTED)
     stream.cancel()
+
+
+async def test_get_carries_the_consequences_and_the_quorum(rig: Rig) -> None:
+    await rig.request("ap-1")
+    approval = await rig.stub.Get(approval_pb2.GetRequest(id="ap-1"), timeout=5)
+    assert approval.consequences == "Sends one email to all@example.com."
+    assert (approval.required_approvals, list(approval.approved_by)) == (1, [])

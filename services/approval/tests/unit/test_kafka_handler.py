@@ -2,11 +2,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from keel_approval.domain.book import ApprovalBook
+from keel_approval.handlers.decisions import Decider
 from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.metrics import ApprovalMetrics
 from keel_core.bus import PoisonMessage
 from keel_core.events import ApprovalRequested, Envelope, TaskSubmitted
 from keel_core.testing import in_memory_audit
+from keel_core.topics import APPROVAL_DECISIONS
 
 REQUEST = ApprovalRequested(
     approval_id="ap-1",
@@ -40,6 +42,23 @@ async def test_a_request_joins_the_book_once_and_is_audited_once() -> None:
     assert records[0].subject == "ap-1"
     assert records[0].actor == "agent-1"
     assert published.envelopes("keel.audit")[0].session_id == "s1"
+
+
+async def test_the_decision_continues_the_requests_trace() -> None:
+    audit, published = in_memory_audit("approval")
+    audit.start()
+    book = ApprovalBook()
+    handler = RequestHandler(book, audit, ApprovalMetrics(CollectorRegistry()))
+    decider = Decider(book, published, audit, ApprovalMetrics(CollectorRegistry()))
+    trace = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    await handler.on_request(
+        Envelope.wrap(REQUEST, source="agent-loop", session_id="s1", trace=trace)
+    )
+    await decider.resolve("ap-1", "approve", "alice")
+    await audit.close()
+    (decision,) = published.envelopes(APPROVAL_DECISIONS)
+    assert decision.trace == trace
+    assert decision.session_id == "s1"
 
 
 async def test_wrong_event_type_and_bad_payload_are_poison() -> None:

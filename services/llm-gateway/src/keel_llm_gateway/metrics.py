@@ -1,8 +1,21 @@
-"""Metrics of the LLM gateway."""
+"""Metrics of the LLM gateway; implements the domain's ``GatewayObserver``.
+
+Exported names (Prometheus adds ``_total`` to counters): ``keel_llm_tokens_total``,
+``keel_llm_cost_usd_total``, ``keel_llm_request_seconds``, ``keel_llm_errors_total``,
+``keel_llm_cache_requests_total{result}``, ``keel_llm_fallbacks_total``,
+``keel_llm_breaker_state``, ``keel_llm_breaker_transitions_total``,
+``keel_llm_breaker_rejections_total``, ``keel_llm_budget_rejections_total``,
+``keel_llm_tenant_tokens_total``, ``keel_llm_tenant_cost_usd_total``,
+``keel_llm_output_repairs_total``.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from keel_core.resilience.breaker import BreakerState
+from keel_llm_gateway.domain.budgets import ScopeKind, Spend
+from keel_llm_gateway.domain.cache import CacheResult
 
 
 class LLMMetrics:
@@ -18,14 +31,99 @@ class LLMMetrics:
         )
         self.latency = Histogram(
             "keel_llm_request_seconds",
-            "Time the provider took to answer",
+            "Time one provider took to answer one attempt",
             ["provider"],
             registry=registry,
             buckets=(0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
         self.errors = Counter(
             "keel_llm_errors",
-            "Failed completions, by provider and error type",
+            "Failed provider attempts, by provider and error type",
             ["provider", "error"],
             registry=registry,
         )
+        self.cache_requests = Counter(
+            "keel_llm_cache_requests",
+            "Response cache lookups: hit, miss, or bypass (not cacheable: temperature > 0)",
+            ["result"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "keel_llm_fallbacks",
+            "Targets given up on (failed or breaker open) so the next in the chain was tried",
+            ["provider", "reason"],
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "keel_llm_breaker_state",
+            "Circuit breaker state per provider: 0 closed, 1 open, 2 half-open",
+            ["provider"],
+            registry=registry,
+        )
+        self.breaker_transitions = Counter(
+            "keel_llm_breaker_transitions",
+            "Circuit breaker transitions by the state entered",
+            ["provider", "state"],
+            registry=registry,
+        )
+        self.breaker_rejections = Counter(
+            "keel_llm_breaker_rejections",
+            "Attempts that failed fast because a provider's breaker was open",
+            ["provider"],
+            registry=registry,
+        )
+        self.budget_rejections = Counter(
+            "keel_llm_budget_rejections",
+            "Requests refused because a budget would be exceeded, by scope kind",
+            ["scope"],
+            registry=registry,
+        )
+        self.tenant_tokens = Counter(
+            "keel_llm_tenant_tokens",
+            "Tokens charged to each tenant (cache hits are free)",
+            ["tenant"],
+            registry=registry,
+        )
+        self.tenant_cost = Counter(
+            "keel_llm_tenant_cost_usd",
+            "US dollars charged to each tenant",
+            ["tenant"],
+            registry=registry,
+        )
+        self.repairs = Counter(
+            "keel_llm_output_repairs",
+            "Malformed model output: retried, then fixed or failed",
+            ["outcome"],
+            registry=registry,
+        )
+        for result in CacheResult:
+            self.cache_requests.labels(result.value)
+
+    def breaker_changed(self, name: str, state: BreakerState, previous: BreakerState) -> None:
+        self.breaker_state.labels(name).set(int(state))
+        if state is not previous:
+            self.breaker_transitions.labels(name, state.name.lower()).inc()
+
+    def breaker_rejected(self, name: str) -> None:
+        self.breaker_rejections.labels(name).inc()
+
+    def attempt(self, provider: str, outcome: str, seconds: float) -> None:
+        self.latency.labels(provider).observe(seconds)
+        if outcome != "ok":
+            self.errors.labels(provider, outcome).inc()
+
+    def fallback(self, provider: str, reason: str) -> None:
+        self.fallbacks.labels(provider, reason).inc()
+
+    def cache(self, result: CacheResult) -> None:
+        self.cache_requests.labels(result.value).inc()
+
+    def budget_rejected(self, kind: ScopeKind) -> None:
+        self.budget_rejections.labels(kind.value).inc()
+
+    def spent(self, tenant: str, spend: Spend) -> None:
+        self.tenant_tokens.labels(tenant or "none").inc(spend.tokens)
+        self.tenant_cost.labels(tenant or "none").inc(spend.cost_usd)
+
+    def repair(self, outcome: str) -> None:
+        self.repairs.labels(outcome).inc()

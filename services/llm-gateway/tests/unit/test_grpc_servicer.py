@@ -19,9 +19,10 @@ from keel_llm_gateway.adapters.scripted import ScriptedProvider
 from keel_llm_gateway.config import DEMO_SCENARIOS
 from keel_llm_gateway.domain.accounting import ModelPrice
 from keel_llm_gateway.domain.gateway import Gateway
-from keel_llm_gateway.domain.models import Completion, CompletionRequest
+from keel_llm_gateway.domain.models import Completion, CompletionRequest, StreamEvent
 from keel_llm_gateway.domain.provider import Provider
-from keel_llm_gateway.handlers.grpc_servicer import LLMGatewayServicer, split_text
+from keel_llm_gateway.domain.streaming import split_text
+from keel_llm_gateway.handlers.grpc_servicer import LLMGatewayServicer
 from keel_llm_gateway.metrics import LLMMetrics
 
 GOAL = "What is (17 * 23) + 4?"
@@ -35,6 +36,10 @@ class Down:
 
     async def complete(self, request: CompletionRequest) -> Completion:
         raise errors.Unavailable("provider is down")
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        raise errors.Unavailable("provider is down")
+        yield  # an async generator that fails before its first event
 
     async def aclose(self) -> None:
         pass
@@ -51,8 +56,11 @@ async def start(provider: Provider) -> AsyncIterator[Running]:
     registry = CollectorRegistry()
     audit, published = in_memory_audit("llm-gateway")
     audit.start()
-    gateway = Gateway(provider, {"scripted": ModelPrice(prompt=1.0, completion=2.0)})
-    servicer = LLMGatewayServicer(gateway, audit, LLMMetrics(registry))
+    metrics = LLMMetrics(registry)
+    gateway = Gateway.single(
+        provider, {"scripted": ModelPrice(prompt=1.0, completion=2.0)}, observer=metrics
+    )
+    servicer = LLMGatewayServicer(gateway, audit, metrics)
     server = GrpcServer(
         "127.0.0.1",
         0,
@@ -119,6 +127,7 @@ async def test_complete_returns_the_tool_call_and_audits_without_contents(
     assert record.details == {
         "model": "scripted",
         "provider": "scripted",
+        "tenant": "",
         "prompt_tokens": reply.usage.prompt_tokens,
         "completion_tokens": reply.usage.completion_tokens,
         "usage_estimated": True,

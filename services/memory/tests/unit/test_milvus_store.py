@@ -1,12 +1,14 @@
 """The memory service on a real Milvus Lite file: ranking, dedupe, filters, forget, budget."""
 
 import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from keel_core.errors import InvalidArgument
 from keel_memory.adapters.hashing_embedder import HashingEmbedder
+from keel_memory.adapters.milvus_index import IndexSettings
 from keel_memory.adapters.milvus_store import MilvusStore
 from keel_memory.domain.models import entry_id
 from keel_memory.domain.service import MemoryService
@@ -167,3 +169,106 @@ async def test_dedupe_and_forget_hold_across_lite_flushes(db_path: str) -> None:
         assert [item.content for item in (await service.retrieve("fact")).items] == ["another fact"]
     finally:
         await store.close()
+
+
+class Clock:
+    """A settable clock for the service, so ages are exact and no test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_forget_by_age_narrowed_by_type_and_session(store: MilvusStore) -> None:
+    clock = Clock()
+    service = MemoryService(store, HashingEmbedder(384), clock=clock)
+    old_episode = await service.store("episodic", "old episode of the deploy", session_id="s1")
+    old_fact = await service.store("semantic", "old fact about the deploy")
+    clock.now += timedelta(days=10)
+    new_episode = await service.store("episodic", "new episode of the deploy", session_id="s1")
+    assert new_episode.created_at - old_episode.created_at == timedelta(days=10)
+
+    async def remaining() -> set[str]:
+        return {item.id for item in (await service.retrieve("deploy")).items}
+
+    assert await service.forget(older_than=timedelta(days=5), types=["episodic"]) == 1
+    assert await remaining() == {old_fact.id, new_episode.id}
+    assert await service.forget(session_id="s1", older_than=timedelta(days=5)) == 0
+    assert await service.forget(older_than=timedelta(days=5)) == 1
+    assert await remaining() == {new_episode.id}
+    assert await service.forget(session_id="s1", types=["semantic"]) == 0
+    assert await service.forget(session_id="s1", types=["episodic"]) == 1
+    assert await remaining() == set()
+
+
+async def test_storing_a_fact_again_makes_it_young_again(store: MilvusStore) -> None:
+    clock = Clock()
+    service = MemoryService(store, HashingEmbedder(384), clock=clock)
+    first = await service.store("semantic", "the VPN needs a hardware token")
+    clock.now += timedelta(days=30)
+    again = await service.store("semantic", "the VPN needs a hardware token")
+    assert again.id == first.id
+    assert await service.forget(older_than=timedelta(days=7)) == 0
+    [item] = (await service.retrieve("VPN token")).items
+    assert item.created_at == clock.now
+
+
+async def test_forget_refuses_selectors_that_would_wipe_whole_types(service: MemoryService) -> None:
+    with pytest.raises(InvalidArgument, match="ids, a session_id or an age"):
+        await service.forget(types=["episodic"])
+    with pytest.raises(InvalidArgument, match="positive"):
+        await service.forget(older_than=timedelta(0))
+
+
+async def test_per_type_budgets_over_the_real_store(service: MemoryService) -> None:
+    for i in range(4):
+        await service.store("episodic", f"incident {i}: the checkout page was down for an hour")
+        await service.store("semantic", f"fact {i}: the checkout page runs on three replicas")
+    capped = await service.retrieve(
+        "checkout page", token_budget=1000, top_k=20, type_budgets={"episodic": 15}
+    )
+    episodic = [item for item in capped.items if item.type == "episodic"]
+    assert len(episodic) == 1  # each is 14 tokens: a second would pass 15
+    assert sum(1 for item in capped.items if item.type == "semantic") == 4
+    with pytest.raises(InvalidArgument, match="negative"):
+        await service.retrieve("checkout", type_budgets={"semantic": -1})
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        IndexSettings(type="HNSW", m=8, ef_construction=64, ef=16),
+        IndexSettings(type="FLAT"),
+        IndexSettings(type="IVF_FLAT", nlist=4, nprobe=4),
+        IndexSettings(type="AUTOINDEX"),
+    ],
+    ids=lambda index: index.type,
+)
+async def test_every_index_type_serves_the_same_queries(db_path: str, index: IndexSettings) -> None:
+    store = await MilvusStore.open(db_path, "keel_memory", 384, index=index, flush_every=50)
+    try:
+        service = MemoryService(store, HashingEmbedder(384))
+        for i in range(120):
+            await service.store("semantic", f"runbook step {i} for service {i % 7}")
+        result = await service.retrieve("runbook step 42 for service 0", top_k=3)
+        assert result.items[0].content == "runbook step 42 for service 0"
+        assert len(result.items) == 3
+    finally:
+        await store.close()
+
+
+async def test_an_existing_collection_keeps_its_index(
+    db_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await MilvusStore.open(db_path, "keel_memory", 384, index=IndexSettings(type="FLAT"))
+    await MemoryService(first, HashingEmbedder(384)).store("semantic", "kept under FLAT")
+    await first.close()
+    again = await MilvusStore.open(db_path, "keel_memory", 384, index=IndexSettings(type="HNSW"))
+    try:
+        assert "has a FLAT index, configured HNSW" in caplog.text
+        result = await MemoryService(again, HashingEmbedder(384)).retrieve("kept under FLAT")
+        assert [item.content for item in result.items] == ["kept under FLAT"]
+    finally:
+        await again.close()

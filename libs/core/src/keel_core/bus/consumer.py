@@ -23,6 +23,7 @@ from typing import Any, TypeAlias
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from keel_core.bus.connect import start_with_retry
@@ -34,7 +35,7 @@ from keel_core.events.envelope import Envelope
 from keel_core.logging import session_id_var, trace_id_var
 from keel_core.settings import KafkaSettings
 from keel_core.topics import dlq_of
-from keel_core.tracing import trace_id_of
+from keel_core.tracing import start_span, trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +212,31 @@ class EventConsumer:
             # its own context).
             session_id_var.set(envelope.session_id)
             trace_id_var.set(trace_id_of(envelope.trace))
-            outcome = await self._call_handler(record, envelope)
+            with start_span(
+                f"process {record.topic}",
+                kind=SpanKind.CONSUMER,
+                parent=envelope.trace,
+                attributes=self._span_attributes(record, envelope),
+            ) as span:
+                outcome = await self._call_handler(record, envelope)
+                span.set_attribute("keel.outcome", outcome)
         if self._metrics:
             self._metrics.consumed.labels(record.topic, outcome).inc()
             self._metrics.handle_seconds.labels(record.topic).observe(time.perf_counter() - started)
+
+    def _span_attributes(self, record: Record, envelope: Envelope) -> dict[str, str | int]:
+        # OpenTelemetry messaging conventions, plus what a Keel reader looks for first.
+        return {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+            "messaging.consumer.group.name": self._group_id,
+            "messaging.message.id": envelope.id,
+            "keel.event.type": envelope.type,
+            "keel.session.id": envelope.session_id,
+        }
 
     async def _call_handler(self, record: Record, envelope: Envelope) -> str:
         delay = 0.2

@@ -14,6 +14,7 @@ from keel_core.events.plans import (
 from keel_core.events.types import (
     ApprovalDecided,
     ApprovalRequested,
+    ApprovalVoted,
     AuditRecord,
     SessionCheckpoint,
     TaskCancelRequested,
@@ -27,6 +28,7 @@ from keel_core.events.types import (
 __all__ = [
     "SCHEMA_VERSION",
     "ApprovalDecided",
+    "ApprovalVoted",
     "ApprovalRequested",
     "AuditRecord",
     "Envelope",

@@ -76,6 +76,24 @@ class ApprovalRequested(EventData):
     deadline: str = ""
     # What running the call would do, in words a reviewer can judge.
     consequences: str = ""
+    # The JSON schema of the tool's arguments, as the model was shown it: arguments a reviewer
+    # modifies are validated against it before the decision is accepted. {} = not known.
+    arguments_schema: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApprovalVoted(EventData):
+    """One reviewer's approval toward an N-of-M quorum that it does not complete: the request
+    stays pending. Published on ``keel.approval.decisions`` (key = session id) so a restarted
+    approval service keeps the votes; the agent loop lets it pass and waits for the decision."""
+
+    event_type: ClassVar[str] = "keel.approval.voted"
+
+    approval_id: str
+    reviewer: str
+    comment: str = ""
+    # Every reviewer who has approved so far, this one last.
+    approvals: list[str]
+    required: int = Field(ge=2)
 
 
 class ApprovalDecided(EventData):

@@ -1,4 +1,5 @@
-"""Server interceptor: maps domain errors to status codes and times every call."""
+"""Server interceptor: maps domain errors to status codes, times every call and traces it
+(a server span under the caller's ``traceparent``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from keel_core.errors import KeelError
 from keel_core.grpc.errors import status_of
 from keel_core.logging import session_id_var, trace_id_var
-from keel_core.tracing import trace_id_of
+from keel_core.tracing import start_span, trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -65,38 +67,46 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            _bind_log_context(request, context)
+            parent = _bind_log_context(request, context)
             code = grpc.StatusCode.OK
-            try:
-                return await behaviour(request, context)
-            except KeelError as exc:
-                code = status_of(exc)
-                await context.abort(code, str(exc))
-            except Exception as exc:
-                if _is_abort(exc):
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
-                code = grpc.StatusCode.INTERNAL
-                log.exception("unhandled error in %s", method)
-                await context.abort(code, f"internal error: {type(exc).__name__}")
-            finally:
-                self._observe(method, code, started)
+            with start_span(
+                _span_name(method), kind=SpanKind.SERVER, parent=parent, attributes=_rpc(method)
+            ) as span:
+                try:
+                    return await behaviour(request, context)
+                except KeelError as exc:
+                    code = status_of(exc)
+                    await context.abort(code, str(exc))
+                except Exception as exc:
+                    if _is_abort(exc):
+                        code = context.code() or grpc.StatusCode.UNKNOWN
+                        raise
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(code, f"internal error: {type(exc).__name__}")
+                finally:
+                    _end(span, code)
+                    self._observe(method, code, started)
 
         return wrapped
 
     def _wrap_stream(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
-            _bind_log_context(request, context)
+            parent = _bind_log_context(request, context)
             code = grpc.StatusCode.OK
-            try:
-                async for item in behaviour(request, context):
-                    yield item
-            except KeelError as exc:
-                code = status_of(exc)
-                await context.abort(code, str(exc))
-            finally:
-                self._observe(method, code, started)
+            with start_span(
+                _span_name(method), kind=SpanKind.SERVER, parent=parent, attributes=_rpc(method)
+            ) as span:
+                try:
+                    async for item in behaviour(request, context):
+                        yield item
+                except KeelError as exc:
+                    code = status_of(exc)
+                    await context.abort(code, str(exc))
+                finally:
+                    _end(span, code)
+                    self._observe(method, code, started)
 
         return wrapped
 
@@ -105,19 +115,38 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._metrics.handled.labels(method, code.name).inc()
 
 
-def _bind_log_context(request: Any, context: grpc.aio.ServicerContext) -> None:
-    """Log lines of this call carry the caller's session and trace, from the request's
-    ``RequestContext`` or the ``traceparent`` metadata."""
+def _bind_log_context(request: Any, context: grpc.aio.ServicerContext) -> str:
+    """Log lines of this call carry the caller's session and trace; returns the caller's
+    traceparent: the ``traceparent`` metadata (the caller's span in progress), else the
+    request's ``RequestContext`` (the session's trace)."""
     ctx = getattr(request, "context", None)
     session_id = getattr(ctx, "session_id", "") or getattr(request, "session_id", "")
     if isinstance(session_id, str) and session_id:
         session_id_var.set(session_id)
-    traceparent = getattr(ctx, "traceparent", "")
-    if not traceparent:
-        metadata = dict(context.invocation_metadata() or ())
-        traceparent = metadata.get("traceparent", "")
-    if isinstance(traceparent, str) and traceparent:
+    metadata = dict(context.invocation_metadata() or ())
+    traceparent = metadata.get("traceparent", "") or getattr(ctx, "traceparent", "")
+    if not isinstance(traceparent, str):
+        return ""
+    if traceparent:
         trace_id_var.set(trace_id_of(traceparent))
+    return traceparent
+
+
+def _span_name(method: str) -> str:
+    """``/keel.llm.v1.LLMGateway/Complete`` → ``keel.llm.v1.LLMGateway/Complete`` (the RPC
+    semantic conventions' span name)."""
+    return method.lstrip("/")
+
+
+def _rpc(method: str) -> dict[str, str]:
+    service, _, name = method.lstrip("/").partition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+def _end(span: Span, code: grpc.StatusCode) -> None:
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code != grpc.StatusCode.OK:
+        span.set_status(StatusCode.ERROR, code.name)
 
 
 def _is_abort(exc: Exception) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import grpc
+from opentelemetry.trace import Span, SpanKind
 
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
 from keel_agent_loop.adapters.convert import (
@@ -16,8 +17,10 @@ from keel_agent_loop.adapters.convert import (
 )
 from keel_agent_loop.adapters.metadata import trace_metadata
 from keel_agent_loop.domain.models import ChatMessage, LLMReply, RequestContext, ToolSpec
+from keel_core import semconv
 from keel_core.errors import Unavailable
 from keel_core.grpc import call_with_errors
+from keel_core.tracing import start_span
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,19 @@ class GrpcLLM:
             messages=[message_to_proto(m) for m in messages],
             tools=[spec_to_proto(t) for t in tools],
         )
+        attributes = {
+            semconv.OPERATION: semconv.CHAT,
+            semconv.PROVIDER: "keel.llm-gateway",
+            semconv.CONVERSATION_ID: ctx.session_id,
+        }
+        with start_span("chat", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            reply = await self._complete_with_retries(request, ctx)
+            _describe(span, reply)
+            return reply
+
+    async def _complete_with_retries(
+        self, request: llm_pb2.CompleteRequest, ctx: RequestContext
+    ) -> LLMReply:
         delay = self._backoff_s
         for attempt in range(self._retries + 1):
             try:
@@ -62,3 +78,16 @@ class GrpcLLM:
                 await asyncio.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
+
+
+def _describe(span: Span, reply: LLMReply) -> None:
+    """GenAI attributes known only from the answer (the gateway picks the model)."""
+    if not span.is_recording():
+        return
+    if reply.model:
+        span.update_name(f"chat {reply.model}")
+        span.set_attribute(semconv.RESPONSE_MODEL, reply.model)
+    span.set_attribute(semconv.USAGE_INPUT_TOKENS, reply.usage.prompt_tokens)
+    span.set_attribute(semconv.USAGE_OUTPUT_TOKENS, reply.usage.completion_tokens)
+    finish = "tool_calls" if reply.message.tool_calls else "stop"
+    span.set_attribute(semconv.RESPONSE_FINISH_REASONS, (finish,))

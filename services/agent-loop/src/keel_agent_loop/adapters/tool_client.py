@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
 from keel_agent_loop.adapters.convert import (
@@ -13,7 +14,9 @@ from keel_agent_loop.adapters.convert import (
 )
 from keel_agent_loop.adapters.metadata import trace_metadata
 from keel_agent_loop.domain.models import RequestContext, ToolCall, ToolOutcome, ToolSpec
+from keel_core import semconv
 from keel_core.grpc import call_with_errors
+from keel_core.tracing import start_span
 
 
 class GrpcTools:
@@ -47,9 +50,23 @@ class GrpcTools:
             idempotency_key=idempotency_key,
             approval_id=approval_id,
         )
-        response = await call_with_errors(
-            lambda: self._stub.Execute(
-                request, timeout=self._timeout_s, metadata=trace_metadata(ctx)
+        attributes = {
+            semconv.OPERATION: semconv.EXECUTE_TOOL,
+            semconv.TOOL_NAME: call.name,
+            semconv.TOOL_TYPE: "function",
+            semconv.TOOL_CALL_ID: call.id,
+            semconv.CONVERSATION_ID: ctx.session_id,
+            "keel.idempotency_key": idempotency_key,
+            "keel.approval_id": approval_id,
+        }
+        with start_span(
+            f"execute_tool {call.name}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            response = await call_with_errors(
+                lambda: self._stub.Execute(
+                    request, timeout=self._timeout_s, metadata=trace_metadata(ctx)
+                )
             )
-        )
-        return outcome_from_proto(response)
+            outcome = outcome_from_proto(response)
+            span.set_attribute("keel.tool.status", outcome.status)
+            return outcome

@@ -9,6 +9,7 @@ idempotency keys, which the tool gateway answers from its ledger).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from keel_agent_loop.domain.ports import (
     NullObserver,
     ToolPort,
 )
-from keel_agent_loop.domain.progress import progress_event
+from keel_agent_loop.domain.progress import progress_event, prompt_record
 from keel_agent_loop.domain.prompts import (
     approval_id_for,
     idempotency_key,
@@ -50,8 +51,10 @@ from keel_agent_loop.domain.prompts import (
     parse_arguments,
     preview,
 )
+from keel_core.canonical import sha256_hex
 from keel_core.errors import KeelError
 from keel_core.events import ApprovalDecided, ApprovalRequested
+from keel_core.tracing import start_span
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +97,8 @@ class AgentLoop:
         self._cancels = cancels or NeverCancelled()
         self._counter = counter or EstimateCounter()
         # Tool names of each profile's catalog as last fetched, to label metrics.
-        self._known: dict[str, frozenset[str]] = {}
+        # The tool catalog of each profile as last fetched: metric labels, approval schemas.
+        self._catalogs: dict[str, dict[str, ToolSpec]] = {}
         self._budget = BudgetGuard(
             self._counter, config.context_window_tokens, config.reply_reserve_tokens
         )
@@ -125,7 +129,11 @@ class AgentLoop:
         started = self._clock()
         state.iteration += 1
         try:
-            await self._iterate(state)
+            with start_span(
+                f"step {state.iteration}",
+                attributes={"keel.session.id": state.session_id, "keel.iteration": state.iteration},
+            ):
+                await self._iterate(state)
         finally:
             self._observer.step(self._clock() - started)
 
@@ -198,13 +206,15 @@ class AgentLoop:
     async def _iterate(self, state: AgentState) -> None:
         try:
             catalog = await self._tools.list_tools(state.agent_profile)
-            self._known[state.agent_profile] = frozenset(spec.name for spec in catalog)
+            self._catalogs[state.agent_profile] = {spec.name: spec for spec in catalog}
             message = await self._think(state, catalog)
         except KeelError as exc:
             await self._fail(state, "error", str(exc))
             return
         if message is None:
             return
+        # For replay: the prompt just sent (state.messages before the reply) and the reply whole.
+        sent = prompt_record(state.messages, catalog, with_tools=state.iteration == 1)
         state.messages.append(message)
         await self._emit(
             state,
@@ -212,6 +222,9 @@ class AgentLoop:
             {
                 "content": preview(message.content, self._config.preview_chars),
                 "tool_calls": [c.name for c in message.tool_calls],
+                "message": message.model_dump(mode="json"),
+                "usage": state.usage.model_dump(),
+                **sent,
             },
         )
         if over := self._budget.over_after_call(state):
@@ -252,6 +265,9 @@ class AgentLoop:
                 "agent_profile": state.agent_profile,
                 "max_iterations": state.max_iterations,
                 "memory_items": len(memories),
+                # For replay: what was injected, and which system prompt (its hash, not its text).
+                "memories": memories,
+                "system_prompt_sha256": sha256_hex(self._config.system_prompt),
                 "token_budget": state.token_budget,
                 "cost_budget_usd": state.cost_budget_usd,
             },
@@ -340,7 +356,7 @@ class AgentLoop:
             outcome = await self._tools.execute(state.context(), call, key, approval_id)
         except KeelError as exc:
             outcome = ToolOutcome(status="error", error=f"tool gateway: {exc}")
-        label = call.name if call.name in self._known.get(state.agent_profile, ()) else "unknown"
+        label = call.name if call.name in self._catalogs.get(state.agent_profile, {}) else "unknown"
         self._observer.tool_call(label, outcome.status, self._clock() - started)
         return outcome
 
@@ -399,6 +415,24 @@ class AgentLoop:
         await self._checkpoints.save(state)
         await self._publish_request(state, pending, consequences(pending.call, outcome))
 
+    async def _arguments_schema(self, profile: str, tool: str) -> dict[str, Any]:
+        """The schema reviewers' modified arguments must meet; {} when the catalog cannot say
+        (the tool gateway validates again before anything runs)."""
+        if profile not in self._catalogs:
+            try:
+                catalog = await self._tools.list_tools(profile)
+            except KeelError:
+                return {}
+            self._catalogs[profile] = {spec.name: spec for spec in catalog}
+        spec = self._catalogs[profile].get(tool)
+        if spec is None:
+            return {}
+        try:
+            schema = json.loads(spec.parameters_json_schema)
+        except ValueError:
+            return {}
+        return schema if isinstance(schema, dict) else {}
+
     async def _publish_request(
         self, state: AgentState, pending: PendingApproval, consequences_text: str
     ) -> None:
@@ -411,6 +445,7 @@ class AgentLoop:
             idempotency_key=pending.idempotency_key,
             consequences=consequences_text
             or consequences(pending.call, ToolOutcome(status="needs_approval")),
+            arguments_schema=await self._arguments_schema(state.agent_profile, pending.call.name),
         )
         await self._sink.approval_requested(state.context(), request)
         await self._emit(

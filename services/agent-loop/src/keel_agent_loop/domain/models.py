@@ -6,6 +6,7 @@ its JSON and a resume is ``AgentLoop.run`` on the restored state.
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -89,6 +90,8 @@ class PendingApproval(BaseModel):
     index: int
     call: ToolCall
     reasoning: str = ""
+    # Wall-clock seconds when the session parked: the start of its "approval wait" span.
+    requested_at: float = Field(default_factory=time.time)
 
 
 class AgentState(BaseModel):

@@ -2,7 +2,8 @@
 
 - ``TaskSubmitted``: start the session, or RESUME it from its checkpoint when one exists (a
   redelivery after a crash or a rebalance). A session whose result was published is not re-run.
-- ``ApprovalDecided``: continue the session parked on that approval.
+- ``ApprovalDecided``: continue the session parked on that approval. ``ApprovalVoted`` (one
+  vote toward a quorum) passes: the session waits for the decision.
 - ``TaskCancelRequested``: cancel a session that is parked or only checkpointed (a running
   one is stopped through its cancel flag, raised from ``keel.control``).
 
@@ -21,21 +22,23 @@ from dataclasses import dataclass
 
 from keel_agent_loop.domain.cancel import CancelFlags
 from keel_agent_loop.domain.loop import AgentLoop
-from keel_agent_loop.domain.models import AgentState
+from keel_agent_loop.domain.models import AgentState, PendingApproval
 from keel_agent_loop.domain.ports import CheckpointStore, MemoryPort, NoCheckpoints
 from keel_agent_loop.domain.sessions import SessionStore
 from keel_agent_loop.handlers.finish import Finisher, FinishHook
 from keel_agent_loop.metrics import AgentMetrics
+from keel_core import semconv
 from keel_core.audit import AuditEmitter
 from keel_core.bus import PoisonMessage
 from keel_core.bus.producer import Publisher
 from keel_core.events import (
     ApprovalDecided,
+    ApprovalVoted,
     Envelope,
     TaskCancelRequested,
     TaskSubmitted,
 )
-from keel_core.tracing import new_traceparent
+from keel_core.tracing import current_traceparent, new_traceparent, start_span, trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,8 @@ class TaskHandler:
         self._finisher.hooks.append(hook)
 
     async def __call__(self, envelope: Envelope) -> None:
+        if envelope.type == ApprovalVoted.event_type:
+            return
         if not envelope.session_id:
             raise PoisonMessage(f"{envelope.type} without a session id")
         async with self._session(envelope.session_id):
@@ -167,6 +172,7 @@ class TaskHandler:
             return
         pending = state.pending_approval
         if pending is not None and pending.approval_id == decision.approval_id:
+            _trace_approval_wait(state, pending, decision)
             self._store.started(state)
             await self._drive(state, self._loop.decide(state, decision))
         elif decision.approval_id in state.decided_approvals and pending is None:
@@ -211,7 +217,13 @@ class TaskHandler:
     async def _drive(self, state: AgentState, run: Awaitable[AgentState]) -> None:
         self._store.started(state)
         try:
-            await run
+            with start_span(
+                f"{semconv.INVOKE_AGENT} {state.agent_id or state.agent_profile}",
+                parent=_session_parent(state),
+                attributes=_agent_attributes(state),
+            ) as span:
+                await run
+                span.set_attribute("keel.session.status", state.status)
         except Exception as exc:
             # A bug or a broken sink: record the failure, then let the consumer dead-letter the
             # record with its traceback.
@@ -221,3 +233,40 @@ class TaskHandler:
             raise
         if state.finished:
             await self._finisher.finish(state)
+
+
+def _agent_attributes(state: AgentState) -> dict[str, str | int]:
+    return {
+        semconv.OPERATION: semconv.INVOKE_AGENT,
+        semconv.AGENT_ID: state.agent_id,
+        semconv.AGENT_NAME: state.agent_profile,
+        semconv.CONVERSATION_ID: state.session_id,
+        "keel.tenant": state.tenant,
+        "keel.iteration": state.iteration,
+    }
+
+
+def _session_parent(state: AgentState) -> str:
+    """Spans of a session stay in its trace even when the record that woke it carries another
+    (a decision published by a reviewer's own tool, say): then they hang off the session's."""
+    return "" if trace_id_of(current_traceparent()) == trace_id_of(state.trace) else state.trace
+
+
+def _trace_approval_wait(
+    state: AgentState, pending: PendingApproval, decision: ApprovalDecided
+) -> None:
+    """The time a person took, as a span from the parking to the decision (a session holds no
+    span open while it waits: it may resume in another process)."""
+    attributes = {
+        "keel.approval.id": pending.approval_id,
+        "keel.approval.outcome": decision.outcome,
+        "keel.approval.reviewer": decision.reviewer,
+        semconv.TOOL_NAME: pending.call.name,
+    }
+    with start_span(
+        "approval wait",
+        parent=_session_parent(state),
+        attributes=attributes,
+        start_time_ns=int(pending.requested_at * 1e9),
+    ):
+        pass

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from keel_approval.domain.models import STATUS_OF, Approval, Decision, Outcome
+from keel_approval.domain.arguments import check_arguments
+from keel_approval.domain.models import STATUS_OF, Approval, Decision, Outcome, Vote
 from keel_approval.errors import WatcherLagged
 from keel_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
@@ -32,6 +33,10 @@ def _settled(request: Approval, decision: Decision) -> Approval:
             "modified_arguments": decision.modified_arguments,
         }
     )
+
+
+def _merged(known: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
+    return known + tuple(r for r in dict.fromkeys(more) if r not in known)
 
 
 class Watcher:
@@ -66,8 +71,10 @@ class ApprovalBook:
         self._watch_queue_size = watch_queue_size
         self._approvals: dict[str, Approval] = {}
         self._watchers: set[Watcher] = set()
-        # Decisions read before their request (the two topics are read independently).
+        # Decisions and quorum votes read before their request (the two topics are read
+        # independently).
         self._early: dict[str, Decision] = {}
+        self._early_votes: dict[str, tuple[str, ...]] = {}
 
     def add_request(self, request: Approval) -> tuple[Approval, bool]:
         """Add a pending request; ``(current, True)`` when it is new. A request already known
@@ -77,6 +84,9 @@ class ApprovalBook:
             return known, False
         if not request.pending:
             raise InvalidArgument(f"a new request must be pending, not {request.status}")
+        votes = self._early_votes.pop(request.id, ())
+        if votes:
+            request = request.model_copy(update={"approved_by": votes})
         early = self._early.pop(request.id, None)
         if early is not None:
             request = _settled(request, early)
@@ -118,6 +128,8 @@ class ApprovalBook:
         if outcome != "modify" and modified_arguments is not None:
             raise InvalidArgument(f"modified arguments are only allowed with modify, not {outcome}")
         current = self.get(approval_id)
+        if outcome == "modify" and isinstance(modified_arguments, dict):
+            check_arguments(current.arguments_schema, modified_arguments)
         if not current.pending:
             raise FailedPrecondition(
                 f"approval {approval_id!r} is already {current.status} by {current.decided_by}"
@@ -196,6 +208,23 @@ class ApprovalBook:
         if not current.pending:
             return False
         self._approvals[current.id] = _settled(current, decision)
+        self._notify(self._approvals[current.id])
+        return True
+
+    def apply_vote(self, vote: Vote) -> bool:
+        """A quorum vote read back from the decisions topic (at start, or cast on another
+        replica). Votes merge: reviewers already counted stay, new ones are added in order, so
+        applying one twice, or our own vote read back, changes nothing. ``True`` when it
+        changed the book."""
+        current = self._approvals.get(vote.approval_id)
+        if current is None:
+            known = self._early_votes.get(vote.approval_id, ())
+            self._early_votes[vote.approval_id] = _merged(known, vote.approvals)
+            return False
+        merged = _merged(current.approved_by, vote.approvals)
+        if not current.pending or merged == current.approved_by:
+            return False
+        self._approvals[current.id] = current.model_copy(update={"approved_by": merged})
         self._notify(self._approvals[current.id])
         return True
 

@@ -30,6 +30,8 @@ class Approval(BaseModel):
     tool_name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     reasoning: str = ""
+    # What running the call would do, in the requester's words (shown to reviewers).
+    consequences: str = ""
     idempotency_key: str = ""
     status: ApprovalStatus = "pending"
     created_at: datetime
@@ -45,6 +47,10 @@ class Approval(BaseModel):
     comment: str = ""
     # Only for status "modified": the arguments the tool call must run with instead.
     modified_arguments: dict[str, Any] | None = None
+    # The JSON schema modified arguments must meet ({} = unknown, not checked here).
+    arguments_schema: dict[str, Any] = Field(default_factory=dict)
+    # The requesting session's traceparent: its decision continues the same trace.
+    trace: str = ""
 
     @property
     def pending(self) -> bool:
@@ -62,3 +68,13 @@ class Decision(BaseModel):
     comment: str = ""
     modified_arguments: dict[str, Any] | None = None
     decided_at: datetime | None = None
+
+
+class Vote(BaseModel):
+    """A quorum vote as published on the decisions topic, read back to rebuild the book."""
+
+    model_config = ConfigDict(frozen=True)
+
+    approval_id: str
+    # Every reviewer who had approved when this vote was cast, in order.
+    approvals: tuple[str, ...]

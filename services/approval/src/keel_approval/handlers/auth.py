@@ -1,4 +1,5 @@
-"""Who is resolving: the reviewer named by a bearer token in the call's metadata.
+"""Who is resolving: the reviewer named by a bearer token (gRPC metadata, or the web inbox's
+login form: the same tokens).
 
 With tokens configured, the name a client claims in ``ResolveRequest.reviewer`` is ignored:
 the decision records the token's reviewer. With none configured (development), the claimed
@@ -29,12 +30,17 @@ class ReviewerAuth:
         presented = _bearer(metadata)
         if presented is None:
             raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
+        found = self.name_of(presented)
+        if not found:
+            raise Unauthenticated("unknown reviewer token")
+        return found
+
+    def name_of(self, presented: bytes) -> str:
+        """The reviewer a token names; "" when it names none."""
         found = ""
         for token, name in self._tokens:  # compare with every token: no early exit
             if hmac.compare_digest(token, presented):
                 found = name
-        if not found:
-            raise Unauthenticated("unknown reviewer token")
         return found
 
 

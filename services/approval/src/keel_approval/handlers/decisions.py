@@ -1,8 +1,10 @@
-"""Making a decision: the one path shared by reviewers (gRPC) and the deadline sweeper.
+"""Making a decision: the one path shared by reviewers (gRPC and the web inbox) and the deadline
+sweeper, and the one place decisions read back from the topic are applied.
 
 A decision is published to ``keel.approval.decisions`` before the book records it, so the
-book never shows a decision the agent will not hear of; a quorum vote short of the quorum is
-only recorded (the agent waits for the final decision).
+book never shows a decision the agent will not hear of. A quorum vote short of the quorum is
+published too, as an ``ApprovalVoted`` on the same topic (the agent loop lets it pass and waits
+for the decision), so a restart or another replica keeps it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import logging
 
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.models import TIMEOUT_REVIEWER, Approval, Outcome
-from keel_approval.handlers.mapping import decision_event
+from keel_approval.handlers.mapping import decision_event, vote_event
+from keel_approval.handlers.rebuild import apply_record
 from keel_approval.metrics import ApprovalMetrics
 from keel_core.audit import AuditEmitter
 from keel_core.bus.producer import Publisher
 from keel_core.errors import FailedPrecondition, Unavailable
-from keel_core.events import Envelope
+from keel_core.events import Envelope, EventData
 from keel_core.topics import APPROVAL_DECISIONS
 
 SOURCE = "approval"
@@ -52,13 +55,20 @@ class Decider:
     ) -> Approval:
         async with self._resolving:
             decided = self._book.decide(approval_id, outcome, reviewer, comment, modified_arguments)
-            if decided.pending:  # a quorum vote: nothing to tell the agent yet
-                self._book.record(decided)
+            if decided.pending:  # a quorum vote: the agent waits for the decision
+                await self._publish(decided, vote_event(decided, comment))
             else:
-                await self._publish(decided)
-                self._book.record(decided)
+                await self._publish(decided, decision_event(decided))
+            self._book.record(decided)
         await self._account(decided, reviewer)
         return decided
+
+    async def apply_published(self, envelope: Envelope) -> bool:
+        """A record followed on the decisions topic (ours read back, or another replica's):
+        applied under the same lock as our own decisions, so it never lands between one of
+        ours being published and recorded. ``True`` when it changed the book."""
+        async with self._resolving:
+            return apply_record(self._book, envelope)
 
     async def expire_due(self) -> list[Approval]:
         """Time out every pending request past its deadline; returns those timed out. A request
@@ -78,9 +88,9 @@ class Decider:
                 break
         return done
 
-    async def _publish(self, decided: Approval) -> None:
+    async def _publish(self, decided: Approval, event: EventData) -> None:
         envelope = Envelope.wrap(
-            decision_event(decided), source=SOURCE, session_id=decided.session_id
+            event, source=SOURCE, session_id=decided.session_id, trace=decided.trace
         )
         try:
             await self._publisher.publish(APPROVAL_DECISIONS, envelope, key=decided.session_id)

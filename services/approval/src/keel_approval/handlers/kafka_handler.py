@@ -43,6 +43,7 @@ class RequestReader:
             envelope.time,
             default_timeout_s=self._default_timeout_s,
             quorum=self._quorum,
+            trace=envelope.trace,
         )
 
 

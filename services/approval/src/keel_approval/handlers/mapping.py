@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from keel.approval.v1 import approval_pb2
-from keel_approval.domain.models import Approval, ApprovalStatus, Decision, Outcome
+from keel_approval.domain.models import Approval, ApprovalStatus, Decision, Outcome, Vote
 from keel_approval.domain.rules import expires_at, required_approvals
 from keel_core.canonical import canonical_json
 from keel_core.errors import InvalidArgument
-from keel_core.events import ApprovalDecided, ApprovalRequested
+from keel_core.events import ApprovalDecided, ApprovalRequested, ApprovalVoted
 
 STATUS_TO_PROTO: dict[ApprovalStatus, approval_pb2.ApprovalStatus.ValueType] = {
     "pending": approval_pb2.APPROVAL_STATUS_PENDING,
@@ -35,6 +35,7 @@ def approval_from_event(
     *,
     default_timeout_s: float = 3600.0,
     quorum: Mapping[str, int] | None = None,
+    trace: str = "",
 ) -> Approval:
     return Approval(
         id=event.approval_id,
@@ -43,11 +44,14 @@ def approval_from_event(
         tool_name=event.tool_name,
         arguments=event.arguments,
         reasoning=event.reasoning,
+        consequences=event.consequences,
         idempotency_key=event.idempotency_key,
         created_at=time,
         deadline=event.deadline,
         expires_at=expires_at(event.deadline, time, default_timeout_s),
         required_approvals=required_approvals(quorum or {}, event.tool_name),
+        arguments_schema=event.arguments_schema,
+        trace=trace,
     )
 
 
@@ -72,6 +76,24 @@ def decision_event(decided: Approval) -> ApprovalDecided:
         comment=decided.comment,
         modified_arguments=decided.modified_arguments,
     )
+
+
+def vote_event(voted: Approval, comment: str = "") -> ApprovalVoted:
+    """The event for a quorum vote: ``voted`` is the approval as ``decide`` returned it, still
+    pending, its last approver being the reviewer who just voted."""
+    if not voted.pending or not voted.approved_by:
+        raise ValueError("only a pending approval with a new approval is a vote")
+    return ApprovalVoted(
+        approval_id=voted.id,
+        reviewer=voted.approved_by[-1],
+        comment=comment,
+        approvals=list(voted.approved_by),
+        required=voted.required_approvals,
+    )
+
+
+def vote_from_event(event: ApprovalVoted) -> Vote:
+    return Vote(approval_id=event.approval_id, approvals=tuple(event.approvals))
 
 
 def outcome_from_proto(value: int) -> Outcome:
@@ -109,4 +131,7 @@ def approval_to_proto(approval: Approval) -> approval_pb2.Approval:
         comment=approval.comment,
         modified_arguments_json=canonical_json(modified) if modified is not None else "",
         idempotency_key=approval.idempotency_key,
+        consequences=approval.consequences,
+        required_approvals=approval.required_approvals,
+        approved_by=list(approval.approved_by),
     )

@@ -1,29 +1,37 @@
-"""OpenAI-compatible chat completions over HTTP (OpenAI, vLLM, llama.cpp server, Ollama, ...).
+"""OpenAI-compatible chat completions over HTTP (OpenAI, vLLM, llama.cpp server, Ollama, ...),
+whole or streamed.
 
-The API key stays in this module: it goes into the Authorization header and nowhere else (not
-into errors, logs or audit records).
+The API key stays in this module: it goes into the Authorization header and nowhere else. Error
+messages are scrubbed of it (and of credentials in the base URL) because upstreams echo keys
+back ("Incorrect API key provided: sk-...") and transport errors quote the URL.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from pydantic import SecretStr
 
-from keel_core.errors import InvalidArgument, Unavailable
+from keel_core.errors import InvalidArgument, KeelError, Unavailable
+from keel_llm_gateway.adapters.http1 import Http1Client, HttpError, HttpTimeout
+from keel_llm_gateway.adapters.openai_stream import StreamAssembler
 from keel_llm_gateway.adapters.tool_names import ToolNames
 from keel_llm_gateway.domain.models import (
     ChatMessage,
     Completion,
     CompletionRequest,
+    StreamEvent,
+    TextDelta,
     ToolCall,
     Usage,
 )
 
 # Client errors that say "not now" rather than "never": retrying may help.
 RETRYABLE_4XX = frozenset({408, 409, 429})
+COMPLETIONS = "chat/completions"
 
 
 class OpenAICompatProvider:
@@ -35,18 +43,16 @@ class OpenAICompatProvider:
         api_key: SecretStr,
         default_model: str,
         timeout_s: float,
-        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        name: str = "openai",
     ) -> None:
-        headers = {"Content-Type": "application/json"}
+        self.name = name
+        headers = {}
         if api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
+        self._secrets = _secrets_of(api_key, base_url)
         self._default_model = default_model
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s),
-            transport=transport,
-        )
+        self._client = Http1Client(base_url, headers=headers, timeout_s=timeout_s)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -55,17 +61,64 @@ class OpenAICompatProvider:
         names = ToolNames(t.name for t in request.tools)
         body = request_body(request, request.model or self._default_model, names)
         try:
-            response = await self._client.post("chat/completions", json=body)
-        except httpx.TimeoutException as exc:
-            raise Unavailable(f"model provider timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise Unavailable(f"model provider unreachable: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 400:
-            raise _http_error(response)
+            response = await self._client.post(COMPLETIONS, json.dumps(body).encode())
+            if response.status >= 400:
+                raise _http_error(response.status, response.reason, response.text)
+            try:
+                return parse_response(response.json(), body["model"], self.name, names)
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise Unavailable(f"model provider sent a malformed response: {exc}") from exc
+        except (HttpError, KeelError) as exc:
+            raise self._scrubbed(exc) from None
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        names = ToolNames(t.name for t in request.tools)
+        body = request_body(request, request.model or self._default_model, names)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        assembler = StreamAssembler(body["model"], self.name, names)
         try:
-            return parse_response(response.json(), body["model"], self.name, names)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise Unavailable(f"model provider sent a malformed response: {exc}") from exc
+            async with self._client.stream(COMPLETIONS, json.dumps(body).encode()) as response:
+                if response.status >= 400:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    raise _http_error(response.status, response.reason, text)
+                async for line in response.aiter_lines():
+                    try:
+                        delta = assembler.feed_line(line)
+                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                        raise Unavailable(f"model provider sent a malformed event: {exc}") from exc
+                    if delta:
+                        yield TextDelta(content=delta)
+                    if assembler.done:
+                        break
+        except (HttpError, KeelError) as exc:
+            raise self._scrubbed(exc) from None
+        yield assembler.completion()
+
+    def _scrubbed(self, exc: Exception) -> KeelError:
+        """The error as a Keel error whose message holds no credential."""
+        if isinstance(exc, HttpTimeout):
+            error: KeelError = Unavailable(f"model provider timed out ({exc})")
+        elif isinstance(exc, HttpError):
+            error = Unavailable(f"model provider unreachable: {exc}")
+        else:
+            error = exc if isinstance(exc, KeelError) else Unavailable(str(exc))
+        text = str(error)
+        for secret in self._secrets:
+            text = text.replace(secret.get_secret_value(), "[redacted]")
+        return type(error)(text)
+
+
+def _secrets_of(api_key: SecretStr, base_url: str) -> tuple[SecretStr, ...]:
+    """The key, and a password or token written into the base URL (``https://u:p@host``)."""
+    secrets = [api_key.get_secret_value()]
+    userinfo = re.match(r"[a-z][a-z0-9+.-]*://([^/@]+)@", base_url, re.IGNORECASE)
+    if userinfo:
+        _, colon, password = userinfo.group(1).partition(":")
+        secrets.append(password if colon else userinfo.group(1))
+    # Longest first, so a key is not half-replaced by a shorter secret inside it.
+    kept = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+    return tuple(SecretStr(s) for s in kept)
 
 
 def request_body(
@@ -142,20 +195,19 @@ def parse_response(
     )
 
 
-def _http_error(response: httpx.Response) -> Exception:
-    message = _upstream_message(response)
-    text = f"model provider answered HTTP {response.status_code}: {message}"
-    if response.status_code >= 500 or response.status_code in RETRYABLE_4XX:
-        return Unavailable(text)
-    return InvalidArgument(text)
+def _http_error(status: int, reason: str, text: str) -> Exception:
+    message = f"model provider answered HTTP {status}: {_upstream_message(text, reason)}"
+    if status >= 500 or status in RETRYABLE_4XX:
+        return Unavailable(message)
+    return InvalidArgument(message)
 
 
-def _upstream_message(response: httpx.Response) -> str:
+def _upstream_message(text: str, reason: str) -> str:
     """The upstream's own error message (OpenAI shape: {"error": {"message": ...}})."""
     try:
-        data = response.json()
+        data = json.loads(text)
     except ValueError:
-        return response.text[:500] or response.reason_phrase
+        return text[:500] or reason
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict) and error.get("message"):
         return str(error["message"])

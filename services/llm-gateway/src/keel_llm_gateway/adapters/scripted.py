@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from keel_core.errors import FailedPrecondition
 from keel_core.untrusted import strip_untrusted
 from keel_llm_gateway.adapters.scenario_file import Scenario, ScenarioFile, Step, load_scenarios
 from keel_llm_gateway.adapters.templating import render, render_value
-from keel_llm_gateway.domain.models import ChatMessage, Completion, CompletionRequest, ToolCall
+from keel_llm_gateway.domain.models import (
+    ChatMessage,
+    Completion,
+    CompletionRequest,
+    StreamEvent,
+    ToolCall,
+)
+from keel_llm_gateway.domain.streaming import stream_by_completing
 
 MODEL = "scripted"
 _WHOLE = re.compile(r"[0-9]+")
@@ -65,6 +72,11 @@ class ScriptedProvider:
             provider=self.name,
             finish_reason="tool_calls" if calls else "stop",
         )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """The scripted answer's text in a few chunks, then the answer."""
+        async for event in stream_by_completing(self.complete, request):
+            yield event
 
     def _match(self, goal: str) -> tuple[Scenario, re.Match[str]] | None:
         for scenario, pattern in self._scenarios:

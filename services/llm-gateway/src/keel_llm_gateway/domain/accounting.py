@@ -50,12 +50,18 @@ def _tool_chars(tools: Iterable[ToolSpec]) -> int:
     )
 
 
+def estimate_prompt_tokens(request: CompletionRequest) -> int:
+    """Every message's content and tool calls plus the tool catalog (for routing, budget
+    reservations and providers that report no usage)."""
+    prompt_chars = sum(_message_chars(m) for m in request.messages) + _tool_chars(request.tools)
+    return estimate_tokens(prompt_chars)
+
+
 def estimate_usage(request: CompletionRequest, message: ChatMessage) -> Usage:
     """Prompt: every message's content and tool calls plus the tool catalog; completion: the
     answer's content and tool calls."""
-    prompt_chars = sum(_message_chars(m) for m in request.messages) + _tool_chars(request.tools)
     return Usage(
-        prompt_tokens=estimate_tokens(prompt_chars),
+        prompt_tokens=estimate_prompt_tokens(request),
         completion_tokens=estimate_tokens(_message_chars(message)),
         estimated=True,
     )

@@ -22,17 +22,33 @@ class ToolSpec(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
+class Scope(BaseModel):
+    """Who pays: the budgets a completion is charged to. Not part of the cache key: two
+    sessions asking the same deterministic question may share an answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str = ""
+    agent_id: str = ""
+    tenant: str = ""
+
+
 class CompletionRequest(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     messages: tuple[ChatMessage, ...]
     tools: tuple[ToolSpec, ...] = ()
-    # Empty: the provider's default model.
+    # Empty: the router picks (provider, model) by complexity; a provider given "" uses its
+    # default model.
     model: str = ""
     temperature: float = 0.0
     # None: the provider's default limit.
     max_tokens: int | None = None
+    # "low", "medium", "high" or "" (the gateway estimates it).
     complexity: str = ""
+    # Opt in to the response cache for temperature > 0 (temperature 0 is always cacheable).
+    cache: bool = False
+    scope: Scope = Scope()
 
 
 class Usage(BaseModel):
@@ -55,3 +71,16 @@ class Completion(BaseModel):
     usage: Usage | None = None
     finish_reason: str = "stop"
     cached: bool = False
+
+
+class TextDelta(BaseModel):
+    """A piece of the answer's text as it is generated; progress only (the final
+    ``Completion`` of a stream is the truth)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    content: str
+
+
+# What a provider's ``stream`` yields: deltas, then exactly one Completion.
+StreamEvent = TextDelta | Completion

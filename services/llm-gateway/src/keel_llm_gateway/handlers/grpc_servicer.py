@@ -1,15 +1,13 @@
-"""gRPC front of the gateway: every completion is timed, counted, priced and audited.
+"""gRPC front of the gateway: every completion is counted, priced and audited.
 
-The audit record carries who asked, which model answered, tokens, cost and the names of the
-tools the model called: never message contents, which may hold user data or secrets.
+The audit record carries who asked, which model answered, tokens, cost, whether it was a cache
+hit and the names of the tools the model called: never message contents, which may hold user
+data or secrets.
 """
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import AsyncIterator
-from itertools import pairwise
 
 import grpc
 
@@ -21,7 +19,6 @@ from keel_llm_gateway.handlers.mapping import completion_to_proto, request_from_
 from keel_llm_gateway.metrics import LLMMetrics
 
 AUDIT_ACTION = "llm.completion"
-STREAM_CHUNKS = 3
 
 
 class LLMGatewayServicer(llm_pb2_grpc.LLMGatewayServicer):
@@ -33,41 +30,30 @@ class LLMGatewayServicer(llm_pb2_grpc.LLMGatewayServicer):
     async def Complete(
         self, request: llm_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> llm_pb2.CompleteResponse:
-        return completion_to_proto(await self._complete(request))
+        completion = await self._gateway.complete(request_from_proto(request))
+        await self._account(request, completion)
+        return completion_to_proto(completion)
 
     async def CompleteStream(
         self, request: llm_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[llm_pb2.CompleteChunk]:
-        """The whole completion, replayed as a few content chunks and a final chunk that
-        carries the full response. Token-by-token streaming from providers comes later; the
-        contract already allows it."""
-        completion = await self._complete(request)
-        for piece in split_text(completion.message.content, STREAM_CHUNKS):
-            yield llm_pb2.CompleteChunk(delta=piece)
-        yield llm_pb2.CompleteChunk(final=completion_to_proto(completion))
-
-    async def _complete(self, request: llm_pb2.CompleteRequest) -> Completion:
-        domain_request = request_from_proto(request)
-        provider = self._gateway.provider.name
-        started = time.perf_counter()
-        try:
-            completion = await self._gateway.complete(domain_request)
-        except Exception as exc:
-            self._metrics.errors.labels(provider, type(exc).__name__).inc()
-            raise
-        finally:
-            self._metrics.latency.labels(provider).observe(time.perf_counter() - started)
-        await self._account(request, completion)
-        return completion
+        """Text deltas as the provider produces them, then a chunk with the whole response."""
+        async for event in self._gateway.stream(request_from_proto(request)):
+            if isinstance(event, Completion):
+                await self._account(request, event)
+                yield llm_pb2.CompleteChunk(final=completion_to_proto(event))
+            else:
+                yield llm_pb2.CompleteChunk(delta=event.content)
 
     async def _account(self, request: llm_pb2.CompleteRequest, completion: Completion) -> None:
         usage = completion.usage
         prompt = usage.prompt_tokens if usage else 0
         generated = usage.completion_tokens if usage else 0
         cost = usage.cost_usd if usage else 0.0
-        self._metrics.tokens.labels(completion.model, "prompt").inc(prompt)
-        self._metrics.tokens.labels(completion.model, "completion").inc(generated)
-        self._metrics.cost.labels(completion.model).inc(cost)
+        if not completion.cached:  # a hit spent nothing
+            self._metrics.tokens.labels(completion.model, "prompt").inc(prompt)
+            self._metrics.tokens.labels(completion.model, "completion").inc(generated)
+            self._metrics.cost.labels(completion.model).inc(cost)
         ctx = request.context
         await self._audit.record(
             AUDIT_ACTION,
@@ -78,6 +64,7 @@ class LLMGatewayServicer(llm_pb2_grpc.LLMGatewayServicer):
             details={
                 "model": completion.model,
                 "provider": completion.provider,
+                "tenant": ctx.tenant,
                 "prompt_tokens": prompt,
                 "completion_tokens": generated,
                 "usage_estimated": bool(usage and usage.estimated),
@@ -87,13 +74,3 @@ class LLMGatewayServicer(llm_pb2_grpc.LLMGatewayServicer):
                 "tool_calls": [call.name for call in completion.message.tool_calls],
             },
         )
-
-
-def split_text(text: str, parts: int) -> list[str]:
-    """At most ``parts`` pieces cut at word starts; joined, they give back ``text`` exactly."""
-    if not text:
-        return []
-    words = re.findall(r"\s*\S+\s*", text) or [text]
-    count = min(parts, len(words))
-    bounds = [len(words) * i // count for i in range(count + 1)]
-    return ["".join(words[start:end]) for start, end in pairwise(bounds)]

@@ -14,6 +14,7 @@ from keel_llm_gateway.domain.models import (
     ChatMessage,
     Completion,
     CompletionRequest,
+    Scope,
     ToolCall,
     ToolSpec,
 )
@@ -30,6 +31,12 @@ def request_from_proto(request: llm_pb2.CompleteRequest) -> CompletionRequest:
             temperature=request.temperature,
             max_tokens=request.max_tokens or None,
             complexity=request.complexity,
+            cache=request.cache,
+            scope=Scope(
+                session_id=request.context.session_id,
+                agent_id=request.context.agent_id,
+                tenant=request.context.tenant,
+            ),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -9,6 +9,7 @@ text unescaped, so a metadata value like ``x" or type != "`` stays a value.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 _ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
@@ -28,4 +29,19 @@ def build_filter(types: Sequence[str], metadata: Mapping[str, str]) -> str:
         clauses.append(in_list("type", types))
     for key in sorted(metadata):
         clauses.append(f"metadata[{literal(key)}] == {literal(metadata[key])}")
+    return " and ".join(clauses)
+
+
+def forget_filter(session_id: str, created_before: datetime | None, types: Sequence[str]) -> str:
+    """What Forget deletes besides explicit ids: every selector given must hold. ``types``
+    alone selects nothing (an empty string), so it can never widen a forget to whole types."""
+    clauses: list[str] = []
+    if session_id:
+        clauses.append(f"session_id == {literal(session_id)}")
+    if created_before is not None:
+        clauses.append(f"created_at < {int(created_before.timestamp() * 1000)}")
+    if not clauses:
+        return ""
+    if types:
+        clauses.append(in_list("type", types))
     return " and ".join(clauses)

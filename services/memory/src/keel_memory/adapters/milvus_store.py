@@ -3,7 +3,8 @@ for scale, with the same code and only the URI changed.
 
 pymilvus is blocking, so every call runs in a worker thread; one ``asyncio.Lock`` keeps them one
 at a time, which is what Milvus Lite (one in-process server per file) copes with best. The
-index is FLAT with COSINE: exact search, no background index build, and memory sets are small.
+vector index and its search settings come from ``IndexSettings`` (``milvus_index.py``): HNSW
+with COSINE by default, chosen by the numbers in docs/adr/0004-memory-embeddings-and-index.md.
 
 Milvus Lite 3.x searches rows still in its write buffer (memtable, flushed by itself only at
 128 MiB) one by one in Python: about 50 microseconds per row, so 1,000 unflushed rows cost ~50 ms
@@ -24,7 +25,8 @@ from typing import Any, TypeVar
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from keel_core.errors import Unavailable
-from keel_memory.adapters.milvus_filter import build_filter, in_list, literal
+from keel_memory.adapters.milvus_filter import build_filter, forget_filter, in_list
+from keel_memory.adapters.milvus_index import IndexSettings
 from keel_memory.domain.models import (
     MAX_CONTENT_BYTES,
     MAX_SESSION_ID,
@@ -53,9 +55,16 @@ class MilvusStore:
     """Open with ``await MilvusStore.open(...)``; ``close()`` on stop."""
 
     def __init__(
-        self, client: MilvusClient, uri: str, collection: str, *, flush_every: int = 0
+        self,
+        client: MilvusClient,
+        uri: str,
+        collection: str,
+        *,
+        flush_every: int = 0,
+        index: IndexSettings | None = None,
     ) -> None:
         self._client = client
+        self._index = index or IndexSettings()
         self._uri = uri
         self._collection = collection
         self._flush_every = flush_every if is_lite_path(uri) else 0
@@ -73,17 +82,19 @@ class MilvusStore:
         token: str = "",
         timeout_s: float = 10.0,
         flush_every: int = 200,
+        index: IndexSettings | None = None,
     ) -> MilvusStore:
+        index = index or IndexSettings()
         client = await asyncio.to_thread(_connect, uri, token, timeout_s)
         try:
-            await asyncio.to_thread(_ensure_collection, client, collection, dim)
+            index = await asyncio.to_thread(_ensure_collection, client, collection, dim, index)
         except MilvusException as exc:
             await asyncio.to_thread(client.close)
             raise StoreOpenError(f"cannot prepare collection {collection!r}: {exc}") from exc
         except StoreOpenError:
             await asyncio.to_thread(client.close)
             raise
-        return cls(client, uri, collection, flush_every=flush_every)
+        return cls(client, uri, collection, flush_every=flush_every, index=index)
 
     async def close(self) -> None:
         """Close the client and, for Milvus Lite, stop its in-process server so the data folder
@@ -116,7 +127,7 @@ class MilvusStore:
                 limit=top_k,
                 filter=expr,
                 output_fields=OUTPUT_FIELDS,
-                search_params={"metric_type": "COSINE"},
+                search_params=self._index.search_params(top_k),
             )
         )
         return [
@@ -129,8 +140,17 @@ class MilvusStore:
             return 0
         return await self._delete_matching(in_list("id", ids))
 
-    async def delete_session(self, session_id: str) -> int:
-        return await self._delete_matching(f"session_id == {literal(session_id)}")
+    async def delete_where(
+        self,
+        *,
+        session_id: str = "",
+        created_before: datetime | None = None,
+        types: Sequence[MemoryType] = (),
+    ) -> int:
+        expr = forget_filter(session_id, created_before, types)
+        if not expr:
+            raise ValueError("delete_where needs a session_id or created_before")
+        return await self._delete_matching(expr)
 
     async def _delete_matching(self, expr: str) -> int:
         """Delete by id what ``expr`` matches and count it. Milvus Lite answers a delete with
@@ -182,13 +202,18 @@ def _connect(uri: str, token: str, timeout_s: float) -> MilvusClient:
         raise StoreOpenError(f"cannot open Milvus at {uri!r}{hint}: {exc.message}") from exc
 
 
-def _ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
+def _ensure_collection(
+    client: MilvusClient, name: str, dim: int, index: IndexSettings
+) -> IndexSettings:
+    """Create the collection if missing; the index settings searches must use (those of the
+    index the collection really has)."""
     if client.has_collection(name):
         found = _vector_dim(client.describe_collection(name))
         if found != dim:
             raise StoreOpenError(
                 f"collection {name!r} holds {found}-dimensional vectors, embedding_dim is {dim}"
             )
+        index = _existing_index(client, name, index)
     else:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
@@ -198,13 +223,36 @@ def _ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
         schema.add_field("session_id", DataType.VARCHAR, max_length=MAX_SESSION_ID)
         schema.add_field("metadata", DataType.JSON)
         schema.add_field("created_at", DataType.INT64)
-        index = client.prepare_index_params()
-        index.add_index(field_name="vector", index_type="FLAT", metric_type="COSINE")
+        params = client.prepare_index_params()
+        params.add_index(field_name="vector", **index.index_params())
         client.create_collection(
-            name, schema=schema, index_params=index, consistency_level="Strong"
+            name, schema=schema, index_params=params, consistency_level="Strong"
         )
-        log.info("created Milvus collection %s (dim %d)", name, dim)
+        log.info("created Milvus collection %s (dim %d, index %s)", name, dim, index.type)
     client.load_collection(name)
+    return index
+
+
+def _existing_index(client: MilvusClient, name: str, index: IndexSettings) -> IndexSettings:
+    """An existing collection keeps its index (a rebuild at start-up would stall the service);
+    say so when the configuration asks for another one, and search the index that is there."""
+    try:
+        existing = str(client.describe_index(name, "vector").get("index_type", ""))
+    except MilvusException:
+        return index
+    if not existing or existing == index.type:
+        return index
+    log.warning(
+        "collection %s has a %s index, configured %s: keeping %s (a new collection gets %s)",
+        name,
+        existing,
+        index.type,
+        existing,
+        index.type,
+    )
+    if existing in ("HNSW", "FLAT", "IVF_FLAT", "AUTOINDEX"):
+        return index.model_copy(update={"type": existing})
+    return IndexSettings(type="FLAT")
 
 
 def _vector_dim(description: Mapping[str, Any]) -> int | None:

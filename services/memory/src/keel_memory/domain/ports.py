@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from keel_memory.domain.models import MemoryEntry, MemoryHit, MemoryType, Vector
@@ -37,4 +38,13 @@ class MemoryStore(Protocol):
         """Delete by id; the number of entries that existed and are now gone."""
         ...
 
-    async def delete_session(self, session_id: str) -> int: ...
+    async def delete_where(
+        self,
+        *,
+        session_id: str = "",
+        created_before: datetime | None = None,
+        types: Sequence[MemoryType] = (),
+    ) -> int:
+        """Delete every entry matching all the given selectors (at least one of ``session_id``
+        and ``created_before``); how many went."""
+        ...

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
 from keel_core.audit import AuditEmitter
+from keel_core.errors import InvalidArgument
 from keel_memory.domain.service import MemoryService
-from keel_memory.handlers.mapping import retrieval_to_proto, type_from_proto, types_from_proto
+from keel_memory.handlers.mapping import (
+    retrieval_to_proto,
+    type_budgets_from_proto,
+    type_from_proto,
+    types_from_proto,
+)
 from keel_memory.metrics import MemoryMetrics
 
 
@@ -47,6 +55,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             token_budget=request.token_budget,
             top_k=request.top_k,
             filters=dict(request.filters),
+            type_budgets=type_budgets_from_proto(request.type_budgets),
         )
         self._metrics.retrieved.inc(len(retrieval.items))
         self._metrics.budget_utilisation.observe(retrieval.tokens_used / retrieval.token_budget)
@@ -55,14 +64,28 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     async def Forget(
         self, request: memory_pb2.ForgetRequest, context: grpc.aio.ServicerContext
     ) -> memory_pb2.ForgetResponse:
-        deleted = await self._service.forget(ids=list(request.ids), session_id=request.session_id)
+        if request.older_than_s < 0:
+            raise InvalidArgument("older_than_s must not be negative")
+        types = types_from_proto(request.types)
+        deleted = await self._service.forget(
+            ids=list(request.ids),
+            session_id=request.session_id,
+            older_than=timedelta(seconds=request.older_than_s) if request.older_than_s else None,
+            types=types,
+        )
         self._metrics.forgotten.inc(deleted)
         await self._audit.record(
             "memory.forget",
             actor=request.context.agent_id or "unknown",
-            subject=request.session_id or "ids",
+            subject=request.session_id or ("age" if request.older_than_s else "ids"),
             trace=request.context.traceparent,
             session_id=request.session_id,
-            details={"count": deleted, "ids": list(request.ids), "session": request.session_id},
+            details={
+                "count": deleted,
+                "ids": list(request.ids),
+                "session": request.session_id,
+                "older_than_s": request.older_than_s,
+                "types": list(types),
+            },
         )
         return memory_pb2.ForgetResponse(deleted=deleted)

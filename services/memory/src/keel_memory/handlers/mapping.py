@@ -29,6 +29,11 @@ def types_from_proto(values: Iterable[int]) -> list[MemoryType]:
     return [type_from_proto(value) for value in values]
 
 
+def type_budgets_from_proto(values: Iterable[memory_pb2.TypeBudget]) -> dict[MemoryType, int]:
+    """Per-type caps; a type listed twice keeps its last cap."""
+    return {type_from_proto(value.type): value.token_budget for value in values}
+
+
 def item_to_proto(item: MemoryItem) -> memory_pb2.MemoryItem:
     return memory_pb2.MemoryItem(
         id=item.id,
@@ -37,6 +42,8 @@ def item_to_proto(item: MemoryItem) -> memory_pb2.MemoryItem:
         metadata=item.metadata,
         score=item.score,
         tokens=item.tokens,
+        session_id=item.session_id,
+        created_at_ms=int(item.created_at.timestamp() * 1000),
     )
 
 

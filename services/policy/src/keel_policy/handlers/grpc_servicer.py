@@ -12,6 +12,7 @@ from keel.policy.v1 import policy_pb2, policy_pb2_grpc
 from keel_core.audit import AuditEmitter
 from keel_core.errors import InvalidArgument
 from keel_core.redaction import redact
+from keel_core.tracing import set_attributes
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.domain.holder import PolicyHolder
 from keel_policy.domain.results import Verdict
@@ -39,6 +40,14 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         outcome = self._holder.engine.decide(request.tool_name, arguments, profile, ctx.tenant)
         verdict = outcome.verdict
         self._metrics.decisions.labels(verdict.decision, verdict.rule_id, verdict.policy_set).inc()
+        set_attributes(
+            {
+                "keel.tool.name": request.tool_name,
+                "keel.policy.decision": verdict.decision,
+                "keel.policy.rule_id": verdict.rule_id,
+                "keel.policy.set": verdict.policy_set,
+            }
+        )
         details = _details(ctx, request.tool_name, arguments, verdict)
         await self._audit.record(
             "policy.decision",

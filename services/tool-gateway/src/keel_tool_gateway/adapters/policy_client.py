@@ -6,11 +6,13 @@ import json
 from typing import Any
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from keel.common.v1 import common_pb2
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
 from keel_core.errors import Unavailable
 from keel_core.grpc import call_with_errors
+from keel_core.tracing import start_span
 from keel_tool_gateway.domain.models import Decision, PolicyVerdict, RequestContext
 
 _FROM_PROTO: dict[int, Decision] = {
@@ -41,10 +43,15 @@ class PolicyClient:
             tool_name=tool,
             arguments_json=json.dumps(arguments, ensure_ascii=False),
         )
-        reply: policy_pb2.EvaluateResponse = await call_with_errors(
-            lambda: self._stub.Evaluate(request, timeout=self._timeout_s)
-        )
-        decision = _FROM_PROTO.get(reply.decision)
+        with start_span(
+            "policy decision", kind=SpanKind.CLIENT, attributes={"keel.tool.name": tool}
+        ) as span:
+            reply: policy_pb2.EvaluateResponse = await call_with_errors(
+                lambda: self._stub.Evaluate(request, timeout=self._timeout_s)
+            )
+            decision = _FROM_PROTO.get(reply.decision)
+            span.set_attribute("keel.policy.decision", decision or "none")
+            span.set_attribute("keel.policy.rule_id", reply.rule_id)
         if decision is None:
             # A reply without a decision is no permission: the caller fails closed.
             raise Unavailable(f"policy returned no decision (rule {reply.rule_id!r})")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import grpc
 
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel_core import semconv
 from keel_core.audit import AuditEmitter
 from keel_core.errors import InvalidArgument
 from keel_core.redaction import audit_arguments
+from keel_core.tracing import set_attributes
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.models import ExecutionResult, RequestContext
 from keel_tool_gateway.domain.output import mark_untrusted
@@ -71,6 +73,14 @@ class ToolGatewayServicer(tool_pb2_grpc.ToolGatewayServicer):
             await self._record(ctx, request, exc.result, recorded=False)
             raise
         self._observe(request.call.name, result)
+        set_attributes(
+            {
+                semconv.OPERATION: semconv.EXECUTE_TOOL,
+                semconv.TOOL_NAME: request.call.name,
+                "keel.tool.status": result.status,
+                "keel.tool.replayed": result.replayed,
+            }
+        )
         await self._record(ctx, request, result, recorded=True)
         if self._mark_untrusted_output and result.output:
             marked = mark_untrusted(request.call.name, result.output)

@@ -57,12 +57,17 @@ class CompleteRequest(_message.Message):
     TEMPERATURE_FIELD_NUMBER: _builtins.int
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLEXITY_FIELD_NUMBER: _builtins.int
+    CACHE_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Empty: let the gateway route by complexity."""
     temperature: _builtins.float
     max_tokens: _builtins.int
     complexity: _builtins.str
-    """"low", "medium" or "high"; used for routing when model is empty."""
+    """"low", "medium" or "high"; used for routing when model is empty ("" = the gateway
+    estimates it from prompt size and tool count).
+    """
+    cache: _builtins.bool
+    """Opt in to the response cache when temperature > 0 (temperature 0 is always cacheable)."""
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
     @_builtins.property
@@ -79,10 +84,11 @@ class CompleteRequest(_message.Message):
         temperature: _builtins.float = ...,
         max_tokens: _builtins.int = ...,
         complexity: _builtins.str = ...,
+        cache: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["complexity", b"complexity", "context", b"context", "max_tokens", b"max_tokens", "messages", b"messages", "model", b"model", "temperature", b"temperature", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "complexity", b"complexity", "context", b"context", "max_tokens", b"max_tokens", "messages", b"messages", "model", b"model", "temperature", b"temperature", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -126,6 +132,11 @@ Global___CompleteResponse: _TypeAlias = CompleteResponse  # noqa: Y015
 
 @_typing.final
 class CompleteChunk(_message.Message):
+    """A stream is zero or more chunks with a text delta, then one chunk with `final` set: the whole
+    response (message with tool calls, usage, cost, finish reason, cached). The final response
+    is the truth; deltas are progress and may differ if the gateway had to repair the answer.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELTA_FIELD_NUMBER: _builtins.int

@@ -139,6 +139,7 @@ class RetrieveRequest(_message.Message):
     TOKEN_BUDGET_FIELD_NUMBER: _builtins.int
     TOP_K_FIELD_NUMBER: _builtins.int
     FILTERS_FIELD_NUMBER: _builtins.int
+    TYPE_BUDGETS_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     token_budget: _builtins.int
     top_k: _builtins.int
@@ -152,6 +153,12 @@ class RetrieveRequest(_message.Message):
     def filters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Exact-match metadata filters."""
 
+    @_builtins.property
+    def type_budgets(self) -> _containers.RepeatedCompositeFieldContainer[Global___TypeBudget]:
+        """Optional per-type caps inside token_budget: items of a listed type stop being added once
+        that type's tokens would pass its cap. 0 (or an unlisted type) means no cap of its own.
+        """
+
     def __init__(
         self,
         *,
@@ -161,14 +168,37 @@ class RetrieveRequest(_message.Message):
         token_budget: _builtins.int = ...,
         top_k: _builtins.int = ...,
         filters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        type_budgets: _abc.Iterable[Global___TypeBudget] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "filters", b"filters", "query", b"query", "token_budget", b"token_budget", "top_k", b"top_k", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "filters", b"filters", "query", b"query", "token_budget", b"token_budget", "top_k", b"top_k", "type_budgets", b"type_budgets", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetrieveRequest: _TypeAlias = RetrieveRequest  # noqa: Y015
+
+@_typing.final
+class TypeBudget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    TOKEN_BUDGET_FIELD_NUMBER: _builtins.int
+    type: Global___MemoryType.ValueType
+    token_budget: _builtins.int
+    def __init__(
+        self,
+        *,
+        type: Global___MemoryType.ValueType = ...,
+        token_budget: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token_budget", b"token_budget", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypeBudget: _TypeAlias = TypeBudget  # noqa: Y015
 
 @_typing.final
 class MemoryItem(_message.Message):
@@ -200,11 +230,16 @@ class MemoryItem(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     type: Global___MemoryType.ValueType
     content: _builtins.str
     score: _builtins.float
     tokens: _builtins.int
+    session_id: _builtins.str
+    """The session that stored it ("" when none) and when it was (last) stored."""
+    created_at_ms: _builtins.int
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -216,10 +251,12 @@ class MemoryItem(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         score: _builtins.float = ...,
         tokens: _builtins.int = ...,
+        session_id: _builtins.str = ...,
+        created_at_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "id", b"id", "metadata", b"metadata", "score", b"score", "tokens", b"tokens", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "created_at_ms", b"created_at_ms", "id", b"id", "metadata", b"metadata", "score", b"score", "session_id", b"session_id", "tokens", b"tokens", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -250,27 +287,41 @@ Global___RetrieveResponse: _TypeAlias = RetrieveResponse  # noqa: Y015
 
 @_typing.final
 class ForgetRequest(_message.Message):
+    """Deletes the listed ids, plus every entry that matches ALL of the selectors given
+    (session_id, older_than_s, types); types alone is not enough to forget anything.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     IDS_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
+    OLDER_THAN_S_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """Forget every entry stored for this session."""
+    older_than_s: _builtins.int
+    """Forget entries stored more than this many seconds ago (0: no age selector)."""
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[Global___MemoryType.ValueType]:
+        """Narrow the session / age selectors to these types (empty: every type)."""
+
     def __init__(
         self,
         *,
         ids: _abc.Iterable[_builtins.str] | None = ...,
         session_id: _builtins.str = ...,
         context: _common_pb2.RequestContext | None = ...,
+        older_than_s: _builtins.int = ...,
+        types: _abc.Iterable[Global___MemoryType.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "ids", b"ids", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "ids", b"ids", "older_than_s", b"older_than_s", "session_id", b"session_id", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

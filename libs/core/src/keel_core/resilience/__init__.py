@@ -1,0 +1,1 @@
+"""Resilience primitives shared by services (circuit breakers)."""

@@ -1,0 +1,90 @@
+"""The response cache: the same deterministic question gets the stored answer, at no cost.
+
+The key is the sha256 of the canonical JSON (sorted keys, no whitespace) of everything that
+shapes the answer: model (or routing tier), messages, tools and sampling parameters. Who asks
+(session, tenant) is not in it. Only temperature-0 requests are cached unless a request opts
+in: a sampled answer is one draw, and serving it again changes what the caller asked for.
+Entries live ``ttl_s`` and the least recently used go first past ``max_entries``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from keel_core.canonical import canonical_json, sha256_hex
+from keel_llm_gateway.domain.models import Completion, CompletionRequest, Usage
+
+
+class CacheResult(enum.StrEnum):
+    """The label values of ``keel_llm_cache_requests_total``."""
+
+    HIT = "hit"
+    MISS = "miss"
+    BYPASS = "bypass"
+
+
+def cache_key(request: CompletionRequest, model: str) -> str:
+    return sha256_hex(
+        canonical_json(
+            {
+                "model": model,
+                "messages": [m.model_dump(mode="json") for m in request.messages],
+                "tools": [t.model_dump(mode="json") for t in request.tools],
+                "temperature": request.temperature,
+                "max_tokens": request.max_tokens,
+            }
+        )
+    )
+
+
+def cacheable(request: CompletionRequest) -> bool:
+    return request.temperature == 0 or request.cache
+
+
+class ResponseCache:
+    """LRU with a time-to-live. Not locked: get and put never await, so under asyncio each runs
+    whole."""
+
+    def __init__(
+        self, *, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_entries < 1 or ttl_s <= 0:
+            raise ValueError("a cache needs max_entries >= 1 and ttl_s > 0")
+        self._max = max_entries
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, Completion]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> Completion | None:
+        """The stored answer marked as cached and free, or None (an expired one is dropped)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, completion = entry
+        if self._clock() >= expires:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return completion
+
+    def put(self, key: str, completion: Completion) -> None:
+        self._entries[key] = (self._clock() + self._ttl_s, as_hit(completion))
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
+def as_hit(completion: Completion) -> Completion:
+    """What a hit returns: the same message and token counts (what the answer stands for, e.g.
+    for the caller's context accounting), ``cached``, and a cost of 0. The gateway charges a
+    hit to no budget and counts no tokens for it."""
+    usage = completion.usage or Usage(prompt_tokens=0, completion_tokens=0)
+    return completion.model_copy(
+        update={"cached": True, "usage": usage.model_copy(update={"cost_usd": 0.0})}
+    )

@@ -1,0 +1,121 @@
+"""Cache keys (canonical), TTL with an injected clock, LRU bound, and the gateway's use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from keel_llm_gateway.domain.accounting import ModelPrice
+from keel_llm_gateway.domain.cache import ResponseCache, cache_key, cacheable
+from keel_llm_gateway.domain.gateway import Gateway
+from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest, Scope, ToolSpec, Usage
+from keel_llm_gateway.metrics import LLMMetrics
+from keel_llm_gateway.testing import FakeProvider, text_completion
+
+USER = ChatMessage(role="user", content="What is 2 + 2?")
+
+
+def request(**fields: object) -> CompletionRequest:
+    base: dict[str, object] = {"messages": (USER,)}
+    return CompletionRequest(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def tool(properties: dict[str, object]) -> ToolSpec:
+    return ToolSpec(name="calc", parameters={"type": "object", "properties": properties})
+
+
+def test_key_ignores_dict_key_order_but_not_content() -> None:
+    a = request(tools=(tool({"x": {"type": "string"}, "y": {"type": "integer"}}),))
+    b = request(tools=(tool({"y": {"type": "integer"}, "x": {"type": "string"}}),))
+    c = request(tools=(tool({"x": {"type": "string"}}),))
+    assert cache_key(a, "m") == cache_key(b, "m")
+    assert cache_key(a, "m") != cache_key(c, "m")
+
+
+def test_key_covers_model_messages_and_sampling_but_not_the_caller() -> None:
+    base = cache_key(request(), "m")
+    assert cache_key(request(), "other") != base
+    assert cache_key(request(messages=(USER, USER)), "m") != base
+    assert cache_key(request(max_tokens=10), "m") != base
+    assert cache_key(request(temperature=0.5, cache=True), "m") != base
+    assert cache_key(request(scope=Scope(session_id="s", tenant="t")), "m") == base
+    assert len(base) == 64
+
+
+def test_only_temperature_zero_unless_opted_in() -> None:
+    assert cacheable(request())
+    assert not cacheable(request(temperature=0.7))
+    assert cacheable(request(temperature=0.7, cache=True))
+
+
+@dataclass
+class Clock:
+    now: float = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_entries_expire_after_ttl() -> None:
+    clock = Clock()
+    cache = ResponseCache(max_entries=10, ttl_s=60, clock=clock)
+    cache.put("k", text_completion("hi", usage=Usage(prompt_tokens=5, completion_tokens=1)))
+    clock.now += 59.9
+    hit = cache.get("k")
+    assert hit is not None
+    assert hit.cached
+    assert hit.usage == Usage(prompt_tokens=5, completion_tokens=1, cost_usd=0.0)
+    clock.now += 0.1
+    assert cache.get("k") is None
+    assert len(cache) == 0
+
+
+def test_least_recently_used_goes_first() -> None:
+    cache = ResponseCache(max_entries=2, ttl_s=60, clock=Clock())
+    cache.put("a", text_completion("a"))
+    cache.put("b", text_completion("b"))
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.put("c", text_completion("c"))
+    assert cache.get("b") is None
+    assert cache.get("a") is not None
+    assert cache.get("c") is not None
+
+
+async def test_gateway_serves_hits_free_and_counts_hit_miss_bypass() -> None:
+    provider = FakeProvider(
+        replies=[text_completion("4", usage=Usage(prompt_tokens=10, completion_tokens=1))]
+    )
+    registry = CollectorRegistry()
+    gateway = Gateway.single(
+        provider,
+        {"fake-model": ModelPrice(prompt=1.0)},
+        cache=ResponseCache(max_entries=8, ttl_s=60),
+        observer=LLMMetrics(registry),
+    )
+    first = await gateway.complete(request())
+    second = await gateway.complete(request())
+    sampled = await gateway.complete(request(temperature=0.9))
+    assert (first.cached, second.cached, sampled.cached) == (False, True, False)
+    assert first.usage is not None
+    assert first.usage.cost_usd > 0
+    assert second.usage is not None
+    assert second.usage.cost_usd == 0
+    assert second.message == first.message
+    assert len(provider.requests) == 2
+
+    def count(result: str) -> float | None:
+        return registry.get_sample_value("keel_llm_cache_requests_total", {"result": result})
+
+    assert (count("hit"), count("miss"), count("bypass")) == (1, 1, 1)
+
+
+async def test_a_cache_hit_streams_the_cached_answer() -> None:
+    provider = FakeProvider(replies=["two plus two is four"])
+    gateway = Gateway.single(provider, {}, cache=ResponseCache(max_entries=8, ttl_s=60))
+    await gateway.complete(request())
+    events = [event async for event in gateway.stream(request())]
+    *deltas, final = events
+    assert "".join(d.content for d in deltas) == "two plus two is four"  # type: ignore[union-attr]
+    assert final.cached  # type: ignore[union-attr]
+    assert len(provider.requests) == 1
