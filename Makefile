@@ -9,7 +9,7 @@ STAMP := $(VENV)/.keel-installed
 MEMBERS := libs/protos libs/core libs/cli $(sort $(wildcard services/*))
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: help install run test test-unit lint typecheck protos bench kafka-up kafka-down \
+.PHONY: help install run test test-unit lint typecheck protos bench dashboard kafka-up kafka-down \
 	kafka-status clean
 
 help: ## List the targets
@@ -23,6 +23,7 @@ $(STAMP): requirements/constraints.txt requirements/dev.txt $(PYPROJECTS)
 	$(PY) -m pip install -q -c requirements/constraints.txt -r requirements/dev.txt \
 		$(foreach m,$(MEMBERS),-e $(m))
 	bash deploy/browser/install.sh
+	bash deploy/prometheus/install.sh
 	@touch $(STAMP)
 
 run: install ## Start Kafka and the six services, run a sample task end to end (Ctrl-C stops)
@@ -51,6 +52,9 @@ bench: install ## Per-step overhead, steps/s, and recovery after kill -9 (prints
 	$(PY) bench/recovery.py
 	$(PY) bench/policy_decision.py
 	$(PY) bench/tool_gateway_overhead.py
+
+dashboard: install ## Redraw docs/images/dashboard.png from a live stack and a real Prometheus (~3.5 min)
+	$(PY) deploy/grafana/render/snapshot.py
 
 kafka-up: ## Start the local Kafka broker (no-op when KEEL_KAFKA_BOOTSTRAP is set)
 	bash deploy/kafka/broker.sh start

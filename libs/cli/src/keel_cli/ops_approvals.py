@@ -47,6 +47,11 @@ def describe(approval: approval_pb2.Approval) -> str:
     )
     if approval.deadline and status == "PENDING":
         line += f" deadline={approval.deadline}"
+    if approval.required_approvals > 1:
+        votes = ",".join(approval.approved_by) or "none"
+        line += f" votes={len(approval.approved_by)}/{approval.required_approvals}({votes})"
+    if approval.consequences and status == "PENDING":
+        line += f"\n    would: {approval.consequences}"
     if approval.decided_by:
         line += f" by={approval.decided_by}"
     if approval.comment:

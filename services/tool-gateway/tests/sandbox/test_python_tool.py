@@ -199,7 +199,8 @@ async def test_policy_still_decides_before_anything_runs() -> None:
     service = ExecutionService(registry, policy, ResultLedger(100))
     result = await service.execute(CTX, "python", json.dumps({"code": "print(1)"}))
     assert result.status == "denied"
-    assert policy.calls[0].arguments == {"code": "print(1)"}
+    # Policy judges the call as it would run: the tool's defaults filled in.
+    assert policy.calls[0].arguments == {"code": "print(1)", "stdin": "", "timeout_s": None}
 
 
 @pytest.mark.usefixtures("isolated")

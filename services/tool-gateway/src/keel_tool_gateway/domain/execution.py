@@ -191,7 +191,9 @@ class ExecutionService:
             return _Outcome(approval.refusal, final=False)
         arguments = call.arguments if approval.arguments is None else approval.arguments
         try:
-            verdict = await self._policy.evaluate(call.ctx, call.tool_name, arguments)
+            verdict = await self._policy.evaluate(
+                call.ctx, call.tool_name, _as_it_would_run(tool, arguments)
+            )
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, nothing may run
             log.warning("policy evaluation failed for %s, failing closed: %r", call.tool_name, exc)
             return _Outcome(_noted(_error(POLICY_UNAVAILABLE), approval), final=False)
@@ -280,6 +282,18 @@ def _replayed(key: str, stored: str, fingerprint: str, result: ExecutionResult) 
     if stored != fingerprint:
         return _error(f"idempotency key {key!r} was used for a different call; nothing ran")
     return result.model_copy(update={"replayed": True})
+
+
+def _as_it_would_run(tool: Tool[Any], arguments: dict[str, Any]) -> dict[str, Any]:
+    """What policy judges: the arguments with the tool's defaults filled in, as the tool would
+    receive them — a rule on ``method`` must see the ``GET`` a model left out. Arguments the
+    tool would refuse are judged as sent (the call then fails validation, whatever the verdict)."""
+    try:
+        validated = tool.input_model.model_validate(arguments)
+    except ValidationError:
+        return arguments
+    dumped = validated.model_dump(mode="json")
+    return dumped if isinstance(dumped, dict) else arguments
 
 
 async def _invoke(tool: Tool[Any], validated: Any) -> Any:
