@@ -20,9 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @asynccontextmanager
-async def own_stack() -> AsyncIterator[tuple[LocalStack, Path, KafkaSettings]]:
-    """A broker and six services of their own, with the counting tool enabled; yields
-    (stack, counts dir, kafka settings).
+async def own_stack(
+    extra_env: dict[str, str] | None = None,
+) -> AsyncIterator[tuple[LocalStack, Path, KafkaSettings]]:
+    """A broker and six services of their own, with the counting tool enabled (and
+    ``extra_env`` for every service); yields (stack, counts dir, kafka settings).
 
     Tests that kill processes must not share topics with the session stack: its agent loop
     would pick up their tasks (and the shared tool ledger would answer their calls).
@@ -41,7 +43,7 @@ async def own_stack() -> AsyncIterator[tuple[LocalStack, Path, KafkaSettings]]:
         run_dir=run_dir,
         kafka_bootstrap=bootstrap,
         specs=with_free_ports(),
-        extra_env={"KEEL_TOOL_GATEWAY_TEST_TOOLS_DIR": str(counts)},
+        extra_env={"KEEL_TOOL_GATEWAY_TEST_TOOLS_DIR": str(counts), **(extra_env or {})},
     )
     try:
         await ensure_topics(kafka)
