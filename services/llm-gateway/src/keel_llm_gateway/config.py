@@ -61,7 +61,9 @@ class Settings(ServiceSettings):
     local_model_path: Path | None = None
     local_model_sha256: str = ""
     local_n_threads: int = Field(default=2, gt=0)
-    local_n_ctx: int = Field(default=4096, gt=0)
+    # As large as the agent loop's default context window (8192), so a long session is trimmed
+    # by the loop rather than refused here.
+    local_n_ctx: int = Field(default=8192, gt=0)
     local_max_tokens: int = Field(default=512, gt=0)
 
     # More providers by name, as JSON: {"big": {"kind": "openai", "base_url": "...",

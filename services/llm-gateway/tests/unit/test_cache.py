@@ -119,3 +119,31 @@ async def test_a_cache_hit_streams_the_cached_answer() -> None:
     assert "".join(d.content for d in deltas) == "two plus two is four"  # type: ignore[union-attr]
     assert final.cached  # type: ignore[union-attr]
     assert len(provider.requests) == 1
+
+
+def test_key_is_the_hash_of_one_canonical_json_document() -> None:
+    import json
+
+    from keel_core.canonical import canonical_json, sha256_hex
+    from keel_llm_gateway.domain.models import ToolCall
+
+    call = ToolCall(id="c1", name="calc", arguments_json='{"x": "ü"}')
+    req = request(
+        messages=(USER, ChatMessage(role="assistant", tool_calls=(call,))),
+        tools=(tool({"x": {"type": "string"}}), ToolSpec(name="clock", description="é")),
+        max_tokens=64,
+    )
+    text = canonical_json(
+        {
+            "max_tokens": 64,
+            "messages": [
+                ["user", "What is 2 + 2?", [], "", ""],
+                ["assistant", "", [["c1", "calc", '{"x": "ü"}']], "", ""],
+            ],
+            "model": "m",
+            "temperature": 0.0,
+            "tools": [t.model_dump(mode="json") for t in req.tools],
+        }
+    )
+    json.loads(text)
+    assert cache_key(req, "m") == sha256_hex(text)

@@ -21,7 +21,8 @@ MODELS = REPO / "deploy" / "models"
 
 def load_fetch() -> ModuleType:
     spec = importlib.util.spec_from_file_location("keel_fetch_models", MODELS / "fetch.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while decorating
     spec.loader.exec_module(module)

@@ -98,7 +98,10 @@ def request(goal: str = "What is (17 * 23) + 4?", **extra: object) -> Completion
     return CompletionRequest(messages=messages, tools=(CALCULATOR,), **extra)  # type: ignore[arg-type]
 
 
-CALL = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "(17 * 23) + 4"}}\n</tool_call>'
+CALL = (
+    '<tool_call>\n{"name": "calculator", "arguments": {"expression": "(17 * 23) + 4"}}\n'
+    "</tool_call>"
+)
 
 
 async def test_a_tool_call_comes_back_as_a_validated_call_with_real_usage() -> None:
@@ -257,7 +260,7 @@ def test_gate_passes_prose_and_strips_leading_space() -> None:
 
 
 def test_gate_holds_back_a_reply_that_starts_as_a_call() -> None:
-    assert gate(["<tool", "_call>", '{"name"'] ) == ""
+    assert gate(["<tool", "_call>", '{"name"']) == ""
     assert gate(["```", "json"]) == ""
     assert gate(["{", '"a": 1}']) == ""
 
@@ -268,3 +271,32 @@ def test_gate_stops_at_a_call_after_prose() -> None:
 
 def test_gate_releases_text_that_only_looked_like_a_marker() -> None:
     assert gate(["a <", "b"]) == "a <b"
+
+
+async def test_generation_stops_after_the_first_whole_call_when_tools_are_offered() -> None:
+    repeated = CALL + "\n" + CALL + "\nThe answer is 395."
+    engine = FakeEngine([repeated, repeated])
+    local = provider(engine)
+
+    with_tools = await local.complete(request())
+    without = await local.complete(CompletionRequest(messages=request().messages))
+
+    assert len(with_tools.message.tool_calls) == 1
+    assert with_tools.usage is not None
+    assert with_tools.usage.completion_tokens == -(-len(CALL) // 3)
+    assert engine.stop_rules[1] is None  # plain chat runs to the end of its turn
+    assert without.message.content == repeated.strip()
+
+
+async def test_aclose_stops_a_running_generation_instead_of_waiting_for_it() -> None:
+    engine = FakeEngine(["x" * 3000], chunk=1, delay_s=0.01)
+    local = provider(engine, max_tokens=5000)
+    task = asyncio.ensure_future(local.complete(CompletionRequest(messages=request().messages)))
+    await asyncio.sleep(0.05)
+
+    await local.aclose()
+
+    assert engine.cancelled.is_set()
+    assert engine.closed
+    answer = await task  # the cut-short text, not a hang of 30 s
+    assert 0 < len(answer.message.content) < 3000

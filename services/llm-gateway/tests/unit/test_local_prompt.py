@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from keel_llm_gateway.adapters.local_prompt import (
+    ANSWER_NUDGE,
     build_prompt,
+    compact_schema,
     neutralise,
+    reply_complete,
     tool_call_text,
     tool_line,
 )
@@ -65,22 +70,63 @@ def test_system_turn_keeps_the_agent_prompt_first_then_tools_then_other_system_m
     assert system.startswith("You are Keel.")
     assert system.index("<tools>") < system.index("Retrieved context: none.")
     assert "<tool_call>" in system  # the format is shown
-    assert system.count("Example ") == 2  # two example exchanges
 
 
-def test_tools_are_listed_as_json_lines_without_schema_titles() -> None:
-    system = turns(build_prompt(conversation("hi"), [CALCULATOR, NOTE]))[0][1]
-    block = system.split("<tools>\n", 1)[1].split("\n</tools>", 1)[0]
-    listed = [json.loads(line) for line in block.splitlines()]
+def test_few_shot_puts_two_example_exchanges_between_the_system_turn_and_the_goal() -> None:
+    plain = turns(build_prompt(conversation("What is 2 + 2?"), [CALCULATOR]))
+    shown = turns(build_prompt(conversation("What is 2 + 2?"), [CALCULATOR], few_shot=True))
 
-    assert [t["name"] for t in listed] == ["calculator", "note"]
-    assert listed[0]["parameters"] == {
-        "type": "object",
-        "properties": {"expression": {"type": "string"}},
-        "required": ["expression"],
-    }
-    # A property *named* title is part of the schema, not an annotation.
-    assert listed[1]["parameters"]["properties"] == {"title": {"type": "string"}}
+    assert [role for role, _ in plain] == ["system", "user"]
+    roles = [role for role, _ in shown]
+    assert roles == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert "<tool_call>" in shown[2][1]  # the first example calls a tool...
+    assert shown[3][1].startswith("<tool_response>")  # ...reads its response...
+    assert "<tool_call>" not in shown[4][1] + shown[6][1]  # ...and both end in plain answers
+    assert shown[-1][1] == "What is 2 + 2?"
+    # Without tools there is no format to show.
+    assert len(turns(build_prompt(conversation("hi"), [], few_shot=True))) == 2
+
+
+def test_each_tool_is_shown_as_the_call_to_write_with_typed_placeholders() -> None:
+    assert tool_line(CALCULATOR) == (
+        "calculator: Evaluates an arithmetic expression.\n"
+        '{"name": "calculator", "arguments": {"expression": <string>}}'
+    )
+    fetch = ToolSpec(
+        name="http_fetch",
+        description="Fetch a URL.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "url": {"type": "string", "maxLength": 2048, "description": "The URL."},
+                "method": {"type": "string", "enum": ["GET", "HEAD"], "default": "GET"},
+                "zone": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+                "tags": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["url"],
+        },
+    )
+    assert tool_line(fetch).splitlines()[1] == (
+        '{"name": "http_fetch", "arguments": {"url": <string: The URL.>, '
+        '"method": <"GET" or "HEAD", optional, default "GET">, '
+        '"zone": <string, optional>, "tags": [<string>, ...]}}'
+    )
+    assert tool_line(ToolSpec(name="noop")) == '{"name": "noop", "arguments": {}}'
+
+
+def test_the_schema_shown_drops_validation_keywords_but_never_a_property() -> None:
+    shown = compact_schema(NOTE.parameters | {"additionalProperties": False, "title": "Note"})
+
+    assert shown == {"type": "object", "properties": {"title": {"type": "string"}}}
 
 
 def test_no_tools_means_no_tool_instructions() -> None:
@@ -91,12 +137,28 @@ def test_no_tools_means_no_tool_instructions() -> None:
 
 
 def test_requests_with_the_same_agent_and_tools_share_the_prompt_through_the_catalog() -> None:
-    first = build_prompt(conversation("What is 2 + 2?"), [CALCULATOR])
-    second = build_prompt(conversation("What time is it?"), [CALCULATOR])
+    first = build_prompt(conversation("What is 2 + 2?"), [CALCULATOR], few_shot=True)
+    second = build_prompt(conversation("What time is it?"), [CALCULATOR], few_shot=True)
     shared = os.path.commonprefix([first, second])
 
     assert "</tools>" in shared
-    assert "Example 2" in shared
+    assert "Hi team!" in shared  # the examples too
+
+
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [
+        ('<tool_call>\n{"name": "a", "arguments": {}}\n</tool_call>', True),
+        ('<tool_call>\n{"name": "a", "arguments": {}}', False),  # the closing tag may follow
+        ('{"name": "a", "arguments": {"x": "}"}}', True),
+        ('{"name": "a", "arguments": {"x": "}', False),
+        ('```json\n{"name": "a", "arguments": {}}', True),
+        ("The answer is {x}", False),  # prose with braces is not a call
+        ("", False),
+    ],
+)
+def test_reply_complete_spots_the_end_of_the_first_call(text: str, complete: bool) -> None:
+    assert reply_complete(text) is complete
 
 
 def test_history_renders_calls_in_the_model_format_and_groups_tool_results() -> None:
@@ -121,7 +183,27 @@ def test_history_renders_calls_in_the_model_format_and_groups_tool_results() -> 
         {"name": "calculator", "arguments": {"expression": "1+1"}},
         {"name": "calculator", "arguments": {"expression": "2+2"}},
     ]
-    assert found[3][1] == "<tool_response>\n2\n</tool_response>\n<tool_response>\n4\n</tool_response>"
+    assert found[3][1] == (
+        "<tool_response>\n2\n</tool_response>\n<tool_response>\n4\n</tool_response>" + ANSWER_NUDGE
+    )
+
+
+def test_after_tool_results_the_catalog_is_left_out_so_the_model_answers() -> None:
+    call = ToolCall(id="c0", name="calculator", arguments_json='{"expression": "2+2"}')
+    history = [
+        *conversation("What is 2 + 2?"),
+        ChatMessage(role="assistant", tool_calls=(call,)),
+        ChatMessage(role="tool", content="4", tool_call_id="c0"),
+    ]
+    answering = turns(build_prompt(history, [CALCULATOR], few_shot=True))
+    follow_up = [*history, ChatMessage(role="user", content="And 3+3?")]
+    more = turns(build_prompt(follow_up, [CALCULATOR]))
+
+    assert "<tools>" not in answering[0][1]
+    assert len(answering) == 4  # no examples either
+    assert answering[-1][1].endswith(ANSWER_NUDGE)
+    assert "<tools>" in more[0][1]  # a new question brings the catalog back
+    assert ANSWER_NUDGE not in "".join(content for _, content in more)
 
 
 def test_control_tokens_in_untrusted_text_cannot_open_or_close_turns() -> None:
@@ -152,5 +234,5 @@ def test_tool_call_text_keeps_unparseable_arguments_as_a_string() -> None:
     assert payload == {"name": "calculator", "arguments": "not json"}
 
 
-def test_tool_line_is_one_line() -> None:
-    assert "\n" not in tool_line(ToolSpec(name="x", description="two\nlines"))
+def test_a_tool_is_two_lines_whatever_its_description() -> None:
+    assert len(tool_line(ToolSpec(name="x", description="two\nlines")).splitlines()) == 2

@@ -73,6 +73,9 @@ async def test_text_streams_token_by_token_with_usage_at_the_end(
     assert final.message.content == "hello big wide world"
     assert final.usage == Usage(prompt_tokens=11, completion_tokens=3)
     assert final.finish_reason == "stop"
+    again = [event async for event in provider.stream(ASK)]
+    assert again[-1] == final
+    assert upstream.connections_opened == 1  # the stream's connection was reused
     headers, body = upstream.seen[0]
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
@@ -148,7 +151,7 @@ async def test_the_key_never_appears_in_errors_even_when_the_upstream_echoes_it(
         await call()
     assert KEY not in str(caught.value)
     assert "[redacted]" in str(caught.value)
-    assert caught.value.__cause__ is None  # no chained httpx error carrying headers
+    assert caught.value.__cause__ is None  # no chained transport error carrying headers
     assert caught.value.__suppress_context__
     assert KEY not in caplog.text
 

@@ -121,7 +121,11 @@ class SessionStore:
         )
         record.iteration = event.iteration
         if str(event.kind) == "state" and not record.finished:
-            record.status = _status(event.detail.get("to"), record.status)
+            to = _status(event.detail.get("to"), record.status)
+            # A terminal status is recorded by finished(), together with the answer or error:
+            # a reader must never see "completed" without the answer.
+            if to not in TERMINAL:
+                record.status = to
         record.events.append(recorded)
         for queue in record.watchers:
             queue.put_nowait(recorded)

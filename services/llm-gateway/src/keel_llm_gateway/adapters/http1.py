@@ -22,6 +22,8 @@ from urllib.parse import unquote, urlsplit
 
 MAX_HEADER_LINES = 100
 MAX_LINE = 65536
+# How long a body the caller stopped reading may take to finish before the connection is dropped.
+DRAIN_S = 0.05
 
 
 class HttpError(Exception):
@@ -208,10 +210,20 @@ class Http1Client:
         except BaseException:
             connection.close()
             raise
+        if not reader.done:
+            await self._drain(reader)
         if reader.done:
             self._release(connection, headers, framing)
         else:
             connection.close()
+
+    async def _drain(self, reader: _BodyReader) -> None:
+        """The rest of a body the caller stopped reading (an event stream after ``[DONE]``:
+        usually just the last chunk), briefly, so the connection can be reused."""
+        with suppress(TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+            async with asyncio.timeout(DRAIN_S):
+                while await reader.next() is not None:
+                    pass
 
     async def _exchange(
         self, path: str, body: bytes

@@ -46,12 +46,16 @@ _CALL_MARKERS = ("<tool_call>", "```")
 class LocalModelProvider:
     name = "local"
 
-    def __init__(self, engine_factory: EngineFactory, *, model: str, max_tokens: int) -> None:
+    def __init__(
+        self, engine_factory: EngineFactory, *, model: str, max_tokens: int, few_shot: bool = False
+    ) -> None:
         self._factory = engine_factory
         self._model = model
         self._max_tokens = max_tokens
+        self._few_shot = few_shot
         self._engine: Engine | None = None
         self._load_lock = asyncio.Lock()
+        self._running: set[threading.Event] = set()
         # One thread: requests queue here, so the model is never used by two at once.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-local-model")
 
@@ -66,6 +70,7 @@ class LocalModelProvider:
         n_threads: int = 2,
         n_ctx: int = 8192,
         max_tokens: int = 512,
+        few_shot: bool = False,
     ) -> LocalModelProvider:
         """A provider for a catalog model in ``models_dir``, or for an explicit ``model_path``
         (checked against ``sha256`` when given). Cheap: nothing is read until ``start()``."""
@@ -79,7 +84,7 @@ class LocalModelProvider:
             verify_file(path, digest, name=label if model_path is None else "", size=size)
             return LlamaEngine.load(path, n_ctx=n_ctx, n_threads=n_threads)
 
-        return cls(load, model=label, max_tokens=max_tokens)
+        return cls(load, model=label, max_tokens=max_tokens, few_shot=few_shot)
 
     async def start(self) -> None:
         """Verify and load the weights now (in the worker thread) rather than on first use."""
@@ -104,7 +109,10 @@ class LocalModelProvider:
             task.cancel()
 
     async def aclose(self) -> None:
-        self._worker.shutdown(wait=True, cancel_futures=True)
+        """Stop the running generation at its next token, drop queued ones, free the model."""
+        for cancel in self._running:
+            cancel.set()
+        await asyncio.to_thread(self._worker.shutdown, wait=True, cancel_futures=True)
         if self._engine is not None:
             self._engine.close()
             self._engine = None
@@ -119,7 +127,7 @@ class LocalModelProvider:
             gate = _StreamGate(on_text) if on_text is not None else None
             generation = await self._run(
                 engine,
-                build_prompt(messages, request.tools),
+                build_prompt(messages, request.tools, few_shot=self._few_shot),
                 max_tokens=request.max_tokens or self._max_tokens,
                 temperature=request.temperature,
                 on_text=gate.feed if gate is not None else None,
@@ -176,11 +184,14 @@ class LocalModelProvider:
             cancel=cancel,
             stop_when=stop_when,
         )
+        self._running.add(cancel)
         try:
             return await loop.run_in_executor(self._worker, job)
         except asyncio.CancelledError:
             cancel.set()  # the worker stops at the next token; queued requests then run
             raise
+        finally:
+            self._running.discard(cancel)
 
 
 @dataclass

@@ -141,6 +141,10 @@ class LlamaEngine:
                 on_text(tail)
         return Generation("".join(pieces), len(tokens), count, reason)
 
+    def reset(self) -> None:
+        """Forget the cached prompt, so the next one is evaluated in full (for benchmarks)."""
+        self._llama.reset()
+
     def close(self) -> None:
         close = getattr(self._llama, "close", None)
         if close is not None:

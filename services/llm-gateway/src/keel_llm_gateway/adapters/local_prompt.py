@@ -1,15 +1,17 @@
-"""The prompt a local Qwen2.5 model reads: ChatML turns, the tool catalog and two examples.
+"""The prompt a local Qwen2.5 model reads: ChatML turns, the tool catalog, optional examples.
 
-Small models follow a format far better when they are shown it. So the system turn lists the
-tools (as JSON schemas, one per line), says a reply is either one ``<tool_call>`` or a plain
-answer, and shows two short exchanges: one that needs a tool and one that does not. The tags
-are Qwen2.5's own tool-calling format, which the model was trained on, and what
-``domain.output_parsing`` reads back.
+Measured on Qwen2.5-Coder 0.5B and 1.5B (bench/local_model.py), what makes a small model call
+the right tool with valid arguments is, in order: Qwen2.5's own tool-calling wording and tags
+(``<tools>``, ``<tool_call>``, ``<tool_response>``), which it was trained on; and each tool shown
+as the call to write, with a ``<type: meaning>`` placeholder per argument, rather than as a
+JSON schema (given a schema, the 0.5B copies schema keys such as ``"type"`` into its
+arguments). Two example exchanges (one with a tool, one without) can be added as real turns
+(``few_shot``); whether they help depends on the model, so it is a setting and the bench
+measures both.
 
-The block with the tools comes right after the agent's first system message and before
-anything that changes per session (retrieved memory, the goal), so consecutive requests share
-a long prefix and llama.cpp reuses its evaluated KV cache for it instead of reading the
-catalog again.
+The tool block comes right after the agent's first system message and before anything that
+changes per session (retrieved memory, the goal), so consecutive requests share a long prefix
+and llama.cpp reuses its evaluated KV cache for it instead of reading the catalog again.
 """
 
 from __future__ import annotations
@@ -27,44 +29,48 @@ IM_END = "<|im_end|>"
 # as written, or it could close a turn and speak as the system.
 _CONTROL = re.compile(r"<\|(\w+)\|>")
 _DECODER = json.JSONDecoder()
+MAX_DEPTH = 3
 
 INSTRUCTIONS = """\
 # Tools
 
-You may call one of these tools. Each line is a tool: its name, what it does, and the JSON \
-schema of its arguments.
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags. Each function is \
+its description, then its call with a placeholder <type: meaning> for each argument:
 <tools>
 {tools}
 </tools>
 
-# How to reply
-
-Each reply is exactly ONE of these two:
-1. A tool call, when you need a tool's result to answer. Write only this, nothing before or \
-after it, with arguments that fit the tool's schema:
+For each function call, return a json object with function name and arguments within \
+<tool_call></tool_call> XML tags, with real values in place of the placeholders:
 <tool_call>
-{{"name": "<tool name>", "arguments": {{<arguments>}}}}
+{{"name": <function-name>, "arguments": <args-json-object>}}
 </tool_call>
-2. A final answer in plain text, when you already know the answer or a tool result \
-(<tool_response>) gave it to you. Do not call a tool again for a result you already have.
 
-# Examples
+If no function fits the query, or a <tool_response> already answers it, reply in plain text \
+instead."""
 
-The tools in these examples may not exist now: call only the tools listed above.
+# Appended to the last tool results (see build_prompt).
+ANSWER_NUDGE = (
+    "\n\nAnswer the question above from this result in plain text, or call another function "
+    "if you still need one."
+)
 
-Example 1 (needs a tool):
-user: How many days are there from 2024-01-01 to 2024-03-01?
-assistant: <tool_call>
-{{"name": "days_between", "arguments": {{"start": "2024-01-01", "end": "2024-03-01"}}}}
-</tool_call>
-user: <tool_response>
-60
-</tool_response>
-assistant: There are 60 days from 2024-01-01 to 2024-03-01.
-
-Example 2 (no tool needed):
-user: What is the capital of France?
-assistant: The capital of France is Paris."""
+# Two exchanges shown before the conversation when few_shot is on: one needs a tool (and
+# answers from its response), one does not.
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("user", "How many days are there from 2024-01-01 to 2024-03-01?"),
+    (
+        "assistant",
+        '<tool_call>\n{"name": "days_between", "arguments": '
+        '{"start": "2024-01-01", "end": "2024-03-01"}}\n</tool_call>',
+    ),
+    ("user", "<tool_response>\n60\n</tool_response>"),
+    ("assistant", "There are 60 days from 2024-01-01 to 2024-03-01."),
+    ("user", "Say hi to the team."),
+    ("assistant", "Hi team!"),
+)
 
 
 def neutralise(text: str) -> str:
@@ -73,16 +79,50 @@ def neutralise(text: str) -> str:
 
 
 def tool_line(tool: ToolSpec) -> str:
-    """One tool as compact JSON. The schema shown keeps what tells the model what to write
-    (types, descriptions, required, enums, defaults) and drops what only a validator needs
-    (titles, lengths, patterns, bounds): every token here is read on every request, and the
-    arguments are validated against the full schema anyway."""
-    entry = {
-        "name": tool.name,
-        "description": tool.description,
-        "parameters": compact_schema(tool.parameters),
-    }
-    return json.dumps(entry, ensure_ascii=False, separators=(", ", ": "))
+    """A tool as its description, then the call to write with a placeholder per argument:
+    ``{"name": "calculator", "arguments": {"expression": <string: Arithmetic ...>}}``."""
+    call = f'{{"name": {json.dumps(tool.name)}, "arguments": {_arguments(tool.parameters, 0)}}}'
+    description = " ".join(tool.description.split())
+    return f"{tool.name}: {description}\n{call}" if description else call
+
+
+def placeholder(schema: Any, *, required: bool = True, depth: int = 0) -> str:
+    """What to write for one argument: nested objects and arrays keep their shape, leaves
+    become ``<type[, optional][, default X]: description>``."""
+    schema = compact_schema(schema) if depth == 0 else schema
+    if not isinstance(schema, dict):
+        return "<value>"
+    kind = schema.get("type")
+    if kind == "object" and "properties" in schema and depth < MAX_DEPTH:
+        return _arguments(schema, depth + 1)
+    if kind == "array" and isinstance(schema.get("items"), dict) and depth < MAX_DEPTH:
+        return f"[{placeholder(schema['items'], depth=depth + 1)}, ...]"
+    if "enum" in schema:
+        label = " or ".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
+    elif isinstance(kind, list):
+        label = " or ".join(str(k) for k in kind)
+    else:
+        label = str(kind or "value")
+    if not required:
+        label += ", optional"
+    if "default" in schema:
+        label += f", default {json.dumps(schema['default'], ensure_ascii=False)}"
+    description = " ".join(str(schema.get("description", "")).split())
+    return f"<{label}: {description}>" if description else f"<{label}>"
+
+
+def _arguments(schema: Any, depth: int) -> str:
+    schema = compact_schema(schema) if depth == 0 else schema
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict) or not properties:
+        return "{}"
+    required = set(schema.get("required", ()))
+    fields = (
+        f"{json.dumps(name, ensure_ascii=False)}: "
+        f"{placeholder(sub, required=name in required, depth=depth + 1)}"
+        for name, sub in properties.items()
+    )
+    return "{" + ", ".join(fields) + "}"
 
 
 def reply_complete(text: str) -> bool:
@@ -106,7 +146,7 @@ def reply_complete(text: str) -> bool:
 
 
 def tool_instructions(tools: Sequence[ToolSpec]) -> str:
-    return INSTRUCTIONS.format(tools="\n".join(tool_line(t) for t in tools))
+    return INSTRUCTIONS.format(tools="\n\n".join(tool_line(t) for t in tools))
 
 
 def tool_call_text(name: str, arguments_json: str) -> str:
@@ -119,21 +159,34 @@ def tool_call_text(name: str, arguments_json: str) -> str:
     return f"<tool_call>\n{call}\n</tool_call>"
 
 
-def build_prompt(messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> str:
-    """The whole ChatML prompt, ending with an open assistant turn."""
+def build_prompt(
+    messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], *, few_shot: bool = False
+) -> str:
+    """The whole ChatML prompt, ending with an open assistant turn.
+
+    ``few_shot`` adds the two example exchanges (only with tools: without them there is no
+    format to show). When the conversation ends with tool results, the catalog is left out
+    and the results end with ``ANSWER_NUDGE``: with the catalog in view, the 0.5B model called
+    a tool again after every result (3 of 3 cases, e.g. ``calculator("395")``); without it,
+    it answered from the result (3 of 3). A call it still writes is parsed as usual.
+    """
     leading = 0
     while leading < len(messages) and messages[leading].role == "system":
         leading += 1
+    answering = bool(tools) and messages[-1].role == "tool"
+    show_tools = bool(tools) and not answering
     system_parts = [m.content for m in messages[:1] if leading]
-    if tools:
+    if show_tools:
         system_parts.append(tool_instructions(tools))
     system_parts.extend(m.content for m in messages[1:leading])
     turns = [_turn("system", "\n\n".join(system_parts))] if system_parts else []
-    turns.extend(_rest(messages[leading:]))
+    if show_tools and few_shot:
+        turns.extend(_turn(role, content) for role, content in EXAMPLES)
+    turns.extend(_rest(messages[leading:], nudge=ANSWER_NUDGE if answering else ""))
     return "".join(turns) + f"{IM_START}assistant\n"
 
 
-def _rest(messages: Sequence[ChatMessage]) -> list[str]:
+def _rest(messages: Sequence[ChatMessage], *, nudge: str = "") -> list[str]:
     turns: list[str] = []
     responses: list[str] = []
     for message in messages:
@@ -145,7 +198,7 @@ def _rest(messages: Sequence[ChatMessage]) -> list[str]:
             responses = []
         turns.append(_turn(message.role, _body(message)))
     if responses:
-        turns.append(_turn("user", "\n".join(responses)))
+        turns.append(_turn("user", "\n".join(responses) + nudge))
     return turns
 
 

@@ -8,7 +8,6 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel_core.canonical import canonical_json
 from keel_llm_gateway.domain.models import (
     ChatMessage,
     Completion,
@@ -44,10 +43,7 @@ def _message_chars(message: ChatMessage) -> int:
 
 
 def _tool_chars(tools: Iterable[ToolSpec]) -> int:
-    return sum(
-        len(tool.name) + len(tool.description) + len(canonical_json(tool.parameters))
-        for tool in tools
-    )
+    return sum(len(tool.name) + len(tool.description) + len(tool.parameters_json) for tool in tools)
 
 
 def estimate_prompt_tokens(request: CompletionRequest) -> int:
@@ -57,11 +53,13 @@ def estimate_prompt_tokens(request: CompletionRequest) -> int:
     return estimate_tokens(prompt_chars)
 
 
-def estimate_usage(request: CompletionRequest, message: ChatMessage) -> Usage:
-    """Prompt: every message's content and tool calls plus the tool catalog; completion: the
-    answer's content and tool calls."""
+def estimate_usage(
+    request: CompletionRequest, message: ChatMessage, prompt_tokens: int | None = None
+) -> Usage:
+    """Prompt: every message's content and tool calls plus the tool catalog (or the caller's
+    ``prompt_tokens`` estimate of it); completion: the answer's content and tool calls."""
     return Usage(
-        prompt_tokens=estimate_prompt_tokens(request),
+        prompt_tokens=estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens,
         completion_tokens=estimate_tokens(_message_chars(message)),
         estimated=True,
     )
@@ -84,10 +82,13 @@ def price_for(model: str, prices: Mapping[str, ModelPrice]) -> ModelPrice | None
 
 
 def account(
-    request: CompletionRequest, completion: Completion, prices: Mapping[str, ModelPrice]
+    request: CompletionRequest,
+    completion: Completion,
+    prices: Mapping[str, ModelPrice],
+    prompt_tokens: int | None = None,
 ) -> Completion:
     """The completion with usage filled in (estimated if missing) and priced."""
-    usage = completion.usage or estimate_usage(request, completion.message)
+    usage = completion.usage or estimate_usage(request, completion.message, prompt_tokens)
     price = price_for(completion.model, prices)
     priced = usage.model_copy(update={"cost_usd": cost_usd(usage, price)})
     return completion.model_copy(update={"usage": priced})

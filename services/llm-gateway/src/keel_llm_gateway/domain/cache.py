@@ -13,9 +13,10 @@ import enum
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from keel_core.canonical import canonical_json, sha256_hex
-from keel_llm_gateway.domain.models import Completion, CompletionRequest, Usage
+from keel_llm_gateway.domain.models import ChatMessage, Completion, CompletionRequest, Usage
 
 
 class CacheResult(enum.StrEnum):
@@ -27,17 +28,25 @@ class CacheResult(enum.StrEnum):
 
 
 def cache_key(request: CompletionRequest, model: str) -> str:
-    return sha256_hex(
-        canonical_json(
-            {
-                "model": model,
-                "messages": [m.model_dump(mode="json") for m in request.messages],
-                "tools": [t.model_dump(mode="json") for t in request.tools],
-                "temperature": request.temperature,
-                "max_tokens": request.max_tokens,
-            }
-        )
+    """sha256 of ``canonical_json({"max_tokens", "messages", "model", "temperature",
+    "tools"})``, written out with the keys in sorted order so each tool's canonical JSON
+    (made once per tool) is reused rather than serialised again."""
+    head = canonical_json(
+        {
+            "max_tokens": request.max_tokens,
+            "messages": [_message(m) for m in request.messages],
+            "model": model,
+            "temperature": request.temperature,
+        }
     )
+    tools = ",".join(tool.canonical for tool in request.tools)
+    return sha256_hex(f'{head[:-1]},"tools":[{tools}]}}')
+
+
+def _message(message: ChatMessage) -> list[Any]:
+    """A message as a JSON array of its fields in a fixed order (cheaper than a dump)."""
+    calls = [[c.id, c.name, c.arguments_json] for c in message.tool_calls]
+    return [message.role, message.content, calls, message.tool_call_id, message.name]
 
 
 def cacheable(request: CompletionRequest) -> bool:

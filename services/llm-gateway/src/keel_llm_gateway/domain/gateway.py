@@ -89,15 +89,15 @@ class Gateway:
         return self._ledger
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        route = self._route(request)
+        route, prompt = self._route(request)
         key = self._cache_key(request, route)
         hit = self._lookup(key)
         if hit is not None:
             return hit
-        reservation = self._reserve(request, route)
+        reservation = self._reserve(request, route, prompt)
         try:
             first = await self._chain.complete(route.chain, request)
-            completion = await self._checked(route, request, first)
+            completion = await self._checked(route, request, first, prompt)
         except BaseException:
             self._ledger.release(reservation)
             raise
@@ -107,14 +107,14 @@ class Gateway:
         """Deltas as the provider produces them, then the whole completion; a cache hit is
         replayed in a few deltas. If the answer needs a retry to be usable, the final
         completion carries the corrected answer (deltas are progress, the final is the truth)."""
-        route = self._route(request)
+        route, prompt = self._route(request)
         key = self._cache_key(request, route)
         hit = self._lookup(key)
         if hit is not None:
             async for event in replay(hit):
                 yield event
             return
-        reservation = self._reserve(request, route)
+        reservation = self._reserve(request, route, prompt)
         try:
             final: Completion | None = None
             async for event in self._chain.stream(route.chain, request):
@@ -124,16 +124,19 @@ class Gateway:
                     yield event
             if final is None:
                 raise AssertionError("a chain stream always ends with a completion")
-            completion = await self._checked(route, request, final)
+            completion = await self._checked(route, request, final, prompt)
         except BaseException:
             self._ledger.release(reservation)
             raise
         yield self._finish(request, reservation, key, completion)
 
-    def _route(self, request: CompletionRequest) -> Route:
+    def _route(self, request: CompletionRequest) -> tuple[Route, int]:
+        """The route and the prompt estimate (made once: routing, budgets and accounting all
+        use it)."""
         if not request.messages:
             raise InvalidArgument("a completion needs at least one message")
-        return self._router.route(request)
+        prompt = estimate_prompt_tokens(request)
+        return self._router.route(request, prompt), prompt
 
     def _cache_key(self, request: CompletionRequest, route: Route) -> str | None:
         if self._cache is None or not cacheable(request):
@@ -148,10 +151,9 @@ class Gateway:
         self._observer.cache(CacheResult.HIT if hit is not None else CacheResult.MISS)
         return hit
 
-    def _reserve(self, request: CompletionRequest, route: Route) -> Reservation:
+    def _reserve(self, request: CompletionRequest, route: Route, prompt: int) -> Reservation:
         """An upper estimate: the prompt estimate plus the completion limit, priced at the
         dearest model the chain may fall back to."""
-        prompt = estimate_prompt_tokens(request)
         generated = request.max_tokens or self._options.completion_reserve_tokens
         usage = Usage(prompt_tokens=prompt, completion_tokens=generated)
         cost = max(cost_usd(usage, price_for(t.model, self._prices)) for t in route.chain)
@@ -162,11 +164,11 @@ class Gateway:
             raise
 
     async def _checked(
-        self, route: Route, request: CompletionRequest, raw: Completion
+        self, route: Route, request: CompletionRequest, raw: Completion, prompt: int
     ) -> Completion:
         """Accounted, and usable: a malformed answer is asked for once more with the reason;
         a second bad answer is returned as it is (the tool gateway validates before running)."""
-        first = account(request, raw, self._prices)
+        first = account(request, raw, self._prices, prompt)
         only = self._options.repair_providers
         if not self._options.repair or (only is not None and raw.provider not in only):
             return first

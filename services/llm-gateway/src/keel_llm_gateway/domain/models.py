@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from keel_core.canonical import canonical_json
 
 # Shared with the other services; re-exported so the domain has one import site.
 from keel_core.chat import ChatMessage as ChatMessage
@@ -20,6 +23,17 @@ class ToolSpec(BaseModel):
     name: str = Field(min_length=1)
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    @cached_property
+    def canonical(self) -> str:
+        """This tool's canonical JSON, made once: routing, accounting and the cache key all
+        need it on every request (the model is frozen, so it cannot go stale)."""
+        return canonical_json(self.model_dump(mode="json"))
+
+    @cached_property
+    def parameters_json(self) -> str:
+        """The canonical JSON of ``parameters`` alone (usage estimates count it)."""
+        return canonical_json(self.parameters)
 
 
 class Scope(BaseModel):

@@ -61,7 +61,10 @@ class Route(BaseModel):
     cache_model: str
 
 
-def estimate_complexity(request: CompletionRequest, thresholds: Thresholds) -> Complexity:
+def estimate_complexity(
+    request: CompletionRequest, thresholds: Thresholds, prompt_tokens: int | None = None
+) -> Complexity:
+    """``prompt_tokens``: the caller's estimate when it has one (else computed here)."""
     if request.complexity:
         try:
             return Complexity(request.complexity.strip().lower())
@@ -69,7 +72,7 @@ def estimate_complexity(request: CompletionRequest, thresholds: Thresholds) -> C
             raise InvalidArgument(
                 f"complexity must be low, medium or high, not {request.complexity!r}"
             ) from None
-    tokens = estimate_prompt_tokens(request)
+    tokens = estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens
     tools = len(request.tools)
     if tokens >= thresholds.high_tokens or tools >= thresholds.high_tools:
         return Complexity.HIGH
@@ -97,8 +100,8 @@ class Router:
     def providers(self) -> set[str]:
         return {target.provider for chain in self._tiers.values() for target in chain}
 
-    def route(self, request: CompletionRequest) -> Route:
-        complexity = estimate_complexity(request, self._thresholds)
+    def route(self, request: CompletionRequest, prompt_tokens: int | None = None) -> Route:
+        complexity = estimate_complexity(request, self._thresholds, prompt_tokens)
         tier = self._tiers[complexity]
         if not request.model:
             return Route(complexity=complexity, chain=tier, cache_model=f"tier:{complexity}")

@@ -28,6 +28,7 @@ class MockOpenAIUpstream:
     record: bool = True
     seen: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
     port: int = 0
+    connections_opened: int = 0
     _server: asyncio.Server | None = None
     _connections: set[asyncio.StreamWriter] = field(default_factory=set)
 
@@ -48,6 +49,7 @@ class MockOpenAIUpstream:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.add(writer)
+        self.connections_opened += 1
         try:
             while await self._one(reader, writer):
                 pass
