@@ -53,11 +53,14 @@ typecheck: install ## mypy --strict on libs and services
 protos: install ## Regenerate Python code from proto/
 	$(PY) libs/protos/gen.py
 
-bench: install ## Per-step overhead, steps/s, and recovery after kill -9 (prints numbers)
+bench: install ## Print the numbers: per-step overhead, steps/s, recovery, policy, tool gateway, LLM gateway vs LiteLLM, offline model, memory
 	$(PY) bench/e2e_overhead.py
 	$(PY) bench/recovery.py
 	$(PY) bench/policy_decision.py
 	$(PY) bench/tool_gateway_overhead.py
+	$(PY) bench/llm_gateway.py
+	$(PY) deploy/models/fetch.py --model qwen2.5-coder-1.5b
+	$(PY) bench/local_model.py
 
 dashboard: install ## Redraw docs/images/dashboard.png from a live stack and a real Prometheus (~3.5 min)
 	$(PY) deploy/grafana/render/snapshot.py
