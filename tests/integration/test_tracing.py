@@ -106,6 +106,8 @@ async def test_one_task_is_one_trace_across_all_six_services(
     llm_server = named(spans, "keel.llm.v1.LLMGateway/Complete", "llm-gateway")
     assert llm_server
     assert parent_of(spans, llm_server[0]).name.startswith("chat")
+    assert llm_server[0].attributes["gen_ai.provider.name"] == "scripted"
+    assert llm_server[0].attributes["gen_ai.usage.input_tokens"] > 0
     policy_server = named(spans, "keel.policy.v1.PolicyService/Evaluate", "policy")
     assert policy_server
     decision = parent_of(spans, policy_server[0])

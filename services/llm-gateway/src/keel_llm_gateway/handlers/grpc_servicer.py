@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 import grpc
 
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
+from keel_core import semconv
 from keel_core.audit import AuditEmitter
+from keel_core.tracing import set_attributes
 from keel_llm_gateway.domain.gateway import Gateway
 from keel_llm_gateway.domain.models import Completion
 from keel_llm_gateway.handlers.mapping import completion_to_proto, request_from_proto
@@ -50,6 +52,20 @@ class LLMGatewayServicer(llm_pb2_grpc.LLMGatewayServicer):
         prompt = usage.prompt_tokens if usage else 0
         generated = usage.completion_tokens if usage else 0
         cost = usage.cost_usd if usage else 0.0
+        # The server span, in the GenAI conventions' terms (the provider and model the
+        # router chose are known only here).
+        set_attributes(
+            {
+                semconv.OPERATION: semconv.CHAT,
+                semconv.PROVIDER: completion.provider,
+                semconv.RESPONSE_MODEL: completion.model,
+                semconv.USAGE_INPUT_TOKENS: prompt,
+                semconv.USAGE_OUTPUT_TOKENS: generated,
+                semconv.RESPONSE_FINISH_REASONS: (completion.finish_reason,),
+                "keel.llm.cached": completion.cached,
+                "keel.llm.cost_usd": cost,
+            }
+        )
         if not completion.cached:  # a hit spent nothing
             self._metrics.tokens.labels(completion.model, "prompt").inc(prompt)
             self._metrics.tokens.labels(completion.model, "completion").inc(generated)
