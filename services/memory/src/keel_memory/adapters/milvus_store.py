@@ -1,22 +1,23 @@
-"""The memory store on Milvus: Milvus Lite (a local ``.db`` folder) by default, a Milvus server
+"""The memory store on Milvus: Milvus Lite (a local ``.db`` file) by default, a Milvus server
 for scale, with the same code and only the URI changed.
 
 pymilvus is blocking, so every call runs in a worker thread; one ``asyncio.Lock`` keeps them one
-at a time, which is what Milvus Lite (one in-process server per file) copes with best. The
-vector index and its search settings come from ``IndexSettings`` (``milvus_index.py``): HNSW
-with COSINE by default, chosen by the numbers in docs/adr/0004-memory-embeddings-and-index.md.
+at a time, which is what Milvus Lite (one local server process per file) copes with best. The
+vector index and its search settings come from ``IndexSettings`` (``milvus_index.py``): FLAT on
+Lite and HNSW on a server unless configured, chosen by the numbers in
+docs/adr/0004-memory-embeddings-and-index.md (milvus-lite 2.5.1 rather than 3.x for the same
+reason).
 
-Milvus Lite 3.x searches rows still in its write buffer (memtable, flushed by itself only at
-128 MiB) one by one in Python: about 50 microseconds per row, so 1,000 unflushed rows cost ~50 ms
-per search against ~6 ms once flushed. For a Lite path the store therefore flushes after every
-``flush_every`` written rows (tens of milliseconds each). A Milvus server flushes on its own and
-is never asked to.
+For a Lite path the store flushes after every ``flush_every`` written rows, so what was stored is
+sealed into segments on disk at a bounded distance (measured: no cost to search, ~7% to store
+throughput at 200). A Milvus server flushes on its own and is never asked to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 
 from keel_core.errors import Unavailable
 from keel_memory.adapters.milvus_filter import build_filter, forget_filter, in_list
-from keel_memory.adapters.milvus_index import IndexSettings
+from keel_memory.adapters.milvus_index import LITE_INDEX_TYPES, IndexSettings
 from keel_memory.domain.models import (
     MAX_CONTENT_BYTES,
     MAX_SESSION_ID,
@@ -64,7 +65,7 @@ class MilvusStore:
         index: IndexSettings | None = None,
     ) -> None:
         self._client = client
-        self._index = index or IndexSettings()
+        self._index = (index or IndexSettings()).for_backend(is_lite_path(uri))
         self._uri = uri
         self._collection = collection
         self._flush_every = flush_every if is_lite_path(uri) else 0
@@ -84,7 +85,12 @@ class MilvusStore:
         flush_every: int = 200,
         index: IndexSettings | None = None,
     ) -> MilvusStore:
-        index = index or IndexSettings()
+        index = (index or IndexSettings()).for_backend(is_lite_path(uri))
+        if is_lite_path(uri) and index.type not in LITE_INDEX_TYPES:
+            raise StoreOpenError(
+                f"Milvus Lite cannot build a {index.type} index "
+                f"(it supports {', '.join(sorted(LITE_INDEX_TYPES))}); use a Milvus server for it"
+            )
         client = await asyncio.to_thread(_connect, uri, token, timeout_s)
         try:
             index = await asyncio.to_thread(_ensure_collection, client, collection, dim, index)
@@ -194,9 +200,17 @@ def _connect(uri: str, token: str, timeout_s: float) -> MilvusClient:
                 f"milvus_uri {uri!r}: a Milvus Lite path must end in .db "
                 "(or give a server URI such as http://host:19530)"
             )
+        if Path(uri).is_dir():
+            raise StoreOpenError(
+                f"milvus_uri {uri!r} is a folder, as milvus-lite 3.x wrote it; milvus-lite 2.5 "
+                "keeps a .db file: move the folder away (or `make clean` for local runs)"
+            )
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return MilvusClient(uri=uri, token=token, timeout=timeout_s)
+        with warnings.catch_warnings():
+            # milvus-lite 2.5 imports pkg_resources, which warns that it is deprecated.
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            return MilvusClient(uri=uri, token=token, timeout=timeout_s)
     except MilvusException as exc:
         hint = " (is another process using this file?)" if is_lite_path(uri) else ""
         raise StoreOpenError(f"cannot open Milvus at {uri!r}{hint}: {exc.message}") from exc
