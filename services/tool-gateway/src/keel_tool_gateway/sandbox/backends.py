@@ -32,7 +32,7 @@ HIDDEN_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 def resolve_backend(settings: SandboxSettings) -> Resolved:
     """The backend to use; raises SandboxUnavailable for bwrap when it is not installed."""
     if settings.backend == "auto":
-        return "bwrap" if shutil.which("bwrap") else "unshare"
+        return "unshare"
     if settings.backend == "bwrap" and not shutil.which("bwrap"):
         raise SandboxUnavailable(
             "sandbox: the bwrap backend is configured but bwrap is not on PATH; "

@@ -58,7 +58,9 @@ class SandboxSettings(BaseModel):
     max_output_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     # Top-level modules a snippet may import (their submodules too).
     allowed_modules: tuple[str, ...] = DEFAULT_ALLOWED_MODULES
-    # auto: bwrap when on PATH, else unshare. none: no isolation (refused unless allowed below).
+    # auto: unshare, the backend the escape suite proves (bwrap is opt-in: when run for real it
+    # failed seven of the OS-layer probes; see docs/sandbox.md). none: no isolation (refused
+    # unless allowed below).
     backend: Backend = "auto"
     # Run without a network namespace when none can be made. Never in production.
     allow_without_isolation: bool = False
