@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,9 @@ async def run_live(duration_s: float, rate: float, crash: bool) -> Snapshot:
     if binary is None:
         sys.exit("prometheus not found: run deploy/prometheus/install.sh")
     run_dir = WORK / "run"
+    # A fresh stack every time: state left by an earlier run (or an older Milvus Lite) must not
+    # leak into the picture.
+    shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     status = StatusServer(free_port())
     print("• Kafka: starting a broker of its own…", flush=True)

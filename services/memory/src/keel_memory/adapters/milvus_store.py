@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ from keel_memory.domain.models import (
 from keel_memory.errors import StoreOpenError
 
 log = logging.getLogger(__name__)
+
+LITE_CONNECT_ATTEMPTS = 3
 
 T = TypeVar("T")
 
@@ -206,14 +209,24 @@ def _connect(uri: str, token: str, timeout_s: float) -> MilvusClient:
                 "keeps a .db file: move the folder away (or `make clean` for local runs)"
             )
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings():
-            # milvus-lite 2.5 imports pkg_resources, which warns that it is deprecated.
-            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-            return MilvusClient(uri=uri, token=token, timeout=timeout_s)
-    except MilvusException as exc:
-        hint = " (is another process using this file?)" if is_lite_path(uri) else ""
-        raise StoreOpenError(f"cannot open Milvus at {uri!r}{hint}: {exc.message}") from exc
+    # Milvus Lite starts a server process and connects over a unix socket; on a busy machine
+    # the first connection can come too early. A lock held by another process fails the same
+    # way every time, so a few tries cost little either way.
+    attempts = LITE_CONNECT_ATTEMPTS if is_lite_path(uri) else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            with warnings.catch_warnings():
+                # milvus-lite 2.5 imports pkg_resources, which warns that it is deprecated.
+                warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+                return MilvusClient(uri=uri, token=token, timeout=timeout_s)
+        except MilvusException as exc:
+            if attempt < attempts:
+                log.warning("Milvus Lite at %s not ready (%s); trying again", uri, exc.message)
+                time.sleep(attempt)
+                continue
+            hint = " (is another process using this file?)" if is_lite_path(uri) else ""
+            raise StoreOpenError(f"cannot open Milvus at {uri!r}{hint}: {exc.message}") from exc
+    raise AssertionError("unreachable")
 
 
 def _ensure_collection(
