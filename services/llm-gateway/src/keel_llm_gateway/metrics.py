@@ -96,8 +96,13 @@ class LLMMetrics:
             ["outcome"],
             registry=registry,
         )
+        # Every known label set starts at 0, so rates and alerts see "none yet", not "no data".
         for result in CacheResult:
             self.cache_requests.labels(result.value)
+        for kind in ScopeKind:
+            self.budget_rejections.labels(kind.value)
+        for outcome in ("retried", "fixed", "failed"):
+            self.repairs.labels(outcome)
 
     def breaker_changed(self, name: str, state: BreakerState, previous: BreakerState) -> None:
         self.breaker_state.labels(name).set(int(state))
