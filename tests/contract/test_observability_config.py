@@ -52,6 +52,15 @@ def metric_classes() -> Iterator[type[Any]]:
                 yield cls
 
 
+def wrappers(instance: object) -> Iterator[MetricWrapperBase]:
+    """The metrics an object holds, also through parts it composes (e.g. BreakerMetrics)."""
+    for value in vars(instance).values():
+        if isinstance(value, MetricWrapperBase):
+            yield value
+        elif type(value).__name__.endswith("Metrics"):
+            yield from wrappers(value)
+
+
 def exported() -> dict[str, set[str]]:
     """Series name -> label names, from the metrics classes on a fresh registry each."""
     series: dict[str, set[str]] = {}
@@ -59,11 +68,10 @@ def exported() -> dict[str, set[str]]:
         registry = CollectorRegistry()
         instance = cls(registry)
         labels_of: dict[str, set[str]] = {}
-        for value in vars(instance).values():
-            if isinstance(value, MetricWrapperBase):
-                # The label names are not in collect() until a child exists; read them here.
-                name = next(iter(value.describe())).name
-                labels_of[name] = set(value._labelnames)
+        for value in wrappers(instance):
+            # The label names are not in collect() until a child exists; read them here.
+            name = next(iter(value.describe())).name
+            labels_of[name] = set(value._labelnames)
         for family in registry.collect():
             labels = labels_of.get(family.name, set())
             for suffix in SUFFIXES[family.type]:

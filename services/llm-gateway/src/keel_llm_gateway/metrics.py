@@ -11,9 +11,10 @@ Exported names (Prometheus adds ``_total`` to counters): ``keel_llm_tokens_total
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from keel_core.resilience.breaker import BreakerState
+from keel_core.resilience.metrics import BreakerMetrics
 from keel_llm_gateway.domain.budgets import ScopeKind, Spend
 from keel_llm_gateway.domain.cache import CacheResult
 
@@ -54,24 +55,7 @@ class LLMMetrics:
             ["provider", "reason"],
             registry=registry,
         )
-        self.breaker_state = Gauge(
-            "keel_llm_breaker_state",
-            "Circuit breaker state per provider: 0 closed, 1 open, 2 half-open",
-            ["provider"],
-            registry=registry,
-        )
-        self.breaker_transitions = Counter(
-            "keel_llm_breaker_transitions",
-            "Circuit breaker transitions by the state entered",
-            ["provider", "state"],
-            registry=registry,
-        )
-        self.breaker_rejections = Counter(
-            "keel_llm_breaker_rejections",
-            "Attempts that failed fast because a provider's breaker was open",
-            ["provider"],
-            registry=registry,
-        )
+        self.breakers = BreakerMetrics(registry, "keel_llm", "provider", "provider")
         self.budget_rejections = Counter(
             "keel_llm_budget_rejections",
             "Requests refused because a budget would be exceeded, by scope kind",
@@ -105,12 +89,10 @@ class LLMMetrics:
             self.repairs.labels(outcome)
 
     def breaker_changed(self, name: str, state: BreakerState, previous: BreakerState) -> None:
-        self.breaker_state.labels(name).set(int(state))
-        if state is not previous:
-            self.breaker_transitions.labels(name, state.name.lower()).inc()
+        self.breakers.breaker_changed(name, state, previous)
 
     def breaker_rejected(self, name: str) -> None:
-        self.breaker_rejections.labels(name).inc()
+        self.breakers.breaker_rejected(name)
 
     def attempt(self, provider: str, outcome: str, seconds: float) -> None:
         self.latency.labels(provider).observe(seconds)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from keel_core.resilience.metrics import BreakerMetrics
 from keel_tool_gateway.domain.resilience.breaker import BreakerState
 
 # Tool names come from models; names not in the registry share one label to bound cardinality.
@@ -40,32 +41,13 @@ class ToolGatewayMetrics:
             ["tool"],
             registry=registry,
         )
-        self.breaker_state = Gauge(
-            "keel_tool_gateway_breaker_state",
-            "Circuit breaker state per dependency: 0 closed, 1 open, 2 half-open",
-            ["breaker"],
-            registry=registry,
-        )
-        self.breaker_transitions = Counter(
-            "keel_tool_gateway_breaker_transitions",
-            "Circuit breaker transitions by the state entered",
-            ["breaker", "state"],
-            registry=registry,
-        )
-        self.breaker_rejections = Counter(
-            "keel_tool_gateway_breaker_rejections",
-            "Calls that failed fast because a breaker was open (the tool did not run)",
-            ["breaker"],
-            registry=registry,
-        )
+        self.breakers = BreakerMetrics(registry, "keel_tool_gateway", "breaker", "dependency")
 
     def breaker_changed(self, name: str, state: BreakerState, previous: BreakerState) -> None:
-        self.breaker_state.labels(name).set(int(state))
-        if state is not previous:
-            self.breaker_transitions.labels(name, state.name.lower()).inc()
+        self.breakers.breaker_changed(name, state, previous)
 
     def breaker_rejected(self, name: str) -> None:
-        self.breaker_rejections.labels(name).inc()
+        self.breakers.breaker_rejected(name)
 
     def retried(self, tool: str, attempt: int, wait_s: float) -> None:
         self.retries.labels(tool).inc()
