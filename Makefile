@@ -8,8 +8,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.keel-installed
 # The offline model `make run` uses (deploy/models/models.json lists the others).
 LOCAL_MODEL ?= qwen2.5-coder-0.5b
-MEMBERS := libs/protos libs/core libs/cli $(sort $(wildcard services/*))
-PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+MEMBERS := $(sort $(wildcard libs/* apps/* services/*))
+PYPROJECTS := $(wildcard libs/*/pyproject.toml apps/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help install models run test test-unit lint typecheck protos bench bench-memory dashboard kafka-up kafka-down \
 	kafka-status clean
@@ -51,7 +51,7 @@ lint: install ## ruff
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install ## mypy --strict on libs and services
-	$(VENV)/bin/mypy libs/core/src libs/cli/src $(foreach s,$(wildcard services/*),$(s)/src)
+	$(VENV)/bin/mypy $(filter-out libs/protos/src,$(wildcard libs/*/src)) $(wildcard apps/*/src services/*/src)
 
 protos: install ## Regenerate Python code from proto/
 	$(PY) libs/protos/gen.py

@@ -28,10 +28,10 @@ from keel_cli.broker import local_broker, repo_root
 from keel_cli.follow import SessionFollower
 from keel_cli.stack import LocalStack, with_free_ports
 from keel_cli.tasks import publish_task
+from keel_contracts.events import Envelope, TaskCompleted, TaskProgress, TaskSubmitted
+from keel_contracts.topics import RESULTS
 from keel_core.bus.admin import ensure_topics
-from keel_core.events import Envelope, TaskCompleted, TaskProgress, TaskSubmitted
 from keel_core.settings import KafkaSettings
-from keel_core.topics import RESULTS
 
 
 def percentile(values: list[float], q: float) -> float:

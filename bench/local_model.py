@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keel_core.untrusted import mark_untrusted
+from keel_contracts.untrusted import mark_untrusted
 from keel_llm_gateway.adapters.local_model import LocalModelProvider
 from keel_llm_gateway.adapters.local_model_catalog import CATALOG, verify_file
 from keel_llm_gateway.adapters.local_model_engine import Generation, LlamaEngine

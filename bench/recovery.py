@@ -20,10 +20,10 @@ from keel_cli.broker import local_broker
 from keel_cli.follow import SessionFollower
 from keel_cli.stack import LocalStack, with_free_ports
 from keel_cli.tasks import publish_task
+from keel_contracts.events import TaskCompleted, TaskProgress, TaskSubmitted
+from keel_contracts.topics import RESULTS
 from keel_core.bus.admin import ensure_topics
-from keel_core.events import TaskCompleted, TaskProgress, TaskSubmitted
 from keel_core.settings import KafkaSettings
-from keel_core.topics import RESULTS
 
 STEPS = 8
 

@@ -27,7 +27,7 @@ from keel_approval.handlers.kafka_handler import RequestReader
 from keel_approval.handlers.web.routes import Inbox
 from keel_approval.handlers.web.sessions import LoginSessions
 from keel_approval.metrics import ApprovalMetrics
-from keel_core.events import ApprovalRequested, Envelope
+from keel_contracts.events import ApprovalRequested, Envelope
 from keel_core.testing import InMemoryPublisher, in_memory_audit
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from pathlib import Path
 from keel_cli.broker import start_broker, stop_broker
 from keel_cli.follow import SessionFollower
 from keel_cli.stack import LocalStack, free_port, with_free_ports
+from keel_contracts.events import Envelope, TaskProgress
 from keel_core.bus.admin import ensure_topics
-from keel_core.events import Envelope, TaskProgress
 from keel_core.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[2]

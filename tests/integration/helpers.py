@@ -7,7 +7,7 @@ import asyncio
 from keel_cli.audit_tail import read_audit
 from keel_cli.follow import SessionFollower
 from keel_cli.tasks import publish_task
-from keel_core.events import AuditRecord, Envelope, TaskSubmitted
+from keel_contracts.events import AuditRecord, Envelope, TaskSubmitted
 from keel_core.settings import KafkaSettings
 
 

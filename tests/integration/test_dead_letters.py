@@ -9,10 +9,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from keel_cli.stack import LocalStack
+from keel_contracts.events import Envelope, TaskCompleted
+from keel_contracts.topics import TASKS, dlq_of
 from keel_core.bus import EventProducer
-from keel_core.events import Envelope, TaskCompleted
 from keel_core.settings import KafkaSettings
-from keel_core.topics import TASKS, dlq_of
 from tests.integration.helpers import run_task
 
 pytestmark = pytest.mark.stack

@@ -12,7 +12,7 @@ from keel.agent.v1 import agent_pb2, agent_pb2_grpc
 from keel.approval.v1 import approval_pb2, approval_pb2_grpc
 from keel_cli.follow import SessionFollower
 from keel_cli.tasks import publish_task
-from keel_core.events import TaskCompleted, TaskFailed, TaskSubmitted
+from keel_contracts.events import TaskCompleted, TaskFailed, TaskSubmitted
 from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
 from tests.integration.chaos import Watcher, own_stack, restart

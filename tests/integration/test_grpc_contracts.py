@@ -19,11 +19,11 @@ from keel.memory.v1 import memory_pb2, memory_pb2_grpc
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
 from keel_cli.stack import LocalStack
+from keel_contracts.events import ApprovalRequested, Envelope
+from keel_contracts.topics import APPROVAL_REQUESTS
 from keel_core.bus import EventProducer
-from keel_core.events import ApprovalRequested, Envelope
 from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
-from keel_core.topics import APPROVAL_REQUESTS
 
 pytestmark = pytest.mark.stack
 

@@ -15,7 +15,7 @@ import pytest
 
 from keel_cli.follow import SessionFollower
 from keel_cli.tasks import publish_task
-from keel_core.events import TaskCompleted, TaskSubmitted
+from keel_contracts.events import TaskCompleted, TaskSubmitted
 from tests.integration.chaos import Watcher, own_stack
 
 pytestmark = pytest.mark.stack

@@ -16,12 +16,12 @@ from keel_cli.follow import SessionFollower
 from keel_cli.ops_read import read_topic
 from keel_cli.stack import LocalStack
 from keel_cli.tasks import publish_task
+from keel_contracts.events import TaskFailed, TaskSubmitted
+from keel_contracts.topics import TopicSpec, dlq_of
 from keel_core.bus import EventProducer
 from keel_core.bus.admin import ensure_topics
-from keel_core.events import TaskFailed, TaskSubmitted
 from keel_core.settings import KafkaSettings
 from keel_core.testing import in_memory_audit
-from keel_core.topics import TopicSpec, dlq_of
 from tests.integration.chaos import Watcher
 from tests.integration.helpers import run_task
 

@@ -13,7 +13,7 @@ import pytest
 from keel_cli.follow import SessionFollower
 from keel_cli.plans import publish_plan
 from keel_cli.stack import LocalStack
-from keel_core.events import PlanNode, PlanSpec, TaskFailed
+from keel_contracts.events import PlanNode, PlanSpec, TaskFailed
 from keel_core.settings import KafkaSettings
 
 pytestmark = pytest.mark.stack

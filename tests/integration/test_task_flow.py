@@ -11,8 +11,8 @@ import pytest
 
 from keel_cli.audit_tail import read_audit
 from keel_cli.stack import LocalStack
+from keel_contracts.events import TaskCompleted, TaskProgress
 from keel_core.audit import verify_chain
-from keel_core.events import TaskCompleted, TaskProgress
 from keel_core.settings import KafkaSettings
 from tests.integration.helpers import audit_of, run_task
 

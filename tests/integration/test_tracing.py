@@ -16,11 +16,11 @@ import pytest
 from keel.approval.v1 import approval_pb2, approval_pb2_grpc
 from keel_cli.follow import SessionFollower
 from keel_cli.stack import LocalStack
+from keel_contracts.events import Envelope, TaskCompleted, TaskSubmitted
+from keel_contracts.topics import TASKS
 from keel_core.bus.producer import EventProducer
-from keel_core.events import Envelope, TaskCompleted, TaskSubmitted
 from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
-from keel_core.topics import TASKS
 from keel_core.tracing import new_traceparent, trace_id_of
 from tests.integration.chaos import Watcher
 from tests.otlp import ReceivedSpan, SpanCollector

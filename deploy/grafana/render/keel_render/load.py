@@ -20,11 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from keel.agent.v1 import agent_pb2, agent_pb2_grpc
 from keel.approval.v1 import approval_pb2, approval_pb2_grpc
 from keel_cli.stack import LocalStack
+from keel_contracts.events import Envelope, TaskSubmitted
+from keel_contracts.topics import TASKS
 from keel_core.bus.producer import EventProducer
-from keel_core.events import Envelope, TaskSubmitted
 from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
-from keel_core.topics import TASKS
 from keel_core.tracing import new_traceparent
 
 # The scenario the demo model does not have: the agent fetches a status page (http_fetch).

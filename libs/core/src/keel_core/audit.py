@@ -14,11 +14,11 @@ import functools
 import logging
 from typing import Any
 
+from keel_contracts.canonical import canonical_json, sha256_hex
+from keel_contracts.events.envelope import Envelope
+from keel_contracts.events.types import AuditRecord
+from keel_contracts.topics import AUDIT
 from keel_core.bus.producer import Publisher
-from keel_core.canonical import canonical_json, sha256_hex
-from keel_core.events.envelope import Envelope
-from keel_core.events.types import AuditRecord
-from keel_core.topics import AUDIT
 
 GENESIS = "0" * 64
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> int:

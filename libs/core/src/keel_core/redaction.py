@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from keel_core.canonical import canonical_json, sha256_hex
+from keel_contracts.canonical import canonical_json, sha256_hex
 
 REDACTED = "[redacted]"
 # Keys whose values never reach the audit log; matched anywhere in the key, any case.

@@ -19,12 +19,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from keel_contracts.errors import ConfigError
 from keel_core.audit import AuditEmitter
 from keel_core.bus.admin import ensure_topics
 from keel_core.bus.consumer import EventConsumer, Handler
 from keel_core.bus.metrics import BusMetrics
 from keel_core.bus.producer import EventProducer
-from keel_core.errors import ConfigError
 from keel_core.grpc.server import AddServicer, GrpcServer
 from keel_core.logging import configure_logging
 from keel_core.metrics import serve_metrics

@@ -7,11 +7,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from keel_contracts.events.envelope import Envelope
+from keel_contracts.events.types import AuditRecord
+from keel_contracts.topics import AUDIT
 from keel_core.audit import AuditEmitter
 from keel_core.bus.producer import Headers
-from keel_core.events.envelope import Envelope
-from keel_core.events.types import AuditRecord
-from keel_core.topics import AUDIT
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

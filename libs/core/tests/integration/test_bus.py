@@ -11,11 +11,11 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from keel_core import topics
+from keel_contracts import topics
+from keel_contracts.events import Envelope, TaskSubmitted
+from keel_contracts.topics import TopicSpec, dlq_of
 from keel_core.bus import EventConsumer, EventProducer, PoisonMessage, ensure_topics
-from keel_core.events import Envelope, TaskSubmitted
 from keel_core.settings import KafkaSettings
-from keel_core.topics import TopicSpec, dlq_of
 
 pytestmark = pytest.mark.kafka
 

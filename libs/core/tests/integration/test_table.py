@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from keel_contracts.events import TaskCancelRequested
+from keel_contracts.topics import TopicSpec
 from keel_core.bus import EventProducer, ensure_topics
 from keel_core.bus.table import CompactedTable
-from keel_core.events import TaskCancelRequested
 from keel_core.settings import KafkaSettings
-from keel_core.topics import TopicSpec
 
 pytestmark = pytest.mark.kafka
 

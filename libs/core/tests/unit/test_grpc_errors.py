@@ -4,7 +4,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
-from keel_core import errors
+from keel_contracts import errors
 from keel_core.grpc import GrpcServer, call_with_errors, insecure_channel
 
 

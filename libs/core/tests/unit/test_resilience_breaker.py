@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keel_core.errors import Unavailable
+from keel_contracts.errors import Unavailable
 from keel_core.resilience.breaker import BreakerState, CircuitBreaker, CircuitOpen
 
 

@@ -13,9 +13,9 @@ from typing import Any, cast
 
 import pytest
 
+from keel_contracts.events import Envelope, TaskCancelRequested
 from keel_core.bus.producer import EventProducer
 from keel_core.bus.table import CompactedTable
-from keel_core.events import Envelope, TaskCancelRequested
 from keel_core.settings import KafkaSettings
 
 

@@ -20,10 +20,10 @@ from keel_agent_loop.handlers.grpc_servicer import AgentServicer
 from keel_agent_loop.handlers.task_handler import SessionDefaults, TaskHandler
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.plans import PlanSettings, install_plans
+from keel_contracts.topics import APPROVAL_DECISIONS, CHECKPOINTS, SUBTASKS, TASKS
 from keel_core.bus.table import CompactedTable
 from keel_core.grpc import insecure_channel
 from keel_core.runtime import ServiceRuntime, run_service
-from keel_core.topics import APPROVAL_DECISIONS, CHECKPOINTS, SUBTASKS, TASKS
 
 SERVICE = "agent-loop"
 

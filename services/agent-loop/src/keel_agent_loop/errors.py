@@ -1,4 +1,4 @@
-"""Errors of the agent loop. Failures of other services arrive as ``keel_core.errors`` types;
+"""Errors of the agent loop. Failures of other services arrive as ``keel_contracts.errors`` types;
 these are the loop's own."""
 
 from __future__ import annotations

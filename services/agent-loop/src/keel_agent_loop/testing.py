@@ -23,8 +23,8 @@ from keel_agent_loop.domain.models import (
     Usage,
 )
 from keel_agent_loop.domain.ports import MemoryType
-from keel_core.canonical import sha256_hex
-from keel_core.events import ApprovalRequested, TaskProgress
+from keel_contracts.canonical import sha256_hex
+from keel_contracts.events import ApprovalRequested, TaskProgress
 
 
 def answer(content: str, usage: Usage | None = None) -> LLMReply:

@@ -12,11 +12,11 @@ from keel_agent_loop.adapters.checkpoints import TableCheckpoints
 from keel_agent_loop.adapters.control import ControlFollower
 from keel_agent_loop.domain import AgentState, ChatMessage
 from keel_agent_loop.domain.cancel import CancelFlags
+from keel_contracts.events import Envelope, TaskCancelRequested
+from keel_contracts.topics import CONTROL, TopicSpec
 from keel_core.bus import EventProducer, ensure_topics
 from keel_core.bus.table import CompactedTable
-from keel_core.events import Envelope, TaskCancelRequested
 from keel_core.settings import KafkaSettings
-from keel_core.topics import CONTROL, TopicSpec
 
 pytestmark = pytest.mark.kafka
 

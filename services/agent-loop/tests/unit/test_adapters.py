@@ -22,11 +22,11 @@ from keel_agent_loop.adapters.tool_client import GrpcTools
 from keel_agent_loop.domain import AgentLoop, AgentState, LoopConfig, RequestContext, ToolCall
 from keel_agent_loop.domain.ports import TeeSink
 from keel_agent_loop.testing import RecordingSink
-from keel_core import errors
-from keel_core.events import ApprovalRequested, TaskProgress
+from keel_contracts import errors
+from keel_contracts.events import ApprovalRequested, TaskProgress
+from keel_contracts.topics import APPROVAL_REQUESTS, TASK_EVENTS
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher
-from keel_core.topics import APPROVAL_REQUESTS, TASK_EVENTS
 
 TRACE = "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
 

@@ -27,8 +27,8 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
-from keel_core.errors import NotFound, Unavailable
-from keel_core.events import (
+from keel_contracts.errors import NotFound, Unavailable
+from keel_contracts.events import (
     ApprovalDecided,
     ApprovalRequested,
     Envelope,
@@ -38,9 +38,9 @@ from keel_core.events import (
     TaskFailed,
     TaskSubmitted,
 )
+from keel_contracts.topics import CONTROL, RESULTS, TASKS
+from keel_contracts.untrusted import mark_untrusted
 from keel_core.testing import InMemoryPublisher, in_memory_audit
-from keel_core.topics import CONTROL, RESULTS, TASKS
-from keel_core.untrusted import mark_untrusted
 
 SID = "sess-1"
 

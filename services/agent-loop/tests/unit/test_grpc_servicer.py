@@ -18,10 +18,10 @@ from keel_agent_loop.handlers.grpc_servicer import AgentServicer
 from keel_agent_loop.handlers.task_handler import TaskHandler
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.testing import FakeMemory, FakeTools, ScriptedLLM, answer, call_tools
-from keel_core.events import TaskSubmitted
+from keel_contracts.events import TaskSubmitted
+from keel_contracts.topics import TASKS
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
-from keel_core.topics import TASKS
 
 FULL_NAME = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 

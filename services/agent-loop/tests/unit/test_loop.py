@@ -14,9 +14,9 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
-from keel_core.canonical import sha256_hex
-from keel_core.errors import DeadlineExceeded, Unavailable
-from keel_core.untrusted import mark_untrusted
+from keel_contracts.canonical import sha256_hex
+from keel_contracts.errors import DeadlineExceeded, Unavailable
+from keel_contracts.untrusted import mark_untrusted
 
 SYSTEM = "system prompt for tests"
 

@@ -14,7 +14,7 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
-from keel_core.canonical import canonical_json, sha256_hex
+from keel_contracts.canonical import canonical_json, sha256_hex
 
 SYSTEM = "system prompt for tests"
 CATALOG = [ToolSpec(name="calculator", description="arithmetic", parameters_json_schema="{}")]

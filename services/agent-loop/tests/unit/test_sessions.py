@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from keel_agent_loop.domain import AgentState, RequestContext, SessionStore
-from keel_core.errors import NotFound
-from keel_core.events import TaskCompleted, TaskProgress
+from keel_contracts.errors import NotFound
+from keel_contracts.events import TaskCompleted, TaskProgress
 
 CTX = RequestContext(session_id="s1")
 

@@ -18,8 +18,7 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
-from keel_core.bus import PoisonMessage
-from keel_core.events import (
+from keel_contracts.events import (
     ApprovalVoted,
     Envelope,
     TaskCompleted,
@@ -27,8 +26,9 @@ from keel_core.events import (
     TaskProgress,
     TaskSubmitted,
 )
+from keel_contracts.topics import RESULTS
+from keel_core.bus import PoisonMessage
 from keel_core.testing import InMemoryPublisher, in_memory_audit
-from keel_core.topics import RESULTS
 
 TRACE = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
 

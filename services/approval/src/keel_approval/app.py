@@ -19,9 +19,9 @@ from keel_approval.handlers.rebuild import rebuild
 from keel_approval.handlers.web.routes import Inbox
 from keel_approval.handlers.web.sessions import LoginSessions
 from keel_approval.metrics import ApprovalMetrics
-from keel_core.events import Envelope
+from keel_contracts.events import Envelope
+from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
 from keel_core.runtime import ServiceRuntime, run_service
-from keel_core.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
 
 SERVICE = "approval"
 

@@ -25,11 +25,11 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from keel_cli.stack import free_ports
+from keel_contracts.events import ApprovalDecided, ApprovalRequested, Envelope
+from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
 from keel_core.bus import EventProducer
 from keel_core.bus.reader import read_topic
-from keel_core.events import ApprovalDecided, ApprovalRequested, Envelope
 from keel_core.settings import KafkaSettings
-from keel_core.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
 
 CHROMIUM = Path(os.environ.get("KEEL_CHROMIUM", "/usr/bin/chromium"))
 TOKENS = {"tok-alice-0123": "alice", "tok-bob-4567": "bob"}

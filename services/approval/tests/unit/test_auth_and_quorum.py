@@ -13,10 +13,10 @@ from keel_approval.handlers.auth import ReviewerAuth
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
 from keel_approval.handlers.kafka_handler import RequestHandler, RequestReader
 from keel_approval.metrics import ApprovalMetrics
-from keel_core.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
+from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
+from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
-from keel_core.topics import APPROVAL_DECISIONS
 
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob", "tok-agent": "agent-1"}
 

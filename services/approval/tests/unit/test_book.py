@@ -6,7 +6,7 @@ import pytest
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.models import Approval
 from keel_approval.errors import WatcherLagged
-from keel_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from keel_contracts.errors import FailedPrecondition, InvalidArgument, NotFound
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -14,10 +14,10 @@ from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
 from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.metrics import ApprovalMetrics
-from keel_core.events import ApprovalDecided, ApprovalRequested, Envelope
+from keel_contracts.events import ApprovalDecided, ApprovalRequested, Envelope
+from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
-from keel_core.topics import APPROVAL_DECISIONS
 
 
 @dataclass

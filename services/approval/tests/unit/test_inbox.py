@@ -19,9 +19,9 @@ from keel_approval.handlers.kafka_handler import RequestHandler, RequestReader
 from keel_approval.handlers.web.routes import Inbox
 from keel_approval.handlers.web.sessions import LoginSessions
 from keel_approval.metrics import ApprovalMetrics
-from keel_core.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
+from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
+from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.testing import InMemoryPublisher, in_memory_audit
-from keel_core.topics import APPROVAL_DECISIONS
 
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob", "tok-agent": "agent-1"}
 BASE = "http://inbox.test"

@@ -5,10 +5,10 @@ from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.decisions import Decider
 from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.metrics import ApprovalMetrics
+from keel_contracts.events import ApprovalRequested, Envelope, TaskSubmitted
+from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.bus import PoisonMessage
-from keel_core.events import ApprovalRequested, Envelope, TaskSubmitted
 from keel_core.testing import in_memory_audit
-from keel_core.topics import APPROVAL_DECISIONS
 
 REQUEST = ApprovalRequested(
     approval_id="ap-1",

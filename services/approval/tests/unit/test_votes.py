@@ -9,9 +9,9 @@ from keel_approval.handlers.decisions import Decider
 from keel_approval.handlers.kafka_handler import RequestReader
 from keel_approval.handlers.rebuild import rebuild
 from keel_approval.metrics import ApprovalMetrics
-from keel_core.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
+from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
+from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.testing import InMemoryPublisher, in_memory_audit
-from keel_core.topics import APPROVAL_DECISIONS
 
 QUORUM = {"send_*": 3}
 

@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from keel_approval.adapters.web_server import InboxServer
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 
 
 async def hello(request: Request) -> Response:

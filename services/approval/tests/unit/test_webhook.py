@@ -14,7 +14,7 @@ from keel_approval.adapters.webhook import WebhookNotifier
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.metrics import ApprovalMetrics
-from keel_core.events import ApprovalRequested, Envelope
+from keel_contracts.events import ApprovalRequested, Envelope
 from keel_core.testing import in_memory_audit
 
 

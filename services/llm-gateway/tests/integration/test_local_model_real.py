@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from keel_core.untrusted import mark_untrusted
+from keel_contracts.untrusted import mark_untrusted
 from keel_llm_gateway.adapters.local_model import LocalModelProvider
 from keel_llm_gateway.adapters.local_model_catalog import CATALOG
 from keel_llm_gateway.domain.models import (

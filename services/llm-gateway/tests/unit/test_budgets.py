@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from keel_core.errors import ResourceExhausted, Unavailable
+from keel_contracts.errors import ResourceExhausted, Unavailable
 from keel_core.resilience.breaker import CircuitBreaker
 from keel_llm_gateway.domain.accounting import ModelPrice
 from keel_llm_gateway.domain.budgets import (

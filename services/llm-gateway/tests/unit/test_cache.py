@@ -124,7 +124,7 @@ async def test_a_cache_hit_streams_the_cached_answer() -> None:
 def test_key_is_the_hash_of_one_canonical_json_document() -> None:
     import json
 
-    from keel_core.canonical import canonical_json, sha256_hex
+    from keel_contracts.canonical import canonical_json, sha256_hex
     from keel_llm_gateway.domain.models import ToolCall
 
     call = ToolCall(id="c1", name="calc", arguments_json='{"x": "ü"}')

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import CollectorRegistry
 
-from keel_core.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from keel_contracts.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from keel_core.resilience.breaker import BreakerState, CircuitBreaker
 from keel_llm_gateway.domain.fallback import AllTargetsFailed, ChainCaller
 from keel_llm_gateway.domain.gateway import Gateway

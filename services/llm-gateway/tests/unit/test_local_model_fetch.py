@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from keel_core.errors import FailedPrecondition
+from keel_contracts.errors import FailedPrecondition
 from keel_llm_gateway.adapters.local_model_catalog import CATALOG, verify_file
 
 REPO = Path(__file__).resolve().parents[4]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from keel_core.errors import FailedPrecondition
+from keel_contracts.errors import FailedPrecondition
 from keel_llm_gateway.adapters.local_model import LocalModelProvider, _StreamGate
 from keel_llm_gateway.adapters.local_model_engine import Generation
 from keel_llm_gateway.domain.models import (

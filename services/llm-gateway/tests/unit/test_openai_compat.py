@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from keel_core.errors import InvalidArgument, Unavailable
+from keel_contracts.errors import InvalidArgument, Unavailable
 from keel_llm_gateway.adapters.openai_compat import OpenAICompatProvider
 from keel_llm_gateway.domain.models import (
     ChatMessage,

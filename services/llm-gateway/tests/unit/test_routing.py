@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keel_core.errors import InvalidArgument
+from keel_contracts.errors import InvalidArgument
 from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest, ToolSpec
 from keel_llm_gateway.domain.routing import (
     Complexity,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 from keel_llm_gateway.adapters.scenario_file import load_scenarios
 from keel_llm_gateway.config import DEMO_SCENARIOS
 

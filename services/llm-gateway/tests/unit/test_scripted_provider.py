@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from keel_core.errors import FailedPrecondition
+from keel_contracts.errors import FailedPrecondition
 from keel_llm_gateway.adapters.scenario_file import ScenarioFile
 from keel_llm_gateway.adapters.scripted import ScriptedProvider
 from keel_llm_gateway.config import DEMO_SCENARIOS

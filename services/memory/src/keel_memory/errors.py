@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 
 
 class StoreOpenError(ConfigError):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 from keel_memory.adapters.embedders import build_embedder
 from keel_memory.adapters.hashing_embedder import HashingEmbedder
 from keel_memory.adapters.milvus_index import IndexSettings

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from keel_core.errors import Unavailable
+from keel_contracts.errors import Unavailable
 from keel_memory.adapters.openai_embedder import OpenAIEmbedder
 
 

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from keel.common.v1 import common_pb2
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
+from keel_contracts.topics import AUDIT
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
-from keel_core.topics import AUDIT
 from keel_policy.adapters.policy_file import load_policy
 from keel_policy.adapters.reloader import PolicyReloader, load_holder
 from keel_policy.config import DEFAULT_POLICY

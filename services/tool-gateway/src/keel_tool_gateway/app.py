@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel_contracts.topics import TOOL_RESULTS
 from keel_core.bus.table import CompactedTable
 from keel_core.grpc import insecure_channel
 from keel_core.runtime import ServiceRuntime, run_service
-from keel_core.topics import TOOL_RESULTS
 from keel_tool_gateway.adapters.approval_client import ApprovalClient
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
 from keel_tool_gateway.adapters.mcp import McpMounts, mount_mcp_servers

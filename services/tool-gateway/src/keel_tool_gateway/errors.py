@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from keel_core.errors import KeelError, Unavailable
+from keel_contracts.errors import KeelError, Unavailable
 
 if TYPE_CHECKING:
     from keel_tool_gateway.domain.models import ExecutionResult

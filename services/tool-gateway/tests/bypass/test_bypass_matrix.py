@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from keel_core.canonical import canonical_json, sha256_hex
-from keel_core.errors import Unavailable
+from keel_contracts.canonical import canonical_json, sha256_hex
+from keel_contracts.errors import Unavailable
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import LedgerEntry
 from keel_tool_gateway.domain.models import (

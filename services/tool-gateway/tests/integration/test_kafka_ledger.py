@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from keel_contracts.topics import TOOL_RESULTS
 from keel_core.bus import EventProducer
 from keel_core.bus.table import CompactedTable
 from keel_core.settings import KafkaSettings
-from keel_core.topics import TOOL_RESULTS
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.models import RequestContext

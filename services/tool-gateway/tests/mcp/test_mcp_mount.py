@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 from keel_tool_gateway.adapters.mcp import McpMounts, McpSettings, mount_mcp_servers
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger

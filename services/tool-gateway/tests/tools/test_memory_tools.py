@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
-from keel_core.errors import Unavailable
+from keel_contracts.errors import Unavailable
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_tool_gateway.adapters.memory_client import MemoryClient
 from keel_tool_gateway.domain.call_context import ToolContext, calling

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from keel_core.errors import Unavailable
+from keel_contracts.errors import Unavailable
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import ApprovalRecord, Decision, RequestContext

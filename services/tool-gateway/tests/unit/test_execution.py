@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from keel_core.errors import Unavailable
+from keel_contracts.errors import Unavailable
 from keel_tool_gateway.domain.execution import (
     NO_APPROVAL_SERVICE,
     POLICY_UNAVAILABLE,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from keel_core.errors import Unavailable
-from keel_core.events import Envelope, EventData, TaskCancelRequested, ToolResultRecorded
+from keel_contracts.errors import Unavailable
+from keel_contracts.events import Envelope, EventData, TaskCancelRequested, ToolResultRecorded
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import LedgerEntry, ResultLedger

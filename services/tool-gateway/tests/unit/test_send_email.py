@@ -1,8 +1,8 @@
 """send_email writes to the outbox, keyed by session, and only through a verified approval."""
 
-from keel_core.events import Envelope
+from keel_contracts.events import Envelope
+from keel_contracts.topics import OUTBOX
 from keel_core.testing import InMemoryPublisher
-from keel_core.topics import OUTBOX
 from keel_tool_gateway.adapters.outbox import KafkaOutbox
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from keel_contracts.errors import ConfigError
+from keel_contracts.topics import TopicSpec, all_specs
 from keel_core.bus.connect import start_with_retry
-from keel_core.errors import ConfigError
 from keel_core.settings import KafkaSettings
-from keel_core.topics import TopicSpec, all_specs
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 from keel_core.settings import KafkaSettings
 
 

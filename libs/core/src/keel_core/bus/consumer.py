@@ -26,15 +26,15 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
+from keel_contracts.errors import ConfigError, Unavailable
+from keel_contracts.events.envelope import Envelope
+from keel_contracts.topics import dlq_of
 from keel_core.bus.connect import start_with_retry
 from keel_core.bus.metrics import BusMetrics
 from keel_core.bus.offsets import PartitionProgress
 from keel_core.bus.producer import Publisher
-from keel_core.errors import ConfigError, Unavailable
-from keel_core.events.envelope import Envelope
 from keel_core.logging import session_id_var, trace_id_var
 from keel_core.settings import KafkaSettings
-from keel_core.topics import dlq_of
 from keel_core.tracing import start_span, trace_id_of
 
 log = logging.getLogger(__name__)

@@ -7,10 +7,10 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from keel_contracts.errors import ConfigError
+from keel_contracts.events.envelope import Envelope
 from keel_core.bus.connect import start_with_retry
 from keel_core.bus.metrics import BusMetrics
-from keel_core.errors import ConfigError
-from keel_core.events.envelope import Envelope
 from keel_core.settings import KafkaSettings
 
 Headers = list[tuple[str, bytes]]

@@ -11,8 +11,8 @@ from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from keel_contracts.errors import ConfigError
 from keel_core.bus.connect import start_with_retry
-from keel_core.errors import ConfigError
 from keel_core.settings import KafkaSettings
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"

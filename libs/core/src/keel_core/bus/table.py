@@ -19,11 +19,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from keel_contracts.errors import ConfigError
+from keel_contracts.events.envelope import Envelope, EventData
 from keel_core.bus.connect import start_with_retry
 from keel_core.bus.producer import EventProducer
 from keel_core.bus.reader import read_partitions
-from keel_core.errors import ConfigError
-from keel_core.events.envelope import Envelope, EventData
 from keel_core.settings import KafkaSettings
 
 log = logging.getLogger(__name__)

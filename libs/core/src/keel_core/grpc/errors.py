@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from keel_core import errors
+from keel_contracts import errors
 
 TO_STATUS: dict[type[errors.KeelError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,

@@ -12,7 +12,7 @@ import grpc
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from keel_core.errors import KeelError
+from keel_contracts.errors import KeelError
 from keel_core.grpc.errors import status_of
 from keel_core.logging import session_id_var, trace_id_var
 from keel_core.tracing import start_span, trace_id_of

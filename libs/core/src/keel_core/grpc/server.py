@@ -12,7 +12,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 from keel_core.grpc.interceptors import ErrorMappingInterceptor, GrpcMetrics
 
 AddServicer = Callable[[Any, grpc.aio.Server], None]

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import NoReturn, Protocol
 
-from keel_core.errors import Unavailable
+from keel_contracts.errors import Unavailable
 
 
 class CircuitOpen(Unavailable):

@@ -11,8 +11,8 @@ import logging
 from pydantic import ValidationError
 
 from keel_agent_loop.domain.models import AgentState
+from keel_contracts.events import SessionCheckpoint
 from keel_core.bus.table import CompactedTable
-from keel_core.events import SessionCheckpoint
 
 log = logging.getLogger(__name__)
 

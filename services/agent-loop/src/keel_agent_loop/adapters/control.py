@@ -11,12 +11,12 @@ import logging
 from aiokafka import AIOKafkaConsumer
 
 from keel_agent_loop.domain.cancel import CancelFlags
+from keel_contracts.errors import ConfigError
+from keel_contracts.events import Envelope, TaskCancelRequested
+from keel_contracts.topics import CONTROL
 from keel_core.bus.connect import start_with_retry
 from keel_core.bus.reader import topic_partitions
-from keel_core.errors import ConfigError
-from keel_core.events import Envelope, TaskCancelRequested
 from keel_core.settings import KafkaSettings
-from keel_core.topics import CONTROL
 
 log = logging.getLogger(__name__)
 

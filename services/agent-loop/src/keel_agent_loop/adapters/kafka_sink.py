@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from keel_agent_loop.domain.models import RequestContext
+from keel_contracts.events import ApprovalRequested, Envelope, EventData, TaskProgress
+from keel_contracts.topics import APPROVAL_REQUESTS, TASK_EVENTS
 from keel_core.bus.producer import Publisher
-from keel_core.events import ApprovalRequested, Envelope, EventData, TaskProgress
-from keel_core.topics import APPROVAL_REQUESTS, TASK_EVENTS
 
 SOURCE = "agent-loop"
 

@@ -17,8 +17,8 @@ from keel_agent_loop.adapters.convert import (
 )
 from keel_agent_loop.adapters.metadata import trace_metadata
 from keel_agent_loop.domain.models import ChatMessage, LLMReply, RequestContext, ToolSpec
+from keel_contracts.errors import Unavailable
 from keel_core import semconv
-from keel_core.errors import Unavailable
 from keel_core.grpc import call_with_errors
 from keel_core.tracing import start_span
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from keel_agent_loop.domain.models import PendingApproval, ToolCall, ToolOutcome
 from keel_agent_loop.domain.prompts import parse_arguments
-from keel_core.events import ApprovalDecided
+from keel_contracts.events import ApprovalDecided
 
 
 def consequences(call: ToolCall, outcome: ToolOutcome) -> str:

@@ -51,9 +51,9 @@ from keel_agent_loop.domain.prompts import (
     parse_arguments,
     preview,
 )
-from keel_core.canonical import sha256_hex
-from keel_core.errors import KeelError
-from keel_core.events import ApprovalDecided, ApprovalRequested
+from keel_contracts.canonical import sha256_hex
+from keel_contracts.errors import KeelError
+from keel_contracts.events import ApprovalDecided, ApprovalRequested
 from keel_core.tracing import start_span
 
 log = logging.getLogger(__name__)

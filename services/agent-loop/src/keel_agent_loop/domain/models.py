@@ -15,14 +15,14 @@ from keel_agent_loop.domain.state_machine import TERMINAL, transition
 from keel_agent_loop.domain.state_machine import SessionStatus as SessionStatus
 
 # Shared with the other services; re-exported so the domain has one import site.
-from keel_core.chat import ChatMessage as ChatMessage
-from keel_core.chat import RequestContext as RequestContext
-from keel_core.chat import Role as Role
-from keel_core.chat import ToolCall as ToolCall
+from keel_contracts.chat import ChatMessage as ChatMessage
+from keel_contracts.chat import RequestContext as RequestContext
+from keel_contracts.chat import Role as Role
+from keel_contracts.chat import ToolCall as ToolCall
 
 FailureReason = Literal["iteration_limit", "error", "cancelled", "budget"]
 ToolStatus = Literal["ok", "error", "denied", "needs_approval"]
-# The same kinds as ``keel_core.events.TaskProgress.kind``.
+# The same kinds as ``keel_contracts.events.TaskProgress.kind``.
 ProgressKind = Literal[
     "started",
     "thought",

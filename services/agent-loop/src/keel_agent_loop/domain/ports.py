@@ -1,5 +1,5 @@
 """What the loop needs from the outside world. Adapters implement these over gRPC and Kafka;
-``keel_agent_loop.testing`` has fakes. Each port raises ``keel_core.errors`` types only."""
+``keel_agent_loop.testing`` has fakes. Each port raises ``keel_contracts.errors`` types only."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from keel_agent_loop.domain.models import (
     ToolOutcome,
     ToolSpec,
 )
-from keel_core.events import ApprovalRequested, TaskProgress
+from keel_contracts.events import ApprovalRequested, TaskProgress
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from keel_agent_loop.domain.models import ChatMessage, ProgressKind, ToolSpec
-from keel_core.canonical import canonical_json, sha256_hex
-from keel_core.events import TaskProgress
+from keel_contracts.canonical import canonical_json, sha256_hex
+from keel_contracts.events import TaskProgress
 
 # Per-message digests are cut to this many hex digits: enough to point at the message that
 # changed, short enough to repeat for the whole history in every step's event.

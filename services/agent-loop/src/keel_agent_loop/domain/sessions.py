@@ -17,8 +17,8 @@ from typing import Any
 
 from keel_agent_loop.domain.models import AgentState, RequestContext
 from keel_agent_loop.domain.state_machine import ALLOWED, TERMINAL, SessionStatus
-from keel_core.errors import NotFound
-from keel_core.events import ApprovalRequested, TaskCompleted, TaskFailed, TaskProgress
+from keel_contracts.errors import NotFound
+from keel_contracts.events import ApprovalRequested, TaskCompleted, TaskFailed, TaskProgress
 
 
 def _now() -> datetime:

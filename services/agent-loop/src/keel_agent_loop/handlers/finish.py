@@ -20,11 +20,11 @@ from keel_agent_loop.domain.ports import CheckpointStore, MemoryPort
 from keel_agent_loop.domain.prompts import preview
 from keel_agent_loop.domain.sessions import SessionStore
 from keel_agent_loop.metrics import AgentMetrics
+from keel_contracts.canonical import sha256_hex
+from keel_contracts.events import Envelope, TaskCompleted, TaskFailed
+from keel_contracts.topics import RESULTS
 from keel_core.audit import AuditEmitter
 from keel_core.bus.producer import Publisher
-from keel_core.canonical import sha256_hex
-from keel_core.events import Envelope, TaskCompleted, TaskFailed
-from keel_core.topics import RESULTS
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from keel_agent_loop.handlers.mapping import (
     record_to_proto,
     task_from_submit,
 )
+from keel_contracts.errors import NotFound, Unavailable
+from keel_contracts.events import Envelope, TaskCancelRequested
+from keel_contracts.topics import CONTROL, TASKS
 from keel_core.bus.producer import Publisher
-from keel_core.errors import NotFound, Unavailable
-from keel_core.events import Envelope, TaskCancelRequested
-from keel_core.topics import CONTROL, TASKS
 from keel_core.tracing import new_traceparent
 
 SOURCE = "agent-loop"

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from keel.agent.v1 import agent_pb2
 from keel_agent_loop.domain.sessions import RecordedEvent, SessionRecord
-from keel_core.errors import InvalidArgument
-from keel_core.events import TaskSubmitted
+from keel_contracts.errors import InvalidArgument
+from keel_contracts.events import TaskSubmitted
 
 # No ":" so the idempotency key ``session:iteration:index`` stays unambiguous.
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -27,17 +27,17 @@ from keel_agent_loop.domain.ports import CheckpointStore, MemoryPort, NoCheckpoi
 from keel_agent_loop.domain.sessions import SessionStore
 from keel_agent_loop.handlers.finish import Finisher, FinishHook
 from keel_agent_loop.metrics import AgentMetrics
-from keel_core import semconv
-from keel_core.audit import AuditEmitter
-from keel_core.bus import PoisonMessage
-from keel_core.bus.producer import Publisher
-from keel_core.events import (
+from keel_contracts.events import (
     ApprovalDecided,
     ApprovalVoted,
     Envelope,
     TaskCancelRequested,
     TaskSubmitted,
 )
+from keel_core import semconv
+from keel_core.audit import AuditEmitter
+from keel_core.bus import PoisonMessage
+from keel_core.bus.producer import Publisher
 from keel_core.tracing import current_traceparent, new_traceparent, start_span, trace_id_of
 
 log = logging.getLogger(__name__)

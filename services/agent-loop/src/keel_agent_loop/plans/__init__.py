@@ -1,21 +1,15 @@
 """Multi-agent plans: DAGs of agent sessions (and of plans) run over ``keel.plans`` and
-``keel.subtasks``. The plan spec and its events are in ``keel_core.events.plans``."""
+``keel.subtasks``. The plan spec and its events are in ``keel_contracts.events.plans``."""
 
 from keel_agent_loop.plans.from_model import PLAN_INSTRUCTIONS, PlanParseError, parse_plan_answer
 from keel_agent_loop.plans.handler import PlanHandler
 from keel_agent_loop.plans.reporting import PlanReporter, plan_node_of
 from keel_agent_loop.plans.scheduler import Dispatch, NodeRun, PlanState
+from keel_agent_loop.plans.shapes import debate, pipeline, sub_plan
 from keel_agent_loop.plans.store import MemoryPlanStore, PlanStore, state_key
+from keel_agent_loop.plans.validation import PlanInvalid, check_plan
 from keel_agent_loop.plans.wiring import PlanSettings, install_plans
-from keel_core.events.plans import (
-    PlanInvalid,
-    PlanNode,
-    PlanSpec,
-    check_plan,
-    debate,
-    pipeline,
-    sub_plan,
-)
+from keel_contracts.events.plans import PlanNode, PlanSpec
 
 __all__ = [
     "PLAN_INSTRUCTIONS",

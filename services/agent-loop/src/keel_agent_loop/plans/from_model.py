@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from keel_core.events.plans import PlanInvalid, PlanSpec, check_plan
+from keel_agent_loop.plans.validation import PlanInvalid, check_plan
+from keel_contracts.events.plans import PlanSpec
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n(.*?)```", re.DOTALL)
 

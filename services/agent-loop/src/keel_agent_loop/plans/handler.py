@@ -16,9 +16,8 @@ from typing import Literal
 
 from keel_agent_loop.plans.scheduler import Dispatch, PlanState
 from keel_agent_loop.plans.store import PlanStore, load_state, save_state
-from keel_core.bus import PoisonMessage
-from keel_core.bus.producer import Publisher
-from keel_core.events import (
+from keel_agent_loop.plans.validation import PlanInvalid
+from keel_contracts.events import (
     Envelope,
     EventData,
     TaskCompleted,
@@ -26,14 +25,10 @@ from keel_core.events import (
     TaskProgress,
     TaskSubmitted,
 )
-from keel_core.events.plans import (
-    NodeDispatched,
-    NodeFinished,
-    PlanFinished,
-    PlanInvalid,
-    PlanSubmitted,
-)
-from keel_core.topics import PLANS, RESULTS, SUBTASKS, TASK_EVENTS
+from keel_contracts.events.plans import NodeDispatched, NodeFinished, PlanFinished, PlanSubmitted
+from keel_contracts.topics import PLANS, RESULTS, SUBTASKS, TASK_EVENTS
+from keel_core.bus import PoisonMessage
+from keel_core.bus.producer import Publisher
 
 log = logging.getLogger(__name__)
 

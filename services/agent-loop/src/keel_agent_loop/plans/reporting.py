@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from keel_agent_loop.domain.models import AgentState
 from keel_agent_loop.plans.handler import finished_status
+from keel_contracts.events import Envelope, TaskCompleted, TaskFailed
+from keel_contracts.events.plans import NodeFinished, split_node_session
+from keel_contracts.topics import PLANS
 from keel_core.bus.producer import Publisher
-from keel_core.events import Envelope, TaskCompleted, TaskFailed
-from keel_core.events.plans import NodeFinished, split_node_session
-from keel_core.topics import PLANS
 
 SOURCE = "agent-loop.worker"
 

@@ -15,14 +15,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel_core.events.plans import (
-    NodeStatus,
-    PlanSpec,
-    PlanStatus,
-    check_plan,
-    node_session_id,
-    render_goal,
-)
+from keel_agent_loop.plans.validation import check_plan, render_goal
+from keel_contracts.events.plans import NodeStatus, PlanSpec, PlanStatus, node_session_id
 
 FINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from keel_agent_loop.plans.scheduler import PlanState
-from keel_core.events import Envelope, EventData
-from keel_core.events.plans import PlanCheckpoint
+from keel_contracts.events import Envelope, EventData
+from keel_contracts.events.plans import PlanCheckpoint
 
 KEY_PREFIX = "plan:"
 

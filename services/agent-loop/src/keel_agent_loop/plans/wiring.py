@@ -13,9 +13,9 @@ from pydantic import BaseModel, Field
 from keel_agent_loop.plans.handler import PlanHandler
 from keel_agent_loop.plans.reporting import PlanReporter
 from keel_agent_loop.plans.store import PlanStore
+from keel_contracts.topics import CHECKPOINTS, PLANS
 from keel_core.bus.table import CompactedTable
 from keel_core.runtime import ServiceRuntime
-from keel_core.topics import CHECKPOINTS, PLANS
 
 
 class PlanSettings(BaseModel):

@@ -19,19 +19,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from keel_agent_loop.plans.handler import PlanHandler, PlanTopics
 from keel_cli.follow import partitions_of
-from keel_core.bus import EventProducer, ensure_topics
-from keel_core.bus.consumer import EventConsumer
-from keel_core.bus.table import CompactedTable
-from keel_core.events import Envelope, EventData, TaskFailed, TaskSubmitted
-from keel_core.events.plans import (
+from keel_contracts.events import Envelope, EventData, TaskFailed, TaskSubmitted
+from keel_contracts.events.plans import (
     NodeFinished,
     PlanFinished,
     PlanNode,
     PlanSpec,
     PlanSubmitted,
 )
+from keel_contracts.topics import TopicSpec
+from keel_core.bus import EventProducer, ensure_topics
+from keel_core.bus.consumer import EventConsumer
+from keel_core.bus.table import CompactedTable
 from keel_core.settings import KafkaSettings
-from keel_core.topics import TopicSpec
 
 pytestmark = pytest.mark.kafka
 

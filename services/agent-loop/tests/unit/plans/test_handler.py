@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import pytest
 
+from keel_agent_loop.plans import debate, sub_plan
 from keel_agent_loop.plans.handler import PlanHandler
 from keel_agent_loop.plans.store import MemoryPlanStore, load_state
-from keel_core.bus import PoisonMessage
-from keel_core.events import Envelope, EventData, TaskCompleted, TaskFailed, TaskSubmitted
-from keel_core.events.plans import (
+from keel_contracts.events import Envelope, EventData, TaskCompleted, TaskFailed, TaskSubmitted
+from keel_contracts.events.plans import (
     NodeDispatched,
     NodeFinished,
     PlanFinished,
     PlanNode,
     PlanSpec,
     PlanSubmitted,
-    debate,
-    sub_plan,
 )
+from keel_contracts.topics import PLANS, RESULTS, SUBTASKS
+from keel_core.bus import PoisonMessage
 from keel_core.testing import InMemoryPublisher
-from keel_core.topics import PLANS, RESULTS, SUBTASKS
 
 
 def wrap(payload: EventData, key: str) -> Envelope:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from keel_agent_loop.domain.models import AgentState
 from keel_agent_loop.plans.reporting import PlanReporter, plan_node_of
-from keel_core.events import TaskCompleted, TaskFailed
-from keel_core.events.plans import NodeFinished
+from keel_contracts.events import TaskCompleted, TaskFailed
+from keel_contracts.events.plans import NodeFinished
+from keel_contracts.topics import PLANS
 from keel_core.testing import InMemoryPublisher
-from keel_core.topics import PLANS
 
 
 async def test_completed_subtask_reports_success_keyed_by_plan() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from keel_agent_loop.plans import PlanInvalid, debate, pipeline, sub_plan
 from keel_agent_loop.plans.scheduler import PlanState
-from keel_core.events.plans import PlanInvalid, PlanNode, PlanSpec, debate, pipeline, sub_plan
+from keel_contracts.events.plans import PlanNode, PlanSpec
 
 
 def node(node_id: str, *deps: str, goal: str = "") -> PlanNode:

@@ -1,22 +1,13 @@
-"""The plan spec and its validation (keel_core.events.plans): what gets rejected, and the
+"""The plan spec and its validation (keel_agent_loop.plans.validation): what gets rejected, and the
 shapes the builders produce."""
 
 from __future__ import annotations
 
 import pytest
 
-from keel_core.events.plans import (
-    PlanInvalid,
-    PlanNode,
-    PlanSpec,
-    check_plan,
-    debate,
-    find_cycle,
-    pipeline,
-    render_goal,
-    split_node_session,
-    sub_plan,
-)
+from keel_agent_loop.plans import PlanInvalid, check_plan, debate, pipeline, sub_plan
+from keel_agent_loop.plans.validation import find_cycle, render_goal
+from keel_contracts.events.plans import PlanNode, PlanSpec, split_node_session
 
 
 def node(node_id: str, *deps: str, goal: str = "do it") -> PlanNode:

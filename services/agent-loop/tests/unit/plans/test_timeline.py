@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from keel_agent_loop.plans import debate, sub_plan
 from keel_cli.timeline import build_timeline, render_html, render_svg, render_text
-from keel_core.events import Envelope, EventData, TaskProgress
-from keel_core.events.plans import (
+from keel_contracts.events import Envelope, EventData, TaskProgress
+from keel_contracts.events.plans import (
     NodeDispatched,
     NodeFinished,
     PlanFinished,
     PlanNode,
     PlanSpec,
     PlanSubmitted,
-    debate,
-    sub_plan,
 )
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer
 
+from keel_contracts.events import Envelope
 from keel_core.bus.connect import start_with_retry
 from keel_core.bus.reader import Record, read_partitions
-from keel_core.events import Envelope
 from keel_core.settings import KafkaSettings
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from keel_contracts.events import Envelope
 from keel_core.bus.reader import read_topic
-from keel_core.events import Envelope
 from keel_core.settings import KafkaSettings
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

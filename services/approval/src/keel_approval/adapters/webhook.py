@@ -14,7 +14,7 @@ import httpx
 
 from keel_approval.domain.models import Approval
 from keel_approval.metrics import ApprovalMetrics
-from keel_core.canonical import canonical_json
+from keel_contracts.canonical import canonical_json
 
 log = logging.getLogger(__name__)
 

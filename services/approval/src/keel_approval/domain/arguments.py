@@ -13,7 +13,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from keel_core.errors import InvalidArgument
+from keel_contracts.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 

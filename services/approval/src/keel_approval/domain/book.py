@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from keel_approval.domain.arguments import check_arguments
 from keel_approval.domain.models import STATUS_OF, Approval, Decision, Outcome, Vote
 from keel_approval.errors import WatcherLagged
-from keel_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from keel_contracts.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
 
 def _now() -> datetime:

@@ -18,11 +18,11 @@ from keel_approval.domain.models import TIMEOUT_REVIEWER, Approval, Outcome
 from keel_approval.handlers.mapping import decision_event, vote_event
 from keel_approval.handlers.rebuild import apply_record
 from keel_approval.metrics import ApprovalMetrics
+from keel_contracts.errors import FailedPrecondition, Unavailable
+from keel_contracts.events import Envelope, EventData
+from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.audit import AuditEmitter
 from keel_core.bus.producer import Publisher
-from keel_core.errors import FailedPrecondition, Unavailable
-from keel_core.events import Envelope, EventData
-from keel_core.topics import APPROVAL_DECISIONS
 
 SOURCE = "approval"
 

@@ -11,9 +11,9 @@ from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.models import Approval
 from keel_approval.handlers.mapping import approval_from_event
 from keel_approval.metrics import ApprovalMetrics
+from keel_contracts.events import ApprovalRequested, Envelope
 from keel_core.audit import AuditEmitter
 from keel_core.bus import PoisonMessage
-from keel_core.events import ApprovalRequested, Envelope
 
 Notify = Callable[[Approval], None]
 

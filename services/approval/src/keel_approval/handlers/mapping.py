@@ -9,9 +9,9 @@ from datetime import datetime
 from keel.approval.v1 import approval_pb2
 from keel_approval.domain.models import Approval, ApprovalStatus, Decision, Outcome, Vote
 from keel_approval.domain.rules import expires_at, required_approvals
-from keel_core.canonical import canonical_json
-from keel_core.errors import InvalidArgument
-from keel_core.events import ApprovalDecided, ApprovalRequested, ApprovalVoted
+from keel_contracts.canonical import canonical_json
+from keel_contracts.errors import InvalidArgument
+from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted
 
 STATUS_TO_PROTO: dict[ApprovalStatus, approval_pb2.ApprovalStatus.ValueType] = {
     "pending": approval_pb2.APPROVAL_STATUS_PENDING,

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.kafka_handler import RequestReader
 from keel_approval.handlers.mapping import decision_from_event, vote_from_event
+from keel_contracts.events import ApprovalDecided, ApprovalVoted, Envelope
 from keel_core.bus import PoisonMessage
-from keel_core.events import ApprovalDecided, ApprovalVoted, Envelope
 
 log = logging.getLogger(__name__)
 

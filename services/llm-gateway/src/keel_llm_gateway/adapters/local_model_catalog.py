@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from keel_core.errors import FailedPrecondition
+from keel_contracts.errors import FailedPrecondition
 
 CHUNK = 8 << 20
 FETCH_HINT = "python deploy/models/fetch.py --model {name}"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from keel_core.errors import FailedPrecondition, InvalidArgument
+from keel_contracts.errors import FailedPrecondition, InvalidArgument
 
 FinishReason = Literal["stop", "length", "cancelled"]
 STOP_TEXTS = ("<|im_end|>", "<|endoftext|>")

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from keel_core.errors import InvalidArgument, KeelError, Unavailable
+from keel_contracts.errors import InvalidArgument, KeelError, Unavailable
 from keel_llm_gateway.adapters.http1 import Http1Client, HttpError, HttpTimeout
 from keel_llm_gateway.adapters.openai_stream import StreamAssembler
 from keel_llm_gateway.adapters.tool_names import ToolNames

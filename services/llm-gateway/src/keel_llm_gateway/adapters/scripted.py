@@ -13,8 +13,8 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from keel_core.errors import FailedPrecondition
-from keel_core.untrusted import strip_untrusted
+from keel_contracts.errors import FailedPrecondition
+from keel_contracts.untrusted import strip_untrusted
 from keel_llm_gateway.adapters.scenario_file import Scenario, ScenarioFile, Step, load_scenarios
 from keel_llm_gateway.adapters.templating import render, render_value
 from keel_llm_gateway.domain.models import (

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel_core.errors import ResourceExhausted
+from keel_contracts.errors import ResourceExhausted
 from keel_llm_gateway.domain.models import Scope
 
 

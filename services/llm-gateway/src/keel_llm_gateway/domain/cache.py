@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from keel_core.canonical import canonical_json, sha256_hex
+from keel_contracts.canonical import canonical_json, sha256_hex
 from keel_llm_gateway.domain.models import ChatMessage, Completion, CompletionRequest, Usage
 
 

@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 
-from keel_core.errors import DeadlineExceeded, Unavailable
+from keel_contracts.errors import DeadlineExceeded, Unavailable
 from keel_core.resilience.breaker import CircuitBreaker, CircuitOpen
 from keel_llm_gateway.domain.models import Completion, CompletionRequest, StreamEvent
 from keel_llm_gateway.domain.observer import GatewayObserver

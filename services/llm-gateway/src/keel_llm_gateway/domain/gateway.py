@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
-from keel_core.errors import InvalidArgument
+from keel_contracts.errors import InvalidArgument
 from keel_core.resilience.breaker import CircuitBreaker
 from keel_llm_gateway.domain.accounting import (
     ModelPrice,

@@ -7,12 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel_core.canonical import canonical_json
+from keel_contracts.canonical import canonical_json
 
 # Shared with the other services; re-exported so the domain has one import site.
-from keel_core.chat import ChatMessage as ChatMessage
-from keel_core.chat import Role as Role
-from keel_core.chat import ToolCall as ToolCall
+from keel_contracts.chat import ChatMessage as ChatMessage
+from keel_contracts.chat import Role as Role
+from keel_contracts.chat import ToolCall as ToolCall
 
 
 class ToolSpec(BaseModel):

@@ -9,7 +9,7 @@ from keel_llm_gateway.domain.models import Completion, CompletionRequest, Stream
 
 
 class Provider(Protocol):
-    """A source of completions. Raises ``keel_core.errors`` types: ``Unavailable`` or
+    """A source of completions. Raises ``keel_contracts.errors`` types: ``Unavailable`` or
     ``DeadlineExceeded`` when another provider (or a later try) may succeed, so the gateway
     falls back; ``InvalidArgument`` when the request can never succeed as sent, so it does
     not."""

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel_core.errors import InvalidArgument
+from keel_contracts.errors import InvalidArgument
 from keel_llm_gateway.domain.accounting import estimate_prompt_tokens
 from keel_llm_gateway.domain.models import CompletionRequest
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2
-from keel_core.errors import InvalidArgument
+from keel_contracts.errors import InvalidArgument
 from keel_llm_gateway.domain.models import (
     ChatMessage,
     Completion,

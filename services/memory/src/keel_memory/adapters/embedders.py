@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 from keel_memory.adapters.hashing_embedder import HashingEmbedder
 from keel_memory.adapters.minilm import MiniLMEmbedder
 from keel_memory.adapters.minilm.embedder import ModelNotFoundError

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from keel_core.errors import Unavailable
+from keel_contracts.errors import Unavailable
 from keel_memory.adapters.milvus_filter import build_filter, forget_filter, in_list
 from keel_memory.adapters.milvus_index import LITE_INDEX_TYPES, IndexSettings
 from keel_memory.domain.models import (

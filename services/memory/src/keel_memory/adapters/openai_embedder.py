@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from keel_core.errors import Unavailable
+from keel_contracts.errors import Unavailable
 from keel_memory.domain.models import Vector
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel_core.canonical import canonical_json, sha256_hex
+from keel_contracts.canonical import canonical_json, sha256_hex
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
 MEMORY_TYPES: tuple[MemoryType, ...] = ("episodic", "semantic", "procedural")

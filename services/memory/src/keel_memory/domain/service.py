@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from keel_core.errors import InvalidArgument
+from keel_contracts.errors import InvalidArgument
 from keel_memory.domain.budget import fit
 from keel_memory.domain.models import (
     MAX_CONTENT_BYTES,

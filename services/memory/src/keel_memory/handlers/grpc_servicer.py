@@ -7,8 +7,8 @@ from datetime import timedelta
 import grpc
 
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
+from keel_contracts.errors import InvalidArgument
 from keel_core.audit import AuditEmitter
-from keel_core.errors import InvalidArgument
 from keel_memory.domain.service import MemoryService
 from keel_memory.handlers.mapping import (
     retrieval_to_proto,

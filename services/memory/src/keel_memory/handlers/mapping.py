@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from keel.memory.v1 import memory_pb2
-from keel_core.errors import InvalidArgument
+from keel_contracts.errors import InvalidArgument
 from keel_memory.domain.models import MemoryItem, MemoryType, Retrieval
 
 TO_PROTO: dict[MemoryType, memory_pb2.MemoryType.ValueType] = {

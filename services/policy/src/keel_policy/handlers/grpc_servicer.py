@@ -9,8 +9,8 @@ import grpc
 
 from keel.common.v1 import common_pb2
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
+from keel_contracts.errors import InvalidArgument
 from keel_core.audit import AuditEmitter
-from keel_core.errors import InvalidArgument
 from keel_core.redaction import redact
 from keel_core.tracing import set_attributes
 from keel_policy.domain.engine import PolicyEngine

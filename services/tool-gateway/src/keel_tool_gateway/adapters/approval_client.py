@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from keel.approval.v1 import approval_pb2, approval_pb2_grpc
-from keel_core.errors import NotFound
+from keel_contracts.errors import NotFound
 from keel_core.grpc import call_with_errors
 from keel_tool_gateway.domain.models import ApprovalRecord, ApprovalStatus
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Literal, Protocol
 
-from keel_core.events import Envelope, EventData, ToolResultRecorded
+from keel_contracts.events import Envelope, EventData, ToolResultRecorded
 from keel_tool_gateway.domain.ledger import LedgerEntry
 from keel_tool_gateway.domain.models import ExecutionResult, ExecutionStatus
 

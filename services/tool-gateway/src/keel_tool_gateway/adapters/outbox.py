@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from keel_contracts.events import Envelope
+from keel_contracts.topics import OUTBOX
 from keel_core.bus.producer import Publisher
-from keel_core.events import Envelope
-from keel_core.topics import OUTBOX
 from keel_tool_gateway.domain.outbox import OutboundMessage
 
 SOURCE = "tool-gateway"

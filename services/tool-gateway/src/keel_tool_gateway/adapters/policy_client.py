@@ -10,7 +10,7 @@ from opentelemetry.trace import SpanKind
 
 from keel.common.v1 import common_pb2
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
-from keel_core.errors import Unavailable
+from keel_contracts.errors import Unavailable
 from keel_core.grpc import call_with_errors
 from keel_core.tracing import start_span
 from keel_tool_gateway.domain.models import Decision, PolicyVerdict, RequestContext

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from keel_core.canonical import canonical_json
+from keel_contracts.canonical import canonical_json
 from keel_tool_gateway.domain.models import (
     ApprovalOutcome,
     ApprovalRecord,

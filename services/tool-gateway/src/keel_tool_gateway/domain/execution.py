@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from keel_core.canonical import canonical_json, sha256_hex
+from keel_contracts.canonical import canonical_json, sha256_hex
 from keel_tool_gateway.domain.approval import ApprovalCheck, check_approval
 from keel_tool_gateway.domain.call_context import ToolContext, calling
 from keel_tool_gateway.domain.ledger import LedgerEntry

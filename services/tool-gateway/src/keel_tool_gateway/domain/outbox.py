@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from keel_core.events import EventData
+from keel_contracts.events import EventData
 
 
 class OutboundMessage(EventData):

@@ -37,6 +37,6 @@ def _marker(kept: int, total: int) -> str:
 
 
 # Marking lives in keel_core (the agent loop marks what models read); re-exported here.
-from keel_core.untrusted import mark_untrusted, strip_untrusted  # noqa: E402
+from keel_contracts.untrusted import mark_untrusted, strip_untrusted  # noqa: E402
 
 __all__ = ["cap", "mark_untrusted", "render", "strip_untrusted"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel_contracts.errors import InvalidArgument
 from keel_core import semconv
 from keel_core.audit import AuditEmitter
-from keel_core.errors import InvalidArgument
 from keel_core.redaction import audit_arguments
 from keel_core.tracing import set_attributes
 from keel_tool_gateway.domain.execution import ExecutionService

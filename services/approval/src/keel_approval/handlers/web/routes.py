@@ -31,7 +31,7 @@ from keel_approval.handlers.decisions import Decider
 from keel_approval.handlers.mapping import arguments_from_json
 from keel_approval.handlers.web import views
 from keel_approval.handlers.web.sessions import COOKIE, Login, LoginSessions
-from keel_core.errors import (
+from keel_contracts.errors import (
     FailedPrecondition,
     InvalidArgument,
     KeelError,

@@ -15,7 +15,7 @@ from typing import Any
 
 import mcp_types
 
-from keel_core.errors import ConfigError
+from keel_contracts.errors import ConfigError
 from keel_tool_gateway.adapters.mcp.connection import McpConnection
 from keel_tool_gateway.adapters.mcp.schema import JsonSchemaInput, input_model_for
 from keel_tool_gateway.adapters.mcp.settings import McpServerSettings, McpSettings

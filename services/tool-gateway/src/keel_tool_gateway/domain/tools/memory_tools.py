@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel_core.errors import KeelError
+from keel_contracts.errors import KeelError
 from keel_tool_gateway.domain.call_context import current_call
 from keel_tool_gateway.domain.models import RequestContext
 from keel_tool_gateway.domain.registry import Tool, ToolError

@@ -11,7 +11,7 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel_core.canonical import sha256_hex
+from keel_contracts.canonical import sha256_hex
 from keel_tool_gateway.domain.call_context import current_call
 from keel_tool_gateway.domain.outbox import OutboundMessage
 from keel_tool_gateway.domain.ports import OutboxPort

@@ -1,0 +1,97 @@
+"""``keel policy``: try a tool call against a policy file or directory, in-process.
+
+``keel policy test FILE --tool NAME --args JSON`` prints the decision, the rule and the reason
+(``--explain``: every rule considered and the condition that failed) and exits 0 for allow,
+1 for deny, 3 for require approval and 2 when the file is invalid. ``keel policy check FILE``
+only validates. The engine is the policy service's own (``keel_policy``), so the answer is
+the one the service would give with that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keel_contracts.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from keel_policy.domain.results import Explanation, Verdict
+
+EXIT_CODES = {"allow": 0, "deny": 1, "require_approval": 3}
+
+
+def add_policy_parser(sub: Any) -> None:
+    policy = sub.add_parser("policy", help="check policy files and try calls against them")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    test = policy_sub.add_parser(
+        "test",
+        help="decide one tool call (exit 0 allow, 1 deny, 3 require approval, 2 invalid)",
+    )
+    test.add_argument("file", type=Path, help="a policy file or a directory of them")
+    test.add_argument("--tool", required=True, help="the tool name")
+    test.add_argument("--args", default="{}", help="the arguments as a JSON object")
+    test.add_argument("--profile", default="default", help="the agent profile")
+    test.add_argument("--tenant", default="", help="the tenant (default: none)")
+    test.add_argument("--explain", action="store_true", help="show every rule considered")
+    check = policy_sub.add_parser("check", help="validate a policy file or directory")
+    check.add_argument("file", type=Path)
+
+
+async def policy_command(args: argparse.Namespace) -> int:
+    # Imported here so the rest of the CLI does not load the policy engine.
+    from keel_policy.adapters.policy_file import load_policy
+    from keel_policy.domain.engine import PolicyEngine
+
+    engine = PolicyEngine(load_policy(args.file))
+    if args.policy_command == "check":
+        sets = len(engine.set_names)
+        names = ", ".join(engine.set_names)
+        print(f"ok: {sets} set{'s' if sets != 1 else ''} ({names}), {engine.rule_count} rules")
+        return 0
+    arguments = _arguments(args.args)
+    explanation = engine.explain(args.tool, arguments, args.profile, args.tenant)
+    print(render(explanation, args.explain))
+    return EXIT_CODES[explanation.verdict.decision]
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    try:
+        arguments = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"--args is not JSON: {exc}") from exc
+    if not isinstance(arguments, dict):
+        raise InvalidArgument("--args must be a JSON object")
+    return arguments
+
+
+def render(explanation: Explanation, detailed: bool) -> str:
+    verdict = explanation.verdict
+    lines = [
+        f"decision: {verdict.decision}",
+        f"rule: {verdict.rule_id}",
+        f"policy set: {verdict.policy_set}",
+        f"reason: {verdict.reason}",
+    ]
+    if detailed:
+        lines.append(f"selection: {' -> '.join(explanation.selection)}")
+        lines.append("rules considered, in order:")
+        for trace in explanation.rules:
+            mark = "MATCH" if trace.matched else "skip "
+            lines.append(
+                f"  {mark} {trace.rule_id} (priority {trace.priority}, tool {trace.tool!r}, "
+                f"{trace.decision}): {trace.reason}"
+            )
+            for condition in trace.conditions:
+                status = "ok  " if condition.passed else "FAIL"
+                lines.append(f"      {status} {condition.condition}: {condition.detail}")
+        if not explanation.rules:
+            lines.append("  (none)")
+    if explanation.shadow is not None:
+        lines.append(_shadow_line(explanation.shadow))
+    return "\n".join(lines)
+
+
+def _shadow_line(shadow: Verdict) -> str:
+    return f"shadow ({shadow.policy_set}) would decide: {shadow.decision} by rule {shadow.rule_id}"

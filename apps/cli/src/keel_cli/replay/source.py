@@ -1,0 +1,83 @@
+"""Read one session's record from Kafka, without joining a consumer group.
+
+A session's events and its task are keyed by its id, so only the partition that key hashes
+to is read; the tool ledger is keyed by idempotency key (``session:iteration:index``) and
+spread over every partition of the compacted ``keel.tool-results``, so it is read whole.
+"""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from keel_cli.ops_read import read_topic
+from keel_cli.replay.recording import NotReplayable, Recording, build_recording
+from keel_contracts.events import Envelope, TaskProgress, TaskSubmitted, ToolResultRecorded
+from keel_contracts.topics import SUBTASKS, TASK_EVENTS, TASKS, TOOL_RESULTS
+from keel_core.bus.connect import start_with_retry
+from keel_core.bus.reader import Record, topic_partitions
+from keel_core.settings import KafkaSettings
+
+
+async def load_recording(settings: KafkaSettings, session_id: str) -> Recording:
+    """Raises ``NotReplayable`` when the session's events are not (or no longer) there."""
+    events = await read_key(settings, TASK_EVENTS, session_id)
+    progress = [e.parse(TaskProgress) for e in events if e.type == TaskProgress.event_type]
+    if not progress:
+        raise NotReplayable(f"no events of session {session_id} on {TASK_EVENTS}")
+    task: TaskSubmitted | None = None
+    for topic in (TASKS, SUBTASKS):
+        for envelope in await read_key(settings, topic, session_id):
+            if envelope.type == TaskSubmitted.event_type:
+                task = envelope.parse(TaskSubmitted)
+    return build_recording(session_id, task, progress, await read_ledger(settings, session_id))
+
+
+async def read_ledger(settings: KafkaSettings, session_id: str) -> dict[str, ToolResultRecorded]:
+    prefix = f"{session_id}:".encode()
+    ledger: dict[str, ToolResultRecorded] = {}
+    for record in await read_topic(settings, TOOL_RESULTS):
+        if record.key is None or not record.key.startswith(prefix):
+            continue
+        envelope = _envelope(record)
+        if envelope is not None and envelope.type == ToolResultRecorded.event_type:
+            ledger[record.key.decode()] = envelope.parse(ToolResultRecorded)
+    return ledger
+
+
+async def read_key(settings: KafkaSettings, topic: str, key: str) -> list[Envelope]:
+    """The decodable envelopes of ``key`` on ``topic`` as it stands now, in order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        client_id=f"{settings.client_id_prefix}-cli-replay",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await start_with_retry(consumer.start, settings)
+    try:
+        partitions = await topic_partitions(consumer, topic, attempts=1)
+        if not partitions:
+            return []
+        numbers = [tp.partition for tp in partitions]
+        tp = TopicPartition(topic, DefaultPartitioner()(key.encode(), numbers, numbers))
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        found: list[Envelope] = []
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            for record in batch.get(tp, []):
+                envelope = _envelope(record) if record.key == key.encode() else None
+                if envelope is not None and record.offset < end:
+                    found.append(envelope)
+        return found
+    finally:
+        await consumer.stop()
+
+
+def _envelope(record: Record) -> Envelope | None:
+    try:
+        return Envelope.from_bytes(record.value or b"")
+    except ValueError:
+        return None

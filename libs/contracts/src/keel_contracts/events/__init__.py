@@ -1,0 +1,49 @@
+"""Event envelope and payload types for every Kafka message."""
+
+from keel_contracts.events.envelope import SCHEMA_VERSION, Envelope, EventData
+from keel_contracts.events.plans import (
+    NodeDispatched,
+    NodeFinished,
+    PlanCheckpoint,
+    PlanFinished,
+    PlanNode,
+    PlanSpec,
+    PlanSubmitted,
+)
+from keel_contracts.events.types import (
+    ApprovalDecided,
+    ApprovalRequested,
+    ApprovalVoted,
+    AuditRecord,
+    SessionCheckpoint,
+    TaskCancelRequested,
+    TaskCompleted,
+    TaskFailed,
+    TaskProgress,
+    TaskSubmitted,
+    ToolResultRecorded,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ApprovalDecided",
+    "ApprovalVoted",
+    "ApprovalRequested",
+    "AuditRecord",
+    "Envelope",
+    "EventData",
+    "NodeDispatched",
+    "NodeFinished",
+    "PlanCheckpoint",
+    "PlanFinished",
+    "PlanNode",
+    "PlanSpec",
+    "PlanSubmitted",
+    "SessionCheckpoint",
+    "TaskCancelRequested",
+    "ToolResultRecorded",
+    "TaskCompleted",
+    "TaskFailed",
+    "TaskProgress",
+    "TaskSubmitted",
+]

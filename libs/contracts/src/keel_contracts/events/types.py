@@ -1,0 +1,159 @@
+"""Typed payloads of Keel events. The envelope's ``type`` is each class's ``event_type``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from keel_contracts.events.envelope import EventData
+
+
+class TaskSubmitted(EventData):
+    event_type: ClassVar[str] = "keel.task.submitted"
+
+    goal: str = Field(min_length=1, max_length=20_000)
+    agent_profile: str = "default"
+    agent_id: str = "agent"
+    tenant: str = "default"
+    max_iterations: int = Field(default=8, ge=1, le=200)
+    # Per-session limits; None means the agent loop's configured default.
+    token_budget: int | None = Field(default=None, ge=1)
+    cost_budget_usd: float | None = Field(default=None, ge=0)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class TaskProgress(EventData):
+    """One step of a session, as it happens (for watchers; not needed to rebuild state)."""
+
+    event_type: ClassVar[str] = "keel.task.progress"
+
+    kind: Literal[
+        "started",
+        "state",
+        "resumed",
+        "thought",
+        "tool_call",
+        "tool_result",
+        "approval_requested",
+        "approval_decided",
+        "history_trimmed",
+        "completed",
+        "failed",
+        "cancelled",
+    ]
+    iteration: int
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskCompleted(EventData):
+    event_type: ClassVar[str] = "keel.task.completed"
+
+    answer: str
+    iterations: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class TaskFailed(EventData):
+    event_type: ClassVar[str] = "keel.task.failed"
+
+    reason: Literal["iteration_limit", "error", "cancelled", "budget"]
+    error: str
+    iterations: int
+
+
+class ApprovalRequested(EventData):
+    event_type: ClassVar[str] = "keel.approval.requested"
+
+    approval_id: str
+    agent_id: str
+    tool_name: str
+    arguments: dict[str, Any]
+    reasoning: str = ""
+    idempotency_key: str
+    deadline: str = ""
+    # What running the call would do, in words a reviewer can judge.
+    consequences: str = ""
+    # The JSON schema of the tool's arguments, as the model was shown it: arguments a reviewer
+    # modifies are validated against it before the decision is accepted. {} = not known.
+    arguments_schema: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApprovalVoted(EventData):
+    """One reviewer's approval toward an N-of-M quorum that it does not complete: the request
+    stays pending. Published on ``keel.approval.decisions`` (key = session id) so a restarted
+    approval service keeps the votes; the agent loop lets it pass and waits for the decision."""
+
+    event_type: ClassVar[str] = "keel.approval.voted"
+
+    approval_id: str
+    reviewer: str
+    comment: str = ""
+    # Every reviewer who has approved so far, this one last.
+    approvals: list[str]
+    required: int = Field(ge=2)
+
+
+class ApprovalDecided(EventData):
+    event_type: ClassVar[str] = "keel.approval.decided"
+
+    approval_id: str
+    outcome: Literal["approved", "rejected", "modified", "timed_out"]
+    reviewer: str
+    comment: str = ""
+    modified_arguments: dict[str, Any] | None = None
+
+
+class AuditRecord(EventData):
+    """An append-only fact about a decision. ``prev_hash`` chains each producer's records, so
+    removing or editing one breaks the chain (checked by ``keel audit verify``)."""
+
+    event_type: ClassVar[str] = "keel.audit.record"
+
+    producer: str
+    sequence: int
+    action: str
+    actor: str
+    subject: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str
+
+
+class TaskCancelRequested(EventData):
+    """Asks the agent loop to stop a session. Sent to ``keel.tasks`` (durable, reaches a session
+    that is waiting or not started) and ``keel.control`` (every replica, reaches a running one)."""
+
+    event_type: ClassVar[str] = "keel.task.cancel_requested"
+
+    reason: str = ""
+    requested_by: str = ""
+
+
+class SessionCheckpoint(EventData):
+    """The whole state of a session, on the compacted ``keel.checkpoints`` (key = session id)."""
+
+    event_type: ClassVar[str] = "keel.session.checkpoint"
+
+    status: str
+    iteration: int
+    state: dict[str, Any]
+
+
+class ToolResultRecorded(EventData):
+    """A finished tool call in the ledger on the compacted ``keel.tool-results`` (key = the
+    idempotency key): a repeated key is answered from here instead of acting again."""
+
+    event_type: ClassVar[str] = "keel.tool.result_recorded"
+
+    idempotency_key: str
+    tool: str
+    fingerprint: str
+    status: Literal["ok", "error", "denied"]
+    output: str = ""
+    error: str = ""
+    rule_id: str = ""
+    duration_ms: float = 0.0
+    truncated: bool = False
