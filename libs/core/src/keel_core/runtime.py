@@ -1,8 +1,12 @@
 """The lifecycle every service shares: start in order, serve until SIGTERM/SIGINT, stop in the
 reverse order (stop taking work, finish what is in hand, commit, flush, exit 0).
 
-A service's ``app.py`` builds its parts, hands them to a ``ServiceRuntime`` and calls
-``run()``; ``run_service`` turns configuration errors into one clear line and exit code 2.
+A service's ``app.py`` has one shape: ``build(settings, runtime)`` wires its parts onto a
+``Runtime`` and ``serve(settings)`` builds on a ``ServiceRuntime`` and runs it;
+``run_service`` turns configuration errors into one clear line and exit code 2. Everything a
+service takes from the bus (consumers, compacted tables, group-less followers) comes from the
+runtime, so a component test builds the same composition root on
+``keel_core.testing.InMemoryRuntime``.
 """
 
 from __future__ import annotations
@@ -14,17 +18,20 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from keel_contracts.errors import ConfigError
+from keel_contracts.events import Envelope
 from keel_core.audit import AuditEmitter
 from keel_core.bus.admin import ensure_topics
 from keel_core.bus.consumer import EventConsumer, Handler
+from keel_core.bus.follower import Apply, TopicFollower
 from keel_core.bus.metrics import BusMetrics
-from keel_core.bus.producer import EventProducer
+from keel_core.bus.producer import EventProducer, Publisher
+from keel_core.bus.table import CompactedTable, Table
 from keel_core.grpc.server import AddServicer, GrpcServer
 from keel_core.logging import configure_logging
 from keel_core.metrics import serve_metrics
@@ -34,6 +41,59 @@ from keel_core.tracing_export import configure_tracing
 log = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
+GrpcService = tuple[Any, AddServicer, str]
+
+
+class Follower(Protocol):
+    """A group-less reader of one topic (``keel_core.bus.follower.TopicFollower``)."""
+
+    async def load(self) -> list[Envelope]: ...
+
+    async def start_at_end(self) -> None: ...
+
+    def follow(self, apply: Apply) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Runtime(Protocol):
+    """What a composition root wires onto: metrics, the producer and audit, the gRPC server,
+    consumers, tables and followers, start and stop hooks."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settings(self) -> ServiceSettings: ...
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    @property
+    def producer(self) -> Publisher: ...
+
+    @property
+    def audit(self) -> AuditEmitter: ...
+
+    def serve_grpc(self, services: Sequence[GrpcService]) -> None: ...
+
+    def consume(self, topics: list[str], group_id: str, handler: Handler) -> object: ...
+
+    def table(self, topic: str, source: str = "") -> Table:
+        """A started-with-the-service view of a compacted topic (loaded before consumers)."""
+        ...
+
+    def follower(self, topic: str, role: str) -> Follower:
+        """A group-less follower, stopped with the service; the caller loads or starts it."""
+        ...
+
+    def on_start(self, hook: Hook) -> None: ...
+
+    def on_stop(self, hook: Hook) -> None: ...
+
+    def request_stop(self) -> None: ...
+
+    async def run(self) -> None: ...
 
 
 class ServiceRuntime:
@@ -54,7 +114,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
 
-    def serve_grpc(self, services: Sequence[tuple[Any, AddServicer, str]]) -> None:
+    def serve_grpc(self, services: Sequence[GrpcService]) -> None:
         self.grpc = GrpcServer(self.settings.host, self.settings.grpc_port, services, self.registry)
 
     def consume(self, topics: list[str], group_id: str, handler: Handler) -> EventConsumer:
@@ -68,6 +128,17 @@ class ServiceRuntime:
         )
         self.consumers.append(consumer)
         return consumer
+
+    def table(self, topic: str, source: str = "") -> CompactedTable:
+        table = CompactedTable(self.settings.kafka, topic, self.producer, source or self.name)
+        self.on_start(table.start)
+        self.on_stop(table.stop)
+        return table
+
+    def follower(self, topic: str, role: str) -> TopicFollower:
+        follower = TopicFollower(self.settings.kafka, topic, f"{self.name}-{role}")
+        self.on_stop(follower.stop)
+        return follower
 
     def on_start(self, hook: Hook) -> None:
         self._on_start.append(hook)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from keel.approval.v1 import approval_pb2, approval_pb2_grpc
-from keel_approval.adapters.topic_follower import TopicFollower
 from keel_approval.adapters.topic_reader import read_to_end
 from keel_approval.adapters.web_server import InboxServer
 from keel_approval.adapters.webhook import WebhookNotifier
@@ -21,6 +20,7 @@ from keel_approval.handlers.web.sessions import LoginSessions
 from keel_approval.metrics import ApprovalMetrics
 from keel_contracts.events import Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
+from keel_core.bus.follower import TopicFollower
 from keel_core.runtime import ServiceRuntime, run_service
 
 SERVICE = "approval"

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from keel_approval.adapters.topic_follower import TopicFollower
 from keel_approval.adapters.topic_reader import read_to_end
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.kafka_handler import RequestReader
@@ -15,6 +14,7 @@ from keel_approval.handlers.rebuild import apply_record, rebuild
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
 from keel_contracts.topics import TopicSpec
 from keel_core.bus import EventProducer, ensure_topics
+from keel_core.bus.follower import TopicFollower
 from keel_core.settings import KafkaSettings
 
 pytestmark = pytest.mark.kafka

@@ -1,20 +1,33 @@
-"""Composition root of the policy service: the only place that wires its parts."""
+"""Composition root of the policy service: the only place that wires its parts.
+
+The shape every service shares: ``build(settings, runtime)`` wires the parts onto a runtime
+(the real one, or ``keel_core.testing.InMemoryRuntime`` in component tests) and starts
+nothing; ``serve(settings)`` builds on a ``ServiceRuntime`` and runs it until SIGTERM.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
-from keel_core.runtime import ServiceRuntime, run_service
+from keel_core.runtime import Runtime, ServiceRuntime, run_service
 from keel_policy.adapters.reloader import PolicyReloader, load_holder
 from keel_policy.config import Settings
+from keel_policy.domain.holder import PolicyHolder
 from keel_policy.handlers.grpc_servicer import PolicyServicer
 from keel_policy.metrics import PolicyMetrics
 
 SERVICE = "policy"
 
 
-async def serve(settings: Settings) -> None:
+@dataclass(frozen=True)
+class PolicyParts:
+    holder: PolicyHolder
+    reloader: PolicyReloader
+
+
+def build(settings: Settings, runtime: Runtime) -> PolicyParts:
     holder = load_holder(settings.policy_file)
-    runtime = ServiceRuntime(SERVICE, settings)
     metrics = PolicyMetrics(runtime.registry)
     reloader = PolicyReloader(
         settings.policy_file, holder, runtime.audit, metrics, settings.reload_interval_s
@@ -31,6 +44,12 @@ async def serve(settings: Settings) -> None:
             )
         ]
     )
+    return PolicyParts(holder, reloader)
+
+
+async def serve(settings: Settings) -> None:
+    runtime = ServiceRuntime(SERVICE, settings)
+    build(settings, runtime)
     await runtime.run()
 
 

@@ -15,23 +15,50 @@ import asyncio
 import contextlib
 import functools
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from keel_contracts.errors import ConfigError
 from keel_contracts.events.envelope import Envelope, EventData
 from keel_core.bus.connect import start_with_retry
-from keel_core.bus.producer import EventProducer
+from keel_core.bus.producer import Publisher
 from keel_core.bus.reader import read_partitions
 from keel_core.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 
+class Table(Protocol):
+    """A key → latest value view of a compacted topic (``keel_core.testing`` has one in
+    memory)."""
+
+    def get(self, key: str) -> Envelope | None: ...
+
+    def keys(self) -> list[str]: ...
+
+    async def put(
+        self,
+        key: str,
+        payload: EventData,
+        *,
+        session_id: str = "",
+        trace: str = "",
+        wait: bool = True,
+    ) -> Envelope: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class CompactedTable:
     def __init__(
-        self, settings: KafkaSettings, topic: str, producer: EventProducer, source: str
+        self, settings: KafkaSettings, topic: str, producer: Publisher, source: str
     ) -> None:
         self._settings = settings
         self._topic = topic

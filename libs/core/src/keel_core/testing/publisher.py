@@ -1,5 +1,4 @@
-"""Test doubles for code built on keel_core. Unit tests only: integration tests use the real
-broker (see the root conftest.py)."""
+"""An in-memory publisher that keeps what was sent, and an audit emitter over it."""
 
 from __future__ import annotations
 

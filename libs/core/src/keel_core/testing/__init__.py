@@ -1,0 +1,29 @@
+"""Test doubles for code built on keel_core: an in-memory runtime and bus for component tests,
+an in-memory publisher and audit for unit tests, and a clock a test moves by hand.
+Integration tests use the real broker instead (see the root conftest.py)."""
+
+from keel_core.testing.bus import (
+    BusPublisher,
+    BusRecord,
+    InMemoryBus,
+    InMemoryConsumer,
+    InMemoryFollower,
+    InMemoryTable,
+)
+from keel_core.testing.clock import FakeClock
+from keel_core.testing.publisher import InMemoryPublisher, SentRecord, in_memory_audit
+from keel_core.testing.runtime import InMemoryRuntime
+
+__all__ = [
+    "BusPublisher",
+    "BusRecord",
+    "FakeClock",
+    "InMemoryBus",
+    "InMemoryConsumer",
+    "InMemoryFollower",
+    "InMemoryPublisher",
+    "InMemoryRuntime",
+    "InMemoryTable",
+    "SentRecord",
+    "in_memory_audit",
+]
