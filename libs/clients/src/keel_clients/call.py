@@ -1,0 +1,95 @@
+"""What every client does on every call, written once: the deadline, the caller's
+credentials and trace in the metadata, a client span, and a failed status turned into the
+matching ``keel_contracts.errors`` type (callers never see ``AioRpcError``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from opentelemetry.trace import Span, SpanKind
+
+from keel_contracts.chat import RequestContext
+from keel_core.grpc.errors import error_from_status
+from keel_core.tracing import start_span
+
+T = TypeVar("T")
+Metadata = tuple[tuple[str, str], ...]
+Attributes = Mapping[str, str | int | float | bool]
+
+DEFAULT_DEADLINE_S = 30.0
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """Per-client settings of every call.
+
+    ``token`` is the caller's bearer credential (a reviewer's token for the approval service
+    today); it travels as ``authorization`` metadata on every call of the client.
+    """
+
+    timeout_s: float = DEFAULT_DEADLINE_S
+    token: str = ""
+
+
+class Caller:
+    def __init__(self, options: CallOptions) -> None:
+        self.options = options
+
+    def metadata(self, ctx: RequestContext | None = None) -> Metadata:
+        """The session's trace (the channel's interceptor replaces it with the span in
+        progress when there is one) and the caller's token."""
+        pairs: list[tuple[str, str]] = []
+        if ctx is not None and ctx.traceparent:
+            pairs.append(("traceparent", ctx.traceparent))
+        if self.options.token:
+            pairs.append(("authorization", f"Bearer {self.options.token}"))
+        return tuple(pairs)
+
+    async def unary(
+        self,
+        method: Callable[..., Awaitable[T]],
+        request: Any,
+        ctx: RequestContext | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> T:
+        try:
+            return await method(
+                request,
+                timeout=timeout_s or self.options.timeout_s,
+                metadata=self.metadata(ctx),
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_status(exc.code(), exc.details() or "") from exc
+
+    async def stream(
+        self,
+        method: Callable[..., Any],
+        request: Any,
+        ctx: RequestContext | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[Any]:
+        """A server stream; ``timeout_s=None`` uses no deadline (a watch runs until closed)."""
+        call = method(request, timeout=timeout_s, metadata=self.metadata(ctx))
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_status(exc.code(), exc.details() or "") from exc
+        finally:
+            call.cancel()
+
+
+def client_span(name: str, attributes: Attributes) -> Any:
+    """A CLIENT span around one call (a no-op when tracing is off)."""
+    return start_span(name, kind=SpanKind.CLIENT, attributes=dict(attributes))
+
+
+def set_span(span: Span, attributes: Attributes) -> None:
+    if span.is_recording():
+        for key, value in attributes.items():
+            span.set_attribute(key, value)

@@ -1,0 +1,78 @@
+"""A fake tool gateway: a catalog per profile, and a function that runs each call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel_clients.mapping import call_from_proto, context_from_proto
+from keel_clients.tools import EXECUTE_STATUS
+from keel_contracts.chat import RequestContext, ToolCall, ToolSpec
+from keel_contracts.tools import ToolOutcome
+
+Run = Callable[[ToolCall], ToolOutcome]
+TO_STATUS = {name: value for value, name in EXECUTE_STATUS.items()}
+
+
+@dataclass(frozen=True)
+class ExecuteCall:
+    ctx: RequestContext
+    call: ToolCall
+    idempotency_key: str
+    approval_id: str
+
+
+def echo(call: ToolCall) -> ToolOutcome:
+    return ToolOutcome(status="ok", output=call.arguments_json)
+
+
+class FakeToolGateway(tool_pb2_grpc.ToolGatewayServicer):
+    """Like the real one, a repeated idempotency key is answered from the first result
+    without running the tool again."""
+
+    def __init__(
+        self, catalog: Mapping[str, Sequence[ToolSpec]] | None = None, run: Run = echo
+    ) -> None:
+        self._catalog = catalog or {}
+        self._run = run
+        self._results: dict[str, ToolOutcome] = {}
+        self.calls: list[ExecuteCall] = []
+
+    async def ListTools(
+        self, request: tool_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
+    ) -> tool_pb2.ListToolsResponse:
+        tools = self._catalog.get(request.agent_profile or "default", ())
+        return tool_pb2.ListToolsResponse(
+            tools=[
+                tool_pb2.ToolDescriptor(
+                    name=t.name,
+                    description=t.description,
+                    parameters_json_schema=t.parameters_json_schema,
+                )
+                for t in tools
+            ]
+        )
+
+    async def Execute(
+        self, request: tool_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
+    ) -> tool_pb2.ExecuteResponse:
+        call = call_from_proto(request.call)
+        key = request.idempotency_key
+        outcome = self._results.get(key) if key else None
+        if outcome is None:
+            self.calls.append(
+                ExecuteCall(context_from_proto(request.context), call, key, request.approval_id)
+            )
+            outcome = self._run(call)
+            if key:
+                self._results[key] = outcome
+        return tool_pb2.ExecuteResponse(
+            status=TO_STATUS[outcome.status],
+            output=outcome.output,
+            error=outcome.error,
+            policy_rule=outcome.rule_id,
+            duration_ms=outcome.duration_ms,
+        )
