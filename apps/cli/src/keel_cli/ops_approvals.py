@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import get_args
 
-from keel.approval.v1 import approval_pb2, approval_pb2_grpc
+from keel_clients import ApprovalClient, CallOptions, open_channel
+from keel_contracts.approvals import ApprovalView, ReviewOutcome
 from keel_contracts.errors import InvalidArgument
-from keel_core.grpc import call_with_errors, insecure_channel
 
-OUTCOMES = {
-    "approve": approval_pb2.OUTCOME_APPROVE,
-    "reject": approval_pb2.OUTCOME_REJECT,
-    "modify": approval_pb2.OUTCOME_MODIFY,
-}
+OUTCOMES: tuple[ReviewOutcome, ...] = get_args(ReviewOutcome)
 
 
 def add_approvals_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,18 +36,18 @@ def add_approvals_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         common(cmd)
 
 
-def describe(approval: approval_pb2.Approval) -> str:
-    status = approval_pb2.ApprovalStatus.Name(approval.status).removeprefix("APPROVAL_STATUS_")
+def describe(approval: ApprovalView) -> str:
+    status = approval.status
     line = (
-        f"{approval.id}  {status.lower():<9} session={approval.session_id} "
+        f"{approval.id}  {status:<9} session={approval.session_id} "
         f"tool={approval.tool_name} args={approval.arguments_json}"
     )
-    if approval.deadline and status == "PENDING":
+    if approval.deadline and status == "pending":
         line += f" deadline={approval.deadline}"
     if approval.required_approvals > 1:
         votes = ",".join(approval.approved_by) or "none"
         line += f" votes={len(approval.approved_by)}/{approval.required_approvals}({votes})"
-    if approval.consequences and status == "PENDING":
+    if approval.consequences and status == "pending":
         line += f"\n    would: {approval.consequences}"
     if approval.decided_by:
         line += f" by={approval.decided_by}"
@@ -74,27 +71,20 @@ def _modified_args(args: argparse.Namespace) -> str:
 
 
 async def approvals_command(target: str, args: argparse.Namespace) -> int:
-    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else None
-    async with insecure_channel(target) as channel:
-        stub = approval_pb2_grpc.ApprovalServiceStub(channel)
+    async with open_channel(target) as channel:
+        approvals = ApprovalClient(channel, CallOptions(timeout_s=args.timeout, token=args.token))
         if args.approvals_command == "list":
-            request = approval_pb2.ListRequest(include_resolved=args.all)
-            listed = await call_with_errors(
-                lambda: stub.List(request, timeout=args.timeout, metadata=metadata)
-            )
-            for approval in listed.approvals:
+            listed = await approvals.list(include_resolved=args.all)
+            for approval in listed:
                 print(describe(approval))
-            print(f"{len(listed.approvals)} request(s)")
+            print(f"{len(listed)} request(s)")
             return 0
-        resolve = approval_pb2.ResolveRequest(
-            id=args.approval_id,
-            outcome=OUTCOMES[args.approvals_command],
+        decided = await approvals.resolve(
+            args.approval_id,
+            args.approvals_command,
             reviewer=args.reviewer,
             comment=args.comment,
             modified_arguments_json=_modified_args(args),
-        )
-        decided = await call_with_errors(
-            lambda: stub.Resolve(resolve, timeout=args.timeout, metadata=metadata)
         )
     print(describe(decided))
     return 0

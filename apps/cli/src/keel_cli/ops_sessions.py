@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import sys
 
-from keel.agent.v1 import agent_pb2, agent_pb2_grpc
 from keel_cli.ops_read import read_topic
+from keel_clients import AgentClient, CallOptions, open_channel
 from keel_contracts.events import Envelope, TaskCompleted, TaskFailed
 from keel_contracts.topics import RESULTS
-from keel_core.grpc import call_with_errors, insecure_channel
 from keel_core.settings import KafkaSettings
 
 
 async def cancel_session(target: str, session_id: str, reason: str, timeout_s: float) -> int:
-    async with insecure_channel(target) as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
-        request = agent_pb2.CancelRequest(session_id=session_id, reason=reason)
-        reply = await call_with_errors(lambda: stub.Cancel(request, timeout=timeout_s))
-    print(f"cancel {'accepted' if reply.accepted else 'not accepted'}: {session_id}")
-    return 0 if reply.accepted else 1
+    async with open_channel(target) as channel:
+        agent = AgentClient(channel, CallOptions(timeout_s=timeout_s))
+        accepted = await agent.cancel(session_id, reason)
+    print(f"cancel {'accepted' if accepted else 'not accepted'}: {session_id}")
+    return 0 if accepted else 1
 
 
 async def final_result(settings: KafkaSettings, session_id: str) -> Envelope | None:

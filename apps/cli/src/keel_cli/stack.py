@@ -13,9 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from keel_core.grpc import insecure_channel
+from keel_clients import CallOptions, HealthClient, open_channel
+from keel_contracts.errors import KeelError
 
 
 @dataclass(frozen=True)
@@ -131,9 +130,8 @@ class LocalStack:
         return process
 
     async def wait_healthy(self, spec: ServiceSpec, deadline: float) -> None:
-        request = health_pb2.HealthCheckRequest(service="")
-        async with insecure_channel(f"127.0.0.1:{spec.grpc_port}") as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
+        async with open_channel(f"127.0.0.1:{spec.grpc_port}") as channel:
+            health = HealthClient(channel, CallOptions(timeout_s=1.0))
             while True:
                 process = self.processes[spec.name]
                 if process.poll() is not None:
@@ -142,10 +140,9 @@ class LocalStack:
                         + self.log_tail(spec.name)
                     )
                 try:
-                    reply = await stub.Check(request, timeout=1.0)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    if await health.serving():
                         return
-                except Exception:  # noqa: BLE001,S110 - not up yet; poll again
+                except KeelError:  # not up yet; poll again
                     pass
                 if time.monotonic() > deadline:
                     raise TimeoutError(

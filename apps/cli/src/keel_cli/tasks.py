@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from keel.agent.v1 import agent_pb2, agent_pb2_grpc
+from keel_clients import AgentClient, CallOptions, open_channel
 from keel_contracts.events import Envelope, TaskSubmitted
+from keel_contracts.sessions import TaskRequest
 from keel_contracts.topics import TASKS
 from keel_core.bus.producer import EventProducer
-from keel_core.grpc import call_with_errors, insecure_channel
 from keel_core.settings import KafkaSettings
 from keel_core.tracing import new_traceparent
 
@@ -28,14 +28,12 @@ async def publish_task(settings: KafkaSettings, task: TaskSubmitted, session_id:
 
 
 async def submit_via_grpc(target: str, task: TaskSubmitted, timeout_s: float = 10.0) -> str:
-    async with insecure_channel(target) as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
-        request = agent_pb2.SubmitRequest(
-            goal=task.goal,
-            agent_profile=task.agent_profile,
-            tenant=task.tenant,
-            max_iterations=task.max_iterations,
-            metadata=task.metadata,
-        )
-        reply = await call_with_errors(lambda: stub.Submit(request, timeout=timeout_s))
-    return str(reply.session_id)
+    request = TaskRequest(
+        goal=task.goal,
+        agent_profile=task.agent_profile,
+        tenant=task.tenant,
+        max_iterations=task.max_iterations,
+        metadata=task.metadata,
+    )
+    async with open_channel(target) as channel:
+        return await AgentClient(channel, CallOptions(timeout_s=timeout_s)).submit(request)
