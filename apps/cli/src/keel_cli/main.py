@@ -21,7 +21,7 @@ from keel_cli.ops_dlq import add_dlq_parser, dlq_command
 from keel_cli.ops_sessions import cancel_session, show_result
 from keel_cli.plans import add_plan_parser, plan_command
 from keel_cli.policy_cmd import add_policy_parser, policy_command
-from keel_cli.replay.args import add_replay_parser
+from keel_cli.replay_cmd import add_replay_parser, replay_command
 from keel_cli.tasks import publish_task, submit_via_grpc
 from keel_cli.watch import answer_of, print_session
 from keel_contracts.errors import KeelError
@@ -158,9 +158,6 @@ def _ops_command(
     if args.command == "asyncapi":
         return print_asyncapi()
     if args.command == "replay":
-        # Imported here: it loads the agent loop, which no other command needs.
-        from keel_cli.replay.command import replay_command
-
         return replay_command(settings.kafka, args)
     return None
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from keel_agent_loop.plans import PlanInvalid, check_plan, debate, pipeline
+from keel_agent_loop import PlanInvalid, check_plan, debate, pipeline
 from keel_cli.config import CliSettings
 from keel_cli.follow import SessionFollower, partitions_of
 from keel_cli.timeline import Timeline, build_timeline, render_html, render_svg, render_text

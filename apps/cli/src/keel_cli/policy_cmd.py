@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from keel_contracts.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from keel_policy.domain.results import Explanation, Verdict
+    from keel_policy import Explanation, Verdict
 
 EXIT_CODES = {"allow": 0, "deny": 1, "require_approval": 3}
 
@@ -41,8 +41,7 @@ def add_policy_parser(sub: Any) -> None:
 
 async def policy_command(args: argparse.Namespace) -> int:
     # Imported here so the rest of the CLI does not load the policy engine.
-    from keel_policy.adapters.policy_file import load_policy
-    from keel_policy.domain.engine import PolicyEngine
+    from keel_policy import PolicyEngine, load_policy
 
     engine = PolicyEngine(load_policy(args.file))
     if args.policy_command == "check":

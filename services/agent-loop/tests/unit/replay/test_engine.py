@@ -11,6 +11,13 @@ import pytest
 from keel_agent_loop.domain import AgentLoop, AgentState, LoopConfig, ToolOutcome, ToolSpec, Usage
 from keel_agent_loop.domain.models import ChatMessage, LLMReply
 from keel_agent_loop.domain.prompts import approval_id_for
+from keel_agent_loop.replay import (
+    NotReplayable,
+    Recording,
+    build_recording,
+    replay,
+    replay_and_explain,
+)
 from keel_agent_loop.testing import (
     FakeMemory,
     FakeTools,
@@ -19,10 +26,6 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
-from keel_cli.main import build_parser
-from keel_cli.replay.engine import replay
-from keel_cli.replay.recording import NotReplayable, Recording, build_recording
-from keel_cli.replay.report import replay_and_explain
 from keel_contracts.errors import Unavailable
 from keel_contracts.events import ApprovalDecided, TaskProgress, TaskSubmitted, ToolResultRecorded
 
@@ -335,22 +338,3 @@ async def _events_of(replies: list[LLMReply | Exception]) -> list[TaskProgress]:
     loop = AgentLoop(ScriptedLLM(replies), FakeTools(specs=CATALOG), FakeMemory(), sink, CONFIG)
     await loop.run(AgentState(session_id="s1", goal=GOAL, max_iterations=5))
     return [e for _, e in sink.events]
-
-
-def test_replay_arguments() -> None:
-    args = build_parser().parse_args(
-        ["replay", "abc", "--system-prompt-file", "p.txt", "--model", "qwen", "--llm-target", "h:1"]
-    )
-    assert (args.command, args.session_id, args.model, args.llm_target) == (
-        "replay",
-        "abc",
-        "qwen",
-        "h:1",
-    )
-    assert str(args.system_prompt_file) == "p.txt"
-    defaults = build_parser().parse_args(["replay", "abc"])
-    assert (defaults.model, defaults.llm_target, defaults.system_prompt_file) == (
-        None,
-        "127.0.0.1:50052",
-        None,
-    )

@@ -1,4 +1,4 @@
-"""Replay a recording and put the outcome into words: what ``keel replay`` prints."""
+"""Replay a recording and put the outcome into words: the lines ``keel replay`` prints."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ from dataclasses import dataclass
 
 from keel_agent_loop.domain.loop import LoopConfig
 from keel_agent_loop.domain.ports import LLMPort
-from keel_cli.replay.engine import ReplayReport, describe_ending, replay
-from keel_cli.replay.explain import explain_prompt
-from keel_cli.replay.ports import Prompt
-from keel_cli.replay.recording import Recording
+from keel_agent_loop.replay.engine import ReplayReport, describe_ending, replay
+from keel_agent_loop.replay.explain import explain_prompt
+from keel_agent_loop.replay.ports import Prompt
+from keel_agent_loop.replay.recording import Recording
 
 
 @dataclass(frozen=True)
-class Verdict:
+class ReplayVerdict:
+    """A replay put into words: ``lines`` for a person, ``exit_code`` 0 when identical and 1
+    at the first divergence (what ``keel replay`` exits with)."""
+
     lines: list[str]
     report: ReplayReport
 
@@ -28,7 +31,7 @@ async def replay_and_explain(
     *,
     live: LLMPort | None = None,
     baseline: LoopConfig | None = None,
-) -> Verdict:
+) -> ReplayVerdict:
     """Replay with ``config`` (and the ``live`` model, if given). On a prompt divergence,
     ``baseline`` (the configuration the session ran with, when known) is replayed too, to
     show the recorded text of the message that changed."""
@@ -47,7 +50,7 @@ async def replay_and_explain(
     if divergence is None:
         steps = "step" if report.steps == 1 else "steps"
         lines.append(f"replayed {report.steps} {steps}, identical")
-        return Verdict(lines, report)
+        return ReplayVerdict(lines, report)
     lines.append(f"diverged at step {divergence.step}: {divergence.summary}")
     if divergence.kind == "prompt" and divergence.prompt is not None:
         recorded = recording.steps[divergence.step - 1]
@@ -56,7 +59,7 @@ async def replay_and_explain(
             recorded, divergence.prompt, before, recording.system_prompt_sha256
         )
         lines += ["  " + line for line in explained]
-    return Verdict(lines, report)
+    return ReplayVerdict(lines, report)
 
 
 async def _baseline_prompt(

@@ -21,7 +21,7 @@ from keel_agent_loop.domain.models import (
 )
 from keel_agent_loop.domain.ports import LLMPort, MemoryType
 from keel_agent_loop.domain.progress import prompt_record
-from keel_cli.replay.recording import CancelPoint, Recording
+from keel_agent_loop.replay.recording import CancelPoint, Recording
 from keel_contracts.errors import KeelError, Unavailable
 from keel_contracts.events import ApprovalRequested, TaskProgress
 

@@ -3,6 +3,9 @@
 A session's events and its task are keyed by its id, so only the partition that key hashes
 to is read; the tool ledger is keyed by idempotency key (``session:iteration:index``) and
 spread over every partition of the compacted ``keel.tool-results``, so it is read whole.
+
+The consumers keep the client ids they had when this lived in the ``keel`` command
+(``<prefix>-cli``, ``<prefix>-cli-replay``): the command is still the one reading.
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from keel_cli.ops_read import read_topic
-from keel_cli.replay.recording import NotReplayable, Recording, build_recording
+from keel_agent_loop.replay.recording import NotReplayable, Recording, build_recording
 from keel_contracts.events import Envelope, TaskProgress, TaskSubmitted, ToolResultRecorded
 from keel_contracts.topics import SUBTASKS, TASK_EVENTS, TASKS, TOOL_RESULTS
 from keel_core.bus.connect import start_with_retry
-from keel_core.bus.reader import Record, topic_partitions
+from keel_core.bus.reader import Record, read_topic, topic_partitions
 from keel_core.settings import KafkaSettings
+
+CLIENT = "cli"
 
 
 async def load_recording(settings: KafkaSettings, session_id: str) -> Recording:
@@ -36,7 +40,7 @@ async def load_recording(settings: KafkaSettings, session_id: str) -> Recording:
 async def read_ledger(settings: KafkaSettings, session_id: str) -> dict[str, ToolResultRecorded]:
     prefix = f"{session_id}:".encode()
     ledger: dict[str, ToolResultRecorded] = {}
-    for record in await read_topic(settings, TOOL_RESULTS):
+    for record in await read_topic(settings, TOOL_RESULTS, CLIENT):
         if record.key is None or not record.key.startswith(prefix):
             continue
         envelope = _envelope(record)
@@ -49,7 +53,7 @@ async def read_key(settings: KafkaSettings, topic: str, key: str) -> list[Envelo
     """The decodable envelopes of ``key`` on ``topic`` as it stands now, in order."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
-        client_id=f"{settings.client_id_prefix}-cli-replay",
+        client_id=f"{settings.client_id_prefix}-{CLIENT}-replay",
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",

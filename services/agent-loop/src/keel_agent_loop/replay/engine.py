@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from keel_agent_loop.domain.loop import AgentLoop, LoopConfig
 from keel_agent_loop.domain.models import AgentState
 from keel_agent_loop.domain.ports import LLMPort
-from keel_cli.replay.ports import (
+from keel_agent_loop.replay.ports import (
     Diverged,
     Prompt,
     RecordingEnded,
@@ -24,7 +24,7 @@ from keel_cli.replay.ports import (
     ReplaySink,
     ReplayTools,
 )
-from keel_cli.replay.recording import Recording, Terminal
+from keel_agent_loop.replay.recording import Recording, Terminal
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import difflib
 from collections.abc import Sequence
 
 from keel_agent_loop.domain.models import ChatMessage
-from keel_cli.replay.ports import Prompt
-from keel_cli.replay.recording import RecordedStep
+from keel_agent_loop.replay.ports import Prompt
+from keel_agent_loop.replay.recording import RecordedStep
 from keel_contracts.canonical import sha256_hex
 
 DIFF_LINES = 24

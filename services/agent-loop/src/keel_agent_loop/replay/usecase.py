@@ -1,0 +1,75 @@
+"""Replay a recorded session with the loop configured as it is today: the use case behind
+``keel replay``.
+
+The loop is built from the agent loop's own ``Settings`` (system prompt, memory budget,
+context window), so the question answered is "would today's loop send the same prompts?";
+``system_prompt`` tries another system prompt, ``model`` another model behind the LLM gateway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from keel_agent_loop.config import Settings
+from keel_agent_loop.domain.loop import LoopConfig
+from keel_agent_loop.replay.live import GatewayModel
+from keel_agent_loop.replay.recording import Recording
+from keel_agent_loop.replay.report import ReplayVerdict, replay_and_explain
+from keel_contracts.canonical import sha256_hex
+from keel_core.grpc import insecure_channel
+
+DEFAULT_LLM_TARGET = "127.0.0.1:50052"
+
+
+async def replay_recording(
+    recording: Recording,
+    settings: Settings,
+    *,
+    system_prompt: str | None = None,
+    model: str | None = None,
+    llm_target: str = DEFAULT_LLM_TARGET,
+    timeout_s: float = 120.0,
+) -> ReplayVerdict:
+    """Replay ``recording`` through the real ``AgentLoop`` over recorded ports and explain the
+    first divergence.
+
+    Args:
+        recording: the session, as ``load_recording`` read it.
+        settings: the agent loop's settings; the loop is configured from them as the service
+            configures it.
+        system_prompt: replay with this system prompt instead of the configured one.
+        model: also ask this model (through the LLM gateway at ``llm_target``, ``timeout_s``
+            per call) at every step, and stop at the first answer that differs.
+
+    Raises:
+        ReplayAborted: the live model failed, so there is nothing to compare.
+    """
+    configured = loop_config(settings)
+    config = configured
+    if system_prompt is not None:
+        config = dataclasses.replace(configured, system_prompt=system_prompt)
+    baseline = _baseline(recording, configured)
+    if not model:
+        return await replay_and_explain(recording, config, baseline=baseline)
+    async with insecure_channel(llm_target) as channel:
+        live = GatewayModel(channel, model, timeout_s)
+        return await replay_and_explain(recording, config, live=live, baseline=baseline)
+
+
+def loop_config(settings: Settings) -> LoopConfig:
+    """The loop's configuration as ``keel_agent_loop.app`` builds it from the same settings."""
+    return LoopConfig(
+        settings.system_prompt,
+        settings.memory_token_budget,
+        context_window_tokens=settings.context_window_tokens,
+        reply_reserve_tokens=settings.reply_reserve_tokens,
+        checkpoint_every=settings.checkpoint_every,
+    )
+
+
+def _baseline(recording: Recording, configured: LoopConfig) -> LoopConfig | None:
+    """The configured loop, when its system prompt is the one the session ran with: it then
+    rebuilds the recorded prompts, whose text a divergence report can show."""
+    if sha256_hex(configured.system_prompt) == recording.system_prompt_sha256:
+        return configured
+    return None
