@@ -6,12 +6,12 @@ import asyncio
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from keel_cli.stack import LocalStack
 from keel_contracts.events import Envelope, TaskCompleted
 from keel_contracts.topics import TASKS, dlq_of
 from keel_core.bus import EventProducer
+from keel_core.bus.reader import read_topic
 from keel_core.settings import KafkaSettings
 from tests.integration.helpers import run_task
 
@@ -19,25 +19,13 @@ pytestmark = pytest.mark.stack
 
 
 async def dead_letters_for(kafka: KafkaSettings, key: bytes) -> list[dict[str, bytes]]:
-    consumer = AIOKafkaConsumer(
-        dlq_of(TASKS),
-        bootstrap_servers=kafka.bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
     found: list[dict[str, bytes]] = []
-    try:
-        async with asyncio.timeout(30):
-            while not found:
-                for records in (await consumer.getmany(timeout_ms=300)).values():
-                    found += [
-                        {**dict(r.headers), "value": r.value or b""}
-                        for r in records
-                        if r.key == key
-                    ]
-    finally:
-        await consumer.stop()
+    async with asyncio.timeout(30):
+        while not found:
+            records = await read_topic(kafka, dlq_of(TASKS), "test-dlq")
+            found = [{**dict(r.headers), "value": r.value or b""} for r in records if r.key == key]
+            if not found:
+                await asyncio.sleep(0.3)
     return found
 
 

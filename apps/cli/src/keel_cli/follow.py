@@ -5,20 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from keel_contracts.events import Envelope
 from keel_contracts.topics import RESULTS, TASK_EVENTS
-from keel_core.bus.connect import start_with_retry
-from keel_core.bus.reader import topic_partitions
+from keel_core.bus.follower import TopicFollower
 from keel_core.settings import KafkaSettings
 
 Start = Literal["beginning", "end"]
-
-
-async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
-    """Every partition of ``topics`` (see ``keel_core.bus.reader.topic_partitions``)."""
-    return [tp for topic in topics for tp in await topic_partitions(consumer, topic, attempts=1)]
 
 
 class SessionFollower:
@@ -26,45 +18,26 @@ class SessionFollower:
     ``start="end"`` so nothing is missed, or with ``start="beginning"`` to replay a session."""
 
     def __init__(self, settings: KafkaSettings, start: Start = "end") -> None:
-        self._settings = settings
         self._start = start
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            client_id=f"{settings.client_id_prefix}-cli",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
+        self._follower = TopicFollower(settings, [TASK_EVENTS, RESULTS], "cli")
 
     async def __aenter__(self) -> SessionFollower:
-        await start_with_retry(self._consumer.start, self._settings)
-        partitions = await partitions_of(self._consumer, [TASK_EVENTS, RESULTS])
-        if not partitions:
-            await self._consumer.stop()
-            raise RuntimeError(f"topics {TASK_EVENTS} and {RESULTS} do not exist yet")
-        self._consumer.assign(partitions)
-        if self._start == "end":
-            await self._consumer.seek_to_end(*partitions)
-            # Resolve positions now, so records produced after this point are not skipped.
-            for tp in partitions:
-                await self._consumer.position(tp)
-        else:
-            await self._consumer.seek_to_beginning(*partitions)
+        try:
+            if self._start == "end":
+                await self._follower.start_at_end()
+            else:
+                await self._follower.start_at_beginning()
+        except BaseException:
+            await self._follower.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._consumer.stop()
+        await self._follower.stop()
 
     async def poll(self) -> list[tuple[str, Envelope]]:
         """One fetch: decodable envelopes with their topic, progress before results."""
-        batches = await self._consumer.getmany(timeout_ms=200)
-        found: list[tuple[str, Envelope]] = []
-        for records in batches.values():
-            for record in records:
-                try:
-                    found.append((record.topic, Envelope.from_bytes(record.value or b"")))
-                except ValueError:
-                    continue
+        found = await self._follower.poll(timeout_ms=200)
         return sorted(found, key=lambda pair: pair[0] == RESULTS)
 
     async def stream(self) -> AsyncIterator[tuple[str, Envelope]]:

@@ -7,19 +7,17 @@ import argparse
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-
 from keel_agent_loop import PlanInvalid, check_plan, debate, pipeline
 from keel_cli.config import CliSettings
-from keel_cli.follow import SessionFollower, partitions_of
+from keel_cli.follow import SessionFollower
 from keel_cli.timeline import Timeline, build_timeline, render_html, render_svg, render_text
 from keel_cli.watch import answer_of, print_session
 from keel_contracts.errors import ConfigError
 from keel_contracts.events import Envelope
 from keel_contracts.events.plans import PlanSpec, PlanSubmitted
 from keel_contracts.topics import PLANS, TASK_EVENTS
-from keel_core.bus.connect import start_with_retry
 from keel_core.bus.producer import EventProducer
+from keel_core.bus.reader import read_topic
 from keel_core.settings import KafkaSettings
 from keel_core.tracing import new_traceparent
 from keel_core.yamlfile import load_yaml_model
@@ -118,34 +116,17 @@ async def run_plan(
 async def read_plan_events(settings: KafkaSettings, plan_id: str) -> list[Envelope]:
     """Every event of the plan, its nested plans and their nodes' sessions, read from the start
     of keel.plans and keel.task-events up to their current end (no consumer group)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        client_id=f"{settings.client_id_prefix}-cli",
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await start_with_retry(consumer.start, settings)
-    try:
-        partitions = await partitions_of(consumer, [PLANS, TASK_EVENTS])
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found: list[Envelope] = []
-        for tp in partitions:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    key = (record.key or b"").decode()
-                    if key != plan_id and not key.startswith(plan_id + "."):
-                        continue
-                    try:
-                        found.append(Envelope.from_bytes(record.value or b""))
-                    except ValueError:
-                        continue
-        return found
-    finally:
-        await consumer.stop()
+    found: list[Envelope] = []
+    for topic in (PLANS, TASK_EVENTS):
+        for record in await read_topic(settings, topic, "cli"):
+            key = (record.key or b"").decode()
+            if key != plan_id and not key.startswith(plan_id + "."):
+                continue
+            try:
+                found.append(Envelope.from_bytes(record.value or b""))
+            except ValueError:
+                continue
+    return found
 
 
 async def show_timeline(

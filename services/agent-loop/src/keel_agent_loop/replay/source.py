@@ -10,14 +10,11 @@ The consumers keep the client ids they had when this lived in the ``keel`` comma
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
-
 from keel_agent_loop.replay.recording import NotReplayable, Recording, build_recording
 from keel_contracts.events import Envelope, TaskProgress, TaskSubmitted, ToolResultRecorded
 from keel_contracts.topics import SUBTASKS, TASK_EVENTS, TASKS, TOOL_RESULTS
-from keel_core.bus.connect import start_with_retry
-from keel_core.bus.reader import Record, read_topic, topic_partitions
+from keel_core.bus import reader
+from keel_core.bus.reader import Record, read_topic
 from keel_core.settings import KafkaSettings
 
 CLIENT = "cli"
@@ -51,33 +48,8 @@ async def read_ledger(settings: KafkaSettings, session_id: str) -> dict[str, Too
 
 async def read_key(settings: KafkaSettings, topic: str, key: str) -> list[Envelope]:
     """The decodable envelopes of ``key`` on ``topic`` as it stands now, in order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        client_id=f"{settings.client_id_prefix}-{CLIENT}-replay",
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await start_with_retry(consumer.start, settings)
-    try:
-        partitions = await topic_partitions(consumer, topic, attempts=1)
-        if not partitions:
-            return []
-        numbers = [tp.partition for tp in partitions]
-        tp = TopicPartition(topic, DefaultPartitioner()(key.encode(), numbers, numbers))
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        found: list[Envelope] = []
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000)
-            for record in batch.get(tp, []):
-                envelope = _envelope(record) if record.key == key.encode() else None
-                if envelope is not None and record.offset < end:
-                    found.append(envelope)
-        return found
-    finally:
-        await consumer.stop()
+    records = await reader.read_key(settings, topic, key, f"{CLIENT}-replay")
+    return [e for e in map(_envelope, records) if e is not None]
 
 
 def _envelope(record: Record) -> Envelope | None:

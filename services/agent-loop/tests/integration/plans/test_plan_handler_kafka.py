@@ -18,7 +18,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from keel_agent_loop.plans.handler import PlanHandler, PlanTopics
-from keel_cli.follow import partitions_of
 from keel_contracts.events import Envelope, EventData, TaskFailed, TaskSubmitted
 from keel_contracts.events.plans import (
     NodeFinished,
@@ -30,6 +29,7 @@ from keel_contracts.events.plans import (
 from keel_contracts.topics import TopicSpec
 from keel_core.bus import EventProducer, ensure_topics
 from keel_core.bus.consumer import EventConsumer
+from keel_core.bus.reader import topic_partitions
 from keel_core.bus.table import CompactedTable
 from keel_core.settings import KafkaSettings
 
@@ -63,7 +63,9 @@ class Reader:
     async def _partitions(self, attempts: int = 50) -> list[TopicPartition]:
         """Topics created a moment ago take a few metadata refreshes to show up."""
         for _ in range(attempts):
-            found = await partitions_of(self._consumer, self._topics)
+            found = [
+                tp for t in self._topics for tp in await topic_partitions(self._consumer, t, 1)
+            ]
             if {tp.topic for tp in found} == set(self._topics):
                 return found
             await asyncio.sleep(0.2)
