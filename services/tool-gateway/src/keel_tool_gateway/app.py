@@ -1,33 +1,53 @@
-"""Composition root of the tool gateway: the only place that wires its parts."""
+"""Composition root of the tool gateway: the only place that wires its parts.
+
+The shape every service shares: ``build(settings, runtime)`` wires the parts onto a runtime
+(the real one, or ``keel_core.testing.InMemoryRuntime`` in component tests) and starts
+nothing; ``serve(settings)`` builds on a ``ServiceRuntime`` and runs it until SIGTERM.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import grpc
+
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
 from keel_contracts.topics import TOOL_RESULTS
-from keel_core.bus.table import CompactedTable
 from keel_core.grpc import insecure_channel
-from keel_core.runtime import ServiceRuntime, run_service
+from keel_core.runtime import Runtime, ServiceRuntime, run_service
 from keel_tool_gateway.adapters.approval_client import ApprovalClient
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
 from keel_tool_gateway.adapters.mcp import McpMounts, mount_mcp_servers
 from keel_tool_gateway.adapters.memory_client import MemoryClient
 from keel_tool_gateway.adapters.outbox import KafkaOutbox
 from keel_tool_gateway.adapters.policy_client import PolicyClient
+from keel_tool_gateway.adapters.resilience import Resilience
+from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.config import Settings
 from keel_tool_gateway.domain.execution import ExecutionService
-from keel_tool_gateway.domain.resilience.runner import Resilience
-from keel_tool_gateway.domain.tools import builtin_registry
+from keel_tool_gateway.domain.registry import ToolRegistry
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
+from keel_tool_gateway.usecase import ExecuteToolCall, ListTools
 
 SERVICE = "tool-gateway"
 
 
-async def serve(settings: Settings) -> None:
-    runtime = ServiceRuntime(SERVICE, settings)
+@dataclass(frozen=True)
+class ToolGatewayParts:
+    registry: ToolRegistry
+    ledger: KafkaLedger
+    service: ExecutionService
+    execute: ExecuteToolCall
+    list_tools: ListTools
+    metrics: ToolGatewayMetrics
+    # Filled by the start hook that mounts the MCP servers.
+    mcp: list[McpMounts] = field(default_factory=list)
+
+
+def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
     metrics = ToolGatewayMetrics(runtime.registry)
-    memory_channel = insecure_channel(settings.memory.target)
-    runtime.on_stop(memory_channel.close)
+    memory_channel = _channel(runtime, settings.memory.target)
     registry = builtin_registry(
         settings.default_tool_timeout_s,
         outbox=KafkaOutbox(runtime.producer),
@@ -53,37 +73,47 @@ async def serve(settings: Settings) -> None:
     runtime.on_stop(unmount_mcp)
     # The ledger is loaded fully before the gRPC server starts (start hooks run first), so no
     # call is served from a partial view; it is stopped after the server (stop hooks run last).
-    table = CompactedTable(settings.kafka, TOOL_RESULTS, runtime.producer, SERVICE)
-    runtime.on_start(table.start)
-    runtime.on_stop(table.stop)
-    policy_channel = insecure_channel(settings.policy_target)
-    approval_channel = insecure_channel(settings.approval_target)
-    runtime.on_stop(policy_channel.close)
-    runtime.on_stop(approval_channel.close)
+    ledger = KafkaLedger(runtime.table(TOOL_RESULTS))
+    policy_channel = _channel(runtime, settings.policy_target)
+    approval_channel = _channel(runtime, settings.approval_target)
     service = ExecutionService(
         registry,
         PolicyClient(policy_channel, settings.policy_timeout_s),
-        KafkaLedger(table),
+        ledger,
         approvals=ApprovalClient(approval_channel, settings.approval_timeout_s),
         max_output_chars=settings.max_output_chars,
         resilience=Resilience(settings.resilience, observer=metrics),
     )
-    servicer = ToolGatewayServicer(
+    execute = ExecuteToolCall(
         service,
         registry,
         runtime.audit,
         metrics,
         mark_untrusted_output=settings.mark_untrusted_output,
     )
+    list_tools = ListTools(registry)
     runtime.serve_grpc(
         [
             (
-                servicer,
+                ToolGatewayServicer(execute, list_tools),
                 tool_pb2_grpc.add_ToolGatewayServicer_to_server,
                 tool_pb2.DESCRIPTOR.services_by_name["ToolGateway"].full_name,
             )
         ]
     )
+    return ToolGatewayParts(registry, ledger, service, execute, list_tools, metrics, mounts)
+
+
+def _channel(runtime: Runtime, target: str) -> grpc.aio.Channel:
+    """A client channel, closed when the service stops (it connects on first use)."""
+    channel = insecure_channel(target)
+    runtime.on_stop(channel.close)
+    return channel
+
+
+async def serve(settings: Settings) -> None:
+    runtime = ServiceRuntime(SERVICE, settings)
+    build(settings, runtime)
     await runtime.run()
 
 

@@ -10,11 +10,11 @@ from pydantic_settings import SettingsConfigDict
 from keel_core.settings import ServiceSettings
 from keel_tool_gateway.adapters.mcp import McpSettings
 from keel_tool_gateway.adapters.memory_client import MemorySettings
+from keel_tool_gateway.adapters.sandbox import SandboxSettings
+from keel_tool_gateway.adapters.tools.files import FileSettings
+from keel_tool_gateway.adapters.tools.http_fetch import HttpFetchSettings
 from keel_tool_gateway.domain.registry import ProfileSettings
 from keel_tool_gateway.domain.resilience.settings import ResilienceSettings
-from keel_tool_gateway.domain.tools.files import FileSettings
-from keel_tool_gateway.domain.tools.http_fetch import HttpFetchSettings
-from keel_tool_gateway.sandbox import SandboxSettings
 
 
 class Settings(ServiceSettings):

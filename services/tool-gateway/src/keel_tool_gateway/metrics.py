@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from keel_core.resilience.metrics import BreakerMetrics
-from keel_tool_gateway.domain.resilience.breaker import BreakerState
+from keel_tool_gateway.adapters.resilience.breaker import BreakerState
 
 # Tool names come from models; names not in the registry share one label to bound cardinality.
 UNKNOWN_TOOL = "_unknown"

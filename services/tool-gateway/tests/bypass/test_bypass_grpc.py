@@ -28,6 +28,7 @@ from keel_tool_gateway.domain.registry import ToolRegistry
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
 from keel_tool_gateway.testing import CountingTool, StaticApprovals
+from keel_tool_gateway.usecase import ExecuteToolCall, ListTools
 
 POLICY_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 TOOL_SERVICE = tool_pb2.DESCRIPTOR.services_by_name["ToolGateway"].full_name
@@ -71,7 +72,9 @@ async def wire() -> AsyncIterator[Wire]:
     audit, _ = in_memory_audit("tool-gateway")
     audit.start()
     metrics = ToolGatewayMetrics(CollectorRegistry())
-    servicer = ToolGatewayServicer(service, registry, audit, metrics)
+    servicer = ToolGatewayServicer(
+        ExecuteToolCall(service, registry, audit, metrics), ListTools(registry)
+    )
     server = GrpcServer(
         "127.0.0.1",
         0,

@@ -16,6 +16,7 @@ import pytest
 
 from keel_contracts.canonical import canonical_json, sha256_hex
 from keel_contracts.errors import Unavailable
+from keel_tool_gateway.adapters.resilience.runner import Resilience
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import LedgerEntry
 from keel_tool_gateway.domain.models import (
@@ -26,10 +27,9 @@ from keel_tool_gateway.domain.models import (
     RequestContext,
 )
 from keel_tool_gateway.domain.registry import ToolRegistry
-from keel_tool_gateway.domain.resilience.runner import Resilience
 from keel_tool_gateway.domain.resilience.settings import ResilienceSettings
-from keel_tool_gateway.domain.resilience.testing import FakeTime
 from keel_tool_gateway.testing import CountingTool, FlakyLedger, StaticApprovals
+from keel_tool_gateway.testing.resilience import FakeTime
 
 CTX = RequestContext(session_id="s1", agent_id="a1", agent_profile="default")
 KEY = "s1:3:0"

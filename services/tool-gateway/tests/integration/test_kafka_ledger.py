@@ -15,9 +15,9 @@ from keel_core.bus import EventProducer
 from keel_core.bus.table import CompactedTable
 from keel_core.settings import KafkaSettings
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
+from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.models import RequestContext
-from keel_tool_gateway.domain.tools import builtin_registry
 from keel_tool_gateway.testing import StaticPolicy
 
 pytestmark = pytest.mark.kafka

@@ -4,10 +4,10 @@ import asyncio
 
 import pytest
 
+from keel_tool_gateway.adapters.resilience.breaker import BreakerState, CircuitBreaker
 from keel_tool_gateway.domain.registry import ToolError
-from keel_tool_gateway.domain.resilience.breaker import BreakerState, CircuitBreaker
 from keel_tool_gateway.domain.resilience.errors import CircuitOpen
-from keel_tool_gateway.domain.resilience.testing import FakeTime, RecordingObserver
+from keel_tool_gateway.testing.resilience import FakeTime, RecordingObserver
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 

@@ -5,15 +5,15 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from keel_tool_gateway.adapters.resilience.runner import Resilience
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.models import RequestContext
 from keel_tool_gateway.domain.registry import ToolError, ToolRegistry
-from keel_tool_gateway.domain.resilience.runner import Resilience
 from keel_tool_gateway.domain.resilience.settings import ResilienceSettings
 from keel_tool_gateway.domain.resilience.spec import ToolResilience
-from keel_tool_gateway.domain.resilience.testing import FakeTime, FlakyDependency
 from keel_tool_gateway.metrics import ToolGatewayMetrics
 from keel_tool_gateway.testing import FlakyLedger, StaticPolicy
+from keel_tool_gateway.testing.resilience import FakeTime, FlakyDependency
 
 CTX = RequestContext(session_id="s1", agent_id="a1")
 SETTINGS = ResilienceSettings(

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from keel_tool_gateway.adapters.resilience.runner import Resilience
 from keel_tool_gateway.domain.registry import ToolError
 from keel_tool_gateway.domain.resilience.errors import (
     AttemptTimedOut,
@@ -13,10 +14,9 @@ from keel_tool_gateway.domain.resilience.errors import (
     CircuitOpen,
     RetryableToolError,
 )
-from keel_tool_gateway.domain.resilience.runner import Resilience
 from keel_tool_gateway.domain.resilience.settings import ResilienceSettings
 from keel_tool_gateway.domain.resilience.spec import ToolResilience
-from keel_tool_gateway.domain.resilience.testing import FakeTime, RecordingObserver
+from keel_tool_gateway.testing.resilience import FakeTime, RecordingObserver
 
 SPEC = ToolResilience()
 

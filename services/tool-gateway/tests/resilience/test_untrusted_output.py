@@ -9,13 +9,14 @@ from prometheus_client import CollectorRegistry
 from keel.common.v1 import common_pb2
 from keel.tool.v1 import tool_pb2
 from keel_core.testing import in_memory_audit
+from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.output import mark_untrusted, strip_untrusted
-from keel_tool_gateway.domain.tools import builtin_registry
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
 from keel_tool_gateway.testing import CountingTool, StaticPolicy
+from keel_tool_gateway.usecase import ExecuteToolCall, ListTools
 
 
 def test_output_is_wrapped_with_the_tool_name() -> None:
@@ -77,11 +78,14 @@ async def test_execute_marks_output_only_when_configured(mark: bool) -> None:
     audit, published = in_memory_audit("tool-gateway")
     audit.start()
     servicer = ToolGatewayServicer(
-        service,
-        registry,
-        audit,
-        ToolGatewayMetrics(CollectorRegistry()),
-        mark_untrusted_output=mark,
+        ExecuteToolCall(
+            service,
+            registry,
+            audit,
+            ToolGatewayMetrics(CollectorRegistry()),
+            mark_untrusted_output=mark,
+        ),
+        ListTools(registry),
     )
     context = cast(grpc.aio.ServicerContext[Any, Any], None)  # Execute does not use it
     reply = await servicer.Execute(request("counter", "{}"), context)

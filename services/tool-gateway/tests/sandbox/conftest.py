@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from keel_tool_gateway.adapters.sandbox import Sandbox, SandboxError, SandboxSettings
 from keel_tool_gateway.domain.registry import Tool
-from keel_tool_gateway.sandbox import Sandbox, SandboxError, SandboxSettings
 
 # Small limits keep each limit probe near one second.
 FAST = SandboxSettings(

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
+from keel_tool_gateway.adapters.tools.python_exec import python_tool
 from keel_tool_gateway.domain.registry import ToolError
-from keel_tool_gateway.domain.tools.python_exec import python_tool
 
 from .conftest import FAST, call
 

@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from keel_tool_gateway.sandbox.harness import (
+from keel_tool_gateway.adapters.sandbox.harness import (
     ImportViolation,
     ModuleGate,
     check_source,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keel_tool_gateway.sandbox import (
+from keel_tool_gateway.adapters.sandbox import (
     Sandbox,
     SandboxSettings,
     SandboxUnavailable,

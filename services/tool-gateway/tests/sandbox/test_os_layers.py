@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from keel_tool_gateway.sandbox import (
+from keel_tool_gateway.adapters.sandbox import (
     Sandbox,
     SandboxSettings,
     SandboxTimeout,

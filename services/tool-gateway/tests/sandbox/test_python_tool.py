@@ -6,12 +6,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from keel_tool_gateway.adapters.sandbox import SnippetFailed
+from keel_tool_gateway.adapters.tools.python_exec import python_tool
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import RequestContext
 from keel_tool_gateway.domain.registry import ToolRegistry
-from keel_tool_gateway.domain.tools.python_exec import python_tool
-from keel_tool_gateway.sandbox import SnippetFailed
 from keel_tool_gateway.testing import StaticPolicy
 
 from .conftest import FAST, call

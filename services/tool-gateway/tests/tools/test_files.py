@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from keel_tool_gateway.adapters.tools.files import FileSettings, make_file_tools
 from keel_tool_gateway.domain.call_context import ToolContext, calling
 from keel_tool_gateway.domain.registry import Tool, ToolError
-from keel_tool_gateway.domain.tools.files import FileSettings, make_file_tools
 
 
 @pytest.fixture

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from keel_tool_gateway.domain.registry import ToolError
-from keel_tool_gateway.domain.tools.http_fetch import (
+from keel_tool_gateway.adapters.tools.http_fetch import (
     HttpFetchInput,
     HttpFetchSettings,
     make_http_fetch,
 )
-from keel_tool_gateway.domain.tools.http_guard import (
+from keel_tool_gateway.adapters.tools.http_guard import (
     BlockedDestination,
     host_allowed,
     refusal_reason,
 )
+from keel_tool_gateway.domain.registry import ToolError
 
 ROUTES: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/text": (200, {"Content-Type": "text/plain; charset=utf-8"}, "héllo".encode()),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from keel_cli.stack import free_port
+from keel_tool_gateway.adapters.resilience.runner import Resilience
+from keel_tool_gateway.adapters.tools.http_fetch import HttpFetchSettings, make_http_fetch
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import RequestContext
 from keel_tool_gateway.domain.registry import ToolRegistry
-from keel_tool_gateway.domain.resilience.runner import Resilience
 from keel_tool_gateway.domain.resilience.settings import ResilienceSettings
-from keel_tool_gateway.domain.tools.http_fetch import HttpFetchSettings, make_http_fetch
 from keel_tool_gateway.testing import StaticPolicy
 
 

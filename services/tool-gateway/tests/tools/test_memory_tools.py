@@ -13,9 +13,9 @@ from keel.memory.v1 import memory_pb2, memory_pb2_grpc
 from keel_contracts.errors import Unavailable
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_tool_gateway.adapters.memory_client import MemoryClient
+from keel_tool_gateway.adapters.tools.memory_tools import make_memory_tools
 from keel_tool_gateway.domain.call_context import ToolContext, calling
 from keel_tool_gateway.domain.registry import Tool, ToolError
-from keel_tool_gateway.domain.tools.memory_tools import make_memory_tools
 
 SERVICE = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import RequestContext
 from keel_tool_gateway.domain.registry import ProfileSettings
-from keel_tool_gateway.domain.tools import builtin_registry
 from keel_tool_gateway.testing import StaticPolicy
 
 

@@ -11,16 +11,17 @@ from prometheus_client import CollectorRegistry
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import in_memory_audit
+from keel_tool_gateway.adapters.tools.calculator import CALCULATOR
+from keel_tool_gateway.adapters.tools.clock import make_clock
+from keel_tool_gateway.adapters.tools.files import FileSettings, make_file_tools
+from keel_tool_gateway.adapters.tools.noop import NOOP
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.registry import ProfileSettings, ToolRegistry
-from keel_tool_gateway.domain.tools.calculator import CALCULATOR
-from keel_tool_gateway.domain.tools.clock import make_clock
-from keel_tool_gateway.domain.tools.files import FileSettings, make_file_tools
-from keel_tool_gateway.domain.tools.noop import NOOP
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
 from keel_tool_gateway.testing import CountingTool, StaticPolicy
+from keel_tool_gateway.usecase import ExecuteToolCall, ListTools
 
 SERVICE = tool_pb2.DESCRIPTOR.services_by_name["ToolGateway"].full_name
 PROFILES = ProfileSettings(
@@ -91,10 +92,13 @@ async def stub() -> AsyncIterator[tool_pb2_grpc.ToolGatewayStub]:
     audit, _ = in_memory_audit("tool-gateway")
     audit.start()
     servicer = ToolGatewayServicer(
-        ExecutionService(reg, StaticPolicy("allow"), ResultLedger()),
-        reg,
-        audit,
-        ToolGatewayMetrics(CollectorRegistry()),
+        ExecuteToolCall(
+            ExecutionService(reg, StaticPolicy("allow"), ResultLedger()),
+            reg,
+            audit,
+            ToolGatewayMetrics(CollectorRegistry()),
+        ),
+        ListTools(reg),
     )
     server = GrpcServer(
         "127.0.0.1",

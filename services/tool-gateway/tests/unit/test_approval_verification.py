@@ -5,10 +5,10 @@ from typing import Any
 import pytest
 
 from keel_contracts.errors import Unavailable
+from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import ApprovalRecord, Decision, RequestContext
-from keel_tool_gateway.domain.tools import builtin_registry
 from keel_tool_gateway.testing import CountingTool, StaticApprovals, StaticPolicy
 
 CTX = RequestContext(session_id="s1", agent_id="a1")

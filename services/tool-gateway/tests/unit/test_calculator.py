@@ -1,6 +1,6 @@
 import pytest
 
-from keel_tool_gateway.domain.tools.calculator import (
+from keel_tool_gateway.adapters.tools.calculator import (
     MAX_LENGTH,
     CalculatorError,
     evaluate,

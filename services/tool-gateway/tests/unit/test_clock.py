@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from keel_tool_gateway.domain.tools.clock import ClockInput, make_clock
+from keel_tool_gateway.adapters.tools.clock import ClockInput, make_clock
 
 FIXED = datetime(2025, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
 

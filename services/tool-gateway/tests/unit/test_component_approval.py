@@ -17,13 +17,14 @@ from keel_approval.metrics import ApprovalMetrics
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
 from keel_tool_gateway.adapters.approval_client import ApprovalClient
+from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import RequestContext
-from keel_tool_gateway.domain.tools import builtin_registry
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
 from keel_tool_gateway.testing import RecordingOutbox, StaticPolicy
+from keel_tool_gateway.usecase import ExecuteToolCall, ListTools
 
 APPROVAL_SERVICE = approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name
 TOOL_SERVICE = tool_pb2.DESCRIPTOR.services_by_name["ToolGateway"].full_name
@@ -115,7 +116,8 @@ async def rig() -> AsyncIterator[Rig]:
     audit, published = in_memory_audit("tool-gateway")
     audit.start()
     servicer = ToolGatewayServicer(
-        service, registry, audit, ToolGatewayMetrics(CollectorRegistry())
+        ExecuteToolCall(service, registry, audit, ToolGatewayMetrics(CollectorRegistry())),
+        ListTools(registry),
     )
     gateway = GrpcServer(
         "127.0.0.1",

@@ -20,13 +20,14 @@ from keel_policy.domain.engine import PolicyEngine
 from keel_policy.handlers.grpc_servicer import PolicyServicer
 from keel_policy.metrics import PolicyMetrics
 from keel_tool_gateway.adapters.policy_client import PolicyClient
+from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import POLICY_UNAVAILABLE, ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import RequestContext
-from keel_tool_gateway.domain.tools import builtin_registry
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
 from keel_tool_gateway.testing import CountingTool
+from keel_tool_gateway.usecase import ExecuteToolCall, ListTools
 
 POLICY_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 TOOL_SERVICE = tool_pb2.DESCRIPTOR.services_by_name["ToolGateway"].full_name
@@ -74,7 +75,10 @@ async def stack() -> AsyncIterator[Stack]:
     gateway_audit, gateway_published = in_memory_audit("tool-gateway")
     gateway_audit.start()
     metrics = CollectorRegistry()
-    servicer = ToolGatewayServicer(service, registry, gateway_audit, ToolGatewayMetrics(metrics))
+    servicer = ToolGatewayServicer(
+        ExecuteToolCall(service, registry, gateway_audit, ToolGatewayMetrics(metrics)),
+        ListTools(registry),
+    )
     gateway_server = GrpcServer(
         "127.0.0.1",
         0,

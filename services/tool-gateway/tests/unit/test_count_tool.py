@@ -4,11 +4,11 @@ import asyncio
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from keel_tool_gateway.adapters.tools import builtin_registry
+from keel_tool_gateway.adapters.tools.count import increment
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import RequestContext
-from keel_tool_gateway.domain.tools import builtin_registry
-from keel_tool_gateway.domain.tools.count import increment
 from keel_tool_gateway.testing import StaticPolicy
 
 CTX = RequestContext(session_id="s")

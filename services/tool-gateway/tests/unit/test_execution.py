@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from keel_contracts.errors import Unavailable
+from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import (
     NO_APPROVAL_SERVICE,
     POLICY_UNAVAILABLE,
@@ -13,7 +14,6 @@ from keel_tool_gateway.domain.execution import (
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import Decision, PolicyVerdict, RequestContext
 from keel_tool_gateway.domain.registry import Tool, ToolError
-from keel_tool_gateway.domain.tools import builtin_registry
 from keel_tool_gateway.testing import CountingInput, CountingTool, StaticPolicy
 
 CTX = RequestContext(session_id="s1", agent_id="a1", agent_profile="default")

@@ -9,11 +9,11 @@ import pytest
 from keel_contracts.errors import Unavailable
 from keel_contracts.events import Envelope, EventData, TaskCancelRequested, ToolResultRecorded
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
+from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import LedgerEntry, ResultLedger
 from keel_tool_gateway.domain.models import ExecutionResult, RequestContext
 from keel_tool_gateway.domain.ports import LedgerPort
-from keel_tool_gateway.domain.tools import builtin_registry
 from keel_tool_gateway.errors import ResultNotRecorded
 from keel_tool_gateway.testing import CountingTool, FlakyLedger, StaticPolicy
 

@@ -1,6 +1,6 @@
 import pytest
 
-from keel_tool_gateway.domain.tools import builtin_registry
+from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.errors import DuplicateTool
 from keel_tool_gateway.testing import CountingTool
 

@@ -4,12 +4,12 @@ from keel_contracts.events import Envelope
 from keel_contracts.topics import OUTBOX
 from keel_core.testing import InMemoryPublisher
 from keel_tool_gateway.adapters.outbox import KafkaOutbox
+from keel_tool_gateway.adapters.tools import builtin_registry
+from keel_tool_gateway.adapters.tools.send_email import message_id_for
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import ApprovalRecord, RequestContext
 from keel_tool_gateway.domain.outbox import OutboundMessage
-from keel_tool_gateway.domain.tools import builtin_registry
-from keel_tool_gateway.domain.tools.send_email import message_id_for
 from keel_tool_gateway.testing import RecordingOutbox, StaticApprovals, StaticPolicy
 
 CTX = RequestContext(session_id="sess-3", agent_id="a1", traceparent="00-t-s-01")

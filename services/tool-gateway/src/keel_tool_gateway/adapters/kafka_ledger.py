@@ -1,14 +1,17 @@
 """The durable ledger: the compacted ``keel.tool-results`` topic (key = idempotency key) read
-through ``keel_core.bus.table.CompactedTable``. Every replica loads the whole topic at start and
-follows it, so a key finished by any replica, before or after a restart, is answered from here.
+through a ``keel_core.bus.table.Table`` (``runtime.table(TOOL_RESULTS)``: the compacted-topic
+one in the service, an in-memory one in component tests). Every replica loads the whole topic at
+start and follows it, so a key finished by any replica, before or after a restart, is answered
+from here.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Literal, Protocol
+from typing import Literal
 
-from keel_contracts.events import Envelope, EventData, ToolResultRecorded
+from keel_contracts.events import ToolResultRecorded
+from keel_core.bus.table import Table
 from keel_tool_gateway.domain.ledger import LedgerEntry
 from keel_tool_gateway.domain.models import ExecutionResult, ExecutionStatus
 
@@ -19,16 +22,6 @@ _STORED: dict[ExecutionStatus, Literal["ok", "error", "denied"]] = {
     "error": "error",
     "denied": "denied",
 }
-
-
-class Table(Protocol):
-    """The part of ``CompactedTable`` the ledger uses."""
-
-    def get(self, key: str) -> Envelope | None: ...
-
-    async def put(
-        self, key: str, payload: EventData, *, session_id: str = "", trace: str = ""
-    ) -> Envelope: ...
 
 
 class KafkaLedger:

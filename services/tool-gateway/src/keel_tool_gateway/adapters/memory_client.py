@@ -8,8 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from keel.common.v1 import common_pb2
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
 from keel_core.grpc import call_with_errors
-from keel_tool_gateway.domain.models import RequestContext
-from keel_tool_gateway.domain.tools.memory_tools import MemoryHit, MemoryKind
+from keel_tool_gateway.domain.models import MemoryHit, MemoryKind, RequestContext
 
 TO_PROTO: dict[MemoryKind, memory_pb2.MemoryType.ValueType] = {
     "episodic": memory_pb2.MEMORY_TYPE_EPISODIC,

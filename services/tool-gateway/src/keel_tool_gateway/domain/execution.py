@@ -27,10 +27,11 @@ from keel_tool_gateway.domain.call_context import ToolContext, calling
 from keel_tool_gateway.domain.ledger import LedgerEntry
 from keel_tool_gateway.domain.models import ExecutionResult, PolicyVerdict, RequestContext
 from keel_tool_gateway.domain.output import cap, render
-from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort
+from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort, ResiliencePort
 from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry
 from keel_tool_gateway.domain.resilience.errors import AttemptTimedOut, CallFailed, CircuitOpen
-from keel_tool_gateway.domain.resilience.runner import Resilience, resilience_of
+from keel_tool_gateway.domain.resilience.rules import resilience_of
+from keel_tool_gateway.domain.resilience.single import SingleAttempt
 from keel_tool_gateway.errors import ResultNotRecorded
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class ExecutionService:
         *,
         approvals: ApprovalPort | None = None,
         max_output_chars: int = 8000,
-        resilience: Resilience | None = None,
+        resilience: ResiliencePort | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._registry = registry
@@ -88,7 +89,8 @@ class ExecutionService:
         self._approvals = approvals
         self._max_output_chars = max_output_chars
         # Retries and breakers: inside the run, after the decision; the ledger sees one outcome.
-        self._resilience = resilience or Resilience()
+        # Without one wired in (the service wires adapters.resilience), one attempt.
+        self._resilience: ResiliencePort = resilience or SingleAttempt()
         self._clock = clock
         # Calls in progress by idempotency key: a concurrent duplicate waits for the first.
         self._inflight: dict[str, _Running] = {}

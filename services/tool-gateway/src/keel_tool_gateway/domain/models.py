@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 Decision = Literal["allow", "deny", "require_approval"]
 ExecutionStatus = Literal["ok", "error", "denied", "needs_approval"]
@@ -81,3 +81,17 @@ class ApprovalRecord(BaseModel):
     modified_arguments_json: str = ""
     decided_by: str = ""
     comment: str = ""
+
+
+# The memory service's kinds of entry, as the memory tools store and search them.
+MemoryKind = Literal["episodic", "semantic", "procedural"]
+
+
+class MemoryHit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    type: MemoryKind
+    content: str
+    score: float = 0.0
+    metadata: dict[str, str] = Field(default_factory=dict)

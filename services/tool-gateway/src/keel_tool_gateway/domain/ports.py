@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from keel_tool_gateway.domain.ledger import LedgerEntry
-from keel_tool_gateway.domain.models import ApprovalRecord, PolicyVerdict, RequestContext
+from keel_tool_gateway.domain.models import (
+    ApprovalRecord,
+    MemoryHit,
+    MemoryKind,
+    PolicyVerdict,
+    RequestContext,
+)
 from keel_tool_gateway.domain.outbox import OutboundMessage
+from keel_tool_gateway.domain.resilience.spec import ToolResilience
+
+T = TypeVar("T")
 
 
 class PolicyPort(Protocol):
@@ -45,3 +55,44 @@ class OutboxPort(Protocol):
     async def send(self, message: OutboundMessage, *, session_id: str, trace: str = "") -> None:
         """Hand a message to the outbox; returns once it is durably queued."""
         ...
+
+
+class ResiliencePort(Protocol):
+    """Runs one allowed, validated call: attempts, waits and breakers, all within the tool's
+    time-out, by the rules of ``domain.resilience.rules``."""
+
+    async def call(
+        self,
+        tool: str,
+        spec: ToolResilience,
+        run: Callable[[], Awaitable[T]],
+        timeout_s: float,
+    ) -> T:
+        """``run()``'s value. Raises ``CircuitOpen`` when a breaker refused before anything
+        ran, else ``CallFailed`` with the last attempt's error."""
+        ...
+
+
+class MemoryPort(Protocol):
+    """The memory service, as the memory tools use it."""
+
+    async def store(
+        self,
+        ctx: RequestContext,
+        content: str,
+        *,
+        kind: MemoryKind,
+        metadata: dict[str, str],
+    ) -> str:
+        """Store one entry; returns its id (a content hash: storing twice gives one id)."""
+        ...
+
+    async def search(
+        self,
+        ctx: RequestContext,
+        query: str,
+        *,
+        kinds: list[MemoryKind],
+        top_k: int,
+        token_budget: int,
+    ) -> list[MemoryHit]: ...

@@ -8,6 +8,7 @@ from keel.common.v1 import common_pb2
 from keel.tool.v1 import tool_pb2
 from keel_tool_gateway.domain.models import ExecutionResult, ExecutionStatus, RequestContext
 from keel_tool_gateway.domain.registry import CatalogEntry
+from keel_tool_gateway.usecase import ToolCall
 
 TO_PROTO: dict[ExecutionStatus, tool_pb2.ExecuteStatus.ValueType] = {
     "ok": tool_pb2.EXECUTE_STATUS_OK,
@@ -24,6 +25,16 @@ def context_from_proto(ctx: common_pb2.RequestContext) -> RequestContext:
         tenant=ctx.tenant,
         agent_profile=ctx.agent_profile,
         traceparent=ctx.traceparent,
+    )
+
+
+def call_from_proto(request: tool_pb2.ExecuteRequest) -> ToolCall:
+    return ToolCall(
+        ctx=context_from_proto(request.context),
+        tool_name=request.call.name,
+        arguments_json=request.call.arguments_json,
+        idempotency_key=request.idempotency_key,
+        approval_id=request.approval_id,
     )
 
 

@@ -12,9 +12,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from pydantic import ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -24,16 +23,11 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from keel_tool_gateway.domain.registry import Tool, ToolError
-from keel_tool_gateway.domain.resilience.breaker import BreakerObserver, CircuitBreaker
-from keel_tool_gateway.domain.resilience.errors import (
-    AttemptTimedOut,
-    CallFailed,
-    CircuitOpen,
-    RetryableToolError,
-)
+from keel_tool_gateway.adapters.resilience.breaker import BreakerObserver, CircuitBreaker
+from keel_tool_gateway.domain.resilience.errors import AttemptTimedOut, CallFailed, CircuitOpen
+from keel_tool_gateway.domain.resilience.rules import counts_against_breaker, is_retryable
 from keel_tool_gateway.domain.resilience.settings import ResilienceSettings
-from keel_tool_gateway.domain.resilience.spec import DEFAULT_RESILIENCE, ToolResilience
+from keel_tool_gateway.domain.resilience.spec import ToolResilience
 
 T = TypeVar("T")
 
@@ -42,32 +36,6 @@ class ResilienceObserver(BreakerObserver, Protocol):
     def retried(self, tool: str, attempt: int, wait_s: float) -> None:
         """Attempt ``attempt`` failed with a retryable error; the next starts in ``wait_s``."""
         ...
-
-
-def resilience_of(tool: Tool[Any]) -> ToolResilience:
-    """The tool's declaration: its ``resilience`` attribute when it has one, else the default
-    (only ``RetryableToolError`` is retried; the breaker is named after the tool)."""
-    declared = getattr(tool, "resilience", None)
-    return declared if isinstance(declared, ToolResilience) else DEFAULT_RESILIENCE
-
-
-def is_retryable(spec: ToolResilience, exc: BaseException) -> bool:
-    """Only what the tool declared safe. Never: validation errors, breaker refusals, plain
-    ``ToolError``s (the tool refused on purpose), and time-outs of tools not idempotent."""
-    if isinstance(exc, AttemptTimedOut):
-        return exc.per_attempt and spec.idempotent
-    if isinstance(exc, ValidationError | CircuitOpen):
-        return False
-    return isinstance(exc, RetryableToolError) or (
-        bool(spec.retryable) and isinstance(exc, spec.retryable)
-    )
-
-
-def counts_against_breaker(spec: ToolResilience, exc: Exception) -> bool:
-    """A sign the dependency is unwell: time-outs, retryable and unexpected errors."""
-    if isinstance(exc, AttemptTimedOut | RetryableToolError):
-        return True
-    return is_retryable(spec, exc) or not isinstance(exc, ToolError)
 
 
 @dataclass

@@ -15,10 +15,7 @@ import httpcore
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel_tool_gateway.domain.registry import Tool, ToolError
-from keel_tool_gateway.domain.resilience.errors import RetryableToolError
-from keel_tool_gateway.domain.resilience.spec import ToolResilience
-from keel_tool_gateway.domain.tools.http_guard import (
+from keel_tool_gateway.adapters.tools.http_guard import (
     BlockedDestination,
     GuardedBackend,
     IPNetwork,
@@ -26,6 +23,9 @@ from keel_tool_gateway.domain.tools.http_guard import (
     host_allowed,
     system_resolver,
 )
+from keel_tool_gateway.domain.registry import Tool, ToolError
+from keel_tool_gateway.domain.resilience.errors import RetryableToolError
+from keel_tool_gateway.domain.resilience.spec import ToolResilience
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 TEXT_SUFFIXES = ("+json", "+xml")

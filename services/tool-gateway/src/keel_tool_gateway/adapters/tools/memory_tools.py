@@ -8,49 +8,15 @@ call serves, not under the gateway.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel_contracts.errors import KeelError
 from keel_tool_gateway.domain.call_context import current_call
-from keel_tool_gateway.domain.models import RequestContext
+from keel_tool_gateway.domain.models import MemoryKind, RequestContext
+from keel_tool_gateway.domain.ports import MemoryPort
 from keel_tool_gateway.domain.registry import Tool, ToolError
-
-MemoryKind = Literal["episodic", "semantic", "procedural"]
-
-
-class MemoryHit(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    type: MemoryKind
-    content: str
-    score: float = 0.0
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-
-class MemoryPort(Protocol):
-    async def store(
-        self,
-        ctx: RequestContext,
-        content: str,
-        *,
-        kind: MemoryKind,
-        metadata: dict[str, str],
-    ) -> str:
-        """Store one entry; returns its id (a content hash: storing twice gives one id)."""
-        ...
-
-    async def search(
-        self,
-        ctx: RequestContext,
-        query: str,
-        *,
-        kinds: list[MemoryKind],
-        top_k: int,
-        token_budget: int,
-    ) -> list[MemoryHit]: ...
 
 
 class MemoryStoreInput(BaseModel):

@@ -9,8 +9,8 @@ from typing import Any, Generic
 
 from pydantic import BaseModel, ConfigDict
 
+from keel_tool_gateway.adapters.resilience.breaker import BreakerState
 from keel_tool_gateway.domain.registry import M, Tool
-from keel_tool_gateway.domain.resilience.breaker import BreakerState
 from keel_tool_gateway.domain.resilience.errors import RetryableToolError
 from keel_tool_gateway.domain.resilience.spec import DEFAULT_RESILIENCE, ToolResilience
 

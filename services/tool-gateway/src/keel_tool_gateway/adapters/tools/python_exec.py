@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from keel_tool_gateway.adapters.sandbox import Sandbox, SandboxSettings
 from keel_tool_gateway.domain.registry import Tool
-from keel_tool_gateway.sandbox import Sandbox, SandboxSettings
 
 MAX_CODE_CHARS = 100_000
 MAX_STDIN_CHARS = 1_000_000

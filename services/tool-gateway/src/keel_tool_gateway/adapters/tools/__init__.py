@@ -1,21 +1,22 @@
-"""Built-in tools, one module each."""
+"""Built-in tools, one module each: the concrete tools behind the domain's ``Tool`` (arithmetic,
+clock, HTTP, files, memory, the sandbox, the outbox)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from keel_tool_gateway.domain.ports import OutboxPort
+from keel_tool_gateway.adapters.sandbox import SandboxSettings
+from keel_tool_gateway.adapters.tools.calculator import CALCULATOR
+from keel_tool_gateway.adapters.tools.clock import make_clock
+from keel_tool_gateway.adapters.tools.count import make_count
+from keel_tool_gateway.adapters.tools.files import FileSettings, make_file_tools
+from keel_tool_gateway.adapters.tools.http_fetch import HttpFetchSettings, make_http_fetch
+from keel_tool_gateway.adapters.tools.memory_tools import make_memory_tools
+from keel_tool_gateway.adapters.tools.noop import NOOP
+from keel_tool_gateway.adapters.tools.python_exec import python_tool
+from keel_tool_gateway.adapters.tools.send_email import make_send_email
+from keel_tool_gateway.domain.ports import MemoryPort, OutboxPort
 from keel_tool_gateway.domain.registry import ProfileSettings, ToolRegistry
-from keel_tool_gateway.domain.tools.calculator import CALCULATOR
-from keel_tool_gateway.domain.tools.clock import make_clock
-from keel_tool_gateway.domain.tools.count import make_count
-from keel_tool_gateway.domain.tools.files import FileSettings, make_file_tools
-from keel_tool_gateway.domain.tools.http_fetch import HttpFetchSettings, make_http_fetch
-from keel_tool_gateway.domain.tools.memory_tools import MemoryPort, make_memory_tools
-from keel_tool_gateway.domain.tools.noop import NOOP
-from keel_tool_gateway.domain.tools.python_exec import python_tool
-from keel_tool_gateway.domain.tools.send_email import make_send_email
-from keel_tool_gateway.sandbox import SandboxSettings
 
 
 def builtin_registry(

@@ -15,15 +15,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from keel_tool_gateway.sandbox.backends import build_launch, resolve_backend
-from keel_tool_gateway.sandbox.config import SandboxSettings
-from keel_tool_gateway.sandbox.errors import (
+from keel_tool_gateway.adapters.sandbox.backends import build_launch, resolve_backend
+from keel_tool_gateway.adapters.sandbox.config import SandboxSettings
+from keel_tool_gateway.adapters.sandbox.errors import (
     SandboxError,
     SandboxTimeout,
     SandboxUnavailable,
     SandboxViolation,
 )
-from keel_tool_gateway.sandbox.outcome import RunReport, judge
+from keel_tool_gateway.adapters.sandbox.outcome import RunReport, judge
 
 log = logging.getLogger(__name__)
 

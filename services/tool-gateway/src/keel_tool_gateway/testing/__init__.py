@@ -1,5 +1,6 @@
 """Test doubles for code built on the tool gateway: a scripted policy, approvals, outbox and
-ledger, and a counting tool."""
+ledger, a counting tool, and (``testing.resilience``) a fake clock, a flaky dependency and a
+recording observer for retries and breakers."""
 
 from __future__ import annotations
 
@@ -18,6 +19,29 @@ from keel_tool_gateway.domain.models import (
 )
 from keel_tool_gateway.domain.outbox import OutboundMessage
 from keel_tool_gateway.domain.registry import Tool
+from keel_tool_gateway.testing.resilience import (
+    FakeTime,
+    FlakyDependency,
+    FlakyInput,
+    RecordingObserver,
+    ResilientTool,
+)
+
+__all__ = [
+    "CountingInput",
+    "CountingTool",
+    "FakeTime",
+    "FlakyDependency",
+    "FlakyInput",
+    "FlakyLedger",
+    "PolicyCall",
+    "RecordingObserver",
+    "RecordingOutbox",
+    "ResilientTool",
+    "SentMessage",
+    "StaticApprovals",
+    "StaticPolicy",
+]
 
 
 @dataclass

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from keel_tool_gateway.sandbox.config import SandboxSettings
-from keel_tool_gateway.sandbox.errors import (
+from keel_tool_gateway.adapters.sandbox.config import SandboxSettings
+from keel_tool_gateway.adapters.sandbox.errors import (
     SandboxError,
     SandboxTimeout,
     SandboxUnavailable,
     SandboxViolation,
     SnippetFailed,
 )
-from keel_tool_gateway.sandbox.harness import (
+from keel_tool_gateway.adapters.sandbox.harness import (
     EXIT_MEMORY,
     EXIT_OK,
     EXIT_SETUP,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from keel_tool_gateway.sandbox.config import SandboxSettings
-from keel_tool_gateway.sandbox.errors import SandboxUnavailable
+from keel_tool_gateway.adapters.sandbox.config import SandboxSettings
+from keel_tool_gateway.adapters.sandbox.errors import SandboxUnavailable
 
 Resolved = Literal["unshare", "bwrap", "none"]
 

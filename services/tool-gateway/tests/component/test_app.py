@@ -1,0 +1,146 @@
+"""The tool gateway's real composition root on an in-memory runtime: the wiring itself is under
+test (servicer, use case, policy client, ledger table, audit, metrics), with a real gRPC server
+on loopback and the policy service faked by an in-process gRPC servicer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+
+from keel.common.v1 import common_pb2
+from keel.policy.v1 import policy_pb2, policy_pb2_grpc
+from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel_contracts.events import AuditRecord, ToolResultRecorded
+from keel_contracts.topics import AUDIT, TOOL_RESULTS
+from keel_core.grpc import GrpcServer, insecure_channel
+from keel_core.testing import InMemoryRuntime
+from keel_tool_gateway.adapters.tools.files import FileSettings
+from keel_tool_gateway.app import SERVICE, build
+from keel_tool_gateway.config import Settings
+
+POLICY_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+CONTEXT = common_pb2.RequestContext(session_id="s1", agent_id="a1", agent_profile="default")
+
+
+class FakePolicy(policy_pb2_grpc.PolicyServiceServicer):
+    """Allows every tool by rule ``fake-allow``; keeps the tool name of each request."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def Evaluate(
+        self, request: policy_pb2.EvaluateRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.EvaluateResponse:
+        self.asked.append(request.tool_name)
+        return policy_pb2.EvaluateResponse(
+            decision=policy_pb2.DECISION_ALLOW, rule_id="fake-allow", reason="fake"
+        )
+
+
+@pytest.fixture
+async def policy() -> AsyncIterator[tuple[FakePolicy, str]]:
+    fake = FakePolicy()
+    server = GrpcServer(
+        "127.0.0.1",
+        0,
+        [(fake, policy_pb2_grpc.add_PolicyServiceServicer_to_server, POLICY_SERVICE)],
+        CollectorRegistry(),
+    )
+    await server.start()
+    try:
+        yield fake, f"127.0.0.1:{server.port}"
+    finally:
+        await server.stop(0)
+
+
+def execute(key: str, name: str) -> tool_pb2.ExecuteRequest:
+    return tool_pb2.ExecuteRequest(
+        context=CONTEXT,
+        call=common_pb2.ToolCall(name="count", arguments_json=json.dumps({"name": name})),
+        idempotency_key=key,
+    )
+
+
+async def test_the_built_gateway_lists_runs_records_audits_and_replays(
+    tmp_path: Path, policy: tuple[FakePolicy, str]
+) -> None:
+    fake_policy, policy_target = policy
+    counts = tmp_path / "counts"
+    settings = Settings(
+        policy_target=policy_target,
+        test_tools_dir=counts,
+        files=FileSettings(workspace_root=tmp_path / "workspaces"),
+    )
+    runtime = InMemoryRuntime(SERVICE, settings)
+    build(settings, runtime)
+    async with runtime.running(), insecure_channel(runtime.target) as channel:
+        stub = tool_pb2_grpc.ToolGatewayStub(channel)
+        default = await stub.ListTools(tool_pb2.ListToolsRequest(agent_profile="default"))
+        restricted = await stub.ListTools(tool_pb2.ListToolsRequest(agent_profile="restricted"))
+        first = await stub.Execute(execute("key-1", "c1"))
+        second = await stub.Execute(execute("key-1", "c1"))
+
+    # The catalog is the shipped registry seen through the settings' profiles.
+    assert [tool.name for tool in default.tools] == [
+        "calculator",
+        "clock",
+        "count",
+        "file_list",
+        "file_read",
+        "file_write",
+        "http_fetch",
+        "memory_search",
+        "memory_store",
+        "noop",
+        "python",
+        "send_email",
+    ]
+    assert [tool.name for tool in restricted.tools] == ["calculator"]
+    assert json.loads(default.tools[0].parameters_json_schema)["required"] == ["expression"]
+
+    # The allowed call ran once: policy was asked once, the counter file says 1, and the
+    # replay got the same answer from the ledger without asking policy or running again.
+    assert first.status == tool_pb2.EXECUTE_STATUS_OK
+    assert first.output == "1"
+    assert first.policy_rule == "fake-allow"
+    assert (second.status, second.output, second.policy_rule) == (
+        tool_pb2.EXECUTE_STATUS_OK,
+        "1",
+        "fake-allow",
+    )
+    assert fake_policy.asked == ["count"]
+    assert (counts / "c1.count").read_text() == "1\n"
+
+    # One durable record on the tool-results topic, keyed by the idempotency key.
+    records = runtime.bus.records(TOOL_RESULTS)
+    assert [record.key for record in records] == [b"key-1"]
+    recorded = runtime.bus.parsed(TOOL_RESULTS, ToolResultRecorded)
+    assert [(r.idempotency_key, r.tool, r.status, r.output, r.rule_id) for r in recorded] == [
+        ("key-1", "count", "ok", "1", "fake-allow")
+    ]
+
+    # Both calls are audited; the second as a replay.
+    audited = [
+        (envelope.session_id, envelope.parse(AuditRecord))
+        for envelope in runtime.bus.envelopes(AUDIT)
+    ]
+    executions = [
+        (session, r.subject, r.actor, r.details["status"], r.details["replayed"])
+        for session, r in audited
+        if r.action == "tool.execution"
+    ]
+    assert executions == [
+        ("s1", "count", "a1", "ok", False),
+        ("s1", "count", "a1", "ok", True),
+    ]
+    assert all(r.details["idempotency_key"] == "key-1" for _, r in audited)
+
+    # Counted on the runtime's registry.
+    sample = runtime.registry.get_sample_value
+    assert sample("keel_tool_gateway_executions_total", {"tool": "count", "status": "ok"}) == 2
+    assert sample("keel_tool_gateway_ledger_hits_total", {"tool": "count"}) == 1
