@@ -12,15 +12,19 @@ from dataclasses import dataclass, field
 import grpc
 
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel_clients import (
+    ApprovalClient,
+    CallOptions,
+    MemoryClient,
+    PolicyClient,
+    open_channel,
+)
 from keel_contracts.topics import TOOL_RESULTS
-from keel_core.grpc import insecure_channel
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
-from keel_tool_gateway.adapters.approval_client import ApprovalClient
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
 from keel_tool_gateway.adapters.mcp import McpMounts, mount_mcp_servers
-from keel_tool_gateway.adapters.memory_client import MemoryClient
+from keel_tool_gateway.adapters.memory import MemoryTools
 from keel_tool_gateway.adapters.outbox import KafkaOutbox
-from keel_tool_gateway.adapters.policy_client import PolicyClient
 from keel_tool_gateway.adapters.resilience import Resilience
 from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.config import Settings
@@ -55,7 +59,9 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
         profiles=settings.profiles,
         http_fetch=settings.http_fetch,
         files=settings.files,
-        memory=MemoryClient(memory_channel, settings.memory.timeout_s),
+        memory=MemoryTools(
+            MemoryClient(memory_channel, CallOptions(timeout_s=settings.memory.timeout_s))
+        ),
         sandbox=settings.sandbox,
     )
     # MCP servers' tools join the registry before the gRPC server serves (start hooks run
@@ -78,9 +84,11 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
     approval_channel = _channel(runtime, settings.approval_target)
     service = ExecutionService(
         registry,
-        PolicyClient(policy_channel, settings.policy_timeout_s),
+        PolicyClient(policy_channel, CallOptions(timeout_s=settings.policy_timeout_s)),
         ledger,
-        approvals=ApprovalClient(approval_channel, settings.approval_timeout_s),
+        approvals=ApprovalClient(
+            approval_channel, CallOptions(timeout_s=settings.approval_timeout_s)
+        ),
         max_output_chars=settings.max_output_chars,
         resilience=Resilience(settings.resilience, observer=metrics),
     )
@@ -106,7 +114,7 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
 
 def _channel(runtime: Runtime, target: str) -> grpc.aio.Channel:
     """A client channel, closed when the service stops (it connects on first use)."""
-    channel = insecure_channel(target)
+    channel = open_channel(target)
     runtime.on_stop(channel.close)
     return channel
 

@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from keel_core.settings import ServiceSettings
 from keel_tool_gateway.adapters.mcp import McpSettings
-from keel_tool_gateway.adapters.memory_client import MemorySettings
+from keel_tool_gateway.adapters.memory import MemorySettings
 from keel_tool_gateway.adapters.sandbox import SandboxSettings
 from keel_tool_gateway.adapters.tools.files import FileSettings
 from keel_tool_gateway.adapters.tools.http_fetch import HttpFetchSettings

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from keel.common.v1 import common_pb2
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel_clients import CallOptions, PolicyClient
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import in_memory_audit
 from keel_policy.adapters.policy_file import load_policy
@@ -20,10 +21,9 @@ from keel_policy.config import DEFAULT_POLICY
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.handlers.grpc_servicer import PolicyServicer
 from keel_policy.metrics import PolicyMetrics
-from keel_tool_gateway.adapters.policy_client import PolicyClient
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
-from keel_tool_gateway.domain.models import ApprovalRecord
+from keel_tool_gateway.domain.models import ApprovalView
 from keel_tool_gateway.domain.registry import ToolRegistry
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
@@ -67,7 +67,10 @@ async def wire() -> AsyncIterator[Wire]:
         registry.register(counting.tool)
     approvals = StaticApprovals()
     service = ExecutionService(
-        registry, PolicyClient(policy_channel, 5.0), ResultLedger(1000), approvals=approvals
+        registry,
+        PolicyClient(policy_channel, CallOptions(timeout_s=5.0)),
+        ResultLedger(1000),
+        approvals=approvals,
     )
     audit, _ = in_memory_audit("tool-gateway")
     audit.start()
@@ -96,11 +99,11 @@ APPROVAL_KINDS = ["none", "approved", "pending", "rejected", "other_args", "othe
 ARGUMENT_KINDS = {"valid": json.dumps(ARGS), "invalid": '{"n": -1}', "malformed": "{"}
 
 
-def approval(kind: str, tool: str, key: str, arguments: str) -> ApprovalRecord | None:
+def approval(kind: str, tool: str, key: str, arguments: str) -> ApprovalView | None:
     if kind in ("none", "unknown"):
         return None
     status = "approved" if kind in ("approved", "other_args", "other_key") else kind
-    return ApprovalRecord.model_validate(
+    return ApprovalView.model_validate(
         {
             "id": f"ap-{key}",
             "status": status,

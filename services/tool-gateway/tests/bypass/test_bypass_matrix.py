@@ -20,8 +20,8 @@ from keel_tool_gateway.adapters.resilience.runner import Resilience
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import LedgerEntry
 from keel_tool_gateway.domain.models import (
-    ApprovalRecord,
     ApprovalStatus,
+    ApprovalView,
     ExecutionResult,
     PolicyVerdict,
     RequestContext,
@@ -86,7 +86,7 @@ class ScriptedPolicy:
         )
 
 
-def approval_for(kind: str, tool: str, arguments_text: str) -> ApprovalRecord | None:
+def approval_for(kind: str, tool: str, arguments_text: str) -> ApprovalView | None:
     if kind in ("absent", "not_found", "service_down"):
         return None
     status: ApprovalStatus = "approved"
@@ -97,7 +97,7 @@ def approval_for(kind: str, tool: str, arguments_text: str) -> ApprovalRecord | 
         status, fields = "modified", {"modified_arguments_json": '{"n": 7}'}
     elif kind == "modified_invalid":
         status, fields = "modified", {"modified_arguments_json": "[1]"}
-    return ApprovalRecord(
+    return ApprovalView(
         id=APPROVAL_ID,
         status=status,
         tool_name="other" if kind == "other_tool" else tool,

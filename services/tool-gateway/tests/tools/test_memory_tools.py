@@ -10,9 +10,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
+from keel_clients import CallOptions, MemoryClient
 from keel_contracts.errors import Unavailable
 from keel_core.grpc import GrpcServer, insecure_channel
-from keel_tool_gateway.adapters.memory_client import MemoryClient
+from keel_tool_gateway.adapters.memory import MemoryTools
 from keel_tool_gateway.adapters.tools.memory_tools import make_memory_tools
 from keel_tool_gateway.domain.call_context import ToolContext, calling
 from keel_tool_gateway.domain.registry import Tool, ToolError
@@ -60,7 +61,10 @@ async def memory() -> AsyncIterator[tuple[FakeMemory, dict[str, Tool[Any]]]]:
     )
     await server.start()
     channel = insecure_channel(f"127.0.0.1:{server.port}")
-    tools = {t.name: t for t in make_memory_tools(MemoryClient(channel, timeout_s=2.0))}
+    tools = {
+        t.name: t
+        for t in make_memory_tools(MemoryTools(MemoryClient(channel, CallOptions(timeout_s=2.0))))
+    }
     yield fake, tools
     await channel.close()
     await server.stop(0)
@@ -109,7 +113,10 @@ async def test_search_lists_hits(memory: tuple[FakeMemory, dict[str, Tool[Any]]]
 
 async def test_unreachable_memory_is_a_tool_error() -> None:
     channel = insecure_channel("127.0.0.1:1")
-    tools = {t.name: t for t in make_memory_tools(MemoryClient(channel, timeout_s=0.5))}
+    tools = {
+        t.name: t
+        for t in make_memory_tools(MemoryTools(MemoryClient(channel, CallOptions(timeout_s=0.5))))
+    }
     try:
         with pytest.raises(ToolError, match="memory service: ") as raised:
             await call(tools["memory_store"], content="x")

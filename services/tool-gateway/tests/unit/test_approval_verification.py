@@ -8,7 +8,7 @@ from keel_contracts.errors import Unavailable
 from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
-from keel_tool_gateway.domain.models import ApprovalRecord, Decision, RequestContext
+from keel_tool_gateway.domain.models import ApprovalView, Decision, RequestContext
 from keel_tool_gateway.testing import CountingTool, StaticApprovals, StaticPolicy
 
 CTX = RequestContext(session_id="s1", agent_id="a1")
@@ -16,7 +16,7 @@ KEY = "s1:2:0"
 ARGS = '{"n": 5}'
 
 
-def approval(**changes: Any) -> ApprovalRecord:
+def approval(**changes: Any) -> ApprovalView:
     fields: dict[str, Any] = {
         "id": "ap-1",
         "status": "approved",
@@ -25,11 +25,11 @@ def approval(**changes: Any) -> ApprovalRecord:
         "arguments_json": '{"n":5}',
     }
     fields.update(changes)
-    return ApprovalRecord(**fields)
+    return ApprovalView(**fields)
 
 
 def make(
-    record: ApprovalRecord | None = None,
+    record: ApprovalView | None = None,
     decision: Decision = "require_approval",
     error: Exception | None = None,
 ) -> tuple[ExecutionService, CountingTool, StaticPolicy, StaticApprovals]:
@@ -154,7 +154,7 @@ async def test_deny_still_wins_over_an_approval() -> None:
     ],
 )
 async def test_anything_but_an_exact_approval_runs_nothing(
-    record: ApprovalRecord | None, status: str, outcome: str, error: str
+    record: ApprovalView | None, status: str, outcome: str, error: str
 ) -> None:
     service, counter, policy, _ = make(record, "allow")
     result = await service.execute(CTX, "counter", ARGS, KEY, approval_id="ap-1")

@@ -14,9 +14,9 @@ from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.models import Approval
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
 from keel_approval.metrics import ApprovalMetrics
+from keel_clients import ApprovalClient, CallOptions
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
-from keel_tool_gateway.adapters.approval_client import ApprovalClient
 from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
@@ -111,7 +111,7 @@ async def rig() -> AsyncIterator[Rig]:
         registry,
         StaticPolicy("allow", per_tool={"send_email": "require_approval"}),
         ResultLedger(),
-        approvals=ApprovalClient(approval_channel, 5.0),
+        approvals=ApprovalClient(approval_channel, CallOptions(timeout_s=5.0)),
     )
     audit, published = in_memory_audit("tool-gateway")
     audit.start()
@@ -199,7 +199,7 @@ async def test_approval_service_down_fails_closed(rig: Rig) -> None:
             registry,
             StaticPolicy("allow"),
             ResultLedger(),
-            approvals=ApprovalClient(channel, 1.0),
+            approvals=ApprovalClient(channel, CallOptions(timeout_s=1.0)),
         )
         result = await service.execute(
             RequestContext(), "send_email", json.dumps(EMAIL), KEY, approval_id="ap-1"

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from keel.common.v1 import common_pb2
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel_clients import CallOptions, PolicyClient
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
 from keel_policy.adapters.policy_file import load_policy
@@ -19,7 +20,6 @@ from keel_policy.config import DEFAULT_POLICY
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.handlers.grpc_servicer import PolicyServicer
 from keel_policy.metrics import PolicyMetrics
-from keel_tool_gateway.adapters.policy_client import PolicyClient
 from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import POLICY_UNAVAILABLE, ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
@@ -71,7 +71,9 @@ async def stack() -> AsyncIterator[Stack]:
     counter = CountingTool()
     registry = builtin_registry()
     registry.register(counter.tool)
-    service = ExecutionService(registry, PolicyClient(policy_channel, 5.0), ResultLedger(100))
+    service = ExecutionService(
+        registry, PolicyClient(policy_channel, CallOptions(timeout_s=5.0)), ResultLedger(100)
+    )
     gateway_audit, gateway_published = in_memory_audit("tool-gateway")
     gateway_audit.start()
     metrics = CollectorRegistry()
@@ -219,7 +221,9 @@ async def test_unreachable_policy_fails_closed() -> None:
     registry = builtin_registry()
     registry.register(counter.tool)
     async with insecure_channel(f"127.0.0.1:{free_port()}") as channel:
-        service = ExecutionService(registry, PolicyClient(channel, 1.0), ResultLedger(10))
+        service = ExecutionService(
+            registry, PolicyClient(channel, CallOptions(timeout_s=1.0)), ResultLedger(10)
+        )
         result = await service.execute(RequestContext(), "counter", "{}", "k")
     assert (result.status, result.error) == ("error", POLICY_UNAVAILABLE)
     assert counter.runs == 0
@@ -250,7 +254,9 @@ async def test_reply_without_a_decision_fails_closed() -> None:
     registry.register(counter.tool)
     try:
         async with insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            service = ExecutionService(registry, PolicyClient(channel, 2.0), ResultLedger(10))
+            service = ExecutionService(
+                registry, PolicyClient(channel, CallOptions(timeout_s=2.0)), ResultLedger(10)
+            )
             result = await service.execute(RequestContext(), "counter", "{}")
     finally:
         await server.stop(0)

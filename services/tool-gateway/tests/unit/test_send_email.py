@@ -8,7 +8,7 @@ from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.adapters.tools.send_email import message_id_for
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
-from keel_tool_gateway.domain.models import ApprovalRecord, RequestContext
+from keel_tool_gateway.domain.models import ApprovalView, RequestContext
 from keel_tool_gateway.domain.outbox import OutboundMessage
 from keel_tool_gateway.testing import RecordingOutbox, StaticApprovals, StaticPolicy
 
@@ -17,9 +17,7 @@ ARGS = '{"to": "bob@example.com", "subject": "Hi", "body": "The build is green."
 KEY = "sess-3:1:0"
 
 
-def make(
-    outbox: RecordingOutbox, approvals: list[ApprovalRecord] | None = None
-) -> ExecutionService:
+def make(outbox: RecordingOutbox, approvals: list[ApprovalView] | None = None) -> ExecutionService:
     registry = builtin_registry(outbox=outbox)
     policy = StaticPolicy("allow", per_tool={"send_email": "require_approval"})
     return ExecutionService(
@@ -27,8 +25,8 @@ def make(
     )
 
 
-def approved(status: str = "approved", modified: str = "") -> ApprovalRecord:
-    return ApprovalRecord(
+def approved(status: str = "approved", modified: str = "") -> ApprovalView:
+    return ApprovalView(
         id="ap-9",
         status=status,
         tool_name="send_email",

@@ -14,7 +14,7 @@ from typing import Any
 from keel_contracts.canonical import canonical_json
 from keel_tool_gateway.domain.models import (
     ApprovalOutcome,
-    ApprovalRecord,
+    ApprovalView,
     ExecutionResult,
     ExecutionStatus,
 )
@@ -54,7 +54,7 @@ async def check_approval(
 
 
 def _judge(
-    record: ApprovalRecord, tool_name: str, idempotency_key: str, arguments: dict[str, Any]
+    record: ApprovalView, tool_name: str, idempotency_key: str, arguments: dict[str, Any]
 ) -> ApprovalCheck:
     name = record.id
     if record.status not in ("approved", "modified"):

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-Decision = Literal["allow", "deny", "require_approval"]
+# What the gateway shares with its callers and the services it calls: one definition each.
+from keel_contracts.approvals import ApprovalStatus as ApprovalStatus
+from keel_contracts.approvals import ApprovalView as ApprovalView
+from keel_contracts.chat import RequestContext as RequestContext
+from keel_contracts.memory import MemoryHit as MemoryHit
+from keel_contracts.memory import MemoryType as MemoryType
+from keel_contracts.policy import Decision as Decision
+from keel_contracts.policy import PolicyVerdict as PolicyVerdict
+
 ExecutionStatus = Literal["ok", "error", "denied", "needs_approval"]
-ApprovalStatus = Literal["pending", "approved", "rejected", "modified", "timed_out", "unknown"]
 # How an approval id sent with a call was judged; "" when none was sent.
 ApprovalOutcome = Literal[
     "",
@@ -23,26 +30,6 @@ ApprovalOutcome = Literal[
     "invalid",
     "unavailable",
 ]
-
-
-class RequestContext(BaseModel):
-    """The caller, carried to policy and audit unchanged."""
-
-    model_config = ConfigDict(frozen=True)
-
-    session_id: str = ""
-    agent_id: str = ""
-    tenant: str = ""
-    agent_profile: str = ""
-    traceparent: str = ""
-
-
-class PolicyVerdict(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    decision: Decision
-    rule_id: str
-    reason: str = ""
 
 
 class ExecutionResult(BaseModel):
@@ -65,33 +52,3 @@ class ExecutionResult(BaseModel):
     replayed: bool = False
     untrusted: bool = True
     approval_outcome: ApprovalOutcome = ""
-
-
-class ApprovalRecord(BaseModel):
-    """An approval as the approval service reports it; the arguments are kept as the JSON text
-    it sent, and compared canonically."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    status: ApprovalStatus
-    tool_name: str = ""
-    idempotency_key: str = ""
-    arguments_json: str = ""
-    modified_arguments_json: str = ""
-    decided_by: str = ""
-    comment: str = ""
-
-
-# The memory service's kinds of entry, as the memory tools store and search them.
-MemoryKind = Literal["episodic", "semantic", "procedural"]
-
-
-class MemoryHit(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    type: MemoryKind
-    content: str
-    score: float = 0.0
-    metadata: dict[str, str] = Field(default_factory=dict)

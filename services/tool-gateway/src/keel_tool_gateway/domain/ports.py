@@ -7,9 +7,9 @@ from typing import Any, Protocol, TypeVar
 
 from keel_tool_gateway.domain.ledger import LedgerEntry
 from keel_tool_gateway.domain.models import (
-    ApprovalRecord,
+    ApprovalView,
     MemoryHit,
-    MemoryKind,
+    MemoryType,
     PolicyVerdict,
     RequestContext,
 )
@@ -45,7 +45,7 @@ class LedgerPort(Protocol):
 
 
 class ApprovalPort(Protocol):
-    async def get(self, approval_id: str) -> ApprovalRecord | None:
+    async def get(self, approval_id: str) -> ApprovalView | None:
         """The approval as the approval service has it; None when it does not know the id.
         Raises when the service cannot answer: the caller then fails closed."""
         ...
@@ -81,7 +81,7 @@ class MemoryPort(Protocol):
         ctx: RequestContext,
         content: str,
         *,
-        kind: MemoryKind,
+        kind: MemoryType,
         metadata: dict[str, str],
     ) -> str:
         """Store one entry; returns its id (a content hash: storing twice gives one id)."""
@@ -92,7 +92,7 @@ class MemoryPort(Protocol):
         ctx: RequestContext,
         query: str,
         *,
-        kinds: list[MemoryKind],
+        kinds: list[MemoryType],
         top_k: int,
         token_budget: int,
     ) -> list[MemoryHit]: ...

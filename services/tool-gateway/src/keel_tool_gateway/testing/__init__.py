@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from keel_tool_gateway.domain.ledger import LedgerEntry, ResultLedger
 from keel_tool_gateway.domain.models import (
-    ApprovalRecord,
+    ApprovalView,
     Decision,
     PolicyVerdict,
     RequestContext,
@@ -129,13 +129,13 @@ class StaticApprovals:
     """An approval port over a dict; ``error`` set: the approval service is down."""
 
     def __init__(
-        self, approvals: list[ApprovalRecord] | None = None, error: Exception | None = None
+        self, approvals: list[ApprovalView] | None = None, error: Exception | None = None
     ) -> None:
         self.approvals = {a.id: a for a in approvals or []}
         self.error = error
         self.asked: list[str] = []
 
-    async def get(self, approval_id: str) -> ApprovalRecord | None:
+    async def get(self, approval_id: str) -> ApprovalView | None:
         self.asked.append(approval_id)
         if self.error is not None:
             raise self.error

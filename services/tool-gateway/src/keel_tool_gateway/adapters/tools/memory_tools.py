@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from keel_contracts.errors import KeelError
 from keel_tool_gateway.domain.call_context import current_call
-from keel_tool_gateway.domain.models import MemoryKind, RequestContext
+from keel_tool_gateway.domain.models import MemoryType, RequestContext
 from keel_tool_gateway.domain.ports import MemoryPort
 from keel_tool_gateway.domain.registry import Tool, ToolError
 
@@ -23,7 +23,7 @@ class MemoryStoreInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     content: str = Field(min_length=1, max_length=8000, description="What to remember.")
-    type: MemoryKind = Field(
+    type: MemoryType = Field(
         default="semantic",
         description="semantic (facts), episodic (what happened) or procedural (how to).",
     )
@@ -36,7 +36,7 @@ class MemorySearchInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=2000, description="What to look for.")
-    types: list[MemoryKind] = Field(
+    types: list[MemoryType] = Field(
         default_factory=list, max_length=3, description="Memory types; empty means all."
     )
     top_k: int = Field(default=5, ge=1, le=20, description="Most entries to return.")
