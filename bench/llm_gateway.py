@@ -16,7 +16,9 @@ send time, so a stall is not hidden):
 - cache hits: the same temperature-0 request again, over gRPC and in-process
   (``Gateway.complete`` without the network).
 Keel is called as the agent loop calls it, through ``keel_clients.LLMClient``: one unary
-Complete per request, no retries (a retry would hide an error and double a latency).
+Complete per request, no retries (a retry would hide an error and double a latency). Its
+numbers include what the client adds to the bare stub: mapping to and from the contract types
+and a client span.
 Every Keel request is a cache miss (a new message each), except in the cache-hit part.
 Prints a table and writes bench/results/llm_gateway.json. No assertions: numbers only.
 """
