@@ -10,6 +10,9 @@ stopped afterwards), then calls them one at a time from this process:
 - ``Execute calculator`` with no key (a sync tool),
 - ``PolicyService/Evaluate`` alone, for comparison.
 
+Calls go through ``keel_clients`` (``ToolClient``, ``PolicyClient``), as the agent loop and
+the tool gateway make them: one unary call each, no retries.
+
 Prints p50/p99/mean client round-trip latency per kind and writes
 bench/results/tool_gateway_overhead.json.
 """
@@ -28,17 +31,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from keel.common.v1 import common_pb2
-from keel.policy.v1 import policy_pb2, policy_pb2_grpc
-from keel.tool.v1 import tool_pb2, tool_pb2_grpc
 from keel_cli.broker import local_broker, repo_root
 from keel_cli.stack import LocalStack, with_free_ports
+from keel_clients import CallOptions, PolicyClient, ToolClient, open_channel
+from keel_contracts.chat import RequestContext, ToolCall
 from keel_core.bus.admin import ensure_topics
-from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
 
 SERVICES = ("policy", "tool-gateway")
-CONTEXT = common_pb2.RequestContext(session_id="bench", agent_id="bench", agent_profile="default")
+CONTEXT = RequestContext(session_id="bench", agent_id="bench", tenant="", agent_profile="default")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -67,27 +68,20 @@ async def timed(call: Callable[[int], Awaitable[Any]], calls: int, warmup: int) 
     return samples
 
 
-def execute_request(tool: str, arguments: str, key: str) -> tool_pb2.ExecuteRequest:
-    return tool_pb2.ExecuteRequest(
-        context=CONTEXT,
-        call=common_pb2.ToolCall(id="c", name=tool, arguments_json=arguments),
-        idempotency_key=key,
-    )
-
-
 async def measure(stack: LocalStack, calls: int, warmup: int) -> dict[str, dict[str, float]]:
     run_id = os.urandom(4).hex()
     async with (
-        insecure_channel(stack.target("tool-gateway")) as tool_channel,
-        insecure_channel(stack.target("policy")) as policy_channel,
+        open_channel(stack.target("tool-gateway")) as tool_channel,
+        open_channel(stack.target("policy")) as policy_channel,
     ):
-        tools = tool_pb2_grpc.ToolGatewayStub(tool_channel)
-        policy = policy_pb2_grpc.PolicyServiceStub(policy_channel)
+        tools = ToolClient(tool_channel, CallOptions(timeout_s=10))
+        policy = PolicyClient(policy_channel, CallOptions(timeout_s=10))
 
         async def execute(tool: str, arguments: str, key: str) -> None:
-            reply = await tools.Execute(execute_request(tool, arguments, key), timeout=10)
-            if reply.status != tool_pb2.EXECUTE_STATUS_OK:
-                raise RuntimeError(f"{tool} did not run: {reply.error}")
+            call = ToolCall(id="c", name=tool, arguments_json=arguments)
+            outcome = await tools.execute(CONTEXT, call, key)
+            if outcome.status != "ok":
+                raise RuntimeError(f"{tool} did not run: {outcome.error}")
 
         async def no_key(_: int) -> None:
             await execute("noop", "{}", "")
@@ -101,12 +95,8 @@ async def measure(stack: LocalStack, calls: int, warmup: int) -> dict[str, dict[
         async def calculator(_: int) -> None:
             await execute("calculator", '{"expression": "(17 * 23) + 4"}', "")
 
-        evaluate_request = policy_pb2.EvaluateRequest(
-            context=CONTEXT, tool_name="noop", arguments_json="{}"
-        )
-
         async def evaluate(_: int) -> None:
-            await policy.Evaluate(evaluate_request, timeout=10)
+            await policy.evaluate(CONTEXT, "noop", {})
 
         kinds: dict[str, Callable[[int], Awaitable[None]]] = {
             "policy Evaluate": evaluate,

@@ -8,12 +8,11 @@ import uuid
 
 import pytest
 
-from keel.agent.v1 import agent_pb2, agent_pb2_grpc
-from keel.approval.v1 import approval_pb2, approval_pb2_grpc
 from keel_cli.follow import SessionFollower
 from keel_cli.tasks import publish_task
+from keel_clients import AgentClient, ApprovalClient, CallOptions, open_channel
+from keel_contracts.errors import KeelError
 from keel_contracts.events import TaskCompleted, TaskFailed, TaskSubmitted
-from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
 from tests.integration.chaos import Watcher, own_stack, restart
 
@@ -52,23 +51,15 @@ async def test_a_session_waiting_for_approval_survives_a_restart() -> None:
             approval_id = watcher.progress("approval_requested")[0].detail["approval_id"]
             await stack.stop_one("agent-loop")
             await restart(stack, "agent-loop")
-            async with insecure_channel(stack.target("approval")) as channel:
-                approvals = approval_pb2_grpc.ApprovalServiceStub(channel)
+            async with open_channel(stack.target("approval")) as channel:
+                approvals = ApprovalClient(channel, CallOptions(timeout_s=5))
                 async with asyncio.timeout(30):
                     while True:
-                        listed = await approvals.List(approval_pb2.ListRequest(), timeout=5)
-                        if approval_id in {a.id for a in listed.approvals}:
+                        listed = await approvals.list()
+                        if approval_id in {a.id for a in listed}:
                             break
                         await asyncio.sleep(0.2)
-                await approvals.Resolve(
-                    approval_pb2.ResolveRequest(
-                        id=approval_id,
-                        outcome=approval_pb2.OUTCOME_APPROVE,
-                        reviewer="alice",
-                        comment="ship it",
-                    ),
-                    timeout=5,
-                )
+                await approvals.resolve(approval_id, "approve", reviewer="alice", comment="ship it")
             result = await watcher.finished()
             watcher.stop()
         done = result.parse(TaskCompleted)
@@ -84,22 +75,16 @@ async def test_a_rejected_call_reaches_the_model_as_data(stack, kafka: KafkaSett
         watcher = Watcher(follower, session_id)
         await watcher.until("approval_requested")
         approval_id = watcher.progress("approval_requested")[0].detail["approval_id"]
-        async with insecure_channel(stack.target("approval")) as channel:
-            approvals = approval_pb2_grpc.ApprovalServiceStub(channel)
+        async with open_channel(stack.target("approval")) as channel:
+            approvals = ApprovalClient(channel, CallOptions(timeout_s=5))
             async with asyncio.timeout(30):
                 while True:
                     try:
-                        await approvals.Resolve(
-                            approval_pb2.ResolveRequest(
-                                id=approval_id,
-                                outcome=approval_pb2.OUTCOME_REJECT,
-                                reviewer="bob",
-                                comment="never",
-                            ),
-                            timeout=5,
+                        await approvals.resolve(
+                            approval_id, "reject", reviewer="bob", comment="never"
                         )
                         break
-                    except Exception:  # noqa: BLE001 - not consumed yet
+                    except KeelError:  # not consumed yet
                         await asyncio.sleep(0.2)
         result = await watcher.finished()
         watcher.stop()
@@ -135,12 +120,9 @@ async def test_cancel_stops_a_running_session(stack, kafka: KafkaSettings) -> No
         )
         watcher = Watcher(follower, session_id)
         await watcher.until("tool_result", 1)
-        async with insecure_channel(stack.target("agent-loop")) as channel:
-            agent = agent_pb2_grpc.AgentServiceStub(channel)
-            reply = await agent.Cancel(
-                agent_pb2.CancelRequest(session_id=session_id, reason="test"), timeout=5
-            )
-            assert reply.accepted
+        async with open_channel(stack.target("agent-loop")) as channel:
+            agent = AgentClient(channel, CallOptions(timeout_s=5))
+            assert await agent.cancel(session_id, reason="test")
         result = await watcher.finished()
         watcher.stop()
     failed = result.parse(TaskFailed)

@@ -1,4 +1,5 @@
-"""Each running service answers its gRPC contract (plus health and reflection)."""
+"""Each running service answers its gRPC contract (plus health and reflection), called the
+way every caller calls it: through its ``keel_clients`` client."""
 
 from __future__ import annotations
 
@@ -7,27 +8,32 @@ import json
 import urllib.request
 import uuid
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from keel.agent.v1 import agent_pb2, agent_pb2_grpc
-from keel.approval.v1 import approval_pb2, approval_pb2_grpc
-from keel.common.v1 import common_pb2
-from keel.llm.v1 import llm_pb2, llm_pb2_grpc
-from keel.memory.v1 import memory_pb2, memory_pb2_grpc
-from keel.policy.v1 import policy_pb2, policy_pb2_grpc
-from keel.tool.v1 import tool_pb2, tool_pb2_grpc
 from keel_cli.stack import LocalStack
+from keel_clients import (
+    AgentClient,
+    ApprovalClient,
+    CallOptions,
+    HealthClient,
+    LLMClient,
+    MemoryClient,
+    PolicyClient,
+    ToolClient,
+    open_channel,
+)
+from keel_contracts.chat import ChatMessage, RequestContext, ToolCall
+from keel_contracts.errors import FailedPrecondition, InvalidArgument, NotFound
 from keel_contracts.events import ApprovalRequested, Envelope
+from keel_contracts.sessions import TaskRequest
 from keel_contracts.topics import APPROVAL_REQUESTS
 from keel_core.bus import EventProducer
-from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
 
 pytestmark = pytest.mark.stack
 
-CTX = common_pb2.RequestContext(session_id="contract", agent_id="contract-test")
+# Tenant and profile left empty on the wire, as before the clients: the services pick defaults.
+CTX = RequestContext(session_id="contract", agent_id="contract-test", tenant="", agent_profile="")
 
 
 async def test_every_service_is_healthy_and_reflects_its_service(stack: LocalStack) -> None:
@@ -40,51 +46,33 @@ async def test_every_service_is_healthy_and_reflects_its_service(stack: LocalSta
         "approval": "keel.approval.v1.ApprovalService",
     }
     for service, full_name in names.items():
-        async with insecure_channel(stack.target(service)) as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=full_name), timeout=5
-            )
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+        async with open_channel(stack.target(service)) as channel:
+            health = HealthClient(channel, CallOptions(timeout_s=5))
+            assert await health.serving(full_name), service
 
 
 async def test_policy_and_tool_gateway(stack: LocalStack) -> None:
-    async with insecure_channel(stack.target("policy")) as channel:
-        policy = policy_pb2_grpc.PolicyServiceStub(channel)
-        verdict = await policy.Evaluate(
-            policy_pb2.EvaluateRequest(context=CTX, tool_name="rm", arguments_json="{}"),
-            timeout=5,
-        )
-        assert (verdict.decision, verdict.rule_id) == (policy_pb2.DECISION_DENY, "default-deny")
-    async with insecure_channel(stack.target("tool-gateway")) as channel:
-        tools = tool_pb2_grpc.ToolGatewayStub(channel)
-        listed = await tools.ListTools(tool_pb2.ListToolsRequest(), timeout=5)
-        assert {"calculator", "clock", "noop"} <= {t.name for t in listed.tools}
+    async with open_channel(stack.target("policy")) as channel:
+        policy = PolicyClient(channel, CallOptions(timeout_s=5))
+        verdict = await policy.evaluate(CTX, "rm", {})
+        assert (verdict.decision, verdict.rule_id) == ("deny", "default-deny")
+    async with open_channel(stack.target("tool-gateway")) as channel:
+        tools = ToolClient(channel, CallOptions(timeout_s=5))
+        listed = await tools.list_tools("")
+        assert {"calculator", "clock", "noop"} <= {t.name for t in listed}
         schema = json.loads(
-            next(t for t in listed.tools if t.name == "calculator").parameters_json_schema
+            next(t for t in listed if t.name == "calculator").parameters_json_schema
         )
         assert "expression" in schema["properties"]
-        call = common_pb2.ToolCall(
-            id="c1", name="calculator", arguments_json='{"expression": "2 + 3 * 4"}'
-        )
-        done = await tools.Execute(
-            tool_pb2.ExecuteRequest(
-                context=CTX, call=call, idempotency_key=f"contract:{uuid.uuid4().hex}:0"
-            ),
-            timeout=5,
-        )
-        assert (done.status, done.output) == (tool_pb2.EXECUTE_STATUS_OK, "14")
+        call = ToolCall(id="c1", name="calculator", arguments_json='{"expression": "2 + 3 * 4"}')
+        done = await tools.execute(CTX, call, f"contract:{uuid.uuid4().hex}:0")
+        assert (done.status, done.output) == ("ok", "14")
 
 
 async def test_llm_gateway(stack: LocalStack) -> None:
-    async with insecure_channel(stack.target("llm-gateway")) as channel:
-        llm = llm_pb2_grpc.LLMGatewayStub(channel)
-        reply = await llm.Complete(
-            llm_pb2.CompleteRequest(
-                context=CTX,
-                messages=[common_pb2.ChatMessage(role="user", content="What is (2 + 2) * 3?")],
-            ),
-            timeout=10,
-        )
+    async with open_channel(stack.target("llm-gateway")) as channel:
+        llm = LLMClient(channel, CallOptions(timeout_s=10))
+        reply = await llm.complete(CTX, [ChatMessage(role="user", content="What is (2 + 2) * 3?")])
         (call,) = reply.message.tool_calls
         assert call.name == "calculator"
         assert json.loads(call.arguments_json) == {"expression": "(2 + 2) * 3"}
@@ -92,33 +80,18 @@ async def test_llm_gateway(stack: LocalStack) -> None:
 
 
 async def test_memory_store_and_retrieve(stack: LocalStack) -> None:
-    async with insecure_channel(stack.target("memory")) as channel:
-        memory = memory_pb2_grpc.MemoryServiceStub(channel)
+    async with open_channel(stack.target("memory")) as channel:
+        memory = MemoryClient(channel, CallOptions(timeout_s=10))
         fact = "The staging database runs on port 6543."
-        stored = await memory.Store(
-            memory_pb2.StoreRequest(
-                context=CTX, type=memory_pb2.MEMORY_TYPE_SEMANTIC, content=fact
-            ),
-            timeout=10,
+        stored = await memory.store(CTX, fact, "semantic")
+        again = await memory.store(CTX, fact, "semantic")
+        assert stored == again
+        found = await memory.retrieve(
+            CTX, "which port does the staging database use", token_budget=200, top_k=5
         )
-        again = await memory.Store(
-            memory_pb2.StoreRequest(
-                context=CTX, type=memory_pb2.MEMORY_TYPE_SEMANTIC, content=fact
-            ),
-            timeout=10,
-        )
-        assert stored.id == again.id
-        found = await memory.Retrieve(
-            memory_pb2.RetrieveRequest(
-                context=CTX,
-                query="which port does the staging database use",
-                token_budget=200,
-                top_k=5,
-            ),
-            timeout=10,
-        )
-        assert found.items[0].content == fact
-        assert found.tokens_used <= 200
+        assert found[0].content == fact
+        # The reply's tokens_used is the sum of its items' tokens; the client keeps the items.
+        assert sum(hit.tokens for hit in found) <= 200
 
 
 async def test_approval_request_is_listed_and_resolved(
@@ -141,55 +114,37 @@ async def test_approval_request_is_listed_and_resolved(
         )
     finally:
         await producer.stop()
-    async with insecure_channel(stack.target("approval")) as channel:
-        approvals = approval_pb2_grpc.ApprovalServiceStub(channel)
+    async with open_channel(stack.target("approval")) as channel:
+        approvals = ApprovalClient(channel, CallOptions(timeout_s=5))
         async with asyncio.timeout(30):
             while True:
-                pending = await approvals.List(approval_pb2.ListRequest(), timeout=5)
-                if approval_id in {a.id for a in pending.approvals}:
+                pending = await approvals.list()
+                if approval_id in {a.id for a in pending}:
                     break
                 await asyncio.sleep(0.2)
-        resolved = await approvals.Resolve(
-            approval_pb2.ResolveRequest(
-                id=approval_id,
-                outcome=approval_pb2.OUTCOME_APPROVE,
-                reviewer="alice",
-                comment="fine",
-            ),
-            timeout=5,
-        )
-        assert resolved.status == approval_pb2.APPROVAL_STATUS_APPROVED
+        resolved = await approvals.resolve(approval_id, "approve", reviewer="alice", comment="fine")
+        assert resolved.status == "approved"
         assert resolved.decided_by == "alice"
-        with pytest.raises(grpc.aio.AioRpcError) as again:
-            await approvals.Resolve(
-                approval_pb2.ResolveRequest(
-                    id=approval_id, outcome=approval_pb2.OUTCOME_REJECT, reviewer="bob"
-                ),
-                timeout=5,
-            )
-        assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(FailedPrecondition):
+            await approvals.resolve(approval_id, "reject", reviewer="bob")
 
 
 async def test_agent_service_submit_and_get(stack: LocalStack) -> None:
-    async with insecure_channel(stack.target("agent-loop")) as channel:
-        agent = agent_pb2_grpc.AgentServiceStub(channel)
-        submitted = await agent.Submit(agent_pb2.SubmitRequest(goal="What is 9 * 9?"), timeout=5)
+    async with open_channel(stack.target("agent-loop")) as channel:
+        agent = AgentClient(channel, CallOptions(timeout_s=5))
+        session_id = await agent.submit(TaskRequest(goal="What is 9 * 9?"))
         async with asyncio.timeout(60):
             while True:
-                state = await agent.Get(
-                    agent_pb2.GetRequest(session_id=submitted.session_id), timeout=5
-                )
-                if state.status == agent_pb2.SESSION_STATUS_COMPLETED:
+                state = await agent.get(session_id)
+                if state.status == "completed":
                     break
-                assert state.status != agent_pb2.SESSION_STATUS_FAILED, state.error
+                assert state.status != "failed", state.error
                 await asyncio.sleep(0.2)
         assert "81" in state.answer
-        with pytest.raises(grpc.aio.AioRpcError) as missing:
-            await agent.Get(agent_pb2.GetRequest(session_id="no-such-session"), timeout=5)
-        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
-        with pytest.raises(grpc.aio.AioRpcError) as empty:
-            await agent.Submit(agent_pb2.SubmitRequest(goal=""), timeout=5)
-        assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(NotFound):
+            await agent.get("no-such-session")
+        with pytest.raises(InvalidArgument):
+            await agent.submit(TaskRequest(goal=""))
 
 
 async def test_every_service_serves_prometheus_metrics(stack: LocalStack) -> None:

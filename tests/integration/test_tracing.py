@@ -13,13 +13,12 @@ import uuid
 
 import pytest
 
-from keel.approval.v1 import approval_pb2, approval_pb2_grpc
 from keel_cli.follow import SessionFollower
 from keel_cli.stack import LocalStack
+from keel_clients import ApprovalClient, CallOptions, open_channel
 from keel_contracts.events import Envelope, TaskCompleted, TaskSubmitted
 from keel_contracts.topics import TASKS
 from keel_core.bus.producer import EventProducer
-from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
 from keel_core.tracing import new_traceparent, trace_id_of
 from tests.integration.chaos import Watcher
@@ -45,18 +44,15 @@ async def submit(kafka: KafkaSettings, goal: str) -> tuple[str, str]:
 
 
 async def approve(stack: LocalStack, approval_id: str) -> None:
-    async with insecure_channel(stack.target("approval")) as channel:
-        approvals = approval_pb2_grpc.ApprovalServiceStub(channel)
+    async with open_channel(stack.target("approval")) as channel:
+        approvals = ApprovalClient(channel, CallOptions(timeout_s=5))
         async with asyncio.timeout(30):
             while True:
-                listed = await approvals.List(approval_pb2.ListRequest(), timeout=5)
-                if approval_id in {a.id for a in listed.approvals}:
+                listed = await approvals.list()
+                if approval_id in {a.id for a in listed}:
                     break
                 await asyncio.sleep(0.2)
-        request = approval_pb2.ResolveRequest(
-            id=approval_id, outcome=approval_pb2.OUTCOME_APPROVE, reviewer="alice", comment="ok"
-        )
-        await approvals.Resolve(request, timeout=5)
+        await approvals.resolve(approval_id, "approve", reviewer="alice", comment="ok")
 
 
 def named(spans: list[ReceivedSpan], prefix: str, service: str = "") -> list[ReceivedSpan]:

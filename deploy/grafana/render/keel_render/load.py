@@ -8,6 +8,7 @@ restarted mid-run (recovery replays tool calls from the idempotency ledger)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
@@ -17,13 +18,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from keel.agent.v1 import agent_pb2, agent_pb2_grpc
-from keel.approval.v1 import approval_pb2, approval_pb2_grpc
 from keel_cli.stack import LocalStack
+from keel_clients import AgentClient, ApprovalClient, CallOptions, open_channel
+from keel_contracts.errors import KeelError
 from keel_contracts.events import Envelope, TaskSubmitted
 from keel_contracts.topics import TASKS
 from keel_core.bus.producer import EventProducer
-from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
 from keel_core.tracing import new_traceparent
 
@@ -202,10 +202,8 @@ class LoadDriver:
         session_id = await self.submit(f"count 20 times slowly: c{_tag()}", max_iterations=30)
         self.report.submitted["cancelled"] += 1
         await asyncio.sleep(2.0)
-        async with insecure_channel(self._stack.target("agent-loop")) as channel:
-            stub = agent_pb2_grpc.AgentServiceStub(channel)
-            request = agent_pb2.CancelRequest(session_id=session_id, reason="operator")
-            await stub.Cancel(request, timeout=5)
+        async with open_channel(self._stack.target("agent-loop")) as channel:
+            await AgentClient(channel, CallOptions(timeout_s=5)).cancel(session_id, "operator")
 
     async def _crash(self) -> None:
         # Long counting sessions in flight when the process dies: the restarted loop resumes
@@ -221,43 +219,38 @@ class LoadDriver:
     async def _reviewer(self, stop: asyncio.Event) -> None:
         """Answers each request after 2-12 s: approves most, rejects about one in four."""
         due: dict[str, float] = {}
-        async with insecure_channel(self._stack.target("approval")) as channel:
-            stub = approval_pb2_grpc.ApprovalServiceStub(channel)
+        async with open_channel(self._stack.target("approval")) as channel:
+            approvals = ApprovalClient(channel, CallOptions(timeout_s=5))
             while not stop.is_set():
                 try:
-                    listed = await stub.List(approval_pb2.ListRequest(), timeout=5)
-                except Exception:  # noqa: BLE001 - the service may be busy; ask again
+                    listed = await approvals.list()
+                except KeelError:  # the service may be busy; ask again
                     await asyncio.sleep(1.0)
                     continue
                 now = time.monotonic()
-                for approval in listed.approvals:
+                for approval in listed:
                     when = due.setdefault(approval.id, now + random.uniform(2, 12))
                     if when <= now:
-                        await self._decide(stub, approval.id)
+                        await self._decide(approvals, approval.id)
                 await asyncio.sleep(0.5)
 
-    async def _decide(self, stub: approval_pb2_grpc.ApprovalServiceStub, approval_id: str) -> None:
+    async def _decide(self, approvals: ApprovalClient, approval_id: str) -> None:
         reject = random.random() < 0.25
-        outcome = approval_pb2.OUTCOME_REJECT if reject else approval_pb2.OUTCOME_APPROVE
-        request = approval_pb2.ResolveRequest(
-            id=approval_id,
-            outcome=outcome,
-            reviewer="alice",
-            comment="not this one" if reject else "fine",
-        )
+        comment = "not this one" if reject else "fine"
         try:
-            await stub.Resolve(request, timeout=5)
+            await approvals.resolve(
+                approval_id, "reject" if reject else "approve", reviewer="alice", comment=comment
+            )
             self.report.decisions["rejected" if reject else "approved"] += 1
-        except Exception:  # noqa: BLE001 - already decided or timed out: the next list says
+        except KeelError:  # already decided or timed out: the next list says
             self.report.decisions["resolve failed"] += 1
 
     async def _operator(self, stop: asyncio.Event) -> None:
         """Looks up sessions by ids that are wrong now and then (NOT_FOUND on the gRPC panel)."""
-        async with insecure_channel(self._stack.target("agent-loop")) as channel:
-            stub = agent_pb2_grpc.AgentServiceStub(channel)
+        async with open_channel(self._stack.target("agent-loop")) as channel:
+            agent = AgentClient(channel, CallOptions(timeout_s=5))
             while not stop.is_set():
                 await asyncio.sleep(random.uniform(3, 9))
-                try:
-                    await stub.Get(agent_pb2.GetRequest(session_id=_tag()), timeout=5)
-                except Exception:  # noqa: BLE001,S110 - NOT_FOUND is the point
-                    pass
+                # NOT_FOUND is the point (and the loop may be restarting: UNAVAILABLE).
+                with contextlib.suppress(KeelError):
+                    await agent.get(_tag())
