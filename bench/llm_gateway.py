@@ -15,10 +15,9 @@ send time, so a stall is not hidden):
   /proc), whose inverse is the req/s one core could serve;
 - cache hits: the same temperature-0 request again, over gRPC and in-process
   (``Gateway.complete`` without the network).
-Keel is called as the agent loop calls it, through ``keel_clients.LLMClient``: one unary
-Complete per request, no retries (a retry would hide an error and double a latency). Its
-numbers include what the client adds to the bare stub: mapping to and from the contract types
-and a client span.
+Keel is called through the bare generated stub on purpose, not ``keel_clients.LLMClient``:
+the LiteLLM side is a bare HTTP client, and what is compared is what each gateway adds (the
+client's contract-type mapping and span cost ~0.15 ms p50 more, and are the caller's cost).
 Every Keel request is a cache miss (a new message each), except in the cache-hit part.
 Prints a table and writes bench/results/llm_gateway.json. No assertions: numbers only.
 """
@@ -42,22 +41,22 @@ from typing import Any
 
 import httpx
 
+from keel.common.v1 import common_pb2
+from keel.llm.v1 import llm_pb2, llm_pb2_grpc
 from keel_cli.broker import local_broker, repo_root
 from keel_cli.stack import LocalStack, free_port, with_free_ports
-from keel_clients import CallOptions, CompletionOptions, LLMClient, open_channel
-from keel_contracts.chat import ChatMessage, RequestContext
 from keel_core.bus.admin import ensure_topics
+from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
 from keel_llm_gateway.domain.cache import ResponseCache
 from keel_llm_gateway.domain.gateway import Gateway
-from keel_llm_gateway.domain.models import CompletionRequest
+from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest
 from keel_llm_gateway.testing import FakeProvider
 
 LITELLM_VERSION = "1.106.12"
 LITELLM_VENV = Path.home() / ".cache" / "keel" / "bench-litellm"
 MODEL = "mock-model"
-CONTEXT = RequestContext(session_id="bench", agent_id="bench", tenant="bench", agent_profile="")
-OPTIONS = CompletionOptions(model=MODEL)
+CONTEXT = common_pb2.RequestContext(session_id="bench", agent_id="bench", tenant="bench")
 P99_LIMIT_MS = 30.0
 
 Call = Callable[[int], Awaitable[None]]
@@ -201,8 +200,12 @@ def body(index: int) -> dict[str, Any]:
     }
 
 
-def keel_messages(index: int) -> list[ChatMessage]:
-    return [ChatMessage(role="user", content=f"What is (17 * 23) + {index}?")]
+def keel_request(index: int) -> llm_pb2.CompleteRequest:
+    return llm_pb2.CompleteRequest(
+        context=CONTEXT,
+        model=MODEL,
+        messages=[common_pb2.ChatMessage(role="user", content=f"What is (17 * 23) + {index}?")],
+    )
 
 
 async def sweep(call: Call, rates: list[float], seconds: float, pid: int | None) -> list[Run]:
@@ -302,11 +305,9 @@ async def compare(
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with (
         httpx.AsyncClient(limits=limits, timeout=10) as http,
-        open_channel(keel_target) as channel,
+        insecure_channel(keel_target) as channel,
     ):
-        # retries=0: one Complete per measured request, as before the client.
-        llm = LLMClient(channel, CallOptions(timeout_s=10), retries=0)
-        targets = clients(http, llm, upstream, litellm)
+        targets = clients(http, llm_pb2_grpc.LLMGatewayStub(channel), upstream, litellm)
         targets.calls["keel"] = (targets.calls["keel"][0], gateway_pid)
         for call, _ in targets.calls.values():  # warm up connections and code paths
             await at_rate(call, args.rate, 2.0)
@@ -329,7 +330,7 @@ async def compare(
 
 def clients(
     http: httpx.AsyncClient,
-    llm: LLMClient,
+    stub: llm_pb2_grpc.LLMGatewayStub,
     upstream: str,
     litellm: tuple[subprocess.Popen[bytes], int] | None,
 ) -> Targets:
@@ -340,7 +341,7 @@ def clients(
         response.raise_for_status()
 
     async def keel(_: int) -> None:
-        await llm.complete(CONTEXT, keel_messages(next(counter)), options=OPTIONS)
+        await stub.Complete(keel_request(next(counter)), timeout=10)
 
     async def via_litellm(_: int) -> None:
         assert litellm is not None
@@ -351,15 +352,15 @@ def clients(
         )
         response.raise_for_status()
 
-    hit = keel_messages(-1)
+    hit = keel_request(-1)
 
     async def keel_hit(_: int) -> None:
-        reply = await llm.complete(CONTEXT, hit, options=OPTIONS)
+        reply = await stub.Complete(hit, timeout=10)
         if not reply.cached:
             raise RuntimeError("expected a cache hit")
 
     async def first_miss() -> None:
-        await llm.complete(CONTEXT, hit, options=OPTIONS)  # stores the answer
+        await stub.Complete(hit, timeout=10)  # stores the answer
 
     calls: dict[str, tuple[Call, int | None]] = {"direct": (direct, None), "keel": (keel, None)}
     if litellm is not None:

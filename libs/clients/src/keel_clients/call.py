@@ -38,15 +38,16 @@ class Caller:
     def __init__(self, options: CallOptions) -> None:
         self.options = options
 
-    def metadata(self, ctx: RequestContext | None = None) -> Metadata:
+    def metadata(self, ctx: RequestContext | None = None) -> Metadata | None:
         """The session's trace (the channel's interceptor replaces it with the span in
-        progress when there is one) and the caller's token."""
+        progress when there is one) and the caller's token; None when there is neither (grpc
+        does less work for a call without metadata)."""
         pairs: list[tuple[str, str]] = []
         if ctx is not None and ctx.traceparent:
             pairs.append(("traceparent", ctx.traceparent))
         if self.options.token:
             pairs.append(("authorization", f"Bearer {self.options.token}"))
-        return tuple(pairs)
+        return tuple(pairs) or None
 
     async def unary(
         self,
