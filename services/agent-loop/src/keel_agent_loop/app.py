@@ -72,7 +72,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         tools=peers.tools,
         memory=peers.memory,
         sink=TeeSink(store, KafkaEventSink(runtime.producer)),
-        config=loop_config(settings),
+        config=_loop_config(settings),
         observer=metrics,
         checkpoints=checkpoints,
         cancels=cancels,
@@ -99,7 +99,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
     return AgentLoopParts(loop, sessions, front_door, handler, store, checkpoints, table, cancels)
 
 
-def loop_config(settings: Settings) -> LoopConfig:
+def _loop_config(settings: Settings) -> LoopConfig:
     return LoopConfig(
         settings.system_prompt,
         settings.memory_token_budget,
