@@ -1,4 +1,11 @@
-"""Composition root of the agent loop: the only place that wires its parts."""
+"""Composition root of the agent loop: the only place that wires its parts.
+
+The shape every service shares: ``build(settings, runtime)`` wires the parts onto a runtime
+(the real one, or ``keel_core.testing.InMemoryRuntime`` in component tests) and starts
+nothing; ``serve(settings)`` builds on a ``ServiceRuntime`` and runs it until SIGTERM.
+Everything bus-bound (the checkpoint table, the ``keel.control`` follower, the consumers, the
+producer) comes from the runtime; the gRPC clients of the other services are built here.
+"""
 
 from __future__ import annotations
 
@@ -8,110 +15,113 @@ from keel.agent.v1 import agent_pb2, agent_pb2_grpc
 from keel_agent_loop.adapters.checkpoints import TableCheckpoints
 from keel_agent_loop.adapters.control import ControlFollower
 from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
-from keel_agent_loop.adapters.llm_client import GrpcLLM
-from keel_agent_loop.adapters.memory_client import GrpcMemory
-from keel_agent_loop.adapters.tool_client import GrpcTools
+from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext
 from keel_agent_loop.config import Settings
 from keel_agent_loop.domain.cancel import CancelFlags
-from keel_agent_loop.domain.loop import AgentLoop, LoopConfig
+from keel_agent_loop.domain.loop import AgentLoop
 from keel_agent_loop.domain.ports import TeeSink
 from keel_agent_loop.domain.sessions import SessionStore
 from keel_agent_loop.handlers.grpc_servicer import AgentServicer
-from keel_agent_loop.handlers.task_handler import SessionDefaults, TaskHandler
+from keel_agent_loop.handlers.task_handler import TaskHandler
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.plans import PlanSettings, install_plans
-from keel_contracts.topics import APPROVAL_DECISIONS, CHECKPOINTS, SUBTASKS, TASKS
-from keel_core.bus.table import CompactedTable
-from keel_core.grpc import insecure_channel
-from keel_core.runtime import ServiceRuntime, run_service
+from keel_agent_loop.usecases import FrontDoor, SessionDefaults, SessionRunner
+from keel_clients import CallOptions, LLMClient, MemoryClient, ToolClient, open_channel
+from keel_contracts.topics import APPROVAL_DECISIONS, CHECKPOINTS, CONTROL, SUBTASKS, TASKS
+from keel_core.bus.table import Table
+from keel_core.runtime import Runtime, ServiceRuntime, run_service
 
 SERVICE = "agent-loop"
 
 
 @dataclass(frozen=True)
 class AgentLoopParts:
-    """What extensions (multi-agent plans) wire onto: register finish hooks on ``handler``,
-    add consumers or start/stop hooks on ``runtime``."""
+    """What ``build`` wired, for tests and for whoever reads the composition."""
 
-    settings: Settings
-    runtime: ServiceRuntime
     loop: AgentLoop
+    sessions: SessionRunner
+    front_door: FrontDoor
     handler: TaskHandler
     store: SessionStore
     checkpoints: TableCheckpoints
-    # The started ``keel.checkpoints`` table, shareable (plans keep ``plan:<id>`` keys there).
-    checkpoint_table: CompactedTable
+    # ``keel.checkpoints``, shared with the plans (they keep ``plan:<id>`` keys there).
+    checkpoint_table: Table
     cancels: CancelFlags
 
 
-def build(settings: Settings, runtime: ServiceRuntime) -> AgentLoopParts:
+@dataclass(frozen=True)
+class _Peers:
+    llm: LLMClient
+    tools: CachedCatalogTools
+    memory: MemoryContext
+
+
+def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
     metrics = AgentMetrics(runtime.registry)
-    channels = {
-        name: insecure_channel(target)
-        for name, target in (
-            ("llm", settings.llm_target),
-            ("tool", settings.tool_target),
-            ("memory", settings.memory_target),
-        )
-    }
-
-    async def close_channels() -> None:
-        for channel in channels.values():
-            await channel.close()
-
-    # Registered first so it runs last: after gRPC and the consumers have stopped.
-    runtime.on_stop(close_channels)
-    table = CompactedTable(settings.kafka, CHECKPOINTS, runtime.producer, SERVICE)
+    peers = _peers(settings, runtime)
+    # Loaded before the consumers start: a resumed session must find its own checkpoint.
+    table = runtime.table(CHECKPOINTS)
     checkpoints = TableCheckpoints(table)
     cancels = CancelFlags(settings.cancel_memory)
-    control = ControlFollower(settings.kafka, cancels, SERVICE)
-    # Checkpoints are loaded before the consumers start: a resumed session must find its own.
-    runtime.on_start(table.start)
-    runtime.on_start(control.start)
-    runtime.on_stop(table.stop)
-    runtime.on_stop(control.stop)
+    runtime.on_start(ControlFollower(runtime.follower(CONTROL, "control"), cancels).start)
     store = SessionStore(settings.session_store_capacity)
-    memory = GrpcMemory(channels["memory"], settings.call_timeout_s)
     loop = AgentLoop(
-        llm=GrpcLLM(
-            channels["llm"],
-            settings.llm_timeout_s,
-            retries=settings.llm_retries,
-            backoff_s=settings.retry_backoff_s,
-        ),
-        tools=GrpcTools(channels["tool"], settings.call_timeout_s),
-        memory=memory,
+        llm=peers.llm,
+        tools=peers.tools,
+        memory=peers.memory,
         sink=TeeSink(store, KafkaEventSink(runtime.producer)),
-        config=LoopConfig(
-            settings.system_prompt,
-            settings.memory_token_budget,
-            context_window_tokens=settings.context_window_tokens,
-            reply_reserve_tokens=settings.reply_reserve_tokens,
-            checkpoint_every=settings.checkpoint_every,
-        ),
+        config=settings.loop_config(),
         observer=metrics,
         checkpoints=checkpoints,
         cancels=cancels,
     )
-    handler = TaskHandler(
+    sessions = SessionRunner(
         loop,
         store,
         runtime.producer,
         runtime.audit,
         metrics,
         checkpoints=checkpoints,
-        memory=memory,
+        memory=peers.memory,
         cancels=cancels,
         defaults=SessionDefaults(settings.default_token_budget, settings.default_cost_budget_usd),
         decision_wait_s=settings.decision_wait_s,
     )
-    servicer = AgentServicer(
-        store,
-        runtime.producer,
-        settings.default_max_iterations,
-        checkpoints=checkpoints,
-        cancels=cancels,
+    handler = TaskHandler(sessions)
+    # One consumer for every record that drives a session, so a session's task, sub-task,
+    # decision and cancel records share one group (and the same per-session lock).
+    runtime.consume([TASKS, SUBTASKS, APPROVAL_DECISIONS], settings.consumer_group, handler)
+    front_door = FrontDoor(store, runtime.producer, checkpoints=checkpoints, cancels=cancels)
+    _serve_agent_service(runtime, AgentServicer(front_door, settings.default_max_iterations))
+    _extend(settings, runtime, sessions, table)
+    return AgentLoopParts(loop, sessions, front_door, handler, store, checkpoints, table, cancels)
+
+
+def _peers(settings: Settings, runtime: Runtime) -> _Peers:
+    """Clients of the llm-gateway, tool-gateway and memory; their channels close last."""
+    llm = open_channel(settings.llm_target)
+    tool = open_channel(settings.tool_target)
+    memory = open_channel(settings.memory_target)
+
+    async def close_channels() -> None:
+        for channel in (llm, tool, memory):
+            await channel.close()
+
+    # Registered first so it runs last: after gRPC and the consumers have stopped.
+    runtime.on_stop(close_channels)
+    return _Peers(
+        llm=LLMClient(
+            llm,
+            CallOptions(timeout_s=settings.llm_timeout_s),
+            retries=settings.llm_retries,
+            backoff_s=settings.retry_backoff_s,
+        ),
+        tools=CachedCatalogTools(ToolClient(tool, CallOptions(timeout_s=settings.call_timeout_s))),
+        memory=MemoryContext(MemoryClient(memory, CallOptions(timeout_s=settings.call_timeout_s))),
     )
+
+
+def _serve_agent_service(runtime: Runtime, servicer: AgentServicer) -> None:
     runtime.serve_grpc(
         [
             (
@@ -121,28 +131,21 @@ def build(settings: Settings, runtime: ServiceRuntime) -> AgentLoopParts:
             )
         ]
     )
-    return AgentLoopParts(settings, runtime, loop, handler, store, checkpoints, table, cancels)
 
 
-def extend(parts: AgentLoopParts) -> None:
-    """THE place for extensions: finish hooks (``parts.handler.add_finish_hook``), extra
-    consumers (``parts.runtime.consume``), start/stop hooks. Runs before the service starts."""
+def _extend(settings: Settings, runtime: Runtime, sessions: SessionRunner, table: Table) -> None:
+    """THE place for extensions: finish hooks (``sessions.add_finish_hook``), extra consumers
+    (``runtime.consume``), start/stop hooks. Multi-agent plans are the one there is."""
     plans = PlanSettings(
-        orchestrate=parts.settings.plans_orchestrate,
-        consumer_group=parts.settings.plans_consumer_group,
+        orchestrate=settings.plans_orchestrate, consumer_group=settings.plans_consumer_group
     )
     # Plan state lives beside session checkpoints: one table of keel.checkpoints, not two.
-    reporter = install_plans(parts.runtime, plans, store=parts.checkpoint_table)
-    parts.handler.add_finish_hook(reporter)
+    sessions.add_finish_hook(install_plans(runtime, plans, store=table))
 
 
 async def serve(settings: Settings) -> None:
     runtime = ServiceRuntime(SERVICE, settings)
-    parts = build(settings, runtime)
-    # One consumer for every record that drives a session, so a session's task, sub-task,
-    # decision and cancel records share one group (and the same per-session lock).
-    runtime.consume([TASKS, SUBTASKS, APPROVAL_DECISIONS], settings.consumer_group, parts.handler)
-    extend(parts)
+    build(settings, runtime)
     await runtime.run()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from keel_agent_loop.domain.loop_config import LoopConfig
 from keel_core.settings import ServiceSettings
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -57,3 +58,14 @@ class Settings(ServiceSettings):
     decision_wait_s: float = Field(default=3.0, ge=0)
     # Cancel requests remembered for sessions not (yet) running here.
     cancel_memory: int = Field(default=10_000, ge=1)
+
+    def loop_config(self) -> LoopConfig:
+        """The loop's configuration: one reading of these settings for the service and for
+        ``keel replay``, so a replay runs the loop the service runs."""
+        return LoopConfig(
+            self.system_prompt,
+            self.memory_token_budget,
+            context_window_tokens=self.context_window_tokens,
+            reply_reserve_tokens=self.reply_reserve_tokens,
+            checkpoint_every=self.checkpoint_every,
+        )

@@ -15,6 +15,7 @@ from keel_agent_loop.domain.cancel import CancelFlags
 from keel_contracts.events import Envelope, TaskCancelRequested
 from keel_contracts.topics import CONTROL, TopicSpec
 from keel_core.bus import EventProducer, ensure_topics
+from keel_core.bus.follower import TopicFollower
 from keel_core.bus.table import CompactedTable
 from keel_core.settings import KafkaSettings
 
@@ -83,7 +84,7 @@ async def test_the_control_follower_raises_the_cancel_flag(
     kafka: KafkaSettings, producer: EventProducer
 ) -> None:
     flags = CancelFlags()
-    follower = ControlFollower(kafka, flags, "agent-loop-test")
+    follower = ControlFollower(TopicFollower(kafka, CONTROL, "agent-loop-test-control"), flags)
     await follower.start()
     session_id = f"s-{uuid.uuid4().hex[:8]}"
     try:

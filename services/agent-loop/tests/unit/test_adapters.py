@@ -1,4 +1,5 @@
-"""The gRPC clients and the Kafka sink against fake peers: the loop runs over the real wire."""
+"""The loop's ports over keel_clients and the Kafka sink, against fake peers: the loop runs
+over the real wire."""
 
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ from keel.llm.v1 import llm_pb2, llm_pb2_grpc
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
 from keel.tool.v1 import tool_pb2, tool_pb2_grpc
 from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
-from keel_agent_loop.adapters.llm_client import GrpcLLM
-from keel_agent_loop.adapters.memory_client import GrpcMemory
-from keel_agent_loop.adapters.tool_client import GrpcTools
+from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext
 from keel_agent_loop.domain import AgentLoop, AgentState, LoopConfig, RequestContext, ToolCall
 from keel_agent_loop.domain.ports import TeeSink
 from keel_agent_loop.testing import RecordingSink
+from keel_clients import CallOptions, LLMClient, MemoryClient, ToolClient
 from keel_contracts import errors
 from keel_contracts.events import ApprovalRequested, TaskProgress
 from keel_contracts.topics import APPROVAL_REQUESTS, TASK_EVENTS
@@ -118,9 +118,9 @@ async def test_the_loop_over_grpc_and_kafka_adapters(peers: Peers) -> None:
     published = InMemoryPublisher()
     recorded = RecordingSink()
     loop = AgentLoop(
-        GrpcLLM(peers.channel, timeout_s=5, retries=2, backoff_s=0),
-        GrpcTools(peers.channel, timeout_s=5),
-        GrpcMemory(peers.channel, timeout_s=5),
+        LLMClient(peers.channel, CallOptions(timeout_s=5), retries=2, backoff_s=0),
+        CachedCatalogTools(ToolClient(peers.channel, CallOptions(timeout_s=5))),
+        MemoryContext(MemoryClient(peers.channel, CallOptions(timeout_s=5))),
         TeeSink(recorded, KafkaEventSink(published)),
         LoopConfig("sys", memory_token_budget=400),
     )
@@ -164,24 +164,30 @@ async def test_the_loop_over_grpc_and_kafka_adapters(peers: Peers) -> None:
 async def test_llm_client_retries_unavailable_then_gives_up(peers: Peers) -> None:
     ctx = RequestContext(session_id="s")
     peers.llm.fail_first = 2
-    reply = await GrpcLLM(peers.channel, timeout_s=5, retries=2, backoff_s=0).complete(ctx, [], [])
+    reply = await LLMClient(
+        peers.channel, CallOptions(timeout_s=5), retries=2, backoff_s=0
+    ).complete(ctx, [], [])
     assert reply.model == "m1"
     assert len(peers.llm.requests) == 3
 
     peers.llm.fail_first = 5
     with pytest.raises(errors.Unavailable, match="provider restarting"):
-        await GrpcLLM(peers.channel, timeout_s=5, retries=1, backoff_s=0).complete(ctx, [], [])
+        await LLMClient(peers.channel, CallOptions(timeout_s=5), retries=1, backoff_s=0).complete(
+            ctx, [], []
+        )
 
 
 async def test_an_unreachable_memory_is_an_unavailable_error() -> None:
     async with insecure_channel("127.0.0.1:1") as channel:
         with pytest.raises(errors.Unavailable):
-            await GrpcMemory(channel, timeout_s=1).retrieve(RequestContext(session_id="s"), "q", 5)
+            await MemoryContext(MemoryClient(channel, CallOptions(timeout_s=1))).retrieve(
+                RequestContext(session_id="s"), "q", 5
+            )
 
 
 async def test_memory_client_stores_an_episode(peers: Peers) -> None:
     ctx = RequestContext(session_id="s1", agent_id="a1")
-    memory = GrpcMemory(peers.channel, timeout_s=5)
+    memory = MemoryContext(MemoryClient(peers.channel, CallOptions(timeout_s=5)))
     stored = await memory.store(ctx, "Goal: x", "episodic", {"session_id": "s1"})
     assert stored == "m-1"
     [request] = peers.memory.stored
@@ -191,7 +197,7 @@ async def test_memory_client_stores_an_episode(peers: Peers) -> None:
 
 
 async def test_tool_client_sends_the_approval_id(peers: Peers) -> None:
-    tools = GrpcTools(peers.channel, timeout_s=5)
+    tools = CachedCatalogTools(ToolClient(peers.channel, CallOptions(timeout_s=5)))
     call = ToolCall(id="c", name="send", arguments_json="{}")
     await tools.execute(RequestContext(session_id="s1"), call, "s1:1:0", "appr-1")
     assert peers.tools.executes[-1].approval_id == "appr-1"

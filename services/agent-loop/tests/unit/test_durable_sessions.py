@@ -16,7 +16,7 @@ from keel_agent_loop.domain.cancel import CancelFlags
 from keel_agent_loop.domain.ports import TeeSink
 from keel_agent_loop.domain.sessions import SessionStore
 from keel_agent_loop.handlers.grpc_servicer import AgentServicer
-from keel_agent_loop.handlers.task_handler import SessionDefaults, TaskHandler
+from keel_agent_loop.handlers.task_handler import TaskHandler
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.testing import (
     FakeMemory,
@@ -27,6 +27,7 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
+from keel_agent_loop.usecases import FrontDoor, SessionDefaults, SessionRunner
 from keel_contracts.errors import NotFound, Unavailable
 from keel_contracts.events import (
     ApprovalDecided,
@@ -83,7 +84,7 @@ class Node:
             checkpoints=checkpoints,
             cancels=self.cancels,
         )
-        self.handler = TaskHandler(
+        self.sessions = SessionRunner(
             self.loop,
             self.store,
             self.published,
@@ -95,12 +96,13 @@ class Node:
             defaults=defaults,
             decision_wait_s=0,
         )
+        self.handler = TaskHandler(self.sessions)
 
         async def hook(state: Any, result: TaskCompleted | TaskFailed) -> None:
             assert self.published.envelopes(RESULTS), "hooks run after the result is published"
             self.finished.append((state.metadata.get("node_id", ""), result))
 
-        self.handler.add_finish_hook(hook)
+        self.sessions.add_finish_hook(hook)
 
     def results(self) -> list[TaskCompleted | TaskFailed]:
         out: list[TaskCompleted | TaskFailed] = []
@@ -496,7 +498,7 @@ async def test_grpc_cancel_publishes_to_tasks_and_control() -> None:
         InMemoryCheckpoints(),
         CancelFlags(),
     )
-    servicer = AgentServicer(store, published, 8, checkpoints=cps, cancels=flags)
+    servicer = AgentServicer(FrontDoor(store, published, checkpoints=cps, cancels=flags), 8)
     with pytest.raises(NotFound):
         await servicer.Cancel(agent_pb2.CancelRequest(session_id="ghost"), None)  # type: ignore[arg-type]
     from keel_agent_loop.domain import AgentState

@@ -18,6 +18,7 @@ from keel_agent_loop.handlers.grpc_servicer import AgentServicer
 from keel_agent_loop.handlers.task_handler import TaskHandler
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.testing import FakeMemory, FakeTools, ScriptedLLM, answer, call_tools
+from keel_agent_loop.usecases import FrontDoor, SessionRunner
 from keel_contracts.events import TaskSubmitted
 from keel_contracts.topics import TASKS
 from keel_core.grpc import GrpcServer, insecure_channel
@@ -45,8 +46,8 @@ async def stack() -> AsyncIterator[Stack]:
     metrics = AgentMetrics(CollectorRegistry())
     tools = FakeTools({"calculator": ToolOutcome(status="ok", output="4")})
     loop = AgentLoop(llm, tools, FakeMemory(), store, LoopConfig("sys"), observer=metrics)
-    handler = TaskHandler(loop, store, published, audit, metrics)
-    servicer = AgentServicer(store, published, default_max_iterations=5)
+    handler = TaskHandler(SessionRunner(loop, store, published, audit, metrics))
+    servicer = AgentServicer(FrontDoor(store, published), default_max_iterations=5)
     server = GrpcServer(
         "127.0.0.1",
         0,

@@ -18,6 +18,7 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
+from keel_agent_loop.usecases import SessionRunner
 from keel_contracts.events import (
     ApprovalVoted,
     Envelope,
@@ -51,7 +52,9 @@ class Harness:
             LoopConfig("sys"),
             observer=self.metrics,
         )
-        self.handler = TaskHandler(loop, self.store, self.published, self.audit, self.metrics)
+        self.handler = TaskHandler(
+            SessionRunner(loop, self.store, self.published, self.audit, self.metrics)
+        )
 
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         return self.registry.get_sample_value(name, labels or {})

@@ -12,13 +12,13 @@ from pydantic import ValidationError
 
 from keel_agent_loop.domain.models import AgentState
 from keel_contracts.events import SessionCheckpoint
-from keel_core.bus.table import CompactedTable
+from keel_core.bus.table import Table
 
 log = logging.getLogger(__name__)
 
 
 class TableCheckpoints:
-    def __init__(self, table: CompactedTable) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     def get(self, session_id: str) -> AgentState | None:

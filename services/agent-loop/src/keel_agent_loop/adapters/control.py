@@ -8,17 +8,18 @@ import logging
 
 from keel_agent_loop.domain.cancel import CancelFlags
 from keel_contracts.events import Envelope, TaskCancelRequested
-from keel_contracts.topics import CONTROL
-from keel_core.bus.follower import TopicFollower
-from keel_core.settings import KafkaSettings
+from keel_core.runtime import Follower
 
 log = logging.getLogger(__name__)
 
 
 class ControlFollower:
-    def __init__(self, settings: KafkaSettings, flags: CancelFlags, client: str) -> None:
+    """Over a group-less follower of ``keel.control`` (``runtime.follower(CONTROL, ...)``,
+    which the runtime stops with the service)."""
+
+    def __init__(self, follower: Follower, flags: CancelFlags) -> None:
+        self._follower = follower
         self._flags = flags
-        self._follower = TopicFollower(settings, CONTROL, f"{client}-control")
 
     async def start(self) -> None:
         await self._follower.start_at_end()

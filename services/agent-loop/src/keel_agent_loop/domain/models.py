@@ -16,12 +16,16 @@ from keel_agent_loop.domain.state_machine import SessionStatus as SessionStatus
 
 # Shared with the other services; re-exported so the domain has one import site.
 from keel_contracts.chat import ChatMessage as ChatMessage
+from keel_contracts.chat import LLMReply as LLMReply
 from keel_contracts.chat import RequestContext as RequestContext
 from keel_contracts.chat import Role as Role
 from keel_contracts.chat import ToolCall as ToolCall
+from keel_contracts.chat import ToolSpec as ToolSpec
+from keel_contracts.chat import Usage as Usage
+from keel_contracts.tools import ToolOutcome as ToolOutcome
+from keel_contracts.tools import ToolStatus as ToolStatus
 
 FailureReason = Literal["iteration_limit", "error", "cancelled", "budget"]
-ToolStatus = Literal["ok", "error", "denied", "needs_approval"]
 # The same kinds as ``keel_contracts.events.TaskProgress.kind``.
 ProgressKind = Literal[
     "started",
@@ -37,46 +41,6 @@ ProgressKind = Literal[
     "history_trimmed",
     "cancelled",
 ]
-
-
-class ToolSpec(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    description: str = ""
-    parameters_json_schema: str = "{}"
-
-
-class Usage(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-            cost_usd=self.cost_usd + other.cost_usd,
-        )
-
-
-class LLMReply(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    message: ChatMessage
-    usage: Usage = Field(default_factory=Usage)
-    model: str = ""
-
-
-class ToolOutcome(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    status: ToolStatus
-    output: str = ""
-    error: str = ""
-    rule_id: str = ""
 
 
 class PendingApproval(BaseModel):

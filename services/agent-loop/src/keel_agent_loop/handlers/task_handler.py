@@ -1,32 +1,18 @@
-"""The session handler of ``keel.tasks``, ``keel.subtasks`` and ``keel.approval.decisions``.
+"""The Kafka handler of ``keel.tasks``, ``keel.subtasks`` and ``keel.approval.decisions``:
+turns each record into a call of the session use case (``usecases.SessionRunner``).
 
-- ``TaskSubmitted``: start the session, or RESUME it from its checkpoint when one exists (a
-  redelivery after a crash or a rebalance). A session whose result was published is not re-run.
+- ``TaskSubmitted``: start the session (or resume it from its checkpoint).
 - ``ApprovalDecided``: continue the session parked on that approval. ``ApprovalVoted`` (one
   vote toward a quorum) passes: the session waits for the decision.
-- ``TaskCancelRequested``: cancel a session that is parked or only checkpointed (a running
-  one is stopped through its cancel flag, raised from ``keel.control``).
+- ``TaskCancelRequested``: cancel a session that is parked or only checkpointed.
 
-The handler returns when a session finishes or parks, so its record is committed only then: a
-process killed mid-session has the record redelivered to the next owner, which resumes from
-the checkpoint. Records of one session are handled one at a time in this process.
+A record without a session id or of another type is poison (dead-lettered with the reason).
+The use case returns only when the session finishes or parks, so the record is committed then.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-
-from keel_agent_loop.domain.cancel import CancelFlags
-from keel_agent_loop.domain.loop import AgentLoop
-from keel_agent_loop.domain.models import AgentState, PendingApproval
-from keel_agent_loop.domain.ports import CheckpointStore, MemoryPort, NoCheckpoints
-from keel_agent_loop.domain.sessions import SessionStore
-from keel_agent_loop.handlers.finish import Finisher, FinishHook
-from keel_agent_loop.metrics import AgentMetrics
+from keel_agent_loop.usecases import SessionRunner
 from keel_contracts.events import (
     ApprovalDecided,
     ApprovalVoted,
@@ -34,239 +20,25 @@ from keel_contracts.events import (
     TaskCancelRequested,
     TaskSubmitted,
 )
-from keel_core import semconv
-from keel_core.audit import AuditEmitter
 from keel_core.bus import PoisonMessage
-from keel_core.bus.producer import Publisher
-from keel_core.tracing import current_traceparent, new_traceparent, start_span, trace_id_of
-
-log = logging.getLogger(__name__)
-
-__all__ = ["FinishHook", "SessionDefaults", "TaskHandler", "state_from_task"]
-
-
-@dataclass(frozen=True)
-class SessionDefaults:
-    """Budgets of a task that names none."""
-
-    token_budget: int | None = None
-    cost_budget_usd: float | None = None
-
-
-def state_from_task(
-    envelope: Envelope, task: TaskSubmitted, defaults: SessionDefaults | None = None
-) -> AgentState:
-    defaults = defaults or SessionDefaults()
-    return AgentState(
-        session_id=envelope.session_id,
-        goal=task.goal,
-        agent_id=task.agent_id,
-        agent_profile=task.agent_profile,
-        tenant=task.tenant,
-        trace=envelope.trace or new_traceparent(),
-        max_iterations=task.max_iterations,
-        token_budget=task.token_budget or defaults.token_budget,
-        cost_budget_usd=(
-            task.cost_budget_usd if task.cost_budget_usd is not None else defaults.cost_budget_usd
-        ),
-        metadata=dict(task.metadata),
-    )
 
 
 class TaskHandler:
-    def __init__(
-        self,
-        loop: AgentLoop,
-        store: SessionStore,
-        publisher: Publisher,
-        audit: AuditEmitter,
-        metrics: AgentMetrics,
-        *,
-        checkpoints: CheckpointStore | None = None,
-        memory: MemoryPort | None = None,
-        cancels: CancelFlags | None = None,
-        defaults: SessionDefaults | None = None,
-        finish_hooks: Iterable[FinishHook] = (),
-        decision_wait_s: float = 3.0,
-    ) -> None:
-        self._loop = loop
-        self._store = store
-        self._checkpoints = checkpoints or NoCheckpoints()
-        self._cancels = cancels or CancelFlags()
-        self._defaults = defaults or SessionDefaults()
-        self._decision_wait_s = decision_wait_s
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._finisher = Finisher(
-            store,
-            publisher,
-            audit,
-            metrics,
-            self._checkpoints,
-            self._cancels,
-            memory,
-            list(finish_hooks),
-        )
-
-    def add_finish_hook(self, hook: FinishHook) -> None:
-        """Called after a session's result is published (e.g. to report a plan node)."""
-        self._finisher.hooks.append(hook)
+    def __init__(self, sessions: SessionRunner) -> None:
+        self._sessions = sessions
 
     async def __call__(self, envelope: Envelope) -> None:
         if envelope.type == ApprovalVoted.event_type:
             return
-        if not envelope.session_id:
-            raise PoisonMessage(f"{envelope.type} without a session id")
-        async with self._session(envelope.session_id):
-            if envelope.type == TaskSubmitted.event_type:
-                await self._on_task(envelope, envelope.parse(TaskSubmitted))
-            elif envelope.type == ApprovalDecided.event_type:
-                await self._on_decision(envelope.session_id, envelope.parse(ApprovalDecided))
-            elif envelope.type == TaskCancelRequested.event_type:
-                await self._on_cancel(envelope.session_id, envelope.parse(TaskCancelRequested))
-            else:
-                raise PoisonMessage(f"the agent loop does not handle {envelope.type!r}")
-
-    @asynccontextmanager
-    async def _session(self, session_id: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(session_id, asyncio.Lock())
-        try:
-            async with lock:
-                yield
-        finally:
-            if not lock.locked() and self._locks.get(session_id) is lock:
-                del self._locks[session_id]
-
-    async def _on_task(self, envelope: Envelope, task: TaskSubmitted) -> None:
         session_id = envelope.session_id
-        record = self._store.get(session_id)
-        if record is not None and record.result is not None:
-            log.info("session %s already finished; republishing its result", session_id)
-            await self._finisher.republish(session_id, record.trace, record.result)
-            return
-        state = self._checkpoints.get(session_id)
-        if state is None:
-            state = state_from_task(envelope, task, self._defaults)
-            await self._finisher.started(state)
-            await self._drive(state, self._loop.run(state))
-            return
-        if state.finished:
-            log.info("session %s finished before a restart; completing its finish", session_id)
-            await self._finisher.finish(state)
-            return
-        log.info("resuming session %s from its checkpoint (%s)", session_id, state.status)
-        self._store.started(state)
-        await self._loop.resumed(state, "task")
-        if state.status == "waiting_for_approval":
-            await self._loop.reask(state)
-            return
-        await self._drive(state, self._loop.run(state))
-
-    async def _on_decision(self, session_id: str, decision: ApprovalDecided) -> None:
-        state = await self._checkpoint_for(session_id, decision.approval_id)
-        if state is None or state.finished:
-            log.info(
-                "decision %s for unknown or finished session %s ignored",
-                decision.approval_id,
-                session_id,
-            )
-            return
-        pending = state.pending_approval
-        if pending is not None and pending.approval_id == decision.approval_id:
-            _trace_approval_wait(state, pending, decision)
-            self._store.started(state)
-            await self._drive(state, self._loop.decide(state, decision))
-        elif decision.approval_id in state.decided_approvals and pending is None:
-            # Applied before a crash: this uncommitted decision is what drives the session on.
-            self._store.started(state)
-            await self._loop.resumed(state, "decision")
-            await self._drive(state, self._loop.run(state))
+        if not session_id:
+            raise PoisonMessage(f"{envelope.type} without a session id")
+        if envelope.type == TaskSubmitted.event_type:
+            await self._sessions.start(session_id, envelope.trace, envelope.parse(TaskSubmitted))
+        elif envelope.type == ApprovalDecided.event_type:
+            await self._sessions.decide(session_id, envelope.parse(ApprovalDecided))
+        elif envelope.type == TaskCancelRequested.event_type:
+            request = envelope.parse(TaskCancelRequested)
+            await self._sessions.cancel(session_id, request.reason)
         else:
-            log.info(
-                "decision %s does not match session %s; ignored", decision.approval_id, session_id
-            )
-
-    async def _checkpoint_for(self, session_id: str, approval_id: str) -> AgentState | None:
-        """The session's checkpoint; waits briefly for one that knows the approval, since a
-        checkpoint written by another replica reaches this one's table a moment later."""
-        deadline = asyncio.get_running_loop().time() + self._decision_wait_s
-        while True:
-            state = self._checkpoints.get(session_id)
-            known = state is not None and (
-                state.finished
-                or approval_id in state.decided_approvals
-                or (
-                    state.pending_approval is not None
-                    and state.pending_approval.approval_id == approval_id
-                )
-            )
-            if known or asyncio.get_running_loop().time() >= deadline:
-                return state
-            await asyncio.sleep(0.1)
-
-    async def _on_cancel(self, session_id: str, request: TaskCancelRequested) -> None:
-        reason = request.reason or "cancelled"
-        self._cancels.request(session_id, reason)
-        state = self._checkpoints.get(session_id)
-        if state is None or state.finished:
-            log.info("cancel of %s: nothing to cancel here", session_id)
-            return
-        self._store.started(state)
-        await self._loop.cancel(state, reason)
-        await self._finisher.finish(state)
-
-    async def _drive(self, state: AgentState, run: Awaitable[AgentState]) -> None:
-        self._store.started(state)
-        try:
-            with start_span(
-                f"{semconv.INVOKE_AGENT} {state.agent_id or state.agent_profile}",
-                parent=_session_parent(state),
-                attributes=_agent_attributes(state),
-            ) as span:
-                await run
-                span.set_attribute("keel.session.status", state.status)
-        except Exception as exc:
-            # A bug or a broken sink: record the failure, then let the consumer dead-letter the
-            # record with its traceback.
-            if not state.finished:
-                state.fail("error", f"internal error: {type(exc).__name__}: {exc}")
-            await self._finisher.finish(state)
-            raise
-        if state.finished:
-            await self._finisher.finish(state)
-
-
-def _agent_attributes(state: AgentState) -> dict[str, str | int]:
-    return {
-        semconv.OPERATION: semconv.INVOKE_AGENT,
-        semconv.AGENT_ID: state.agent_id,
-        semconv.AGENT_NAME: state.agent_profile,
-        semconv.CONVERSATION_ID: state.session_id,
-        "keel.tenant": state.tenant,
-        "keel.iteration": state.iteration,
-    }
-
-
-def _session_parent(state: AgentState) -> str:
-    """Spans of a session stay in its trace even when the record that woke it carries another
-    (a decision published by a reviewer's own tool, say): then they hang off the session's."""
-    return "" if trace_id_of(current_traceparent()) == trace_id_of(state.trace) else state.trace
-
-
-def _trace_approval_wait(
-    state: AgentState, pending: PendingApproval, decision: ApprovalDecided
-) -> None:
-    """The time a person took, as a span from the parking to the decision (a session holds no
-    span open while it waits: it may resume in another process)."""
-    attributes = {
-        "keel.approval.id": pending.approval_id,
-        "keel.approval.outcome": decision.outcome,
-        "keel.approval.reviewer": decision.reviewer,
-        semconv.TOOL_NAME: pending.call.name,
-    }
-    with start_span(
-        "approval wait",
-        parent=_session_parent(state),
-        attributes=attributes,
-        start_time_ns=int(pending.requested_at * 1e9),
-    ):
-        pass
+            raise PoisonMessage(f"the agent loop does not handle {envelope.type!r}")

@@ -14,8 +14,7 @@ from keel_agent_loop.plans.handler import PlanHandler
 from keel_agent_loop.plans.reporting import PlanReporter
 from keel_agent_loop.plans.store import PlanStore
 from keel_contracts.topics import CHECKPOINTS, PLANS
-from keel_core.bus.table import CompactedTable
-from keel_core.runtime import ServiceRuntime
+from keel_core.runtime import Runtime
 
 
 class PlanSettings(BaseModel):
@@ -26,23 +25,18 @@ class PlanSettings(BaseModel):
 
 
 def install_plans(
-    runtime: ServiceRuntime, settings: PlanSettings, store: PlanStore | None = None
+    runtime: Runtime, settings: PlanSettings, store: PlanStore | None = None
 ) -> PlanReporter:
     """Register the plan orchestrator on ``runtime``; the finish hook for the task handler.
 
-    ``store`` may be a ``CompactedTable`` on ``keel.checkpoints`` the service already runs (one
-    table instead of two); it must be started before the consumers. Without it, the plans get
+    ``store`` may be a table of ``keel.checkpoints`` the service already has (one table
+    instead of two); it must be started before the consumers. Without it, the plans get
     a table of their own, started and stopped with the runtime.
     """
     reporter = PlanReporter(runtime.producer)
     if not settings.orchestrate:
         return reporter
     if store is None:
-        table = CompactedTable(
-            runtime.settings.kafka, CHECKPOINTS, runtime.producer, f"{runtime.name}-plans"
-        )
-        runtime.on_start(table.start)
-        runtime.on_stop(table.stop)
-        store = table
+        store = runtime.table(CHECKPOINTS, f"{runtime.name}-plans")
     runtime.consume([PLANS], settings.consumer_group, PlanHandler(store, runtime.producer))
     return reporter

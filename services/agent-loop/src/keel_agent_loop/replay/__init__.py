@@ -12,7 +12,7 @@ from keel_agent_loop.replay.ports import ReplayAborted
 from keel_agent_loop.replay.recording import NotReplayable, Recording, build_recording
 from keel_agent_loop.replay.report import ReplayVerdict, replay_and_explain
 from keel_agent_loop.replay.source import load_recording
-from keel_agent_loop.replay.usecase import loop_config, replay_recording
+from keel_agent_loop.replay.usecase import replay_recording
 
 __all__ = [
     "Divergence",
@@ -23,7 +23,6 @@ __all__ = [
     "ReplayVerdict",
     "build_recording",
     "load_recording",
-    "loop_config",
     "replay",
     "replay_and_explain",
     "replay_recording",

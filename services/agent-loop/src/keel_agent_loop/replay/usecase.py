@@ -44,7 +44,7 @@ async def replay_recording(
     Raises:
         ReplayAborted: the live model failed, so there is nothing to compare.
     """
-    configured = loop_config(settings)
+    configured = settings.loop_config()
     config = configured
     if system_prompt is not None:
         config = dataclasses.replace(configured, system_prompt=system_prompt)
@@ -54,17 +54,6 @@ async def replay_recording(
     async with insecure_channel(llm_target) as channel:
         live = GatewayModel(channel, model, timeout_s)
         return await replay_and_explain(recording, config, live=live, baseline=baseline)
-
-
-def loop_config(settings: Settings) -> LoopConfig:
-    """The loop's configuration as ``keel_agent_loop.app`` builds it from the same settings."""
-    return LoopConfig(
-        settings.system_prompt,
-        settings.memory_token_budget,
-        context_window_tokens=settings.context_window_tokens,
-        reply_reserve_tokens=settings.reply_reserve_tokens,
-        checkpoint_every=settings.checkpoint_every,
-    )
 
 
 def _baseline(recording: Recording, configured: LoopConfig) -> LoopConfig | None:

@@ -1,0 +1,82 @@
+"""What the AgentService offers callers: submit a task, follow a session, cancel one.
+
+Submit and cancel publish to Kafka (the sessions run wherever ``keel.tasks`` is consumed);
+get and watch read the sessions this process runs or accepted. Errors are
+``keel_contracts.errors`` types, which the gRPC server maps to status codes in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from keel_agent_loop.domain.cancel import CancelFlags
+from keel_agent_loop.domain.ports import CheckpointStore, NoCheckpoints
+from keel_agent_loop.domain.sessions import RecordedEvent, SessionRecord, SessionStore
+from keel_contracts.errors import NotFound, Unavailable
+from keel_contracts.events import Envelope, TaskCancelRequested, TaskSubmitted
+from keel_contracts.topics import CONTROL, TASKS
+from keel_core.bus.producer import Publisher
+from keel_core.tracing import new_traceparent
+
+SOURCE = "agent-loop"
+
+
+class FrontDoor:
+    def __init__(
+        self,
+        store: SessionStore,
+        publisher: Publisher,
+        *,
+        checkpoints: CheckpointStore | None = None,
+        cancels: CancelFlags | None = None,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._checkpoints = checkpoints or NoCheckpoints()
+        self._cancels = cancels or CancelFlags()
+
+    async def submit(self, session_id: str, task: TaskSubmitted) -> None:
+        """Publish the task (with a new trace) unless this process already knows the session:
+        a caller-chosen id seen before is a task already on its way (idempotent). Raises
+        ``Unavailable`` when the task could not be published."""
+        if self._store.get(session_id) is not None:
+            return
+        trace = new_traceparent()
+        envelope = Envelope.wrap(task, source=SOURCE, session_id=session_id, trace=trace)
+        self._store.submitted(session_id, trace)
+        try:
+            await self._publisher.publish(TASKS, envelope, key=session_id)
+        except Exception as exc:
+            self._store.discard(session_id)
+            raise Unavailable(f"could not publish the task: {exc}") from exc
+
+    def get(self, session_id: str) -> SessionRecord:
+        record = self._store.get(session_id)
+        if record is None:
+            raise NotFound(f"unknown session {session_id!r}")
+        return record
+
+    def watch(self, session_id: str) -> AsyncIterator[RecordedEvent]:
+        """The session's events so far, then live ones until it finishes (``NotFound``)."""
+        return self._store.watch(session_id)
+
+    async def cancel(self, session_id: str, reason: str) -> bool:
+        """Durable on ``keel.tasks`` (reaches a parked or not yet started session) and broadcast
+        on ``keel.control`` (reaches the replica running it). False for a session this process
+        saw finish (not cancelled again); ``NotFound`` for one nobody here knows of."""
+        record = self._store.get(session_id)
+        if record is None and self._checkpoints.get(session_id) is None:
+            raise NotFound(f"unknown session {session_id!r}")
+        if record is not None and record.finished:
+            return False
+        reason = reason or "cancelled by request"
+        trace = record.trace if record is not None else ""
+        cancel = TaskCancelRequested(reason=reason, requested_by="AgentService.Cancel")
+        envelope = Envelope.wrap(cancel, source=SOURCE, session_id=session_id, trace=trace)
+        self._cancels.request(session_id, reason)
+        try:
+            await self._publisher.publish(TASKS, envelope, key=session_id)
+            await self._publisher.publish(CONTROL, envelope, key=session_id)
+        except Exception as exc:
+            raise Unavailable(f"could not publish the cancel request: {exc}") from exc
+        return True

@@ -1,0 +1,224 @@
+"""Drive agent sessions from the records that concern them: a task starts a session (or
+resumes it from its checkpoint), a reviewer's decision continues a parked one, a cancel
+request ends a parked or only checkpointed one.
+
+Every method returns when the session finishes or parks, so the caller (the Kafka handler)
+commits the record only then: a process killed mid-session has the record redelivered to the
+next owner, which resumes from the checkpoint. Calls for one session run one at a time in
+this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from keel_agent_loop.domain.cancel import CancelFlags
+from keel_agent_loop.domain.loop import AgentLoop
+from keel_agent_loop.domain.models import AgentState
+from keel_agent_loop.domain.ports import CheckpointStore, MemoryPort, NoCheckpoints
+from keel_agent_loop.domain.sessions import SessionStore
+from keel_agent_loop.metrics import AgentMetrics
+from keel_agent_loop.usecases.finish_session import Finisher, FinishHook
+from keel_agent_loop.usecases.spans import agent_attributes, session_parent, trace_approval_wait
+from keel_contracts.events import ApprovalDecided, TaskSubmitted
+from keel_core import semconv
+from keel_core.audit import AuditEmitter
+from keel_core.bus.producer import Publisher
+from keel_core.tracing import new_traceparent, start_span
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionDefaults:
+    """Budgets of a task that names none."""
+
+    token_budget: int | None = None
+    cost_budget_usd: float | None = None
+
+
+def state_from_task(
+    session_id: str, trace: str, task: TaskSubmitted, defaults: SessionDefaults | None = None
+) -> AgentState:
+    """The opening state of a new session (a new trace when the task carries none)."""
+    defaults = defaults or SessionDefaults()
+    return AgentState(
+        session_id=session_id,
+        goal=task.goal,
+        agent_id=task.agent_id,
+        agent_profile=task.agent_profile,
+        tenant=task.tenant,
+        trace=trace or new_traceparent(),
+        max_iterations=task.max_iterations,
+        token_budget=task.token_budget or defaults.token_budget,
+        cost_budget_usd=(
+            task.cost_budget_usd if task.cost_budget_usd is not None else defaults.cost_budget_usd
+        ),
+        metadata=dict(task.metadata),
+    )
+
+
+class SessionRunner:
+    def __init__(
+        self,
+        loop: AgentLoop,
+        store: SessionStore,
+        publisher: Publisher,
+        audit: AuditEmitter,
+        metrics: AgentMetrics,
+        *,
+        checkpoints: CheckpointStore | None = None,
+        memory: MemoryPort | None = None,
+        cancels: CancelFlags | None = None,
+        defaults: SessionDefaults | None = None,
+        finish_hooks: Iterable[FinishHook] = (),
+        decision_wait_s: float = 3.0,
+    ) -> None:
+        self._loop = loop
+        self._store = store
+        self._checkpoints = checkpoints or NoCheckpoints()
+        self._cancels = cancels or CancelFlags()
+        self._defaults = defaults or SessionDefaults()
+        self._decision_wait_s = decision_wait_s
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._finisher = Finisher(
+            store,
+            publisher,
+            audit,
+            metrics,
+            self._checkpoints,
+            self._cancels,
+            memory,
+            list(finish_hooks),
+        )
+
+    def add_finish_hook(self, hook: FinishHook) -> None:
+        """Called after a session's result is published (e.g. to report a plan node)."""
+        self._finisher.hooks.append(hook)
+
+    async def start(self, session_id: str, trace: str, task: TaskSubmitted) -> None:
+        """Start the task's session; RESUME it when a checkpoint exists (a redelivery after a
+        crash or a rebalance). A session whose result was published is not run again."""
+        async with self._one_at_a_time(session_id):
+            await self._start(session_id, trace, task)
+
+    async def decide(self, session_id: str, decision: ApprovalDecided) -> None:
+        """Continue the session parked on the decision's approval."""
+        async with self._one_at_a_time(session_id):
+            await self._decide(session_id, decision)
+
+    async def cancel(self, session_id: str, reason: str) -> None:
+        """Cancel a session that is parked or only checkpointed (a running one is stopped
+        through its cancel flag, raised here too)."""
+        async with self._one_at_a_time(session_id):
+            await self._cancel(session_id, reason or "cancelled")
+
+    @asynccontextmanager
+    async def _one_at_a_time(self, session_id: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(session_id, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._locks.get(session_id) is lock:
+                del self._locks[session_id]
+
+    async def _start(self, session_id: str, trace: str, task: TaskSubmitted) -> None:
+        record = self._store.get(session_id)
+        if record is not None and record.result is not None:
+            log.info("session %s already finished; republishing its result", session_id)
+            await self._finisher.republish(session_id, record.trace, record.result)
+            return
+        state = self._checkpoints.get(session_id)
+        if state is None:
+            state = state_from_task(session_id, trace, task, self._defaults)
+            await self._finisher.started(state)
+            await self._drive(state, self._loop.run(state))
+            return
+        if state.finished:
+            log.info("session %s finished before a restart; completing its finish", session_id)
+            await self._finisher.finish(state)
+            return
+        log.info("resuming session %s from its checkpoint (%s)", session_id, state.status)
+        self._store.started(state)
+        await self._loop.resumed(state, "task")
+        if state.status == "waiting_for_approval":
+            await self._loop.reask(state)
+            return
+        await self._drive(state, self._loop.run(state))
+
+    async def _decide(self, session_id: str, decision: ApprovalDecided) -> None:
+        state = await self._checkpoint_for(session_id, decision.approval_id)
+        if state is None or state.finished:
+            log.info(
+                "decision %s for unknown or finished session %s ignored",
+                decision.approval_id,
+                session_id,
+            )
+            return
+        pending = state.pending_approval
+        if pending is not None and pending.approval_id == decision.approval_id:
+            trace_approval_wait(state, pending, decision)
+            self._store.started(state)
+            await self._drive(state, self._loop.decide(state, decision))
+        elif decision.approval_id in state.decided_approvals and pending is None:
+            # Applied before a crash: this uncommitted decision is what drives the session on.
+            self._store.started(state)
+            await self._loop.resumed(state, "decision")
+            await self._drive(state, self._loop.run(state))
+        else:
+            log.info(
+                "decision %s does not match session %s; ignored", decision.approval_id, session_id
+            )
+
+    async def _checkpoint_for(self, session_id: str, approval_id: str) -> AgentState | None:
+        """The session's checkpoint; waits briefly for one that knows the approval, since a
+        checkpoint written by another replica reaches this one's table a moment later."""
+        deadline = asyncio.get_running_loop().time() + self._decision_wait_s
+        while True:
+            state = self._checkpoints.get(session_id)
+            known = state is not None and (
+                state.finished
+                or approval_id in state.decided_approvals
+                or (
+                    state.pending_approval is not None
+                    and state.pending_approval.approval_id == approval_id
+                )
+            )
+            if known or asyncio.get_running_loop().time() >= deadline:
+                return state
+            await asyncio.sleep(0.1)
+
+    async def _cancel(self, session_id: str, reason: str) -> None:
+        self._cancels.request(session_id, reason)
+        state = self._checkpoints.get(session_id)
+        if state is None or state.finished:
+            log.info("cancel of %s: nothing to cancel here", session_id)
+            return
+        self._store.started(state)
+        await self._loop.cancel(state, reason)
+        await self._finisher.finish(state)
+
+    async def _drive(self, state: AgentState, run: Awaitable[AgentState]) -> None:
+        self._store.started(state)
+        try:
+            with start_span(
+                f"{semconv.INVOKE_AGENT} {state.agent_id or state.agent_profile}",
+                parent=session_parent(state),
+                attributes=agent_attributes(state),
+            ) as span:
+                await run
+                span.set_attribute("keel.session.status", state.status)
+        except Exception as exc:
+            # A bug or a broken sink: record the failure, then let the caller (the consumer)
+            # dead-letter the record with its traceback.
+            if not state.finished:
+                state.fail("error", f"internal error: {type(exc).__name__}: {exc}")
+            await self._finisher.finish(state)
+            raise
+        if state.finished:
+            await self._finisher.finish(state)
