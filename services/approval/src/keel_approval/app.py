@@ -1,36 +1,50 @@
-"""Composition root of the approval service: the only place that wires its parts."""
+"""Composition root of the approval service: the only place that wires its parts.
+
+``build(settings, runtime)`` wires the parts onto a runtime (the real one, or
+``keel_core.testing.InMemoryRuntime`` in component tests) and starts nothing: the rebuild, the
+decisions follower, the deadline sweeper and the web inbox start in a start hook, before gRPC
+serves and the request consumer starts; ``serve(settings)`` builds on a ``ServiceRuntime``
+and runs it until SIGTERM.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from keel.approval.v1 import approval_pb2, approval_pb2_grpc
-from keel_approval.adapters.topic_reader import read_to_end
 from keel_approval.adapters.web_server import InboxServer
 from keel_approval.adapters.webhook import WebhookNotifier
 from keel_approval.config import Settings
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.auth import ReviewerAuth
-from keel_approval.handlers.decisions import DeadlineSweeper, Decider
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
-from keel_approval.handlers.kafka_handler import RequestHandler, RequestReader
-from keel_approval.handlers.rebuild import rebuild
+from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.handlers.web.routes import Inbox
 from keel_approval.handlers.web.sessions import LoginSessions
 from keel_approval.metrics import ApprovalMetrics
-from keel_contracts.events import Envelope
+from keel_approval.usecases.decisions import DeadlineSweeper, Decider
+from keel_approval.usecases.intake import RequestIntake, RequestReader
+from keel_approval.usecases.startup import BookStartup
 from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
-from keel_core.bus.follower import TopicFollower
-from keel_core.runtime import ServiceRuntime, run_service
+from keel_core.runtime import Runtime, ServiceRuntime, run_service
 
 SERVICE = "approval"
 
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings) -> None:
+@dataclass(frozen=True)
+class ApprovalParts:
+    book: ApprovalBook
+    intake: RequestIntake
+    decider: Decider
+    sweeper: DeadlineSweeper
+    inbox: InboxServer | None
+
+
+def build(settings: Settings, runtime: Runtime) -> ApprovalParts:
     book = ApprovalBook(watch_queue_size=settings.watch_queue_size)
-    runtime = ServiceRuntime(SERVICE, settings)
     metrics = ApprovalMetrics(runtime.registry)
     metrics.track_pending(lambda: book.pending_count)
     reader = RequestReader(
@@ -47,9 +61,22 @@ async def serve(settings: Settings) -> None:
         if settings.webhook_url
         else None
     )
+    intake = RequestIntake(
+        book, runtime.audit, metrics, notify=notifier.notify if notifier else None
+    )
     decider = Decider(book, runtime.producer, runtime.audit, metrics)
     sweeper = DeadlineSweeper(decider, settings.deadline_check_interval_s)
-    follower = TopicFollower(settings.kafka, APPROVAL_DECISIONS, "approval-decisions")
+    startup = BookStartup(
+        book,
+        reader,
+        decider,
+        metrics,
+        requests=(
+            runtime.follower(APPROVAL_REQUESTS, "rebuild") if settings.rebuild_on_start else None
+        ),
+        decisions=runtime.follower(APPROVAL_DECISIONS, "decisions"),
+        follow=settings.follow_decisions,
+    )
     inbox = (
         InboxServer(
             Inbox(
@@ -69,23 +96,7 @@ async def serve(settings: Settings) -> None:
 
     async def start() -> None:
         # Runs before gRPC serves and before the request consumer starts.
-        decisions: list[Envelope] = []
-        if settings.rebuild_on_start or settings.follow_decisions:
-            # Read to the end even without a rebuild: following starts where reading ended.
-            decisions = await follower.load()
-        if settings.rebuild_on_start:
-            requests = await read_to_end(settings.kafka, APPROVAL_REQUESTS, "approval-rebuild")
-            metrics.rebuilt.labels(APPROVAL_REQUESTS).set(len(requests))
-            metrics.rebuilt.labels(APPROVAL_DECISIONS).set(len(decisions))
-            added, applied = rebuild(book, reader, requests, decisions)
-            log.info(
-                "rebuilt %d requests (%d decisions and votes applied, %d pending)",
-                added,
-                applied,
-                book.pending_count,
-            )
-        if settings.follow_decisions:
-            follower.follow(decider.apply_published)
+        await startup.start()
         await sweeper.start()
         if inbox is not None:
             await inbox.start()
@@ -94,32 +105,28 @@ async def serve(settings: Settings) -> None:
         if inbox is not None:
             await inbox.stop()
         await sweeper.stop()
-        await follower.stop()
         if notifier is not None:
             await notifier.close()
 
     runtime.on_start(start)
     runtime.on_stop(stop)
-    handler = RequestHandler(
-        book,
-        runtime.audit,
-        metrics,
-        reader=reader,
-        notify=notifier.notify if notifier else None,
-    )
+    handler = RequestHandler(intake, reader=reader)
     runtime.consume([APPROVAL_REQUESTS], settings.consumer_group, handler.on_request)
-    servicer = ApprovalServicer(
-        book, runtime.producer, runtime.audit, metrics, auth=auth, decider=decider
-    )
     runtime.serve_grpc(
         [
             (
-                servicer,
+                ApprovalServicer(book, decider, auth=auth),
                 approval_pb2_grpc.add_ApprovalServiceServicer_to_server,
                 approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name,
             )
         ]
     )
+    return ApprovalParts(book, intake, decider, sweeper, inbox)
+
+
+async def serve(settings: Settings) -> None:
+    runtime = ServiceRuntime(SERVICE, settings)
+    build(settings, runtime)
     await runtime.run()
 
 

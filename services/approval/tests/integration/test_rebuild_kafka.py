@@ -7,10 +7,9 @@ import uuid
 
 import pytest
 
-from keel_approval.adapters.topic_reader import read_to_end
 from keel_approval.domain.book import ApprovalBook
-from keel_approval.handlers.kafka_handler import RequestReader
-from keel_approval.handlers.rebuild import apply_record, rebuild
+from keel_approval.usecases.intake import RequestReader
+from keel_approval.usecases.rebuild import apply_record, rebuild
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
 from keel_contracts.topics import TopicSpec
 from keel_core.bus import EventProducer, ensure_topics
@@ -53,8 +52,8 @@ async def test_a_restarted_book_has_the_pending_requests_and_the_decisions(
     added, applied = rebuild(
         book,
         RequestReader(),
-        await read_to_end(kafka, requests, "test-rebuild"),
-        await read_to_end(kafka, decisions, "test-rebuild"),
+        await read_to_end(TopicFollower(kafka, requests, "test-rebuild")),
+        await read_to_end(TopicFollower(kafka, decisions, "test-rebuild")),
     )
     assert (added, applied) == (6, 2)
     assert sorted(a.id for a in book.list()) == ["ap-0", "ap-2", "ap-3", "ap-5"]
@@ -91,6 +90,14 @@ async def test_the_follower_applies_what_other_replicas_publish_after_the_start(
         await producer.stop()
     assert book.get("ap-1").approved_by == ("alice", "bob")
     assert (book.get("ap-2").status, book.get("ap-2").decided_by) == ("rejected", "carol")
+
+
+async def read_to_end(follower: TopicFollower) -> list[Envelope]:
+    """What the service's rebuild does with its runtime's follower: load, then let go."""
+    try:
+        return await follower.load()
+    finally:
+        await follower.stop()
 
 
 def request(approval_id: str) -> Envelope:

@@ -11,8 +11,10 @@ from keel.approval.v1 import approval_pb2, approval_pb2_grpc
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.auth import ReviewerAuth
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
-from keel_approval.handlers.kafka_handler import RequestHandler, RequestReader
+from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.decisions import Decider
+from keel_approval.usecases.intake import RequestIntake, RequestReader
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.grpc import GrpcServer, insecure_channel
@@ -77,7 +79,8 @@ async def rig() -> AsyncIterator[Rig]:
     metrics = ApprovalMetrics(registry)
     book = ApprovalBook()
     decisions = InMemoryPublisher()
-    servicer = ApprovalServicer(book, decisions, audit, metrics, auth=ReviewerAuth(TOKENS))
+    decider = Decider(book, decisions, audit, metrics)
+    servicer = ApprovalServicer(book, decider, auth=ReviewerAuth(TOKENS))
     server = GrpcServer(
         "127.0.0.1",
         0,
@@ -95,7 +98,7 @@ async def rig() -> AsyncIterator[Rig]:
     async with insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Rig(
             approval_pb2_grpc.ApprovalServiceStub(channel),
-            RequestHandler(book, audit, metrics, reader=reader),
+            RequestHandler(RequestIntake(book, audit, metrics), reader=reader),
             decisions,
             audit_log,
         )

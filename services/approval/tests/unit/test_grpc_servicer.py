@@ -14,6 +14,8 @@ from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
 from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.decisions import Decider
+from keel_approval.usecases.intake import RequestIntake
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.grpc import GrpcServer, insecure_channel
@@ -51,7 +53,7 @@ async def rig() -> AsyncIterator[Rig]:
     book = ApprovalBook()
     metrics.track_pending(lambda: book.pending_count)
     decisions = InMemoryPublisher()
-    servicer = ApprovalServicer(book, decisions, audit, metrics)
+    servicer = ApprovalServicer(book, Decider(book, decisions, audit, metrics))
     server = GrpcServer(
         "127.0.0.1",
         0,
@@ -68,7 +70,7 @@ async def rig() -> AsyncIterator[Rig]:
     async with insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Rig(
             approval_pb2_grpc.ApprovalServiceStub(channel),
-            RequestHandler(book, audit, metrics),
+            RequestHandler(RequestIntake(book, audit, metrics)),
             decisions,
             audit_log,
             registry,

@@ -14,11 +14,12 @@ from prometheus_client import CollectorRegistry
 
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.auth import ReviewerAuth
-from keel_approval.handlers.decisions import Decider
-from keel_approval.handlers.kafka_handler import RequestHandler, RequestReader
+from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.handlers.web.routes import Inbox
 from keel_approval.handlers.web.sessions import LoginSessions
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.decisions import Decider
+from keel_approval.usecases.intake import RequestIntake, RequestReader
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.testing import InMemoryPublisher, in_memory_audit
@@ -82,7 +83,9 @@ async def rig() -> AsyncIterator[Rig]:
     decisions = InMemoryPublisher()
     decider = Decider(book, decisions, audit, metrics)
     inbox = Inbox(book, decider, ReviewerAuth(TOKENS), LoginSessions(3600))
-    handler = RequestHandler(book, audit, metrics, reader=RequestReader(quorum={"wire_*": 2}))
+    handler = RequestHandler(
+        RequestIntake(book, audit, metrics), reader=RequestReader(quorum={"wire_*": 2})
+    )
     transport = httpx.ASGITransport(app=inbox.app())
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
         yield Rig(client, handler, book, decisions, audit_log)

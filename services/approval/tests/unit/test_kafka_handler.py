@@ -2,9 +2,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from keel_approval.domain.book import ApprovalBook
-from keel_approval.handlers.decisions import Decider
 from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.decisions import Decider
+from keel_approval.usecases.intake import RequestIntake
 from keel_contracts.events import ApprovalRequested, Envelope, TaskSubmitted
 from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.bus import PoisonMessage
@@ -25,7 +26,7 @@ async def test_a_request_joins_the_book_once_and_is_audited_once() -> None:
     audit, published = in_memory_audit("approval")
     audit.start()
     book = ApprovalBook()
-    handler = RequestHandler(book, audit, ApprovalMetrics(CollectorRegistry()))
+    handler = RequestHandler(RequestIntake(book, audit, ApprovalMetrics(CollectorRegistry())))
     envelope = Envelope.wrap(REQUEST, source="agent-loop", session_id="s1", trace="00-ab-cd-01")
     await handler.on_request(envelope)
     await handler.on_request(envelope)  # redelivered
@@ -48,7 +49,7 @@ async def test_the_decision_continues_the_requests_trace() -> None:
     audit, published = in_memory_audit("approval")
     audit.start()
     book = ApprovalBook()
-    handler = RequestHandler(book, audit, ApprovalMetrics(CollectorRegistry()))
+    handler = RequestHandler(RequestIntake(book, audit, ApprovalMetrics(CollectorRegistry())))
     decider = Decider(book, published, audit, ApprovalMetrics(CollectorRegistry()))
     trace = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
     await handler.on_request(
@@ -63,7 +64,9 @@ async def test_the_decision_continues_the_requests_trace() -> None:
 
 async def test_wrong_event_type_and_bad_payload_are_poison() -> None:
     audit, published = in_memory_audit("approval")
-    handler = RequestHandler(ApprovalBook(), audit, ApprovalMetrics(CollectorRegistry()))
+    handler = RequestHandler(
+        RequestIntake(ApprovalBook(), audit, ApprovalMetrics(CollectorRegistry()))
+    )
     wrong = Envelope.wrap(TaskSubmitted(goal="hi"), source="x", session_id="s1")
     with pytest.raises(PoisonMessage, match="keel.task.submitted"):
         await handler.on_request(wrong)

@@ -7,23 +7,16 @@ from typing import Literal
 from prometheus_client import CollectorRegistry
 
 from keel_approval.domain.book import ApprovalBook
-from keel_approval.handlers.decisions import DeadlineSweeper, Decider
-from keel_approval.handlers.kafka_handler import RequestHandler, RequestReader
-from keel_approval.handlers.rebuild import rebuild
+from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.decisions import DeadlineSweeper, Decider
+from keel_approval.usecases.intake import RequestIntake, RequestReader
+from keel_approval.usecases.rebuild import rebuild
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS
-from keel_core.testing import InMemoryPublisher, in_memory_audit
+from keel_core.testing import FakeClock, InMemoryPublisher, in_memory_audit
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def request(approval_id: str, deadline: str = "", session_id: str = "s1") -> Envelope:
@@ -77,7 +70,9 @@ async def test_live_redelivery_after_rebuild_is_not_audited_again() -> None:
     book = ApprovalBook()
     reader = RequestReader()
     rebuild(book, reader, [request("a")], [])
-    handler = RequestHandler(book, audit, ApprovalMetrics(CollectorRegistry()), reader=reader)
+    handler = RequestHandler(
+        RequestIntake(book, audit, ApprovalMetrics(CollectorRegistry())), reader=reader
+    )
     await handler.on_request(request("a"))
     await handler.on_request(request("new"))
     await audit.close()
@@ -85,17 +80,17 @@ async def test_live_redelivery_after_rebuild_is_not_audited_again() -> None:
     assert [a.id for a in book.list()] == ["a", "new"]
 
 
-def rig(clock: Clock) -> tuple[ApprovalBook, Decider, InMemoryPublisher, CollectorRegistry]:
+def rig(clock: FakeClock) -> tuple[ApprovalBook, Decider, InMemoryPublisher, CollectorRegistry]:
     audit, _ = in_memory_audit("approval")
     audit.start()
     registry = CollectorRegistry()
-    book = ApprovalBook(clock=clock)
+    book = ApprovalBook(clock=clock.utcnow)
     publisher = InMemoryPublisher()
     return book, Decider(book, publisher, audit, ApprovalMetrics(registry)), publisher, registry
 
 
 async def test_overdue_requests_are_published_as_timed_out() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     book, decider, publisher, registry = rig(clock)
     reader = RequestReader(default_timeout_s=600)
     book.add_request(reader.read(request("own-deadline", deadline="2030-01-01T12:05:00+00:00")))
@@ -103,7 +98,7 @@ async def test_overdue_requests_are_published_as_timed_out() -> None:
     book.add_request(reader.read(request("naive", deadline="2030-01-01T12:01:00")))
 
     assert await decider.expire_due() == []
-    clock.now = T0 + timedelta(minutes=5)
+    clock.advance(5 * 60)
     timed_out = await decider.expire_due()
     assert [a.id for a in timed_out] == ["naive", "own-deadline"]
     assert {a.status for a in timed_out} == {"timed_out"}
@@ -120,16 +115,16 @@ async def test_overdue_requests_are_published_as_timed_out() -> None:
         )
         == 600.0
     )
-    clock.now = T0 + timedelta(minutes=10)
+    clock.advance(5 * 60)  # ten minutes in
     assert [a.id for a in await decider.expire_due()] == ["default"]
     assert await decider.expire_due() == []  # decided requests are never timed out twice
 
 
 async def test_a_failed_publish_keeps_the_request_pending_for_the_next_sweep() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     book, decider, publisher, _ = rig(clock)
     book.add_request(RequestReader(default_timeout_s=1).read(request("a")))
-    clock.now = T0 + timedelta(seconds=2)
+    clock.advance(2)
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise ConnectionError("broker down")
@@ -143,10 +138,10 @@ async def test_a_failed_publish_keeps_the_request_pending_for_the_next_sweep() -
 
 
 async def test_the_sweeper_times_out_in_the_background() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     book, decider, publisher, _ = rig(clock)
     book.add_request(RequestReader(default_timeout_s=1).read(request("a")))
-    clock.now = T0 + timedelta(seconds=5)
+    clock.advance(5)
     sweeper = DeadlineSweeper(decider, interval_s=0.01)
     await sweeper.start()
     for _ in range(200):

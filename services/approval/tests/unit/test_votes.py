@@ -5,10 +5,10 @@ from prometheus_client import CollectorRegistry
 
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.models import Vote
-from keel_approval.handlers.decisions import Decider
-from keel_approval.handlers.kafka_handler import RequestReader
-from keel_approval.handlers.rebuild import rebuild
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.decisions import Decider
+from keel_approval.usecases.intake import RequestReader
+from keel_approval.usecases.rebuild import rebuild
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.testing import InMemoryPublisher, in_memory_audit

@@ -14,6 +14,7 @@ from keel_approval.adapters.webhook import WebhookNotifier
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.intake import RequestIntake
 from keel_contracts.events import ApprovalRequested, Envelope
 from keel_core.testing import in_memory_audit
 
@@ -64,7 +65,7 @@ async def run_requests(url: str, *ids: str) -> tuple[CollectorRegistry, WebhookN
     registry = CollectorRegistry()
     metrics = ApprovalMetrics(registry)
     notifier = WebhookNotifier(url, metrics, timeout_s=2)
-    handler = RequestHandler(ApprovalBook(), audit, metrics, notify=notifier.notify)
+    handler = RequestHandler(RequestIntake(ApprovalBook(), audit, metrics, notify=notifier.notify))
     for approval_id in ids:
         await handler.on_request(envelope(approval_id))
     await notifier.drain()

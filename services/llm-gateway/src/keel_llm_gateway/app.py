@@ -1,168 +1,59 @@
-"""Composition root of the LLM gateway: the only place that wires its parts."""
+"""Composition root of the LLM gateway: the only place that wires its parts.
+
+``build(settings, runtime)`` wires the parts onto a runtime (the real one, or
+``keel_core.testing.InMemoryRuntime`` in component tests) and starts nothing: providers that
+need it (the local model) load in a start hook; ``serve(settings)`` builds on a
+``ServiceRuntime`` and runs it until SIGTERM. The parts themselves are made in ``factory``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass
 
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
-from keel_core.resilience.breaker import CircuitBreaker
-from keel_core.runtime import ServiceRuntime, run_service
-from keel_llm_gateway.adapters.openai_compat import OpenAICompatProvider
-from keel_llm_gateway.adapters.scripted import ScriptedProvider
-from keel_llm_gateway.config import ProviderConfig, Settings
-from keel_llm_gateway.domain.budgets import BudgetLedger
-from keel_llm_gateway.domain.cache import ResponseCache
-from keel_llm_gateway.domain.fallback import ChainCaller
-from keel_llm_gateway.domain.gateway import Gateway, GatewayOptions
-from keel_llm_gateway.domain.observer import GatewayObserver
+from keel_core.runtime import Runtime, ServiceRuntime, run_service
+from keel_llm_gateway.config import Settings
 from keel_llm_gateway.domain.provider import Provider
-from keel_llm_gateway.domain.routing import Complexity, Router, Target
+from keel_llm_gateway.factory import build_gateway, build_providers
 from keel_llm_gateway.handlers.grpc_servicer import LLMGatewayServicer
 from keel_llm_gateway.metrics import LLMMetrics
+from keel_llm_gateway.usecases.completions import Completions
 
 SERVICE = "llm-gateway"
 
 
-def provider_configs(settings: Settings) -> dict[str, ProviderConfig]:
-    """Every provider by name: the default one (named after its kind) and the extra ones."""
-    default = ProviderConfig(kind=settings.provider)
-    return {settings.provider: default, **settings.providers}
+@dataclass(frozen=True)
+class LLMGatewayParts:
+    providers: dict[str, Provider]
+    completions: Completions
 
 
-def default_model(config: ProviderConfig, settings: Settings) -> str:
-    """The model a target without one is asked for (and priced as)."""
-    if config.model:
-        return config.model
-    if config.kind == "openai":
-        return settings.openai_model
-    if config.kind == "local":
-        return settings.local_model
-    return ScriptedProvider.name
-
-
-def repairing_providers(settings: Settings) -> frozenset[str]:
-    """Providers whose answers the gateway checks (see ``ProviderConfig.repair``)."""
-    return frozenset(
-        name
-        for name, config in provider_configs(settings).items()
-        if (config.kind == "openai" if config.repair is None else config.repair)
-    )
-
-
-def build_named_provider(name: str, config: ProviderConfig, settings: Settings) -> Provider:
-    """Built before the runtime, so a bad scenario file or a missing model file stops start-up
-    before Kafka is touched."""
-    if config.kind == "openai":
-        key = config.api_key if config.api_key.get_secret_value() else settings.openai_api_key
-        return OpenAICompatProvider(
-            config.base_url or settings.openai_base_url,
-            key,
-            default_model(config, settings),
-            settings.request_timeout_s,
-            name=name,
-        )
-    if config.kind == "local":
-        # Imported here: the gateway starts without llama-cpp-python when another provider
-        # is chosen.
-        from keel_llm_gateway.adapters.local_model import LocalModelProvider
-
-        return LocalModelProvider.from_catalog(
-            settings.local_model,
-            settings.local_models_dir,
-            model_path=settings.local_model_path,
-            sha256=settings.local_model_sha256,
-            n_threads=settings.local_n_threads,
-            n_ctx=settings.local_n_ctx,
-            max_tokens=settings.local_max_tokens,
-        )
-    return ScriptedProvider.from_file(config.scenario_file or settings.scenario_file)
-
-
-def build_provider(settings: Settings) -> Provider:
-    """The default provider alone."""
-    return build_named_provider(settings.provider, ProviderConfig(kind=settings.provider), settings)
-
-
-def build_router(settings: Settings) -> Router:
-    """Tiers with every target's model filled in, so budgets can price it up front."""
-    configs = provider_configs(settings)
-
-    def filled(target: Target) -> Target:
-        if target.model:
-            return target
-        model = default_model(configs[target.provider], settings)
-        return target.model_copy(update={"model": model})
-
-    chains: dict[Complexity, list[Target]] = {
-        tier: [filled(t) for t in chain] for tier, chain in settings.tier_chains().items()
-    }
-    return Router(chains, settings.routing)
-
-
-def build_gateway(
-    settings: Settings, providers: Mapping[str, Provider], observer: GatewayObserver
-) -> Gateway:
-    breakers = {
-        name: CircuitBreaker(
-            name,
-            failure_threshold=settings.breaker_failure_threshold,
-            reset_timeout_s=settings.breaker_reset_timeout_s,
-            observer=observer,
-        )
-        for name in providers
-    }
-    cache = (
-        ResponseCache(max_entries=settings.cache_max_entries, ttl_s=settings.cache_ttl_s)
-        if settings.cache_enabled
-        else None
-    )
-    return Gateway(
-        router=build_router(settings),
-        chain=ChainCaller(
-            providers,
-            breakers,
-            observer,
-            settings.attempt_timeout_s or settings.request_timeout_s,
-        ),
-        prices=settings.prices,
-        cache=cache,
-        ledger=BudgetLedger(settings.budgets),
-        observer=observer,
-        options=GatewayOptions(
-            completion_reserve_tokens=settings.budget_completion_reserve_tokens,
-            repair=settings.repair_output,
-            repair_providers=repairing_providers(settings),
-        ),
-    )
-
-
-def build_providers(settings: Settings) -> dict[str, Provider]:
-    """The providers some tier uses; configured but unused ones are not built."""
-    configs = provider_configs(settings)
-    used = build_router(settings).providers
-    return {name: build_named_provider(name, configs[name], settings) for name in sorted(used)}
-
-
-async def serve(settings: Settings) -> None:
+def build(settings: Settings, runtime: Runtime) -> LLMGatewayParts:
+    # Providers are built first, so a bad scenario file or a missing model file stops
+    # start-up before Kafka is touched.
     providers = build_providers(settings)
-    runtime = ServiceRuntime(SERVICE, settings)
     for provider in providers.values():
         start = getattr(provider, "start", None)
         if start is not None:
             runtime.on_start(start)  # e.g. load the local model before serving
         runtime.on_stop(provider.aclose)
     metrics = LLMMetrics(runtime.registry)
-    gateway = build_gateway(settings, providers, metrics)
-    servicer = LLMGatewayServicer(gateway, runtime.audit, metrics)
+    completions = Completions(build_gateway(settings, providers, metrics), runtime.audit, metrics)
     runtime.serve_grpc(
         [
             (
-                servicer,
+                LLMGatewayServicer(completions),
                 llm_pb2_grpc.add_LLMGatewayServicer_to_server,
                 llm_pb2.DESCRIPTOR.services_by_name["LLMGateway"].full_name,
             )
         ]
     )
+    return LLMGatewayParts(providers, completions)
+
+
+async def serve(settings: Settings) -> None:
+    runtime = ServiceRuntime(SERVICE, settings)
+    build(settings, runtime)
     await runtime.run()
 
 

@@ -1,4 +1,4 @@
-"""Metrics of the LLM gateway; implements the domain's ``GatewayObserver``.
+"""Metrics of the LLM gateway; implements the use case's ``GatewayObserver``.
 
 Exported names (Prometheus adds ``_total`` to counters): ``keel_llm_tokens_total``,
 ``keel_llm_cost_usd_total``, ``keel_llm_request_seconds``, ``keel_llm_errors_total``,

@@ -18,13 +18,13 @@ from keel_llm_gateway.domain.budgets import (
     ScopeKind,
     Spend,
 )
-from keel_llm_gateway.domain.fallback import ChainCaller
-from keel_llm_gateway.domain.gateway import Gateway, GatewayOptions
 from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest, Scope, Usage
-from keel_llm_gateway.domain.observer import NullObserver
 from keel_llm_gateway.domain.routing import Router, Target
 from keel_llm_gateway.metrics import LLMMetrics
 from keel_llm_gateway.testing import FakeProvider, text_completion
+from keel_llm_gateway.usecases.fallback import ChainCaller
+from keel_llm_gateway.usecases.gateway import Gateway, GatewayOptions
+from keel_llm_gateway.usecases.observer import NullObserver
 
 SCOPE = Scope(session_id="s1", agent_id="a1", tenant="acme")
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from prometheus_client import CollectorRegistry
 
+from keel_core.testing import FakeClock
 from keel_llm_gateway.domain.accounting import ModelPrice
 from keel_llm_gateway.domain.cache import ResponseCache, cache_key, cacheable
-from keel_llm_gateway.domain.gateway import Gateway
 from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest, Scope, ToolSpec, Usage
 from keel_llm_gateway.metrics import LLMMetrics
 from keel_llm_gateway.testing import FakeProvider, text_completion
+from keel_llm_gateway.usecases.gateway import Gateway
 
 USER = ChatMessage(role="user", content="What is 2 + 2?")
 
@@ -49,30 +48,22 @@ def test_only_temperature_zero_unless_opted_in() -> None:
     assert cacheable(request(temperature=0.7, cache=True))
 
 
-@dataclass
-class Clock:
-    now: float = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_entries_expire_after_ttl() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     cache = ResponseCache(max_entries=10, ttl_s=60, clock=clock)
     cache.put("k", text_completion("hi", usage=Usage(prompt_tokens=5, completion_tokens=1)))
-    clock.now += 59.9
+    clock.advance(59.9)
     hit = cache.get("k")
     assert hit is not None
     assert hit.cached
     assert hit.usage == Usage(prompt_tokens=5, completion_tokens=1, cost_usd=0.0)
-    clock.now += 0.1
+    clock.advance(0.1)
     assert cache.get("k") is None
     assert len(cache) == 0
 
 
 def test_least_recently_used_goes_first() -> None:
-    cache = ResponseCache(max_entries=2, ttl_s=60, clock=Clock())
+    cache = ResponseCache(max_entries=2, ttl_s=60, clock=FakeClock(100.0))
     cache.put("a", text_completion("a"))
     cache.put("b", text_completion("b"))
     assert cache.get("a") is not None  # a is now the most recent

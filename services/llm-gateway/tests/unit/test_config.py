@@ -38,7 +38,7 @@ def test_environment_sets_provider_prices_and_secret_key(monkeypatch: pytest.Mon
 async def test_build_provider_follows_the_setting() -> None:
     from keel_llm_gateway.adapters.openai_compat import OpenAICompatProvider
     from keel_llm_gateway.adapters.scripted import ScriptedProvider
-    from keel_llm_gateway.app import build_provider
+    from keel_llm_gateway.factory import build_provider
 
     scripted = build_provider(Settings(provider="scripted"))
     assert isinstance(scripted, ScriptedProvider)
@@ -81,10 +81,10 @@ def test_tiers_must_name_known_providers() -> None:
 
 
 async def test_app_builds_only_the_providers_tiers_use_with_models_filled_in() -> None:
-    from keel_llm_gateway.app import build_gateway, build_providers, build_router
     from keel_llm_gateway.config import ProviderConfig
     from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest
-    from keel_llm_gateway.domain.observer import NullObserver
+    from keel_llm_gateway.factory import build_gateway, build_providers, build_router
+    from keel_llm_gateway.usecases.observer import NullObserver
 
     settings = Settings(
         provider="scripted",
@@ -116,7 +116,7 @@ async def test_app_builds_only_the_providers_tiers_use_with_models_filled_in() -
 def test_a_gateway_without_the_local_provider_never_imports_it() -> None:
     code = (
         "import sys\n"
-        "from keel_llm_gateway.app import build_providers\n"
+        "from keel_llm_gateway.factory import build_providers\n"
         "from keel_llm_gateway.config import Settings\n"
         "build_providers(Settings(provider='scripted'))\n"
         "print('keel_llm_gateway.adapters.local_model' in sys.modules, 'llama_cpp' in sys.modules)"

@@ -9,22 +9,15 @@ from prometheus_client import CollectorRegistry
 
 from keel_contracts.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from keel_core.resilience.breaker import BreakerState, CircuitBreaker
-from keel_llm_gateway.domain.fallback import AllTargetsFailed, ChainCaller
-from keel_llm_gateway.domain.gateway import Gateway
+from keel_core.testing import FakeClock
 from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest, TextDelta
 from keel_llm_gateway.domain.routing import Complexity, Router, Target
 from keel_llm_gateway.metrics import LLMMetrics
 from keel_llm_gateway.testing import FakeProvider
+from keel_llm_gateway.usecases.fallback import AllTargetsFailed, ChainCaller
+from keel_llm_gateway.usecases.gateway import Gateway
 
 ASK = CompletionRequest(messages=(ChatMessage(role="user", content="hi"),))
-
-
-@dataclass
-class Clock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -38,7 +31,7 @@ class Setup:
 
 
 def build(
-    *providers: FakeProvider, clock: Clock | None = None, timeout_s: float | None = None
+    *providers: FakeProvider, clock: FakeClock | None = None, timeout_s: float | None = None
 ) -> Setup:
     registry = CollectorRegistry()
     metrics = LLMMetrics(registry)
@@ -48,7 +41,7 @@ def build(
             failure_threshold=2,
             reset_timeout_s=30,
             observer=metrics,
-            clock=clock or Clock(),
+            clock=clock or FakeClock(0.0),
         )
         for p in providers
     }
@@ -108,7 +101,7 @@ async def test_all_failing_lists_every_reason() -> None:
 
 
 async def test_breaker_opens_skips_the_provider_then_half_opens_and_closes() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     flaky = FakeProvider("flaky", [Unavailable("down"), Unavailable("down"), "back"])
     backup = FakeProvider("backup", ["backup answer"])
     setup = build(flaky, backup, clock=clock)
@@ -122,7 +115,7 @@ async def test_breaker_opens_skips_the_provider_then_half_opens_and_closes() -> 
     assert setup.sample("keel_llm_breaker_rejections_total", provider="flaky") == 1
     assert setup.sample("keel_llm_fallbacks_total", provider="flaky", reason="CircuitOpen") == 1
 
-    clock.now += 30
+    clock.advance(30)
     assert setup.breakers["flaky"].state is BreakerState.HALF_OPEN
     assert (await setup.gateway.complete(ASK)).provider == "flaky"  # the trial call succeeds
     assert setup.breakers["flaky"].state is BreakerState.CLOSED

@@ -18,12 +18,13 @@ from keel_core.testing import InMemoryPublisher, in_memory_audit
 from keel_llm_gateway.adapters.scripted import ScriptedProvider
 from keel_llm_gateway.config import DEMO_SCENARIOS
 from keel_llm_gateway.domain.accounting import ModelPrice
-from keel_llm_gateway.domain.gateway import Gateway
 from keel_llm_gateway.domain.models import Completion, CompletionRequest, StreamEvent
 from keel_llm_gateway.domain.provider import Provider
 from keel_llm_gateway.domain.streaming import split_text
 from keel_llm_gateway.handlers.grpc_servicer import LLMGatewayServicer
 from keel_llm_gateway.metrics import LLMMetrics
+from keel_llm_gateway.usecases.completions import Completions
+from keel_llm_gateway.usecases.gateway import Gateway
 
 GOAL = "What is (17 * 23) + 4?"
 CONTEXT = common_pb2.RequestContext(
@@ -60,7 +61,7 @@ async def start(provider: Provider) -> AsyncIterator[Running]:
     gateway = Gateway.single(
         provider, {"scripted": ModelPrice(prompt=1.0, completion=2.0)}, observer=metrics
     )
-    servicer = LLMGatewayServicer(gateway, audit, metrics)
+    servicer = LLMGatewayServicer(Completions(gateway, audit, metrics))
     server = GrpcServer(
         "127.0.0.1",
         0,

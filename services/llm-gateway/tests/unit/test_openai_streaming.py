@@ -19,7 +19,6 @@ from keel_core.testing import in_memory_audit
 from keel_llm_gateway.adapters.openai_compat import OpenAICompatProvider
 from keel_llm_gateway.adapters.openai_stream import StreamAssembler
 from keel_llm_gateway.adapters.tool_names import ToolNames
-from keel_llm_gateway.domain.gateway import Gateway
 from keel_llm_gateway.domain.models import (
     ChatMessage,
     Completion,
@@ -31,6 +30,8 @@ from keel_llm_gateway.domain.models import (
 from keel_llm_gateway.handlers.grpc_servicer import LLMGatewayServicer
 from keel_llm_gateway.metrics import LLMMetrics
 from keel_llm_gateway.testing import MockOpenAIUpstream
+from keel_llm_gateway.usecases.completions import Completions
+from keel_llm_gateway.usecases.gateway import Gateway
 
 KEY = "sk-live-0123456789abcdef"
 ASK = CompletionRequest(
@@ -177,7 +178,8 @@ async def test_grpc_stream_end_to_end_and_nothing_secret_in_audit_or_metrics(
     metrics = LLMMetrics(registry)
     audit, published = in_memory_audit("llm-gateway")
     audit.start()
-    servicer = LLMGatewayServicer(Gateway.single(provider, {}, observer=metrics), audit, metrics)
+    gateway = Gateway.single(provider, {}, observer=metrics)
+    servicer = LLMGatewayServicer(Completions(gateway, audit, metrics))
     server = GrpcServer(
         "127.0.0.1",
         0,

@@ -6,7 +6,6 @@ import json
 
 from prometheus_client import CollectorRegistry
 
-from keel_llm_gateway.domain.gateway import Gateway
 from keel_llm_gateway.domain.models import (
     ChatMessage,
     Completion,
@@ -17,6 +16,7 @@ from keel_llm_gateway.domain.models import (
 )
 from keel_llm_gateway.metrics import LLMMetrics
 from keel_llm_gateway.testing import FakeProvider, text_completion
+from keel_llm_gateway.usecases.gateway import Gateway
 
 CALC = ToolSpec(
     name="calculator",
@@ -91,10 +91,10 @@ async def test_requests_without_tools_are_not_checked() -> None:
 
 async def test_providers_outside_the_repair_set_are_passed_through() -> None:
     from keel_core.resilience.breaker import CircuitBreaker
-    from keel_llm_gateway.domain.fallback import ChainCaller
-    from keel_llm_gateway.domain.gateway import GatewayOptions
-    from keel_llm_gateway.domain.observer import NullObserver
     from keel_llm_gateway.domain.routing import Router, Target
+    from keel_llm_gateway.usecases.fallback import ChainCaller
+    from keel_llm_gateway.usecases.gateway import GatewayOptions
+    from keel_llm_gateway.usecases.observer import NullObserver
 
     script = FakeProvider("script", [native("{}")])
     breaker = CircuitBreaker("script", failure_threshold=9, reset_timeout_s=1)
@@ -110,8 +110,8 @@ async def test_providers_outside_the_repair_set_are_passed_through() -> None:
 
 
 def test_by_default_only_openai_compatible_providers_are_repaired() -> None:
-    from keel_llm_gateway.app import repairing_providers
     from keel_llm_gateway.config import ProviderConfig, Settings
+    from keel_llm_gateway.factory import repairing_providers
 
     settings = Settings(
         provider="scripted",

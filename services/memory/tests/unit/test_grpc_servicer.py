@@ -10,9 +10,12 @@ from keel.common.v1 import common_pb2
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
-from keel_memory.domain.service import MemoryService
+from keel_memory.adapters.hashing_embedder import HashingEmbedder
+from keel_memory.adapters.milvus_store import MilvusStore
+from keel_memory.domain.rules import RetrievalLimits
 from keel_memory.handlers.grpc_servicer import MemoryServicer
 from keel_memory.metrics import MemoryMetrics
+from keel_memory.usecase import MemoryService
 
 pytestmark = pytest.mark.milvus
 
@@ -21,12 +24,15 @@ CTX = common_pb2.RequestContext(session_id="sess-1", agent_id="agent-7")
 
 @pytest.fixture
 async def rpc(
-    service: MemoryService,
+    store: MilvusStore,
 ) -> AsyncIterator[tuple[memory_pb2_grpc.MemoryServiceStub, InMemoryPublisher, CollectorRegistry]]:
     audit, published = in_memory_audit("memory")
     audit.start()
     registry = CollectorRegistry()
-    servicer = MemoryServicer(service, audit, MemoryMetrics(registry))
+    service = MemoryService(
+        store, HashingEmbedder(384), audit, MemoryMetrics(registry), RetrievalLimits()
+    )
+    servicer = MemoryServicer(service)
     server = GrpcServer(
         "127.0.0.1",
         0,

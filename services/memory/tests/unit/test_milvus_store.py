@@ -1,20 +1,24 @@
 """The memory service on a real Milvus Lite file: ranking, dedupe, filters, forget, budget."""
 
 import math
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from keel_contracts.errors import InvalidArgument
+from keel_core.testing import FakeClock
 from keel_memory.adapters.hashing_embedder import HashingEmbedder
 from keel_memory.adapters.milvus_index import IndexSettings
 from keel_memory.adapters.milvus_store import MilvusStore
 from keel_memory.domain.models import entry_id
-from keel_memory.domain.service import MemoryService
 from keel_memory.errors import StoreOpenError
+from keel_memory.usecase import MemoryService
 
 pytestmark = pytest.mark.milvus
+
+MakeService = Callable[..., MemoryService]
 
 FACTS = [
     "The payment service is restarted with systemctl restart payments",
@@ -120,15 +124,15 @@ async def test_invalid_requests_are_rejected(service: MemoryService) -> None:
         await service.retrieve("x", token_budget=-1)
 
 
-async def test_data_survives_reopening_the_file(db_path: str) -> None:
+async def test_data_survives_reopening_the_file(db_path: str, make_service: MakeService) -> None:
     embedder = HashingEmbedder(384)
     first = await MilvusStore.open(db_path, "keel_memory", 384)
-    stored = await MemoryService(first, embedder).store("semantic", "persisted fact")
+    stored = await make_service(first, embedder).store("semantic", "persisted fact")
     await first.close()
     # close() stopped the in-process Lite server, so this is a fresh open of the folder.
     again = await MilvusStore.open(db_path, "keel_memory", 384)
     try:
-        result = await MemoryService(again, embedder).retrieve("persisted fact")
+        result = await make_service(again, embedder).retrieve("persisted fact")
         assert [item.id for item in result.items] == [stored.id]
     finally:
         await again.close()
@@ -157,10 +161,12 @@ async def test_exact_text_ranks_first_among_many_similar(service: MemoryService)
     assert len(result.items) == 5
 
 
-async def test_dedupe_and_forget_hold_across_lite_flushes(db_path: str) -> None:
+async def test_dedupe_and_forget_hold_across_lite_flushes(
+    db_path: str, make_service: MakeService
+) -> None:
     store = await MilvusStore.open(db_path, "keel_memory", 384, flush_every=2)
     try:
-        service = MemoryService(store, HashingEmbedder(384))
+        service = make_service(store, HashingEmbedder(384))
         first = await service.store("semantic", "flushed fact", metadata={"v": "1"})
         await service.store("semantic", "another fact")  # second row: flushed to a segment
         again = await service.store("semantic", "flushed fact", metadata={"v": "2"})
@@ -174,22 +180,14 @@ async def test_dedupe_and_forget_hold_across_lite_flushes(db_path: str) -> None:
         await store.close()
 
 
-class Clock:
-    """A settable clock for the service, so ages are exact and no test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-async def test_forget_by_age_narrowed_by_type_and_session(store: MilvusStore) -> None:
-    clock = Clock()
-    service = MemoryService(store, HashingEmbedder(384), clock=clock)
+async def test_forget_by_age_narrowed_by_type_and_session(
+    store: MilvusStore, make_service: MakeService
+) -> None:
+    clock = FakeClock()
+    service = make_service(store, HashingEmbedder(384), clock=clock.utcnow)
     old_episode = await service.store("episodic", "old episode of the deploy", session_id="s1")
     old_fact = await service.store("semantic", "old fact about the deploy")
-    clock.now += timedelta(days=10)
+    clock.advance(timedelta(days=10).total_seconds())
     new_episode = await service.store("episodic", "new episode of the deploy", session_id="s1")
     assert new_episode.created_at - old_episode.created_at == timedelta(days=10)
 
@@ -206,16 +204,18 @@ async def test_forget_by_age_narrowed_by_type_and_session(store: MilvusStore) ->
     assert await remaining() == set()
 
 
-async def test_storing_a_fact_again_makes_it_young_again(store: MilvusStore) -> None:
-    clock = Clock()
-    service = MemoryService(store, HashingEmbedder(384), clock=clock)
+async def test_storing_a_fact_again_makes_it_young_again(
+    store: MilvusStore, make_service: MakeService
+) -> None:
+    clock = FakeClock()
+    service = make_service(store, HashingEmbedder(384), clock=clock.utcnow)
     first = await service.store("semantic", "the VPN needs a hardware token")
-    clock.now += timedelta(days=30)
+    clock.advance(timedelta(days=30).total_seconds())
     again = await service.store("semantic", "the VPN needs a hardware token")
     assert again.id == first.id
     assert await service.forget(older_than=timedelta(days=7)) == 0
     [item] = (await service.retrieve("VPN token")).items
-    assert item.created_at == clock.now
+    assert item.created_at == clock.utcnow()
 
 
 async def test_forget_refuses_selectors_that_would_wipe_whole_types(service: MemoryService) -> None:
@@ -249,10 +249,12 @@ async def test_per_type_budgets_over_the_real_store(service: MemoryService) -> N
     ],
     ids=lambda index: index.type or "default",
 )
-async def test_every_index_type_serves_the_same_queries(db_path: str, index: IndexSettings) -> None:
+async def test_every_index_type_serves_the_same_queries(
+    db_path: str, index: IndexSettings, make_service: MakeService
+) -> None:
     store = await MilvusStore.open(db_path, "keel_memory", 384, index=index, flush_every=50)
     try:
-        service = MemoryService(store, HashingEmbedder(384))
+        service = make_service(store, HashingEmbedder(384))
         for i in range(120):
             await service.store("semantic", f"runbook step {i} for service {i % 7}")
         result = await service.retrieve("runbook step 42 for service 0", top_k=3)
@@ -263,17 +265,17 @@ async def test_every_index_type_serves_the_same_queries(db_path: str, index: Ind
 
 
 async def test_an_existing_collection_keeps_its_index(
-    db_path: str, caplog: pytest.LogCaptureFixture
+    db_path: str, caplog: pytest.LogCaptureFixture, make_service: MakeService
 ) -> None:
     first = await MilvusStore.open(db_path, "keel_memory", 384, index=IndexSettings(type="FLAT"))
-    await MemoryService(first, HashingEmbedder(384)).store("semantic", "kept under FLAT")
+    await make_service(first, HashingEmbedder(384)).store("semantic", "kept under FLAT")
     await first.close()
     again = await MilvusStore.open(
         db_path, "keel_memory", 384, index=IndexSettings(type="IVF_FLAT")
     )
     try:
         assert "has a FLAT index, configured IVF_FLAT" in caplog.text
-        result = await MemoryService(again, HashingEmbedder(384)).retrieve("kept under FLAT")
+        result = await make_service(again, HashingEmbedder(384)).retrieve("kept under FLAT")
         assert [item.content for item in result.items] == ["kept under FLAT"]
     finally:
         await again.close()
@@ -284,10 +286,12 @@ async def test_lite_refuses_an_index_it_cannot_build(db_path: str) -> None:
         await MilvusStore.open(db_path, "keel_memory", 384, index=IndexSettings(type="HNSW"))
 
 
-async def test_minilm_finds_a_fact_by_meaning_not_shared_words(store: MilvusStore) -> None:
+async def test_minilm_finds_a_fact_by_meaning_not_shared_words(
+    store: MilvusStore, make_service: MakeService
+) -> None:
     from keel_memory.adapters.minilm import MiniLMEmbedder
 
-    service = MemoryService(store, MiniLMEmbedder.load())
+    service = make_service(store, MiniLMEmbedder.load())
     wanted = await service.store(
         "procedural", "To reboot the payments backend, run deploy/restart.sh"
     )

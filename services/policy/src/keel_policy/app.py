@@ -16,6 +16,7 @@ from keel_policy.config import Settings
 from keel_policy.domain.holder import PolicyHolder
 from keel_policy.handlers.grpc_servicer import PolicyServicer
 from keel_policy.metrics import PolicyMetrics
+from keel_policy.usecase import PolicyDecisions
 
 SERVICE = "policy"
 
@@ -24,6 +25,7 @@ SERVICE = "policy"
 class PolicyParts:
     holder: PolicyHolder
     reloader: PolicyReloader
+    decisions: PolicyDecisions
 
 
 def build(settings: Settings, runtime: Runtime) -> PolicyParts:
@@ -34,7 +36,8 @@ def build(settings: Settings, runtime: Runtime) -> PolicyParts:
     )
     runtime.on_start(reloader.start)
     runtime.on_stop(reloader.stop)
-    servicer = PolicyServicer(holder, runtime.audit, metrics)
+    decisions = PolicyDecisions(holder, runtime.audit, metrics)
+    servicer = PolicyServicer(decisions)
     runtime.serve_grpc(
         [
             (
@@ -44,7 +47,7 @@ def build(settings: Settings, runtime: Runtime) -> PolicyParts:
             )
         ]
     )
-    return PolicyParts(holder, reloader)
+    return PolicyParts(holder, reloader, decisions)
 
 
 async def serve(settings: Settings) -> None:

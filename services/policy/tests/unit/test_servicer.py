@@ -21,6 +21,7 @@ from keel_policy.domain.engine import PolicyEngine
 from keel_policy.domain.holder import PolicyHolder
 from keel_policy.handlers.grpc_servicer import PolicyServicer
 from keel_policy.metrics import PolicyMetrics
+from keel_policy.usecase import PolicyDecisions
 
 SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 
@@ -32,7 +33,7 @@ async def serving(
     audit, published = in_memory_audit("policy")
     audit.start()
     registry = registry or CollectorRegistry()
-    servicer = PolicyServicer(policy, audit, PolicyMetrics(registry))
+    servicer = PolicyServicer(PolicyDecisions(policy, audit, PolicyMetrics(registry)))
     server = GrpcServer(
         "127.0.0.1",
         0,

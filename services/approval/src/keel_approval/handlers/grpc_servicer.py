@@ -1,5 +1,6 @@
-"""gRPC front of the approval book. Resolving goes through the ``Decider`` (publish before
-record); the reviewer is whoever the call's bearer token names (see ``auth``)."""
+"""gRPC front of the approval book: reads come from the book; resolving authenticates the
+reviewer (whoever the call's bearer token names, see ``auth``) and goes through the
+``Decider`` (publish before record)."""
 
 from __future__ import annotations
 
@@ -10,32 +11,22 @@ import grpc
 from keel.approval.v1 import approval_pb2, approval_pb2_grpc
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.auth import ReviewerAuth
-from keel_approval.handlers.decisions import Decider
 from keel_approval.handlers.mapping import (
     approval_to_proto,
     arguments_from_json,
     outcome_from_proto,
 )
-from keel_approval.metrics import ApprovalMetrics
-from keel_core.audit import AuditEmitter
-from keel_core.bus.producer import Publisher
+from keel_approval.usecases.decisions import Decider
 
 
 class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
     def __init__(
-        self,
-        book: ApprovalBook,
-        publisher: Publisher,
-        audit: AuditEmitter,
-        metrics: ApprovalMetrics,
-        *,
-        auth: ReviewerAuth | None = None,
-        decider: Decider | None = None,
+        self, book: ApprovalBook, decider: Decider, *, auth: ReviewerAuth | None = None
     ) -> None:
-        """``decider`` is shared with the deadline sweeper so both take the same lock; without
-        one, a decider of its own is built over ``publisher``."""
+        """``decider`` is shared with the deadline sweeper and the web inbox so all take the
+        same lock."""
         self._book = book
-        self._decider = decider or Decider(book, publisher, audit, metrics)
+        self._decider = decider
         self._auth = auth or ReviewerAuth({})
 
     async def List(

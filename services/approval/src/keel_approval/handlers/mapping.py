@@ -1,17 +1,14 @@
-"""Protobuf and event <-> domain conversions for the approval service."""
+"""Protobuf and JSON <-> domain conversions for the approval service (events <-> domain are in
+``domain/events.py``: the use case publishes them)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from datetime import datetime
 
 from keel.approval.v1 import approval_pb2
-from keel_approval.domain.models import Approval, ApprovalStatus, Decision, Outcome, Vote
-from keel_approval.domain.rules import expires_at, required_approvals
+from keel_approval.domain.models import Approval, ApprovalStatus, Outcome
 from keel_contracts.canonical import canonical_json
 from keel_contracts.errors import InvalidArgument
-from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted
 
 STATUS_TO_PROTO: dict[ApprovalStatus, approval_pb2.ApprovalStatus.ValueType] = {
     "pending": approval_pb2.APPROVAL_STATUS_PENDING,
@@ -26,74 +23,6 @@ OUTCOME_FROM_PROTO: dict[int, Outcome] = {
     approval_pb2.OUTCOME_REJECT: "reject",
     approval_pb2.OUTCOME_MODIFY: "modify",
 }
-
-
-def approval_from_event(
-    event: ApprovalRequested,
-    session_id: str,
-    time: datetime,
-    *,
-    default_timeout_s: float = 3600.0,
-    quorum: Mapping[str, int] | None = None,
-    trace: str = "",
-) -> Approval:
-    return Approval(
-        id=event.approval_id,
-        session_id=session_id,
-        agent_id=event.agent_id,
-        tool_name=event.tool_name,
-        arguments=event.arguments,
-        reasoning=event.reasoning,
-        consequences=event.consequences,
-        idempotency_key=event.idempotency_key,
-        created_at=time,
-        deadline=event.deadline,
-        expires_at=expires_at(event.deadline, time, default_timeout_s),
-        required_approvals=required_approvals(quorum or {}, event.tool_name),
-        arguments_schema=event.arguments_schema,
-        trace=trace,
-    )
-
-
-def decision_from_event(event: ApprovalDecided, time: datetime) -> Decision:
-    return Decision(
-        approval_id=event.approval_id,
-        status=event.outcome,
-        reviewer=event.reviewer,
-        comment=event.comment,
-        modified_arguments=event.modified_arguments,
-        decided_at=time,
-    )
-
-
-def decision_event(decided: Approval) -> ApprovalDecided:
-    if decided.status == "pending":
-        raise ValueError("a pending approval has no decision")
-    return ApprovalDecided(
-        approval_id=decided.id,
-        outcome=decided.status,
-        reviewer=decided.decided_by,
-        comment=decided.comment,
-        modified_arguments=decided.modified_arguments,
-    )
-
-
-def vote_event(voted: Approval, comment: str = "") -> ApprovalVoted:
-    """The event for a quorum vote: ``voted`` is the approval as ``decide`` returned it, still
-    pending, its last approver being the reviewer who just voted."""
-    if not voted.pending or not voted.approved_by:
-        raise ValueError("only a pending approval with a new approval is a vote")
-    return ApprovalVoted(
-        approval_id=voted.id,
-        reviewer=voted.approved_by[-1],
-        comment=comment,
-        approvals=list(voted.approved_by),
-        required=voted.required_approvals,
-    )
-
-
-def vote_from_event(event: ApprovalVoted) -> Vote:
-    return Vote(approval_id=event.approval_id, approvals=tuple(event.approvals))
 
 
 def outcome_from_proto(value: int) -> Outcome:

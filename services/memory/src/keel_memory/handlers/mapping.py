@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 from keel.memory.v1 import memory_pb2
 from keel_contracts.errors import InvalidArgument
@@ -32,6 +33,13 @@ def types_from_proto(values: Iterable[int]) -> list[MemoryType]:
 def type_budgets_from_proto(values: Iterable[memory_pb2.TypeBudget]) -> dict[MemoryType, int]:
     """Per-type caps; a type listed twice keeps its last cap."""
     return {type_from_proto(value.type): value.token_budget for value in values}
+
+
+def older_than_from_proto(seconds: int) -> timedelta | None:
+    """The age selector of a Forget: 0 (the proto default) means none."""
+    if seconds < 0:
+        raise InvalidArgument("older_than_s must not be negative")
+    return timedelta(seconds=seconds) if seconds else None
 
 
 def item_to_proto(item: MemoryItem) -> memory_pb2.MemoryItem:

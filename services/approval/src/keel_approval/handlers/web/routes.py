@@ -27,10 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.models import Approval, Outcome
 from keel_approval.handlers.auth import ReviewerAuth
-from keel_approval.handlers.decisions import Decider
 from keel_approval.handlers.mapping import arguments_from_json
 from keel_approval.handlers.web import views
 from keel_approval.handlers.web.sessions import COOKIE, Login, LoginSessions
+from keel_approval.usecases.decisions import Decider
 from keel_contracts.errors import (
     FailedPrecondition,
     InvalidArgument,

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from pydantic import ValidationError
 
 from keel_approval.domain.book import ApprovalBook
-from keel_approval.handlers.kafka_handler import RequestReader
-from keel_approval.handlers.mapping import decision_from_event, vote_from_event
+from keel_approval.domain.events import decision_from_event, vote_from_event
+from keel_approval.usecases.intake import RequestReader
 from keel_contracts.events import ApprovalDecided, ApprovalVoted, Envelope
 from keel_core.bus import PoisonMessage
 

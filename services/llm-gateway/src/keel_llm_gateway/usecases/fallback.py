@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from keel_contracts.errors import DeadlineExceeded, Unavailable
 from keel_core.resilience.breaker import CircuitBreaker, CircuitOpen
 from keel_llm_gateway.domain.models import Completion, CompletionRequest, StreamEvent
-from keel_llm_gateway.domain.observer import GatewayObserver
 from keel_llm_gateway.domain.provider import Provider
 from keel_llm_gateway.domain.routing import Target
+from keel_llm_gateway.usecases.observer import GatewayObserver
 
 
 def should_fall_back(exc: BaseException) -> bool:

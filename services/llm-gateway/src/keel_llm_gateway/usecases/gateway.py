@@ -21,14 +21,14 @@ from keel_llm_gateway.domain.accounting import (
 )
 from keel_llm_gateway.domain.budgets import BudgetExceeded, BudgetLedger, Reservation, Spend
 from keel_llm_gateway.domain.cache import CacheResult, ResponseCache, cache_key, cacheable
-from keel_llm_gateway.domain.fallback import ChainCaller
 from keel_llm_gateway.domain.models import Completion, CompletionRequest, StreamEvent, Usage
-from keel_llm_gateway.domain.observer import GatewayObserver, NullObserver
 from keel_llm_gateway.domain.output_parsing import MalformedOutput
 from keel_llm_gateway.domain.provider import Provider
 from keel_llm_gateway.domain.repair import checked, retry_request
 from keel_llm_gateway.domain.routing import Route, Router, Target
 from keel_llm_gateway.domain.streaming import replay
+from keel_llm_gateway.usecases.fallback import ChainCaller
+from keel_llm_gateway.usecases.observer import GatewayObserver, NullObserver
 
 
 @dataclass(frozen=True)

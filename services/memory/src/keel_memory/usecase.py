@@ -1,31 +1,24 @@
-"""Store, retrieve within a token budget, forget. The rules live here; vectors and storage sit
-behind the ports."""
+"""The memory service's use case: store, retrieve within a token budget, forget. The rules are
+in ``domain`` (``rules``, ``budget``); vectors and storage sit behind the ports; every store
+and forget is counted and audited here, so no front end can skip it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from keel_contracts.errors import InvalidArgument
+from keel_core.audit import AuditEmitter
 from keel_memory.domain.budget import fit
-from keel_memory.domain.models import (
-    MAX_CONTENT_BYTES,
-    MAX_SESSION_ID,
-    MEMORY_TYPES,
-    MemoryEntry,
-    MemoryHit,
-    MemoryType,
-    Retrieval,
-)
+from keel_memory.domain.models import MEMORY_TYPES, MemoryEntry, MemoryHit, MemoryType, Retrieval
 from keel_memory.domain.ports import Embedder, MemoryStore
-
-
-@dataclass(frozen=True)
-class RetrievalLimits:
-    default_token_budget: int = 1000
-    default_top_k: int = 10
-    max_top_k: int = 100
+from keel_memory.domain.rules import (
+    RetrievalLimits,
+    check_entry,
+    check_forget,
+    check_query,
+    ranked,
+)
+from keel_memory.metrics import MemoryMetrics
 
 
 def _utc_now() -> datetime:
@@ -37,12 +30,16 @@ class MemoryService:
         self,
         store: MemoryStore,
         embedder: Embedder,
+        audit: AuditEmitter,
+        metrics: MemoryMetrics,
         limits: RetrievalLimits | None = None,
         *,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._store = store
         self._embedder = embedder
+        self._audit = audit
+        self._metrics = metrics
         self._limits = limits or RetrievalLimits()
         self._clock = clock
 
@@ -53,14 +50,13 @@ class MemoryService:
         *,
         metadata: Mapping[str, str] | None = None,
         session_id: str = "",
+        actor: str = "",
+        trace: str = "",
     ) -> MemoryEntry:
         """Embed and upsert one entry. The same type and content always give the same id, so a
         repeated fact replaces the earlier copy (its metadata, session and time become the
         latest)."""
-        _check_content(content)
-        _check_metadata(metadata or {})
-        if len(session_id) > MAX_SESSION_ID:
-            raise InvalidArgument(f"session_id is longer than {MAX_SESSION_ID} characters")
+        check_entry(content, metadata or {}, session_id)
         entry = MemoryEntry.create(
             type_,
             content,
@@ -70,6 +66,15 @@ class MemoryService:
         )
         [vector] = await self._embedder.embed([content])
         await self._store.upsert([(entry, vector)])
+        self._metrics.stored.labels(entry.type).inc()
+        await self._audit.record(
+            "memory.store",
+            actor=actor or "unknown",
+            subject=entry.id,
+            session_id=session_id,
+            trace=trace,
+            details={"id": entry.id, "type": entry.type, "session": entry.session_id},
+        )
         return entry
 
     async def retrieve(
@@ -89,18 +94,17 @@ class MemoryService:
         crowd out the others; the hits are merged by score and then taken greedily (see
         ``budget.fit``).
         """
-        if not query.strip():
-            raise InvalidArgument("query is empty")
-        budget, k = self._limits_for(token_budget, top_k)
-        if any(cap < 0 for cap in (type_budgets or {}).values()):
-            raise InvalidArgument("a type's token_budget must not be negative")
+        check_query(query)
+        budget, k = self._limits.resolve(token_budget, top_k, type_budgets)
         wanted = tuple(dict.fromkeys(types)) or MEMORY_TYPES
         [vector] = await self._embedder.embed([query])
         hits: list[MemoryHit] = []
         for type_ in wanted:
             hits += await self._store.search(vector, [type_], filters or {}, k)
-        hits.sort(key=lambda hit: (-hit.score, hit.entry.id))
-        return fit(hits, budget, k, type_budgets)
+        retrieval = fit(ranked(hits), budget, k, type_budgets)
+        self._metrics.retrieved.inc(len(retrieval.items))
+        self._metrics.budget_utilisation.observe(retrieval.tokens_used / retrieval.token_budget)
+        return retrieval
 
     async def forget(
         self,
@@ -109,15 +113,13 @@ class MemoryService:
         session_id: str = "",
         older_than: timedelta | None = None,
         types: Sequence[MemoryType] = (),
+        actor: str = "",
+        trace: str = "",
     ) -> int:
         """Delete the given ids, plus every entry matching all of the selectors given: of
-        ``session_id``, stored more than ``older_than`` ago, of ``types``. ``types`` only
-        narrows: on its own it would wipe whole memory types, which no caller should do by
-        accident. How many entries went."""
-        if older_than is not None and older_than <= timedelta(0):
-            raise InvalidArgument("older_than must be positive")
-        if not ids and not session_id and older_than is None:
-            raise InvalidArgument("forget needs ids, a session_id or an age (older_than)")
+        ``session_id``, stored more than ``older_than`` ago, of ``types`` (which only narrows).
+        How many entries went."""
+        check_forget(ids, session_id, older_than)
         deleted = await self._store.delete(list(dict.fromkeys(ids))) if ids else 0
         if session_id or older_than is not None:
             deleted += await self._store.delete_where(
@@ -125,28 +127,27 @@ class MemoryService:
                 created_before=self._clock() - older_than if older_than is not None else None,
                 types=tuple(dict.fromkeys(types)),
             )
+        self._metrics.forgotten.inc(deleted)
+        await self._audit.record(
+            "memory.forget",
+            actor=actor or "unknown",
+            subject=session_id or ("age" if older_than is not None else "ids"),
+            trace=trace,
+            session_id=session_id,
+            details={
+                "count": deleted,
+                "ids": list(ids),
+                "session": session_id,
+                "older_than_s": _seconds(older_than),
+                "types": list(types),
+            },
+        )
         return deleted
 
-    def _limits_for(self, token_budget: int, top_k: int) -> tuple[int, int]:
-        if token_budget < 0:
-            raise InvalidArgument("token_budget must not be negative")
-        if top_k < 0:
-            raise InvalidArgument("top_k must not be negative")
-        if top_k > self._limits.max_top_k:
-            raise InvalidArgument(f"top_k must be at most {self._limits.max_top_k}")
-        return (
-            token_budget or self._limits.default_token_budget,
-            top_k or self._limits.default_top_k,
-        )
 
-
-def _check_content(content: str) -> None:
-    if not content.strip():
-        raise InvalidArgument("content is empty")
-    if len(content.encode()) > MAX_CONTENT_BYTES:
-        raise InvalidArgument(f"content is longer than {MAX_CONTENT_BYTES} bytes")
-
-
-def _check_metadata(metadata: Mapping[str, str]) -> None:
-    if any(not key for key in metadata):
-        raise InvalidArgument("metadata keys must not be empty")
+def _seconds(age: timedelta | None) -> float | int:
+    """The age as the request gave it: whole seconds stay an integer in the audit record."""
+    if age is None:
+        return 0
+    seconds = age.total_seconds()
+    return int(seconds) if seconds.is_integer() else seconds

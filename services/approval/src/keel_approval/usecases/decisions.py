@@ -1,5 +1,7 @@
-"""Making a decision: the one path shared by reviewers (gRPC and the web inbox) and the deadline
-sweeper, and the one place decisions read back from the topic are applied.
+"""Deciding: the one path shared by reviewers (gRPC and the web inbox, each having
+authenticated its reviewer) and the deadline sweeper, and the one place decisions read back
+from the topic are applied. The book checks who may decide (no self-approval) and counts the
+quorum; this publishes, records, counts and audits.
 
 A decision is published to ``keel.approval.decisions`` before the book records it, so the
 book never shows a decision the agent will not hear of. A quorum vote short of the quorum is
@@ -14,10 +16,10 @@ import contextlib
 import logging
 
 from keel_approval.domain.book import ApprovalBook
+from keel_approval.domain.events import decision_event, vote_event
 from keel_approval.domain.models import TIMEOUT_REVIEWER, Approval, Outcome
-from keel_approval.handlers.mapping import decision_event, vote_event
-from keel_approval.handlers.rebuild import apply_record
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.rebuild import apply_record
 from keel_contracts.errors import FailedPrecondition, Unavailable
 from keel_contracts.events import Envelope, EventData
 from keel_contracts.topics import APPROVAL_DECISIONS

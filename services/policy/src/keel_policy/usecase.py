@@ -1,0 +1,116 @@
+"""The policy service's use case: decide a tool call (verdict, metrics, audit, shadow) and
+explain one. Handlers translate protobuf to these calls and back; nothing here knows gRPC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keel_contracts.chat import RequestContext
+from keel_core.audit import AuditEmitter
+from keel_core.redaction import redact
+from keel_core.tracing import set_attributes
+from keel_policy.domain.engine import PolicyEngine
+from keel_policy.domain.holder import PolicyHolder
+from keel_policy.domain.models import Rule
+from keel_policy.domain.results import Explanation, Verdict
+from keel_policy.metrics import PolicyMetrics
+
+
+class PolicyDecisions:
+    """Reads the policy in force from ``policy`` on every call, so a hot reload takes effect
+    on the next request; a bare engine is held fixed (tests, embedding).
+
+    Every decision is counted and audited, because the audit trail is what lets an operator
+    show why a tool ran; a shadow (candidate) policy is decided and audited alongside but never
+    enforced, so a new policy can be tried on real traffic first.
+    """
+
+    def __init__(
+        self, policy: PolicyEngine | PolicyHolder, audit: AuditEmitter, metrics: PolicyMetrics
+    ) -> None:
+        self._holder = policy if isinstance(policy, PolicyHolder) else PolicyHolder(policy)
+        self._audit = audit
+        self._metrics = metrics
+
+    async def decide(self, tool: str, arguments: dict[str, Any], ctx: RequestContext) -> Verdict:
+        """The enforced verdict on one call, counted and audited before it is returned."""
+        profile = ctx.agent_profile or "default"
+        outcome = self._holder.engine.decide(tool, arguments, profile, ctx.tenant)
+        verdict = outcome.verdict
+        self._metrics.decisions.labels(verdict.decision, verdict.rule_id, verdict.policy_set).inc()
+        set_attributes(
+            {
+                "keel.tool.name": tool,
+                "keel.policy.decision": verdict.decision,
+                "keel.policy.rule_id": verdict.rule_id,
+                "keel.policy.set": verdict.policy_set,
+            }
+        )
+        details = _details(ctx, tool, arguments, verdict)
+        await self._audit.record(
+            "policy.decision",
+            actor=ctx.agent_id or "unknown",
+            subject=tool,
+            session_id=ctx.session_id,
+            trace=ctx.traceparent,
+            details=details,
+        )
+        if outcome.shadow is not None:
+            await self._audit_shadow(ctx, tool, details, verdict, outcome.shadow)
+        return verdict
+
+    def explain(self, tool: str, arguments: dict[str, Any], ctx: RequestContext) -> Explanation:
+        """Every rule's trace for one call; grants nothing, so it is neither counted nor
+        audited."""
+        return self._holder.engine.explain(
+            tool, arguments, ctx.agent_profile or "default", ctx.tenant
+        )
+
+    def rules_for(self, profile: str, tenant: str) -> tuple[str, tuple[Rule, ...]]:
+        """The name of the set a caller gets and its rules, in evaluation order (every
+        profile's when ``profile`` is empty)."""
+        return self._holder.engine.rules_for(profile, tenant)
+
+    async def _audit_shadow(
+        self,
+        ctx: RequestContext,
+        tool: str,
+        details: dict[str, Any],
+        enforced: Verdict,
+        shadow: Verdict,
+    ) -> None:
+        agrees = shadow.decision == enforced.decision
+        self._metrics.shadow_decisions.labels(enforced.policy_set, str(agrees).lower()).inc()
+        await self._audit.record(
+            "policy.shadow_decision",
+            actor=ctx.agent_id or "unknown",
+            subject=tool,
+            session_id=ctx.session_id,
+            trace=ctx.traceparent,
+            details={
+                **details,
+                "decision": shadow.decision,
+                "rule": shadow.rule_id,
+                "reason": shadow.reason,
+                "policy_set": shadow.policy_set,
+                "enforced_decision": enforced.decision,
+                "enforced_rule": enforced.rule_id,
+                "agrees": agrees,
+            },
+        )
+
+
+def _details(
+    ctx: RequestContext, tool: str, arguments: dict[str, Any], verdict: Verdict
+) -> dict[str, Any]:
+    return {
+        "decision": verdict.decision,
+        "rule": verdict.rule_id,
+        "reason": verdict.reason,
+        "policy_set": verdict.policy_set,
+        "tool": tool,
+        "agent": ctx.agent_id,
+        "tenant": ctx.tenant,
+        "profile": ctx.agent_profile,
+        "arguments": redact(arguments),
+    }
