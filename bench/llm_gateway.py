@@ -49,9 +49,9 @@ from keel_core.bus.admin import ensure_topics
 from keel_core.grpc import insecure_channel
 from keel_core.settings import KafkaSettings
 from keel_llm_gateway.domain.cache import ResponseCache
-from keel_llm_gateway.domain.gateway import Gateway
 from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest
 from keel_llm_gateway.testing import FakeProvider
+from keel_llm_gateway.usecases.gateway import Gateway
 
 LITELLM_VERSION = "1.106.12"
 LITELLM_VENV = Path.home() / ".cache" / "keel" / "bench-litellm"

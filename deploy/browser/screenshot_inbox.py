@@ -22,11 +22,11 @@ from keel_approval.adapters.web_server import InboxServer
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.models import Vote
 from keel_approval.handlers.auth import ReviewerAuth
-from keel_approval.handlers.decisions import Decider
-from keel_approval.handlers.kafka_handler import RequestReader
 from keel_approval.handlers.web.routes import Inbox
 from keel_approval.handlers.web.sessions import LoginSessions
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.decisions import Decider
+from keel_approval.usecases.intake import RequestReader
 from keel_contracts.events import ApprovalRequested, Envelope
 from keel_core.testing import InMemoryPublisher, in_memory_audit
 

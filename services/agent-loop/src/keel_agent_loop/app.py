@@ -16,6 +16,7 @@ from keel_agent_loop.adapters.checkpoints import TableCheckpoints
 from keel_agent_loop.adapters.control import ControlFollower
 from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
 from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext
+from keel_agent_loop.adapters.tracing import OtelStepTracer
 from keel_agent_loop.config import Settings
 from keel_agent_loop.domain.cancel import CancelFlags
 from keel_agent_loop.domain.loop import AgentLoop
@@ -74,6 +75,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         observer=metrics,
         checkpoints=checkpoints,
         cancels=cancels,
+        tracer=OtelStepTracer(),
     )
     sessions = SessionRunner(
         loop,

@@ -21,6 +21,7 @@ from keel_policy.config import DEFAULT_POLICY
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.handlers.grpc_servicer import PolicyServicer
 from keel_policy.metrics import PolicyMetrics
+from keel_policy.usecase import PolicyDecisions
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import ApprovalView
@@ -51,7 +52,11 @@ async def wire() -> AsyncIterator[Wire]:
     policy_audit, _ = in_memory_audit("policy")
     policy_audit.start()
     policy_servicer = PolicyServicer(
-        PolicyEngine(load_policy(DEFAULT_POLICY)), policy_audit, PolicyMetrics(CollectorRegistry())
+        PolicyDecisions(
+            PolicyEngine(load_policy(DEFAULT_POLICY)),
+            policy_audit,
+            PolicyMetrics(CollectorRegistry()),
+        )
     )
     policy_server = GrpcServer(
         "127.0.0.1",

@@ -14,6 +14,7 @@ from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.models import Approval
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.decisions import Decider
 from keel_clients import ApprovalClient, CallOptions
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
@@ -93,9 +94,12 @@ async def rig() -> AsyncIterator[Rig]:
             (
                 ApprovalServicer(
                     book,
-                    InMemoryPublisher(),
-                    approval_audit,
-                    ApprovalMetrics(CollectorRegistry()),
+                    Decider(
+                        book,
+                        InMemoryPublisher(),
+                        approval_audit,
+                        ApprovalMetrics(CollectorRegistry()),
+                    ),
                 ),
                 approval_pb2_grpc.add_ApprovalServiceServicer_to_server,
                 APPROVAL_SERVICE,

@@ -20,6 +20,7 @@ from keel_policy.config import DEFAULT_POLICY
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.handlers.grpc_servicer import PolicyServicer
 from keel_policy.metrics import PolicyMetrics
+from keel_policy.usecase import PolicyDecisions
 from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import POLICY_UNAVAILABLE, ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
@@ -55,9 +56,11 @@ async def stack() -> AsyncIterator[Stack]:
         [
             (
                 PolicyServicer(
-                    PolicyEngine(load_policy(DEFAULT_POLICY)),
-                    policy_audit,
-                    PolicyMetrics(CollectorRegistry()),
+                    PolicyDecisions(
+                        PolicyEngine(load_policy(DEFAULT_POLICY)),
+                        policy_audit,
+                        PolicyMetrics(CollectorRegistry()),
+                    )
                 ),
                 policy_pb2_grpc.add_PolicyServiceServicer_to_server,
                 POLICY_SERVICE,

@@ -32,7 +32,9 @@ from keel_agent_loop.domain.ports import (
     MemoryPort,
     NeverCancelled,
     NoCheckpoints,
+    NoTracing,
     NullObserver,
+    StepTracer,
     ToolPort,
 )
 from keel_agent_loop.domain.progress import prompt_record
@@ -41,7 +43,6 @@ from keel_agent_loop.domain.reporter import SessionReporter
 from keel_contracts.canonical import sha256_hex
 from keel_contracts.errors import KeelError
 from keel_contracts.events import ApprovalDecided
-from keel_core.tracing import start_span
 
 __all__ = ["AgentLoop", "LoopConfig"]
 
@@ -60,8 +61,10 @@ class AgentLoop:
         checkpoints: CheckpointStore | None = None,
         cancels: CancelSignal | None = None,
         counter: TokenCounter | None = None,
+        tracer: StepTracer | None = None,
     ) -> None:
         self._llm = llm
+        self._tracer = tracer or NoTracing()
         self._config = config
         self._observer = observer or NullObserver()
         self._clock = clock
@@ -101,9 +104,9 @@ class AgentLoop:
         started = self._clock()
         state.iteration += 1
         try:
-            with start_span(
+            with self._tracer.span(
                 f"step {state.iteration}",
-                attributes={"keel.session.id": state.session_id, "keel.iteration": state.iteration},
+                {"keel.session.id": state.session_id, "keel.iteration": state.iteration},
             ):
                 await self._iterate(state)
         finally:

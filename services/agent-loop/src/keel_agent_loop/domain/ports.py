@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 from keel_agent_loop.domain.models import (
@@ -17,6 +20,9 @@ from keel_agent_loop.domain.models import (
 from keel_contracts.events import ApprovalRequested, TaskProgress
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
+
+# A span in progress, as the loop sees it: something to enter and leave.
+Span = AbstractContextManager[object]
 
 
 class LLMPort(Protocol):
@@ -87,6 +93,17 @@ class LoopObserver(Protocol):
     def step(self, seconds: float) -> None: ...
 
     def context_used(self, prompt_tokens: int, window_tokens: int) -> None: ...
+
+
+class StepTracer(Protocol):
+    """Opens a span around one step; the adapter is OpenTelemetry's (kept out of the domain)."""
+
+    def span(self, name: str, attributes: Mapping[str, str | int]) -> Span: ...
+
+
+class NoTracing:
+    def span(self, name: str, attributes: Mapping[str, str | int]) -> Span:
+        return contextlib.nullcontext()
 
 
 class NullObserver:
