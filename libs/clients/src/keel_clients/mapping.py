@@ -1,6 +1,7 @@
 """The shared types on the wire: ``keel_contracts`` models ↔ ``keel.common.v1`` messages.
 
-Both directions live here so a client and a servicer (or a fake) never disagree about a field.
+Both directions live here, used by the clients and by the servicers that receive the same
+messages, so the two sides never disagree about a field.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2
 from keel_contracts.chat import ChatMessage, RequestContext, Role, ToolCall, ToolSpec, Usage
+from keel_contracts.errors import InvalidArgument
 
 ROLES: frozenset[str] = frozenset({"system", "user", "assistant", "tool"})
 
@@ -23,6 +25,7 @@ def context_to_proto(ctx: RequestContext) -> common_pb2.RequestContext:
 
 
 def context_from_proto(ctx: common_pb2.RequestContext) -> RequestContext:
+    """Every field as sent, empty ones included (an audit records them as they came)."""
     return RequestContext(
         session_id=ctx.session_id,
         agent_id=ctx.agent_id,
@@ -54,7 +57,7 @@ def message_from_proto(message: common_pb2.ChatMessage, role: Role | None = None
     """``role`` overrides what the sender wrote (a completion is always the assistant's)."""
     if role is None:
         if message.role not in ROLES:
-            raise ValueError(f"unknown chat role {message.role!r}")
+            raise InvalidArgument(f"unknown message role {message.role!r}")
         role = message.role  # type: ignore[assignment]
     return ChatMessage(
         role=role,

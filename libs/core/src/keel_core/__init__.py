@@ -1,7 +1,8 @@
-"""Shared plumbing for Keel services.
+"""The chassis of Keel services: what every service runs on, none of what it means.
 
-Every service is built from the same parts: settings (``settings``), a Kafka bus with a DLQ
-(``bus``), a gRPC server bootstrap with one error mapping (``grpc``), an audit emitter
-(``audit``), a metrics endpoint (``metrics``) and a runtime that wires their lifecycle
-(``runtime``).
+Settings (``settings``), the Kafka bus with its DLQ, tables and group-less followers (``bus``),
+the gRPC server bootstrap with one error mapping (``grpc``), the audit emitter (``audit``),
+tracing, logging and the metrics endpoint, and the runtime that wires their lifecycle
+(``runtime``: the ``Runtime`` protocol every ``app.build`` takes). The system's language lives
+apart in ``keel_contracts``; ``keel_core.testing`` has the in-memory runtime and a fake clock.
 """

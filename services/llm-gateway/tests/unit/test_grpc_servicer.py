@@ -12,8 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
+from keel_clients.call import call_with_errors
 from keel_contracts import errors
-from keel_core.grpc import GrpcServer, call_with_errors, insecure_channel
+from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryPublisher, in_memory_audit
 from keel_llm_gateway.adapters.scripted import ScriptedProvider
 from keel_llm_gateway.config import DEMO_SCENARIOS

@@ -13,8 +13,9 @@ from pydantic import SecretStr
 
 from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
+from keel_clients.call import call_with_errors
 from keel_contracts.errors import InvalidArgument, Unavailable
-from keel_core.grpc import GrpcServer, call_with_errors, insecure_channel
+from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import in_memory_audit
 from keel_llm_gateway.adapters.openai_compat import OpenAICompatProvider
 from keel_llm_gateway.adapters.openai_stream import StreamAssembler

@@ -1,7 +1,7 @@
 """gRPC plumbing: server bootstrap (health, reflection, error mapping, latency metrics) and
-client channels with deadlines and typed errors."""
+client channels that carry the trace (the clients themselves are ``keel_clients``)."""
 
-from keel_core.grpc.client import call_with_errors, insecure_channel
+from keel_core.grpc.client import insecure_channel
 from keel_core.grpc.server import GrpcServer
 
-__all__ = ["GrpcServer", "call_with_errors", "insecure_channel"]
+__all__ = ["GrpcServer", "insecure_channel"]

@@ -1,19 +1,13 @@
-"""Client side: channels that carry the trace, and a wrapper that turns AioRpcError into Keel's
-typed errors."""
+"""Client side: channels that carry the trace. Typed errors, deadlines and credentials are the
+clients' (``keel_clients.call``), written once there."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
-from keel_core.grpc.errors import error_from_status
 from keel_core.tracing import current_traceparent
-
-T = TypeVar("T")
-
-DEFAULT_DEADLINE_S = 30.0
 
 
 def insecure_channel(target: str) -> grpc.aio.Channel:
@@ -53,11 +47,3 @@ class _TraceUnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[
         self, continuation: Any, details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         return await continuation(_with_traceparent(details), request)
-
-
-async def call_with_errors(call: Callable[[], Awaitable[T]]) -> T:
-    """Await a stub call; a failed status becomes the matching ``KeelError`` subclass."""
-    try:
-        return await call()
-    except grpc.aio.AioRpcError as exc:
-        raise error_from_status(exc.code(), exc.details() or "") from exc

@@ -9,13 +9,12 @@ from pydantic import ValidationError
 
 from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2
+from keel_clients.mapping import message_from_proto, message_to_proto
 from keel_contracts.errors import InvalidArgument
 from keel_llm_gateway.domain.models import (
-    ChatMessage,
     Completion,
     CompletionRequest,
     Scope,
-    ToolCall,
     ToolSpec,
 )
 
@@ -44,21 +43,6 @@ def request_from_proto(request: llm_pb2.CompleteRequest) -> CompletionRequest:
         raise InvalidArgument(f"invalid completion request: {where}: {first['msg']}") from exc
 
 
-def message_from_proto(message: common_pb2.ChatMessage) -> ChatMessage:
-    if message.role not in ROLES:
-        raise InvalidArgument(f"unknown message role {message.role!r}")
-    return ChatMessage(
-        role=message.role,  # checked against ROLES above
-        content=message.content,
-        tool_calls=tuple(
-            ToolCall(id=c.id, name=c.name, arguments_json=c.arguments_json or "{}")
-            for c in message.tool_calls
-        ),
-        tool_call_id=message.tool_call_id,
-        name=message.name,
-    )
-
-
 def _tool_from_proto(tool: llm_pb2.ToolSpec) -> ToolSpec:
     schema: Any = {"type": "object", "properties": {}}
     if tool.parameters_json_schema:
@@ -69,19 +53,6 @@ def _tool_from_proto(tool: llm_pb2.ToolSpec) -> ToolSpec:
     if not isinstance(schema, dict):
         raise InvalidArgument(f"tool {tool.name!r}: schema must be a JSON object")
     return ToolSpec(name=tool.name, description=tool.description, parameters=schema)
-
-
-def message_to_proto(message: ChatMessage) -> common_pb2.ChatMessage:
-    return common_pb2.ChatMessage(
-        role=message.role,
-        content=message.content,
-        tool_calls=[
-            common_pb2.ToolCall(id=c.id, name=c.name, arguments_json=c.arguments_json)
-            for c in message.tool_calls
-        ],
-        tool_call_id=message.tool_call_id,
-        name=message.name,
-    )
 
 
 def completion_to_proto(completion: Completion) -> llm_pb2.CompleteResponse:

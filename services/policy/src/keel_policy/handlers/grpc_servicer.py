@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
+from keel_clients.mapping import context_from_proto
 from keel_policy.handlers.mapping import (
     arguments_from_json,
-    context_from_proto,
     explanation_to_proto,
     rule_to_proto,
     verdict_to_proto,

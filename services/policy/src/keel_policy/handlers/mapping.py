@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keel.common.v1 import common_pb2
 from keel.policy.v1 import policy_pb2
-from keel_contracts.chat import RequestContext
 from keel_contracts.errors import InvalidArgument
 from keel_policy.domain.models import Decision, Rule
 from keel_policy.domain.results import Explanation, RuleTrace, Verdict
@@ -17,17 +15,6 @@ TO_PROTO: dict[Decision, policy_pb2.Decision.ValueType] = {
     "deny": policy_pb2.DECISION_DENY,
     "require_approval": policy_pb2.DECISION_REQUIRE_APPROVAL,
 }
-
-
-def context_from_proto(ctx: common_pb2.RequestContext) -> RequestContext:
-    """Every field as sent, empty ones included: the audit records them as they came."""
-    return RequestContext(
-        session_id=ctx.session_id,
-        agent_id=ctx.agent_id,
-        tenant=ctx.tenant,
-        agent_profile=ctx.agent_profile,
-        traceparent=ctx.traceparent,
-    )
 
 
 def arguments_from_json(arguments_json: str) -> dict[str, Any]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from keel.common.v1 import common_pb2
 from keel.tool.v1 import tool_pb2
-from keel_tool_gateway.domain.models import ExecutionResult, ExecutionStatus, RequestContext
+from keel_clients.mapping import context_from_proto
+from keel_tool_gateway.domain.models import ExecutionResult, ExecutionStatus
 from keel_tool_gateway.domain.registry import CatalogEntry
 from keel_tool_gateway.usecase import ToolCall
 
@@ -16,16 +16,6 @@ TO_PROTO: dict[ExecutionStatus, tool_pb2.ExecuteStatus.ValueType] = {
     "denied": tool_pb2.EXECUTE_STATUS_DENIED,
     "needs_approval": tool_pb2.EXECUTE_STATUS_NEEDS_APPROVAL,
 }
-
-
-def context_from_proto(ctx: common_pb2.RequestContext) -> RequestContext:
-    return RequestContext(
-        session_id=ctx.session_id,
-        agent_id=ctx.agent_id,
-        tenant=ctx.tenant,
-        agent_profile=ctx.agent_profile,
-        traceparent=ctx.traceparent,
-    )
 
 
 def call_from_proto(request: tool_pb2.ExecuteRequest) -> ToolCall:
