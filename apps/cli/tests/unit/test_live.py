@@ -10,6 +10,7 @@ from typing import Any
 from keel_cli.live import CLEAR, FRAMES, LiveDisplay, StepStatus, status_line
 from keel_cli.watch import print_session
 from keel_contracts.events import Envelope, EventData, TaskCompleted, TaskProgress
+from keel_core.testing import FakeClock
 
 
 def wrap(data: EventData) -> Envelope:
@@ -47,14 +48,6 @@ EXPECTED_LINES = [
 ]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_off_a_terminal_only_the_step_lines_are_written() -> None:
     out = io.StringIO()
     display = LiveDisplay(out, animate=False)
@@ -69,7 +62,7 @@ def test_off_a_terminal_only_the_step_lines_are_written() -> None:
 
 def test_on_a_terminal_a_spinner_line_follows_the_steps_and_is_erased_before_each() -> None:
     out = io.StringIO()
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     display = LiveDisplay(out, animate=True, clock=clock, width=lambda: 80)
     display.event(SESSION[0])  # planning
     clock.now += 1.25
