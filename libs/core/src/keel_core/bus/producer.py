@@ -42,25 +42,36 @@ class EventProducer:
     ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._client_id = f"{settings.client_id_prefix}-{client_id}"
         self._pending: set[asyncio.Future[Any]] = set()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap,
-            client_id=f"{settings.client_id_prefix}-{client_id}",
+        # Made at start: a service whose wiring fails before it starts leaves no client to
+        # close (aiokafka warns about every one it finds unclosed).
+        self._client: AIOKafkaProducer | None = None
+
+    @property
+    def _producer(self) -> AIOKafkaProducer:
+        if self._client is None:
+            raise RuntimeError("the producer has not been started")
+        return self._client
+
+    async def start(self) -> None:
+        self._client = AIOKafkaProducer(
+            bootstrap_servers=self._settings.bootstrap,
+            client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
             linger_ms=0,
         )
-
-    async def start(self) -> None:
         try:
-            await start_with_retry(self._producer.start, self._settings)
+            await start_with_retry(self._client.start, self._settings)
         except ConfigError:
-            await self._producer.stop()
+            await self._client.stop()
             raise
 
     async def stop(self) -> None:
         """Flushes what is buffered before closing."""
-        await self._producer.stop()
+        if self._client is not None:
+            await self._client.stop()
 
     async def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
         """Send and wait for the broker's acknowledgement. The key defaults to the session id,
