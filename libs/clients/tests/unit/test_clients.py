@@ -21,6 +21,7 @@ from keel_clients import (
     open_channel,
 )
 from keel_clients.testing import (
+    ExecuteCall,
     FakeApprovalService,
     FakeLLMGateway,
     FakeMemoryService,
@@ -86,9 +87,9 @@ async def test_llm_client_retries_unavailable_then_gives_up_with_a_typed_error()
 async def test_tool_client_lists_the_profile_catalog_and_executes_once_per_key() -> None:
     runs: list[str] = []
 
-    def run(call: ToolCall) -> ToolOutcome:
-        runs.append(call.arguments_json)
-        return ToolOutcome(status="denied", error="no", rule_id="r9", duration_ms=1.5)
+    def run(execute: ExecuteCall) -> ToolOutcome:
+        runs.append(execute.call.arguments_json)
+        return ToolOutcome(status="error", error="no", rule_id="r9", duration_ms=1.5)
 
     fake = FakeToolGateway({"research": [CALC]}, run)
     call = ToolCall(id="c1", name="calculator", arguments_json="{}")
@@ -101,7 +102,7 @@ async def test_tool_client_lists_the_profile_catalog_and_executes_once_per_key()
             again = await tools.execute(CTX, call, "s1:0:0")
     assert catalog == [CALC]
     assert empty == []
-    assert first == again == ToolOutcome(status="denied", error="no", rule_id="r9", duration_ms=1.5)
+    assert first == again == ToolOutcome(status="error", error="no", rule_id="r9", duration_ms=1.5)
     assert runs == ["{}"]
     assert fake.calls[0].ctx == CTX
     assert fake.calls[0].approval_id == "ap-1"

@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from keel.agent.v1 import agent_pb2, agent_pb2_grpc
-from keel.common.v1 import common_pb2
-from keel.llm.v1 import llm_pb2, llm_pb2_grpc
-from keel.memory.v1 import memory_pb2, memory_pb2_grpc
-from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel.llm.v1 import llm_pb2_grpc
+from keel.memory.v1 import memory_pb2_grpc
+from keel.tool.v1 import tool_pb2_grpc
 from keel_agent_loop.app import SERVICE, build
 from keel_agent_loop.config import Settings
+from keel_clients import AgentClient, open_channel
+from keel_clients.testing import (
+    ExecuteCall,
+    FakeLLMGateway,
+    FakeMemoryService,
+    FakeToolGateway,
+    serving,
+)
+from keel_contracts.chat import ChatMessage, LLMReply, ToolCall, ToolSpec, Usage
 from keel_contracts.events import (
     ApprovalDecided,
     ApprovalRequested,
@@ -32,6 +38,8 @@ from keel_contracts.events import (
     TaskProgress,
     TaskSubmitted,
 )
+from keel_contracts.memory import MemoryHit
+from keel_contracts.tools import ToolOutcome
 from keel_contracts.topics import (
     APPROVAL_DECISIONS,
     APPROVAL_REQUESTS,
@@ -42,69 +50,34 @@ from keel_contracts.topics import (
     TASK_EVENTS,
     TASKS,
 )
-from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryRuntime
 
 SID = "sess-1"
 TRACE = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
-USAGE = common_pb2.Usage(prompt_tokens=10, completion_tokens=3, cost_usd=0.001)
-
-
-def reply(content: str = "", *calls: tuple[str, dict[str, Any]]) -> llm_pb2.CompleteResponse:
-    tool_calls = [
-        common_pb2.ToolCall(id=f"c{i}", name=name, arguments_json=json.dumps(args))
-        for i, (name, args) in enumerate(calls)
+USAGE = Usage(prompt_tokens=10, completion_tokens=3, cost_usd=0.001)
+SCHEMA = json.dumps({"type": "object"})
+CATALOG = {
+    "default": [
+        ToolSpec(name=n, description=n, parameters_json_schema=SCHEMA)
+        for n in ("calculator", "send_email")
     ]
-    message = common_pb2.ChatMessage(role="assistant", content=content, tool_calls=tool_calls)
-    return llm_pb2.CompleteResponse(message=message, usage=USAGE, model="scripted")
+}
 
 
-@dataclass
-class ScriptedGateway(llm_pb2_grpc.LLMGatewayServicer):
-    """The llm-gateway, answering from a script in order."""
-
-    script: list[llm_pb2.CompleteResponse] = field(default_factory=list)
-    requests: list[llm_pb2.CompleteRequest] = field(default_factory=list)
-
-    async def Complete(self, request: Any, context: Any) -> llm_pb2.CompleteResponse:
-        self.requests.append(request)
-        return self.script.pop(0)
+def reply(content: str = "", *calls: tuple[str, dict[str, Any]]) -> LLMReply:
+    tool_calls = tuple(
+        ToolCall(id=f"c{i}", name=name, arguments_json=json.dumps(args))
+        for i, (name, args) in enumerate(calls)
+    )
+    message = ChatMessage(role="assistant", content=content, tool_calls=tool_calls)
+    return LLMReply(message=message, usage=USAGE, model="scripted")
 
 
-@dataclass
-class ToolGateway(tool_pb2_grpc.ToolGatewayServicer):
+def run_tool(execute: ExecuteCall) -> ToolOutcome:
     """``calculator`` runs at once; ``send_email`` needs a person's approval first."""
-
-    executes: list[tool_pb2.ExecuteRequest] = field(default_factory=list)
-
-    async def ListTools(self, request: Any, context: Any) -> tool_pb2.ListToolsResponse:
-        schema = json.dumps({"type": "object"})
-        return tool_pb2.ListToolsResponse(
-            tools=[
-                tool_pb2.ToolDescriptor(name=name, description=name, parameters_json_schema=schema)
-                for name in ("calculator", "send_email")
-            ]
-        )
-
-    async def Execute(self, request: Any, context: Any) -> tool_pb2.ExecuteResponse:
-        self.executes.append(request)
-        if request.call.name == "send_email" and not request.approval_id:
-            return tool_pb2.ExecuteResponse(
-                status=tool_pb2.EXECUTE_STATUS_NEEDS_APPROVAL, policy_rule="approve-sends"
-            )
-        return tool_pb2.ExecuteResponse(status=tool_pb2.EXECUTE_STATUS_OK, output="4")
-
-
-@dataclass
-class Memory(memory_pb2_grpc.MemoryServiceServicer):
-    stored: list[memory_pb2.StoreRequest] = field(default_factory=list)
-
-    async def Store(self, request: Any, context: Any) -> memory_pb2.StoreResponse:
-        self.stored.append(request)
-        return memory_pb2.StoreResponse(id=f"m-{len(self.stored)}")
-
-    async def Retrieve(self, request: Any, context: Any) -> memory_pb2.RetrieveResponse:
-        return memory_pb2.RetrieveResponse(items=[memory_pb2.MemoryItem(content="likes sums")])
+    if execute.call.name == "send_email" and not execute.approval_id:
+        return ToolOutcome(status="needs_approval", rule_id="approve-sends")
+    return ToolOutcome(status="ok", output="4")
 
 
 @dataclass
@@ -112,10 +85,10 @@ class Service:
     """The built agent loop, started, and its faked peers."""
 
     runtime: InMemoryRuntime
-    llm: ScriptedGateway
-    tools: ToolGateway
-    memory: Memory
-    stub: agent_pb2_grpc.AgentServiceAsyncStub
+    llm: FakeLLMGateway
+    tools: FakeToolGateway
+    memory: FakeMemoryService
+    agent: AgentClient
 
     async def publish(self, topic: str, payload: EventData) -> None:
         envelope = Envelope.wrap(payload, source="test", session_id=SID, trace=TRACE)
@@ -133,37 +106,27 @@ class Service:
 
 
 @pytest.fixture
-async def service() -> AsyncIterator[Service]:
-    llm, tools, memory = ScriptedGateway(), ToolGateway(), Memory()
-    peers = GrpcServer(
-        "127.0.0.1",
-        0,
-        [
-            (llm, llm_pb2_grpc.add_LLMGatewayServicer_to_server, "keel.llm.v1.LLMGateway"),
-            (tools, tool_pb2_grpc.add_ToolGatewayServicer_to_server, "keel.tool.v1.ToolGateway"),
-            (
-                memory,
-                memory_pb2_grpc.add_MemoryServiceServicer_to_server,
-                "keel.memory.v1.MemoryService",
-            ),
-        ],
-        CollectorRegistry(),
-    )
-    await peers.start()
-    target = f"127.0.0.1:{peers.port}"
-    settings = Settings(llm_target=target, tool_target=target, memory_target=target)
-    runtime = InMemoryRuntime(SERVICE, settings)
-    build(settings, runtime)
-    try:
-        async with runtime.running(), insecure_channel(runtime.target) as channel:
-            stub = agent_pb2_grpc.AgentServiceStub(channel)
-            yield Service(runtime, llm, tools, memory, stub)
-    finally:
-        await peers.stop(0)
+async def service(request: pytest.FixtureRequest) -> AsyncIterator[Service]:
+    script: list[LLMReply] = getattr(request, "param", [])
+    llm = FakeLLMGateway(script)
+    tools = FakeToolGateway(CATALOG, run_tool)
+    memory = FakeMemoryService([MemoryHit(id="m0", type="semantic", content="likes to add sums")])
+    async with serving(
+        (llm, llm_pb2_grpc.add_LLMGatewayServicer_to_server),
+        (tools, tool_pb2_grpc.add_ToolGatewayServicer_to_server),
+        (memory, memory_pb2_grpc.add_MemoryServiceServicer_to_server),
+    ) as target:
+        settings = Settings(llm_target=target, tool_target=target, memory_target=target)
+        runtime = InMemoryRuntime(SERVICE, settings)
+        build(settings, runtime)
+        async with runtime.running(), open_channel(runtime.target) as channel:
+            yield Service(runtime, llm, tools, memory, AgentClient(channel))
 
 
+@pytest.mark.parametrize(
+    "service", [[reply("", ("calculator", {"expression": "2+2"})), reply("2+2 = 4")]], indirect=True
+)
 async def test_a_task_on_keel_tasks_runs_to_its_answer(service: Service) -> None:
-    service.llm.script = [reply("", ("calculator", {"expression": "2+2"})), reply("2+2 = 4")]
 
     await service.publish(TASKS, TaskSubmitted(goal="add 2+2", agent_id="bot", max_iterations=4))
 
@@ -177,13 +140,13 @@ async def test_a_task_on_keel_tasks_runs_to_its_answer(service: Service) -> None
     [tool_result] = [p for p in service.progress() if p.kind == "tool_result"]
     assert (tool_result.detail["status"], tool_result.detail["output"]) == ("ok", "4")
     # The real clients carried the session to the peers: memory in the prompt, the tool key.
-    assert "likes sums" in service.llm.requests[0].messages[1].content
-    assert [e.idempotency_key for e in service.tools.executes] == [f"{SID}:1:0"]
-    [episode] = service.memory.stored
-    assert episode.type == memory_pb2.MEMORY_TYPE_EPISODIC
+    assert "likes to add sums" in service.llm.requests[0].messages[1].content
+    assert service.llm.requests[0].traceparent.split("-")[1] == TRACE.split("-")[1]
+    assert [e.idempotency_key for e in service.tools.calls] == [f"{SID}:1:0"]
+    [episode] = [e for e in service.memory.entries if e.type == "episodic"]
     assert episode.metadata["session_id"] == SID
-    got = await service.stub.Get(agent_pb2.GetRequest(session_id=SID), timeout=5)
-    assert got.status == agent_pb2.SESSION_STATUS_COMPLETED
+    got = await service.agent.get(SID)
+    assert got.status == "completed"
     assert (got.answer, got.iterations) == ("2+2 = 4", 2)
     # Finished: the checkpoint is tombstoned, the audit trail and the metrics say so.
     assert service.runtime.bus.records(CHECKPOINTS)[-1].value is None
@@ -195,8 +158,10 @@ async def test_a_task_on_keel_tasks_runs_to_its_answer(service: Service) -> None
     assert sessions == 1.0
 
 
+@pytest.mark.parametrize(
+    "service", [[reply("", ("send_email", {"to": "bob"})), reply("sent")]], indirect=True
+)
 async def test_a_parked_session_resumes_on_the_decision(service: Service) -> None:
-    service.llm.script = [reply("", ("send_email", {"to": "bob"})), reply("sent")]
     await service.publish(TASKS, TaskSubmitted(goal="mail bob"))
     [request] = service.runtime.bus.parsed(APPROVAL_REQUESTS, ApprovalRequested)
     assert service.results() == []
@@ -209,28 +174,26 @@ async def test_a_parked_session_resumes_on_the_decision(service: Service) -> Non
             answer="sent", iterations=2, prompt_tokens=20, completion_tokens=6, cost_usd=0.002
         )
     ]
-    assert [e.approval_id for e in service.tools.executes] == ["", request.approval_id]
+    assert [e.approval_id for e in service.tools.calls] == ["", request.approval_id]
 
 
+@pytest.mark.parametrize("service", [[reply("", ("send_email", {"to": "bob"}))]], indirect=True)
 async def test_cancel_ends_a_parked_session(service: Service) -> None:
-    service.llm.script = [reply("", ("send_email", {"to": "bob"}))]
     await service.publish(TASKS, TaskSubmitted(goal="mail bob"))
-    parked = await service.stub.Get(agent_pb2.GetRequest(session_id=SID), timeout=5)
-    assert parked.status == agent_pb2.SESSION_STATUS_RUNNING
+    parked = await service.agent.get(SID)
+    assert parked.status == "running"
 
-    cancelled = await service.stub.Cancel(
-        agent_pb2.CancelRequest(session_id=SID, reason="changed my mind"), timeout=5
-    )
+    accepted = await service.agent.cancel(SID, "changed my mind")
     await service.runtime.settle()
 
-    assert cancelled.accepted
+    assert accepted
     assert service.results() == [
         TaskFailed(reason="cancelled", error="cancelled: changed my mind", iterations=1)
     ]
     [broadcast] = service.runtime.bus.parsed(CONTROL, TaskCancelRequested)
     assert broadcast.requested_by == "AgentService.Cancel"
-    got = await service.stub.Get(agent_pb2.GetRequest(session_id=SID), timeout=5)
-    assert got.status == agent_pb2.SESSION_STATUS_CANCELLED
+    got = await service.agent.get(SID)
+    assert got.status == "cancelled"
 
 
 async def test_a_cancel_heard_on_keel_control_stops_the_session(service: Service) -> None:

@@ -3,84 +3,54 @@ over the real wire."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import grpc
 import pytest
-from prometheus_client import CollectorRegistry
 
-from keel.common.v1 import common_pb2
-from keel.llm.v1 import llm_pb2, llm_pb2_grpc
-from keel.memory.v1 import memory_pb2, memory_pb2_grpc
-from keel.tool.v1 import tool_pb2, tool_pb2_grpc
+from keel.llm.v1 import llm_pb2_grpc
+from keel.memory.v1 import memory_pb2_grpc
+from keel.tool.v1 import tool_pb2_grpc
 from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
 from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext
 from keel_agent_loop.domain import AgentLoop, AgentState, LoopConfig, RequestContext, ToolCall
 from keel_agent_loop.domain.ports import TeeSink
 from keel_agent_loop.testing import RecordingSink
-from keel_clients import CallOptions, LLMClient, MemoryClient, ToolClient
+from keel_clients import CallOptions, LLMClient, MemoryClient, ToolClient, open_channel
+from keel_clients.testing import (
+    ExecuteCall,
+    FakeLLMGateway,
+    FakeMemoryService,
+    FakeToolGateway,
+    serving,
+)
 from keel_contracts import errors
+from keel_contracts.chat import ChatMessage, LLMReply, ToolSpec, Usage
 from keel_contracts.events import ApprovalRequested, TaskProgress
+from keel_contracts.memory import MemoryHit
+from keel_contracts.tools import ToolOutcome
 from keel_contracts.topics import APPROVAL_REQUESTS, TASK_EVENTS
-from keel_core.grpc import GrpcServer, insecure_channel
+from keel_core.grpc import insecure_channel
 from keel_core.testing import InMemoryPublisher
 
 TRACE = "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
+USAGE = Usage(prompt_tokens=10, completion_tokens=3, cost_usd=0.002)
+SEND = ToolSpec(name="send", description="d", parameters_json_schema='{"type": "object"}')
 
 
-@dataclass
-class FakeLLMGateway(llm_pb2_grpc.LLMGatewayServicer):
-    fail_first: int = 0
-    requests: list[llm_pb2.CompleteRequest] = field(default_factory=list)
-    traceparents: list[str] = field(default_factory=list)
-
-    async def Complete(self, request: Any, context: Any) -> llm_pb2.CompleteResponse:
-        self.requests.append(request)
-        self.traceparents.append(dict(context.invocation_metadata()).get("traceparent", ""))
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            raise errors.Unavailable("provider restarting")
-        usage = common_pb2.Usage(prompt_tokens=10, completion_tokens=3, cost_usd=0.002)
-        if not any(m.role == "tool" for m in request.messages):
-            call = common_pb2.ToolCall(id="c1", name="send", arguments_json='{"to": "x"}')
-            message = common_pb2.ChatMessage(role="assistant", tool_calls=[call])
-        else:
-            message = common_pb2.ChatMessage(role="assistant", content="sent, pending approval")
-        return llm_pb2.CompleteResponse(message=message, usage=usage, model="m1")
+def answer(ctx: RequestContext, messages: list[ChatMessage]) -> LLMReply:
+    """Ask for ``send`` until a tool result is in the history, then say so."""
+    if not any(m.role == "tool" for m in messages):
+        call = ToolCall(id="c1", name="send", arguments_json='{"to": "x"}')
+        message = ChatMessage(role="assistant", tool_calls=(call,))
+    else:
+        message = ChatMessage(role="assistant", content="sent, pending approval")
+    return LLMReply(message=message, usage=USAGE, model="m1")
 
 
-@dataclass
-class FakeToolGateway(tool_pb2_grpc.ToolGatewayServicer):
-    list_calls: int = 0
-    executes: list[tool_pb2.ExecuteRequest] = field(default_factory=list)
-
-    async def ListTools(self, request: Any, context: Any) -> tool_pb2.ListToolsResponse:
-        self.list_calls += 1
-        schema = json.dumps({"type": "object"})
-        tool = tool_pb2.ToolDescriptor(name="send", description="d", parameters_json_schema=schema)
-        return tool_pb2.ListToolsResponse(tools=[tool])
-
-    async def Execute(self, request: Any, context: Any) -> tool_pb2.ExecuteResponse:
-        self.executes.append(request)
-        return tool_pb2.ExecuteResponse(
-            status=tool_pb2.EXECUTE_STATUS_NEEDS_APPROVAL, policy_rule="approve-sends"
-        )
-
-
-class FakeMemoryService(memory_pb2_grpc.MemoryServiceServicer):
-    def __init__(self) -> None:
-        self.stored: list[Any] = []
-
-    async def Store(self, request: Any, context: Any) -> memory_pb2.StoreResponse:
-        self.stored.append(request)
-        return memory_pb2.StoreResponse(id="m-1")
-
-    async def Retrieve(self, request: Any, context: Any) -> memory_pb2.RetrieveResponse:
-        assert request.token_budget == 400
-        return memory_pb2.RetrieveResponse(items=[memory_pb2.MemoryItem(content="likes email")])
+def needs_approval(execute: ExecuteCall) -> ToolOutcome:
+    return ToolOutcome(status="needs_approval", rule_id="approve-sends")
 
 
 @dataclass
@@ -93,25 +63,17 @@ class Peers:
 
 @pytest.fixture
 async def peers() -> AsyncIterator[Peers]:
-    llm, tools, memory = FakeLLMGateway(), FakeToolGateway(), FakeMemoryService()
-    server = GrpcServer(
-        "127.0.0.1",
-        0,
-        [
-            (llm, llm_pb2_grpc.add_LLMGatewayServicer_to_server, "keel.llm.v1.LLMGateway"),
-            (tools, tool_pb2_grpc.add_ToolGatewayServicer_to_server, "keel.tool.v1.ToolGateway"),
-            (
-                memory,
-                memory_pb2_grpc.add_MemoryServiceServicer_to_server,
-                "keel.memory.v1.MemoryService",
-            ),
-        ],
-        CollectorRegistry(),
-    )
-    await server.start()
-    async with insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield Peers(llm, tools, memory, channel)
-    await server.stop(0)
+    llm = FakeLLMGateway(answer)
+    llm.failure_message = "provider restarting"
+    tools = FakeToolGateway({"ops": [SEND]}, needs_approval)
+    memory = FakeMemoryService([MemoryHit(id="m0", type="semantic", content="x likes email")])
+    async with serving(
+        (llm, llm_pb2_grpc.add_LLMGatewayServicer_to_server),
+        (tools, tool_pb2_grpc.add_ToolGatewayServicer_to_server),
+        (memory, memory_pb2_grpc.add_MemoryServiceServicer_to_server),
+    ) as target:
+        async with open_channel(target) as channel:
+            yield Peers(llm, tools, memory, channel)
 
 
 async def test_the_loop_over_grpc_and_kafka_adapters(peers: Peers) -> None:
@@ -133,18 +95,19 @@ async def test_the_loop_over_grpc_and_kafka_adapters(peers: Peers) -> None:
     assert (state.status, state.answer, state.iteration) == ("waiting_for_approval", "", 1)
     assert state.pending_approval is not None
     assert state.pending_approval.idempotency_key == "s9:1:0"
-    assert peers.tools.list_calls == 1  # cached per profile
-    [execute] = peers.tools.executes
+    assert peers.tools.listed == ["ops"]  # cached per profile
+    [execute] = peers.tools.calls
     assert execute.idempotency_key == "s9:1:0"
     assert (execute.call.name, execute.call.arguments_json) == ("send", '{"to": "x"}')
-    assert execute.context.session_id == "s9"
-    assert execute.context.agent_profile == "ops"
-    assert execute.context.traceparent == TRACE
+    assert execute.ctx.session_id == "s9"
+    assert execute.ctx.agent_profile == "ops"
+    assert execute.ctx.traceparent == TRACE
+    assert peers.memory.queries == [("email x", 400)]
     first = peers.llm.requests[0]
     assert [m.role for m in first.messages] == ["system", "system", "user"]
     assert "likes email" in first.messages[1].content
     assert [t.name for t in first.tools] == ["send"]
-    assert peers.llm.traceparents[0] == TRACE
+    assert first.traceparent == TRACE
     assert len(peers.llm.requests) == 1
 
     events = published.envelopes(TASK_EVENTS)
@@ -163,14 +126,14 @@ async def test_the_loop_over_grpc_and_kafka_adapters(peers: Peers) -> None:
 
 async def test_llm_client_retries_unavailable_then_gives_up(peers: Peers) -> None:
     ctx = RequestContext(session_id="s")
-    peers.llm.fail_first = 2
+    peers.llm.failures = 2
     reply = await LLMClient(
         peers.channel, CallOptions(timeout_s=5), retries=2, backoff_s=0
     ).complete(ctx, [], [])
     assert reply.model == "m1"
     assert len(peers.llm.requests) == 3
 
-    peers.llm.fail_first = 5
+    peers.llm.failures = 5
     with pytest.raises(errors.Unavailable, match="provider restarting"):
         await LLMClient(peers.channel, CallOptions(timeout_s=5), retries=1, backoff_s=0).complete(
             ctx, [], []
@@ -189,15 +152,14 @@ async def test_memory_client_stores_an_episode(peers: Peers) -> None:
     ctx = RequestContext(session_id="s1", agent_id="a1")
     memory = MemoryContext(MemoryClient(peers.channel, CallOptions(timeout_s=5)))
     stored = await memory.store(ctx, "Goal: x", "episodic", {"session_id": "s1"})
-    assert stored == "m-1"
-    [request] = peers.memory.stored
-    assert request.type == memory_pb2.MEMORY_TYPE_EPISODIC
-    assert (request.content, dict(request.metadata)) == ("Goal: x", {"session_id": "s1"})
-    assert request.context.session_id == "s1"
+    [entry] = [e for e in peers.memory.entries if e.type == "episodic"]
+    assert stored == entry.id
+    assert (entry.content, entry.metadata) == ("Goal: x", {"session_id": "s1"})
+    assert entry.session_id == "s1"
 
 
 async def test_tool_client_sends_the_approval_id(peers: Peers) -> None:
     tools = CachedCatalogTools(ToolClient(peers.channel, CallOptions(timeout_s=5)))
     call = ToolCall(id="c", name="send", arguments_json="{}")
     await tools.execute(RequestContext(session_id="s1"), call, "s1:1:0", "appr-1")
-    assert peers.tools.executes[-1].approval_id == "appr-1"
+    assert peers.tools.calls[-1].approval_id == "appr-1"

@@ -24,6 +24,8 @@ class LLMRequest:
     ctx: RequestContext
     messages: list[ChatMessage]
     tools: list[ToolSpec]
+    # The ``traceparent`` the call carried as metadata ("" without one).
+    traceparent: str = ""
 
 
 def text(content: str) -> LLMReply:
@@ -42,16 +44,15 @@ class FakeLLMGateway(llm_pb2_grpc.LLMGatewayServicer):
         code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
     ) -> None:
         self._replies = replies
-        self._failures = failures
+        self.failures = failures
         self._code = code
+        self.failure_message = "fake gateway failing on purpose"
+        self._answered = 0
         self.requests: list[LLMRequest] = []
 
     async def Complete(
         self, request: llm_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> llm_pb2.CompleteResponse:
-        if self._failures > 0:
-            self._failures -= 1
-            await context.abort(self._code, "fake gateway failing on purpose")
         ctx = context_from_proto(request.context)
         messages = [message_from_proto(m) for m in request.messages]
         tools = [
@@ -62,8 +63,13 @@ class FakeLLMGateway(llm_pb2_grpc.LLMGatewayServicer):
             )
             for t in request.tools
         ]
-        self.requests.append(LLMRequest(ctx, messages, tools))
+        metadata = dict(context.invocation_metadata() or ())
+        self.requests.append(LLMRequest(ctx, messages, tools, str(metadata.get("traceparent", ""))))
+        if self.failures > 0:  # every request is recorded, the failed ones too
+            self.failures -= 1
+            await context.abort(self._code, self.failure_message)
         reply = self._next(ctx, messages)
+        self._answered += 1
         return llm_pb2.CompleteResponse(
             message=message_to_proto(reply.message),
             model=reply.model,
@@ -78,5 +84,5 @@ class FakeLLMGateway(llm_pb2_grpc.LLMGatewayServicer):
             return self._replies(ctx, messages)
         if not self._replies:
             return text("done")
-        index = min(len(self.requests) - 1, len(self._replies) - 1)
+        index = min(self._answered, len(self._replies) - 1)
         return self._replies[index]

@@ -15,7 +15,8 @@ from keel_contracts.memory import MemoryHit
 class FakeMemoryService(memory_pb2_grpc.MemoryServiceServicer):
     def __init__(self, entries: list[MemoryHit] | None = None) -> None:
         self.entries: list[MemoryHit] = list(entries or [])
-        self.queries: list[str] = []
+        # What each Retrieve asked: the query and its token budget.
+        self.queries: list[tuple[str, int]] = []
 
     async def Store(
         self, request: memory_pb2.StoreRequest, context: grpc.aio.ServicerContext
@@ -37,7 +38,7 @@ class FakeMemoryService(memory_pb2_grpc.MemoryServiceServicer):
     async def Retrieve(
         self, request: memory_pb2.RetrieveRequest, context: grpc.aio.ServicerContext
     ) -> memory_pb2.RetrieveResponse:
-        self.queries.append(request.query)
+        self.queries.append((request.query, request.token_budget))
         words = set(request.query.lower().split())
         types = {FROM_PROTO.get(t) for t in request.types}
         items: list[memory_pb2.MemoryItem] = []

@@ -13,7 +13,6 @@ from keel_clients.tools import EXECUTE_STATUS
 from keel_contracts.chat import RequestContext, ToolCall, ToolSpec
 from keel_contracts.tools import ToolOutcome
 
-Run = Callable[[ToolCall], ToolOutcome]
 TO_STATUS = {name: value for value, name in EXECUTE_STATUS.items()}
 
 
@@ -25,13 +24,17 @@ class ExecuteCall:
     approval_id: str
 
 
-def echo(call: ToolCall) -> ToolOutcome:
-    return ToolOutcome(status="ok", output=call.arguments_json)
+Run = Callable[[ExecuteCall], ToolOutcome]
+
+
+def echo(execute: ExecuteCall) -> ToolOutcome:
+    return ToolOutcome(status="ok", output=execute.call.arguments_json)
 
 
 class FakeToolGateway(tool_pb2_grpc.ToolGatewayServicer):
-    """Like the real one, a repeated idempotency key is answered from the first result
-    without running the tool again."""
+    """Like the real one, a repeated idempotency key of a call that ran (ok or error) is
+    answered from the first result without running the tool again; a denied call or one that
+    needs approval is asked again (with its approval id, say)."""
 
     def __init__(
         self, catalog: Mapping[str, Sequence[ToolSpec]] | None = None, run: Run = echo
@@ -40,10 +43,12 @@ class FakeToolGateway(tool_pb2_grpc.ToolGatewayServicer):
         self._run = run
         self._results: dict[str, ToolOutcome] = {}
         self.calls: list[ExecuteCall] = []
+        self.listed: list[str] = []
 
     async def ListTools(
         self, request: tool_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
     ) -> tool_pb2.ListToolsResponse:
+        self.listed.append(request.agent_profile)
         tools = self._catalog.get(request.agent_profile or "default", ())
         return tool_pb2.ListToolsResponse(
             tools=[
@@ -63,11 +68,12 @@ class FakeToolGateway(tool_pb2_grpc.ToolGatewayServicer):
         key = request.idempotency_key
         outcome = self._results.get(key) if key else None
         if outcome is None:
-            self.calls.append(
-                ExecuteCall(context_from_proto(request.context), call, key, request.approval_id)
+            execute = ExecuteCall(
+                context_from_proto(request.context), call, key, request.approval_id
             )
-            outcome = self._run(call)
-            if key:
+            self.calls.append(execute)
+            outcome = self._run(execute)
+            if key and outcome.status in ("ok", "error"):
                 self._results[key] = outcome
         return tool_pb2.ExecuteResponse(
             status=TO_STATUS[outcome.status],
