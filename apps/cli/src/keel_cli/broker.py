@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from keel_cli.console import say
 from keel_contracts.errors import ConfigError
 
 
@@ -44,7 +45,19 @@ def start_broker(root: Path, env: dict[str, str] | None = None) -> str:
 
 
 def stop_broker(root: Path, env: dict[str, str] | None = None) -> None:
-    subprocess.run([*broker_script(root), "stop"], env={**os.environ, **(env or {})}, check=False)
+    """The launcher's lines are relayed, not inherited: a script writing to a closed pipe
+    would die of SIGPIPE before the broker stopped."""
+    done = subprocess.run(
+        [*broker_script(root), "stop"],
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    for line in done.stdout.splitlines():
+        say(line)
 
 
 @asynccontextmanager

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from keel_cli.broker import repo_root, start_broker, stop_broker
+from keel_cli.console import say
 from keel_cli.follow import SessionFollower
 from keel_cli.stack import SERVICES, LocalStack, with_free_ports
 from keel_cli.tasks import publish_task
@@ -53,15 +54,17 @@ async def dev_up(
             await _wait_for_interrupt()
         return code
     finally:
-        print("\n• stopping services…")
+        # Nothing here may depend on a writable terminal: after Ctrl-C of `make run | tee`
+        # the reader is gone, and a failed print must not leave services or the broker up.
+        say("\n• stopping services…")
         codes = await stack.stop()
         bad = {name: c for name, c in codes.items() if c != 0}
         if bad:
-            print(f"  services that did not exit cleanly: {bad}")
+            say(f"  services that did not exit cleanly: {bad}")
         if not external:
-            print("• stopping Kafka…")
+            say("• stopping Kafka…")
             await asyncio.to_thread(stop_broker, root)
-        print("• stopped.")
+        say("• stopped.")
 
 
 def model_env() -> dict[str, str]:

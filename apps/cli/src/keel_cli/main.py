@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from keel_cli.asyncapi import print_asyncapi
 from keel_cli.audit_tail import audit_tail
 from keel_cli.config import CliSettings
+from keel_cli.console import silence_stdout
 from keel_cli.dev import DEMO_GOAL, dev_up
 from keel_cli.follow import SessionFollower
 from keel_cli.ops_approvals import add_approvals_parser, approvals_command
@@ -181,6 +181,6 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         # The reader went away (`keel watch <id> | head`): stop quietly, and keep the
         # interpreter's final flush of stdout from failing again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_stdout()
         code = 141
     raise SystemExit(code)
