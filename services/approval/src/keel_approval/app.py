@@ -16,7 +16,7 @@ from keel.approval.v1 import approval_pb2, approval_pb2_grpc
 from keel_approval.adapters.web_server import InboxServer
 from keel_approval.adapters.webhook import WebhookNotifier
 from keel_approval.config import Settings
-from keel_approval.domain.book import ApprovalBook
+from keel_approval.domain.book import ApprovalBook, Retention
 from keel_approval.handlers.auth import ReviewerAuth
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
 from keel_approval.handlers.kafka_handler import RequestHandler
@@ -44,7 +44,8 @@ class ApprovalParts:
 
 
 def build(settings: Settings, runtime: Runtime) -> ApprovalParts:
-    book = ApprovalBook(watch_queue_size=settings.watch_queue_size)
+    retention = Retention(decided_s=settings.decided_retention_s, decided_max=settings.decided_max)
+    book = ApprovalBook(watch_queue_size=settings.watch_queue_size, retention=retention)
     metrics = ApprovalMetrics(runtime.registry)
     metrics.track_pending(lambda: book.pending_count)
     reader = RequestReader(

@@ -22,8 +22,12 @@ class Settings(ServiceSettings):
     rebuild_on_start: bool = True
     # A request without a deadline of its own times out this long after it arrived.
     default_timeout_s: float = Field(default=3600.0, gt=0)
-    # How often overdue requests are looked for.
+    # How often overdue requests are looked for (and decided ones past retention forgotten).
     deadline_check_interval_s: float = Field(default=5.0, gt=0)
+    # A decided request stays readable this long (the tool gateway checks an approval when
+    # the parked call runs again), and at most this many are kept; then only its id is.
+    decided_retention_s: float = Field(default=24 * 3600.0, gt=0)
+    decided_max: int = Field(default=100_000, ge=1)
     # Bearer token -> reviewer name (JSON in the env var). Empty: development mode, the
     # reviewer is whatever the client claims.
     reviewer_tokens: dict[str, str] = Field(default_factory=dict)

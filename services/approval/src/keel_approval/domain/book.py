@@ -11,7 +11,9 @@ import asyncio
 import builtins
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from keel_approval.domain.arguments import check_arguments
 from keel_approval.domain.models import STATUS_OF, Approval, Decision, Outcome, Vote
@@ -63,18 +65,42 @@ class Watcher:
         return item
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How much of the past the book keeps, so a long-running service holds bounded state.
+
+    A decided request stays readable for ``decided_s`` (the tool gateway checks an approval
+    when the parked call runs again, seconds to minutes after the decision) and at most
+    ``decided_max`` are kept; after that only its id is remembered (``forgotten_max`` of them)
+    so a redelivered request is not taken for a new one. Decisions and votes for requests not
+    seen yet are kept up to ``early_max`` (oldest dropped first).
+    """
+
+    decided_s: float = 24 * 3600.0
+    decided_max: int = 100_000
+    forgotten_max: int = 1_000_000
+    early_max: int = 10_000
+
+
 class ApprovalBook:
     def __init__(
-        self, *, clock: Callable[[], datetime] = _now, watch_queue_size: int = 1000
+        self,
+        *,
+        clock: Callable[[], datetime] = _now,
+        watch_queue_size: int = 1000,
+        retention: Retention | None = None,
     ) -> None:
         self._clock = clock
         self._watch_queue_size = watch_queue_size
+        self._retention = retention or Retention()
         self._approvals: dict[str, Approval] = {}
         self._watchers: set[Watcher] = set()
         # Decisions and quorum votes read before their request (the two topics are read
         # independently).
         self._early: dict[str, Decision] = {}
         self._early_votes: dict[str, tuple[str, ...]] = {}
+        # Ids of decided requests no longer kept: insertion-ordered, oldest first.
+        self._forgotten: dict[str, None] = {}
 
     def add_request(self, request: Approval) -> tuple[Approval, bool]:
         """Add a pending request; ``(current, True)`` when it is new. A request already known
@@ -82,6 +108,8 @@ class ApprovalBook:
         known = self._approvals.get(request.id)
         if known is not None:
             return known, False
+        if request.id in self._forgotten:
+            return request, False  # decided long ago: a redelivery, not a new request
         if not request.pending:
             raise InvalidArgument(f"a new request must be pending, not {request.status}")
         votes = self._early_votes.pop(request.id, ())
@@ -187,6 +215,27 @@ class ApprovalBook:
         self._notify(decided)
         return decided
 
+    def prune(self) -> int:
+        """Forget decided requests past their retention (by age, then by count, oldest
+        first); how many were forgotten."""
+        now = self._clock()
+        decided = sorted(
+            (a for a in self._approvals.values() if not a.pending),
+            key=lambda a: (a.decided_at or a.created_at, a.id),
+        )
+        cutoff = now.timestamp() - self._retention.decided_s
+        over = max(0, len(decided) - self._retention.decided_max)
+        gone = [
+            a
+            for i, a in enumerate(decided)
+            if i < over or (a.decided_at or a.created_at).timestamp() < cutoff
+        ]
+        for approval in gone:
+            del self._approvals[approval.id]
+            self._forgotten[approval.id] = None
+        _trim(self._forgotten, self._retention.forgotten_max)
+        return len(gone)
+
     def expired(self) -> builtins.list[Approval]:
         """Pending requests whose time is up, oldest deadline first."""
         now = self._clock()
@@ -203,7 +252,9 @@ class ApprovalBook:
         request arrives. ``True`` when it changed the book."""
         current = self._approvals.get(decision.approval_id)
         if current is None:
-            self._early[decision.approval_id] = decision
+            if decision.approval_id not in self._forgotten:
+                self._early[decision.approval_id] = decision
+                _trim(self._early, self._retention.early_max)
             return False
         if not current.pending:
             return False
@@ -218,8 +269,10 @@ class ApprovalBook:
         changed the book."""
         current = self._approvals.get(vote.approval_id)
         if current is None:
-            known = self._early_votes.get(vote.approval_id, ())
-            self._early_votes[vote.approval_id] = _merged(known, vote.approvals)
+            if vote.approval_id not in self._forgotten:
+                known = self._early_votes.get(vote.approval_id, ())
+                self._early_votes[vote.approval_id] = _merged(known, vote.approvals)
+                _trim(self._early_votes, self._retention.early_max)
             return False
         merged = _merged(current.approved_by, vote.approvals)
         if not current.pending or merged == current.approved_by:
@@ -253,3 +306,9 @@ class ApprovalBook:
         for watcher in list(self._watchers):
             if not watcher.offer(approval):
                 self._watchers.discard(watcher)
+
+
+def _trim(kept: dict[str, Any], limit: int) -> None:
+    """Drop the oldest entries (insertion order) beyond ``limit``."""
+    while len(kept) > limit:
+        del kept[next(iter(kept))]

@@ -72,6 +72,10 @@ class Decider:
         async with self._resolving:
             return apply_record(self._book, envelope)
 
+    def prune(self) -> int:
+        """Forget decided requests past their retention (see ``Retention``)."""
+        return self._book.prune()
+
     async def expire_due(self) -> list[Approval]:
         """Time out every pending request past its deadline; returns those timed out. A request
         decided meanwhile is skipped; a failed publish leaves it pending for the next sweep."""
@@ -134,7 +138,8 @@ class Decider:
 
 
 class DeadlineSweeper:
-    """Background task that times out overdue requests every ``interval_s``."""
+    """Background task that times out overdue requests every ``interval_s`` and forgets
+    decided ones past their retention."""
 
     def __init__(self, decider: Decider, interval_s: float) -> None:
         self._decider = decider
@@ -159,4 +164,7 @@ class DeadlineSweeper:
             else:
                 for approval in timed_out:
                     log.info("approval %s timed out", approval.id)
+            forgotten = self._decider.prune()
+            if forgotten:
+                log.info("forgot %d decided approvals past retention", forgotten)
             await asyncio.sleep(self._interval_s)
