@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keel.agent.v1 import agent_pb2, agent_pb2_grpc
-from keel_agent_loop.adapters.checkpoints import TableCheckpoints
+from keel_agent_loop.adapters.checkpoints import FinishedSweeper, TableCheckpoints
 from keel_agent_loop.adapters.control import ControlFollower
 from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
 from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext
@@ -63,6 +63,12 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
     # Loaded before the consumers start: a resumed session must find its own checkpoint.
     table = runtime.table(CHECKPOINTS)
     checkpoints = TableCheckpoints(table)
+    sweeper = FinishedSweeper(
+        checkpoints, settings.finished_retention_s, settings.finished_sweep_interval_s
+    )
+    # Started after the table has loaded (hooks run in order), stopped before it.
+    runtime.on_start(sweeper.start)
+    runtime.on_stop(sweeper.stop)
     cancels = CancelFlags(settings.cancel_memory)
     runtime.on_start(ControlFollower(runtime.follower(CONTROL, "control"), cancels).start)
     store = SessionStore(settings.session_store_capacity)

@@ -163,12 +163,21 @@ class CrashOnCall(ScriptedLLM):
 # --- checkpoints and resume -------------------------------------------------------------
 
 
-async def test_each_iteration_is_checkpointed_and_the_finish_tombstones(nodes) -> None:  # type: ignore[no-untyped-def]
+async def test_each_iteration_is_checkpointed_and_the_finish_leaves_a_marker(nodes) -> None:  # type: ignore[no-untyped-def]
     cps = InMemoryCheckpoints()
     node = nodes([call_tools(("count", {})), call_tools(("count", {})), answer("2")], cps)
     await node.handler(task())
-    assert cps.statuses(SID) == ["processing_result", "processing_result", "completed", None]
+    assert cps.statuses(SID) == [
+        "processing_result",
+        "processing_result",
+        "finished:completed",
+        "finished:done",
+    ]
     assert cps.get(SID) is None
+    marker = cps.finished(SID)
+    assert marker is not None
+    assert (marker.done, marker.state) == (True, None)
+    assert [marker.result] == node.published.envelopes(RESULTS)  # the very envelope, same id
     assert node.results() == [TaskCompleted(answer="2", iterations=3)]
 
 
@@ -177,7 +186,12 @@ async def test_checkpoint_every_n_iterations(nodes) -> None:  # type: ignore[no-
     replies = [call_tools(("count", {})) for _ in range(4)] + [answer("done")]
     node = nodes(replies, cps, checkpoint_every=2)
     await node.handler(task())
-    assert cps.statuses(SID) == ["processing_result", "processing_result", "completed", None]
+    assert cps.statuses(SID) == [
+        "processing_result",
+        "processing_result",
+        "finished:completed",
+        "finished:done",
+    ]
     assert [s for _, s in cps.history if s == "processing_result"] == ["processing_result"] * 2
 
 
@@ -236,10 +250,43 @@ async def test_a_finished_session_is_not_run_again(nodes) -> None:  # type: igno
     await node.handler(task())
     await node.handler(task())
     assert len(node.llm.calls) == 1
-    assert [r.answer for r in node.results()] == ["once", "once"]  # type: ignore[union-attr]
+    assert [r.answer for r in node.results()] == ["once"]  # type: ignore[union-attr]
+
+
+async def test_a_finish_cut_short_is_completed_with_the_identical_result(nodes) -> None:  # type: ignore[no-untyped-def]
+    cps = InMemoryCheckpoints()
+    first = nodes([answer("done")], cps)
+
+    async def killed(state: Any, result: Any) -> None:  # the process dies in the finish hooks
+        raise asyncio.CancelledError
+
+    first.sessions.add_finish_hook(killed)
+    with pytest.raises(asyncio.CancelledError):
+        await first.handler(task())
+    [published] = first.published.envelopes(RESULTS)
+    marker = cps.finished(SID)
+    assert marker is not None
+    assert not marker.done
+
+    second = nodes([], cps)  # a fresh process; its ScriptedLLM fails if asked anything
+    await second.handler(task())
+    assert second.llm.calls == []
+    assert second.published.envelopes(RESULTS) == [published]  # same id, same time, same data
+    assert [node for node, _ in second.finished] == [""]  # the hooks ran to the end this time
+    marker = cps.finished(SID)
+    assert marker is not None
+    assert marker.done
+
+    third = nodes([], cps)
+    await third.handler(task())
+    await third.handler(decided("whatever"))
+    await third.handler(envelope(TaskCancelRequested(reason="late")))
+    assert third.published.envelopes(RESULTS) == []
+    assert third.finished == []
 
 
 async def test_a_crash_after_the_terminal_checkpoint_republishes_without_rerunning(nodes) -> None:  # type: ignore[no-untyped-def]
+    # A terminal SessionCheckpoint, as versions before the end marker left it.
     cps = InMemoryCheckpoints()
     first = nodes([answer("done")], cps)
     await first.handler(task())

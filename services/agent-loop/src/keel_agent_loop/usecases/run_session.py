@@ -102,7 +102,8 @@ class SessionRunner:
 
     async def start(self, session_id: str, trace: str, task: TaskSubmitted) -> None:
         """Start the task's session; RESUME it when a checkpoint exists (a redelivery after a
-        crash or a rebalance). A session whose result was published is not run again."""
+        crash or a rebalance). A session that has finished (its end marker in the table, or
+        this process ran it) is not run again and publishes no new result."""
         async with self._one_at_a_time(session_id):
             await self._start(session_id, trace, task)
 
@@ -127,11 +128,30 @@ class SessionRunner:
             if not lock.locked() and self._locks.get(session_id) is lock:
                 del self._locks[session_id]
 
-    async def _start(self, session_id: str, trace: str, task: TaskSubmitted) -> None:
+    async def _finished_already(self, session_id: str) -> bool:
+        """Whether the session has ended; every record that drives a session asks this first.
+
+        Asked of the durable end marker in ``keel.checkpoints`` (a redelivered record often
+        reaches a process that never ran the session), then of this process's memory (a
+        marker already swept). An end whose finish was interrupted is completed here, with
+        the identical result envelope; otherwise nothing is published again.
+        """
+        marker = self._checkpoints.finished(session_id)
+        if marker is not None:
+            if marker.done:
+                log.info("session %s finished already; its result stands", session_id)
+            else:
+                log.info("session %s finished before a crash; completing its finish", session_id)
+                await self._finisher.complete(marker)
+            return True
         record = self._store.get(session_id)
         if record is not None and record.result is not None:
-            log.info("session %s already finished; republishing its result", session_id)
-            await self._finisher.republish(session_id, record.trace, record.result)
+            log.info("session %s finished in this process already", session_id)
+            return True
+        return False
+
+    async def _start(self, session_id: str, trace: str, task: TaskSubmitted) -> None:
+        if await self._finished_already(session_id):
             return
         state = self._checkpoints.get(session_id)
         if state is None:
@@ -140,6 +160,7 @@ class SessionRunner:
             await self._drive(state, self._loop.run(state))
             return
         if state.finished:
+            # A terminal checkpoint of a version that wrote no end marker.
             log.info("session %s finished before a restart; completing its finish", session_id)
             await self._finisher.finish(state)
             return
@@ -152,6 +173,9 @@ class SessionRunner:
         await self._drive(state, self._loop.run(state))
 
     async def _decide(self, session_id: str, decision: ApprovalDecided) -> None:
+        if await self._finished_already(session_id):
+            log.info("decision %s: session %s has finished", decision.approval_id, session_id)
+            return
         state = await self._checkpoint_for(session_id, decision.approval_id)
         if state is None or state.finished:
             log.info(
@@ -194,6 +218,9 @@ class SessionRunner:
             await asyncio.sleep(0.1)
 
     async def _cancel(self, session_id: str, reason: str) -> None:
+        if await self._finished_already(session_id):
+            log.info("cancel of %s: it finished already", session_id)
+            return
         self._cancels.request(session_id, reason)
         state = self._checkpoints.get(session_id)
         if state is None or state.finished:
