@@ -249,3 +249,54 @@ async def test_a_finished_task_redelivered_to_a_fresh_process_runs_nothing() -> 
         assert bus.envelopes(RESULTS) == [result]  # not even the same result again
         assert bus.records(f"{TASKS}.dlq") == []
         assert not await fresh.agent.cancel(SID, "too late")  # finished: not accepted
+
+
+# --- outages are waited out, never shown to the model ---------------------------------------
+
+# Short enough for a test: a step retries for 50 ms, then parks for 10 ms and tries again.
+OUTAGE = {
+    "outage_step_deadline_s": 0.05,
+    "retry_backoff_s": 0.005,
+    "outage_backoff_max_s": 0.01,
+}
+
+
+async def test_a_tool_gateway_outage_is_waited_out_and_never_reaches_the_model() -> None:
+    script = [reply("", ("calculator", {"expression": "2+2"})), reply("2+2 = 4")]
+    async with running_service(script, outage_limit_s=30.0, **OUTAGE) as service:
+        service.tools.unavailable = 25  # down for a while (several parks), then back
+        await service.publish(TASKS, TaskSubmitted(goal="add 2+2", max_iterations=4))
+
+        assert service.tools.unavailable == 0
+        assert service.results() == [
+            TaskCompleted(
+                answer="2+2 = 4",
+                iterations=2,
+                prompt_tokens=20,
+                completion_tokens=6,
+                cost_usd=0.002,
+            )
+        ]
+        assert len(service.tools.calls) == 1  # the tool ran exactly once
+        assert len(service.llm.requests) == 2  # and the model was not asked again
+        shown = [m.content for r in service.llm.requests for m in r.messages]
+        assert not [c for c in shown if "UNAVAILABLE" in c or "tool gateway" in c]
+        [tool_result] = [p for p in service.progress() if p.kind == "tool_result"]
+        assert tool_result.detail["status"] == "ok"
+
+
+async def test_a_permanent_outage_fails_the_session_with_reason_infrastructure() -> None:
+    script = [reply("", ("calculator", {"expression": "2+2"})), reply("2+2 = 4")]
+    async with running_service(script, outage_limit_s=0.1, **OUTAGE) as service:
+        service.tools.unavailable = 10**9
+        await service.publish(TASKS, TaskSubmitted(goal="add 2+2", max_iterations=4))
+
+        [failed] = service.results()
+        assert isinstance(failed, TaskFailed)
+        assert (failed.reason, failed.iterations) == ("infrastructure", 1)
+        assert failed.error.startswith("infrastructure: tool gateway unavailable")
+        assert service.tools.calls == []
+        assert len(service.llm.requests) == 1  # the model never saw the outage
+        assert [p for p in service.progress() if p.kind == "tool_result"] == []
+        labels = {"outcome": "failed", "reason": "infrastructure"}
+        assert service.runtime.registry.get_sample_value("keel_agent_sessions_total", labels)

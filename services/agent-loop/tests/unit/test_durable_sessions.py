@@ -27,7 +27,7 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
-from keel_agent_loop.usecases import FrontDoor, SessionDefaults, SessionRunner
+from keel_agent_loop.usecases import FrontDoor, OutagePolicy, SessionDefaults, SessionRunner
 from keel_contracts.errors import NotFound, Unavailable
 from keel_contracts.events import (
     ApprovalDecided,
@@ -58,6 +58,7 @@ class Node:
         window: int = 8192,
         defaults: SessionDefaults | None = None,
         checkpoint_every: int = 1,
+        outages: OutagePolicy | None = None,
     ) -> None:
         self.llm = ScriptedLLM(replies)
         self.tools = tools or FakeTools()
@@ -95,6 +96,7 @@ class Node:
             cancels=self.cancels,
             defaults=defaults,
             decision_wait_s=0,
+            outages=outages or OutagePolicy(pause_s=0),
         )
         self.handler = TaskHandler(self.sessions)
 
@@ -585,3 +587,43 @@ async def test_finish_hooks_see_subtask_metadata_after_the_result(nodes) -> None
     node = nodes([answer("part done")], InMemoryCheckpoints())
     await node.handler(task(metadata={"plan_id": "p1", "node_id": "n1"}))
     assert node.finished == [("n1", TaskCompleted(answer="part done", iterations=1))]
+
+
+# --- outages ------------------------------------------------------------------------------
+
+
+async def test_a_session_parked_on_an_outage_resumes_at_that_call_after_a_crash(nodes) -> None:  # type: ignore[no-untyped-def]
+    cps = InMemoryCheckpoints()
+    # The gateway is down, the session parks; the process is killed while it waits.
+    tools = FakeTools({"count": [Unavailable("down"), asyncio.CancelledError()]})
+    first = nodes([call_tools(("count", {}))], cps, tools)
+    with pytest.raises(asyncio.CancelledError):
+        await first.handler(task())
+    parked = cps.get(SID)
+    assert parked is not None
+    assert (parked.status, parked.iteration, parked.messages[-1].role) == (
+        "executing_tool",
+        1,
+        "assistant",
+    )
+    assert parked.stalled is not None
+    assert "down" in parked.stalled.error
+
+    second = nodes([answer("counted")], cps)  # the redelivered task, a fresh process
+    await second.handler(task())
+    assert [e.idempotency_key for e in second.tools.executions] == [f"{SID}:1:0"]
+    assert len(second.llm.calls) == 1  # the first reply is not asked for again
+    [observed] = [m.content for m in second.llm.calls[0].messages if m.role == "tool"]
+    assert "count ok" in observed
+    assert second.results() == [TaskCompleted(answer="counted", iterations=2)]
+
+
+async def test_an_outage_past_the_limit_fails_with_reason_infrastructure(nodes) -> None:  # type: ignore[no-untyped-def]
+    cps = InMemoryCheckpoints()
+    node = nodes([Unavailable("llm down")], cps, outages=OutagePolicy(limit_s=0, pause_s=0))
+    await node.handler(task())
+    [failed] = node.results()
+    assert isinstance(failed, TaskFailed)
+    assert failed.reason == "infrastructure"
+    assert failed.error.startswith("infrastructure: LLM gateway unavailable: llm down")
+    assert node.sink.of_kind("thought") == []

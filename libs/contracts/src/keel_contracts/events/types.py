@@ -59,7 +59,9 @@ class TaskCompleted(EventData):
 class TaskFailed(EventData):
     event_type: ClassVar[str] = "keel.task.failed"
 
-    reason: Literal["iteration_limit", "error", "cancelled", "budget"]
+    # infrastructure: a Keel service the session needs stayed unreachable past the operator's
+    # limit (not a tool's error: the model never saw the outage).
+    reason: Literal["iteration_limit", "error", "cancelled", "budget", "infrastructure"]
     error: str
     iterations: int
 

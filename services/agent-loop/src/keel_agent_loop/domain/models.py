@@ -27,7 +27,7 @@ from keel_contracts.events import Envelope, TaskCompleted, TaskFailed
 from keel_contracts.tools import ToolOutcome as ToolOutcome
 from keel_contracts.tools import ToolStatus as ToolStatus
 
-FailureReason = Literal["iteration_limit", "error", "cancelled", "budget"]
+FailureReason = Literal["iteration_limit", "error", "cancelled", "budget", "infrastructure"]
 # The same kinds as ``keel_contracts.events.TaskProgress.kind``.
 ProgressKind = Literal[
     "started",
@@ -60,6 +60,17 @@ class PendingApproval(BaseModel):
     requested_at: float = Field(default_factory=time.time)
 
 
+class Stall(BaseModel):
+    """A session waiting out an outage of a service it needs: at which step, since when (wall
+    clock, kept in the checkpoint so a restart does not reset the operator's limit)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: str
+    since: float
+    error: str = ""
+
+
 class AgentState(BaseModel):
     """One session. Mutated by the loop only; everything else reads it. Its JSON is the
     checkpoint, so every field needed to continue a session lives here."""
@@ -86,6 +97,8 @@ class AgentState(BaseModel):
     # Approvals already applied: a redelivered decision for one of them drives the session on.
     decided_approvals: list[str] = Field(default_factory=list)
     tools_used: list[str] = Field(default_factory=list)
+    # Set while the session waits for an unreachable service (``usecases.run_session``).
+    stalled: Stall | None = None
 
     @property
     def finished(self) -> bool:
@@ -96,6 +109,10 @@ class AgentState(BaseModel):
         previous = self.status
         self.status = transition(previous, to)
         return previous
+
+    def step_id(self) -> str:
+        """Where the session stands: it changes with every step taken."""
+        return f"{self.iteration}:{len(self.messages)}:{self.status}"
 
     def context(self) -> RequestContext:
         return RequestContext(
