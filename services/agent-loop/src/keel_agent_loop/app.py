@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keel.agent.v1 import agent_pb2, agent_pb2_grpc
-from keel_agent_loop.adapters.checkpoints import TableCheckpoints
+from keel_agent_loop.adapters.checkpoints import FinishedSweeper, TableCheckpoints
 from keel_agent_loop.adapters.control import ControlFollower
 from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
+from keel_agent_loop.adapters.patience import Patience, PatientLLM, PatientMemory, PatientTools
 from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext
 from keel_agent_loop.adapters.tracing import OtelStepTracer
 from keel_agent_loop.config import Settings
@@ -26,7 +27,7 @@ from keel_agent_loop.handlers.grpc_servicer import AgentServicer
 from keel_agent_loop.handlers.task_handler import TaskHandler
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.plans import PlanSettings, install_plans
-from keel_agent_loop.usecases import FrontDoor, SessionDefaults, SessionRunner
+from keel_agent_loop.usecases import FrontDoor, OutagePolicy, SessionDefaults, SessionRunner
 from keel_clients import CallOptions, LLMClient, MemoryClient, ToolClient, open_channel
 from keel_contracts.topics import APPROVAL_DECISIONS, CHECKPOINTS, CONTROL, SUBTASKS, TASKS
 from keel_core.bus.table import Table
@@ -63,13 +64,23 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
     # Loaded before the consumers start: a resumed session must find its own checkpoint.
     table = runtime.table(CHECKPOINTS)
     checkpoints = TableCheckpoints(table)
+    sweeper = FinishedSweeper(
+        checkpoints, settings.finished_retention_s, settings.finished_sweep_interval_s
+    )
+    # Started after the table has loaded (hooks run in order), stopped before it.
+    runtime.on_start(sweeper.start)
+    runtime.on_stop(sweeper.stop)
     cancels = CancelFlags(settings.cancel_memory)
     runtime.on_start(ControlFollower(runtime.follower(CONTROL, "control"), cancels).start)
     store = SessionStore(settings.session_store_capacity)
+    # Outages are retried within a step's deadline, then the session parks (SessionRunner).
+    patience = Patience(
+        settings.outage_step_deadline_s, settings.retry_backoff_s, settings.outage_backoff_max_s
+    )
     loop = AgentLoop(
-        llm=peers.llm,
-        tools=peers.tools,
-        memory=peers.memory,
+        llm=PatientLLM(peers.llm, patience),
+        tools=PatientTools(peers.tools, patience),
+        memory=PatientMemory(peers.memory, patience),
         sink=TeeSink(store, KafkaEventSink(runtime.producer)),
         config=settings.loop_config(),
         observer=metrics,
@@ -88,6 +99,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         cancels=cancels,
         defaults=SessionDefaults(settings.default_token_budget, settings.default_cost_budget_usd),
         decision_wait_s=settings.decision_wait_s,
+        outages=OutagePolicy(settings.outage_limit_s, settings.outage_backoff_max_s),
     )
     handler = TaskHandler(sessions)
     # One consumer for every record that drives a session, so a session's task, sub-task,

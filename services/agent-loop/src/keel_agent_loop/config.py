@@ -58,6 +58,21 @@ class Settings(ServiceSettings):
     decision_wait_s: float = Field(default=3.0, ge=0)
     # Cancel requests remembered for sessions not (yet) running here.
     cancel_memory: int = Field(default=10_000, ge=1)
+    # Outages of the tool gateway, LLM gateway or memory (UNAVAILABLE, DEADLINE_EXCEEDED) are
+    # waited out, never shown to the model: each step retries with doubling backoff (from
+    # RETRY_BACKOFF_S up to OUTAGE_BACKOFF_MAX_S) for OUTAGE_STEP_DEADLINE_S, then the session
+    # parks (checkpointed) and is driven again; after OUTAGE_LIMIT_S stuck at one step it
+    # fails with reason "infrastructure".
+    outage_step_deadline_s: float = Field(default=30.0, gt=0)
+    outage_backoff_max_s: float = Field(default=5.0, gt=0)
+    outage_limit_s: float = Field(default=600.0, gt=0)
+    # How long a finished session's end marker stays in keel.checkpoints: while it is there, a
+    # redelivered task of the session runs nothing and publishes no new result, in any
+    # process. It must outlast the longest redelivery lag (a crash while an older record of
+    # the partition was still in flight); after it the marker is tombstoned. Default 7 days.
+    finished_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # How often each replica sweeps the markers past their retention.
+    finished_sweep_interval_s: float = Field(default=600.0, gt=0)
 
     def loop_config(self) -> LoopConfig:
         """The loop's configuration: one reading of these settings for the service and for

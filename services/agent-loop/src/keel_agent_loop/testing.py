@@ -15,6 +15,7 @@ from typing import Any
 from keel_agent_loop.domain.models import (
     AgentState,
     ChatMessage,
+    FinishedSession,
     LLMReply,
     RequestContext,
     ToolCall,
@@ -154,22 +155,37 @@ class FakeMemory:
 
 class InMemoryCheckpoints:
     """The checkpoint store as JSON in a dict (a round trip like the real one's, so a state
-    that does not survive serialisation fails here too); ``history`` keeps every write."""
+    that does not survive serialisation fails here too); ``history`` keeps every write: a
+    checkpoint as its status, an end marker as ``finished:<status>`` (``finished:done`` once
+    its finish is complete), a delete as None."""
 
     def __init__(self) -> None:
         self._saved: dict[str, str] = {}
+        self._finished: dict[str, str] = {}
         self.history: list[tuple[str, str | None]] = []
 
     def get(self, session_id: str) -> AgentState | None:
         raw = self._saved.get(session_id)
         return None if raw is None else AgentState.model_validate_json(raw)
 
+    def finished(self, session_id: str) -> FinishedSession | None:
+        raw = self._finished.get(session_id)
+        return None if raw is None else FinishedSession.model_validate_json(raw)
+
     async def save(self, state: AgentState, durable: bool = True) -> None:
+        self._finished.pop(state.session_id, None)
         self._saved[state.session_id] = state.model_dump_json()
         self.history.append((state.session_id, state.status))
 
+    async def save_finished(self, finished: FinishedSession, durable: bool = True) -> None:
+        self._saved.pop(finished.session_id, None)
+        self._finished[finished.session_id] = finished.model_dump_json()
+        what = "done" if finished.done else finished.state.status if finished.state else "?"
+        self.history.append((finished.session_id, f"finished:{what}"))
+
     async def delete(self, session_id: str) -> None:
         self._saved.pop(session_id, None)
+        self._finished.pop(session_id, None)
         self.history.append((session_id, None))
 
     def statuses(self, session_id: str) -> list[str | None]:

@@ -5,6 +5,7 @@ AgentService answers on a real loopback server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from keel_contracts.events import (
     AuditRecord,
     Envelope,
     EventData,
+    SessionFinished,
     TaskCancelRequested,
     TaskCompleted,
     TaskFailed,
@@ -50,7 +52,7 @@ from keel_contracts.topics import (
     TASK_EVENTS,
     TASKS,
 )
-from keel_core.testing import InMemoryRuntime
+from keel_core.testing import InMemoryBus, InMemoryRuntime
 
 SID = "sess-1"
 TRACE = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
@@ -105,9 +107,12 @@ class Service:
         ]
 
 
-@pytest.fixture
-async def service(request: pytest.FixtureRequest) -> AsyncIterator[Service]:
-    script: list[LLMReply] = getattr(request, "param", [])
+@contextlib.asynccontextmanager
+async def running_service(
+    script: list[LLMReply], bus: InMemoryBus | None = None, **settings: Any
+) -> AsyncIterator[Service]:
+    """The agent loop built and started over ``bus`` (a new one by default: a second
+    process over the same bus is a restart), with its peers faked in-process."""
     llm = FakeLLMGateway(script)
     tools = FakeToolGateway(CATALOG, run_tool)
     memory = FakeMemoryService([MemoryHit(id="m0", type="semantic", content="likes to add sums")])
@@ -116,11 +121,17 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[Service]:
         (tools, tool_pb2_grpc.add_ToolGatewayServicer_to_server),
         (memory, memory_pb2_grpc.add_MemoryServiceServicer_to_server),
     ) as target:
-        settings = Settings(llm_target=target, tool_target=target, memory_target=target)
-        runtime = InMemoryRuntime(SERVICE, settings)
-        build(settings, runtime)
+        config = Settings(llm_target=target, tool_target=target, memory_target=target, **settings)
+        runtime = InMemoryRuntime(SERVICE, config, bus)
+        build(config, runtime)
         async with runtime.running(), open_channel(runtime.target) as channel:
             yield Service(runtime, llm, tools, memory, AgentClient(channel))
+
+
+@pytest.fixture
+async def service(request: pytest.FixtureRequest) -> AsyncIterator[Service]:
+    async with running_service(getattr(request, "param", [])) as started:
+        yield started
 
 
 @pytest.mark.parametrize(
@@ -148,8 +159,12 @@ async def test_a_task_on_keel_tasks_runs_to_its_answer(service: Service) -> None
     got = await service.agent.get(SID)
     assert got.status == "completed"
     assert (got.answer, got.iterations) == ("2+2 = 4", 2)
-    # Finished: the checkpoint is tombstoned, the audit trail and the metrics say so.
-    assert service.runtime.bus.records(CHECKPOINTS)[-1].value is None
+    # Finished: the checkpoint is replaced by the end marker holding the very result envelope
+    # that was published; the audit trail and the metrics say so.
+    [marker] = service.runtime.bus.parsed(CHECKPOINTS, SessionFinished)[-1:]
+    assert marker.done
+    assert marker.state == {}
+    assert marker.result == service.runtime.bus.envelopes(RESULTS)[0].model_dump(mode="json")
     actions = [r.action for r in service.runtime.bus.parsed(AUDIT, AuditRecord)]
     assert actions == ["task.started", "task.completed"]
     sessions = service.runtime.registry.get_sample_value(
@@ -205,3 +220,83 @@ async def test_a_cancel_heard_on_keel_control_stops_the_session(service: Service
     assert service.results() == [
         TaskFailed(reason="cancelled", error="cancelled: stop", iterations=0)
     ]
+
+
+# --- exactly one result per session --------------------------------------------------------
+
+
+async def test_a_finished_task_redelivered_to_a_fresh_process_runs_nothing() -> None:
+    """The chaos run's duplicate: after a restart the commit point lags and the finished
+    session's task comes again, to a process that never ran it. The end marker in
+    keel.checkpoints (not the first process's memory) stops it: no model call, no tool call,
+    no second result; a late cancel changes nothing either."""
+    script = [reply("", ("calculator", {"expression": "2+2"})), reply("2+2 = 4")]
+    async with running_service(script) as first:
+        await first.publish(TASKS, TaskSubmitted(goal="add 2+2", max_iterations=4))
+    bus = first.runtime.bus
+    [task_record] = bus.records(TASKS)
+    [result] = bus.envelopes(RESULTS)
+    assert len(first.tools.calls) == 1
+
+    async with running_service(script, bus) as fresh:
+        # keel.tasks delivers the uncommitted record again, this time to the fresh process.
+        bus.append(TASKS, task_record.value, task_record.key, task_record.headers)
+        await fresh.runtime.settle()
+        await fresh.publish(TASKS, TaskCancelRequested(reason="late"))
+
+        assert fresh.llm.requests == []
+        assert fresh.tools.calls == []
+        assert bus.envelopes(RESULTS) == [result]  # not even the same result again
+        assert bus.records(f"{TASKS}.dlq") == []
+        assert not await fresh.agent.cancel(SID, "too late")  # finished: not accepted
+
+
+# --- outages are waited out, never shown to the model ---------------------------------------
+
+# Short enough for a test: a step retries for 50 ms, then parks for 10 ms and tries again.
+OUTAGE = {
+    "outage_step_deadline_s": 0.05,
+    "retry_backoff_s": 0.005,
+    "outage_backoff_max_s": 0.01,
+}
+
+
+async def test_a_tool_gateway_outage_is_waited_out_and_never_reaches_the_model() -> None:
+    script = [reply("", ("calculator", {"expression": "2+2"})), reply("2+2 = 4")]
+    async with running_service(script, outage_limit_s=30.0, **OUTAGE) as service:
+        service.tools.unavailable = 25  # down for a while (several parks), then back
+        await service.publish(TASKS, TaskSubmitted(goal="add 2+2", max_iterations=4))
+
+        assert service.tools.unavailable == 0
+        assert service.results() == [
+            TaskCompleted(
+                answer="2+2 = 4",
+                iterations=2,
+                prompt_tokens=20,
+                completion_tokens=6,
+                cost_usd=0.002,
+            )
+        ]
+        assert len(service.tools.calls) == 1  # the tool ran exactly once
+        assert len(service.llm.requests) == 2  # and the model was not asked again
+        shown = [m.content for r in service.llm.requests for m in r.messages]
+        assert not [c for c in shown if "UNAVAILABLE" in c or "tool gateway" in c]
+        [tool_result] = [p for p in service.progress() if p.kind == "tool_result"]
+        assert tool_result.detail["status"] == "ok"
+
+
+async def test_a_permanent_outage_fails_the_session_with_reason_infrastructure() -> None:
+    script = [reply("", ("calculator", {"expression": "2+2"})), reply("2+2 = 4")]
+    async with running_service(script, outage_limit_s=0.1, **OUTAGE) as service:
+        service.tools.unavailable = 10**9
+        await service.publish(TASKS, TaskSubmitted(goal="add 2+2", max_iterations=4))
+
+        [failed] = service.results()
+        assert isinstance(failed, TaskFailed)
+        assert (failed.reason, failed.iterations) == ("infrastructure", 1)
+        assert failed.error.startswith("infrastructure: tool gateway unavailable")
+        assert service.tools.calls == []
+        assert len(service.llm.requests) == 1  # the model never saw the outage
+        assert [p for p in service.progress() if p.kind == "tool_result"] == []
+        labels = {"outcome": "failed", "reason": "infrastructure"}
+        assert service.runtime.registry.get_sample_value("keel_agent_sessions_total", labels)

@@ -27,7 +27,7 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
-from keel_agent_loop.usecases import FrontDoor, SessionDefaults, SessionRunner
+from keel_agent_loop.usecases import FrontDoor, OutagePolicy, SessionDefaults, SessionRunner
 from keel_contracts.errors import NotFound, Unavailable
 from keel_contracts.events import (
     ApprovalDecided,
@@ -58,6 +58,7 @@ class Node:
         window: int = 8192,
         defaults: SessionDefaults | None = None,
         checkpoint_every: int = 1,
+        outages: OutagePolicy | None = None,
     ) -> None:
         self.llm = ScriptedLLM(replies)
         self.tools = tools or FakeTools()
@@ -95,6 +96,7 @@ class Node:
             cancels=self.cancels,
             defaults=defaults,
             decision_wait_s=0,
+            outages=outages or OutagePolicy(pause_s=0),
         )
         self.handler = TaskHandler(self.sessions)
 
@@ -163,12 +165,21 @@ class CrashOnCall(ScriptedLLM):
 # --- checkpoints and resume -------------------------------------------------------------
 
 
-async def test_each_iteration_is_checkpointed_and_the_finish_tombstones(nodes) -> None:  # type: ignore[no-untyped-def]
+async def test_each_iteration_is_checkpointed_and_the_finish_leaves_a_marker(nodes) -> None:  # type: ignore[no-untyped-def]
     cps = InMemoryCheckpoints()
     node = nodes([call_tools(("count", {})), call_tools(("count", {})), answer("2")], cps)
     await node.handler(task())
-    assert cps.statuses(SID) == ["processing_result", "processing_result", "completed", None]
+    assert cps.statuses(SID) == [
+        "processing_result",
+        "processing_result",
+        "finished:completed",
+        "finished:done",
+    ]
     assert cps.get(SID) is None
+    marker = cps.finished(SID)
+    assert marker is not None
+    assert (marker.done, marker.state) == (True, None)
+    assert [marker.result] == node.published.envelopes(RESULTS)  # the very envelope, same id
     assert node.results() == [TaskCompleted(answer="2", iterations=3)]
 
 
@@ -177,7 +188,12 @@ async def test_checkpoint_every_n_iterations(nodes) -> None:  # type: ignore[no-
     replies = [call_tools(("count", {})) for _ in range(4)] + [answer("done")]
     node = nodes(replies, cps, checkpoint_every=2)
     await node.handler(task())
-    assert cps.statuses(SID) == ["processing_result", "processing_result", "completed", None]
+    assert cps.statuses(SID) == [
+        "processing_result",
+        "processing_result",
+        "finished:completed",
+        "finished:done",
+    ]
     assert [s for _, s in cps.history if s == "processing_result"] == ["processing_result"] * 2
 
 
@@ -236,10 +252,43 @@ async def test_a_finished_session_is_not_run_again(nodes) -> None:  # type: igno
     await node.handler(task())
     await node.handler(task())
     assert len(node.llm.calls) == 1
-    assert [r.answer for r in node.results()] == ["once", "once"]  # type: ignore[union-attr]
+    assert [r.answer for r in node.results()] == ["once"]  # type: ignore[union-attr]
+
+
+async def test_a_finish_cut_short_is_completed_with_the_identical_result(nodes) -> None:  # type: ignore[no-untyped-def]
+    cps = InMemoryCheckpoints()
+    first = nodes([answer("done")], cps)
+
+    async def killed(state: Any, result: Any) -> None:  # the process dies in the finish hooks
+        raise asyncio.CancelledError
+
+    first.sessions.add_finish_hook(killed)
+    with pytest.raises(asyncio.CancelledError):
+        await first.handler(task())
+    [published] = first.published.envelopes(RESULTS)
+    marker = cps.finished(SID)
+    assert marker is not None
+    assert not marker.done
+
+    second = nodes([], cps)  # a fresh process; its ScriptedLLM fails if asked anything
+    await second.handler(task())
+    assert second.llm.calls == []
+    assert second.published.envelopes(RESULTS) == [published]  # same id, same time, same data
+    assert [node for node, _ in second.finished] == [""]  # the hooks ran to the end this time
+    marker = cps.finished(SID)
+    assert marker is not None
+    assert marker.done
+
+    third = nodes([], cps)
+    await third.handler(task())
+    await third.handler(decided("whatever"))
+    await third.handler(envelope(TaskCancelRequested(reason="late")))
+    assert third.published.envelopes(RESULTS) == []
+    assert third.finished == []
 
 
 async def test_a_crash_after_the_terminal_checkpoint_republishes_without_rerunning(nodes) -> None:  # type: ignore[no-untyped-def]
+    # A terminal SessionCheckpoint, as versions before the end marker left it.
     cps = InMemoryCheckpoints()
     first = nodes([answer("done")], cps)
     await first.handler(task())
@@ -538,3 +587,43 @@ async def test_finish_hooks_see_subtask_metadata_after_the_result(nodes) -> None
     node = nodes([answer("part done")], InMemoryCheckpoints())
     await node.handler(task(metadata={"plan_id": "p1", "node_id": "n1"}))
     assert node.finished == [("n1", TaskCompleted(answer="part done", iterations=1))]
+
+
+# --- outages ------------------------------------------------------------------------------
+
+
+async def test_a_session_parked_on_an_outage_resumes_at_that_call_after_a_crash(nodes) -> None:  # type: ignore[no-untyped-def]
+    cps = InMemoryCheckpoints()
+    # The gateway is down, the session parks; the process is killed while it waits.
+    tools = FakeTools({"count": [Unavailable("down"), asyncio.CancelledError()]})
+    first = nodes([call_tools(("count", {}))], cps, tools)
+    with pytest.raises(asyncio.CancelledError):
+        await first.handler(task())
+    parked = cps.get(SID)
+    assert parked is not None
+    assert (parked.status, parked.iteration, parked.messages[-1].role) == (
+        "executing_tool",
+        1,
+        "assistant",
+    )
+    assert parked.stalled is not None
+    assert "down" in parked.stalled.error
+
+    second = nodes([answer("counted")], cps)  # the redelivered task, a fresh process
+    await second.handler(task())
+    assert [e.idempotency_key for e in second.tools.executions] == [f"{SID}:1:0"]
+    assert len(second.llm.calls) == 1  # the first reply is not asked for again
+    [observed] = [m.content for m in second.llm.calls[0].messages if m.role == "tool"]
+    assert "count ok" in observed
+    assert second.results() == [TaskCompleted(answer="counted", iterations=2)]
+
+
+async def test_an_outage_past_the_limit_fails_with_reason_infrastructure(nodes) -> None:  # type: ignore[no-untyped-def]
+    cps = InMemoryCheckpoints()
+    node = nodes([Unavailable("llm down")], cps, outages=OutagePolicy(limit_s=0, pause_s=0))
+    await node.handler(task())
+    [failed] = node.results()
+    assert isinstance(failed, TaskFailed)
+    assert failed.reason == "infrastructure"
+    assert failed.error.startswith("infrastructure: LLM gateway unavailable: llm down")
+    assert node.sink.of_kind("thought") == []

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from keel_agent_loop.domain import AgentLoop, AgentState, LoopConfig, ToolOutcome, ToolSpec, Usage
 from keel_agent_loop.domain.prompts import approval_id_for
+from keel_agent_loop.errors import ServiceOutage
 from keel_agent_loop.testing import (
     FakeMemory,
     FakeTools,
@@ -15,7 +18,7 @@ from keel_agent_loop.testing import (
     call_tools,
 )
 from keel_contracts.canonical import sha256_hex
-from keel_contracts.errors import DeadlineExceeded, Unavailable
+from keel_contracts.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from keel_contracts.untrusted import mark_untrusted
 
 SYSTEM = "system prompt for tests"
@@ -125,7 +128,7 @@ async def test_tool_error_and_denied_become_messages_and_the_loop_goes_on() -> N
         {
             "flaky": ToolOutcome(status="error", error="timed out after 5s"),
             "rm": ToolOutcome(status="denied", error="deletes are not allowed", rule_id="no-rm"),
-            "crashy": Unavailable("tool gateway down"),
+            "crashy": InvalidArgument("malformed call"),
         }
     )
     llm = ScriptedLLM(
@@ -142,7 +145,7 @@ async def test_tool_error_and_denied_become_messages_and_the_loop_goes_on() -> N
     assert observations == [
         "ERROR: timed out after 5s",
         "DENIED by policy (no-rm): deletes are not allowed",
-        "ERROR: tool gateway: tool gateway down",
+        "ERROR: tool gateway: malformed call",
     ]
     statuses = [e.detail["status"] for e in sink.of_kind("tool_result")]
     assert statuses == ["error", "denied", "error"]
@@ -227,26 +230,74 @@ async def test_iteration_limit_fails_the_session() -> None:
     }
 
 
-async def test_llm_unavailable_fails_the_session_with_reason_error() -> None:
-    llm = ScriptedLLM([call_tools(("calculator", {})), Unavailable("UNAVAILABLE: no provider")])
+async def test_an_llm_error_fails_the_session_with_reason_error() -> None:
+    llm = ScriptedLLM([call_tools(("calculator", {})), InvalidArgument("prompt rejected")])
     loop, sink, _, _ = make_loop(llm)
     state = await loop.run(new_state())
 
     assert state.status == "failed"
     assert state.failure_reason == "error"
-    assert state.error == "UNAVAILABLE: no provider"
+    assert state.error == "prompt rejected"
     assert state.iteration == 2
     assert sink.kinds() == ["started", "thought", "tool_call", "tool_result", "failed"]
 
 
-async def test_llm_deadline_fails_the_session_too() -> None:
-    loop, _, _, _ = make_loop(ScriptedLLM([DeadlineExceeded("DEADLINE_EXCEEDED: slow")]))
-    state = await loop.run(new_state())
-    assert (state.status, state.failure_reason) == ("failed", "error")
+@pytest.mark.parametrize(
+    "down", [Unavailable("UNAVAILABLE: no provider"), DeadlineExceeded("DEADLINE_EXCEEDED: slow")]
+)
+async def test_an_unreachable_llm_is_an_outage_and_the_step_is_taken_again(
+    down: Exception,
+) -> None:
+    llm = ScriptedLLM([call_tools(("calculator", {})), down, answer("done")])
+    loop, sink, tools, _ = make_loop(llm)
+    state = new_state()
+    with pytest.raises(ServiceOutage, match="LLM gateway unavailable"):
+        await loop.run(state)
+
+    assert (state.status, state.iteration, state.failure_reason) == ("planning", 1, None)
+    history = [m.content for m in state.messages]
+    await loop.run(state)  # later: the same step, with the same history
+    assert llm.calls[2].messages == llm.calls[1].messages
+    assert [m.content for m in state.messages][: len(history)] == history
+    assert (state.status, state.iteration, state.answer) == ("completed", 2, "done")
+    assert tools.counts["calculator"] == 1
+
+
+async def test_an_unreachable_tool_gateway_is_an_outage_never_a_message() -> None:
+    tools = FakeTools(
+        {"calculator": [Unavailable("tool gateway down"), ToolOutcome(status="ok", output="4")]}
+    )
+    llm = ScriptedLLM([call_tools(("calculator", {}), ("other", {})), answer("4")])
+    loop, sink, _, _ = make_loop(llm, tools)
+    state = new_state()
+    with pytest.raises(ServiceOutage, match="tool gateway unavailable"):
+        await loop.run(state)
+    assert state.status == "executing_tool"
+    assert [m.role for m in state.messages][-1] == "assistant"  # no tool message for it
+
+    await loop.run(state)  # resumes at the stalled call, then the next one
+    observations = [m.content for m in llm.calls[1].messages if m.role == "tool"]
+    assert len(observations) == 2
+    assert "tool gateway down" not in "".join(observations)
+    assert [e.idempotency_key for e in tools.executions] == ["s1:1:0", "s1:1:0", "s1:1:1"]
+    assert len(llm.calls) == 2
+    assert state.answer == "4"
+
+
+async def test_an_unreachable_memory_is_an_outage_and_a_memory_error_is_not() -> None:
+    memory = FakeMemory(error=Unavailable("memory down"))
+    loop, _, _, _ = make_loop(ScriptedLLM([answer("fine")]), memory=memory)
+    state = new_state()
+    with pytest.raises(ServiceOutage, match="memory unavailable"):
+        await loop.run(state)
+    assert (state.status, state.messages) == ("idle", [])
+    memory.error = InvalidArgument("bad query")
+    await loop.run(state)
+    assert state.status == "completed"
 
 
 async def test_memory_down_still_completes() -> None:
-    memory = FakeMemory(error=Unavailable("memory down"))
+    memory = FakeMemory(error=InvalidArgument("no such index"))
     loop, sink, _, _ = make_loop(ScriptedLLM([answer("fine")]), memory=memory)
     state = await loop.run(new_state())
 

@@ -34,11 +34,19 @@ def echo(execute: ExecuteCall) -> ToolOutcome:
 class FakeToolGateway(tool_pb2_grpc.ToolGatewayServicer):
     """Like the real one, a repeated idempotency key of a call that ran (ok or error) is
     answered from the first result without running the tool again; a denied call or one that
-    needs approval is asked again (with its approval id, say)."""
+    needs approval is asked again (with its approval id, say). An ``unavailable`` count makes
+    the next ``Execute`` calls fail with UNAVAILABLE without running anything (a gateway that
+    is down); ``refused`` counts them."""
 
     def __init__(
-        self, catalog: Mapping[str, Sequence[ToolSpec]] | None = None, run: Run = echo
+        self,
+        catalog: Mapping[str, Sequence[ToolSpec]] | None = None,
+        run: Run = echo,
+        *,
+        unavailable: int = 0,
     ) -> None:
+        self.unavailable = unavailable
+        self.refused = 0
         self._catalog = catalog or {}
         self._run = run
         self._results: dict[str, ToolOutcome] = {}
@@ -64,6 +72,10 @@ class FakeToolGateway(tool_pb2_grpc.ToolGatewayServicer):
     async def Execute(
         self, request: tool_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
     ) -> tool_pb2.ExecuteResponse:
+        if self.unavailable > 0:
+            self.unavailable -= 1
+            self.refused += 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
         call = call_from_proto(request.call)
         key = request.idempotency_key
         outcome = self._results.get(key) if key else None

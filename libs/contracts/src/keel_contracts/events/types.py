@@ -59,7 +59,9 @@ class TaskCompleted(EventData):
 class TaskFailed(EventData):
     event_type: ClassVar[str] = "keel.task.failed"
 
-    reason: Literal["iteration_limit", "error", "cancelled", "budget"]
+    # infrastructure: a Keel service the session needs stayed unreachable past the operator's
+    # limit (not a tool's error: the model never saw the outage).
+    reason: Literal["iteration_limit", "error", "cancelled", "budget", "infrastructure"]
     error: str
     iterations: int
 
@@ -140,6 +142,22 @@ class SessionCheckpoint(EventData):
     status: str
     iteration: int
     state: dict[str, Any]
+
+
+class SessionFinished(EventData):
+    """The durable end of a session on the compacted ``keel.checkpoints`` (key = session id),
+    written in place of its last checkpoint: a redelivered task, decision or cancel finds it
+    and runs nothing. ``result`` is the result's envelope exactly as it goes to
+    ``keel.results`` (same id), so completing an interrupted finish republishes the identical
+    record. ``state`` (the terminal session state, for the finish hooks) is kept only until
+    the finish is ``done``. Tombstoned by the agent loop after a grace period."""
+
+    event_type: ClassVar[str] = "keel.session.finished"
+
+    status: str
+    result: dict[str, Any]
+    state: dict[str, Any] = Field(default_factory=dict)
+    done: bool = False
 
 
 class ToolResultRecorded(EventData):

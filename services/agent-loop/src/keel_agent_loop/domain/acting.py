@@ -1,8 +1,12 @@
 """ACT and OBSERVE: one tool call executed through the tool gateway, and its result added to
 the history as a ``tool`` message the model reads as data.
 
-A failure to reach the gateway is a result like any other (``ERROR: tool gateway: ...``), so
-the model can react to it; nothing here raises for a tool.
+A tool that ran and failed, or was denied, is a result like any other (``ERROR: ...``,
+``DENIED ...``): data the model reads and reacts to. A tool gateway that cannot be reached
+(``Unavailable``, ``DeadlineExceeded``) is not: it raises ``ServiceOutage`` before anything is
+added to the history, and the session waits the outage out (``usecases.run_session``).
+Any other error of the ``Execute`` call itself still reaches the model as
+``ERROR: tool gateway: ...``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from keel_agent_loop.domain.models import AgentState, ChatMessage, ToolCall, Too
 from keel_agent_loop.domain.ports import LoopObserver, ToolPort
 from keel_agent_loop.domain.prompts import approval_id_for, idempotency_key, observation, preview
 from keel_agent_loop.domain.reporter import SessionReporter
-from keel_contracts.errors import KeelError
+from keel_agent_loop.errors import ServiceOutage
+from keel_contracts.errors import DeadlineExceeded, KeelError, Unavailable
+
+OUTAGES = (Unavailable, DeadlineExceeded)
 
 
 class ToolActor:
@@ -38,7 +45,8 @@ class ToolActor:
         """Execute the ``index``-th call of the latest reply and observe its result; a call
         that needs an approval is left unobserved (the caller parks the session)."""
         key = idempotency_key(state.session_id, state.iteration, index)
-        await self._reporter.move(state, "executing_tool")
+        if state.status != "executing_tool":  # it is when resuming a call an outage stalled
+            await self._reporter.move(state, "executing_tool")
         await self._reporter.emit(
             state,
             "tool_call",
@@ -51,7 +59,11 @@ class ToolActor:
         )
         if call.name not in state.tools_used:
             state.tools_used.append(call.name)
-        outcome = await self.execute(state, call, key, approved=False)
+        # Approved already: an approved call whose run an outage stalled is resumed here.
+        approved = approval_id_for(key) in state.decided_approvals
+        outcome = await self.execute(state, call, key, approved=approved)
+        if approved and outcome.status == "needs_approval":
+            outcome = not_accepted(outcome)
         if outcome.status != "needs_approval":
             await self.observe(state, call, key, outcome)
         return outcome
@@ -64,6 +76,8 @@ class ToolActor:
         started = self._clock()
         try:
             outcome = await self._tools.execute(state.context(), call, key, approval_id)
+        except OUTAGES as exc:
+            raise ServiceOutage("tool gateway", exc) from exc
         except KeelError as exc:
             outcome = ToolOutcome(status="error", error=f"tool gateway: {exc}")
         label = self._catalogs.metric_label(state.agent_profile, call.name)
@@ -101,3 +115,12 @@ class ToolActor:
                 "output": preview(outcome.output, self._preview_chars),
             },
         )
+
+
+def not_accepted(outcome: ToolOutcome) -> ToolOutcome:
+    """An approved call the gateway still holds for approval: an error the model reads."""
+    return ToolOutcome(
+        status="error",
+        error="the tool gateway did not accept the approval",
+        rule_id=outcome.rule_id,
+    )

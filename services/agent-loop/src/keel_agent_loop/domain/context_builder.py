@@ -2,7 +2,9 @@
 memory, goal) and, before every call, the history fitted to the context window.
 
 Retrieved memory sits in the system messages, so it counts toward the window; a memory
-service that fails costs the session its memory, never the session itself.
+service that answers with an error costs the session its memory, never the session itself. One
+that cannot be reached (``Unavailable``, ``DeadlineExceeded``) raises ``ServiceOutage``: the
+session waits for it rather than run without its memory.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from keel_agent_loop.domain.models import AgentState, ToolSpec
 from keel_agent_loop.domain.ports import MemoryPort
 from keel_agent_loop.domain.prompts import opening_messages
 from keel_agent_loop.domain.reporter import SessionReporter
-from keel_contracts.errors import KeelError
+from keel_agent_loop.errors import ServiceOutage
+from keel_contracts.errors import DeadlineExceeded, KeelError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,8 @@ class ContextBuilder:
             return []
         try:
             items = await self._memory.retrieve(state.context(), state.goal, budget)
+        except (Unavailable, DeadlineExceeded) as exc:
+            raise ServiceOutage("memory", exc) from exc
         except KeelError as exc:
             log.warning(
                 "memory unavailable for %s, continuing without it: %s", state.session_id, exc

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from keel_agent_loop.domain.acting import ToolActor
+from keel_agent_loop.domain.acting import OUTAGES, ToolActor
 from keel_agent_loop.domain.budget import BudgetGuard
 from keel_agent_loop.domain.catalogs import ToolCatalogs
 from keel_agent_loop.domain.context import EstimateCounter, TokenCounter
@@ -40,6 +40,7 @@ from keel_agent_loop.domain.ports import (
 from keel_agent_loop.domain.progress import prompt_record
 from keel_agent_loop.domain.prompts import preview
 from keel_agent_loop.domain.reporter import SessionReporter
+from keel_agent_loop.errors import ServiceOutage
 from keel_contracts.canonical import sha256_hex
 from keel_contracts.errors import KeelError
 from keel_contracts.events import ApprovalDecided
@@ -81,12 +82,20 @@ class AgentLoop:
 
     async def run(self, state: AgentState) -> AgentState:
         """Run a session until it finishes or parks waiting for an approval. Tool failures
-        never raise; an unreachable LLM or tool catalog fails the session; only bugs and sink
-        or checkpoint errors raise."""
+        never raise; an LLM or tool catalog answering with an error fails the session.
+        ``ServiceOutage`` (the tool gateway, LLM gateway or memory unreachable) raises with
+        the state consistent and nothing of the outage in the history: ``run`` on that state
+        later continues at the very step that stalled (the same call, the same key; the model
+        is not asked again). Bugs and sink or checkpoint errors raise too."""
         if state.status == "idle":
             if await self._reporter.stop_if_cancelled(state):
                 return state
             await self._begin(state)
+        elif state.status == "executing_tool":
+            # A call an outage stalled: go on with the calls of that reply not yet answered.
+            await self._act_from(state, _answered(state))
+            if _status(state) == "processing_result":
+                await self._iteration_done(state)
         while not state.finished and state.status != "waiting_for_approval":
             await self.step(state)
         return state
@@ -127,6 +136,11 @@ class AgentLoop:
         restart nobody can tell whether the first one reached the broker."""
         await self._parking.reask(state)
 
+    async def give_up(self, state: AgentState, error: str) -> None:
+        """Fail a session a service outage held past the operator's limit."""
+        if not state.finished:
+            await self._reporter.failed(state, "infrastructure", error)
+
     async def cancel(self, state: AgentState, reason: str) -> None:
         """Cancel a session that is not running here (parked, or only checkpointed)."""
         if not state.finished:
@@ -160,8 +174,12 @@ class AgentLoop:
 
     async def _iterate(self, state: AgentState) -> None:
         try:
-            catalog = await self._catalogs.fetch(state.agent_profile)
+            catalog = await self._catalog(state)
             message = await self._think(state, catalog)
+        except ServiceOutage:
+            # Not started after all: the step is taken again, whole, when the session resumes.
+            state.iteration -= 1
+            raise
         except KeelError as exc:
             await self._reporter.failed(state, "error", str(exc))
             return
@@ -190,9 +208,15 @@ class AgentLoop:
             if state.status == "processing_result":
                 await self._iteration_done(state)
 
+    async def _catalog(self, state: AgentState) -> list[ToolSpec]:
+        try:
+            return await self._catalogs.fetch(state.agent_profile)
+        except OUTAGES as exc:
+            raise ServiceOutage("tool gateway", exc) from exc
+
     async def _think(self, state: AgentState, catalog: list[ToolSpec]) -> ChatMessage | None:
         """The model's next message; None when the prompt would exceed the token budget (the
-        session has failed then). Raises the LLM's ``KeelError``."""
+        session has failed then). Raises the LLM's ``KeelError``, or ``ServiceOutage``."""
         prompt_tokens = await self._context.fit(state, catalog)
         if over := BudgetGuard.over_before_call(state, prompt_tokens):
             await self._reporter.failed(state, "budget", over)
@@ -201,8 +225,10 @@ class AgentLoop:
         started = self._clock()
         try:
             reply = await self._llm.complete(state.context(), list(state.messages), catalog)
-        except KeelError:
+        except KeelError as exc:
             self._observer.llm_call(self._clock() - started, ok=False)
+            if isinstance(exc, OUTAGES):
+                raise ServiceOutage("LLM gateway", exc) from exc
             raise
         self._observer.llm_call(self._clock() - started, ok=True)
         state.usage = state.usage + reply.usage
@@ -236,3 +262,15 @@ def _status(state: AgentState) -> SessionStatus:
     """The current status, read through a call so type narrowing from an earlier check does
     not outlive the awaits that change it."""
     return state.status
+
+
+def _answered(state: AgentState) -> int:
+    """How many calls of the latest reply have their ``tool`` message: the index of the
+    next one to run."""
+    answered = 0
+    for message in reversed(state.messages):
+        if message.role == "assistant":
+            return answered
+        if message.role == "tool":
+            answered += 1
+    return answered

@@ -7,6 +7,7 @@ its JSON and a resume is ``AgentLoop.run`` on the restored state.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,10 +23,11 @@ from keel_contracts.chat import Role as Role
 from keel_contracts.chat import ToolCall as ToolCall
 from keel_contracts.chat import ToolSpec as ToolSpec
 from keel_contracts.chat import Usage as Usage
+from keel_contracts.events import Envelope, TaskCompleted, TaskFailed
 from keel_contracts.tools import ToolOutcome as ToolOutcome
 from keel_contracts.tools import ToolStatus as ToolStatus
 
-FailureReason = Literal["iteration_limit", "error", "cancelled", "budget"]
+FailureReason = Literal["iteration_limit", "error", "cancelled", "budget", "infrastructure"]
 # The same kinds as ``keel_contracts.events.TaskProgress.kind``.
 ProgressKind = Literal[
     "started",
@@ -58,6 +60,17 @@ class PendingApproval(BaseModel):
     requested_at: float = Field(default_factory=time.time)
 
 
+class Stall(BaseModel):
+    """A session waiting out an outage of a service it needs: at which step, since when (wall
+    clock, kept in the checkpoint so a restart does not reset the operator's limit)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: str
+    since: float
+    error: str = ""
+
+
 class AgentState(BaseModel):
     """One session. Mutated by the loop only; everything else reads it. Its JSON is the
     checkpoint, so every field needed to continue a session lives here."""
@@ -84,6 +97,8 @@ class AgentState(BaseModel):
     # Approvals already applied: a redelivered decision for one of them drives the session on.
     decided_approvals: list[str] = Field(default_factory=list)
     tools_used: list[str] = Field(default_factory=list)
+    # Set while the session waits for an unreachable service (``usecases.run_session``).
+    stalled: Stall | None = None
 
     @property
     def finished(self) -> bool:
@@ -94,6 +109,10 @@ class AgentState(BaseModel):
         previous = self.status
         self.status = transition(previous, to)
         return previous
+
+    def step_id(self) -> str:
+        """Where the session stands: it changes with every step taken."""
+        return f"{self.iteration}:{len(self.messages)}:{self.status}"
 
     def context(self) -> RequestContext:
         return RequestContext(
@@ -115,3 +134,35 @@ class AgentState(BaseModel):
         self.error = error
         self.pending_approval = None
         return previous
+
+
+class FinishedSession(BaseModel):
+    """A session's durable end, kept in place of its checkpoint (``SessionFinished`` on the
+    compacted ``keel.checkpoints``): whoever receives the session's task, decision or cancel
+    again — this process or a fresh one — finds it there and runs nothing.
+
+    ``result`` is the envelope of the session's result as published to ``keel.results``: an
+    interrupted finish is completed by publishing this same envelope (same id), never a new
+    one. ``state`` (the terminal session, which the audit, the episodic memory and the finish
+    hooks read) is kept until the finish is ``done``, then dropped to keep the marker small.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    result: Envelope
+    state: AgentState | None = None
+    done: bool = False
+
+    @property
+    def session_id(self) -> str:
+        return self.result.session_id
+
+    @property
+    def finished_at(self) -> datetime:
+        """When the result was made: the start of the marker's grace period."""
+        return self.result.time
+
+    def payload(self) -> TaskCompleted | TaskFailed:
+        if self.result.type == TaskCompleted.event_type:
+            return self.result.parse(TaskCompleted)
+        return self.result.parse(TaskFailed)

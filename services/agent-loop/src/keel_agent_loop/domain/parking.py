@@ -8,7 +8,7 @@ waits; the decision may resume it in another process.
 
 from __future__ import annotations
 
-from keel_agent_loop.domain.acting import ToolActor
+from keel_agent_loop.domain.acting import ToolActor, not_accepted
 from keel_agent_loop.domain.approvals import consequences, refusal
 from keel_agent_loop.domain.catalogs import ToolCatalogs
 from keel_agent_loop.domain.models import AgentState, PendingApproval, ToolCall, ToolOutcome
@@ -121,11 +121,7 @@ class ApprovalParking:
         key = pending.idempotency_key
         outcome = await self._actor.execute(state, pending.call, key, approved=True)
         if outcome.status == "needs_approval":
-            outcome = ToolOutcome(
-                status="error",
-                error="the tool gateway did not accept the approval",
-                rule_id=outcome.rule_id,
-            )
+            outcome = not_accepted(outcome)
         await self._actor.observe(state, pending.call, key, outcome)
 
     async def _publish_request(

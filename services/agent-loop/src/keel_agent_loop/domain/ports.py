@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 from keel_agent_loop.domain.models import (
     AgentState,
     ChatMessage,
+    FinishedSession,
     LLMReply,
     RequestContext,
     ToolCall,
@@ -57,9 +58,20 @@ class MemoryPort(Protocol):
 
 
 class CheckpointStore(Protocol):
-    """The latest state of each unfinished session, readable by every replica."""
+    """The latest state of each unfinished session, and the durable end of each finished one
+    (until its grace period passes), readable by every replica."""
 
-    def get(self, session_id: str) -> AgentState | None: ...
+    def get(self, session_id: str) -> AgentState | None:
+        """The live checkpoint; None for an unknown or finished session."""
+        ...
+
+    def finished(self, session_id: str) -> FinishedSession | None:
+        """The session's end marker, when it has finished (and was not swept yet)."""
+        ...
+
+    async def save_finished(self, finished: FinishedSession, durable: bool = True) -> None:
+        """Replace the session's checkpoint with its end marker."""
+        ...
 
     async def save(self, state: AgentState, durable: bool = True) -> None:
         """``durable=False``: queued in order, not awaited — for the per-iteration checkpoint,
@@ -126,7 +138,13 @@ class NoCheckpoints:
     def get(self, session_id: str) -> AgentState | None:
         return None
 
+    def finished(self, session_id: str) -> FinishedSession | None:
+        return None
+
     async def save(self, state: AgentState, durable: bool = True) -> None:
+        pass
+
+    async def save_finished(self, finished: FinishedSession, durable: bool = True) -> None:
         pass
 
     async def delete(self, session_id: str) -> None:

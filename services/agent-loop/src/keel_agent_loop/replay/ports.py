@@ -22,7 +22,7 @@ from keel_agent_loop.domain.models import (
 from keel_agent_loop.domain.ports import LLMPort, MemoryType
 from keel_agent_loop.domain.progress import prompt_record
 from keel_agent_loop.replay.recording import CancelPoint, Recording
-from keel_contracts.errors import KeelError, Unavailable
+from keel_contracts.errors import KeelError
 from keel_contracts.events import ApprovalRequested, TaskProgress
 
 
@@ -102,11 +102,11 @@ class ReplayLLM:
         return LLMReply(message=recorded.message, usage=_minus(recorded.usage, before))
 
     def _raise_recorded_failure(self, step: int) -> None:
-        """Past the recorded steps: the session failed here (the LLM or the catalog was
-        unreachable), so fail the same way; anything else means the loop went further."""
+        """Past the recorded steps: the session failed here (the LLM or the catalog answered
+        with an error), so fail the same way; anything else means the loop went further."""
         terminal = self._recording.terminal
         if terminal.kind == "failed" and terminal.reason == "error" and terminal.iteration == step:
-            raise Unavailable(terminal.error)
+            raise KeelError(terminal.error)
         if terminal.kind == "unfinished":
             raise RecordingEnded
         raise Diverged(

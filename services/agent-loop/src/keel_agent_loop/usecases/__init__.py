@@ -7,12 +7,18 @@ the AgentService offers (submit, get, watch, cancel).
 
 from keel_agent_loop.usecases.finish_session import Finisher, FinishHook, result_of
 from keel_agent_loop.usecases.front_door import FrontDoor
-from keel_agent_loop.usecases.run_session import SessionDefaults, SessionRunner, state_from_task
+from keel_agent_loop.usecases.run_session import (
+    OutagePolicy,
+    SessionDefaults,
+    SessionRunner,
+    state_from_task,
+)
 
 __all__ = [
     "FinishHook",
     "Finisher",
     "FrontDoor",
+    "OutagePolicy",
     "SessionDefaults",
     "SessionRunner",
     "result_of",

@@ -1,11 +1,16 @@
 """What happens when a session ends, in an order that survives a crash at any point:
 
-1. a terminal checkpoint (so a redelivered task finishes the finish instead of re-running),
-2. the result on ``keel.results`` (after the session's progress is flushed),
-3. the audit record, the episodic memory (best effort), the finish hooks,
-4. the tombstone of the checkpoint.
+1. the session's end marker (``SessionFinished``, durable) replaces its checkpoint: it holds
+   the result's envelope, id included, and the terminal state;
+2. that envelope on ``keel.results`` (after the session's progress is flushed);
+3. the audit record, the episodic memory (best effort), the finish hooks;
+4. the marker is marked ``done`` (and drops the state).
 
-A crash before 4 repeats 2-4 on redelivery: results and hooks are at-least-once.
+A redelivered task, decision or cancel finds the marker (in this process or any other) and
+never runs the session again. A marker that is not ``done`` (a crash between 1 and 4) has
+2-4 completed by the redelivery: the IDENTICAL envelope (same id) is published again, so a
+reader dedupes by envelope id; the hooks are idempotent. A ``done`` marker publishes nothing.
+Markers are tombstoned after a grace period (``adapters.checkpoints.FinishedSweeper``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from keel_agent_loop.domain.cancel import CancelFlags
 from keel_agent_loop.domain.episodes import episode
-from keel_agent_loop.domain.models import AgentState
+from keel_agent_loop.domain.models import AgentState, FinishedSession
 from keel_agent_loop.domain.ports import CheckpointStore, MemoryPort
 from keel_agent_loop.domain.prompts import preview
 from keel_agent_loop.domain.sessions import SessionStore
@@ -87,27 +92,38 @@ class Finisher:
         )
 
     async def finish(self, state: AgentState) -> None:
-        result = result_of(state)
-        await self._checkpoints.save(state)
-        await self.republish(state.session_id, state.trace, result)
+        """End a session that has just reached a terminal status."""
+        result = Envelope.wrap(
+            result_of(state), source=SOURCE, session_id=state.session_id, trace=state.trace
+        )
+        marker = FinishedSession(result=result, state=state)
+        await self._checkpoints.save_finished(marker)
+        await self.complete(marker)
+
+    async def complete(self, marker: FinishedSession) -> None:
+        """Steps 2-4 of a finish whose marker is written (again, after a crash: the same
+        envelope is published again)."""
+        state = marker.state
+        if state is None:  # cannot happen for a marker that is not done; publish at least
+            await self._publish(marker.result)
+            return
+        result = marker.payload()
+        await self._publish(marker.result)
         await self._record(state, result)
         await self._remember(state)
         for hook in self.hooks:
             await hook(state, result)
-        await self._checkpoints.delete(state.session_id)
-        # Last: until here a redelivered task finds the terminal checkpoint and runs this whole
-        # finish again (hooks included — they are idempotent), instead of only republishing the
-        # result; a plan would otherwise never hear that its node ended.
+        # Losing this write in a crash only means steps 2-4 run again, with the same envelope.
+        await self._checkpoints.save_finished(
+            marker.model_copy(update={"state": None, "done": True}), durable=False
+        )
         self._store.finished(state, result)
         self._metrics.session_finished(state)
         self._cancels.forget(state.session_id)
 
-    async def republish(
-        self, session_id: str, trace: str, result: TaskCompleted | TaskFailed
-    ) -> None:
-        envelope = Envelope.wrap(result, source=SOURCE, session_id=session_id, trace=trace)
+    async def _publish(self, result: Envelope) -> None:
         await self._publisher.flush()  # the session's progress events land before its result
-        await self._publisher.publish(RESULTS, envelope, key=session_id)
+        await self._publisher.publish(RESULTS, result, key=result.session_id)
 
     async def _record(self, state: AgentState, result: TaskCompleted | TaskFailed) -> None:
         details: dict[str, object] = {"iterations": state.iteration, **state.usage.model_dump()}

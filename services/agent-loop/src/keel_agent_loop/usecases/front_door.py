@@ -63,12 +63,13 @@ class FrontDoor:
     async def cancel(self, session_id: str, reason: str) -> bool:
         """Durable on ``keel.tasks`` (reaches a parked or not yet started session) and broadcast
         on ``keel.control`` (reaches the replica running it). False for a session this process
-        saw finish (not cancelled again); ``NotFound`` for one nobody here knows of."""
+        saw finish or whose end marker it holds (not cancelled again); ``NotFound`` for one
+        nobody here knows of."""
         record = self._store.get(session_id)
+        if (record is not None and record.finished) or self._checkpoints.finished(session_id):
+            return False
         if record is None and self._checkpoints.get(session_id) is None:
             raise NotFound(f"unknown session {session_id!r}")
-        if record is not None and record.finished:
-            return False
         reason = reason or "cancelled by request"
         trace = record.trace if record is not None else ""
         cancel = TaskCancelRequested(reason=reason, requested_by="AgentService.Cancel")

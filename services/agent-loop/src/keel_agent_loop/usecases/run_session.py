@@ -6,21 +6,37 @@ Every method returns when the session finishes or parks, so the caller (the Kafk
 commits the record only then: a process killed mid-session has the record redelivered to the
 next owner, which resumes from the checkpoint. Calls for one session run one at a time in
 this process.
+
+Outages of the services a session needs are waited out here, never shown to the model. The
+ports retry ``Unavailable``/``DeadlineExceeded`` within a step's deadline
+(``adapters.patience``); past it the loop raises ``ServiceOutage`` with the state consistent
+(nothing of the outage in the history), and ``_drive`` PARKS the session: a durable checkpoint
+of exactly that step (``AgentState.stalled``: where, since when), a pause, then the session is
+driven again from the same step (same call, same idempotency key; the model is not asked
+again). The handler does not return meanwhile, on purpose: the consumer commits a record only
+when its handler returns, so the record stays uncommitted and a crash or a rebalance (which
+cancels the handler) redelivers it to an owner that resumes from that checkpoint — nothing is
+lost. Only this session's lane waits (the consumer runs other keys concurrently), and a cancel
+flag raised meanwhile stops it at the next attempt. A session stuck at one step for
+``OutagePolicy.limit_s`` (counted from its first park there, across restarts) fails with
+reason ``infrastructure``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from keel_agent_loop.domain.cancel import CancelFlags
 from keel_agent_loop.domain.loop import AgentLoop
-from keel_agent_loop.domain.models import AgentState
+from keel_agent_loop.domain.models import AgentState, Stall
 from keel_agent_loop.domain.ports import CheckpointStore, MemoryPort, NoCheckpoints
 from keel_agent_loop.domain.sessions import SessionStore
+from keel_agent_loop.errors import ServiceOutage
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.usecases.finish_session import Finisher, FinishHook
 from keel_agent_loop.usecases.spans import agent_attributes, session_parent, trace_approval_wait
@@ -62,6 +78,15 @@ def state_from_task(
     )
 
 
+@dataclass(frozen=True)
+class OutagePolicy:
+    """How long a session waits out an outage at one step before it fails with reason
+    ``infrastructure``, and the pause between its parking and its next attempt."""
+
+    limit_s: float = 600.0
+    pause_s: float = 5.0
+
+
 class SessionRunner:
     def __init__(
         self,
@@ -77,7 +102,11 @@ class SessionRunner:
         defaults: SessionDefaults | None = None,
         finish_hooks: Iterable[FinishHook] = (),
         decision_wait_s: float = 3.0,
+        outages: OutagePolicy | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._outages = outages or OutagePolicy()
+        self._clock = clock
         self._loop = loop
         self._store = store
         self._checkpoints = checkpoints or NoCheckpoints()
@@ -102,7 +131,8 @@ class SessionRunner:
 
     async def start(self, session_id: str, trace: str, task: TaskSubmitted) -> None:
         """Start the task's session; RESUME it when a checkpoint exists (a redelivery after a
-        crash or a rebalance). A session whose result was published is not run again."""
+        crash or a rebalance). A session that has finished (its end marker in the table, or
+        this process ran it) is not run again and publishes no new result."""
         async with self._one_at_a_time(session_id):
             await self._start(session_id, trace, task)
 
@@ -127,11 +157,30 @@ class SessionRunner:
             if not lock.locked() and self._locks.get(session_id) is lock:
                 del self._locks[session_id]
 
-    async def _start(self, session_id: str, trace: str, task: TaskSubmitted) -> None:
+    async def _finished_already(self, session_id: str) -> bool:
+        """Whether the session has ended; every record that drives a session asks this first.
+
+        Asked of the durable end marker in ``keel.checkpoints`` (a redelivered record often
+        reaches a process that never ran the session), then of this process's memory (a
+        marker already swept). An end whose finish was interrupted is completed here, with
+        the identical result envelope; otherwise nothing is published again.
+        """
+        marker = self._checkpoints.finished(session_id)
+        if marker is not None:
+            if marker.done:
+                log.info("session %s finished already; its result stands", session_id)
+            else:
+                log.info("session %s finished before a crash; completing its finish", session_id)
+                await self._finisher.complete(marker)
+            return True
         record = self._store.get(session_id)
         if record is not None and record.result is not None:
-            log.info("session %s already finished; republishing its result", session_id)
-            await self._finisher.republish(session_id, record.trace, record.result)
+            log.info("session %s finished in this process already", session_id)
+            return True
+        return False
+
+    async def _start(self, session_id: str, trace: str, task: TaskSubmitted) -> None:
+        if await self._finished_already(session_id):
             return
         state = self._checkpoints.get(session_id)
         if state is None:
@@ -140,6 +189,7 @@ class SessionRunner:
             await self._drive(state, self._loop.run(state))
             return
         if state.finished:
+            # A terminal checkpoint of a version that wrote no end marker.
             log.info("session %s finished before a restart; completing its finish", session_id)
             await self._finisher.finish(state)
             return
@@ -152,6 +202,9 @@ class SessionRunner:
         await self._drive(state, self._loop.run(state))
 
     async def _decide(self, session_id: str, decision: ApprovalDecided) -> None:
+        if await self._finished_already(session_id):
+            log.info("decision %s: session %s has finished", decision.approval_id, session_id)
+            return
         state = await self._checkpoint_for(session_id, decision.approval_id)
         if state is None or state.finished:
             log.info(
@@ -194,6 +247,9 @@ class SessionRunner:
             await asyncio.sleep(0.1)
 
     async def _cancel(self, session_id: str, reason: str) -> None:
+        if await self._finished_already(session_id):
+            log.info("cancel of %s: it finished already", session_id)
+            return
         self._cancels.request(session_id, reason)
         state = self._checkpoints.get(session_id)
         if state is None or state.finished:
@@ -211,7 +267,15 @@ class SessionRunner:
                 parent=session_parent(state),
                 attributes=agent_attributes(state),
             ) as span:
-                await run
+                while True:
+                    try:
+                        await run
+                        break
+                    except ServiceOutage as outage:
+                        if not await self._park_on(state, outage):
+                            break
+                    run = self._loop.run(state)  # the same step again, where it stalled
+                state.stalled = None
                 span.set_attribute("keel.session.status", state.status)
         except Exception as exc:
             # A bug or a broken sink: record the failure, then let the caller (the consumer)
@@ -222,3 +286,32 @@ class SessionRunner:
             raise
         if state.finished:
             await self._finisher.finish(state)
+
+    async def _park_on(self, state: AgentState, outage: ServiceOutage) -> bool:
+        """Park the session on an outage: True to drive it again after the pause, False when
+        it has failed with reason ``infrastructure`` (stuck at this step past the limit)."""
+        now = self._clock()
+        step = state.step_id()
+        if state.stalled is None or state.stalled.step != step:
+            state.stalled = Stall(step=step, since=now, error=str(outage))
+        else:
+            state.stalled = state.stalled.model_copy(update={"error": str(outage)})
+        waited = now - state.stalled.since
+        if waited >= self._outages.limit_s:
+            await self._loop.give_up(
+                state,
+                f"infrastructure: {outage} (waited {waited:.0f}s at one step, "
+                f"limit {self._outages.limit_s:.0f}s)",
+            )
+            return False
+        # Durable: a crash from here on resumes this very step (the record is not committed).
+        await self._checkpoints.save(state)
+        log.warning(
+            "session %s parked on an outage (%s), for %.0fs so far: %s",
+            state.session_id,
+            outage.service,
+            waited,
+            outage,
+        )
+        await asyncio.sleep(self._outages.pause_s)  # the pause before the next attempt
+        return True

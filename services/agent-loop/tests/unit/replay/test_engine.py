@@ -26,7 +26,7 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
-from keel_contracts.errors import Unavailable
+from keel_contracts.errors import InvalidArgument
 from keel_contracts.events import ApprovalDecided, TaskProgress, TaskSubmitted, ToolResultRecorded
 
 SYSTEM = "You are a careful agent.\nUse tools when they help."
@@ -262,11 +262,11 @@ async def test_a_parked_session_replays_up_to_its_approval() -> None:
 
 
 async def test_a_session_that_failed_on_the_model_fails_the_same_way() -> None:
-    recording = await record([calculator_session()[0], Unavailable("llm-gateway down")])
+    recording = await record([calculator_session()[0], InvalidArgument("llm-gateway refused")])
     assert recording.terminal.kind == "failed"
     report = await replay(recording, CONFIG)
     assert report.identical, report.divergence
-    assert report.ending.error == "llm-gateway down"
+    assert report.ending.error == "llm-gateway refused"
 
 
 async def test_a_cancelled_session_stops_at_the_same_point() -> None:
