@@ -43,16 +43,30 @@ class BusRecord:
             return None
 
 
+class SendFailed(ConnectionError):
+    """A send the test made fail (``InMemoryBus.fail_next``), as a broker that is away would."""
+
+
 @dataclass
 class InMemoryBus:
     """Every record ever sent, per topic, and who listens to each topic."""
 
     topics: dict[str, list[BusRecord]] = field(default_factory=dict)
     _listeners: dict[str, list[Listener]] = field(default_factory=dict)
+    _failing: dict[str, int] = field(default_factory=dict)
+
+    def fail_next(self, topic: str, times: int = 1) -> None:
+        """Make the next ``times`` appends to ``topic`` raise ``SendFailed`` (nothing lands):
+        how a test shows what a writer does when the broker does not acknowledge."""
+        self._failing[topic] = self._failing.get(topic, 0) + times
 
     def append(
         self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
     ) -> BusRecord:
+        failing = self._failing.get(topic, 0)
+        if failing:
+            self._failing[topic] = failing - 1
+            raise SendFailed(f"injected send failure on {topic}")
         raw_key = key.encode() if isinstance(key, str) else key
         log_ = self.topics.setdefault(topic, [])
         record = BusRecord(topic, len(log_), raw_key, value, list(headers))
@@ -210,8 +224,9 @@ class InMemoryFollower:
 
 
 class InMemoryTable:
-    """The ``Table`` of an in-memory bus: writes land on the topic and in the view at once;
-    other writers' records reach the view as they are appended."""
+    """The ``Table`` of an in-memory bus: a write reaches the view once it is on the topic
+    (as the real table's once acknowledged), and a failed one (``InMemoryBus.fail_next``)
+    leaves the previous value; other writers' records reach the view as they are appended."""
 
     def __init__(self, bus: InMemoryBus, topic: str, source: str) -> None:
         self._bus = bus
@@ -246,14 +261,21 @@ class InMemoryTable:
         envelope = Envelope.wrap(
             payload, source=self._source, session_id=session_id or key, trace=trace
         )
-        self._values[key] = envelope  # a process reads its own writes, started or not
         headers = [("keel-type", envelope.type.encode())]
-        self._bus.append(self._topic, envelope.to_bytes(), key, headers)
+        try:
+            self._bus.append(self._topic, envelope.to_bytes(), key, headers)
+        except SendFailed:
+            if wait:
+                raise
+            # The real table learns of a queued write's failure only from its ack: logged.
+            log.error("write of %s to %s failed", key, self._topic)
+            return envelope
+        self._values[key] = envelope  # acknowledged: visible, started or not
         return envelope
 
     async def delete(self, key: str) -> None:
-        self._values.pop(key, None)
         self._bus.append(self._topic, None, key, [])
+        self._values.pop(key, None)
 
     async def flush(self) -> None:
         return None
