@@ -17,6 +17,7 @@ from typing import Any
 
 from keel_contracts.events.envelope import Envelope, EventData
 from keel_core.bus.consumer import Handler, PoisonMessage
+from keel_core.bus.deadletter import dead_letter_headers
 from keel_core.bus.follower import Apply
 from keel_core.bus.producer import Headers
 
@@ -162,11 +163,15 @@ class _Pump:
 
 class InMemoryConsumer:
     """A consumer group of one: the handler gets every later record of its topics; one that
-    fails (``PoisonMessage`` or any error) goes to ``<topic>.dlq`` as the real consumer's do."""
+    fails (``PoisonMessage`` or any error) goes to ``<topic>.dlq`` as the real consumer's do,
+    with the same headers."""
 
-    def __init__(self, bus: InMemoryBus, topics: list[str], handler: Handler) -> None:
+    def __init__(
+        self, bus: InMemoryBus, topics: list[str], handler: Handler, group_id: str = ""
+    ) -> None:
         self._bus = bus
         self._handler = handler
+        self._group_id = group_id
         self._pump = _Pump(bus, topics, self._handle)
 
     @property
@@ -187,20 +192,47 @@ class InMemoryConsumer:
             await self._handler(envelope)
         except Exception as exc:
             log.warning("dead-lettering %s@%d: %s", record.topic, record.offset, exc)
-            headers = [("keel-dlq-reason", str(exc).encode())]
-            self._bus.append(f"{record.topic}.dlq", record.value, record.key, headers)
+            _dead_letter(self._bus, record, str(exc), exc, self._group_id)
 
 
 class InMemoryFollower:
-    """The ``Follower`` of an in-memory bus: a view of every record, with no group."""
+    """The ``Follower`` of an in-memory bus: a view of every record, with no group. Like the
+    real one it can dead-letter a loaded record its user rejects (``DeadLettering``)."""
 
-    def __init__(self, bus: InMemoryBus, topic: str) -> None:
+    def __init__(self, bus: InMemoryBus, topic: str, role: str = "") -> None:
         self._bus = bus
         self.topic = topic
+        self._role = role
         self._pump: _Pump | None = None
+        self._loaded: dict[str, BusRecord] = {}
+        self._undecodable: list[BusRecord] = []
 
     async def load(self) -> list[Envelope]:
-        return self._bus.envelopes(self.topic)
+        loaded: list[Envelope] = []
+        for record in self._bus.records(self.topic):
+            envelope = record.envelope()
+            if envelope is None:
+                if record.value is not None:
+                    self._undecodable.append(record)
+                continue
+            self._loaded.setdefault(envelope.id, record)
+            loaded.append(envelope)
+        return loaded
+
+    async def dead_letter(self, envelope: Envelope, reason: str, exc: BaseException) -> None:
+        record = self._loaded.get(envelope.id)
+        if record is None:
+            raise LookupError(f"{envelope.id} was not loaded by this follower")
+        _dead_letter(self._bus, record, reason, exc, self._role)
+
+    async def dead_letter_undecodable(self) -> int:
+        sent = 0
+        while self._undecodable:
+            record = self._undecodable[0]
+            _dead_letter(self._bus, record, "undecodable envelope", ValueError("undecodable"), "")
+            self._undecodable.pop(0)
+            sent += 1
+        return sent
 
     async def start_at_end(self) -> None:
         return None
@@ -221,6 +253,21 @@ class InMemoryFollower:
     async def stop(self) -> None:
         if self._pump is not None:
             await self._pump.stop()
+
+
+def _dead_letter(
+    bus: InMemoryBus, record: BusRecord, reason: str, exc: BaseException, group: str
+) -> None:
+    headers = dead_letter_headers(
+        reason,
+        exc,
+        topic=record.topic,
+        partition=0,
+        offset=record.offset,
+        group=group,
+        original=record.headers,
+    )
+    bus.append(f"{record.topic}.dlq", record.value, record.key, headers)
 
 
 class InMemoryTable:
