@@ -14,8 +14,15 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from keel_contracts import topics
 from keel_contracts.events import Envelope, TaskSubmitted
 from keel_contracts.topics import TopicSpec, dlq_of
-from keel_core.bus import EventConsumer, EventProducer, PoisonMessage, ensure_topics
+from keel_core.bus import (
+    DeadLetterFailed,
+    EventConsumer,
+    EventProducer,
+    PoisonMessage,
+    ensure_topics,
+)
 from keel_core.settings import KafkaSettings
+from keel_core.testing import FlakyPublisher
 
 pytestmark = pytest.mark.kafka
 
@@ -130,6 +137,59 @@ async def test_offsets_are_committed_only_after_handling(
     )
     assert sorted(seen_first) == ["t0", "t1", "t2"]
     assert seen_second == ["t3"]
+
+
+async def test_a_record_the_dlq_refuses_stops_the_consumer_and_is_redelivered(
+    kafka: KafkaSettings, topic: str, producer: EventProducer
+) -> None:
+    group = f"g-{topic}"
+    await producer.publish(topic, task("poison", "s0"))
+    await producer.publish(topic, task("after", "s0"))
+    refusing = FlakyPublisher(producer)
+    refusing.fail_next(1_000)
+    seen_first: list[str] = []
+
+    async def first(envelope: Envelope) -> None:
+        goal = envelope.parse(TaskSubmitted).goal
+        seen_first.append(goal)
+        if goal == "poison":
+            raise PoisonMessage("this task can never run")
+
+    consumer = EventConsumer(
+        kafka,
+        topics=[topic],
+        group_id=group,
+        handler=first,
+        dlq_producer=refusing,
+        dlq_retries=1,
+        dlq_backoff_s=0.0,
+    )
+    await consumer.start()
+    try:
+        with pytest.raises(DeadLetterFailed):
+            async with asyncio.timeout(60):
+                await consumer.run()  # stops by itself: the service would restart
+    finally:
+        await consumer.close()
+    assert seen_first == ["poison"], "later records of the key wait for the restart"
+
+    seen_second: list[str] = []
+    second_done = asyncio.Event()
+
+    async def second(envelope: Envelope) -> None:
+        goal = envelope.parse(TaskSubmitted).goal
+        seen_second.append(goal)
+        if goal == "poison":
+            raise PoisonMessage("this task can never run")
+        second_done.set()
+
+    await run_consumer(
+        EventConsumer(kafka, topics=[topic], group_id=group, handler=second, dlq_producer=producer),
+        second_done,
+    )
+    assert seen_second == ["poison", "after"], "the restart reads the record again"
+    dead = await read_all(kafka, dlq_of(topic), 1)
+    assert dead[0][1]["keel-dlq-reason"] == b"rejected: this task can never run"
 
 
 async def test_a_slow_key_does_not_hold_up_other_keys(

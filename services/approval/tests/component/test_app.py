@@ -60,3 +60,26 @@ async def test_the_built_service_takes_requests_and_publishes_decisions() -> Non
         )
         == 1.0
     )
+
+
+async def test_a_poison_request_kept_on_the_topic_is_dead_lettered_and_the_service_starts() -> None:
+    settings = Settings(web_enabled=False)
+    bus = InMemoryBus()
+    bus.append(APPROVAL_REQUESTS, requested("ap-1", "s1"), "s1", [("keel-type", b"x")])
+    bus.append(APPROVAL_REQUESTS, requested("", "s2"), "s2", [])  # empty id: never valid
+    bus.append(APPROVAL_REQUESTS, b"not an envelope", "s3", [])
+    bus.append(APPROVAL_REQUESTS, requested("ap-4", "s4"), "s4", [])
+    runtime = InMemoryRuntime(SERVICE, settings, bus)
+    build(settings, runtime)
+    async with runtime.running(), insecure_channel(runtime.target) as channel:
+        stub = approval_pb2_grpc.ApprovalServiceStub(channel)
+        listed = await stub.List(approval_pb2.ListRequest(), timeout=5)
+    assert sorted(a.id for a in listed.approvals) == ["ap-1", "ap-4"]
+    dead = bus.records(f"{APPROVAL_REQUESTS}.dlq")
+    assert [r.key for r in dead] == [b"s2", b"s3"]
+    poison = dict(dead[0].headers)
+    assert poison["keel-dlq-reason"].startswith(b"rebuild: invalid approval request")
+    assert poison["keel-dlq-topic"] == APPROVAL_REQUESTS.encode()
+    assert poison["keel-dlq-offset"] == b"1"
+    assert dead[0].value == bus.records(APPROVAL_REQUESTS)[1].value
+    assert dict(dead[1].headers)["keel-dlq-reason"] == b"undecodable envelope"

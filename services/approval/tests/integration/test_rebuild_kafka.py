@@ -9,7 +9,7 @@ import pytest
 
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.usecases.intake import RequestReader
-from keel_approval.usecases.rebuild import apply_record, rebuild
+from keel_approval.usecases.rebuild import Rejected, apply_record, rebuild
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
 from keel_contracts.topics import TopicSpec
 from keel_core.bus import EventProducer, ensure_topics
@@ -116,3 +116,44 @@ def vote(approval_id: str, approvals: list[str]) -> Envelope:
         approval_id=approval_id, reviewer=approvals[-1], approvals=approvals, required=3
     )
     return Envelope.wrap(event, source="approval", session_id="s")
+
+
+async def test_a_poison_request_loaded_at_start_goes_to_the_dlq_with_its_origin(
+    kafka: KafkaSettings,
+) -> None:
+    requests = f"test.approval.requests.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka, [TopicSpec(requests, retention_ms=-1), TopicSpec(f"{requests}.dlq")])
+    producer = EventProducer(kafka, "test-approval")
+    await producer.start()
+    try:
+        for approval_id in ("ap-1", ""):
+            event = ApprovalRequested(
+                approval_id=approval_id,
+                agent_id="a",
+                tool_name="t",
+                arguments={},
+                idempotency_key="k",
+            )
+            await producer.publish(
+                requests, Envelope.wrap(event, source="agent-loop", session_id="s"), "s"
+            )
+    finally:
+        await producer.stop()
+    follower = TopicFollower(kafka, requests, "test-rebuild")
+    dead = TopicFollower(kafka, f"{requests}.dlq", "test-dlq")
+    try:
+        rejected: list[Rejected] = []
+        book = ApprovalBook()
+        rebuild(book, RequestReader(), await follower.load(), [], rejected=rejected)
+        assert [a.id for a in book.list()] == ["ap-1"]
+        for skipped in rejected:
+            await follower.dead_letter(skipped.envelope, skipped.reason, skipped.error)
+        await dead.start_at_beginning()
+        async with asyncio.timeout(30):
+            found = []
+            while not found:
+                found = await dead.poll()
+    finally:
+        await follower.stop()
+        await dead.stop()
+    assert [e.parse(ApprovalRequested).approval_id for _, e in found] == [""]

@@ -12,7 +12,12 @@ from keel_approval.metrics import ApprovalMetrics
 from keel_approval.usecases.decisions import DeadlineSweeper, Decider
 from keel_approval.usecases.intake import RequestIntake, RequestReader
 from keel_approval.usecases.rebuild import rebuild
-from keel_contracts.events import ApprovalDecided, ApprovalRequested, Envelope
+from keel_contracts.events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    Envelope,
+    TaskCancelRequested,
+)
 from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.testing import FakeClock, InMemoryPublisher, in_memory_audit
 
@@ -151,3 +156,29 @@ async def test_the_sweeper_times_out_in_the_background() -> None:
     await sweeper.stop()
     assert book.get("a").status == "timed_out"
     assert len(publisher.envelopes(APPROVAL_DECISIONS)) == 1
+
+
+def test_rebuild_skips_and_hands_back_records_it_cannot_use() -> None:
+    from keel_approval.usecases.rebuild import Rejected
+
+    book = ApprovalBook()
+    bad_decision = Envelope.wrap(
+        TaskCancelRequested(reason="not a decision"),
+        source="approval",
+        session_id="s1",
+    ).model_copy(update={"type": ApprovalDecided.event_type})
+    rejected: list[Rejected] = []
+    added, applied = rebuild(
+        book,
+        RequestReader(),
+        [request(""), request("ok"), decision("ok").model_copy(update={"type": "other"})],
+        [bad_decision],
+        rejected=rejected,
+    )
+    assert (added, applied) == (1, 0)
+    assert [(r.topic, r.reason.split(":")[1].strip()) for r in rejected] == [
+        ("keel.approval.requests", "invalid approval request"),  # empty id
+        ("keel.approval.requests", "invalid approval request"),  # another event type
+        (APPROVAL_DECISIONS, "invalid decision"),
+    ]
+    assert [a.id for a in book.list()] == ["ok"]

@@ -3,11 +3,13 @@ poison messages to a dead-letter topic, and explicit topic creation."""
 
 from keel_core.bus.admin import ensure_topics
 from keel_core.bus.consumer import EventConsumer, Handler, PoisonMessage
+from keel_core.bus.deadletter import DeadLetterFailed
 from keel_core.bus.metrics import BusMetrics
 from keel_core.bus.producer import EventProducer
 
 __all__ = [
     "BusMetrics",
+    "DeadLetterFailed",
     "EventConsumer",
     "EventProducer",
     "Handler",

@@ -7,6 +7,11 @@ handlers must be idempotent. When partitions are taken away in a rebalance, thei
 handlers are cancelled: the new owner gets the records again (and, for sessions, resumes from
 the latest checkpoint). A record that cannot be decoded or handled goes to ``<topic>.dlq``
 with its original bytes and the reason in headers, and the loop moves on.
+
+A DLQ write that fails is retried with backoff; if it still fails, the loop stops (``run``
+raises ``DeadLetterFailed``, and the runtime's supervisor stops the service) without handling
+later records of that key or committing past the record, so a restart reads it again. Nothing
+is skipped, and no key's lane or partition's commit point is left stuck behind it.
 """
 
 from __future__ import annotations
@@ -15,9 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -30,6 +33,7 @@ from keel_contracts.errors import ConfigError, Unavailable
 from keel_contracts.events.envelope import Envelope
 from keel_contracts.topics import dlq_of
 from keel_core.bus.connect import start_with_retry
+from keel_core.bus.deadletter import DeadLetterFailed, dead_letter_headers
 from keel_core.bus.metrics import BusMetrics
 from keel_core.bus.offsets import PartitionProgress
 from keel_core.bus.producer import Publisher
@@ -52,7 +56,8 @@ class EventConsumer:
     """Consume ``topics`` as ``group_id`` and call ``handler`` with each decoded envelope.
 
     Transient failures (``Unavailable``) are retried ``retries`` times with backoff; anything
-    else, or a message still failing after the retries, is dead-lettered.
+    else, or a message still failing after the retries, is dead-lettered. A DLQ write is tried
+    ``1 + dlq_retries`` times, ``dlq_backoff_s`` apart and doubling, before the loop stops.
     """
 
     def __init__(
@@ -67,6 +72,8 @@ class EventConsumer:
         retries: int = 3,
         max_in_flight: int = 256,
         session_timeout_ms: int = 6_000,
+        dlq_retries: int = 4,
+        dlq_backoff_s: float = 0.2,
     ) -> None:
         self._settings = settings
         self._topics = topics
@@ -76,7 +83,12 @@ class EventConsumer:
         self._metrics = metrics
         self._retries = retries
         self._max_in_flight = max_in_flight
+        self._dlq_retries = dlq_retries
+        self._dlq_backoff_s = dlq_backoff_s
         self._stopping = asyncio.Event()
+        # Why the loop stopped by itself (a record that could be neither handled nor
+        # dead-lettered): raised by run() so the service stops and the record is redelivered.
+        self._failure: BaseException | None = None
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._lanes: dict[Lane, asyncio.Task[None]] = {}
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
@@ -112,7 +124,9 @@ class EventConsumer:
         await asyncio.wait_for(self._assigned.wait(), timeout_s)
 
     async def run(self) -> None:
-        """Poll and dispatch until ``stop()``; then let in-flight handlers finish and commit."""
+        """Poll and dispatch until ``stop()``; then let in-flight handlers finish and commit.
+        Raises ``DeadLetterFailed`` (or the error that stopped it) when a record could be
+        neither handled nor dead-lettered: nothing at or after it was committed."""
         while not self._stopping.is_set():
             if self._in_flight() >= self._max_in_flight:
                 self._slot.clear()
@@ -125,6 +139,8 @@ class EventConsumer:
                 for record in records:
                     self._dispatch(tp, record)
             await self._commit()
+        if self._failure is not None:
+            raise self._failure
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -158,9 +174,29 @@ class EventConsumer:
         self, previous: asyncio.Task[None] | None, tp: TopicPartition, record: Record
     ) -> None:
         if previous is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(previous)
-        await self._handle_one(record)
+            # Waits without taking on the previous record's fate (cancelled in a rebalance, or
+            # failed): this record's own handling decides what happens to it.
+            await asyncio.wait([previous])
+        if self._failure is not None:
+            return  # stopping: neither handled nor finished, so never committed past
+        try:
+            await self._handle_one(record)
+        except Exception as exc:
+            # Not handled and not dead-lettered: left unfinished (the commit stops before it)
+            # and the loop stops, so a restart reads it again instead of the lane stalling.
+            log.error(
+                "stopping the consumer of %s: %s[%d]@%d could not be handled or dead-lettered",
+                self._group_id,
+                record.topic,
+                record.partition,
+                record.offset,
+                exc_info=exc,
+            )
+            if self._failure is None:
+                self._failure = exc
+            self._stopping.set()
+            self._slot.set()
+            return
         progress = self._progress.get(tp)
         if progress is not None:
             progress.finished(record.offset)
@@ -261,21 +297,34 @@ class EventConsumer:
         return "dead_lettered"
 
     async def _dead_letter(self, record: Record, reason: str, exc: BaseException) -> None:
+        """Send the record to its DLQ, retrying with backoff; ``DeadLetterFailed`` when it
+        never lands."""
         log.warning(
             "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
         )
-        headers = [
-            ("keel-dlq-reason", reason.encode()),
-            ("keel-dlq-exception", type(exc).__name__.encode()),
-            ("keel-dlq-trace", "".join(traceback.format_exception(exc))[-2000:].encode()),
-            ("keel-dlq-topic", record.topic.encode()),
-            ("keel-dlq-partition", str(record.partition).encode()),
-            ("keel-dlq-offset", str(record.offset).encode()),
-            ("keel-dlq-group", self._group_id.encode()),
-            ("keel-dlq-time", datetime.now(UTC).isoformat().encode()),
-            *[(k, v) for k, v in (record.headers or ()) if not k.startswith("keel-dlq-")],
-        ]
-        await self._dlq.send_raw(dlq_of(record.topic), record.value, record.key, headers)
+        headers = dead_letter_headers(
+            reason,
+            exc,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            group=self._group_id,
+            original=record.headers or (),
+        )
+        delay = self._dlq_backoff_s
+        for attempt in range(self._dlq_retries + 1):
+            try:
+                await self._dlq.send_raw(dlq_of(record.topic), record.value, record.key, headers)
+                break
+            except Exception as failed:
+                if attempt == self._dlq_retries:
+                    raise DeadLetterFailed(
+                        f"{record.topic}[{record.partition}]@{record.offset} could not be "
+                        f"dead-lettered after {attempt + 1} attempts: {failed!r}"
+                    ) from failed
+                log.warning("DLQ write failed (%r); retrying in %.1fs", failed, delay)
+                await asyncio.sleep(delay)
+                delay *= 2
         if self._metrics:
             self._metrics.dead_lettered.labels(record.topic).inc()
 

@@ -6,6 +6,10 @@ replicas: the approval book (decisions and quorum votes), the agent loop's cance
 their current end first (``load``) and follow from there, or follow only what is written after
 ``start_at_end``, or everything from ``start_at_beginning``. Then either hand each record to a
 callback in the background (``follow``) or pull batches yourself (``poll``).
+
+A record loaded that its user cannot use (or that could not be decoded) can be sent to its
+DLQ (``dead_letter``, ``dead_letter_undecodable``: ``keel_core.bus.deadletter.DeadLettering``)
+until following starts; the DLQ producer is made only when one is needed.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from keel_contracts.errors import ConfigError
 from keel_contracts.events import Envelope
+from keel_contracts.topics import dlq_of
 from keel_core.bus.connect import start_with_retry
+from keel_core.bus.deadletter import dead_letter_headers
+from keel_core.bus.producer import EventProducer
 from keel_core.bus.reader import Record, read_partitions, topic_partitions
 from keel_core.settings import KafkaSettings
 
@@ -33,6 +40,7 @@ class TopicFollower:
         self, settings: KafkaSettings, topics: str | Sequence[str], client_id: str
     ) -> None:
         self._settings = settings
+        self._client_id = client_id
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.topic = ", ".join(self.topics)
         self._consumer = AIOKafkaConsumer(
@@ -45,6 +53,11 @@ class TopicFollower:
         )
         self._task: asyncio.Task[None] | None = None
         self._started = False
+        # What the last load() read, kept until following starts so a rejected record can be
+        # dead-lettered with its original bytes and origin.
+        self._loaded: dict[str, Record] = {}
+        self._undecodable: list[Record] = []
+        self._dlq: EventProducer | None = None
 
     async def load(self) -> list[Envelope]:
         """Every decodable envelope up to the end the topics have now (topic by topic, in
@@ -53,7 +66,52 @@ class TopicFollower:
         records, ends = await read_partitions(self._consumer, self.topics)
         for tp, offset in ends.items():  # records past the end were read but not returned
             self._consumer.seek(tp, offset)
-        return [e for e in map(self._decode, records) if e is not None]
+        loaded: list[Envelope] = []
+        for record in records:
+            envelope = self._decode(record)
+            if envelope is None:
+                if record.value is not None:
+                    self._undecodable.append(record)
+                continue
+            self._loaded.setdefault(envelope.id, record)
+            loaded.append(envelope)
+        return loaded
+
+    async def dead_letter(self, envelope: Envelope, reason: str, exc: BaseException) -> None:
+        """Send the loaded record ``envelope`` came from to its DLQ (before ``follow``)."""
+        record = self._loaded.get(envelope.id)
+        if record is None:
+            raise LookupError(f"{envelope.id} was not loaded by this follower")
+        await self._send_dead_letter(record, reason, exc)
+
+    async def dead_letter_undecodable(self) -> int:
+        """Send the records the last load could not decode to their DLQ; how many."""
+        sent = 0
+        while self._undecodable:
+            record = self._undecodable[0]
+            await self._send_dead_letter(record, "undecodable envelope", ValueError("undecodable"))
+            self._undecodable.pop(0)
+            sent += 1
+        return sent
+
+    async def _send_dead_letter(self, record: Record, reason: str, exc: BaseException) -> None:
+        if self._dlq is None:
+            dlq = EventProducer(self._settings, f"{self._client_id}-dlq")
+            await dlq.start()
+            self._dlq = dlq
+        headers = dead_letter_headers(
+            reason,
+            exc,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            group=self._client_id,
+            original=record.headers or (),
+        )
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+        )
+        await self._dlq.send_raw(dlq_of(record.topic), record.value, record.key, headers)
 
     async def start_at_end(self) -> None:
         """Skip what the topics hold: following starts with the next record written. The
@@ -82,6 +140,7 @@ class TopicFollower:
     def follow(self, apply: Apply) -> None:
         """Hand every later record to ``apply`` in the background. A record ``apply`` fails on
         is logged and skipped: a follower keeps a view, and the record stays on the topic."""
+        self._forget_loaded()
         self._task = asyncio.create_task(self._run(apply), name=f"follow-{self.topic}")
 
     async def stop(self) -> None:
@@ -92,6 +151,14 @@ class TopicFollower:
         if self._started:
             self._started = False
             await self._consumer.stop()
+        if self._dlq is not None:
+            await self._dlq.stop()
+            self._dlq = None
+        self._forget_loaded()
+
+    def _forget_loaded(self) -> None:
+        self._loaded.clear()
+        self._undecodable.clear()
 
     async def _assign_all(self) -> list[TopicPartition]:
         await self._start()

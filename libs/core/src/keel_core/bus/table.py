@@ -2,11 +2,15 @@
 
 State that must survive a crash (session checkpoints, the tool ledger) is written to a
 compacted topic; every process that needs it reads the whole topic at start and then follows
-it, so a value written by any replica is visible to all. A write updates the local view at
-once (a process reads its own writes); while it waits for the broker's acknowledgement, and
-afterwards for records older than it, the follower leaves the key alone, so the view never
-goes back in time. A tombstone
-(``delete``) removes the key.
+it, so a value written by any replica is visible to all.
+
+A write of ours reaches the local view only once the broker has acknowledged it: a value a
+reader sees is durable, and a failed send leaves the previous value (a phantom seen only by
+the writer would be answered from memory and never written, and another replica or a restart
+would not see it). Every value in the view carries the offset it was written at, and neither
+the follower nor a late acknowledgement ever replaces it with an older record of the key, so
+the view never goes back in time. A tombstone (``delete``) removes the key, also once
+acknowledged.
 """
 
 from __future__ import annotations
@@ -65,9 +69,12 @@ class CompactedTable:
         self._producer = producer
         self._source = source
         self._values: dict[str, Envelope] = {}
-        self._written: dict[str, int] = {}
-        # Keys with a write of ours still unacknowledged: the follower must not apply older
-        # records over the value we already hold for them.
+        # The offset of what the view holds for a key (a value, or a tombstone of ours): a
+        # record older than it (the follower lagging behind our acknowledged write, or our
+        # acknowledgement arriving after the follower read a newer record) never replaces it.
+        self._offsets: dict[str, int] = {}
+        # Writes of ours not yet acknowledged, per key: while one is, the offset of a deleted
+        # key is kept (its acknowledgement may still bring an older record).
         self._unacked: dict[str, int] = {}
         self._follower: asyncio.Task[None] | None = None
         # Followers need not see other writers' values at once (a process reads its own writes
@@ -139,24 +146,27 @@ class CompactedTable:
         trace: str = "",
         wait: bool = True,
     ) -> Envelope:
-        """Write the value; with ``wait=False`` return once it is queued (in order per key)
-        and let ``flush()`` wait for it — for writes a crash may lose without harm."""
+        """Write the value; it becomes visible (``get``) once the broker acknowledged it, and a
+        failed write leaves the previous value. With ``wait=False`` return once it is queued
+        (in order per key) and let ``flush()`` wait for it — for writes a crash may lose
+        without harm; until it is acknowledged ``get`` answers the previous value."""
         envelope = Envelope.wrap(
             payload, source=self._source, session_id=session_id or key, trace=trace
         )
-        self._values[key] = envelope
-        # Until the broker acknowledges this write, the follower may still deliver older
-        # records of the key (ours or another writer's): they must not replace this value.
         self._unacked[key] = self._unacked.get(key, 0) + 1
         if not wait:
-            acked = await self._producer.enqueue(self._topic, envelope, key=key)
-            acked.add_done_callback(functools.partial(self._acked, key))
+            try:
+                acked = await self._producer.enqueue(self._topic, envelope, key=key)
+            except BaseException:
+                self._release(key)
+                raise
+            acked.add_done_callback(functools.partial(self._acked, key, envelope))
             return envelope
         try:
             offset = await self._producer.send_raw(
                 self._topic, envelope.to_bytes(), key, [("keel-type", envelope.type.encode())]
             )
-            self._written[key] = max(self._written.get(key, -1), offset)
+            self._set(key, envelope, offset)
         finally:
             self._release(key)
         return envelope
@@ -164,9 +174,9 @@ class CompactedTable:
     async def flush(self) -> None:
         await self._producer.flush()
 
-    def _acked(self, key: str, acked: asyncio.Future[Any]) -> None:
+    def _acked(self, key: str, envelope: Envelope, acked: asyncio.Future[Any]) -> None:
         if not acked.cancelled() and acked.exception() is None:
-            self._written[key] = max(self._written.get(key, -1), int(acked.result().offset))
+            self._set(key, envelope, int(acked.result().offset))
         elif not acked.cancelled():
             log.error("write of %s to %s failed: %s", key, self._topic, acked.exception())
         self._release(key)
@@ -179,11 +189,11 @@ class CompactedTable:
             self._unacked.pop(key, None)
 
     async def delete(self, key: str) -> None:
-        self._values.pop(key, None)
+        """Write a tombstone; the key leaves the view once the broker acknowledged it."""
         self._unacked[key] = self._unacked.get(key, 0) + 1
         try:
             offset = await self._producer.send_raw(self._topic, None, key, [])
-            self._written[key] = max(self._written.get(key, -1), offset)
+            self._set(key, None, offset, ours=True)
         finally:
             self._release(key)
 
@@ -195,15 +205,34 @@ class CompactedTable:
                     self._apply(record.key, record.value, record.offset)
 
     def _apply(self, raw_key: bytes | None, value: bytes | None, offset: int) -> None:
+        """One record read from the topic (loading or following)."""
         if raw_key is None:
             return
         key = raw_key.decode()
-        if self._unacked.get(key) or offset < self._written.get(key, -1):
-            return
         if value is None:
-            self._values.pop(key, None)
+            self._set(key, None, offset)
             return
         try:
-            self._values[key] = Envelope.from_bytes(value)
+            envelope = Envelope.from_bytes(value)
         except ValueError as exc:
             log.warning("ignoring undecodable entry %s in %s: %s", key, self._topic, exc)
+            return
+        self._set(key, envelope, offset)
+
+    def _set(self, key: str, envelope: Envelope | None, offset: int, *, ours: bool = False) -> None:
+        """Apply what was written at ``offset`` unless the view holds something newer."""
+        if offset < self._offsets.get(key, -1):
+            return
+        if envelope is not None:
+            self._values[key] = envelope
+            self._offsets[key] = offset
+            return
+        self._values.pop(key, None)
+        if ours or self._unacked.get(key):
+            # Our tombstone (the follower may still bring older records of the key), or a
+            # write of ours in flight whose acknowledgement may carry an older offset.
+            self._offsets[key] = offset
+        else:
+            # Read in order with nothing of ours in flight: every later record (read, or
+            # written by us from now on) is newer, so the deleted key can be forgotten.
+            self._offsets.pop(key, None)

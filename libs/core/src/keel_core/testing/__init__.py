@@ -9,21 +9,29 @@ from keel_core.testing.bus import (
     InMemoryConsumer,
     InMemoryFollower,
     InMemoryTable,
+    SendFailed,
 )
 from keel_core.testing.clock import FakeClock
-from keel_core.testing.publisher import InMemoryPublisher, SentRecord, in_memory_audit
+from keel_core.testing.publisher import (
+    FlakyPublisher,
+    InMemoryPublisher,
+    SentRecord,
+    in_memory_audit,
+)
 from keel_core.testing.runtime import InMemoryRuntime
 
 __all__ = [
     "BusPublisher",
     "BusRecord",
     "FakeClock",
+    "FlakyPublisher",
     "InMemoryBus",
     "InMemoryConsumer",
     "InMemoryFollower",
     "InMemoryPublisher",
     "InMemoryRuntime",
     "InMemoryTable",
+    "SendFailed",
     "SentRecord",
     "in_memory_audit",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 
 from keel_contracts.events.envelope import Envelope, EventData
 from keel_core.bus.consumer import Handler, PoisonMessage
+from keel_core.bus.deadletter import dead_letter_headers
 from keel_core.bus.follower import Apply
 from keel_core.bus.producer import Headers
 
@@ -43,16 +44,30 @@ class BusRecord:
             return None
 
 
+class SendFailed(ConnectionError):
+    """A send the test made fail (``InMemoryBus.fail_next``), as a broker that is away would."""
+
+
 @dataclass
 class InMemoryBus:
     """Every record ever sent, per topic, and who listens to each topic."""
 
     topics: dict[str, list[BusRecord]] = field(default_factory=dict)
     _listeners: dict[str, list[Listener]] = field(default_factory=dict)
+    _failing: dict[str, int] = field(default_factory=dict)
+
+    def fail_next(self, topic: str, times: int = 1) -> None:
+        """Make the next ``times`` appends to ``topic`` raise ``SendFailed`` (nothing lands):
+        how a test shows what a writer does when the broker does not acknowledge."""
+        self._failing[topic] = self._failing.get(topic, 0) + times
 
     def append(
         self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
     ) -> BusRecord:
+        failing = self._failing.get(topic, 0)
+        if failing:
+            self._failing[topic] = failing - 1
+            raise SendFailed(f"injected send failure on {topic}")
         raw_key = key.encode() if isinstance(key, str) else key
         log_ = self.topics.setdefault(topic, [])
         record = BusRecord(topic, len(log_), raw_key, value, list(headers))
@@ -148,11 +163,15 @@ class _Pump:
 
 class InMemoryConsumer:
     """A consumer group of one: the handler gets every later record of its topics; one that
-    fails (``PoisonMessage`` or any error) goes to ``<topic>.dlq`` as the real consumer's do."""
+    fails (``PoisonMessage`` or any error) goes to ``<topic>.dlq`` as the real consumer's do,
+    with the same headers."""
 
-    def __init__(self, bus: InMemoryBus, topics: list[str], handler: Handler) -> None:
+    def __init__(
+        self, bus: InMemoryBus, topics: list[str], handler: Handler, group_id: str = ""
+    ) -> None:
         self._bus = bus
         self._handler = handler
+        self._group_id = group_id
         self._pump = _Pump(bus, topics, self._handle)
 
     @property
@@ -173,20 +192,47 @@ class InMemoryConsumer:
             await self._handler(envelope)
         except Exception as exc:
             log.warning("dead-lettering %s@%d: %s", record.topic, record.offset, exc)
-            headers = [("keel-dlq-reason", str(exc).encode())]
-            self._bus.append(f"{record.topic}.dlq", record.value, record.key, headers)
+            _dead_letter(self._bus, record, str(exc), exc, self._group_id)
 
 
 class InMemoryFollower:
-    """The ``Follower`` of an in-memory bus: a view of every record, with no group."""
+    """The ``Follower`` of an in-memory bus: a view of every record, with no group. Like the
+    real one it can dead-letter a loaded record its user rejects (``DeadLettering``)."""
 
-    def __init__(self, bus: InMemoryBus, topic: str) -> None:
+    def __init__(self, bus: InMemoryBus, topic: str, role: str = "") -> None:
         self._bus = bus
         self.topic = topic
+        self._role = role
         self._pump: _Pump | None = None
+        self._loaded: dict[str, BusRecord] = {}
+        self._undecodable: list[BusRecord] = []
 
     async def load(self) -> list[Envelope]:
-        return self._bus.envelopes(self.topic)
+        loaded: list[Envelope] = []
+        for record in self._bus.records(self.topic):
+            envelope = record.envelope()
+            if envelope is None:
+                if record.value is not None:
+                    self._undecodable.append(record)
+                continue
+            self._loaded.setdefault(envelope.id, record)
+            loaded.append(envelope)
+        return loaded
+
+    async def dead_letter(self, envelope: Envelope, reason: str, exc: BaseException) -> None:
+        record = self._loaded.get(envelope.id)
+        if record is None:
+            raise LookupError(f"{envelope.id} was not loaded by this follower")
+        _dead_letter(self._bus, record, reason, exc, self._role)
+
+    async def dead_letter_undecodable(self) -> int:
+        sent = 0
+        while self._undecodable:
+            record = self._undecodable[0]
+            _dead_letter(self._bus, record, "undecodable envelope", ValueError("undecodable"), "")
+            self._undecodable.pop(0)
+            sent += 1
+        return sent
 
     async def start_at_end(self) -> None:
         return None
@@ -209,9 +255,25 @@ class InMemoryFollower:
             await self._pump.stop()
 
 
+def _dead_letter(
+    bus: InMemoryBus, record: BusRecord, reason: str, exc: BaseException, group: str
+) -> None:
+    headers = dead_letter_headers(
+        reason,
+        exc,
+        topic=record.topic,
+        partition=0,
+        offset=record.offset,
+        group=group,
+        original=record.headers,
+    )
+    bus.append(f"{record.topic}.dlq", record.value, record.key, headers)
+
+
 class InMemoryTable:
-    """The ``Table`` of an in-memory bus: writes land on the topic and in the view at once;
-    other writers' records reach the view as they are appended."""
+    """The ``Table`` of an in-memory bus: a write reaches the view once it is on the topic
+    (as the real table's once acknowledged), and a failed one (``InMemoryBus.fail_next``)
+    leaves the previous value; other writers' records reach the view as they are appended."""
 
     def __init__(self, bus: InMemoryBus, topic: str, source: str) -> None:
         self._bus = bus
@@ -246,14 +308,21 @@ class InMemoryTable:
         envelope = Envelope.wrap(
             payload, source=self._source, session_id=session_id or key, trace=trace
         )
-        self._values[key] = envelope  # a process reads its own writes, started or not
         headers = [("keel-type", envelope.type.encode())]
-        self._bus.append(self._topic, envelope.to_bytes(), key, headers)
+        try:
+            self._bus.append(self._topic, envelope.to_bytes(), key, headers)
+        except SendFailed:
+            if wait:
+                raise
+            # The real table learns of a queued write's failure only from its ack: logged.
+            log.error("write of %s to %s failed", key, self._topic)
+            return envelope
+        self._values[key] = envelope  # acknowledged: visible, started or not
         return envelope
 
     async def delete(self, key: str) -> None:
-        self._values.pop(key, None)
         self._bus.append(self._topic, None, key, [])
+        self._values.pop(key, None)
 
     async def flush(self) -> None:
         return None

@@ -55,7 +55,7 @@ class InMemoryRuntime:
         self.grpc = GrpcServer("127.0.0.1", 0, services, self.registry)
 
     def consume(self, topics: list[str], group_id: str, handler: Handler) -> InMemoryConsumer:
-        consumer = InMemoryConsumer(self.bus, topics, handler)
+        consumer = InMemoryConsumer(self.bus, topics, handler, group_id)
         self.consumers.append(consumer)
         return consumer
 
@@ -66,7 +66,7 @@ class InMemoryRuntime:
         return table
 
     def follower(self, topic: str, role: str) -> InMemoryFollower:
-        follower = InMemoryFollower(self.bus, topic)
+        follower = InMemoryFollower(self.bus, topic, f"{self.name}-{role}")
         self.on_stop(follower.stop)
         return follower
 

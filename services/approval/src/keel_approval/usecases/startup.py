@@ -1,6 +1,10 @@
 """What the service does before it serves: rebuild the book from both approval topics, then
 keep following the decisions topic so decisions and quorum votes made by other replicas reach
-this one's book."""
+this one's book.
+
+A record the rebuild cannot use is sent to its topic's DLQ with the reason, by the follower
+that loaded it (``keel_core.bus.deadletter.DeadLettering``), and the start goes on: a DLQ that
+cannot be written is logged, never a reason not to serve (the record stays on its topic)."""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ from keel_approval.domain.book import ApprovalBook
 from keel_approval.metrics import ApprovalMetrics
 from keel_approval.usecases.decisions import Decider
 from keel_approval.usecases.intake import RequestReader
-from keel_approval.usecases.rebuild import rebuild
+from keel_approval.usecases.rebuild import Rejected, rebuild
 from keel_contracts.events import Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
+from keel_core.bus.deadletter import DeadLettering
 from keel_core.runtime import Follower
 
 log = logging.getLogger(__name__)
@@ -47,10 +52,14 @@ class BookStartup:
             decided = await self._decisions.load()
         if self._requests is not None:
             requested = await self._requests.load()
-            await self._requests.stop()  # read once; nothing follows the request topic
             self._metrics.rebuilt.labels(APPROVAL_REQUESTS).set(len(requested))
             self._metrics.rebuilt.labels(APPROVAL_DECISIONS).set(len(decided))
-            added, applied = rebuild(self._book, self._reader, requested, decided)
+            rejected: list[Rejected] = []
+            added, applied = rebuild(
+                self._book, self._reader, requested, decided, rejected=rejected
+            )
+            await self._dead_letter(rejected)
+            await self._requests.stop()  # read once; nothing follows the request topic
             log.info(
                 "rebuilt %d requests (%d decisions and votes applied, %d pending)",
                 added,
@@ -59,3 +68,15 @@ class BookStartup:
             )
         if self._follow:
             self._decisions.follow(self._decider.apply_published)
+
+    async def _dead_letter(self, rejected: list[Rejected]) -> None:
+        sources = {APPROVAL_REQUESTS: self._requests, APPROVAL_DECISIONS: self._decisions}
+        for topic, follower in sources.items():
+            if not isinstance(follower, DeadLettering):
+                continue
+            try:
+                for skipped in (r for r in rejected if r.topic == topic):
+                    await follower.dead_letter(skipped.envelope, skipped.reason, skipped.error)
+                await follower.dead_letter_undecodable()
+            except Exception:  # noqa: BLE001 - the record stays on its topic; serve anyway
+                log.exception("could not dead-letter the records the rebuild skipped on %s", topic)

@@ -1,6 +1,7 @@
 """Test doubles for code built on the tool gateway: a scripted policy, approvals, outbox and
-ledger, a counting tool, and (``testing.resilience``) a fake clock, a flaky dependency and a
-recording observer for retries and breakers."""
+ledger, a counting tool, a sleep stepped by hand (the ledger's background retries), and
+(``testing.resilience``) a fake clock, a flaky dependency and a recording observer for retries
+and breakers."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from keel_tool_gateway.domain.models import (
 )
 from keel_tool_gateway.domain.outbox import OutboundMessage
 from keel_tool_gateway.domain.registry import Tool
+from keel_tool_gateway.testing.ledger import SteppedSleep
 from keel_tool_gateway.testing.resilience import (
     FakeTime,
     FlakyDependency,
@@ -41,6 +43,7 @@ __all__ = [
     "SentMessage",
     "StaticApprovals",
     "StaticPolicy",
+    "SteppedSleep",
 ]
 
 
