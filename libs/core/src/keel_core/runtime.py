@@ -96,6 +96,10 @@ class Runtime(Protocol):
     async def run(self) -> None: ...
 
 
+class ServiceFailed(Exception):
+    """The service stopped on its own because a part of it failed; it exits with code 1."""
+
+
 class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings) -> None:
         self.name = name
@@ -113,6 +117,8 @@ class ServiceRuntime:
         self._on_stop: list[Hook] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        # Why the service stopped on its own (a consumer loop died), if it did.
+        self._failure = ""
 
     def serve_grpc(self, services: Sequence[GrpcService]) -> None:
         self.grpc = GrpcServer(self.settings.host, self.settings.grpc_port, services, self.registry)
@@ -168,6 +174,10 @@ class ServiceRuntime:
         finally:
             await self._stop_parts()
         log.info("%s stopped", self.name)
+        if self._failure:
+            # Not a clean stop: exit non-zero so an orchestrator that restarts only failed
+            # processes (Kubernetes' OnFailure, systemd's on-failure) restarts this one.
+            raise ServiceFailed(self._failure)
 
     async def _start_parts(self) -> None:
         metrics_port = serve_metrics(self.registry, self.settings.host, self.settings.metrics_port)
@@ -190,8 +200,9 @@ class ServiceRuntime:
         """A consumer loop that dies stops the service: better a restart than a silent stall."""
         try:
             await consumer.run()
-        except Exception:
+        except Exception as exc:
             log.exception("consumer loop failed; stopping %s", self.name)
+            self._failure = f"consumer of {', '.join(consumer.topics)} failed: {exc!r}"
             self._stop.set()
 
     async def _stop_parts(self) -> None:
@@ -229,6 +240,9 @@ def run_service(
         asyncio.run(serve(settings))
     except ConfigError as exc:
         _die(name, str(exc))
+    except ServiceFailed as exc:
+        print(f"{name}: stopped: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
     except KeyboardInterrupt:
         pass
     finally:

@@ -80,6 +80,9 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
     # The ledger is loaded fully before the gRPC server starts (start hooks run first), so no
     # call is served from a partial view; it is stopped after the server (stop hooks run last).
     ledger = KafkaLedger(runtime.table(TOOL_RESULTS))
+    # Pending ledger writes get a grace period to land, then their retries stop (registered
+    # after the table, so it runs before the table stops).
+    runtime.on_stop(ledger.aclose)
     policy_channel = _channel(runtime, settings.policy_target)
     approval_channel = _channel(runtime, settings.approval_target)
     service = ExecutionService(

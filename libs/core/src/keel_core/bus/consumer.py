@@ -76,7 +76,7 @@ class EventConsumer:
         dlq_backoff_s: float = 0.2,
     ) -> None:
         self._settings = settings
-        self._topics = topics
+        self.topics = topics
         self._group_id = group_id
         self._handler = handler
         self._dlq = dlq_producer
@@ -117,7 +117,7 @@ class EventConsumer:
         except ConfigError:
             await self._consumer.stop()
             raise
-        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
+        self._consumer.subscribe(self.topics, listener=_Rebalance(self))
 
     async def wait_assigned(self, timeout_s: float = 30.0) -> None:
         """Block until the group has given this consumer partitions (useful in tests)."""

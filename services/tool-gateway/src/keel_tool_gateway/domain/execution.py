@@ -140,6 +140,9 @@ class ExecutionService:
     async def _stored(self, key: str) -> LedgerEntry | None:
         entry = self._ledger.get(key)
         if entry is not None:
+            # Durable now (a background retry of the ledger may have landed it): forget the
+            # copy kept while it was not.
+            self._unrecorded.pop(key, None)
             return entry
         unrecorded = self._unrecorded.get(key)
         if unrecorded is None:
