@@ -162,8 +162,13 @@ class ChaosRun:
         healthy_at = time.time()
         # Calls answered just before the kill may be stamped just after it: 1 s of grace.
         moment = killed_at + 1.0
-        await self.observer.until(
-            lambda: self.observer.progressed_after(moment) is not None, self.plan.progress_timeout_s
+        ids = {s.session_id for s in self.sessions}
+        await self.observer.until(  # or until nothing is left in flight to progress
+            lambda: (
+                self.observer.progressed_after(moment) is not None
+                or ids <= self.observer.results.keys()
+            ),
+            self.plan.progress_timeout_s,
         )
         seen = self.observer.progressed_after(moment)
         idle = (
