@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,11 +35,7 @@ async def own_stack(
     run_dir = Path(tempfile.mkdtemp(prefix="keel-chaos-"))
     counts = run_dir / "counts"
     counts.mkdir()
-    env = {
-        "KEEL_KAFKA_PORT": str(free_port()),
-        "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "KEEL_KAFKA_DATA_DIR": str(run_dir / "kafka"),
-    }
+    env = broker_env(run_dir)
     bootstrap = await asyncio.to_thread(start_broker, REPO, env)
     kafka = KafkaSettings(bootstrap=bootstrap, connect_timeout_s=30)
     stack = LocalStack(
@@ -53,6 +52,60 @@ async def own_stack(
         await stack.stop()
         await asyncio.to_thread(stop_broker, REPO, env)
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def broker_env(run_dir: Path) -> dict[str, str]:
+    """The launcher's settings for a broker of its own under ``run_dir``: starting it again with
+    the same settings brings back the same broker (data dir, ports, cluster id)."""
+    return {
+        "KEEL_KAFKA_PORT": str(free_port()),
+        "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KEEL_KAFKA_DATA_DIR": str(run_dir / "kafka"),
+    }
+
+
+def broker_pid(env: dict[str, str]) -> int | None:
+    """The pid the launcher recorded for this broker (None when it is not running)."""
+    try:
+        return int((Path(env["KEEL_KAFKA_DATA_DIR"]) / "broker.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+async def kill_broker(env: dict[str, str], timeout_s: float = 30) -> None:
+    """SIGKILL the broker (no clean shutdown: what a crash or an OOM kill does) and wait until
+    the process is gone, so a restart finds its ports free."""
+    pid = broker_pid(env)
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    await asyncio.to_thread(_wait_gone, pid, timeout_s)
+
+
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    """The broker is not our child (the launcher detaches it), so there is nothing to wait()
+    on: watch /proc until the process is gone or a zombie."""
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"broker pid {pid} still alive {timeout_s} s after SIGKILL")
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+async def restart_broker(env: dict[str, str]) -> str:
+    """Start the broker again on the same data dir and ports; its bootstrap address."""
+    return await asyncio.to_thread(start_broker, REPO, env)
 
 
 async def restart(stack: LocalStack, name: str, timeout_s: float = 60) -> None:
