@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keel_contracts.errors import InvalidArgument
+from keel_contracts.errors import InvalidArgument, Unavailable
 from keel_core import semconv
 from keel_core.audit import AuditEmitter
 from keel_core.redaction import audit_arguments
@@ -53,9 +53,11 @@ class ExecuteToolCall:
     """Decide and (maybe) run one call, then count, trace and audit it.
 
     A tool's failure is a result (``status == "error"``). Raises ``InvalidArgument`` for a key
-    longer than ``MAX_IDEMPOTENCY_KEY_CHARS`` (nothing is decided), and ``ResultNotRecorded``
-    when the call ran but the ledger could not store it: it is audited with
-    ``recorded: false`` and the caller retries the key.
+    longer than ``MAX_IDEMPOTENCY_KEY_CHARS`` (nothing is decided), ``ResultNotRecorded``
+    when the call ran but the ledger could not store it (it is audited with
+    ``recorded: false`` and the caller retries the key), and ``Unavailable`` when nothing ran
+    because policy or the approval service could not answer: the caller waits that out
+    instead of showing the model a tool error (it is audited like any refusal).
     """
 
     def __init__(
@@ -103,6 +105,8 @@ class ExecuteToolCall:
             }
         )
         await self._record(call, result, recorded=True)
+        if result.dependency_unavailable:
+            raise Unavailable(result.error)
         if self._mark_untrusted_output and result.output:
             marked = mark_untrusted(call.tool_name, result.output)
             result = result.model_copy(update={"output": marked})

@@ -5,6 +5,7 @@ on loopback and the policy service faked by an in-process gRPC servicer."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -144,3 +145,29 @@ async def test_the_built_gateway_lists_runs_records_audits_and_replays(
     sample = runtime.registry.get_sample_value
     assert sample("keel_tool_gateway_executions_total", {"tool": "count", "status": "ok"}) == 2
     assert sample("keel_tool_gateway_ledger_hits_total", {"tool": "count"}) == 1
+
+
+async def test_a_policy_outage_is_an_unavailable_status_not_a_tool_error(tmp_path: Path) -> None:
+    """Nothing ran because policy could not answer: the caller must wait that out, so the
+    gateway answers UNAVAILABLE instead of an error result a model would reason about."""
+    counts = tmp_path / "counts"
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead_policy = f"127.0.0.1:{probe.getsockname()[1]}"
+    settings = Settings(
+        policy_target=dead_policy,
+        policy_timeout_s=0.5,
+        test_tools_dir=counts,
+        files=FileSettings(workspace_root=tmp_path / "workspaces"),
+    )
+    runtime = InMemoryRuntime(SERVICE, settings)
+    build(settings, runtime)
+    async with runtime.running(), insecure_channel(runtime.target) as channel:
+        stub = tool_pb2_grpc.ToolGatewayStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.Execute(execute("key-1", "c1"))
+
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "policy unavailable" in (refused.value.details() or "")
+    assert not (counts / "c1.count").exists()
+    assert runtime.bus.records(TOOL_RESULTS) == []

@@ -47,7 +47,13 @@ async def check_approval(
             f"approval service unavailable: approval {approval_id!r} could not be verified, "
             "the call did not run"
         )
-        return _refuse("unavailable", "error", message)
+        refusal = ExecutionResult(
+            status="error",
+            error=message,
+            approval_outcome="unavailable",
+            dependency_unavailable=True,
+        )
+        return ApprovalCheck("unavailable", refusal=refusal)
     if record is None:
         return _refuse("not_found", "denied", f"approval {approval_id!r} not found; nothing ran")
     return _judge(record, tool_name, idempotency_key, arguments)

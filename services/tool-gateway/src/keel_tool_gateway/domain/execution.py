@@ -201,7 +201,10 @@ class ExecutionService:
             )
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, nothing may run
             log.warning("policy evaluation failed for %s, failing closed: %r", call.tool_name, exc)
-            return _Outcome(_noted(_error(POLICY_UNAVAILABLE), approval), final=False)
+            unavailable = _error(POLICY_UNAVAILABLE).model_copy(
+                update={"dependency_unavailable": True}
+            )
+            return _Outcome(_noted(unavailable, approval), final=False)
         refusal = _refusal(verdict, approval)
         if refusal is not None:
             return refusal

@@ -52,3 +52,6 @@ class ExecutionResult(BaseModel):
     replayed: bool = False
     untrusted: bool = True
     approval_outcome: ApprovalOutcome = ""
+    # Nothing ran because a Keel service the decision needs (policy, approval) could not
+    # answer: an outage for the caller to wait out, not a tool error for the model.
+    dependency_unavailable: bool = False
