@@ -22,7 +22,9 @@ from keel_core.grpc import insecure_channel
 from tests.fuzz.harness import DRAWS_PER_EXAMPLE, FUZZ, FuzzRuntime, feed
 from tests.fuzz.strategies import record_values
 
-pytestmark = pytest.mark.fuzz
+# A failing batch is big; hypothesis warns that printing it is slow, and that warning must not
+# hide the failure itself.
+pytestmark = [pytest.mark.fuzz, pytest.mark.filterwarnings("ignore:Generating overly large repr")]
 
 TOPICS = {
     APPROVAL_REQUESTS: (ApprovalRequested,),
