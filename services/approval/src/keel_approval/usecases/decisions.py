@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 
+from pydantic import ValidationError
+
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.events import decision_event, vote_event
 from keel_approval.domain.models import TIMEOUT_REVIEWER, Approval, Outcome
@@ -68,9 +70,20 @@ class Decider:
     async def apply_published(self, envelope: Envelope) -> bool:
         """A record followed on the decisions topic (ours read back, or another replica's):
         applied under the same lock as our own decisions, so it never lands between one of
-        ours being published and recorded. ``True`` when it changed the book."""
+        ours being published and recorded. ``True`` when it changed the book. A record that
+        does not fit its type is skipped with one line (the live consumer of the same topic
+        never sees it: this follower is the only reader), not a stack trace per record."""
         async with self._resolving:
-            return apply_record(self._book, envelope)
+            try:
+                return apply_record(self._book, envelope)
+            except ValidationError as exc:
+                log.warning(
+                    "skipping malformed %s %s: %d problem(s)",
+                    envelope.type,
+                    envelope.id,
+                    exc.error_count(),
+                )
+                return False
 
     def prune(self) -> int:
         """Forget decided requests past their retention (see ``Retention``)."""
