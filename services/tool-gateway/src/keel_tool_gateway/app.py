@@ -22,6 +22,7 @@ from keel_clients import (
 from keel_contracts.topics import TOOL_RESULTS
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
+from keel_tool_gateway.adapters.ledger_expiry import LedgerSweeper
 from keel_tool_gateway.adapters.mcp import McpMounts, mount_mcp_servers
 from keel_tool_gateway.adapters.memory import MemoryTools
 from keel_tool_gateway.adapters.outbox import KafkaOutbox
@@ -79,10 +80,14 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
     runtime.on_stop(unmount_mcp)
     # The ledger is loaded fully before the gRPC server starts (start hooks run first), so no
     # call is served from a partial view; it is stopped after the server (stop hooks run last).
-    ledger = KafkaLedger(runtime.table(TOOL_RESULTS))
+    table = runtime.table(TOOL_RESULTS)
+    ledger = KafkaLedger(table)
     # Pending ledger writes get a grace period to land, then their retries stop (registered
     # after the table, so it runs before the table stops).
     runtime.on_stop(ledger.aclose)
+    sweeper = LedgerSweeper(table, settings.ledger_retention_s, settings.ledger_sweep_interval_s)
+    runtime.on_start(sweeper.start)
+    runtime.on_stop(sweeper.stop)
     policy_channel = _channel(runtime, settings.policy_target)
     approval_channel = _channel(runtime, settings.approval_target)
     service = ExecutionService(

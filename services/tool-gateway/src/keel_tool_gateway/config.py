@@ -33,6 +33,11 @@ class Settings(ServiceSettings):
     default_tool_timeout_s: float = Field(default=10.0, gt=0)
     # Output longer than this is cut, ending with a marker; 100 leaves room for the marker.
     max_output_chars: int = Field(default=8000, ge=100)
+    # Ledger entries older than this are tombstoned (every replica loads the whole ledger at
+    # start): longer than the agent loop's finished-session markers, so no retried key can
+    # still arrive. Checked every ledger_sweep_interval_s.
+    ledger_retention_s: float = Field(default=8 * 24 * 3600.0, gt=0)
+    ledger_sweep_interval_s: float = Field(default=600.0, gt=0)
     approval_target: str = "127.0.0.1:50056"
     # Deadline of each approval lookup; past it a call sent with an approval id does not run.
     approval_timeout_s: float = Field(default=2.0, gt=0)

@@ -1,0 +1,74 @@
+"""Old ledger entries are tombstoned, so ``keel.tool-results`` — and every replica's view of
+it, loaded whole at start — does not grow with every call ever made.
+
+An entry answers a retried call of its key. Once its session is long finished (the agent loop
+keeps a session's finished marker for ``KEEL_AGENT_LOOP_FINISHED_RETENTION_S``, 7 days by
+default, and a finished session runs nothing again) no caller can send that key any more, so a
+retention longer than that marker's loses nothing. Every replica sweeps the whole table: a
+tombstone is idempotent and needs no coordination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from keel_core.bus.table import Table
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LedgerSweeper:
+    def __init__(
+        self,
+        table: Table,
+        retention_s: float,
+        interval_s: float,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._table = table
+        self._retention = timedelta(seconds=retention_s)
+        self._interval_s = interval_s
+        self._now = now
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep(self) -> list[str]:
+        """One pass: the keys whose entries were tombstoned."""
+        cutoff = self._now() - self._retention
+        expired = [
+            key
+            for key in self._table.keys()
+            if (entry := self._table.get(key)) is not None and entry.time < cutoff
+        ]
+        for key in expired:
+            await self._table.delete(key)
+        if expired:
+            log.info(
+                "tombstoned %d ledger entr%s", len(expired), "y" if len(expired) == 1 else "ies"
+            )
+        return expired
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ledger-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            # A timer, not synchronisation: the sweep is periodic housekeeping.
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.sweep()
+            except Exception:  # a failed pass is retried at the next interval
+                log.exception("sweeping the ledger failed")
