@@ -24,6 +24,13 @@ async def test_a_dead_consumer_loop_stops_the_service_and_says_why() -> None:
     assert "the DLQ refused a record" in runtime._failure
 
 
+@pytest.fixture(autouse=True)
+def no_global_logging_or_tracing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run_service`` configures the process's logging and tracing: not in a test process."""
+    monkeypatch.setattr("keel_core.runtime.configure_logging", lambda *args: None)
+    monkeypatch.setattr("keel_core.runtime.configure_tracing", lambda *args: None)
+
+
 def test_a_failed_service_exits_with_code_1(capsys: pytest.CaptureFixture[str]) -> None:
     async def serve(settings: ServiceSettings) -> None:
         raise ServiceFailed("consumer of keel.tasks failed")

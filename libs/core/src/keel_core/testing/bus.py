@@ -238,6 +238,10 @@ class InMemoryFollower:
         return None
 
     def follow(self, apply: Apply) -> None:
+        # Loaded records are kept only to dead-letter them before following starts.
+        self._loaded.clear()
+        self._undecodable.clear()
+
         async def deliver(record: BusRecord) -> None:
             envelope = record.envelope()
             if envelope is None:

@@ -9,8 +9,6 @@ records under their own keys in the same topic, which this adapter never touches
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,6 +18,7 @@ from pydantic import ValidationError
 from keel_agent_loop.domain.models import AgentState, FinishedSession
 from keel_contracts.events import Envelope, SessionCheckpoint, SessionFinished
 from keel_core.bus.table import Table
+from keel_core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +130,10 @@ class FinishedSweeper:
     ) -> None:
         self._checkpoints = checkpoints
         self._retention = timedelta(seconds=retention_s)
-        self._interval_s = interval_s
         self._now = now
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("finished-sweeper", interval_s, self.sweep)
+        self.start = self._periodic.start
+        self.stop = self._periodic.stop
 
     async def sweep(self) -> list[str]:
         """One pass: the ids whose markers were tombstoned."""
@@ -141,21 +141,3 @@ class FinishedSweeper:
         if expired:
             log.info("tombstoned %d finished-session marker(s)", len(expired))
         return expired
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="finished-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            # A timer, not synchronisation: the sweep is periodic housekeeping.
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self.sweep()
-            except Exception:  # a failed pass is retried at the next interval
-                log.exception("sweeping finished-session markers failed")

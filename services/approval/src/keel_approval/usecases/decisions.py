@@ -12,7 +12,6 @@ for the decision), so a restart or another replica keeps it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from pydantic import ValidationError
@@ -27,6 +26,7 @@ from keel_contracts.events import Envelope, EventData
 from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.audit import AuditEmitter
 from keel_core.bus.producer import Publisher
+from keel_core.periodic import Periodic
 
 SOURCE = "approval"
 
@@ -151,33 +151,18 @@ class Decider:
 
 
 class DeadlineSweeper:
-    """Background task that times out overdue requests every ``interval_s`` and forgets
+    """Every ``interval_s`` (the first time at start): time out overdue requests and forget
     decided ones past their retention."""
 
     def __init__(self, decider: Decider, interval_s: float) -> None:
         self._decider = decider
-        self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("approval-deadlines", interval_s, self.sweep, at_start=True)
+        self.start = self._periodic.start
+        self.stop = self._periodic.stop
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="approval-deadlines")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                timed_out = await self._decider.expire_due()
-            except Exception:
-                log.exception("deadline sweep failed")
-            else:
-                for approval in timed_out:
-                    log.info("approval %s timed out", approval.id)
-            forgotten = self._decider.prune()
-            if forgotten:
-                log.info("forgot %d decided approvals past retention", forgotten)
-            await asyncio.sleep(self._interval_s)
+    async def sweep(self) -> None:
+        for approval in await self._decider.expire_due():
+            log.info("approval %s timed out", approval.id)
+        forgotten = self._decider.prune()
+        if forgotten:
+            log.info("forgot %d decided approvals past retention", forgotten)

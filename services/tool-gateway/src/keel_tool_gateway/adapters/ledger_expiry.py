@@ -10,13 +10,12 @@ tombstone is idempotent and needs no coordination.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from keel_core.bus.table import Table
+from keel_core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,10 @@ class LedgerSweeper:
     ) -> None:
         self._table = table
         self._retention = timedelta(seconds=retention_s)
-        self._interval_s = interval_s
         self._now = now
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("ledger-sweeper", interval_s, self.sweep)
+        self.start = self._periodic.start
+        self.stop = self._periodic.stop
 
     async def sweep(self) -> list[str]:
         """One pass: the keys whose entries were tombstoned."""
@@ -54,21 +54,3 @@ class LedgerSweeper:
                 "tombstoned %d ledger entr%s", len(expired), "y" if len(expired) == 1 else "ies"
             )
         return expired
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ledger-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            # A timer, not synchronisation: the sweep is periodic housekeeping.
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self.sweep()
-            except Exception:  # a failed pass is retried at the next interval
-                log.exception("sweeping the ledger failed")
