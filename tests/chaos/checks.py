@@ -13,6 +13,7 @@ from keel_contracts.events import Envelope, TaskCompleted, TaskFailed, TaskProgr
 from keel_contracts.topics import AUDIT, DLQ_SUFFIX, RESULTS, TASK_EVENTS, all_specs
 from keel_core.bus.reader import read_topic
 from keel_core.settings import KafkaSettings
+from keel_tool_gateway.adapters.tools.count import read_count
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ async def _check_results(kafka: KafkaSettings, by_id: dict[str, Session], report
 def _check_counters(sessions: list[Session], counts: Path, report: Report) -> None:
     for session in sessions:
         path = counts / f"{session.name}.count"
-        value = int(path.read_text().strip() or "0") if path.exists() else 0
+        value = read_count(path)
         if value == session.steps:
             report.counters_exact += 1
         elif value > session.steps:

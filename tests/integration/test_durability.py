@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 
@@ -10,10 +11,14 @@ import pytest
 
 from keel_cli.follow import SessionFollower
 from keel_cli.tasks import publish_task
-from keel_clients import AgentClient, ApprovalClient, CallOptions, open_channel
-from keel_contracts.errors import KeelError
+from keel_clients import AgentClient, ApprovalClient, CallOptions, ToolClient, open_channel
+from keel_contracts.chat import RequestContext, ToolCall
+from keel_contracts.errors import KeelError, Unavailable
 from keel_contracts.events import TaskCompleted, TaskFailed, TaskSubmitted
+from keel_contracts.tools import ToolOutcome
 from keel_core.settings import KafkaSettings
+from keel_tool_gateway.adapters.tools.count import read_count
+from keel_tool_gateway.domain.execution import OUTCOME_UNKNOWN
 from tests.integration.chaos import Watcher, own_stack, restart
 
 pytestmark = pytest.mark.stack
@@ -35,7 +40,7 @@ async def test_kill_9_mid_session_resumes_and_no_tool_call_runs_twice() -> None:
             watcher.stop()
         done = result.parse(TaskCompleted)
         assert done.answer == f"counted {name} 6 times; the last count was 6"
-        assert (counts / f"{name}.count").read_text().strip() == "6"
+        assert read_count(counts / f"{name}.count") == 6
         assert watcher.progress("resumed"), "the session resumed from a checkpoint"
         print(f"recovered {asyncio.get_running_loop().time() - killed_at:.1f}s after kill -9")
 
@@ -129,3 +134,55 @@ async def test_cancel_stops_a_running_session(stack, kafka: KafkaSettings) -> No
     assert failed.reason == "cancelled"
     assert failed.iterations < 20
     assert json.dumps(watcher.progress("cancelled")[0].detail)
+
+
+async def test_kill_9_between_a_tools_effect_and_its_result_never_makes_the_effect_twice() -> None:
+    """The gateway dies after the effect and before its ledger write. The retry (same key, on
+    the restarted gateway) must not make the effect again: ``count`` deduplicates by the key,
+    so it runs again and answers the count; ``count_once`` cannot, so the gateway waits out
+    the intent's deadline and answers that the outcome is unknown."""
+    env = {
+        "KEEL_TOOL_GATEWAY_INTENT_GRACE_S": "1",
+        "KEEL_TOOL_GATEWAY_DEFAULT_TOOL_TIMEOUT_S": "8",
+    }
+    async with own_stack(env) as (stack, counts, _kafka):
+        outcomes = {}
+        for tool in ("count", "count_once"):
+            name = f"{tool}-{uuid.uuid4().hex[:8]}"
+            call = ToolCall(
+                id="c1", name=tool, arguments_json=json.dumps({"name": name, "hold_ms": 6000})
+            )
+            ctx = RequestContext(session_id=f"s-{name}")
+            key = f"s-{name}:0:0"
+            async with open_channel(stack.target("tool-gateway")) as channel:
+                tools = ToolClient(channel, CallOptions(timeout_s=30))
+                first = asyncio.create_task(tools.execute(ctx, call, key))
+                async with asyncio.timeout(20):
+                    while read_count(counts / f"{name}.count") == 0:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                stack.kill("tool-gateway")  # the effect happened; its result was not written
+                with contextlib.suppress(KeelError):
+                    await first
+            await restart(stack, "tool-gateway")
+            async with open_channel(stack.target("tool-gateway")) as channel:
+                tools = ToolClient(channel, CallOptions(timeout_s=30))
+                outcomes[tool] = await _retry_until_answered(tools, ctx, call, key)
+            assert read_count(counts / f"{name}.count") == 1, f"{tool}: the effect ran twice"
+    assert (outcomes["count"].status, outcomes["count"].output) == ("ok", "1")
+    assert (outcomes["count_once"].status, outcomes["count_once"].error) == (
+        "error",
+        OUTCOME_UNKNOWN,
+    )
+
+
+async def _retry_until_answered(
+    tools: ToolClient, ctx: RequestContext, call: ToolCall, key: str, timeout_s: float = 40
+) -> ToolOutcome:
+    """What the agent loop does: an UNAVAILABLE answer (the run may still be going) is waited
+    out and the same key sent again."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                return await tools.execute(ctx, call, key)
+            except Unavailable:
+                await asyncio.sleep(0.5)

@@ -29,6 +29,7 @@ from keel_contracts.events import (
     TaskFailed,
     TaskProgress,
     TaskSubmitted,
+    ToolCallStarted,
     ToolResultRecorded,
 )
 from keel_contracts.topics import TopicSpec
@@ -41,7 +42,7 @@ CARRIES: dict[str, tuple[type[EventData], ...]] = {
     topics.TASK_EVENTS: (TaskProgress,),
     topics.RESULTS: (TaskCompleted, TaskFailed),
     topics.CHECKPOINTS: (SessionCheckpoint, SessionFinished, PlanCheckpoint),
-    topics.TOOL_RESULTS: (ToolResultRecorded,),
+    topics.TOOL_RESULTS: (ToolResultRecorded, ToolCallStarted),
     topics.APPROVAL_REQUESTS: (ApprovalRequested,),
     topics.APPROVAL_DECISIONS: (ApprovalDecided, ApprovalVoted),
     topics.AUDIT: (AuditRecord,),

@@ -81,4 +81,4 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_check_validates(capsys: pytest.CaptureFixture[str]) -> None:
     assert keel("policy", "check", str(DEFAULT_POLICY)) == 0
-    assert capsys.readouterr().out.startswith("ok: 1 set (default), 11 rules")
+    assert capsys.readouterr().out.startswith("ok: 1 set (default), 12 rules")

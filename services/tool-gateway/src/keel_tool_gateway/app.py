@@ -99,6 +99,7 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
         ),
         max_output_chars=settings.max_output_chars,
         resilience=Resilience(settings.resilience, observer=metrics),
+        intent_grace_s=settings.intent_grace_s,
     )
     execute = ExecuteToolCall(
         service,

@@ -38,10 +38,14 @@ class Settings(ServiceSettings):
     # still arrive. Checked every ledger_sweep_interval_s.
     ledger_retention_s: float = Field(default=8 * 24 * 3600.0, gt=0)
     ledger_sweep_interval_s: float = Field(default=600.0, gt=0)
+    # An at_most_once tool's intent says its run is over by its time-out plus this much; a
+    # key whose intent is older without a result was cut short and answers "outcome unknown".
+    intent_grace_s: float = Field(default=10.0, gt=0)
     approval_target: str = "127.0.0.1:50056"
     # Deadline of each approval lookup; past it a call sent with an approval id does not run.
     approval_timeout_s: float = Field(default=2.0, gt=0)
-    # Set only in tests: registers the `count` tool, which counts its runs in files here.
+    # Set only in tests: registers the `count` and `count_once` tools, which count their
+    # effects in files here.
     test_tools_dir: Path | None = None
     # Which tools each agent profile is offered (ListTools).
     profiles: ProfileSettings = Field(default_factory=ProfileSettings)

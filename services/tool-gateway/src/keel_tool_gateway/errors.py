@@ -33,3 +33,17 @@ class ResultNotRecorded(ToolGatewayError, Unavailable):
         )
         self.key = key
         self.result = result
+
+
+class RunInProgress(ToolGatewayError, Unavailable):
+    """An earlier run of this key (on this or another replica) recorded its intent and has
+    neither finished nor passed its deadline: it may still be running. Nothing runs now; a
+    retry later gets its result, or, once the deadline has passed without one, the outcome
+    unknown. Maps to gRPC ``UNAVAILABLE``."""
+
+    def __init__(self, key: str, seconds_left: float) -> None:
+        super().__init__(
+            f"an earlier run of {key!r} is in progress or was cut short; retry in "
+            f"{max(seconds_left, 0.0):.0f}s at most"
+        )
+        self.key = key

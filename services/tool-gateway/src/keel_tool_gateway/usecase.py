@@ -57,7 +57,8 @@ class ExecuteToolCall:
     when the call ran but the ledger could not store it (it is audited with
     ``recorded: false`` and the caller retries the key), and ``Unavailable`` when nothing ran
     because policy or the approval service could not answer: the caller waits that out
-    instead of showing the model a tool error (it is audited like any refusal).
+    instead of showing the model a tool error (it is audited like any refusal), or when an
+    earlier run of the key holds its intent and may still be going (``RunInProgress``).
     """
 
     def __init__(

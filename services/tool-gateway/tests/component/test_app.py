@@ -20,6 +20,7 @@ from keel_contracts.events import AuditRecord, ToolResultRecorded
 from keel_contracts.topics import AUDIT, TOOL_RESULTS
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.testing import InMemoryRuntime
+from keel_tool_gateway.adapters.tools.count import read_count
 from keel_tool_gateway.adapters.tools.files import FileSettings
 from keel_tool_gateway.app import SERVICE, build
 from keel_tool_gateway.config import Settings
@@ -91,6 +92,7 @@ async def test_the_built_gateway_lists_runs_records_audits_and_replays(
         "calculator",
         "clock",
         "count",
+        "count_once",
         "file_list",
         "file_read",
         "file_write",
@@ -115,7 +117,7 @@ async def test_the_built_gateway_lists_runs_records_audits_and_replays(
         "fake-allow",
     )
     assert fake_policy.asked == ["count"]
-    assert (counts / "c1.count").read_text() == "1\n"
+    assert read_count(counts / "c1.count") == 1
 
     # One durable record on the tool-results topic, keyed by the idempotency key.
     records = runtime.bus.records(TOOL_RESULTS)

@@ -16,6 +16,7 @@ from keel_core.bus.table import CompactedTable
 from keel_core.settings import KafkaSettings
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
 from keel_tool_gateway.adapters.tools import builtin_registry
+from keel_tool_gateway.adapters.tools.count import read_count
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.models import RequestContext
 from keel_tool_gateway.testing import StaticPolicy
@@ -70,7 +71,7 @@ async def test_a_restarted_gateway_replays_from_the_topic(
         f"idempotency key '{session}:1:0' was used for a different call; nothing ran"
     )
     assert (fresh.replayed, fresh.output) == (False, "3")
-    assert (tmp_path / f"{name}.count").read_text() == "3\n"
+    assert read_count(tmp_path / f"{name}.count") == 3
     assert not (tmp_path / "elsewhere.count").exists()
 
 
@@ -91,4 +92,4 @@ async def test_another_replica_sees_the_result_on_the_shared_topic(
         await table_a.stop()
         await table_b.stop()
     assert (replay.replayed, replay.output) == (True, "1")
-    assert (tmp_path / "replica.count").read_text() == "1\n"
+    assert read_count(tmp_path / "replica.count") == 1

@@ -5,7 +5,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from keel_tool_gateway.adapters.tools import builtin_registry
-from keel_tool_gateway.adapters.tools.count import increment
+from keel_tool_gateway.adapters.tools.count import increment, read_count
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import RequestContext
@@ -25,6 +25,29 @@ def test_count_is_registered_only_with_a_directory(tmp_path: Path) -> None:
     assert builtin_registry(test_tools_dir=tmp_path).get("count") is not None
 
 
+def test_count_declares_what_a_second_run_would_do(tmp_path: Path) -> None:
+    registry = builtin_registry(test_tools_dir=tmp_path)
+    assert [
+        (name, tool.effects) for name in ("count", "count_once") if (tool := registry.get(name))
+    ] == [
+        ("count", "idempotent"),
+        ("count_once", "at_most_once"),
+    ]
+
+
+def test_a_key_applied_before_adds_nothing(tmp_path: Path) -> None:
+    """What makes ``count`` idempotent: a run repeated with the same key (after a crash
+    between the effect and the ledger) leaves the count as it was; other keys still count."""
+    path = tmp_path / "k.count"
+    assert [increment(path, "s:0:0"), increment(path, "s:0:0"), increment(path, "s:1:0")] == [
+        1,
+        1,
+        2,
+    ]
+    assert increment(path) == 3  # no key: always counts
+    assert read_count(path) == 3
+
+
 async def test_each_run_adds_one_and_returns_the_new_value(tmp_path: Path) -> None:
     directory = tmp_path / "counts"  # created on first use
     gateway = service(directory)
@@ -33,14 +56,14 @@ async def test_each_run_adds_one_and_returns_the_new_value(tmp_path: Path) -> No
         for i in range(3)
     ]
     assert outputs == ["1", "2", "3"]
-    assert (directory / "apples.count").read_text() == "3\n"
+    assert read_count(directory / "apples.count") == 3
 
 
 async def test_a_replayed_key_does_not_count_again(tmp_path: Path) -> None:
     gateway = service(tmp_path)
     for _ in range(3):
         await gateway.execute(CTX, "count", '{"name": "x", "sleep_ms": 1}', "s:0:0")
-    assert (tmp_path / "x.count").read_text() == "1\n"
+    assert read_count(tmp_path / "x.count") == 1
 
 
 async def test_concurrent_runs_never_lose_an_increment(tmp_path: Path) -> None:
@@ -52,15 +75,15 @@ async def test_concurrent_runs_never_lose_an_increment(tmp_path: Path) -> None:
         )
     )
     assert sorted(int(r.output) for r in results) == list(range(1, 41))
-    assert (tmp_path / "c.count").read_text() == "40\n"
+    assert read_count(tmp_path / "c.count") == 40
 
 
 def test_processes_share_the_lock(tmp_path: Path) -> None:
     path = tmp_path / "p.count"
     with ProcessPoolExecutor(4) as pool:
-        values = list(pool.map(increment, [path] * 40))
+        values = list(pool.map(increment, [path] * 40, [f"k{i}" for i in range(40)]))
     assert sorted(values) == list(range(1, 41))
-    assert path.read_text() == "40\n"
+    assert read_count(path) == 40
 
 
 async def test_names_that_could_escape_the_directory_are_refused(tmp_path: Path) -> None:

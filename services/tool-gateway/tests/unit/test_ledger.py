@@ -91,7 +91,9 @@ async def test_the_record_carries_the_session_and_trace() -> None:
     table = FakeTable()
     service, _, _ = gateway(KafkaLedger(table))
     await service.execute(CTX, "counter", "{}", "k")
-    assert table.puts == [("k", "s1", "00-abc-def-01")]
+    # The intent before the run, then the result in its place: both carry them.
+    assert table.puts == [("k", "s1", "00-abc-def-01")] * 2
+    assert table.values["k"].type == ToolResultRecorded.event_type
 
 
 async def test_needs_approval_and_policy_down_are_not_stored() -> None:

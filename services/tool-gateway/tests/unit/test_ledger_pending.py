@@ -20,8 +20,9 @@ from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
 from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.models import RequestContext
+from keel_tool_gateway.domain.registry import Tool
 from keel_tool_gateway.errors import ResultNotRecorded
-from keel_tool_gateway.testing import CountingTool, StaticPolicy, SteppedSleep
+from keel_tool_gateway.testing import CountingInput, CountingTool, StaticPolicy, SteppedSleep
 
 CTX = RequestContext(session_id="s1", agent_id="a1")
 KEY = "s1:0:0"
@@ -75,7 +76,7 @@ def gateway(ledger: KafkaLedger, counter: CountingTool) -> ExecutionService:
 async def test_a_refused_write_lands_in_the_background_and_a_restart_replays_it(
     topic: Topic,
 ) -> None:
-    counter = CountingTool()
+    counter = CountingTool(effects="idempotent")
     sleep = SteppedSleep()
     ledger = KafkaLedger(topic.new_table(), sleep=sleep)
     service = gateway(ledger, counter)
@@ -104,7 +105,7 @@ async def test_a_refused_write_lands_in_the_background_and_a_restart_replays_it(
 async def test_a_retry_while_the_write_is_pending_waits_for_it_and_never_reruns(
     topic: Topic,
 ) -> None:
-    counter = CountingTool()
+    counter = CountingTool(effects="idempotent")
     sleep = SteppedSleep()
     ledger = KafkaLedger(topic.new_table(), sleep=sleep, pending_wait_s=30.0)
     service = gateway(ledger, counter)
@@ -127,7 +128,7 @@ async def test_a_retry_while_the_write_is_pending_waits_for_it_and_never_reruns(
 async def test_a_retry_while_the_write_keeps_failing_is_told_not_recorded_and_never_reruns(
     topic: Topic,
 ) -> None:
-    counter = CountingTool()
+    counter = CountingTool(effects="idempotent")
     sleep = SteppedSleep()
     ledger = KafkaLedger(topic.new_table(), sleep=sleep, pending_wait_s=0.0, retry_max_s=0.8)
     service = gateway(ledger, counter)
@@ -153,7 +154,7 @@ async def test_a_retry_while_the_write_keeps_failing_is_told_not_recorded_and_ne
 async def test_closing_stops_the_retries_of_a_write_that_never_lands(topic: Topic) -> None:
     sleep = SteppedSleep()
     ledger = KafkaLedger(topic.new_table(), sleep=sleep)
-    service = gateway(ledger, CountingTool())
+    service = gateway(ledger, CountingTool(effects="idempotent"))
     topic.fail_next(1)
     with pytest.raises(ResultNotRecorded):
         await service.execute(CTX, "counter", '{"n": 1}', KEY)
@@ -161,3 +162,50 @@ async def test_closing_stops_the_retries_of_a_write_that_never_lands(topic: Topi
     await ledger.aclose(grace_s=0.0)
     assert ledger.pending == []
     assert topic.records() == []
+
+
+async def test_an_at_most_once_call_whose_intent_is_refused_does_not_run(topic: Topic) -> None:
+    """The first write (the intent) fails: nothing ran, nothing is recorded, and the caller is
+    told the ledger is unavailable; the retry writes its intent and runs once."""
+    counter = CountingTool()
+    ledger = KafkaLedger(topic.new_table(), sleep=SteppedSleep())
+    service = gateway(ledger, counter)
+    topic.fail_next(1)
+    refused = await service.execute(CTX, "counter", '{"n": 1}', KEY)
+    assert (refused.status, refused.dependency_unavailable) == ("error", True)
+    assert counter.runs == 0
+    assert (ledger.get(KEY), ledger.started(KEY)) == (None, None)
+    ran = await service.execute(CTX, "counter", '{"n": 1}', KEY)
+    assert (ran.status, ran.replayed, counter.runs) == ("ok", False, 1)
+    assert ledger.started(KEY) is None, "the result replaced the intent"
+
+
+async def test_an_at_most_once_call_whose_result_is_refused_keeps_its_intent_and_never_reruns(
+    topic: Topic,
+) -> None:
+    """The second write (the result) fails after the effect: the key keeps its intent (a
+    replica that restarts sees a run it must not repeat), the background write replaces it,
+    and no retry runs the tool again."""
+    runs: list[str] = []
+
+    async def effect(_: CountingInput) -> str:
+        runs.append("ran")
+        topic.fail_next(1)  # the broker goes away between the effect and its result
+        return "done"
+
+    registry = builtin_registry()
+    registry.register(Tool("effect", "acts once", CountingInput, effect))
+    sleep = SteppedSleep()
+    ledger = KafkaLedger(topic.new_table(), sleep=sleep)
+    service = ExecutionService(registry, StaticPolicy("allow"), ledger)
+    with pytest.raises(ResultNotRecorded):
+        await service.execute(CTX, "effect", "{}", KEY)
+    started = ledger.started(KEY)
+    assert started is not None
+    assert (started.tool, ledger.get(KEY)) == ("effect", None)
+    await sleep.waiting()
+    sleep.step()
+    assert await ledger.flush()
+    assert ledger.started(KEY) is None
+    again = await service.execute(CTX, "effect", "{}", KEY)
+    assert (again.output, again.replayed, runs) == ("done", True, ["ran"])

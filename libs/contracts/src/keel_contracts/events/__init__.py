@@ -22,6 +22,7 @@ from keel_contracts.events.types import (
     TaskFailed,
     TaskProgress,
     TaskSubmitted,
+    ToolCallStarted,
     ToolResultRecorded,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "SessionCheckpoint",
     "SessionFinished",
     "TaskCancelRequested",
+    "ToolCallStarted",
     "ToolResultRecorded",
     "TaskCompleted",
     "TaskFailed",

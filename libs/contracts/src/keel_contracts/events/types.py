@@ -160,6 +160,23 @@ class SessionFinished(EventData):
     done: bool = False
 
 
+class ToolCallStarted(EventData):
+    """An intent in the ledger (same topic and key as the result that replaces it): a tool
+    that cannot deduplicate its own effect is about to run. A key that still holds an intent
+    once ``deadline`` has passed was cut short by a crash between the effect and its result,
+    so it is never run again (at most once): it is answered as an outcome unknown."""
+
+    event_type: ClassVar[str] = "keel.tool.call_started"
+
+    idempotency_key: str
+    tool: str
+    fingerprint: str
+    # The gateway process that runs it (one id per process start).
+    instance: str
+    # Seconds since the epoch: the run is over (done, or its process dead) by then.
+    deadline: float
+
+
 class ToolResultRecorded(EventData):
     """A finished tool call in the ledger on the compacted ``keel.tool-results`` (key = the
     idempotency key): a repeated key is answered from here instead of acting again."""

@@ -10,6 +10,9 @@ entry (only what the broker acknowledged is "recorded"); a repeated call reaches
 (the execution service keeps the unrecorded result), which waits up to ``pending_wait_s`` for
 the background write and raises ``ResultPending`` if it has not landed: the tool is never run
 again for it, and the caller retries later.
+
+The same key holds an ``at_most_once`` call's intent (``ToolCallStarted``, written before the
+run) until its result replaces it; ``get`` answers results only, ``started`` intents only.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from keel_contracts.events import ToolResultRecorded
+from keel_contracts.events import ToolCallStarted, ToolResultRecorded
 from keel_core.bus.table import Table
-from keel_tool_gateway.domain.ledger import LedgerEntry
+from keel_tool_gateway.domain.ledger import LedgerEntry, StartedEntry
 from keel_tool_gateway.domain.models import ExecutionResult, ExecutionStatus
 from keel_tool_gateway.errors import ToolGatewayError
 
@@ -77,7 +80,7 @@ class KafkaLedger:
 
     def get(self, key: str) -> LedgerEntry | None:
         envelope = self._table.get(key)
-        if envelope is None:
+        if envelope is None or envelope.type != ToolResultRecorded.event_type:
             return None
         try:
             record = envelope.parse(ToolResultRecorded)
@@ -93,6 +96,35 @@ class KafkaLedger:
             truncated=record.truncated,
         )
         return LedgerEntry(record.fingerprint, record.tool, result)
+
+    def started(self, key: str) -> StartedEntry | None:
+        envelope = self._table.get(key)
+        if envelope is None or envelope.type != ToolCallStarted.event_type:
+            return None
+        try:
+            record = envelope.parse(ToolCallStarted)
+        except ValueError as exc:
+            log.warning("ignoring unreadable ledger intent %s: %s", key, exc)
+            return None
+        return StartedEntry(record.fingerprint, record.tool, record.instance, record.deadline)
+
+    async def begin(
+        self, key: str, entry: StartedEntry, *, session_id: str = "", trace: str = ""
+    ) -> None:
+        """Returns once the broker has acknowledged the intent; a refused write raises (and is
+        not retried: the call then does not run)."""
+        record = ToolCallStarted(
+            idempotency_key=key,
+            tool=entry.tool,
+            fingerprint=entry.fingerprint,
+            instance=entry.instance,
+            deadline=entry.deadline,
+        )
+        await self._table.put(key, record, session_id=session_id, trace=trace)
+
+    async def abandon(self, key: str) -> None:
+        if self.started(key) is not None:
+            await self._table.delete(key)
 
     async def put(
         self, key: str, entry: LedgerEntry, *, session_id: str = "", trace: str = ""
@@ -143,8 +175,8 @@ class KafkaLedger:
         try:
             while True:
                 await self._sleep(delay)
-                if self._table.get(key) is not None:
-                    break  # recorded meanwhile (read back from the topic): nothing to add
+                if self.get(key) is not None:
+                    break  # a result recorded meanwhile (read back from the topic): keep it
                 try:
                     await self._table.put(
                         key, pending.record, session_id=pending.session_id, trace=pending.trace

@@ -3,9 +3,15 @@ this call satisfied REQUIRE_APPROVAL).
 
 Order of one execution: idempotency ledger (a hit returns the stored result: no policy call,
 nothing runs) -> parse the arguments -> find the tool -> verify the approval, when one is sent
--> ask policy (any failure fails closed) -> validate with the tool's input model -> run under a
-time-out, with retries of retryable failures and a circuit breaker (``resilience``) -> render
-and cap the output -> record the final result durably -> return it.
+-> ask policy (any failure fails closed) -> validate with the tool's input model -> record the
+intent of an ``at_most_once`` tool durably -> run under a time-out, with retries of retryable
+failures and a circuit breaker (``resilience``) -> render and cap the output -> record the
+final result durably (it replaces the intent) -> return it.
+
+A process can die between a tool's effect and the write of its result. A retry of that key
+then finds no result: a ``read_only`` or ``idempotent`` tool (one that deduplicates by the
+key) simply runs again; an ``at_most_once`` tool finds its intent, and is answered "in
+progress" (UNAVAILABLE) until the intent's deadline, then "outcome unknown" — never run twice.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import inspect
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -24,7 +31,7 @@ from pydantic import ValidationError
 from keel_contracts.canonical import canonical_json, sha256_hex
 from keel_tool_gateway.domain.approval import ApprovalCheck, check_approval
 from keel_tool_gateway.domain.call_context import ToolContext, calling
-from keel_tool_gateway.domain.ledger import LedgerEntry
+from keel_tool_gateway.domain.ledger import LedgerEntry, StartedEntry
 from keel_tool_gateway.domain.models import ExecutionResult, PolicyVerdict, RequestContext
 from keel_tool_gateway.domain.output import cap, render
 from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort, ResiliencePort
@@ -32,12 +39,19 @@ from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry
 from keel_tool_gateway.domain.resilience.errors import AttemptTimedOut, CallFailed, CircuitOpen
 from keel_tool_gateway.domain.resilience.rules import resilience_of
 from keel_tool_gateway.domain.resilience.single import SingleAttempt
-from keel_tool_gateway.errors import ResultNotRecorded
+from keel_tool_gateway.errors import ResultNotRecorded, RunInProgress
 
 log = logging.getLogger(__name__)
 
 POLICY_UNAVAILABLE = "policy unavailable: the call did not run"
 NO_APPROVAL_SERVICE = "approval ids cannot be verified here (no approval service); nothing ran"
+INTENT_NOT_RECORDED = (
+    "the call could not be recorded before it ran (ledger unavailable); nothing ran"
+)
+OUTCOME_UNKNOWN = (
+    "outcome unknown: an earlier run of this call was cut short (its gateway stopped) before "
+    "its result was recorded; it may or may not have taken effect, and it is not run again"
+)
 
 
 class _Outcome(NamedTuple):
@@ -56,6 +70,8 @@ class _Call:
     parse_error: str
     key: str
     approval_id: str
+    # Of the call as sent (tool and arguments): what a key's intent and result are bound to.
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,9 @@ class ExecutionService:
         max_output_chars: int = 8000,
         resilience: ResiliencePort | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
+        intent_grace_s: float = 10.0,
+        instance: str = "",
     ) -> None:
         self._registry = registry
         self._policy = policy
@@ -92,6 +111,11 @@ class ExecutionService:
         # Without one wired in (the service wires adapters.resilience), one attempt.
         self._resilience: ResiliencePort = resilience or SingleAttempt()
         self._clock = clock
+        # Intents: an at_most_once run is over by its time-out plus this grace (the result's
+        # write included); a key whose intent is older was cut short.
+        self._wall_clock = wall_clock
+        self._intent_grace_s = intent_grace_s
+        self._instance = instance or uuid.uuid4().hex
         # Calls in progress by idempotency key: a concurrent duplicate waits for the first.
         self._inflight: dict[str, _Running] = {}
         # Calls that ran but whose result the ledger refused: written on the next try.
@@ -113,11 +137,13 @@ class ExecutionService:
         not cancel it, so its result is still recorded and a retry gets it.
         """
         arguments, parse_error = _parse(arguments_json)
-        call = _Call(ctx, tool_name, arguments, parse_error, idempotency_key, approval_id)
+        fingerprint = _fingerprint(tool_name, arguments if not parse_error else arguments_json)
+        call = _Call(
+            ctx, tool_name, arguments, parse_error, idempotency_key, approval_id, fingerprint
+        )
         if not idempotency_key:
             outcome = await self._timed(call)
             return outcome.result
-        fingerprint = _fingerprint(tool_name, arguments if not parse_error else arguments_json)
         entry = await self._stored(idempotency_key)
         if entry is not None:
             return _replayed(idempotency_key, entry.fingerprint, fingerprint, entry.result)
@@ -125,7 +151,10 @@ class ExecutionService:
         if running is not None:
             result = await asyncio.shield(running.task)
             return _replayed(idempotency_key, running.fingerprint, fingerprint, result)
-        task = asyncio.create_task(self._run_and_record(call, fingerprint))
+        started = self._ledger.started(idempotency_key)
+        if started is not None:
+            return await self._cut_short(call, started)
+        task = asyncio.create_task(self._run_and_record(call))
         running = _Running(fingerprint, task)
         self._inflight[idempotency_key] = running
         task.add_done_callback(lambda done: self._finished(idempotency_key, running, done))
@@ -150,14 +179,35 @@ class ExecutionService:
         await self._record(key, unrecorded)
         return unrecorded.entry
 
-    async def _run_and_record(self, call: _Call, fingerprint: str) -> ExecutionResult:
+    async def _cut_short(self, call: _Call, started: StartedEntry) -> ExecutionResult:
+        """A key with an intent and no result: its run is still going (here or on another
+        replica) until the intent's deadline, and was cut short after it."""
+        if started.fingerprint != call.fingerprint:
+            return _replayed(call.key, started.fingerprint, call.fingerprint, _error(""))
+        seconds_left = started.deadline - self._wall_clock()
+        if seconds_left > 0:
+            raise RunInProgress(call.key, seconds_left)
+        log.warning("the run of %s (%s) was cut short: outcome unknown", call.key, started.tool)
+        unknown = LedgerEntry(call.fingerprint, call.tool_name, _error(OUTCOME_UNKNOWN))
+        await self._record(
+            call.key, _Unrecorded(unknown, call.ctx.session_id, call.ctx.traceparent)
+        )
+        return unknown.result
+
+    async def _run_and_record(self, call: _Call) -> ExecutionResult:
         outcome = await self._timed(call)
         if outcome.final:
-            entry = LedgerEntry(fingerprint, call.tool_name, outcome.result)
+            entry = LedgerEntry(call.fingerprint, call.tool_name, outcome.result)
             await self._record(
                 call.key, _Unrecorded(entry, call.ctx.session_id, call.ctx.traceparent)
             )
         return outcome.result
+
+    async def _abandon(self, key: str) -> None:
+        try:
+            await self._ledger.abandon(key)
+        except Exception as exc:  # noqa: BLE001 - the intent then ages into "outcome unknown"
+            log.warning("intent of %s could not be withdrawn: %r", key, exc)
 
     async def _record(self, key: str, pending: _Unrecorded) -> None:
         """Durable before returned: a caller that saw a result never sees the call run again."""
@@ -217,7 +267,7 @@ class ExecutionService:
             tenant=call.ctx.tenant,
             agent_profile=call.ctx.agent_profile,
         )
-        outcome = await self._run(tool, arguments, tool_ctx)
+        outcome = await self._run(tool, arguments, tool_ctx, call)
         result = outcome.result.model_copy(update={"rule_id": verdict.rule_id})
         return outcome._replace(result=_noted(result, approval))
 
@@ -234,22 +284,42 @@ class ExecutionService:
         )
 
     async def _run(
-        self, tool: Tool[Any], arguments: dict[str, Any], tool_ctx: ToolContext
+        self, tool: Tool[Any], arguments: dict[str, Any], tool_ctx: ToolContext, call: _Call
     ) -> _Outcome:
         try:
             validated = tool.input_model.model_validate(arguments)
         except ValidationError as exc:
             return _Outcome(_error(f"invalid arguments for {tool.name}: {describe(exc)}"), True)
+        timeout_s = self._registry.timeout_of(tool)
+        wrote_intent = tool.effects == "at_most_once" and bool(call.key)
+        if wrote_intent:
+            intent = StartedEntry(
+                call.fingerprint,
+                tool.name,
+                self._instance,
+                self._wall_clock() + timeout_s + self._intent_grace_s,
+            )
+            try:
+                await self._ledger.begin(
+                    call.key, intent, session_id=call.ctx.session_id, trace=call.ctx.traceparent
+                )
+            except Exception as exc:  # noqa: BLE001 - without its intent it must not run
+                log.warning("intent of %s not recorded, not running it: %r", call.key, exc)
+                unavailable = _error(INTENT_NOT_RECORDED).model_copy(
+                    update={"dependency_unavailable": True}
+                )
+                return _Outcome(unavailable, final=False)
 
         async def attempt() -> Any:
             with calling(tool_ctx):
                 return await _invoke(tool, validated)
 
-        timeout_s = self._registry.timeout_of(tool)
         try:
             value = await self._resilience.call(tool.name, resilience_of(tool), attempt, timeout_s)
         except CircuitOpen as exc:
             # Nothing ran: not final, so the same key may run once the dependency is back.
+            if wrote_intent:
+                await self._abandon(call.key)
             return _Outcome(_error(f"{exc}; {tool.name} did not run"), final=False)
         except CallFailed as failed:
             log.info("tool %s failed: %r", tool.name, failed.cause)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from keel_tool_gateway.domain.ledger import LedgerEntry
+from keel_tool_gateway.domain.ledger import LedgerEntry, StartedEntry
 from keel_tool_gateway.domain.models import (
     ApprovalView,
     MemoryHit,
@@ -36,11 +36,27 @@ class LedgerPort(Protocol):
         with a short lag)."""
         ...
 
+    def started(self, key: str) -> StartedEntry | None:
+        """The intent of an ``at_most_once`` call of this key with no result yet."""
+        ...
+
+    async def begin(
+        self, key: str, entry: StartedEntry, *, session_id: str = "", trace: str = ""
+    ) -> None:
+        """Store the intent; returns only once it is durable. Raises when it could not be
+        stored: the call must then not run."""
+        ...
+
+    async def abandon(self, key: str) -> None:
+        """Remove the key's intent: the call did not run after all (its breaker was open).
+        Raises when it could not be removed (the intent then ages into an unknown outcome)."""
+        ...
+
     async def put(
         self, key: str, entry: LedgerEntry, *, session_id: str = "", trace: str = ""
     ) -> None:
-        """Store the entry; returns only once it is durable. Raises when it could not be
-        stored: the caller must then withhold the result."""
+        """Store the entry (it replaces the key's intent); returns only once it is durable.
+        Raises when it could not be stored: the caller must then withhold the result."""
         ...
 
 

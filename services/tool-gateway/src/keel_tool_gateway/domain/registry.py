@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,6 +26,7 @@ DEFAULT_PROFILE_TOOLS = (
     "clock",
     "noop",
     "count",
+    "count_once",
     "send_email",
     "python",
     "http_fetch",
@@ -33,6 +34,15 @@ DEFAULT_PROFILE_TOOLS = (
     "memory_*",
     "mcp.*",
 )
+
+
+# What running a call a second time would do, declared by the tool (the gateway cannot tell):
+# - "read_only": nothing outside changes; a second run is harmless.
+# - "idempotent": it acts, but deduplicates by the call's idempotency key (``current_call()``),
+#   so a run repeated after a crash makes the effect once.
+# - "at_most_once": it acts and cannot deduplicate. The gateway records an intent before the run
+#   and never runs a key again whose earlier run was cut short: that call's outcome is unknown.
+Effects = Literal["read_only", "idempotent", "at_most_once"]
 
 
 class ToolError(Exception):
@@ -57,6 +67,8 @@ class Tool(Generic[M]):
     resilience: ToolResilience = DEFAULT_RESILIENCE
     # False: quick, bounded sync work (arithmetic) runs inline instead of on a thread.
     blocking: bool = True
+    # Unknown tools are assumed to act and not to deduplicate.
+    effects: Effects = "at_most_once"
 
 
 class ProfileSettings(BaseModel):

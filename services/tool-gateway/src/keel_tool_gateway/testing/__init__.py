@@ -19,7 +19,7 @@ from keel_tool_gateway.domain.models import (
     RequestContext,
 )
 from keel_tool_gateway.domain.outbox import OutboundMessage
-from keel_tool_gateway.domain.registry import Tool
+from keel_tool_gateway.domain.registry import Effects, Tool
 from keel_tool_gateway.testing.ledger import SteppedSleep
 from keel_tool_gateway.testing.resilience import (
     FakeTime,
@@ -105,6 +105,7 @@ class CountingTool:
     sleep_s: float = 0.0
     error: Exception | None = None
     timeout_s: float | None = None
+    effects: Effects = "at_most_once"
     runs: int = 0
     seen: list[CountingInput] = field(default_factory=list)
 
@@ -116,6 +117,7 @@ class CountingTool:
             input_model=CountingInput,
             run=self._run,
             timeout_s=self.timeout_s,
+            effects=self.effects,
         )
 
     async def _run(self, args: CountingInput) -> Any:

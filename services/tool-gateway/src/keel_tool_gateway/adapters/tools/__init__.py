@@ -48,6 +48,7 @@ def builtin_registry(
         registry.register(python_tool(sandbox))
     if test_tools_dir is not None:
         registry.register(make_count(test_tools_dir))
+        registry.register(make_count(test_tools_dir, keyed=False))
     return registry
 
 

@@ -224,4 +224,5 @@ CALCULATOR = Tool(
     timeout_s=2.0,
     # Bounded by the expression limits: cheaper inline than a hop to a worker thread.
     blocking=False,
+    effects="read_only",
 )

@@ -48,4 +48,5 @@ def make_clock(now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Tool[
         description="Current date and time as ISO-8601, in UTC or the given IANA time zone.",
         input_model=ClockInput,
         run=run,
+        effects="read_only",
     )

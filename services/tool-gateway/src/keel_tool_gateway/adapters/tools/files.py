@@ -162,6 +162,7 @@ def make_file_tools(settings: FileSettings) -> list[Tool[Any]]:
             description="Read a text file from this session's workspace (capped).",
             input_model=FileReadInput,
             run=read,
+            effects="read_only",
         ),
         Tool(
             name="file_write",
@@ -174,6 +175,7 @@ def make_file_tools(settings: FileSettings) -> list[Tool[Any]]:
             description="List a directory of this session's workspace: type, size, path.",
             input_model=FileListInput,
             run=list_,
+            effects="read_only",
         ),
     ]
     return tools

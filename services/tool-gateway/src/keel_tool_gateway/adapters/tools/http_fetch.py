@@ -102,6 +102,7 @@ def make_http_fetch(
         timeout_s=settings.timeout_s + 2.0,
         # GET and HEAD are safe to repeat; one breaker guards outbound HTTP as a whole.
         resilience=ToolResilience(idempotent=True, dependency="http"),
+        effects="read_only",
     )
 
 

@@ -95,11 +95,14 @@ def make_memory_tools(memory: MemoryPort) -> list[Tool[Any]]:
             description="Remember a piece of text in long-term memory; returns its id.",
             input_model=MemoryStoreInput,
             run=store,
+            # Ids are content hashes: storing the same text twice keeps one entry.
+            effects="idempotent",
         ),
         Tool(
             name="memory_search",
             description="Search long-term memory by meaning; returns the best entries.",
             input_model=MemorySearchInput,
             run=search,
+            effects="read_only",
         ),
     ]

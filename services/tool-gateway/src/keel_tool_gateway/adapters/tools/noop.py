@@ -22,4 +22,5 @@ NOOP = Tool(
     input_model=NoopInput,
     run=_noop,
     blocking=False,
+    effects="read_only",
 )

@@ -85,4 +85,6 @@ def python_tool(settings: SandboxSettings, sandbox: Sandbox | None = None) -> To
         input_model=input_model(settings),
         run=run,
         timeout_s=settings.wall_timeout_s + OVERHEAD_S,
+        # Each run gets a fresh scratch directory and no network: nothing outlives it.
+        effects="read_only",
     )

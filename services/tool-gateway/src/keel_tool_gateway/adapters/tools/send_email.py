@@ -56,4 +56,6 @@ def make_send_email(outbox: OutboxPort) -> Tool[SendEmailInput]:
         description="Queue an email to one address (needs a person's approval).",
         input_model=SendEmailInput,
         run=run,
+        # The message id is derived from the idempotency key: a sender drops a repeat by id.
+        effects="idempotent",
     )
