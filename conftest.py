@@ -20,11 +20,23 @@ import pytest
 
 from keel_cli.broker import start_broker, stop_broker
 from keel_cli.stack import LocalStack, free_port, with_free_ports
+from keel_core import trust
 from keel_core.bus.admin import ensure_topics
 from keel_core.settings import KafkaSettings
 from tests.otlp import SpanCollector
 
 REPO = Path(__file__).resolve().parent
+
+
+def _trust_for_the_run() -> None:
+    """Every service a test builds (in this process, or as a process of a stack) reads its
+    keys from ``KEEL_TRUST_DIR``: one directory for the whole run, as a deployment has one."""
+    if not os.environ.get("KEEL_TRUST_DIR"):
+        directory = Path(tempfile.mkdtemp(prefix="keel-trust-"))
+        os.environ["KEEL_TRUST_DIR"] = str(trust.generate(directory))
+
+
+_trust_for_the_run()
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 
 

@@ -27,6 +27,7 @@ from keel_cli.watch import answer_of, print_session
 from keel_contracts.errors import KeelError
 from keel_contracts.events import TaskSubmitted
 from keel_contracts.topics import AUDIT
+from keel_core import trust
 from keel_core.bus.admin import ensure_topics
 
 
@@ -80,7 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--goal", default=DEMO_GOAL, help="the demo task")
     up.add_argument("--free-ports", action="store_true", help="run beside another stack")
     up.add_argument("--run-dir", type=Path, default=None, help="logs and data (default .run)")
+    material = dev_sub.add_parser(
+        "trust", help="make a directory of trust material (signing keys) for KEEL_TRUST_DIR"
+    )
+    material.add_argument("directory", type=Path)
     return parser
+
+
+async def _make_trust(directory: Path) -> int:
+    trust.generate(directory)
+    print(f"trust material in {directory} (existing keys kept); use KEEL_TRUST_DIR={directory}")
+    return 0
 
 
 async def _submit(settings: CliSettings, args: argparse.Namespace) -> int:
@@ -132,6 +143,8 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
         return audit_tail(settings.kafka, args.limit)
     if (ops := _ops_command(settings, args)) is not None:
         return ops
+    if args.command == "dev" and args.dev_command == "trust":
+        return _make_trust(args.directory)
     if args.command == "dev":
         return dev_up(
             demo=args.demo,

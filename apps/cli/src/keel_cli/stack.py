@@ -15,6 +15,7 @@ from pathlib import Path
 
 from keel_clients import CallOptions, HealthClient, open_channel
 from keel_contracts.errors import KeelError
+from keel_core import trust
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,17 @@ class LocalStack:
     def log_path(self, name: str) -> Path:
         return self.run_dir / "logs" / f"{name}.log"
 
+    @property
+    def trust_dir(self) -> Path:
+        """The stack's trust material: the environment's ``KEEL_TRUST_DIR``, else a directory
+        of the run made at start (kept across restarts of the same run directory)."""
+        configured = self.extra_env.get("KEEL_TRUST_DIR") or os.environ.get("KEEL_TRUST_DIR")
+        return Path(configured) if configured else self.run_dir / "trust"
+
     def env_for(self, spec: ServiceSpec) -> dict[str, str]:
         env = {
             **os.environ,
+            "KEEL_TRUST_DIR": str(self.trust_dir),
             "KEEL_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             f"{spec.env_prefix}GRPC_PORT": str(spec.grpc_port),
             f"{spec.env_prefix}METRICS_PORT": str(spec.metrics_port),
@@ -111,6 +120,7 @@ class LocalStack:
 
     async def start(self, timeout_s: float = 90.0) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        trust.generate(self.trust_dir)
         for spec in self.specs:
             self.start_one(spec)
         deadline = time.monotonic() + timeout_s

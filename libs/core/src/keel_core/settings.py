@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from keel_core.trust import TrustSettings
+
 
 class KafkaSettings(BaseSettings):
     """Where the broker is. ``KEEL_KAFKA_BOOTSTRAP`` points every service at one cluster."""
@@ -65,3 +67,4 @@ class ServiceSettings(BaseSettings):
     audit_sync: bool = False
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    trust: TrustSettings = Field(default_factory=TrustSettings)

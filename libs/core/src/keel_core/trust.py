@@ -1,0 +1,219 @@
+"""The trust material every service reads from one directory (``KEEL_TRUST_DIR``): the keys
+that make a record on the bus provably written by the service that owns it.
+
+Kafka ACLs decide who may *write* a topic; these keys let every *reader* check who wrote a
+record, so a forged record is refused even where an ACL is missing or a credential leaked.
+
+- ``approval-signing.key`` / ``.pub``: Ed25519. Only the approval service holds the private
+  key; it signs every decision and vote, and the agent loop, the tool gateway and the approval
+  replicas verify with the public key.
+- ``audit-<service>.key`` / ``.pub``: Ed25519, one pair per service identity. A service signs
+  its audit records; ``keel audit verify`` checks them with the public keys.
+- ``ledger.key``: an HMAC key only the tool gateway holds; its ledger records carry a MAC, and
+  a record without a valid one (written by anyone else) is ignored.
+
+``keel dev trust DIR`` (``generate``) makes a directory of fresh material; ``keel dev up`` and
+the test stacks make one per run. Private keys are files with mode 0600 and are never logged.
+Without a directory a service refuses to start unless ``KEEL_TRUST_INSECURE_DEV=true``, which
+signs and checks nothing and says so at start.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from keel_contracts.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+APPROVAL_SIGNING = "approval-signing"
+LEDGER_KEY = "ledger.key"
+# Service identities that write audit records (the CLI signs as "operator").
+AUDIT_IDENTITIES = (
+    "agent-loop",
+    "llm-gateway",
+    "tool-gateway",
+    "policy",
+    "memory",
+    "approval",
+    "operator",
+)
+
+
+class TrustSettings(BaseSettings):
+    """Where the trust material is (``KEEL_TRUST_*``, shared by every service)."""
+
+    model_config = SettingsConfigDict(env_prefix="KEEL_TRUST_", extra="ignore")
+
+    dir: Path | None = None
+    # Run without trust material: nothing is signed and nothing is verified. For a laptop
+    # only; a service started so logs a warning.
+    insecure_dev: bool = Field(default=False)
+
+
+class Signer:
+    """Ed25519 signatures over bytes, as unpadded base64url text."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.public = Verifier(key.public_key())
+
+    def sign(self, data: bytes) -> str:
+        return _b64(self._key.sign(data))
+
+    def __repr__(self) -> str:
+        return "Signer(<private key>)"
+
+
+class Verifier:
+    def __init__(self, key: Ed25519PublicKey) -> None:
+        self._key = key
+
+    def verify(self, data: bytes, signature: str) -> bool:
+        try:
+            self._key.verify(_unb64(signature), data)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+class Mac:
+    """HMAC-SHA256 with a key only its owner holds, as hex text."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ConfigError("an HMAC key must be at least 32 bytes")
+        self._key = key
+
+    def mac(self, data: bytes) -> str:
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest()
+
+    def verify(self, data: bytes, mac: str) -> bool:
+        return hmac.compare_digest(self.mac(data), mac)
+
+    def __repr__(self) -> str:
+        return "Mac(<key>)"
+
+
+class TrustMaterial:
+    """Reads the material of one directory; each getter fails with a ``ConfigError`` naming
+    the missing file, so a misconfigured service stops at start with one clear line."""
+
+    def __init__(self, directory: Path) -> None:
+        if not directory.is_dir():
+            raise ConfigError(f"trust directory {directory} does not exist (keel dev trust DIR)")
+        self.directory = directory
+
+    def approval_signer(self) -> Signer:
+        return Signer(self._private(f"{APPROVAL_SIGNING}.key"))
+
+    def approval_verifier(self) -> Verifier:
+        return Verifier(self._public(f"{APPROVAL_SIGNING}.pub"))
+
+    def audit_signer(self, identity: str) -> Signer:
+        return Signer(self._private(f"audit-{identity}.key"))
+
+    def audit_verifiers(self) -> dict[str, Verifier]:
+        """Every identity whose public audit key is in the directory."""
+        return {
+            path.name[len("audit-") : -len(".pub")]: Verifier(self._public(path.name))
+            for path in sorted(self.directory.glob("audit-*.pub"))
+        }
+
+    def ledger_mac(self) -> Mac:
+        return Mac(self._read(LEDGER_KEY))
+
+    def _read(self, name: str) -> bytes:
+        path = self.directory / name
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"trust material {path} cannot be read: {exc.strerror}") from exc
+
+    def _private(self, name: str) -> Ed25519PrivateKey:
+        key = serialization.load_pem_private_key(self._read(name), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigError(f"{self.directory / name} is not an Ed25519 private key")
+        return key
+
+    def _public(self, name: str) -> Ed25519PublicKey:
+        key = serialization.load_pem_public_key(self._read(name))
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigError(f"{self.directory / name} is not an Ed25519 public key")
+        return key
+
+
+def load(settings: TrustSettings, service: str) -> TrustMaterial | None:
+    """The service's material, or None in the insecure dev mode (logged as a warning). Raises
+    ``ConfigError`` when neither is configured."""
+    if settings.dir is not None:
+        return TrustMaterial(settings.dir)
+    if settings.insecure_dev:
+        log.warning(
+            "%s runs WITHOUT trust material (KEEL_TRUST_INSECURE_DEV): approvals, audit and "
+            "ledger records are neither signed nor verified; never run so beyond a laptop",
+            service,
+        )
+        return None
+    raise ConfigError(
+        "no trust material: set KEEL_TRUST_DIR (make one with `keel dev trust DIR`), or "
+        "KEEL_TRUST_INSECURE_DEV=true on a laptop"
+    )
+
+
+def generate(directory: Path, identities: Iterable[str] = AUDIT_IDENTITIES) -> Path:
+    """Fresh material in ``directory`` (created 0700; private files 0600). Existing files are
+    kept, so a stack restarted on the same directory keeps verifying its old records."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    _pair(directory, APPROVAL_SIGNING)
+    for identity in identities:
+        _pair(directory, f"audit-{identity}")
+    _secret(directory / LEDGER_KEY, secrets.token_bytes(32))
+    return directory
+
+
+def _pair(directory: Path, stem: str) -> None:
+    private_path = directory / f"{stem}.key"
+    if private_path.exists():
+        return
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    _secret(private_path, private)
+    (directory / f"{stem}.pub").write_bytes(public)
+
+
+def _secret(path: Path, data: bytes) -> None:
+    if path.exists():
+        return
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
