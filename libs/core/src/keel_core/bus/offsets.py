@@ -100,9 +100,3 @@ class PartitionProgress:
         while pending and len(encode_pending(pending)) > limit:
             offset = pending.pop()
         return offset, encode_pending(pending)
-
-    def committable(self) -> int | None:
-        """The oldest record a restart must read again (the old, contiguous commit point)."""
-        if self._next < 0:
-            return None
-        return self._in_flight[0] if self._in_flight else self._next
