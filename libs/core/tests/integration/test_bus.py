@@ -219,6 +219,64 @@ async def test_a_slow_key_does_not_hold_up_other_keys(
     assert order == ["fast", "slow", "after-slow"]
 
 
+async def test_after_a_crash_only_records_still_in_flight_are_redelivered(
+    kafka: KafkaSettings, producer: EventProducer
+) -> None:
+    """A long handler (a session) must not hold back its partition's commit point: a crash
+    redelivers it, not the records after it that were handled long ago."""
+    topic = f"test.{uuid.uuid4().hex[:12]}"
+    one_partition = kafka.model_copy(update={"topic_partitions": 1})
+    await ensure_topics(one_partition, [TopicSpec(topic), TopicSpec(dlq_of(topic))])
+    group = f"g-{topic}"
+    await producer.publish(topic, task("long", "s-long"))
+    for i in range(5):
+        await producer.publish(topic, task(f"short{i}", f"s{i}"))
+    seen_first: list[str] = []
+    shorts_done = asyncio.Event()
+    never = asyncio.Event()
+
+    async def first(envelope: Envelope) -> None:
+        goal = envelope.parse(TaskSubmitted).goal
+        seen_first.append(goal)
+        if goal == "long":
+            await never.wait()  # still running when the process dies
+        elif sum(g.startswith("short") for g in seen_first) == 5:
+            shorts_done.set()
+
+    crashed = EventConsumer(
+        kafka, topics=[topic], group_id=group, handler=first, dlq_producer=producer
+    )
+    await crashed.start()
+    runner = asyncio.create_task(crashed.run())
+    async with asyncio.timeout(60):
+        await shorts_done.wait()
+    await crashed.stop()
+    await runner
+    # The loop commits after every poll; once more here so that the commit surely includes
+    # the last short record (its poll's commit may have gone out while it was running).
+    await crashed._commit()
+    # A crash: no grace, no final commit; the handler dies with the process.
+    for tasks in crashed._tasks.values():
+        for t in tasks:
+            t.cancel()
+    await crashed._consumer.stop()
+
+    await producer.publish(topic, task("new", "s-new"))
+    seen_second: list[str] = []
+    second_done = asyncio.Event()
+
+    async def second(envelope: Envelope) -> None:
+        seen_second.append(envelope.parse(TaskSubmitted).goal)
+        if len(seen_second) == 2:
+            second_done.set()
+
+    await run_consumer(
+        EventConsumer(kafka, topics=[topic], group_id=group, handler=second, dlq_producer=producer),
+        second_done,
+    )
+    assert seen_second == ["long", "new"], "only the record in flight is read again"
+
+
 async def test_catalog_topics_exist_with_their_policies(kafka: KafkaSettings) -> None:
     await ensure_topics(kafka)  # a second time: idempotent
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)

@@ -2,10 +2,14 @@
 
 Records are handled as they arrive: one key's records in order, different keys concurrently
 (up to ``max_in_flight``), so a long handler (an agent session) never holds up other keys.
-Offsets are committed per partition up to the first record still in flight (at-least-once);
-handlers must be idempotent. When partitions are taken away in a rebalance, their in-flight
-handlers are cancelled: the new owner gets the records again (and, for sessions, resumes from
-the latest checkpoint). A record that cannot be decoded or handled goes to ``<topic>.dlq``
+Each commit names the next record to read and, in its metadata, the records below it still
+in flight (``offsets.PartitionProgress``): after a crash or a rebalance the new owner reads
+from the oldest of those and hands only those to its handler again — a long handler (a session
+running for hours) no longer makes every later record of its partition be redelivered.
+At-least-once; handlers must be idempotent. Commits happen after every poll (at least every
+~0.2 s, idle or not). When partitions are taken away in a rebalance, their in-flight handlers
+are cancelled: the new owner gets those records again (and, for sessions, resumes from the
+latest checkpoint). A record that cannot be decoded or handled goes to ``<topic>.dlq``
 with its original bytes and the reason in headers, and the loop moves on.
 
 A DLQ write that fails is retried with backoff; if it still fails, the loop stops (``run``
@@ -35,7 +39,7 @@ from keel_contracts.topics import dlq_of
 from keel_core.bus.connect import start_with_retry
 from keel_core.bus.deadletter import DeadLetterFailed, dead_letter_headers
 from keel_core.bus.metrics import BusMetrics
-from keel_core.bus.offsets import PartitionProgress
+from keel_core.bus.offsets import PartitionProgress, decode_pending
 from keel_core.bus.producer import Publisher
 from keel_core.logging import session_id_var, trace_id_var
 from keel_core.settings import KafkaSettings
@@ -94,7 +98,10 @@ class EventConsumer:
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self._slot = asyncio.Event()
         self._assigned = asyncio.Event()
-        self._committed: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, tuple[int, str]] = {}
+        # Partitions whose previous commit could not be read: never committed by this process
+        # (a commit would drop the records it listed in flight); the loop stops.
+        self._frozen: set[TopicPartition] = set()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap,
             client_id=f"{settings.client_id_prefix}-{group_id}",
@@ -162,7 +169,8 @@ class EventConsumer:
         return sum(p.busy for p in self._progress.values())
 
     def _dispatch(self, tp: TopicPartition, record: Record) -> None:
-        self._progress.setdefault(tp, PartitionProgress()).started(record.offset)
+        if not self._progress.setdefault(tp, PartitionProgress()).admit(record.offset):
+            return  # handled by a previous owner, read again only to reach one it had not
         lane: Lane = (record.topic, record.key)
         previous = self._lanes.get(lane)
         task = asyncio.create_task(self._after(previous, tp, record))
@@ -210,17 +218,51 @@ class EventConsumer:
             log.error("consumer task failed", exc_info=task.exception())
 
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:
-        offsets: dict[TopicPartition, int] = {}
+        offsets: dict[TopicPartition, tuple[int, str]] = {}
         for tp, progress in self._progress.items():
-            if only is not None and tp not in only:
+            if (only is not None and tp not in only) or tp in self._frozen:
                 continue
-            offset = progress.committable()
-            if offset is not None and self._committed.get(tp) != offset:
-                offsets[tp] = offset
+            point = progress.commit_point()
+            if point is not None and self._committed.get(tp) != point:
+                offsets[tp] = point
         if offsets:
             await self._consumer.commit(offsets)
             self._committed.update(offsets)
             self._record_lag(offsets)
+
+    async def _assigned_partitions(self, assigned: set[TopicPartition]) -> None:
+        """Pick up where the previous owner's commit left off: read again from the oldest
+        record it listed in flight (``_dispatch`` skips the ones it had handled)."""
+        try:
+            committed = await self._consumer._coordinator.fetch_committed_offsets(list(assigned))
+        except Exception as exc:
+            # Reading from the bare offset would skip the records listed in flight: stop.
+            log.error("stopping the consumer of %s: cannot read its commits", self._group_id)
+            self._frozen |= assigned
+            if self._failure is None:
+                self._failure = exc
+            self._stopping.set()
+            return
+        for tp in assigned:
+            meta = committed.get(tp)
+            if meta is None or meta.offset < 0:
+                continue
+            pending = decode_pending(meta.metadata)
+            progress = PartitionProgress.resumed(meta.offset, pending)
+            self._progress[tp] = progress
+            self._committed[tp] = (meta.offset, meta.metadata or "")
+            resume_from = progress.resume_from
+            if resume_from is not None:
+                log.info(
+                    "%s[%d]: reading again %d record(s) in flight at the last commit (from %d, "
+                    "committed %d)",
+                    tp.topic,
+                    tp.partition,
+                    len(pending),
+                    resume_from,
+                    meta.offset,
+                )
+                self._consumer.seek(tp, resume_from)
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         """Before partitions move: commit what is finished, cancel what is not."""
@@ -235,6 +277,7 @@ class EventConsumer:
         for tp in revoked:
             self._progress.pop(tp, None)
             self._committed.pop(tp, None)
+            self._frozen.discard(tp)
 
     async def _handle_one(self, record: Record) -> None:
         started = time.perf_counter()
@@ -328,10 +371,10 @@ class EventConsumer:
         if self._metrics:
             self._metrics.dead_lettered.labels(record.topic).inc()
 
-    def _record_lag(self, committed: dict[TopicPartition, int]) -> None:
+    def _record_lag(self, committed: dict[TopicPartition, tuple[int, str]]) -> None:
         if not self._metrics:
             return
-        for tp, offset in committed.items():
+        for tp, (offset, _pending) in committed.items():
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
                 lag = max(highwater - offset, 0)
@@ -347,6 +390,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if assigned:
+            await self._consumer._assigned_partitions(set(assigned))
             self._consumer._assigned.set()
 
 
