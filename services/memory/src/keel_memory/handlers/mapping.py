@@ -35,10 +35,18 @@ def type_budgets_from_proto(values: Iterable[memory_pb2.TypeBudget]) -> dict[Mem
     return {type_from_proto(value.type): value.token_budget for value in values}
 
 
+# The oldest age a Forget may name. Past it "now - age" leaves the dates a datetime can hold
+# (year 1) and the call would crash; no memory is that old, so a larger age is a caller's bug,
+# refused (a fuzz finding: was INTERNAL).
+MAX_OLDER_THAN_S = 1000 * 365 * 24 * 3600
+
+
 def older_than_from_proto(seconds: int) -> timedelta | None:
     """The age selector of a Forget: 0 (the proto default) means none."""
     if seconds < 0:
         raise InvalidArgument("older_than_s must not be negative")
+    if seconds > MAX_OLDER_THAN_S:
+        raise InvalidArgument(f"older_than_s must be at most {MAX_OLDER_THAN_S} (1000 years)")
     return timedelta(seconds=seconds) if seconds else None
 
 
