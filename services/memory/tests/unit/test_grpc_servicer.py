@@ -146,6 +146,17 @@ async def test_forget_by_an_impossible_age_is_invalid_argument(rpc, older_than_s
     assert published.audit_records() == []
 
 
+async def test_retrieve_filtering_on_an_empty_metadata_key_is_invalid_argument(rpc) -> None:  # type: ignore[no-untyped-def]
+    """A fuzz finding: Milvus refused the expression and the caller saw UNAVAILABLE."""
+    stub, _, _ = rpc
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Retrieve(
+            memory_pb2.RetrieveRequest(query="anything", filters={"": "x"}), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "empty key" in (caught.value.details() or "")
+
+
 async def test_type_budgets_item_fields_and_forget_by_age_over_grpc(rpc) -> None:  # type: ignore[no-untyped-def]
     stub, published, _ = rpc
     for i in range(3):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
 from keel.memory.v1 import memory_pb2
@@ -28,6 +28,14 @@ def type_from_proto(value: int) -> MemoryType:
 
 def types_from_proto(values: Iterable[int]) -> list[MemoryType]:
     return [type_from_proto(value) for value in values]
+
+
+def filters_from_proto(filters: Mapping[str, str]) -> dict[str, str]:
+    """Metadata filters of a Retrieve. An empty key names no metadata field: Milvus refuses
+    the expression it makes, which reached the caller as UNAVAILABLE (a fuzz finding)."""
+    if "" in filters:
+        raise InvalidArgument("filters must not have an empty key")
+    return dict(filters)
 
 
 def type_budgets_from_proto(values: Iterable[memory_pb2.TypeBudget]) -> dict[MemoryType, int]:
