@@ -3,9 +3,9 @@ handler and each follower's ``apply`` did with every envelope, the accounting th
 was handled or dead-lettered with a reason, and the size of a run.
 
 A run is ``KEEL_FUZZ_EXAMPLES`` hypothesis examples per test (default 10), each a batch of
-100 records; ``KEEL_FUZZ_EXAMPLES=100`` is the 10,000-records-per-topic run (several minutes
-on two cores: the agent loop's decisions topic is the slow one), and
-``KEEL_FUZZ_SEED=1`` drops the fixed seed for a new random run.
+100 records (or, in the gRPC tests, 10 requests of every method); ``KEEL_FUZZ_EXAMPLES=100``
+is the 10,000-records-per-topic run (``make fuzz``, three to five minutes on two cores, see
+docs/guarantees.md), and ``KEEL_FUZZ_SEED=1`` drops the fixed seed for a new random run.
 """
 
 from __future__ import annotations

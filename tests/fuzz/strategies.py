@@ -330,10 +330,10 @@ def _field(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
             key, value = entry["key"], entry["value"]
             return st.dictionaries(_scalar(key), _field(value, depth + 1), max_size=3)
         inner = message_dict(field.message_type, depth + 1)
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             return st.lists(inner, max_size=3 if depth < 2 else 0)
         return inner
-    if field.label == FieldDescriptor.LABEL_REPEATED:
+    if field.is_repeated:
         return st.lists(_scalar(field), max_size=4)
     return _scalar(field)
 
@@ -358,13 +358,13 @@ def _fill(message: Message, values: dict[str, Any]) -> Message:
                     _fill(target[key], item)
                 else:
                     target[key] = item
-        elif field.message_type is not None and field.label == FieldDescriptor.LABEL_REPEATED:
+        elif field.message_type is not None and field.is_repeated:
             for item in value:
                 _fill(target.add(), item)
         elif field.message_type is not None:
             _fill(target, value)
             target.SetInParent()
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif field.is_repeated:
             target.extend(value)
         else:
             setattr(message, name, value)

@@ -180,6 +180,16 @@ async def test_double_resolve_is_failed_precondition_and_publishes_once(rig: Rig
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
         ),
+        # Nested past the JSON parser's recursion limit (a fuzz finding: was INTERNAL).
+        (
+            approval_pb2.ResolveRequest(
+                id="ap-3",
+                outcome=approval_pb2.OUTCOME_MODIFY,
+                reviewer="bob",
+                modified_arguments_json='{"a": ' * 2000 + "1" + "}" * 2000,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
     ],
 )
 async def test_bad_resolves_map_to_status_codes(

@@ -129,6 +129,34 @@ async def test_forget_without_ids_or_session_is_invalid_argument(rpc) -> None:  
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.parametrize(
+    "older_than_s",
+    [
+        2**62,  # past what a timedelta holds
+        3000 * 365 * 24 * 3600,  # a timedelta, but "now - age" is before year 1
+    ],
+)
+async def test_forget_by_an_impossible_age_is_invalid_argument(rpc, older_than_s: int) -> None:  # type: ignore[no-untyped-def]
+    """A fuzz finding: these were INTERNAL (OverflowError in the mapping or the use case)."""
+    stub, published, _ = rpc
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Forget(memory_pb2.ForgetRequest(older_than_s=older_than_s), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "older_than_s" in (caught.value.details() or "")
+    assert published.audit_records() == []
+
+
+async def test_retrieve_filtering_on_an_empty_metadata_key_is_invalid_argument(rpc) -> None:  # type: ignore[no-untyped-def]
+    """A fuzz finding: Milvus refused the expression and the caller saw UNAVAILABLE."""
+    stub, _, _ = rpc
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Retrieve(
+            memory_pb2.RetrieveRequest(query="anything", filters={"": "x"}), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "empty key" in (caught.value.details() or "")
+
+
 async def test_type_budgets_item_fields_and_forget_by_age_over_grpc(rpc) -> None:  # type: ignore[no-untyped-def]
     stub, published, _ = rpc
     for i in range(3):

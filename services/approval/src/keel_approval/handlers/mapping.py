@@ -33,12 +33,14 @@ def outcome_from_proto(value: int) -> Outcome:
 
 
 def arguments_from_json(text: str) -> object:
-    """The reviewer's modified arguments: None when absent; the book checks it is an object."""
+    """The reviewer's modified arguments: None when absent; the book checks it is an object.
+    JSON nested deeper than the parser's recursion limit is refused like any other bad JSON,
+    not left to crash the call (a fuzz finding)."""
     if not text.strip():
         return None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidArgument(f"modified_arguments_json is not JSON: {exc}") from exc
 
 

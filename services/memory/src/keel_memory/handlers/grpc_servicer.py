@@ -6,6 +6,7 @@ import grpc
 
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
 from keel_memory.handlers.mapping import (
+    filters_from_proto,
     older_than_from_proto,
     retrieval_to_proto,
     type_budgets_from_proto,
@@ -41,7 +42,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             types=types_from_proto(request.types),
             token_budget=request.token_budget,
             top_k=request.top_k,
-            filters=dict(request.filters),
+            filters=filters_from_proto(request.filters),
             type_budgets=type_budgets_from_proto(request.type_budgets),
         )
         return retrieval_to_proto(retrieval)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
 from keel.memory.v1 import memory_pb2
@@ -30,15 +30,31 @@ def types_from_proto(values: Iterable[int]) -> list[MemoryType]:
     return [type_from_proto(value) for value in values]
 
 
+def filters_from_proto(filters: Mapping[str, str]) -> dict[str, str]:
+    """Metadata filters of a Retrieve. An empty key names no metadata field: Milvus refuses
+    the expression it makes, which reached the caller as UNAVAILABLE (a fuzz finding)."""
+    if "" in filters:
+        raise InvalidArgument("filters must not have an empty key")
+    return dict(filters)
+
+
 def type_budgets_from_proto(values: Iterable[memory_pb2.TypeBudget]) -> dict[MemoryType, int]:
     """Per-type caps; a type listed twice keeps its last cap."""
     return {type_from_proto(value.type): value.token_budget for value in values}
+
+
+# The oldest age a Forget may name. Past it "now - age" leaves the dates a datetime can hold
+# (year 1) and the call would crash; no memory is that old, so a larger age is a caller's bug,
+# refused (a fuzz finding: was INTERNAL).
+MAX_OLDER_THAN_S = 1000 * 365 * 24 * 3600
 
 
 def older_than_from_proto(seconds: int) -> timedelta | None:
     """The age selector of a Forget: 0 (the proto default) means none."""
     if seconds < 0:
         raise InvalidArgument("older_than_s must not be negative")
+    if seconds > MAX_OLDER_THAN_S:
+        raise InvalidArgument(f"older_than_s must be at most {MAX_OLDER_THAN_S} (1000 years)")
     return timedelta(seconds=seconds) if seconds else None
 
 
