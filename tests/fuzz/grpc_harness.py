@@ -28,10 +28,8 @@ DELIBERATE = frozenset(
         grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.PERMISSION_DENIED,
         grpc.StatusCode.UNAUTHENTICATED,
-        # Also what a client sees when a refusal's message echoes a huge field back and the
-        # trailers pass grpc's metadata limit ("received metadata size exceeds hard limit"):
-        # the server did refuse on purpose; capping status details belongs in keel_core's
-        # error-mapping interceptor.
+        # A budget or size limit said no (the LLM gateway's budgets). Refusals that echo a huge
+        # field back are cut by keel_core's error interceptor, so they keep their own status.
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
 )

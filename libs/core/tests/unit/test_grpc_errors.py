@@ -13,6 +13,8 @@ class Failing(policy_pb2_grpc.PolicyServiceServicer):
     async def Evaluate(self, request, context):  # type: ignore[no-untyped-def]
         if request.tool_name == "missing":
             raise errors.NotFound("no such tool")
+        if request.tool_name.startswith("huge"):
+            raise errors.NotFound(f"unknown tool {request.tool_name!r}")
         if request.tool_name == "bug":
             raise RuntimeError("boom")
         return policy_pb2.EvaluateResponse(rule_id="ok")
@@ -68,3 +70,20 @@ async def test_health_reports_serving(server) -> None:  # type: ignore[no-untype
             health_pb2.HealthCheckRequest(service="keel.policy.v1.PolicyService"), timeout=5
         )
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_an_error_echoing_a_huge_field_keeps_its_status(server) -> None:  # type: ignore[no-untyped-def]
+    """The message is cut: in full it would pass the client's metadata limit and arrive as
+    RESOURCE_EXHAUSTED instead of NOT_FOUND (a fuzz finding)."""
+    srv, _ = server
+    async with insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+        stub = policy_pb2_grpc.PolicyServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raw:
+            await stub.Evaluate(
+                policy_pb2.EvaluateRequest(tool_name="huge" + "x" * 100_000), timeout=5
+            )
+    assert raw.value.code() == grpc.StatusCode.NOT_FOUND
+    details = raw.value.details() or ""
+    assert details.startswith("unknown tool 'hugexxx")
+    assert details.endswith(" more characters]")
+    assert len(details) < 1100

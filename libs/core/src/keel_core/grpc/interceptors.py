@@ -76,7 +76,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     return await behaviour(request, context)
                 except KeelError as exc:
                     code = status_of(exc)
-                    await context.abort(code, str(exc))
+                    await context.abort(code, _bounded(str(exc)))
                 except Exception as exc:
                     if _is_abort(exc):
                         code = context.code() or grpc.StatusCode.UNKNOWN
@@ -103,7 +103,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         yield item
                 except KeelError as exc:
                     code = status_of(exc)
-                    await context.abort(code, str(exc))
+                    await context.abort(code, _bounded(str(exc)))
                 finally:
                     _end(span, code)
                     self._observe(method, code, started)
@@ -147,6 +147,19 @@ def _end(span: Span, code: grpc.StatusCode) -> None:
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if code != grpc.StatusCode.OK:
         span.set_status(StatusCode.ERROR, code.name)
+
+
+# A status message travels as HTTP/2 trailer metadata, which clients cap (8 KiB by default): an
+# error that echoes a huge field back would reach the caller as RESOURCE_EXHAUSTED instead of
+# the status the server meant.
+MAX_STATUS_MESSAGE_CHARS = 1000
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_STATUS_MESSAGE_CHARS:
+        return message
+    cut = len(message) - MAX_STATUS_MESSAGE_CHARS
+    return f"{message[:MAX_STATUS_MESSAGE_CHARS]}… [{cut} more characters]"
 
 
 def _is_abort(exc: Exception) -> bool:
