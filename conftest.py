@@ -82,27 +82,6 @@ def kafka_container() -> Iterator[str]:
         container.stop()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--chaos",
-        action="store_true",
-        default=False,
-        help="run the tests marked chaos (also KEEL_CHAOS=1); they are skipped otherwise",
-    )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``chaos`` tests unless asked for: they fail today on known bugs (docs/guarantees.md,
-    "Chaos") and take minutes. A skip rather than a deselection leaves every ``-m`` expression
-    meaning what it meant, and says in the summary what was left out."""
-    if config.getoption("--chaos") or os.environ.get("KEEL_CHAOS") == "1":
-        return
-    skip = pytest.mark.skip(reason="chaos test: run with --chaos or KEEL_CHAOS=1")
-    for item in items:
-        if item.get_closest_marker("chaos") is not None:  # not keywords: they hold names too
-            item.add_marker(skip)
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     external = os.environ.get("KEEL_KAFKA_BOOTSTRAP")

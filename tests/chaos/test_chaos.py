@@ -1,7 +1,6 @@
 """The short chaos run: 40 sessions in flight, every service SIGKILLed once, the broker once.
 
-Excluded from the default run (``--chaos`` or ``KEEL_CHAOS=1`` runs it) until the known
-failures listed in docs/guarantees.md ("Chaos") are fixed; then it joins ``make test``.
+Part of ``make test`` (about a minute); ``make chaos`` is the long run.
 """
 
 from __future__ import annotations
