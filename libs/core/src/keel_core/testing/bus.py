@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
 from keel_contracts.events.envelope import Envelope, EventData
 from keel_core.bus.consumer import Handler, PoisonMessage
 from keel_core.bus.deadletter import dead_letter_headers
@@ -22,6 +25,11 @@ from keel_core.bus.follower import Apply
 from keel_core.bus.producer import Headers
 
 log = logging.getLogger(__name__)
+
+# aiokafka's default ``max_request_size``, which ``EventProducer`` keeps: the real producer
+# refuses a record whose batch would be larger before sending it (the broker's own
+# ``message.max.bytes``, 1 048 588 by default, is a little higher), so the bus refuses it too.
+MAX_RECORD_BYTES = 1_048_576
 
 Listener = Callable[["BusRecord"], None]
 Deliver = Callable[["BusRecord"], Awaitable[None]]
@@ -64,11 +72,17 @@ class InMemoryBus:
     def append(
         self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
     ) -> BusRecord:
+        raw_key = key.encode() if isinstance(key, str) else key
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(raw_key, value, headers)
+        if size > MAX_RECORD_BYTES:
+            raise MessageSizeTooLargeError(
+                f"a record of {size} bytes on {topic} is over the producer's "
+                f"{MAX_RECORD_BYTES}-byte limit"
+            )
         failing = self._failing.get(topic, 0)
         if failing:
             self._failing[topic] = failing - 1
             raise SendFailed(f"injected send failure on {topic}")
-        raw_key = key.encode() if isinstance(key, str) else key
         log_ = self.topics.setdefault(topic, [])
         record = BusRecord(topic, len(log_), raw_key, value, list(headers))
         log_.append(record)
