@@ -5,11 +5,23 @@ writes, followers load then follow, hooks run in order and reverse."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 
-from keel_contracts.events import Envelope, TaskCancelRequested, TaskSubmitted
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+
+from keel_contracts.events import Envelope, PlanCheckpoint, TaskCancelRequested, TaskSubmitted
 from keel_core.bus.consumer import PoisonMessage
 from keel_core.settings import ServiceSettings
-from keel_core.testing import FakeClock, InMemoryBus, InMemoryRuntime
+from keel_core.testing import (
+    MAX_RECORD_BYTES,
+    BusPublisher,
+    FakeClock,
+    InMemoryBus,
+    InMemoryRuntime,
+    InMemoryTable,
+)
 
 
 def task(goal: str, session_id: str = "s1") -> Envelope:
@@ -98,3 +110,23 @@ def test_the_fake_clock_moves_only_when_told() -> None:
     clock.advance(2.5)
     assert clock() == 102.5
     assert clock.utcnow().timestamp() == 102.5
+
+
+async def test_the_bus_refuses_a_record_the_real_producer_would_refuse() -> None:
+    """Component tests must fail where production would: aiokafka refuses a record over its
+    ``max_request_size`` (EventProducer keeps the default) before it reaches the broker."""
+    default = inspect.signature(AIOKafkaProducer).parameters["max_request_size"].default
+    assert default == MAX_RECORD_BYTES
+    bus = InMemoryBus()
+    table = InMemoryTable(bus, "table", "test")
+    await table.start()
+    fits = PlanCheckpoint(status="running", state={"x": "x" * (MAX_RECORD_BYTES - 4096)})
+    too_big = PlanCheckpoint(status="running", state={"x": "x" * MAX_RECORD_BYTES})
+
+    await table.put("k", fits)
+    with pytest.raises(MessageSizeTooLargeError):
+        await table.put("k", too_big)
+    with pytest.raises(MessageSizeTooLargeError):
+        await BusPublisher(bus).publish("tasks", Envelope.wrap(too_big, source="t", session_id="s"))
+    assert [len(r.value or b"") < MAX_RECORD_BYTES for r in bus.records("table")] == [True]
+    assert bus.records("tasks") == []

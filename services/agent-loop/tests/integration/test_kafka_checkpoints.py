@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +14,8 @@ from keel_agent_loop.adapters.checkpoints import TableCheckpoints
 from keel_agent_loop.adapters.control import ControlFollower
 from keel_agent_loop.domain import AgentState, ChatMessage
 from keel_agent_loop.domain.cancel import CancelFlags
-from keel_contracts.events import Envelope, TaskCancelRequested
+from keel_agent_loop.domain.models import FinishedSession
+from keel_contracts.events import Envelope, TaskCancelRequested, TaskCompleted
 from keel_contracts.topics import CONTROL, TopicSpec
 from keel_core.bus import EventProducer, ensure_topics
 from keel_core.bus.follower import TopicFollower
@@ -98,3 +101,54 @@ async def test_the_control_follower_raises_the_cancel_flag(
         assert flags.requested(session_id) == "stop it"
     finally:
         await follower.stop()
+
+
+async def test_a_session_past_5_mb_checkpoints_and_resumes_in_a_fresh_process(
+    kafka: KafkaSettings, producer: EventProducer
+) -> None:
+    """The real producer refuses a record over 1 MiB: without pieces this save raises."""
+    topic = f"test.checkpoints.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka, [TopicSpec(topic, cleanup="compact", retention_ms=-1)])
+    session_id = f"s-{uuid.uuid4().hex[:8]}"
+    rng = random.Random(11)
+    state = AgentState(session_id=session_id, goal="read every log file")
+    state.move("planning")
+    state.messages = [ChatMessage(role="user", content="read every log file")]
+    first = CompactedTable(kafka, topic, producer, "agent-loop-a")
+    await first.start()
+    try:
+        checkpoints = TableCheckpoints(first)
+        while len(state.model_dump_json()) <= 5 * 1024 * 1024:  # one step after another
+            output = rng.randbytes(256 * 1024).hex()
+            state.messages.append(ChatMessage(role="tool", content=output))
+            state.iteration += 1
+            await checkpoints.save(state, durable=False)
+        await checkpoints.save(state)
+    finally:
+        await first.stop()
+
+    second = CompactedTable(kafka, topic, producer, "agent-loop-b")
+    await second.start()
+    try:
+        resumed = TableCheckpoints(second)
+        assert resumed.get(session_id) == state
+        state.complete("read them all")
+        result = Envelope.wrap(
+            TaskCompleted(answer=state.answer, iterations=state.iteration),
+            source="agent-loop",
+            session_id=session_id,
+        )
+        marker = FinishedSession(result=result, state=state)
+        await resumed.save_finished(marker)
+        await resumed.save_finished(marker.model_copy(update={"state": None, "done": True}))
+        swept = await resumed.expire_finished(datetime.now(UTC) + timedelta(seconds=1))
+        assert swept == [session_id]
+    finally:
+        await second.stop()
+
+    third = CompactedTable(kafka, topic, producer, "agent-loop-c")
+    await third.start()
+    try:
+        assert third.keys() == []  # the marker and every piece of the state: tombstoned
+    finally:
+        await third.stop()

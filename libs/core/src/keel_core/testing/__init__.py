@@ -3,6 +3,7 @@ an in-memory publisher and audit for unit tests, and a clock a test moves by han
 Integration tests use the real broker instead (see the root conftest.py)."""
 
 from keel_core.testing.bus import (
+    MAX_RECORD_BYTES,
     BusPublisher,
     BusRecord,
     InMemoryBus,
@@ -21,6 +22,7 @@ from keel_core.testing.publisher import (
 from keel_core.testing.runtime import InMemoryRuntime
 
 __all__ = [
+    "MAX_RECORD_BYTES",
     "BusPublisher",
     "BusRecord",
     "FakeClock",

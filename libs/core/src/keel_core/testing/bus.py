@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
 from keel_contracts.events.envelope import Envelope, EventData
 from keel_core.bus.consumer import Handler, PoisonMessage
 from keel_core.bus.deadletter import dead_letter_headers
@@ -23,7 +26,27 @@ from keel_core.bus.producer import Headers
 
 log = logging.getLogger(__name__)
 
+# aiokafka's default ``max_request_size``, which ``EventProducer`` keeps: the real producer
+# refuses a record whose batch would be larger before sending it (the broker's own
+# ``message.max.bytes``, 1 048 588 by default, is a little higher), so the bus refuses it too.
+MAX_RECORD_BYTES = 1_048_576
+
 Listener = Callable[["BusRecord"], None]
+
+
+def check_size(topic: str, value: bytes | None, key: str | bytes | None, headers: Headers) -> None:
+    """Refuse what the real producer refuses (``MAX_RECORD_BYTES``), the way it does. Only
+    sends through the bus's publisher and tables are checked: a test may still put any record
+    on a topic (``InMemoryBus.append``) to see what its readers make of it."""
+    raw_key = key.encode() if isinstance(key, str) else key
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(raw_key, value, headers)
+    if size > MAX_RECORD_BYTES:
+        raise MessageSizeTooLargeError(
+            f"a record of {size} bytes on {topic} is over the producer's "
+            f"{MAX_RECORD_BYTES}-byte limit"
+        )
+
+
 Deliver = Callable[["BusRecord"], Awaitable[None]]
 
 
@@ -106,12 +129,15 @@ class BusPublisher:
     async def send_raw(
         self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers
     ) -> int:
+        check_size(topic, value, key, headers)
         return self.bus.append(topic, value, key, headers).offset
 
     async def enqueue(
         self, topic: str, envelope: Envelope, key: str | None = None
     ) -> asyncio.Future[Any]:
-        record = self.bus.append(topic, envelope.to_bytes(), key or envelope.session_id, [])
+        value, raw_key = envelope.to_bytes(), key or envelope.session_id
+        check_size(topic, value, raw_key, [])
+        record = self.bus.append(topic, value, raw_key, [])
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         done.set_result(record)
         return done
@@ -313,8 +339,10 @@ class InMemoryTable:
             payload, source=self._source, session_id=session_id or key, trace=trace
         )
         headers = [("keel-type", envelope.type.encode())]
+        value = envelope.to_bytes()
+        check_size(self._topic, value, key, headers)
         try:
-            self._bus.append(self._topic, envelope.to_bytes(), key, headers)
+            self._bus.append(self._topic, value, key, headers)
         except SendFailed:
             if wait:
                 raise
