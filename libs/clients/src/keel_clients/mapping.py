@@ -24,8 +24,19 @@ def context_to_proto(ctx: RequestContext) -> common_pb2.RequestContext:
     )
 
 
+# Ids and names, not documents: a context field past this is refused at the edge, before it
+# reaches a log line, a metric label or an audit record (which the broker caps at 1 MiB).
+MAX_CONTEXT_FIELD_CHARS = 512
+
+
 def context_from_proto(ctx: common_pb2.RequestContext) -> RequestContext:
-    """Every field as sent, empty ones included (an audit records them as they came)."""
+    """Every field as sent, empty ones included (an audit records them as they came). Raises
+    ``InvalidArgument`` for a field longer than ``MAX_CONTEXT_FIELD_CHARS``."""
+    for name in ("session_id", "agent_id", "tenant", "agent_profile", "traceparent"):
+        if len(getattr(ctx, name)) > MAX_CONTEXT_FIELD_CHARS:
+            raise InvalidArgument(
+                f"context.{name} is longer than {MAX_CONTEXT_FIELD_CHARS} characters"
+            )
     return RequestContext(
         session_id=ctx.session_id,
         agent_id=ctx.agent_id,

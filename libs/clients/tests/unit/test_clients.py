@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from keel.approval.v1 import approval_pb2_grpc
+from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2_grpc
 from keel.memory.v1 import memory_pb2_grpc
 from keel.policy.v1 import policy_pb2_grpc
@@ -20,6 +21,7 @@ from keel_clients import (
     ToolClient,
     open_channel,
 )
+from keel_clients.mapping import MAX_CONTEXT_FIELD_CHARS, context_from_proto
 from keel_clients.testing import (
     ExecuteCall,
     FakeApprovalService,
@@ -32,7 +34,7 @@ from keel_clients.testing import (
 )
 from keel_contracts.approvals import ApprovalView
 from keel_contracts.chat import ChatMessage, LLMReply, RequestContext, ToolCall, ToolSpec, Usage
-from keel_contracts.errors import PermissionDenied, Unavailable
+from keel_contracts.errors import InvalidArgument, PermissionDenied, Unavailable
 from keel_contracts.tools import ToolOutcome
 
 CTX = RequestContext(
@@ -169,3 +171,14 @@ async def test_a_refusal_arrives_as_the_matching_keel_error() -> None:
         async with open_channel(target) as channel:
             with pytest.raises(PermissionDenied, match="PERMISSION_DENIED"):
                 await LLMClient(channel, retries=3, backoff_s=0.01).complete(CTX, [])
+
+
+def test_a_context_field_past_the_bound_is_refused_at_the_edge() -> None:
+    """A megabyte of agent id would otherwise reach audit records the broker refuses (a fuzz
+    finding: policy Evaluate answered INTERNAL)."""
+    fine = common_pb2.RequestContext(agent_id="a" * MAX_CONTEXT_FIELD_CHARS, tenant="t")
+    assert context_from_proto(fine).agent_id == "a" * MAX_CONTEXT_FIELD_CHARS
+    for field in ("session_id", "agent_id", "tenant", "agent_profile", "traceparent"):
+        huge = common_pb2.RequestContext(**{field: "x" * (MAX_CONTEXT_FIELD_CHARS + 1)})
+        with pytest.raises(InvalidArgument, match=f"context.{field} is longer than"):
+            context_from_proto(huge)
