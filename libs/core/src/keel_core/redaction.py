@@ -42,5 +42,15 @@ def audit_arguments(arguments_json: str) -> Any:
     return cleaned
 
 
+def audit_value(value: Any) -> Any:
+    """``audit_arguments`` for arguments already parsed: redacted, and kept only as a size and
+    hash when too large (a record the broker refuses would fail the call it audits)."""
+    cleaned = redact(value)
+    text = canonical_json(cleaned)
+    if len(text) > MAX_AUDIT_ARGUMENT_CHARS:
+        return _summary(text, "too large to keep")
+    return cleaned
+
+
 def _summary(text: str, why: str) -> dict[str, Any]:
     return {"_omitted": why, "chars": len(text), "sha256": sha256_hex(text)}

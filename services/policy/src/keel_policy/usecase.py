@@ -7,7 +7,7 @@ from typing import Any
 
 from keel_contracts.chat import RequestContext
 from keel_core.audit import AuditEmitter
-from keel_core.redaction import redact
+from keel_core.redaction import audit_value
 from keel_core.tracing import set_attributes
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.domain.holder import PolicyHolder
@@ -112,5 +112,5 @@ def _details(
         "agent": ctx.agent_id,
         "tenant": ctx.tenant,
         "profile": ctx.agent_profile,
-        "arguments": redact(arguments),
+        "arguments": audit_value(arguments),
     }

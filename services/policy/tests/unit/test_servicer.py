@@ -197,3 +197,21 @@ async def test_a_reload_reaches_the_next_request(tmp_path: Path) -> None:
         second = await stub.Evaluate(request("clock", {}), timeout=5)
         await audit.close()
     assert (first.rule_id, second.rule_id) == ("allow-clock", "deny-clock")
+
+
+async def test_oversized_input_is_refused_or_audited_in_bounds() -> None:
+    """A tool name past any identifier is INVALID_ARGUMENT; megabytes of arguments are judged
+    and audited as a size and hash. Either would otherwise make an audit record the broker
+    refuses, and Evaluate would answer INTERNAL (fuzz finding)."""
+    async with serving(PolicyEngine(load_policy(DEFAULT_POLICY))) as (stub, published):
+        with pytest.raises(grpc.aio.AioRpcError) as long_name:
+            await stub.Evaluate(request("t" * 300, {}), timeout=5)
+        assert long_name.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert long_name.value.details() == "tool_name is longer than 256 characters"
+        reply = await stub.Evaluate(
+            request("calculator", {"expression": "1" * 2_000_000}), timeout=5
+        )
+        assert reply.decision == policy_pb2.DECISION_ALLOW
+    (record,) = published.audit_records()
+    assert record.details["arguments"]["_omitted"] == "too large to keep"
+    assert record.details["arguments"]["chars"] > 2_000_000

@@ -10,6 +10,7 @@ from keel_policy.handlers.mapping import (
     arguments_from_json,
     explanation_to_proto,
     rule_to_proto,
+    tool_name_of,
     verdict_to_proto,
 )
 from keel_policy.usecase import PolicyDecisions
@@ -23,7 +24,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         self, request: policy_pb2.EvaluateRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.EvaluateResponse:
         verdict = await self._decisions.decide(
-            request.tool_name,
+            tool_name_of(request.tool_name),
             arguments_from_json(request.arguments_json),
             context_from_proto(request.context),
         )
@@ -33,7 +34,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         self, request: policy_pb2.EvaluateRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.ExplainResponse:
         explanation = self._decisions.explain(
-            request.tool_name,
+            tool_name_of(request.tool_name),
             arguments_from_json(request.arguments_json),
             context_from_proto(request.context),
         )

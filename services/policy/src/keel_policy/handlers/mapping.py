@@ -17,6 +17,16 @@ TO_PROTO: dict[Decision, policy_pb2.Decision.ValueType] = {
 }
 
 
+# Tool names are identifiers (MCP ones included): longer is not a name.
+MAX_TOOL_NAME_CHARS = 256
+
+
+def tool_name_of(name: str) -> str:
+    if len(name) > MAX_TOOL_NAME_CHARS:
+        raise InvalidArgument(f"tool_name is longer than {MAX_TOOL_NAME_CHARS} characters")
+    return name
+
+
 def arguments_from_json(arguments_json: str) -> dict[str, Any]:
     try:
         arguments = json.loads(arguments_json or "{}")
