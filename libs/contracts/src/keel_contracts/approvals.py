@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from keel_contracts.canonical import canonical_json, sha256_hex
-from keel_contracts.events.types import ApprovalDecided, ApprovalVoted
+from keel_contracts.events.types import ApprovalDecided, ApprovalRequested, ApprovalVoted
 
 # "unknown": a status this client does not know; never an approval.
 ApprovalStatus = Literal["pending", "approved", "rejected", "modified", "timed_out", "unknown"]
@@ -131,3 +131,31 @@ def _instant(text: str) -> datetime | None:
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def decision_for(
+    request: ApprovalRequested,
+    session_id: str,
+    outcome: Literal["approved", "rejected", "modified", "timed_out"],
+    reviewer: str,
+    expires_at: datetime,
+    *,
+    comment: str = "",
+    modified_arguments: dict[str, Any] | None = None,
+) -> ApprovalDecided:
+    """An (unsigned) decision bound to ``request``: what a reviewer's decision names. Fakes and
+    tests that play the approval service build theirs with it."""
+    return ApprovalDecided(
+        approval_id=request.approval_id,
+        outcome=outcome,
+        reviewer=reviewer,
+        comment=comment,
+        modified_arguments=modified_arguments,
+        session_id=session_id,
+        tenant=request.tenant,
+        agent_id=request.agent_id,
+        tool_name=request.tool_name,
+        idempotency_key=request.idempotency_key,
+        arguments_hash=arguments_hash(request.arguments),
+        expires_at=expires_at.isoformat(),
+    )

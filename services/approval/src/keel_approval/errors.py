@@ -7,9 +7,8 @@ this service lives here.
 
 from __future__ import annotations
 
-from keel_contracts.errors import PermissionDenied
+from keel_contracts.errors import PermissionDenied, Unavailable
 from keel_contracts.errors import Unauthenticated as CoreUnauthenticated
-from keel_contracts.errors import Unavailable
 
 
 class WatcherLagged(Unavailable):

@@ -139,6 +139,7 @@ class ApprovalParking:
             arguments_schema=await self._catalogs.arguments_schema(
                 state.agent_profile, pending.call.name
             ),
+            tenant=state.tenant,
         )
         await self._sink.approval_requested(state.context(), request)
         await self._reporter.emit(

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.events import decision_event, vote_event
 from keel_approval.domain.models import TIMEOUT_REVIEWER, Approval, Outcome
-from keel_approval.metrics import ApprovalMetrics
 from keel_approval.errors import ForgedRecord
+from keel_approval.metrics import ApprovalMetrics
 from keel_approval.usecases.rebuild import apply_record
 from keel_contracts.approvals import SignatureSigner, SignatureVerifier, SignedT, sign_event
 from keel_contracts.errors import FailedPrecondition, Unavailable

@@ -3,8 +3,8 @@ keep following the decisions topic so decisions and quorum votes made by other r
 this one's book.
 
 A record the rebuild cannot use is sent to its topic's DLQ with the reason, by the follower
-that loaded it (``keel_core.bus.deadletter.DeadLettering``), and the start goes on; a
-decision or vote the approval service did not sign is also audited as ``security.denied``: a DLQ that
+that loaded it (``keel_core.bus.deadletter.DeadLettering``), and the start goes on (a decision
+or vote the approval service did not sign is also audited as ``security.denied``): a DLQ that
 cannot be written is logged, never a reason not to serve (the record stays on its topic)."""
 
 from __future__ import annotations
