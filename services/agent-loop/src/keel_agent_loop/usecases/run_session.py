@@ -44,6 +44,7 @@ from keel_agent_loop.usecases.finish_session import Finisher, FinishHook
 from keel_agent_loop.usecases.spans import agent_attributes, session_parent, trace_approval_wait
 from keel_contracts.approvals import SignatureVerifier
 from keel_contracts.events import ApprovalDecided, TaskSubmitted
+from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core import semconv
 from keel_core.audit import AuditEmitter
 from keel_core.bus import PoisonMessage
@@ -253,7 +254,7 @@ class SessionRunner:
             actor=decision.reviewer or "unknown",
             subject=decision.approval_id,
             session_id=state.session_id,
-            details={"reason": problem, "topic": "keel.approval.decisions"},
+            details={"reason": problem, "topic": APPROVAL_DECISIONS},
         )
         raise PoisonMessage(f"approval decision refused: {problem}")
 
