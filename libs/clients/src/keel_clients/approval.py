@@ -90,4 +90,5 @@ def view_from_proto(reply: approval_pb2.Approval) -> ApprovalView:
         modified_arguments_json=reply.modified_arguments_json,
         required_approvals=reply.required_approvals,
         approved_by=tuple(reply.approved_by),
+        decision_json=reply.decision_json,
     )

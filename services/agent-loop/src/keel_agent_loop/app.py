@@ -30,6 +30,7 @@ from keel_agent_loop.plans import PlanSettings, install_plans
 from keel_agent_loop.usecases import FrontDoor, OutagePolicy, SessionDefaults, SessionRunner
 from keel_clients import CallOptions, LLMClient, MemoryClient, ToolClient, open_channel
 from keel_contracts.topics import APPROVAL_DECISIONS, CHECKPOINTS, CONTROL, SUBTASKS, TASKS
+from keel_core import trust
 from keel_core.bus.table import Table
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 
@@ -88,6 +89,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         cancels=cancels,
         tracer=OtelStepTracer(),
     )
+    material = trust.load(settings.trust, SERVICE)
     sessions = SessionRunner(
         loop,
         store,
@@ -100,6 +102,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         defaults=SessionDefaults(settings.default_token_budget, settings.default_cost_budget_usd),
         decision_wait_s=settings.decision_wait_s,
         outages=OutagePolicy(settings.outage_limit_s, settings.outage_backoff_max_s),
+        verifier=material.approval_verifier() if material else None,
     )
     handler = TaskHandler(sessions)
     # One consumer for every record that drives a session, so a session's task, sub-task,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from keel_agent_loop.domain import AgentLoop, AgentState, LoopConfig, ToolOutcome, ToolSpec, Usage
-from keel_agent_loop.domain.prompts import approval_id_for
+from keel_agent_loop.domain.prompts import approval_id_for, approval_of, new_approval_id
 from keel_agent_loop.errors import ServiceOutage
 from keel_agent_loop.testing import (
     FakeMemory,
@@ -169,9 +169,12 @@ async def test_needs_approval_parks_the_session_with_a_request() -> None:
     state = await loop.run(new_state())
 
     assert state.status == "waiting_for_approval"
-    approval_id = sha256_hex("s1:1:1")[:32]
     assert state.pending_approval is not None
-    assert state.pending_approval.approval_id == approval_id == approval_id_for("s1:1:1")
+    approval_id = state.pending_approval.approval_id
+    # Random (nobody can name it before it is asked for), found again by its call's key.
+    assert approval_id.startswith(sha256_hex("s1:1:1")[:16] + "-")
+    assert approval_id != new_approval_id("s1:1:1")
+    assert approval_of([approval_id_for("s1:1:0"), approval_id], "s1:1:1") == approval_id
     assert state.pending_approval.index == 1
     [(ctx, request)] = sink.approvals
     assert ctx.session_id == "s1"

@@ -27,6 +27,7 @@ from keel_approval.usecases.decisions import DeadlineSweeper, Decider
 from keel_approval.usecases.intake import RequestIntake, RequestReader
 from keel_approval.usecases.startup import BookStartup
 from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
+from keel_core import trust
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 
 SERVICE = "approval"
@@ -65,7 +66,16 @@ def build(settings: Settings, runtime: Runtime) -> ApprovalParts:
     intake = RequestIntake(
         book, runtime.audit, metrics, notify=notifier.notify if notifier else None
     )
-    decider = Decider(book, runtime.producer, runtime.audit, metrics)
+    material = trust.load(settings.trust, SERVICE)
+    decider = Decider(
+        book,
+        runtime.producer,
+        runtime.audit,
+        metrics,
+        signer=material.approval_signer() if material else None,
+        verifier=material.approval_verifier() if material else None,
+        decision_valid_s=settings.decision_valid_s,
+    )
     sweeper = DeadlineSweeper(decider, settings.deadline_check_interval_s)
     startup = BookStartup(
         book,

@@ -28,6 +28,9 @@ class Settings(ServiceSettings):
     # the parked call runs again), and at most this many are kept; then only its id is.
     decided_retention_s: float = Field(default=24 * 3600.0, gt=0)
     decided_max: int = Field(default=100_000, ge=1)
+    # A decision may be acted on (the tool run) for this long after it was made: it is signed
+    # with this expiry, and the agent loop and the tool gateway refuse it afterwards.
+    decision_valid_s: float = Field(default=24 * 3600.0, gt=0)
     # Bearer token -> reviewer name (JSON in the env var). Empty: development mode, the
     # reviewer is whatever the client claims.
     reviewer_tokens: dict[str, str] = Field(default_factory=dict)

@@ -7,8 +7,8 @@ this service lives here.
 
 from __future__ import annotations
 
+from keel_contracts.errors import PermissionDenied, Unavailable
 from keel_contracts.errors import Unauthenticated as CoreUnauthenticated
-from keel_contracts.errors import Unavailable
 
 
 class WatcherLagged(Unavailable):
@@ -17,3 +17,8 @@ class WatcherLagged(Unavailable):
 
 class Unauthenticated(CoreUnauthenticated):
     """A reviewer without a valid token (gRPC UNAUTHENTICATED)."""
+
+
+class ForgedRecord(PermissionDenied):
+    """A record on the decisions topic that the approval service did not sign (or that is
+    expired, or breaks the request's rules): refused, audited as ``security.denied``."""

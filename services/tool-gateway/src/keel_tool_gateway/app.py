@@ -20,6 +20,7 @@ from keel_clients import (
     open_channel,
 )
 from keel_contracts.topics import TOOL_RESULTS
+from keel_core import trust
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
 from keel_tool_gateway.adapters.ledger_expiry import LedgerSweeper
@@ -29,7 +30,9 @@ from keel_tool_gateway.adapters.outbox import KafkaOutbox
 from keel_tool_gateway.adapters.resilience import Resilience
 from keel_tool_gateway.adapters.tools import builtin_registry
 from keel_tool_gateway.config import Settings
+from keel_tool_gateway.domain.approval import VerifiedApprovals
 from keel_tool_gateway.domain.execution import ExecutionService
+from keel_tool_gateway.domain.ports import ApprovalPort
 from keel_tool_gateway.domain.registry import ToolRegistry
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
@@ -94,8 +97,10 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
         registry,
         PolicyClient(policy_channel, CallOptions(timeout_s=settings.policy_timeout_s)),
         ledger,
-        approvals=ApprovalClient(
-            approval_channel, CallOptions(timeout_s=settings.approval_timeout_s)
+        approvals=_approvals(
+            runtime,
+            ApprovalClient(approval_channel, CallOptions(timeout_s=settings.approval_timeout_s)),
+            trust.load(settings.trust, SERVICE),
         ),
         max_output_chars=settings.max_output_chars,
         resilience=Resilience(settings.resilience, observer=metrics),
@@ -136,3 +141,22 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     run_service(SERVICE, Settings, serve)
+
+
+def _approvals(
+    runtime: Runtime, client: ApprovalPort, material: trust.TrustMaterial | None
+) -> ApprovalPort:
+    """The approval lookup: every decided approval checked against the approval service's
+    signature (refusals audited as ``security.denied``); unchecked in the insecure dev mode."""
+    if material is None:
+        return client
+
+    async def denied(approval_id: str, reason: str) -> None:
+        await runtime.audit.record(
+            "security.denied",
+            actor="approval",
+            subject=approval_id,
+            details={"reason": reason, "check": "approval signature"},
+        )
+
+    return VerifiedApprovals(client, material.approval_verifier(), denied=denied)

@@ -81,6 +81,8 @@ class ApprovalRequested(EventData):
     # The JSON schema of the tool's arguments, as the model was shown it: arguments a reviewer
     # modifies are validated against it before the decision is accepted. {} = not known.
     arguments_schema: dict[str, Any] = Field(default_factory=dict)
+    # The requesting session's tenant: the decision is bound to it ("" from older writers).
+    tenant: str = ""
 
 
 class ApprovalVoted(EventData):
@@ -96,9 +98,19 @@ class ApprovalVoted(EventData):
     # Every reviewer who has approved so far, this one last.
     approvals: list[str]
     required: int = Field(ge=2)
+    # The session the vote belongs to (signed, unlike the envelope's) and the approval
+    # service's Ed25519 signature over the rest (``keel_contracts.approvals``); "" = unsigned.
+    session_id: str = ""
+    signature: str = ""
 
 
 class ApprovalDecided(EventData):
+    """A decision, signed by the approval service and bound to exactly one call: the session,
+    tenant and agent that asked, the tool, the idempotency key and the hash of the arguments
+    asked for, until ``expires_at``. Every reader verifies the signature and the binding
+    (``keel_contracts.approvals``) before acting on it; the binding fields default to "" only
+    so that records of older writers still parse (they fail verification)."""
+
     event_type: ClassVar[str] = "keel.approval.decided"
 
     approval_id: str
@@ -106,6 +118,16 @@ class ApprovalDecided(EventData):
     reviewer: str
     comment: str = ""
     modified_arguments: dict[str, Any] | None = None
+    session_id: str = ""
+    tenant: str = ""
+    agent_id: str = ""
+    tool_name: str = ""
+    idempotency_key: str = ""
+    # sha256 of the canonical JSON of the arguments the agent asked to run with.
+    arguments_hash: str = ""
+    # ISO 8601 (UTC): the approval may not be acted on after this.
+    expires_at: str = ""
+    signature: str = ""
 
 
 class AuditRecord(EventData):

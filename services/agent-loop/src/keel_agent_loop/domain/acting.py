@@ -16,7 +16,7 @@ from collections.abc import Callable
 from keel_agent_loop.domain.catalogs import ToolCatalogs
 from keel_agent_loop.domain.models import AgentState, ChatMessage, ToolCall, ToolOutcome
 from keel_agent_loop.domain.ports import LoopObserver, ToolPort
-from keel_agent_loop.domain.prompts import approval_id_for, idempotency_key, observation, preview
+from keel_agent_loop.domain.prompts import approval_of, idempotency_key, observation, preview
 from keel_agent_loop.domain.reporter import SessionReporter
 from keel_agent_loop.errors import ServiceOutage
 from keel_contracts.errors import DeadlineExceeded, KeelError, Unavailable
@@ -60,7 +60,7 @@ class ToolActor:
         if call.name not in state.tools_used:
             state.tools_used.append(call.name)
         # Approved already: an approved call whose run an outage stalled is resumed here.
-        approved = approval_id_for(key) in state.decided_approvals
+        approved = bool(approval_of(state.decided_approvals, key))
         outcome = await self.execute(state, call, key, approved=approved)
         if approved and outcome.status == "needs_approval":
             outcome = not_accepted(outcome)
@@ -72,7 +72,7 @@ class ToolActor:
         self, state: AgentState, call: ToolCall, key: str, *, approved: bool
     ) -> ToolOutcome:
         """One ``Execute``; an approved call carries its approval id, which the gateway checks."""
-        approval_id = approval_id_for(key) if approved else ""
+        approval_id = approval_of(state.decided_approvals, key) if approved else ""
         started = self._clock()
         try:
             outcome = await self._tools.execute(state.context(), call, key, approval_id)

@@ -13,7 +13,7 @@ from keel_agent_loop.domain.approvals import consequences, refusal
 from keel_agent_loop.domain.catalogs import ToolCatalogs
 from keel_agent_loop.domain.models import AgentState, PendingApproval, ToolCall, ToolOutcome
 from keel_agent_loop.domain.ports import CheckpointStore, EventSink
-from keel_agent_loop.domain.prompts import approval_id_for, idempotency_key, parse_arguments
+from keel_agent_loop.domain.prompts import idempotency_key, new_approval_id, parse_arguments
 from keel_agent_loop.domain.reporter import SessionReporter
 from keel_contracts.events import ApprovalDecided, ApprovalRequested
 
@@ -44,7 +44,7 @@ class ApprovalParking:
         """Park the session on the ``index``-th call of the latest reply, then ask for it."""
         key = idempotency_key(state.session_id, state.iteration, index)
         pending = PendingApproval(
-            approval_id=approval_id_for(key),
+            approval_id=new_approval_id(key),
             idempotency_key=key,
             index=index,
             call=call,
@@ -139,6 +139,7 @@ class ApprovalParking:
             arguments_schema=await self._catalogs.arguments_schema(
                 state.agent_profile, pending.call.name
             ),
+            tenant=state.tenant,
         )
         await self._sink.approval_requested(state.context(), request)
         await self._reporter.emit(

@@ -7,6 +7,7 @@ are labelled as such; the system prompt tells the model never to follow instruct
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from keel_agent_loop.domain.models import ChatMessage, ToolCall, ToolOutcome
@@ -25,8 +26,29 @@ def idempotency_key(session_id: str, iteration: int, index: int) -> str:
 
 
 def approval_id_for(key: str) -> str:
-    """Deterministic, so a replayed step asks for the same approval instead of a second one."""
+    """The id older versions gave the approval of ``key`` (still found in their checkpoints)."""
     return sha256_hex(key)[:32]
+
+
+def new_approval_id(key: str) -> str:
+    """A fresh approval id for the call ``key``: 128 random bits, so nobody can name (and race
+    a decision for) an approval before it is asked for, behind a prefix derived from the key so
+    the call's approval is found again in ``decided_approvals`` (``approval_of``). A replayed
+    step reuses the id its checkpoint holds; one replayed from before its park never asked."""
+    return f"{sha256_hex(key)[:16]}-{secrets.token_hex(16)}"
+
+
+def approval_of(decided: list[str], key: str) -> str:
+    """The decided approval of the call ``key`` ("" when there is none)."""
+    prefix = f"{sha256_hex(key)[:16]}-"
+    legacy = approval_id_for(key)
+    return next((a for a in reversed(decided) if a.startswith(prefix) or a == legacy), "")
+
+
+def same_call(approval_id: str, other: str) -> bool:
+    """Whether two approval ids were made for the same call key (replays match by this; the
+    first 16 characters derive from the key in new and older ids alike)."""
+    return len(approval_id) >= 16 and approval_id[:16] == other[:16]
 
 
 def opening_messages(system_prompt: str, memories: list[str], goal: str) -> list[ChatMessage]:

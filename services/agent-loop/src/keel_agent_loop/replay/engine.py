@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from keel_agent_loop.domain.loop import AgentLoop, LoopConfig
 from keel_agent_loop.domain.models import AgentState
 from keel_agent_loop.domain.ports import LLMPort
+from keel_agent_loop.domain.prompts import same_call
 from keel_agent_loop.replay.ports import (
     Diverged,
     Prompt,
@@ -25,6 +26,7 @@ from keel_agent_loop.replay.ports import (
     ReplayTools,
 )
 from keel_agent_loop.replay.recording import Recording, Terminal
+from keel_contracts.events import ApprovalDecided
 
 
 @dataclass(frozen=True)
@@ -86,13 +88,27 @@ async def _drive(loop: AgentLoop, state: AgentState, recording: Recording) -> No
     """Run, and feed recorded decisions to every approval the session parked on."""
     await loop.run(state)
     while state.status == "waiting_for_approval" and state.pending_approval is not None:
-        decision = recording.decisions.get(state.pending_approval.approval_id)
+        decision = _recorded_decision(recording, state)
         if decision is not None:
             await loop.decide(state, decision)
             continue
         if recording.cancel is not None and recording.cancel.parked:
             await loop.cancel(state, recording.cancel.reason)
         return
+
+
+def _recorded_decision(recording: Recording, state: AgentState) -> ApprovalDecided | None:
+    """The recorded decision on the parked call. Approval ids are random, so the replay parked
+    under another id than the recording did (the key-derived prefix matches): the parked call
+    takes the recorded id back, so what the model reads of the decision is what it read."""
+    pending = state.pending_approval
+    if pending is None:
+        return None
+    for recorded, decision in recording.decisions.items():
+        if same_call(recorded, pending.approval_id):
+            state.pending_approval = pending.model_copy(update={"approval_id": recorded})
+            return decision
+    return None
 
 
 def ending_of(state: AgentState) -> Terminal:

@@ -30,7 +30,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from keel_agent_loop.domain.approvals import decision_problem
 from keel_agent_loop.domain.cancel import CancelFlags
 from keel_agent_loop.domain.loop import AgentLoop
 from keel_agent_loop.domain.models import AgentState, Stall
@@ -40,9 +42,12 @@ from keel_agent_loop.errors import ServiceOutage
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.usecases.finish_session import Finisher, FinishHook
 from keel_agent_loop.usecases.spans import agent_attributes, session_parent, trace_approval_wait
+from keel_contracts.approvals import SignatureVerifier
 from keel_contracts.events import ApprovalDecided, TaskSubmitted
+from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core import semconv
 from keel_core.audit import AuditEmitter
+from keel_core.bus import PoisonMessage
 from keel_core.bus.producer import Publisher
 from keel_core.tracing import new_traceparent, start_span
 
@@ -104,7 +109,12 @@ class SessionRunner:
         decision_wait_s: float = 3.0,
         outages: OutagePolicy | None = None,
         clock: Callable[[], float] = time.time,
+        verifier: SignatureVerifier | None = None,
     ) -> None:
+        """``verifier`` checks every decision before it resumes a session (the approval
+        service's public key); None in the insecure dev mode, where decisions are trusted."""
+        self._verifier = verifier
+        self._audit = audit
         self._outages = outages or OutagePolicy()
         self._clock = clock
         self._loop = loop
@@ -213,6 +223,7 @@ class SessionRunner:
                 session_id,
             )
             return
+        await self._verify(state, decision)
         pending = state.pending_approval
         if pending is not None and pending.approval_id == decision.approval_id:
             trace_approval_wait(state, pending, decision)
@@ -227,6 +238,25 @@ class SessionRunner:
             log.info(
                 "decision %s does not match session %s; ignored", decision.approval_id, session_id
             )
+
+    async def _verify(self, state: AgentState, decision: ApprovalDecided) -> None:
+        """Refuse a decision the approval service did not sign for this call: audited as
+        ``security.denied`` and dead-lettered with the reason; the session stays parked."""
+        if self._verifier is None:
+            return
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        problem = decision_problem(state, decision, self._verifier, now)
+        if problem is None:
+            return
+        log.warning("decision %s refused: %s", decision.approval_id, problem)
+        await self._audit.record(
+            "security.denied",
+            actor=decision.reviewer or "unknown",
+            subject=decision.approval_id,
+            session_id=state.session_id,
+            details={"reason": problem, "topic": APPROVAL_DECISIONS},
+        )
+        raise PoisonMessage(f"approval decision refused: {problem}")
 
     async def _checkpoint_for(self, session_id: str, approval_id: str) -> AgentState | None:
         """The session's checkpoint; waits briefly for one that knows the approval, since a

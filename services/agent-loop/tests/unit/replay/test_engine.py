@@ -10,7 +10,7 @@ import pytest
 
 from keel_agent_loop.domain import AgentLoop, AgentState, LoopConfig, ToolOutcome, ToolSpec, Usage
 from keel_agent_loop.domain.models import ChatMessage, LLMReply
-from keel_agent_loop.domain.prompts import approval_id_for
+from keel_agent_loop.domain.prompts import approval_id_for, same_call
 from keel_agent_loop.replay import (
     NotReplayable,
     Recording,
@@ -238,8 +238,9 @@ async def test_a_session_that_waited_for_an_approval_replays_the_decision() -> N
         answer("Sent."),
     ]
     recording = await record(replies, {"send_email": needs}, decide="approved")
-    approval = approval_id_for("s1:1:0")
-    assert recording.decisions[approval].outcome == "approved"
+    [(approval, decision)] = recording.decisions.items()
+    assert same_call(approval, approval_id_for("s1:1:0"))
+    assert decision.outcome == "approved"
     assert recording.first_outcomes["s1:1:0"].status == "needs_approval"
     assert recording.approved_outcomes["s1:1:0"].output == "queued"
     report = await replay(recording, CONFIG)

@@ -17,6 +17,7 @@ from typing import Any
 
 from keel_approval.domain.arguments import check_arguments
 from keel_approval.domain.models import STATUS_OF, Approval, Decision, Outcome, Vote
+from keel_approval.domain.verify import decision_problem, vote_problem
 from keel_approval.errors import WatcherLagged
 from keel_contracts.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
@@ -33,8 +34,13 @@ def _settled(request: Approval, decision: Decision) -> Approval:
             "decided_at": decision.decided_at,
             "comment": decision.comment,
             "modified_arguments": decision.modified_arguments,
+            "decision_json": decision.event.model_dump_json() if decision.event else "",
         }
     )
+
+
+def _refusal(request: Approval, decision: Decision) -> str | None:
+    return decision_problem(request, decision.event) if decision.event is not None else None
 
 
 def _merged(known: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
@@ -116,7 +122,7 @@ class ApprovalBook:
         if votes:
             request = request.model_copy(update={"approved_by": votes})
         early = self._early.pop(request.id, None)
-        if early is not None:
+        if early is not None and _refusal(request, early) is None:
             request = _settled(request, early)
         self._approvals[request.id] = request
         self._notify(request)
@@ -249,7 +255,8 @@ class ApprovalBook:
     def apply_decision(self, decision: Decision) -> bool:
         """A decision read back from the decisions topic (at start, or made by another replica):
         it settles the request as published. One for a request not seen yet is kept until the
-        request arrives. ``True`` when it changed the book."""
+        request arrives (and checked then). ``True`` when it changed the book. Raises
+        ``PermissionDenied`` for a decision the request's own rules refuse (``verify``)."""
         current = self._approvals.get(decision.approval_id)
         if current is None:
             if decision.approval_id not in self._forgotten:
@@ -258,15 +265,19 @@ class ApprovalBook:
             return False
         if not current.pending:
             return False
+        problem = _refusal(current, decision)
+        if problem is not None:
+            raise PermissionDenied(problem)
         self._approvals[current.id] = _settled(current, decision)
         self._notify(self._approvals[current.id])
         return True
 
-    def apply_vote(self, vote: Vote) -> bool:
+    def apply_vote(self, vote: Vote, *, check: bool = False) -> bool:
         """A quorum vote read back from the decisions topic (at start, or cast on another
         replica). Votes merge: reviewers already counted stay, new ones are added in order, so
         applying one twice, or our own vote read back, changes nothing. ``True`` when it
-        changed the book."""
+        changed the book. With ``check``, a vote the request's rules refuse (``verify``) raises
+        ``PermissionDenied``."""
         current = self._approvals.get(vote.approval_id)
         if current is None:
             if vote.approval_id not in self._forgotten:
@@ -274,6 +285,9 @@ class ApprovalBook:
                 self._early_votes[vote.approval_id] = _merged(known, vote.approvals)
                 _trim(self._early_votes, self._retention.early_max)
             return False
+        problem = vote_problem(current, vote) if check else None
+        if problem is not None:
+            raise PermissionDenied(problem)
         merged = _merged(current.approved_by, vote.approvals)
         if not current.pending or merged == current.approved_by:
             return False

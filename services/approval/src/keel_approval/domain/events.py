@@ -5,10 +5,11 @@ one conversion."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from keel_approval.domain.models import Approval, Decision, Vote
 from keel_approval.domain.rules import expires_at, required_approvals
+from keel_contracts.approvals import arguments_hash
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted
 
 
@@ -36,6 +37,7 @@ def approval_from_event(
         required_approvals=required_approvals(quorum or {}, event.tool_name),
         arguments_schema=event.arguments_schema,
         trace=trace,
+        tenant=event.tenant,
     )
 
 
@@ -47,18 +49,32 @@ def decision_from_event(event: ApprovalDecided, time: datetime) -> Decision:
         comment=event.comment,
         modified_arguments=event.modified_arguments,
         decided_at=time,
+        event=event,
     )
 
 
-def decision_event(decided: Approval) -> ApprovalDecided:
+def decision_event(decided: Approval, *, valid_s: float = 24 * 3600.0) -> ApprovalDecided:
+    """The decision as published, bound to the call it decides (session, tenant, agent, tool,
+    key, argument hash) and usable until ``valid_s`` after it was made; unsigned (the use case
+    signs it)."""
     if decided.status == "pending":
         raise ValueError("a pending approval has no decision")
+    decided_at = decided.decided_at or decided.created_at
+    if decided_at.tzinfo is None:
+        decided_at = decided_at.replace(tzinfo=UTC)
     return ApprovalDecided(
         approval_id=decided.id,
         outcome=decided.status,
         reviewer=decided.decided_by,
         comment=decided.comment,
         modified_arguments=decided.modified_arguments,
+        session_id=decided.session_id,
+        tenant=decided.tenant,
+        agent_id=decided.agent_id,
+        tool_name=decided.tool_name,
+        idempotency_key=decided.idempotency_key,
+        arguments_hash=arguments_hash(decided.arguments),
+        expires_at=(decided_at + timedelta(seconds=valid_s)).isoformat(),
     )
 
 
@@ -73,8 +89,13 @@ def vote_event(voted: Approval, comment: str = "") -> ApprovalVoted:
         comment=comment,
         approvals=list(voted.approved_by),
         required=voted.required_approvals,
+        session_id=voted.session_id,
     )
 
 
 def vote_from_event(event: ApprovalVoted) -> Vote:
-    return Vote(approval_id=event.approval_id, approvals=tuple(event.approvals))
+    return Vote(
+        approval_id=event.approval_id,
+        approvals=tuple(event.approvals),
+        session_id=event.session_id,
+    )

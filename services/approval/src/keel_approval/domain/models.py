@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from keel_contracts.events import ApprovalDecided
+
 ApprovalStatus = Literal["pending", "approved", "rejected", "modified", "timed_out"]
 Outcome = Literal["approve", "reject", "modify", "time_out"]
 
@@ -51,6 +53,11 @@ class Approval(BaseModel):
     arguments_schema: dict[str, Any] = Field(default_factory=dict)
     # The requesting session's traceparent: its decision continues the same trace.
     trace: str = ""
+    # The requesting session's tenant ("" from requesters that predate it).
+    tenant: str = ""
+    # The signed ApprovalDecided (JSON) once decided: what Get hands the tool gateway to
+    # verify; "" while pending or when nothing is signed (insecure dev mode).
+    decision_json: str = ""
 
     @property
     def pending(self) -> bool:
@@ -68,6 +75,9 @@ class Decision(BaseModel):
     comment: str = ""
     modified_arguments: dict[str, Any] | None = None
     decided_at: datetime | None = None
+    # The event as read from the topic: the book checks it against the request it settles
+    # (binding, reviewer, quorum, schema) before applying it. None: nothing to check.
+    event: ApprovalDecided | None = None
 
 
 class Vote(BaseModel):
@@ -78,3 +88,5 @@ class Vote(BaseModel):
     approval_id: str
     # Every reviewer who had approved when this vote was cast, in order.
     approvals: tuple[str, ...]
+    # The session the (signed) vote names; "" when not known (unchecked).
+    session_id: str = ""

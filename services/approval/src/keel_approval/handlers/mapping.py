@@ -65,4 +65,5 @@ def approval_to_proto(approval: Approval) -> approval_pb2.Approval:
         consequences=approval.consequences,
         required_approvals=approval.required_approvals,
         approved_by=list(approval.approved_by),
+        decision_json=approval.decision_json,
     )

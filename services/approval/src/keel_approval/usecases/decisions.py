@@ -19,8 +19,10 @@ from pydantic import ValidationError
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.events import decision_event, vote_event
 from keel_approval.domain.models import TIMEOUT_REVIEWER, Approval, Outcome
+from keel_approval.errors import ForgedRecord
 from keel_approval.metrics import ApprovalMetrics
 from keel_approval.usecases.rebuild import apply_record
+from keel_contracts.approvals import SignatureSigner, SignatureVerifier, SignedT, sign_event
 from keel_contracts.errors import FailedPrecondition, Unavailable
 from keel_contracts.events import Envelope, EventData
 from keel_contracts.topics import APPROVAL_DECISIONS
@@ -40,11 +42,20 @@ class Decider:
         publisher: Publisher,
         audit: AuditEmitter,
         metrics: ApprovalMetrics,
+        *,
+        signer: SignatureSigner | None = None,
+        verifier: SignatureVerifier | None = None,
+        decision_valid_s: float = 24 * 3600.0,
     ) -> None:
+        """``signer`` signs every decision and vote published, ``verifier`` checks every one
+        read back; both None in the insecure dev mode (nothing signed, nothing checked)."""
         self._book = book
         self._publisher = publisher
         self._audit = audit
         self._metrics = metrics
+        self._signer = signer
+        self.verifier = verifier
+        self._decision_valid_s = decision_valid_s
         # One decision at a time: between deciding and recording there is a publish to await,
         # and two reviewers (or a reviewer and the deadline) must not both get one published.
         self._resolving = asyncio.Lock()
@@ -60,9 +71,11 @@ class Decider:
         async with self._resolving:
             decided = self._book.decide(approval_id, outcome, reviewer, comment, modified_arguments)
             if decided.pending:  # a quorum vote: the agent waits for the decision
-                await self._publish(decided, vote_event(decided, comment))
+                await self._publish(decided, self._signed(vote_event(decided, comment)))
             else:
-                await self._publish(decided, decision_event(decided))
+                event = self._signed(decision_event(decided, valid_s=self._decision_valid_s))
+                decided = decided.model_copy(update={"decision_json": event.model_dump_json()})
+                await self._publish(decided, event)
             self._book.record(decided)
         await self._account(decided, reviewer)
         return decided
@@ -72,10 +85,13 @@ class Decider:
         applied under the same lock as our own decisions, so it never lands between one of
         ours being published and recorded. ``True`` when it changed the book. A record that
         does not fit its type is skipped with one line (the live consumer of the same topic
-        never sees it: this follower is the only reader), not a stack trace per record."""
+        never sees it: this follower is the only reader), not a stack trace per record.
+        A record the approval service did not sign, or that breaks its request's rules, is
+        refused and audited as ``security.denied`` (the follower cannot dead-letter a record
+        it follows; the next start's rebuild dead-letters it)."""
         async with self._resolving:
             try:
-                return apply_record(self._book, envelope)
+                return apply_record(self._book, envelope, verifier=self.verifier)
             except ValidationError as exc:
                 log.warning(
                     "skipping malformed %s %s: %d problem(s)",
@@ -84,6 +100,20 @@ class Decider:
                     exc.error_count(),
                 )
                 return False
+            except ForgedRecord as exc:
+                await self.denied(envelope, str(exc))
+                return False
+
+    async def denied(self, envelope: Envelope, reason: str) -> None:
+        """Audit a refused record of the decisions topic."""
+        log.warning("refused %s %s: %s", envelope.type, envelope.id, reason)
+        await self._audit.record(
+            "security.denied",
+            actor=envelope.source or "unknown",
+            subject=str(envelope.data.get("approval_id", envelope.id)),
+            session_id=envelope.session_id,
+            details={"reason": reason, "topic": APPROVAL_DECISIONS, "event": envelope.id},
+        )
 
     def prune(self) -> int:
         """Forget decided requests past their retention (see ``Retention``)."""
@@ -106,6 +136,11 @@ class Decider:
                 log.warning("time-out of %s not published, retrying later: %s", approval.id, exc)
                 break
         return done
+
+    def _signed(self, event: SignedT) -> SignedT:
+        if self._signer is None:
+            return event
+        return sign_event(event, self._signer)
 
     async def _publish(self, decided: Approval, event: EventData) -> None:
         envelope = Envelope.wrap(

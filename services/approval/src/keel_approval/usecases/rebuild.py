@@ -10,12 +10,15 @@ every start. Nothing is audited or announced again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.domain.events import decision_from_event, vote_from_event
+from keel_approval.errors import ForgedRecord
 from keel_approval.usecases.intake import RequestReader
+from keel_contracts.approvals import SignatureVerifier, signature_problem
+from keel_contracts.errors import PermissionDenied
 from keel_contracts.events import ApprovalDecided, ApprovalVoted, Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
 
@@ -39,9 +42,11 @@ def rebuild(
     decisions: Iterable[Envelope],
     *,
     rejected: list[Rejected] | None = None,
+    verifier: SignatureVerifier | None = None,
 ) -> tuple[int, int]:
     """Apply every record; returns (requests added, decisions and votes that changed it).
-    A record that cannot be applied is skipped (and appended to ``rejected``, when given)."""
+    A record that cannot be applied is skipped (and appended to ``rejected``, when given);
+    with a ``verifier``, so is every decision or vote the approval service did not sign."""
     skipped = rejected if rejected is not None else []
     added = 0
     for envelope in requests:
@@ -54,7 +59,9 @@ def rebuild(
     applied = 0
     for envelope in decisions:
         try:
-            applied += int(apply_record(book, envelope))
+            applied += int(apply_record(book, envelope, verifier=verifier))
+        except PermissionDenied as exc:
+            _skip(skipped, APPROVAL_DECISIONS, envelope, "refused decision", exc)
         except Exception as exc:  # noqa: BLE001 - as above
             _skip(skipped, APPROVAL_DECISIONS, envelope, "invalid decision", exc)
     return added, applied
@@ -68,14 +75,45 @@ def _skip(
     skipped.append(Rejected(topic, envelope, reason, exc))
 
 
-def apply_record(book: ApprovalBook, envelope: Envelope) -> bool:
+def apply_record(
+    book: ApprovalBook,
+    envelope: Envelope,
+    *,
+    verifier: SignatureVerifier | None = None,
+) -> bool:
     """One record of the decisions topic applied to the book: a decision settles its request,
     a quorum vote adds its reviewers; anything else is left alone. ``True`` when it changed
-    the book. Raises ``ValidationError`` for a payload that does not fit its type."""
+    the book. Raises ``ValidationError`` for a payload that does not fit its type, and
+    ``ForgedRecord`` for one that is unsigned or badly signed (with a ``verifier``; None is the
+    insecure dev mode) or that breaks its request's rules. Expiry is not checked: a decision
+    past it is still what was decided (the book's history), it only may not be acted on."""
     if envelope.type == ApprovalDecided.event_type:
-        return book.apply_decision(
-            decision_from_event(envelope.parse(ApprovalDecided), envelope.time)
-        )
+        decided = envelope.parse(ApprovalDecided)
+        _verify(decided, verifier)
+        decision = decision_from_event(decided, envelope.time)
+        if verifier is None:  # insecure dev mode: applied as published, as before signing
+            decision = decision.model_copy(update={"event": None})
+        return _checked(lambda: book.apply_decision(decision))
     if envelope.type == ApprovalVoted.event_type:
-        return book.apply_vote(vote_from_event(envelope.parse(ApprovalVoted)))
+        voted = envelope.parse(ApprovalVoted)
+        _verify(voted, verifier)
+        vote = vote_from_event(voted)
+        return _checked(lambda: book.apply_vote(vote, check=verifier is not None))
     return False
+
+
+def _verify(event: ApprovalDecided | ApprovalVoted, verifier: SignatureVerifier | None) -> None:
+    if verifier is None:
+        return
+    problem = signature_problem(event, verifier)
+    if problem is not None:
+        raise ForgedRecord(f"{problem} for approval {event.approval_id!r}")
+
+
+def _checked(apply: Callable[[], bool]) -> bool:
+    try:
+        return apply()
+    except ForgedRecord:
+        raise
+    except PermissionDenied as exc:
+        raise ForgedRecord(str(exc)) from exc

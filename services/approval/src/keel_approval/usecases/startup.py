@@ -3,7 +3,8 @@ keep following the decisions topic so decisions and quorum votes made by other r
 this one's book.
 
 A record the rebuild cannot use is sent to its topic's DLQ with the reason, by the follower
-that loaded it (``keel_core.bus.deadletter.DeadLettering``), and the start goes on: a DLQ that
+that loaded it (``keel_core.bus.deadletter.DeadLettering``), and the start goes on (a decision
+or vote the approval service did not sign is also audited as ``security.denied``): a DLQ that
 cannot be written is logged, never a reason not to serve (the record stays on its topic)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from keel_approval.domain.book import ApprovalBook
+from keel_approval.errors import ForgedRecord
 from keel_approval.metrics import ApprovalMetrics
 from keel_approval.usecases.decisions import Decider
 from keel_approval.usecases.intake import RequestReader
@@ -56,8 +58,15 @@ class BookStartup:
             self._metrics.rebuilt.labels(APPROVAL_DECISIONS).set(len(decided))
             rejected: list[Rejected] = []
             added, applied = rebuild(
-                self._book, self._reader, requested, decided, rejected=rejected
+                self._book,
+                self._reader,
+                requested,
+                decided,
+                rejected=rejected,
+                verifier=self._decider.verifier,
             )
+            for refused in (r for r in rejected if isinstance(r.error, ForgedRecord)):
+                await self._decider.denied(refused.envelope, refused.reason)
             await self._dead_letter(rejected)
             await self._requests.stop()  # read once; nothing follows the request topic
             log.info(

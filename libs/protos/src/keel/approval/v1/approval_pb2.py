@@ -24,29 +24,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fkeel/approval/v1/approval.proto\x12\x10keel.approval.v1\"\xf8\x02\n\x08\x41pproval\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x11\n\ttool_name\x18\x04 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x05 \x01(\t\x12\x11\n\treasoning\x18\x06 \x01(\t\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32 .keel.approval.v1.ApprovalStatus\x12\x12\n\ncreated_at\x18\x08 \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\t \x01(\t\x12\x12\n\ndecided_by\x18\n \x01(\t\x12\x0f\n\x07\x63omment\x18\x0b \x01(\t\x12\x1f\n\x17modified_arguments_json\x18\x0c \x01(\t\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\x12\x14\n\x0c\x63onsequences\x18\x0e \x01(\t\x12\x1a\n\x12required_approvals\x18\x0f \x01(\x05\x12\x13\n\x0b\x61pproved_by\x18\x10 \x03(\t\"\'\n\x0bListRequest\x12\x18\n\x10include_resolved\x18\x01 \x01(\x08\"=\n\x0cListResponse\x12-\n\tapprovals\x18\x01 \x03(\x0b\x32\x1a.keel.approval.v1.Approval\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x8c\x01\n\x0eResolveRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x07outcome\x18\x02 \x01(\x0e\x32\x19.keel.approval.v1.Outcome\x12\x10\n\x08reviewer\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x1f\n\x17modified_arguments_json\x18\x05 \x01(\t\"\x0e\n\x0cWatchRequest*\xc7\x01\n\x0e\x41pprovalStatus\x12\x1f\n\x1b\x41PPROVAL_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41PPROVAL_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x41PPROVAL_STATUS_APPROVED\x10\x02\x12\x1c\n\x18\x41PPROVAL_STATUS_REJECTED\x10\x03\x12\x1c\n\x18\x41PPROVAL_STATUS_MODIFIED\x10\x04\x12\x1d\n\x19\x41PPROVAL_STATUS_TIMED_OUT\x10\x05*_\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_APPROVE\x10\x01\x12\x12\n\x0eOUTCOME_REJECT\x10\x02\x12\x12\n\x0eOUTCOME_MODIFY\x10\x03\x32\xa9\x02\n\x0f\x41pprovalService\x12\x45\n\x04List\x12\x1d.keel.approval.v1.ListRequest\x1a\x1e.keel.approval.v1.ListResponse\x12?\n\x03Get\x12\x1c.keel.approval.v1.GetRequest\x1a\x1a.keel.approval.v1.Approval\x12G\n\x07Resolve\x12 .keel.approval.v1.ResolveRequest\x1a\x1a.keel.approval.v1.Approval\x12\x45\n\x05Watch\x12\x1e.keel.approval.v1.WatchRequest\x1a\x1a.keel.approval.v1.Approval0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fkeel/approval/v1/approval.proto\x12\x10keel.approval.v1\"\x8f\x03\n\x08\x41pproval\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x11\n\ttool_name\x18\x04 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x05 \x01(\t\x12\x11\n\treasoning\x18\x06 \x01(\t\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32 .keel.approval.v1.ApprovalStatus\x12\x12\n\ncreated_at\x18\x08 \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\t \x01(\t\x12\x12\n\ndecided_by\x18\n \x01(\t\x12\x0f\n\x07\x63omment\x18\x0b \x01(\t\x12\x1f\n\x17modified_arguments_json\x18\x0c \x01(\t\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\x12\x14\n\x0c\x63onsequences\x18\x0e \x01(\t\x12\x1a\n\x12required_approvals\x18\x0f \x01(\x05\x12\x13\n\x0b\x61pproved_by\x18\x10 \x03(\t\x12\x15\n\rdecision_json\x18\x11 \x01(\t\"\'\n\x0bListRequest\x12\x18\n\x10include_resolved\x18\x01 \x01(\x08\"=\n\x0cListResponse\x12-\n\tapprovals\x18\x01 \x03(\x0b\x32\x1a.keel.approval.v1.Approval\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x8c\x01\n\x0eResolveRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x07outcome\x18\x02 \x01(\x0e\x32\x19.keel.approval.v1.Outcome\x12\x10\n\x08reviewer\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x1f\n\x17modified_arguments_json\x18\x05 \x01(\t\"\x0e\n\x0cWatchRequest*\xc7\x01\n\x0e\x41pprovalStatus\x12\x1f\n\x1b\x41PPROVAL_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41PPROVAL_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x41PPROVAL_STATUS_APPROVED\x10\x02\x12\x1c\n\x18\x41PPROVAL_STATUS_REJECTED\x10\x03\x12\x1c\n\x18\x41PPROVAL_STATUS_MODIFIED\x10\x04\x12\x1d\n\x19\x41PPROVAL_STATUS_TIMED_OUT\x10\x05*_\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_APPROVE\x10\x01\x12\x12\n\x0eOUTCOME_REJECT\x10\x02\x12\x12\n\x0eOUTCOME_MODIFY\x10\x03\x32\xa9\x02\n\x0f\x41pprovalService\x12\x45\n\x04List\x12\x1d.keel.approval.v1.ListRequest\x1a\x1e.keel.approval.v1.ListResponse\x12?\n\x03Get\x12\x1c.keel.approval.v1.GetRequest\x1a\x1a.keel.approval.v1.Approval\x12G\n\x07Resolve\x12 .keel.approval.v1.ResolveRequest\x1a\x1a.keel.approval.v1.Approval\x12\x45\n\x05Watch\x12\x1e.keel.approval.v1.WatchRequest\x1a\x1a.keel.approval.v1.Approval0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keel.approval.v1.approval_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_APPROVALSTATUS']._serialized_start=722
-  _globals['_APPROVALSTATUS']._serialized_end=921
-  _globals['_OUTCOME']._serialized_start=923
-  _globals['_OUTCOME']._serialized_end=1018
+  _globals['_APPROVALSTATUS']._serialized_start=745
+  _globals['_APPROVALSTATUS']._serialized_end=944
+  _globals['_OUTCOME']._serialized_start=946
+  _globals['_OUTCOME']._serialized_end=1041
   _globals['_APPROVAL']._serialized_start=54
-  _globals['_APPROVAL']._serialized_end=430
-  _globals['_LISTREQUEST']._serialized_start=432
-  _globals['_LISTREQUEST']._serialized_end=471
-  _globals['_LISTRESPONSE']._serialized_start=473
-  _globals['_LISTRESPONSE']._serialized_end=534
-  _globals['_GETREQUEST']._serialized_start=536
-  _globals['_GETREQUEST']._serialized_end=560
-  _globals['_RESOLVEREQUEST']._serialized_start=563
-  _globals['_RESOLVEREQUEST']._serialized_end=703
-  _globals['_WATCHREQUEST']._serialized_start=705
-  _globals['_WATCHREQUEST']._serialized_end=719
-  _globals['_APPROVALSERVICE']._serialized_start=1021
-  _globals['_APPROVALSERVICE']._serialized_end=1318
+  _globals['_APPROVAL']._serialized_end=453
+  _globals['_LISTREQUEST']._serialized_start=455
+  _globals['_LISTREQUEST']._serialized_end=494
+  _globals['_LISTRESPONSE']._serialized_start=496
+  _globals['_LISTRESPONSE']._serialized_end=557
+  _globals['_GETREQUEST']._serialized_start=559
+  _globals['_GETREQUEST']._serialized_end=583
+  _globals['_RESOLVEREQUEST']._serialized_start=586
+  _globals['_RESOLVEREQUEST']._serialized_end=726
+  _globals['_WATCHREQUEST']._serialized_start=728
+  _globals['_WATCHREQUEST']._serialized_end=742
+  _globals['_APPROVALSERVICE']._serialized_start=1044
+  _globals['_APPROVALSERVICE']._serialized_end=1341
 # @@protoc_insertion_point(module_scope)

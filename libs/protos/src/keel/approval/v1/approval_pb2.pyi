@@ -81,6 +81,7 @@ class Approval(_message.Message):
     CONSEQUENCES_FIELD_NUMBER: _builtins.int
     REQUIRED_APPROVALS_FIELD_NUMBER: _builtins.int
     APPROVED_BY_FIELD_NUMBER: _builtins.int
+    DECISION_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     session_id: _builtins.str
     agent_id: _builtins.str
@@ -98,6 +99,11 @@ class Approval(_message.Message):
     """What running the call would do, in the requester's words."""
     required_approvals: _builtins.int
     """N-of-M quorum: distinct approvals needed, and the reviewers who approved so far."""
+    decision_json: _builtins.str
+    """The approval service's signed decision (an ApprovalDecided payload as JSON, signature
+    included) once decided; empty while pending or when unsigned (insecure dev mode). The
+    tool gateway verifies this with the public key instead of trusting the fields above.
+    """
     @_builtins.property
     def approved_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -119,10 +125,11 @@ class Approval(_message.Message):
         consequences: _builtins.str = ...,
         required_approvals: _builtins.int = ...,
         approved_by: _abc.Iterable[_builtins.str] | None = ...,
+        decision_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "approved_by", b"approved_by", "arguments_json", b"arguments_json", "comment", b"comment", "consequences", b"consequences", "created_at", b"created_at", "deadline", b"deadline", "decided_by", b"decided_by", "id", b"id", "idempotency_key", b"idempotency_key", "modified_arguments_json", b"modified_arguments_json", "reasoning", b"reasoning", "required_approvals", b"required_approvals", "session_id", b"session_id", "status", b"status", "tool_name", b"tool_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "approved_by", b"approved_by", "arguments_json", b"arguments_json", "comment", b"comment", "consequences", b"consequences", "created_at", b"created_at", "deadline", b"deadline", "decided_by", b"decided_by", "decision_json", b"decision_json", "id", b"id", "idempotency_key", b"idempotency_key", "modified_arguments_json", b"modified_arguments_json", "reasoning", b"reasoning", "required_approvals", b"required_approvals", "session_id", b"session_id", "status", b"status", "tool_name", b"tool_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
