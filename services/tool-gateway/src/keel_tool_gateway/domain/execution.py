@@ -280,7 +280,13 @@ class ExecutionService:
             )
             return ApprovalCheck("unavailable", refusal=refusal)
         return await check_approval(
-            self._approvals, call.approval_id, call.tool_name, call.key, call.arguments
+            self._approvals,
+            call.approval_id,
+            call.tool_name,
+            call.key,
+            call.arguments,
+            session_id=call.ctx.session_id,
+            tenant=call.ctx.tenant,
         )
 
     async def _run(
