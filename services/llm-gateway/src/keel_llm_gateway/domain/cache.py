@@ -4,8 +4,9 @@ The key is the sha256 of the canonical JSON (sorted keys, no whitespace) of ever
 shapes the answer: model (or routing tier), messages, tools and sampling parameters, and the
 tenant asking: an answer may carry one tenant's data (its memory, its tool outputs), so it is
 never served to another tenant. The session is not in it: two sessions of one tenant asking the
-same deterministic question share an answer. Only temperature-0 requests are cached unless a request opts
-in: a sampled answer is one draw, and serving it again changes what the caller asked for.
+same deterministic question share an answer. Only temperature-0 requests are cached unless a
+request opts in: a sampled answer is one draw, and serving it again changes what the caller
+asked for.
 Entries live ``ttl_s`` and the least recently used go first past ``max_entries``.
 """
 
@@ -31,8 +32,9 @@ class CacheResult(enum.StrEnum):
 
 def cache_key(request: CompletionRequest, model: str) -> str:
     """sha256 of ``canonical_json({"max_tokens", "messages", "model", "temperature",
-    "tenant", "tools"})`` (an empty tenant is ``default``, as everywhere), written out with the keys in sorted order so each tool's canonical JSON
-    (made once per tool) is reused rather than serialised again."""
+    "tenant", "tools"})`` (an empty tenant is ``default``, as everywhere), written out with
+    the keys in sorted order so each tool's canonical JSON (made once per tool) is reused
+    rather than serialised again."""
     head = canonical_json(
         {
             "max_tokens": request.max_tokens,
