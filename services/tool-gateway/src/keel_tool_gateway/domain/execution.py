@@ -196,9 +196,12 @@ class ExecutionService:
         if not mine:
             log.warning("refused %s: %s", call.key, KEY_OF_ANOTHER)
             if self._on_denied is not None:
-                await self._on_denied(
-                    call.key, KEY_OF_ANOTHER, call.ctx.session_id, call.ctx.traceparent
-                )
+                try:
+                    await self._on_denied(
+                        call.key, KEY_OF_ANOTHER, call.ctx.session_id, call.ctx.traceparent
+                    )
+                except Exception as exc:  # noqa: BLE001 - refused either way; never a crash
+                    log.error("the refusal of %s could not be audited: %r", call.key, exc)
             return _error(f"idempotency key {call.key!r}: {KEY_OF_ANOTHER}; nothing ran")
         profile = call.ctx.agent_profile or "default"
         if not self._registry.offered_to(profile, call.tool_name):
