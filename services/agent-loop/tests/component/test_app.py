@@ -156,7 +156,8 @@ async def test_a_task_on_keel_tasks_runs_to_its_answer(service: Service) -> None
     [tool_result] = [p for p in service.progress() if p.kind == "tool_result"]
     assert (tool_result.detail["status"], tool_result.detail["output"]) == ("ok", "4")
     # The real clients carried the session to the peers: memory in the prompt, the tool key.
-    assert "likes to add sums" in service.llm.requests[0].messages[1].content
+    # (Recalled memory follows the goal, as marked data in a user message.)
+    assert "likes to add sums" in service.llm.requests[0].messages[2].content
     assert service.llm.requests[0].traceparent.split("-")[1] == TRACE.split("-")[1]
     assert [e.idempotency_key for e in service.tools.calls] == [f"{SID}:1:0"]
     [episode] = [e for e in service.memory.entries if e.type == "episodic"]

@@ -104,8 +104,8 @@ async def test_the_loop_over_grpc_and_kafka_adapters(peers: Peers) -> None:
     assert execute.ctx.traceparent == TRACE
     assert peers.memory.queries == [("email x", 400)]
     first = peers.llm.requests[0]
-    assert [m.role for m in first.messages] == ["system", "system", "user"]
-    assert "likes email" in first.messages[1].content
+    assert [m.role for m in first.messages] == ["system", "user", "user"]
+    assert "likes email" in first.messages[2].content
     assert [t.name for t in first.tools] == ["send"]
     assert first.traceparent == TRACE
     assert len(peers.llm.requests) == 1

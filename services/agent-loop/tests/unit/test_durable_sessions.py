@@ -567,10 +567,17 @@ async def test_grpc_cancel_publishes_to_tasks_and_control() -> None:
 
 async def test_an_episodic_memory_is_written_at_the_end(nodes) -> None:  # type: ignore[no-untyped-def]
     node = nodes([call_tools(("count", {})), answer("3")], InMemoryCheckpoints())
-    await node.handler(task(goal="count to 3", agent_id="bot"))
+    await node.handler(task(goal="count to 3", agent_id="bot", tenant="acme"))
     [stored] = node.memory.stored
     assert stored.memory_type == "episodic"
-    assert stored.metadata == {"session_id": SID, "agent_id": "bot", "outcome": "completed"}
+    # Stored under the session's tenant: only that tenant recalls it.
+    assert stored.ctx.tenant == "acme"
+    assert stored.metadata == {
+        "tenant": "acme",
+        "session_id": SID,
+        "agent_id": "bot",
+        "outcome": "completed",
+    }
     assert stored.content == (
         "Goal: count to 3\nOutcome: completed after 2 iteration(s)\nAnswer: 3\nTools used: count"
     )

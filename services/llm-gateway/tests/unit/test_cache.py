@@ -32,13 +32,15 @@ def test_key_ignores_dict_key_order_but_not_content() -> None:
     assert cache_key(a, "m") != cache_key(c, "m")
 
 
-def test_key_covers_model_messages_and_sampling_but_not_the_caller() -> None:
+def test_key_covers_model_messages_sampling_and_tenant_but_not_the_session() -> None:
     base = cache_key(request(), "m")
     assert cache_key(request(), "other") != base
     assert cache_key(request(messages=(USER, USER)), "m") != base
     assert cache_key(request(max_tokens=10), "m") != base
     assert cache_key(request(temperature=0.5, cache=True), "m") != base
-    assert cache_key(request(scope=Scope(session_id="s", tenant="t")), "m") == base
+    assert cache_key(request(scope=Scope(session_id="s", agent_id="a")), "m") == base
+    assert cache_key(request(scope=Scope(session_id="s", tenant="default")), "m") == base
+    assert cache_key(request(scope=Scope(tenant="t")), "m") != base
     assert len(base) == 64
 
 
@@ -101,6 +103,22 @@ async def test_gateway_serves_hits_free_and_counts_hit_miss_bypass() -> None:
     assert (count("hit"), count("miss"), count("bypass")) == (1, 1, 1)
 
 
+async def test_a_cache_hit_never_crosses_tenants() -> None:
+    """Tenant B asking tenant A's question verbatim gets its own answer from the provider,
+    never A's cached one (which may carry A's data); A's repeat still hits."""
+    provider = FakeProvider(replies=["A's secret answer", "B's answer"])
+    gateway = Gateway.single(provider, {}, cache=ResponseCache(max_entries=8, ttl_s=60))
+    tenant_a = request(scope=Scope(session_id="s1", tenant="a"))
+    tenant_b = request(scope=Scope(session_id="s2", tenant="b"))
+    first = await gateway.complete(tenant_a)
+    other = await gateway.complete(tenant_b)
+    again = await gateway.complete(tenant_a)
+    assert (first.cached, other.cached, again.cached) == (False, False, True)
+    assert other.message.content == "B's answer"
+    assert again.message.content == "A's secret answer"
+    assert len(provider.requests) == 2
+
+
 async def test_a_cache_hit_streams_the_cached_answer() -> None:
     provider = FakeProvider(replies=["two plus two is four"])
     gateway = Gateway.single(provider, {}, cache=ResponseCache(max_entries=8, ttl_s=60))
@@ -133,6 +151,7 @@ def test_key_is_the_hash_of_one_canonical_json_document() -> None:
             ],
             "model": "m",
             "temperature": 0.0,
+            "tenant": "default",
             "tools": [t.model_dump(mode="json") for t in req.tools],
         }
     )

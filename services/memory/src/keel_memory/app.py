@@ -64,7 +64,7 @@ def build(settings: Settings, runtime: Runtime) -> MemoryParts:
     runtime.serve_grpc(
         [
             (
-                MemoryServicer(service),
+                MemoryServicer(service, scope_by_agent=settings.scope_by_agent),
                 memory_pb2_grpc.add_MemoryServiceServicer_to_server,
                 memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name,
             )

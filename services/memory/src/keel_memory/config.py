@@ -45,3 +45,6 @@ class Settings(ServiceSettings):
     default_token_budget: int = Field(default=1000, ge=1)
     default_top_k: int = Field(default=10, ge=1)
     max_top_k: int = Field(default=100, ge=1)
+    # Memory is always kept per tenant; true keeps it per agent of a tenant too (an agent then
+    # recalls only what was stored under its own agent id).
+    scope_by_agent: bool = False

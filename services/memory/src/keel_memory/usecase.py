@@ -1,6 +1,9 @@
 """The memory service's use case: store, retrieve within a token budget, forget. The rules are
 in ``domain`` (``rules``, ``budget``); vectors and storage sit behind the ports; every store
-and forget is counted and audited here, so no front end can skip it."""
+and forget is counted and audited here, so no front end can skip it.
+
+Every call works within one ``MemoryScope`` (the caller's tenant, and agent where configured):
+one tenant's memory never reaches another's retrieval, and no forget reaches across."""
 
 from __future__ import annotations
 
@@ -9,12 +12,21 @@ from datetime import UTC, datetime, timedelta
 
 from keel_core.audit import AuditEmitter
 from keel_memory.domain.budget import fit
-from keel_memory.domain.models import MEMORY_TYPES, MemoryEntry, MemoryHit, MemoryType, Retrieval
+from keel_memory.domain.models import (
+    DEFAULT_SCOPE,
+    MEMORY_TYPES,
+    MemoryEntry,
+    MemoryHit,
+    MemoryScope,
+    MemoryType,
+    Retrieval,
+)
 from keel_memory.domain.ports import Embedder, MemoryStore
 from keel_memory.domain.rules import (
     RetrievalLimits,
     check_entry,
     check_forget,
+    check_keys,
     check_query,
     ranked,
 )
@@ -52,6 +64,7 @@ class MemoryService:
         session_id: str = "",
         actor: str = "",
         trace: str = "",
+        scope: MemoryScope = DEFAULT_SCOPE,
     ) -> MemoryEntry:
         """Embed and upsert one entry. The same type and content always give the same id, so a
         repeated fact replaces the earlier copy (its metadata, session and time become the
@@ -63,6 +76,7 @@ class MemoryService:
             metadata=dict(metadata or {}),
             session_id=session_id,
             created_at=self._clock(),
+            scope=scope,
         )
         [vector] = await self._embedder.embed([content])
         await self._store.upsert([(entry, vector)])
@@ -73,7 +87,12 @@ class MemoryService:
             subject=entry.id,
             session_id=session_id,
             trace=trace,
-            details={"id": entry.id, "type": entry.type, "session": entry.session_id},
+            details={
+                "id": entry.id,
+                "type": entry.type,
+                "session": entry.session_id,
+                "tenant": entry.tenant,
+            },
         )
         return entry
 
@@ -86,6 +105,7 @@ class MemoryService:
         top_k: int = 0,
         filters: Mapping[str, str] | None = None,
         type_budgets: Mapping[MemoryType, int] | None = None,
+        scope: MemoryScope = DEFAULT_SCOPE,
     ) -> Retrieval:
         """The most similar entries that fit ``token_budget`` (0: the default), at most ``top_k``,
         and within each type's cap in ``type_budgets`` (0 or absent: none).
@@ -95,12 +115,13 @@ class MemoryService:
         ``budget.fit``).
         """
         check_query(query)
+        check_keys(filters or {})
         budget, k = self._limits.resolve(token_budget, top_k, type_budgets)
         wanted = tuple(dict.fromkeys(types)) or MEMORY_TYPES
         [vector] = await self._embedder.embed([query])
         hits: list[MemoryHit] = []
         for type_ in wanted:
-            hits += await self._store.search(vector, [type_], filters or {}, k)
+            hits += await self._store.search(vector, [type_], filters or {}, k, scope)
         retrieval = fit(ranked(hits), budget, k, type_budgets)
         self._metrics.retrieved.inc(len(retrieval.items))
         self._metrics.budget_utilisation.observe(retrieval.tokens_used / retrieval.token_budget)
@@ -115,17 +136,19 @@ class MemoryService:
         types: Sequence[MemoryType] = (),
         actor: str = "",
         trace: str = "",
+        scope: MemoryScope = DEFAULT_SCOPE,
     ) -> int:
         """Delete the given ids, plus every entry matching all of the selectors given: of
         ``session_id``, stored more than ``older_than`` ago, of ``types`` (which only narrows).
         How many entries went."""
         check_forget(ids, session_id, older_than)
-        deleted = await self._store.delete(list(dict.fromkeys(ids))) if ids else 0
+        deleted = await self._store.delete(list(dict.fromkeys(ids)), scope) if ids else 0
         if session_id or older_than is not None:
             deleted += await self._store.delete_where(
                 session_id=session_id,
                 created_before=self._clock() - older_than if older_than is not None else None,
                 types=tuple(dict.fromkeys(types)),
+                scope=scope,
             )
         self._metrics.forgotten.inc(deleted)
         await self._audit.record(
@@ -140,6 +163,7 @@ class MemoryService:
                 "session": session_id,
                 "older_than_s": _seconds(older_than),
                 "types": list(types),
+                "tenant": scope.tenant,
             },
         )
         return deleted

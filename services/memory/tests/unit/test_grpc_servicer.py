@@ -100,7 +100,12 @@ async def test_store_retrieve_forget_over_grpc_with_audit(rpc) -> None:  # type:
 
     records = published.audit_records()
     assert [r.action for r in records] == ["memory.store"] * 3 + ["memory.forget"]
-    assert records[0].details == {"id": stored.id, "type": "semantic", "session": "sess-1"}
+    assert records[0].details == {
+        "id": stored.id,
+        "type": "semantic",
+        "session": "sess-1",
+        "tenant": "default",
+    }
     assert records[0].actor == "agent-7"
     assert records[-1].details["count"] == 2
     assert registry.get_sample_value("keel_memory_stored_total", {"type": "semantic"}) == 2

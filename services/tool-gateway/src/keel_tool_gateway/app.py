@@ -55,6 +55,21 @@ class ToolGatewayParts:
 
 def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
     metrics = ToolGatewayMetrics(runtime.registry)
+    # The ledger key: this gateway's records carry its MAC, and a record without one (written
+    # to keel.tool-results by anyone else) is never answered. None in the insecure dev mode.
+    material = trust.load(settings.trust, SERVICE)
+    ledger_mac = material.ledger_mac() if material is not None else None
+
+    async def security_denied(key: str, reason: str, session_id: str, trace: str) -> None:
+        await runtime.audit.record(
+            "security.denied",
+            actor=SERVICE,
+            subject=key,
+            session_id=session_id,
+            trace=trace,
+            details={"reason": reason, "layer": "ledger", "idempotency_key": key},
+        )
+
     memory_channel = _channel(runtime, settings.memory.target)
     registry = builtin_registry(
         settings.default_tool_timeout_s,
@@ -84,7 +99,7 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
     # The ledger is loaded fully before the gRPC server starts (start hooks run first), so no
     # call is served from a partial view; it is stopped after the server (stop hooks run last).
     table = runtime.table(TOOL_RESULTS)
-    ledger = KafkaLedger(table)
+    ledger = KafkaLedger(table, mac=ledger_mac, on_forged=security_denied)
     # Pending ledger writes get a grace period to land, then their retries stop (registered
     # after the table, so it runs before the table stops).
     runtime.on_stop(ledger.aclose)
@@ -105,6 +120,7 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
         max_output_chars=settings.max_output_chars,
         resilience=Resilience(settings.resilience, observer=metrics),
         intent_grace_s=settings.intent_grace_s,
+        on_denied=security_denied,
     )
     execute = ExecuteToolCall(
         service,

@@ -197,6 +197,14 @@ class ToolCallStarted(EventData):
     instance: str
     # Seconds since the epoch: the run is over (done, or its process dead) by then.
     deadline: float
+    # Whose call it is: an intent answers only its own tenant and session ("" in records
+    # written before they were bound).
+    tenant: str = ""
+    session_id: str = ""
+    # HMAC with the tool gateway's ledger key over the canonical record (this field left out,
+    # the key included): an intent without a valid one was written by someone else and is
+    # ignored. "" in the insecure dev mode.
+    mac: str = ""
 
 
 class ToolResultRecorded(EventData):
@@ -214,3 +222,11 @@ class ToolResultRecorded(EventData):
     rule_id: str = ""
     duration_ms: float = 0.0
     truncated: bool = False
+    # Whose call it answered: a hit for another tenant or session is refused as a key reuse
+    # ("" in records written before they were bound).
+    tenant: str = ""
+    session_id: str = ""
+    # HMAC with the tool gateway's ledger key over the canonical record (this field left out,
+    # the key included): a record without a valid one was written by someone else and is
+    # never answered. "" in the insecure dev mode.
+    mac: str = ""

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from keel_agent_loop.domain.models import ChatMessage, ToolSpec
+from keel_agent_loop.domain.prompts import MEMORY_MESSAGE_NAME
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -48,12 +49,20 @@ def count_tools(counter: TokenCounter, tools: Sequence[ToolSpec]) -> int:
 
 
 def protected_head(messages: Sequence[ChatMessage]) -> int:
-    """How many leading messages are never trimmed: the system messages (prompt, retrieved
-    memory) and the first user message, the goal."""
+    """How many leading messages are never trimmed: the system messages (the prompt), the first
+    user message (the goal) and the recalled memory right after it (a user message named
+    ``retrieved_memory``: data, not instructions, but the session was opened with it)."""
     for i, message in enumerate(messages):
         if message.role == "user":
+            following = messages[i + 1] if i + 1 < len(messages) else None
+            if following is not None and _is_memory(following):
+                return i + 2
             return i + 1
     return len(messages)
+
+
+def _is_memory(message: ChatMessage) -> bool:
+    return message.role == "user" and message.name == MEMORY_MESSAGE_NAME
 
 
 def turns(messages: Sequence[ChatMessage]) -> list[list[ChatMessage]]:

@@ -1,10 +1,11 @@
 """What the model is shown: the opening messages of a session (system prompt, retrieved
 memory, goal) and, before every call, the history fitted to the context window.
 
-Retrieved memory sits in the system messages, so it counts toward the window; a memory
-service that answers with an error costs the session its memory, never the session itself. One
-that cannot be reached (``Unavailable``, ``DeadlineExceeded``) raises ``ServiceOutage``: the
-session waits for it rather than run without its memory.
+Retrieved memory is a marked-data user message after the goal (never a system message: it is
+untrusted text), so it counts toward the window; a memory service that answers with an error
+costs the session its memory, never the session itself. One that cannot be reached
+(``Unavailable``, ``DeadlineExceeded``) raises ``ServiceOutage``: the session waits for it
+rather than run without its memory.
 """
 
 from __future__ import annotations

@@ -23,7 +23,10 @@ def episode(state: AgentState) -> tuple[str, dict[str, str]]:
         f"{result}\n"
         f"Tools used: {tools}"
     )
+    # Stored with the session's context, so the memory service files it under the session's
+    # tenant (only that tenant recalls it); the tenant is in the metadata too, for readers.
     metadata = {
+        "tenant": state.tenant or "default",
         "session_id": state.session_id,
         "agent_id": state.agent_id,
         "outcome": state.status,

@@ -228,7 +228,7 @@ async def test_injected_memory_is_replayed_and_a_smaller_memory_budget_diverges(
     verdict = await replay_and_explain(recording, tight, baseline=CONFIG)
     assert verdict.report.divergence is not None
     assert verdict.report.divergence.step == 1
-    assert "message 1 (system) differs:" in "\n".join(verdict.lines)
+    assert "message 2 (user) differs:" in "\n".join(verdict.lines)
 
 
 async def test_a_session_that_waited_for_an_approval_replays_the_decision() -> None:

@@ -1,9 +1,12 @@
 """The response cache: the same deterministic question gets the stored answer, at no cost.
 
 The key is the sha256 of the canonical JSON (sorted keys, no whitespace) of everything that
-shapes the answer: model (or routing tier), messages, tools and sampling parameters. Who asks
-(session, tenant) is not in it. Only temperature-0 requests are cached unless a request opts
-in: a sampled answer is one draw, and serving it again changes what the caller asked for.
+shapes the answer: model (or routing tier), messages, tools and sampling parameters, and the
+tenant asking: an answer may carry one tenant's data (its memory, its tool outputs), so it is
+never served to another tenant. The session is not in it: two sessions of one tenant asking the
+same deterministic question share an answer. Only temperature-0 requests are cached unless a
+request opts in: a sampled answer is one draw, and serving it again changes what the caller
+asked for.
 Entries live ``ttl_s`` and the least recently used go first past ``max_entries``.
 """
 
@@ -29,14 +32,16 @@ class CacheResult(enum.StrEnum):
 
 def cache_key(request: CompletionRequest, model: str) -> str:
     """sha256 of ``canonical_json({"max_tokens", "messages", "model", "temperature",
-    "tools"})``, written out with the keys in sorted order so each tool's canonical JSON
-    (made once per tool) is reused rather than serialised again."""
+    "tenant", "tools"})`` (an empty tenant is ``default``, as everywhere), written out with
+    the keys in sorted order so each tool's canonical JSON (made once per tool) is reused
+    rather than serialised again."""
     head = canonical_json(
         {
             "max_tokens": request.max_tokens,
             "messages": [_message(m) for m in request.messages],
             "model": model,
             "temperature": request.temperature,
+            "tenant": request.scope.tenant or "default",
         }
     )
     tools = ",".join(tool.canonical for tool in request.tools)

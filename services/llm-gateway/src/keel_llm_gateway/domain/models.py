@@ -37,8 +37,9 @@ class ToolSpec(BaseModel):
 
 
 class Scope(BaseModel):
-    """Who pays: the budgets a completion is charged to. Not part of the cache key: two
-    sessions asking the same deterministic question may share an answer."""
+    """Who pays: the budgets a completion is charged to. Only the tenant is part of the cache
+    key (an answer never crosses tenants); two sessions of a tenant asking the same
+    deterministic question may share an answer."""
 
     model_config = ConfigDict(frozen=True)
 

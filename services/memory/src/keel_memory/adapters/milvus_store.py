@@ -11,6 +11,13 @@ reason).
 For a Lite path the store flushes after every ``flush_every`` written rows, so what was stored is
 sealed into segments on disk at a bounded distance (measured: no cost to search, ~7% to store
 throughput at 200). A Milvus server flushes on its own and is never asked to.
+
+Tenants: each row's tenant and agent sit in its metadata JSON under reserved keys
+(``milvus_filter.TENANT_KEY`` / ``AGENT_KEY``) and every search and delete filters on them
+(``milvus_filter.in_scope``). Milvus Lite 2.5 has no ``not``/``exists`` in expressions, so a
+row without a tenant could not be selected as the default tenant's: on open, rows written before
+tenants existed are given ``default`` once (``_backfill_tenants``; counted first, so an
+up-to-date collection costs two counts).
 """
 
 from __future__ import annotations
@@ -27,13 +34,24 @@ from typing import Any, TypeVar
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from keel_contracts.errors import Unavailable
-from keel_memory.adapters.milvus_filter import build_filter, forget_filter, in_list
+from keel_memory.adapters.milvus_filter import (
+    AGENT_KEY,
+    HAS_TENANT,
+    TENANT_KEY,
+    build_filter,
+    forget_filter,
+    in_list,
+    in_scope,
+)
 from keel_memory.adapters.milvus_index import LITE_INDEX_TYPES, IndexSettings
 from keel_memory.domain.models import (
+    DEFAULT_SCOPE,
+    DEFAULT_TENANT,
     MAX_CONTENT_BYTES,
     MAX_SESSION_ID,
     MemoryEntry,
     MemoryHit,
+    MemoryScope,
     MemoryType,
     Vector,
 )
@@ -127,8 +145,9 @@ class MilvusStore:
         types: Sequence[MemoryType],
         filters: Mapping[str, str],
         top_k: int,
+        scope: MemoryScope = DEFAULT_SCOPE,
     ) -> list[MemoryHit]:
-        expr = build_filter(types, filters)
+        expr = build_filter(types, filters, scope)
         result = await self._call(
             lambda: self._client.search(
                 self._collection,
@@ -144,10 +163,10 @@ class MilvusStore:
             for hit in result[0]
         ]
 
-    async def delete(self, ids: Sequence[str]) -> int:
+    async def delete(self, ids: Sequence[str], scope: MemoryScope = DEFAULT_SCOPE) -> int:
         if not ids:
             return 0
-        return await self._delete_matching(in_list("id", ids))
+        return await self._delete_matching(in_scope(in_list("id", ids), scope))
 
     async def delete_where(
         self,
@@ -155,8 +174,11 @@ class MilvusStore:
         session_id: str = "",
         created_before: datetime | None = None,
         types: Sequence[MemoryType] = (),
+        scope: MemoryScope = DEFAULT_SCOPE,
     ) -> int:
-        expr = forget_filter(session_id, created_before, types)
+        if not session_id and created_before is None:
+            raise ValueError("delete_where needs a session_id or created_before")
+        expr = forget_filter(session_id, created_before, types, scope)
         if not expr:
             raise ValueError("delete_where needs a session_id or created_before")
         return await self._delete_matching(expr)
@@ -257,7 +279,41 @@ def _ensure_collection(
         )
         log.info("created Milvus collection %s (dim %d, index %s)", name, dim, index.type)
     client.load_collection(name)
+    _backfill_tenants(client, name)
     return index
+
+
+def _count(client: MilvusClient, name: str, expr: str) -> int:
+    [row] = client.query(name, filter=expr, output_fields=["count(*)"])
+    return int(row["count(*)"])
+
+
+def _backfill_tenants(client: MilvusClient, name: str, batch: int = 1000) -> int:
+    """Give every row written before tenants existed the tenant ``default`` (how many). Rows
+    are rewritten whole, same id, so nothing else about them changes."""
+    if _count(client, name, "") == _count(client, name, HAS_TENANT):
+        return 0
+    fields = [*OUTPUT_FIELDS, "vector"]
+    iterator = client.query_iterator(
+        name, batch_size=batch, filter='id != ""', output_fields=fields
+    )
+    done = 0
+    try:
+        while rows := iterator.next():
+            legacy = [row for row in rows if TENANT_KEY not in (row.get("metadata") or {})]
+            for row in legacy:
+                row["metadata"] = {**(row.get("metadata") or {}), TENANT_KEY: DEFAULT_TENANT}
+                row["metadata"].setdefault(AGENT_KEY, "")
+            if legacy:
+                client.upsert(name, data=legacy)
+                done += len(legacy)
+    finally:
+        iterator.close()
+    client.flush(name)
+    log.info(
+        "collection %s: %d entries from before tenants filed under %r", name, done, DEFAULT_TENANT
+    )
+    return done
 
 
 def _existing_index(client: MilvusClient, name: str, index: IndexSettings) -> IndexSettings:
@@ -304,17 +360,22 @@ def _to_row(entry: MemoryEntry, vector: Vector) -> dict[str, Any]:
         "type": entry.type,
         "content": entry.content,
         "session_id": entry.session_id,
-        "metadata": entry.metadata,
+        "metadata": {**entry.metadata, TENANT_KEY: entry.tenant, AGENT_KEY: entry.agent},
         "created_at": int(entry.created_at.timestamp() * 1000),
     }
 
 
 def _from_row(row: Mapping[str, Any]) -> MemoryEntry:
+    metadata = {str(k): str(v) for k, v in (row.get("metadata") or {}).items()}
+    tenant = metadata.pop(TENANT_KEY, "") or DEFAULT_TENANT
+    agent = metadata.pop(AGENT_KEY, "")
     return MemoryEntry(
         id=row["id"],
         type=row["type"],
         content=row["content"],
-        metadata={str(k): str(v) for k, v in (row.get("metadata") or {}).items()},
+        metadata=metadata,
         session_id=row.get("session_id") or "",
         created_at=datetime.fromtimestamp(row["created_at"] / 1000, tz=UTC),
+        tenant=tenant,
+        agent=agent,
     )

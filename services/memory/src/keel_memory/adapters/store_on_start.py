@@ -13,7 +13,14 @@ from datetime import datetime
 
 from keel_contracts.errors import Unavailable
 from keel_memory.adapters.milvus_store import MilvusStore
-from keel_memory.domain.models import MemoryEntry, MemoryHit, MemoryType, Vector
+from keel_memory.domain.models import (
+    DEFAULT_SCOPE,
+    MemoryEntry,
+    MemoryHit,
+    MemoryScope,
+    MemoryType,
+    Vector,
+)
 
 Opener = Callable[[], Awaitable[MilvusStore]]
 
@@ -46,11 +53,12 @@ class StoreOnStart:
         types: Sequence[MemoryType],
         filters: Mapping[str, str],
         top_k: int,
+        scope: MemoryScope = DEFAULT_SCOPE,
     ) -> list[MemoryHit]:
-        return await self.opened.search(vector, types, filters, top_k)
+        return await self.opened.search(vector, types, filters, top_k, scope)
 
-    async def delete(self, ids: Sequence[str]) -> int:
-        return await self.opened.delete(ids)
+    async def delete(self, ids: Sequence[str], scope: MemoryScope = DEFAULT_SCOPE) -> int:
+        return await self.opened.delete(ids, scope)
 
     async def delete_where(
         self,
@@ -58,7 +66,8 @@ class StoreOnStart:
         session_id: str = "",
         created_before: datetime | None = None,
         types: Sequence[MemoryType] = (),
+        scope: MemoryScope = DEFAULT_SCOPE,
     ) -> int:
         return await self.opened.delete_where(
-            session_id=session_id, created_before=created_before, types=types
+            session_id=session_id, created_before=created_before, types=types, scope=scope
         )

@@ -6,7 +6,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from keel_memory.domain.models import MemoryEntry, MemoryHit, MemoryType, Vector
+from keel_memory.domain.models import (
+    DEFAULT_SCOPE,
+    MemoryEntry,
+    MemoryHit,
+    MemoryScope,
+    MemoryType,
+    Vector,
+)
 
 
 class Embedder(Protocol):
@@ -19,7 +26,10 @@ class Embedder(Protocol):
 
 
 class MemoryStore(Protocol):
-    """A vector store keyed by entry id. ``upsert`` replaces an entry with the same id."""
+    """A vector store keyed by entry id. ``upsert`` replaces an entry with the same id.
+
+    Every read and delete is confined to one ``scope`` (the entry's tenant, and its agent when
+    the scope names one); an entry stored without a tenant counts as the ``default`` tenant's."""
 
     async def upsert(self, entries: Sequence[tuple[MemoryEntry, Vector]]) -> None: ...
 
@@ -29,13 +39,14 @@ class MemoryStore(Protocol):
         types: Sequence[MemoryType],
         filters: Mapping[str, str],
         top_k: int,
+        scope: MemoryScope = DEFAULT_SCOPE,
     ) -> list[MemoryHit]:
-        """Best ``top_k`` entries of the given types whose metadata holds every filter value,
-        most similar first."""
+        """Best ``top_k`` entries of the scope and the given types whose metadata holds every
+        filter value, most similar first."""
         ...
 
-    async def delete(self, ids: Sequence[str]) -> int:
-        """Delete by id; the number of entries that existed and are now gone."""
+    async def delete(self, ids: Sequence[str], scope: MemoryScope = DEFAULT_SCOPE) -> int:
+        """Delete the scope's entries by id; the number that existed and are now gone."""
         ...
 
     async def delete_where(
@@ -44,7 +55,8 @@ class MemoryStore(Protocol):
         session_id: str = "",
         created_before: datetime | None = None,
         types: Sequence[MemoryType] = (),
+        scope: MemoryScope = DEFAULT_SCOPE,
     ) -> int:
-        """Delete every entry matching all the given selectors (at least one of ``session_id``
-        and ``created_before``); how many went."""
+        """Delete every entry of the scope matching all the given selectors (at least one of
+        ``session_id`` and ``created_before``); how many went."""
         ...

@@ -9,11 +9,17 @@ from datetime import timedelta
 
 from keel_contracts.errors import InvalidArgument
 from keel_memory.domain.models import (
+    DEFAULT_TENANT,
     MAX_CONTENT_BYTES,
     MAX_SESSION_ID,
     MemoryHit,
+    MemoryScope,
     MemoryType,
 )
+
+# Metadata keys the store keeps for itself (the entry's tenant and agent): a caller may neither
+# store nor filter by them, so no value it sends can move an entry into another scope.
+RESERVED_KEYS = frozenset({"keel_tenant", "keel_agent"})
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,21 @@ def check_entry(content: str, metadata: Mapping[str, str], session_id: str) -> N
         raise InvalidArgument(f"content is longer than {MAX_CONTENT_BYTES} bytes")
     if any(not key for key in metadata):
         raise InvalidArgument("metadata keys must not be empty")
+    check_keys(metadata)
     if len(session_id) > MAX_SESSION_ID:
         raise InvalidArgument(f"session_id is longer than {MAX_SESSION_ID} characters")
+
+
+def check_keys(metadata: Mapping[str, str]) -> None:
+    reserved = sorted(RESERVED_KEYS.intersection(metadata))
+    if reserved:
+        raise InvalidArgument(f"metadata keys {', '.join(reserved)} are reserved")
+
+
+def scope_of(tenant: str, agent_id: str, *, by_agent: bool) -> MemoryScope:
+    """The scope of a caller: its tenant (none given: ``default``), and its agent when the
+    service scopes by agent."""
+    return MemoryScope(tenant=tenant or DEFAULT_TENANT, agent=agent_id if by_agent else "")
 
 
 def check_query(query: str) -> None:

@@ -1,10 +1,17 @@
-"""gRPC front of the memory service: protobuf in, a ``MemoryService`` call, protobuf out."""
+"""gRPC front of the memory service: protobuf in, a ``MemoryService`` call, protobuf out.
+
+Each call is scoped to the request context's tenant (and agent, with ``scope_by_agent``); an
+empty tenant is ``default``. Which tenant a caller may claim is decided where callers are
+authenticated, not here."""
 
 from __future__ import annotations
 
 import grpc
 
+from keel.common.v1 import common_pb2
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
+from keel_memory.domain.models import MemoryScope
+from keel_memory.domain.rules import scope_of
 from keel_memory.handlers.mapping import (
     filters_from_proto,
     older_than_from_proto,
@@ -17,8 +24,12 @@ from keel_memory.usecase import MemoryService
 
 
 class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
-    def __init__(self, service: MemoryService) -> None:
+    def __init__(self, service: MemoryService, *, scope_by_agent: bool = False) -> None:
         self._service = service
+        self._scope_by_agent = scope_by_agent
+
+    def _scope(self, ctx: common_pb2.RequestContext) -> MemoryScope:
+        return scope_of(ctx.tenant, ctx.agent_id, by_agent=self._scope_by_agent)
 
     async def Store(
         self, request: memory_pb2.StoreRequest, context: grpc.aio.ServicerContext
@@ -31,6 +42,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             session_id=ctx.session_id,
             actor=ctx.agent_id,
             trace=ctx.traceparent,
+            scope=self._scope(ctx),
         )
         return memory_pb2.StoreResponse(id=entry.id)
 
@@ -44,6 +56,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             top_k=request.top_k,
             filters=filters_from_proto(request.filters),
             type_budgets=type_budgets_from_proto(request.type_budgets),
+            scope=self._scope(request.context),
         )
         return retrieval_to_proto(retrieval)
 
@@ -58,5 +71,6 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             types=types_from_proto(request.types),
             actor=request.context.agent_id,
             trace=request.context.traceparent,
+            scope=self._scope(request.context),
         )
         return memory_pb2.ForgetResponse(deleted=deleted)

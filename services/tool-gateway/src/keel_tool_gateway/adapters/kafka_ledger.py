@@ -13,6 +13,13 @@ again for it, and the caller retries later.
 
 The same key holds an ``at_most_once`` call's intent (``ToolCallStarted``, written before the
 run) until its result replaces it; ``get`` answers results only, ``started`` intents only.
+
+The ledger does not trust the bus: every record and intent this gateway writes carries an HMAC
+(``TrustMaterial.ledger_mac()``, a key only the tool gateway holds) over its canonical JSON,
+key included (``record_bytes``). A record whose MAC is missing or wrong, or that sits under
+another key than its own, was written by someone else: it is never answered (the call runs and
+its real result replaces it), it is logged, and it is audited ``security.denied`` once per key
+(``on_forged``). Without a key (the insecure dev mode) nothing is signed or checked.
 """
 
 from __future__ import annotations
@@ -22,15 +29,21 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
+from keel_contracts.canonical import canonical_json
 from keel_contracts.events import ToolCallStarted, ToolResultRecorded
 from keel_core.bus.table import Table
-from keel_tool_gateway.domain.ledger import LedgerEntry, StartedEntry
+from keel_core.trust import Mac
+from keel_tool_gateway.domain.ledger import LedgerEntry, SecurityDenied, StartedEntry
 from keel_tool_gateway.domain.models import ExecutionResult, ExecutionStatus
 from keel_tool_gateway.errors import ToolGatewayError
 
 log = logging.getLogger(__name__)
+
+FORGED = "ledger record without a valid MAC of the tool gateway (not written by it): ignored"
+
+_Record = TypeVar("_Record", ToolResultRecorded, ToolCallStarted)
 
 _STORED: dict[ExecutionStatus, Literal["ok", "error", "denied"]] = {
     "ok": "ok",
@@ -64,8 +77,16 @@ class KafkaLedger:
         retry_max_s: float = 5.0,
         pending_wait_s: float = 2.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        mac: Mac | None = None,
+        on_forged: SecurityDenied | None = None,
     ) -> None:
         self._table = table
+        # None: the insecure dev mode (nothing signed, nothing checked).
+        self._mac = mac
+        self._on_forged = on_forged
+        # Keys whose forged record was already reported (audited once per key).
+        self._reported: set[str] = set()
+        self._reports: set[asyncio.Task[None]] = set()
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._pending_wait_s = pending_wait_s
@@ -79,13 +100,8 @@ class KafkaLedger:
         return list(self._pending)
 
     def get(self, key: str) -> LedgerEntry | None:
-        envelope = self._table.get(key)
-        if envelope is None or envelope.type != ToolResultRecorded.event_type:
-            return None
-        try:
-            record = envelope.parse(ToolResultRecorded)
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            log.warning("ignoring unreadable ledger record %s: %s", key, exc)
+        record = self._read(key, ToolResultRecorded)
+        if record is None:
             return None
         result = ExecutionResult(
             status=record.status,
@@ -95,30 +111,79 @@ class KafkaLedger:
             duration_ms=record.duration_ms,
             truncated=record.truncated,
         )
-        return LedgerEntry(record.fingerprint, record.tool, result)
+        return LedgerEntry(
+            record.fingerprint, record.tool, result, record.tenant, record.session_id
+        )
 
     def started(self, key: str) -> StartedEntry | None:
+        record = self._read(key, ToolCallStarted)
+        if record is None:
+            return None
+        return StartedEntry(
+            record.fingerprint,
+            record.tool,
+            record.instance,
+            record.deadline,
+            record.tenant,
+            record.session_id,
+        )
+
+    def _read(self, key: str, kind: type[_Record]) -> _Record | None:
+        """The key's record of this kind, if it is readable and (with a key) the tool gateway
+        wrote it."""
         envelope = self._table.get(key)
-        if envelope is None or envelope.type != ToolCallStarted.event_type:
+        if envelope is None or envelope.type != kind.event_type:
             return None
         try:
-            record = envelope.parse(ToolCallStarted)
-        except ValueError as exc:
-            log.warning("ignoring unreadable ledger intent %s: %s", key, exc)
+            record = envelope.parse(kind)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            log.warning("ignoring unreadable ledger record %s: %s", key, exc)
             return None
-        return StartedEntry(record.fingerprint, record.tool, record.instance, record.deadline)
+        if self._mac is None:
+            return record
+        if record.idempotency_key == key and self._mac.verify(record_bytes(record), record.mac):
+            return record
+        self._report(key, envelope.session_id, envelope.trace)
+        return None
+
+    def _report(self, key: str, session_id: str, trace: str) -> None:
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        log.warning("ledger %s: %s", key, FORGED)
+        if self._on_forged is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._on_forged(key, FORGED, session_id, trace), name=f"ledger-forged-{key}"
+        )
+        self._reports.add(task)
+        task.add_done_callback(self._reported_done)
+
+    def _reported_done(self, task: asyncio.Task[None]) -> None:
+        self._reports.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a forged ledger record could not be audited: %r", task.exception())
+
+    def _signed(self, record: _Record) -> _Record:
+        if self._mac is None:
+            return record
+        return record.model_copy(update={"mac": self._mac.mac(record_bytes(record))})
 
     async def begin(
         self, key: str, entry: StartedEntry, *, session_id: str = "", trace: str = ""
     ) -> None:
         """Returns once the broker has acknowledged the intent; a refused write raises (and is
         not retried: the call then does not run)."""
-        record = ToolCallStarted(
-            idempotency_key=key,
-            tool=entry.tool,
-            fingerprint=entry.fingerprint,
-            instance=entry.instance,
-            deadline=entry.deadline,
+        record = self._signed(
+            ToolCallStarted(
+                idempotency_key=key,
+                tool=entry.tool,
+                fingerprint=entry.fingerprint,
+                instance=entry.instance,
+                deadline=entry.deadline,
+                tenant=entry.tenant,
+                session_id=entry.session_id,
+            )
         )
         await self._table.put(key, record, session_id=session_id, trace=trace)
 
@@ -137,7 +202,7 @@ class KafkaLedger:
         if pending is not None:
             await self._wait_for(key, pending)
             return
-        record = _record_of(key, entry)
+        record = self._signed(_record_of(key, entry))
         try:
             await self._table.put(key, record, session_id=session_id, trace=trace)
         except Exception as exc:
@@ -146,8 +211,10 @@ class KafkaLedger:
             raise
 
     async def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait (up to ``timeout_s``) for the pending writes to land; True when none is left."""
-        waiting = [pending.written for pending in self._pending.values()]
+        """Wait (up to ``timeout_s``) for the pending writes to land, and for the audit records
+        of forged records to be written; True when no write is left."""
+        waiting: list[asyncio.Future[None]] = [p.written for p in self._pending.values()]
+        waiting += self._reports
         if waiting:
             await asyncio.wait(waiting, timeout=timeout_s)
         return not self._pending
@@ -215,4 +282,13 @@ def _record_of(key: str, entry: LedgerEntry) -> ToolResultRecorded:
         rule_id=result.rule_id,
         duration_ms=result.duration_ms,
         truncated=result.truncated,
+        tenant=entry.tenant,
+        session_id=entry.session_id,
     )
+
+
+def record_bytes(record: ToolResultRecorded | ToolCallStarted) -> bytes:
+    """What a ledger MAC covers: the record's type and every field but the MAC itself (the
+    idempotency key, tenant and session included), as canonical JSON."""
+    fields = record.model_dump(mode="json", exclude={"mac"})
+    return canonical_json({"type": record.event_type, **fields}).encode()

@@ -2,7 +2,9 @@
 this call satisfied REQUIRE_APPROVAL).
 
 Order of one execution: idempotency ledger (a hit returns the stored result: no policy call,
-nothing runs) -> parse the arguments -> find the tool -> verify the approval, when one is sent
+nothing runs; but only a hit of the caller's own tenant and session — another's is refused as a
+key reuse and audited ``security.denied`` — and only for a tool the caller's profile is offered)
+-> parse the arguments -> find the tool -> verify the approval, when one is sent
 -> ask policy (any failure fails closed) -> validate with the tool's input model -> record the
 intent of an ``at_most_once`` tool durably -> run under a time-out, with retries of retryable
 failures and a circuit breaker (``resilience``) -> render and cap the output -> record the
@@ -31,7 +33,7 @@ from pydantic import ValidationError
 from keel_contracts.canonical import canonical_json, sha256_hex
 from keel_tool_gateway.domain.approval import ApprovalCheck, check_approval
 from keel_tool_gateway.domain.call_context import ToolContext, calling
-from keel_tool_gateway.domain.ledger import LedgerEntry, StartedEntry
+from keel_tool_gateway.domain.ledger import LedgerEntry, SecurityDenied, StartedEntry, bound_to
 from keel_tool_gateway.domain.models import ExecutionResult, PolicyVerdict, RequestContext
 from keel_tool_gateway.domain.output import cap, render
 from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort, ResiliencePort
@@ -48,6 +50,7 @@ NO_APPROVAL_SERVICE = "approval ids cannot be verified here (no approval service
 INTENT_NOT_RECORDED = (
     "the call could not be recorded before it ran (ledger unavailable); nothing ran"
 )
+KEY_OF_ANOTHER = "the idempotency key belongs to another session or tenant"
 OUTCOME_UNKNOWN = (
     "outcome unknown: an earlier run of this call was cut short (its gateway stopped) before "
     "its result was recorded; it may or may not have taken effect, and it is not run again"
@@ -73,11 +76,23 @@ class _Call:
     # Of the call as sent (tool and arguments): what a key's intent and result are bound to.
     fingerprint: str
 
+    @property
+    def tenant(self) -> str:
+        return self.ctx.tenant or "default"
+
+    def entry(self, result: ExecutionResult) -> LedgerEntry:
+        """The ledger entry of this call: bound to its tenant and session."""
+        return LedgerEntry(
+            self.fingerprint, self.tool_name, result, self.tenant, self.ctx.session_id
+        )
+
 
 @dataclass(frozen=True)
 class _Running:
     fingerprint: str
     task: asyncio.Task[ExecutionResult]
+    tenant: str
+    session_id: str
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,7 @@ class ExecutionService:
         wall_clock: Callable[[], float] = time.time,
         intent_grace_s: float = 10.0,
         instance: str = "",
+        on_denied: SecurityDenied | None = None,
     ) -> None:
         self._registry = registry
         self._policy = policy
@@ -116,6 +132,8 @@ class ExecutionService:
         self._wall_clock = wall_clock
         self._intent_grace_s = intent_grace_s
         self._instance = instance or uuid.uuid4().hex
+        # Told of each refused key reuse (the service audits it as ``security.denied``).
+        self._on_denied = on_denied
         # Calls in progress by idempotency key: a concurrent duplicate waits for the first.
         self._inflight: dict[str, _Running] = {}
         # Calls that ran but whose result the ledger refused: written on the next try.
@@ -146,19 +164,49 @@ class ExecutionService:
             return outcome.result
         entry = await self._stored(idempotency_key)
         if entry is not None:
+            refusal = await self._refused_hit(call, entry.belongs_to(call.tenant, ctx.session_id))
+            if refusal is not None:
+                return refusal
             return _replayed(idempotency_key, entry.fingerprint, fingerprint, entry.result)
         running = self._inflight.get(idempotency_key)
         if running is not None:
+            mine = bound_to(running.tenant, running.session_id, call.tenant, ctx.session_id)
+            refusal = await self._refused_hit(call, mine)
+            if refusal is not None:
+                return refusal
             result = await asyncio.shield(running.task)
             return _replayed(idempotency_key, running.fingerprint, fingerprint, result)
         started = self._ledger.started(idempotency_key)
         if started is not None:
+            refusal = await self._refused_hit(call, started.belongs_to(call.tenant, ctx.session_id))
+            if refusal is not None:
+                return refusal
             return await self._cut_short(call, started)
         task = asyncio.create_task(self._run_and_record(call))
-        running = _Running(fingerprint, task)
+        running = _Running(fingerprint, task, call.tenant, ctx.session_id)
         self._inflight[idempotency_key] = running
         task.add_done_callback(lambda done: self._finished(idempotency_key, running, done))
         return await asyncio.shield(task)
+
+    async def _refused_hit(self, call: _Call, mine: bool) -> ExecutionResult | None:
+        """Why a call whose key is already known (a result, a run in progress, an intent) is
+        not answered from it: the key is another session's or tenant's (a replayed or guessed
+        key must not read someone else's result), or the caller's profile is not offered the
+        tool (a hit must not bypass the catalog). None: answer from it."""
+        if not mine:
+            log.warning("refused %s: %s", call.key, KEY_OF_ANOTHER)
+            if self._on_denied is not None:
+                try:
+                    await self._on_denied(
+                        call.key, KEY_OF_ANOTHER, call.ctx.session_id, call.ctx.traceparent
+                    )
+                except Exception as exc:  # noqa: BLE001 - refused either way; never a crash
+                    log.error("the refusal of %s could not be audited: %r", call.key, exc)
+            return _error(f"idempotency key {call.key!r}: {KEY_OF_ANOTHER}; nothing ran")
+        profile = call.ctx.agent_profile or "default"
+        if not self._registry.offered_to(profile, call.tool_name):
+            return _error(_not_offered(call.tool_name, profile))
+        return None
 
     def _finished(self, key: str, running: _Running, task: asyncio.Task[ExecutionResult]) -> None:
         if self._inflight.get(key) is running:
@@ -188,7 +236,7 @@ class ExecutionService:
         if seconds_left > 0:
             raise RunInProgress(call.key, seconds_left)
         log.warning("the run of %s (%s) was cut short: outcome unknown", call.key, started.tool)
-        unknown = LedgerEntry(call.fingerprint, call.tool_name, _error(OUTCOME_UNKNOWN))
+        unknown = call.entry(_error(OUTCOME_UNKNOWN))
         await self._record(
             call.key, _Unrecorded(unknown, call.ctx.session_id, call.ctx.traceparent)
         )
@@ -197,7 +245,7 @@ class ExecutionService:
     async def _run_and_record(self, call: _Call) -> ExecutionResult:
         outcome = await self._timed(call)
         if outcome.final:
-            entry = LedgerEntry(call.fingerprint, call.tool_name, outcome.result)
+            entry = call.entry(outcome.result)
             await self._record(
                 call.key, _Unrecorded(entry, call.ctx.session_id, call.ctx.traceparent)
             )
@@ -239,8 +287,7 @@ class ExecutionService:
         if not self._registry.offered_to(profile, call.tool_name):
             # A model can only be offered its profile's catalog; a call outside it is refused
             # as if the tool did not exist for this agent.
-            message = f"tool {call.tool_name!r} is not offered to agent profile {profile!r}"
-            return _Outcome(_error(message), final=True)
+            return _Outcome(_error(_not_offered(call.tool_name, profile)), final=True)
         approval = await self._check_approval(call)
         if approval.refusal is not None:
             return _Outcome(approval.refusal, final=False)
@@ -304,6 +351,8 @@ class ExecutionService:
                 tool.name,
                 self._instance,
                 self._wall_clock() + timeout_s + self._intent_grace_s,
+                call.tenant,
+                call.ctx.session_id,
             )
             try:
                 await self._ledger.begin(
@@ -356,6 +405,10 @@ def _refusal(verdict: PolicyVerdict, approval: ApprovalCheck) -> _Outcome | None
 
 # Approval outcomes that check_approval returns without a refusal.
 _VERIFIED = frozenset({"approved", "modified"})
+
+
+def _not_offered(tool: str, profile: str) -> str:
+    return f"tool {tool!r} is not offered to agent profile {profile!r}"
 
 
 def _noted(result: ExecutionResult, approval: ApprovalCheck) -> ExecutionResult:

@@ -9,9 +9,15 @@ This is the in-memory ledger (unit tests, single process); the durable one over 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from keel_tool_gateway.domain.models import ExecutionResult
+
+# Told of a refusal that is a security event (``security.denied``): the key, why, and the
+# session and trace of the call it concerns. The service wires it to its audit.
+SecurityDenied = Callable[[str, str, str, str], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,13 @@ class LedgerEntry:
     fingerprint: str
     tool: str
     result: ExecutionResult
+    # Whose call it was: a hit for another tenant or session is refused as a key reuse. Both ""
+    # only in a record written before entries were bound (then it answers any caller).
+    tenant: str = ""
+    session_id: str = ""
+
+    def belongs_to(self, tenant: str, session_id: str) -> bool:
+        return bound_to(self.tenant, self.session_id, tenant, session_id)
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,20 @@ class StartedEntry:
     instance: str
     # Seconds since the epoch by which the run is over: done, or its process is dead.
     deadline: float
+    tenant: str = ""
+    session_id: str = ""
+
+    def belongs_to(self, tenant: str, session_id: str) -> bool:
+        return bound_to(self.tenant, self.session_id, tenant, session_id)
+
+
+def bound_to(stored_tenant: str, stored_session: str, tenant: str, session_id: str) -> bool:
+    """Whether an entry stored for (``stored_tenant``, ``stored_session``) may answer a call of
+    (``tenant``, ``session_id``). Keys are ``session:iteration:index``, so only a caller that
+    guessed or copied another session's key asks with a different scope."""
+    if not stored_tenant and not stored_session:
+        return True
+    return (stored_tenant, stored_session) == (tenant or "default", session_id)
 
 
 class ResultLedger:
