@@ -15,8 +15,10 @@ from keel_core.audit import (
     verify_chain,
     verify_signature,
 )
+from keel_core.runtime import ServiceRuntime
+from keel_core.settings import ServiceSettings
 from keel_core.testing import FlakyPublisher, in_memory_audit
-from keel_core.trust import TrustMaterial, Verifier
+from keel_core.trust import TrustMaterial, TrustSettings, Verifier
 
 
 async def test_records_chain_by_hash_in_order() -> None:
@@ -139,3 +141,11 @@ async def test_an_async_emitter_knows_when_the_bus_refuses_writes() -> None:
     await audit.record("x", actor="a", subject="accepted")
     await audit.close()
     assert audit.writable
+
+
+def test_two_runs_in_one_host_and_pid_get_different_producer_ids() -> None:
+    """A container restart has the same host name and pid 1: the id must not repeat."""
+    settings = ServiceSettings(trust=TrustSettings(insecure_dev=True))
+    ids = {ServiceRuntime("policy", settings).producer_id for _ in range(2)}
+    assert len(ids) == 2
+    assert all(i.startswith("policy@") for i in ids)
