@@ -73,6 +73,7 @@ class ChainReport:
     # Per producer, how many of its records verify before its first break.
     intact: dict[str, int] = field(default_factory=dict)
     signatures_checked: bool = False
+    unsigned: int = 0
 
     @property
     def first_break(self) -> ChainBreak | None:
@@ -167,6 +168,7 @@ class _Verifier:
             return
         counts, intact = self.report.counts, self.report.intact
         counts[rec.producer] = counts.get(rec.producer, 0) + 1
+        self.report.unsigned += not rec.signature
         run = self.runs.get(rec.producer)
         problems = [p for p in (_authenticity(envelope, rec, self.verifiers),) if p]
         if (chain := _chain_problem(rec, run)) is not None:
@@ -331,13 +333,13 @@ async def audit_verify(
         # A topic written before heads existed: every other check still applies.
         heads = None
     report = verify_records(records, heads or [], verifiers, heads_topic)
-    _print(report)
+    print_report(report)
     if heads is None:
         print(f"no {heads_topic} topic: cut tails after a run's last record are not checked")
     return 1 if report.breaks else 0
 
 
-def _print(report: ChainReport) -> None:
+def print_report(report: ChainReport) -> None:
     for producer, count in sorted(report.counts.items()):
         intact = report.intact.get(producer, 0)
         line = f"{producer:<40} {intact:>8} records"
@@ -350,7 +352,8 @@ def _print(report: ChainReport) -> None:
     signatures = (
         "signatures checked"
         if report.signatures_checked
-        else "signatures NOT checked (no trust material: insecure dev mode)"
+        else f"signatures NOT checked (no trust material: insecure dev mode; "
+        f"{report.unsigned} of {total} records unsigned)"
     )
     if report.breaks:
         kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(report.summary().items()))

@@ -19,13 +19,16 @@ from keel_cli.ops_audit import (
     REHASHED,
     UNSIGNED,
     ChainReport,
+    audit_verify,
+    print_report,
     verify_records,
 )
 from keel_cli.ops_read import Record
 from keel_contracts.topics import AUDIT, AUDIT_HEADS
 from keel_core import trust
+from keel_core.settings import KafkaSettings
 from keel_core.testing.audit import AuditRun, audit_run, edit, edit_envelope, rehash_from
-from keel_core.trust import TrustMaterial, Verifier
+from keel_core.trust import TrustMaterial, TrustSettings, Verifier
 
 IDENTITY = "tool-gateway"
 
@@ -176,3 +179,23 @@ async def test_without_trust_material_chains_are_checked_and_signatures_are_not(
     assert not report.signatures_checked
     tampered = rehash_from(second.records, 1, {"actor": "mallory"})
     assert verify_records(as_records(first.records) + as_records(tampered, 1)).breaks == []
+
+
+async def test_the_insecure_dev_mode_says_signatures_were_not_checked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = await audit_run("policy", 2, signer=None, producer_id="policy@dev")
+    print_report(verify_records(as_records(run.records)))
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary == (
+        "2 records from 1 producers; hash chains intact; signatures NOT checked "
+        "(no trust material: insecure dev mode; 2 of 2 records unsigned)"
+    )
+
+
+async def test_verify_without_any_trust_setting_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    kafka = KafkaSettings(bootstrap="127.0.0.1:1")
+    assert await audit_verify(kafka, AUDIT, TrustSettings(dir=None, insecure_dev=False)) == 2
+    assert "no trust material" in capsys.readouterr().out
