@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -17,11 +18,12 @@ from keel_cli.ops_read import read_topic
 from keel_cli.stack import LocalStack
 from keel_cli.tasks import publish_task
 from keel_contracts.events import TaskFailed, TaskSubmitted
-from keel_contracts.topics import TopicSpec, dlq_of
+from keel_contracts.topics import AUDIT, TopicSpec, dlq_of
 from keel_core.bus import EventProducer
 from keel_core.bus.admin import ensure_topics
 from keel_core.settings import KafkaSettings
 from keel_core.testing import in_memory_audit
+from keel_core.trust import TrustMaterial
 from tests.integration.chaos import Watcher
 from tests.integration.helpers import run_task
 
@@ -65,7 +67,9 @@ async def test_audit_verify_finds_the_chains_of_a_real_run_intact(
 async def test_audit_verify_names_the_tampered_record(kafka: KafkaSettings) -> None:
     topic = f"test.audit.{uuid.uuid4().hex[:8]}"
     await one_partition_topics(kafka, topic)
-    audit, published = in_memory_audit("tamper")
+    # Signed as the policy service would (verify checks signatures with the run's material).
+    signer = TrustMaterial(Path(os.environ["KEEL_TRUST_DIR"])).audit_signer("policy")
+    audit, published = in_memory_audit("policy", signer=signer, producer_id="policy@tamper")
     audit.start()
     for i in range(4):
         await audit.record("tool.execution", actor="agent", subject=f"call-{i}")
@@ -73,7 +77,7 @@ async def test_audit_verify_names_the_tampered_record(kafka: KafkaSettings) -> N
     producer = EventProducer(kafka, "test")
     await producer.start()
     try:
-        for i, sent in enumerate(published.sent):
+        for i, sent in enumerate(r for r in published.sent if r.topic == AUDIT):
             value = sent.value or b""
             if i == 2:
                 envelope = json.loads(value)
@@ -86,10 +90,10 @@ async def test_audit_verify_names_the_tampered_record(kafka: KafkaSettings) -> N
     verified = await keel(kafka, "audit", "verify", "--topic", topic)
     assert verified.returncode == 1, verified.stdout + verified.stderr
     assert (
-        "BROKEN at partition 0 offset 2: producer tamper@test sequence 2: "
+        "BROKEN at partition 0 offset 2: producer policy@tamper sequence 2: "
         "content does not match its hash (record edited)"
     ) in verified.stdout
-    assert "tamper@test                                     2 records" in verified.stdout
+    assert "policy@tamper                                   2 records" in verified.stdout
 
 
 @pytest.mark.kafka

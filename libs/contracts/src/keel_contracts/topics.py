@@ -14,6 +14,8 @@ TOOL_RESULTS = "keel.tool-results"
 APPROVAL_REQUESTS = "keel.approval.requests"
 APPROVAL_DECISIONS = "keel.approval.decisions"
 AUDIT = "keel.audit"
+# The signed head of each audit identity's chain (compacted, key = identity).
+AUDIT_HEADS = "keel.audit.heads"
 PLANS = "keel.plans"
 SUBTASKS = "keel.subtasks"
 # Messages that leave Keel (send_email and friends), written only after approval.
@@ -23,6 +25,11 @@ CONTROL = "keel.control"
 
 DLQ_SUFFIX = ".dlq"
 WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def heads_of(audit_topic: str) -> str:
+    """Where the signed chain heads of an audit topic are (``keel.audit`` -> ``AUDIT_HEADS``)."""
+    return audit_topic + ".heads"
 
 
 def dlq_of(topic: str) -> str:
@@ -56,6 +63,14 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(APPROVAL_DECISIONS, retention_ms=-1, has_dlq=True),
     # Append-only: kept forever, never compacted. Deletion is refused by ACLs in production.
     TopicSpec(AUDIT, retention_ms=-1),
+    # Compacted, kept forever: the latest signed head of every identity. Records stay
+    # uncompacted for a day so the heads of concurrent replicas can all be checked.
+    TopicSpec(
+        AUDIT_HEADS,
+        cleanup="compact",
+        retention_ms=-1,
+        extra={"min.compaction.lag.ms": str(24 * 3600 * 1000)},
+    ),
     TopicSpec(PLANS, has_dlq=True),
     TopicSpec(SUBTASKS, has_dlq=True),
     TopicSpec(CONTROL, retention_ms=24 * 3600 * 1000),

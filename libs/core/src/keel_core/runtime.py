@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
@@ -25,7 +23,8 @@ from pydantic import ValidationError
 
 from keel_contracts.errors import ConfigError
 from keel_contracts.events import Envelope
-from keel_core.audit import AuditEmitter
+from keel_core import trust
+from keel_core.audit import AuditEmitter, read_latest_head, run_producer_id
 from keel_core.bus.admin import ensure_topics
 from keel_core.bus.consumer import EventConsumer, Handler
 from keel_core.bus.follower import Apply, TopicFollower
@@ -107,9 +106,14 @@ class ServiceRuntime:
         self.registry = CollectorRegistry()
         self.bus_metrics = BusMetrics(self.registry)
         self.producer = EventProducer(settings.kafka, name, self.bus_metrics)
-        self.producer_id = f"{name}@{socket.gethostname()}:{os.getpid()}"
+        # Unique per run: host name and pid repeat across container restarts.
+        self.producer_id = run_producer_id(name)
         self.audit = AuditEmitter(
-            self.producer, self.producer_id, source=name, wait_for_ack=settings.audit_sync
+            self.producer,
+            self.producer_id,
+            source=name,
+            wait_for_ack=settings.audit_sync,
+            identity=name,
         )
         self.grpc: GrpcServer | None = None
         self.consumers: list[EventConsumer] = []
@@ -160,8 +164,10 @@ class ServiceRuntime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         try:
+            material = trust.load(self.settings.trust, self.name)
             await ensure_topics(self.settings.kafka)
             await self.producer.start()
+            await self._prepare_audit(material)
         except ConfigError:
             await self.producer.stop()
             await self._run_stop_hooks()
@@ -178,6 +184,20 @@ class ServiceRuntime:
             # Not a clean stop: exit non-zero so an orchestrator that restarts only failed
             # processes (Kubernetes' OnFailure, systemd's on-failure) restarts this one.
             raise ServiceFailed(self._failure)
+
+    async def _prepare_audit(self, material: trust.TrustMaterial | None) -> None:
+        """Sign as this service's identity and continue its chain after its latest signed head,
+        so a restart links to the run before it instead of starting a new history."""
+        signer = material.audit_signer(self.name) if material is not None else None
+        self.audit.sign_with(signer)
+        try:
+            head = await read_latest_head(
+                self.settings.kafka, self.name, signer.public if signer else None
+            )
+        except Exception:  # noqa: BLE001 - a fresh chain is verifiable, only not linked
+            log.warning("audit chain head of %s not readable; starting a new chain", self.name)
+            head = None
+        self.audit.link(head)
 
     async def _start_parts(self) -> None:
         metrics_port = serve_metrics(self.registry, self.settings.host, self.settings.metrics_port)

@@ -60,3 +60,6 @@ class Settings(ServiceSettings):
     # Wrap Execute's output in <tool_output trust="untrusted">. Off by default: the agent loop
     # marks tool output itself when it shows it to a model; turn on for other callers.
     mark_untrusted_output: bool = False
+    # A tool call whose audit record cannot be written is not run or answered (UNAVAILABLE);
+    # true runs and answers it anyway, logging the lost record.
+    audit_fail_open: bool = False

@@ -9,6 +9,7 @@ translates protobuf to these models and back.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from keel_contracts.errors import InvalidArgument, Unavailable
@@ -24,7 +25,13 @@ from keel_tool_gateway.errors import ResultNotRecorded
 from keel_tool_gateway.metrics import UNKNOWN_TOOL, ToolGatewayMetrics
 
 AUDIT_ACTION = "tool.execution"
+AUDIT_UNAVAILABLE = (
+    "the audit log is not accepting records, so the call is not run or answered "
+    "(KEEL_TOOL_GATEWAY_AUDIT_FAIL_OPEN=true relaxes this)"
+)
 MAX_IDEMPOTENCY_KEY_CHARS = 256
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,11 @@ class ExecuteToolCall:
     because policy or the approval service could not answer: the caller waits that out
     instead of showing the model a tool error (it is audited like any refusal), or when an
     earlier run of the key holds its intent and may still be going (``RunInProgress``).
+
+    An unaudited call fails closed with ``Unavailable``: nothing runs while the audit emitter
+    knows the bus refuses its records (``AuditEmitter.writable``: how an emitter that does not
+    wait for acknowledgements finds out), and a result whose record could not be written is
+    not answered. ``audit_fail_open`` runs and answers anyway (the failure is logged).
     """
 
     def __init__(
@@ -69,6 +81,7 @@ class ExecuteToolCall:
         metrics: ToolGatewayMetrics,
         *,
         mark_untrusted_output: bool = False,
+        audit_fail_open: bool = False,
     ) -> None:
         self._service = service
         self._registry = registry
@@ -77,12 +90,15 @@ class ExecuteToolCall:
         # Wrap `output` in <tool_output ... trust="untrusted"> for the caller (domain/output.py);
         # the ledger and the audit keep the raw value either way.
         self._mark_untrusted_output = mark_untrusted_output
+        self._audit_fail_open = audit_fail_open
 
     async def __call__(self, call: ToolCall) -> ExecutionResult:
         if len(call.idempotency_key) > MAX_IDEMPOTENCY_KEY_CHARS:
             raise InvalidArgument(
                 f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"
             )
+        if not self._audit.writable and not self._audit_fail_open:
+            await self._refuse_unaudited(call)
         try:
             result = await self._service.execute(
                 call.ctx,
@@ -113,7 +129,37 @@ class ExecuteToolCall:
             result = result.model_copy(update={"output": marked})
         return result
 
+    async def _refuse_unaudited(self, call: ToolCall) -> None:
+        """Try to record the refusal (it also tells the emitter when the bus accepts records
+        again), then refuse: nothing ran."""
+        try:
+            await self._audit.record(
+                AUDIT_ACTION,
+                actor=call.ctx.agent_id or "unknown",
+                subject=call.tool_name,
+                session_id=call.ctx.session_id,
+                trace=call.ctx.traceparent,
+                details={
+                    "status": "refused",
+                    "reason": "audit unavailable",
+                    "idempotency_key": call.idempotency_key,
+                },
+            )
+        except Exception:  # noqa: BLE001 - the bus still refuses: the call is refused anyway
+            log.debug("audit still refusing records", exc_info=True)
+        raise Unavailable(AUDIT_UNAVAILABLE)
+
     async def _record(self, call: ToolCall, result: ExecutionResult, *, recorded: bool) -> None:
+        try:
+            await self._write_record(call, result, recorded=recorded)
+        except Exception as exc:
+            if not self._audit_fail_open:
+                raise Unavailable(AUDIT_UNAVAILABLE) from exc
+            log.error("tool call %s answered without its audit record: %s", call.tool_name, exc)
+
+    async def _write_record(
+        self, call: ToolCall, result: ExecutionResult, *, recorded: bool
+    ) -> None:
         ctx = call.ctx
         await self._audit.record(
             AUDIT_ACTION,

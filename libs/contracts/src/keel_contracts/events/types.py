@@ -132,7 +132,14 @@ class ApprovalDecided(EventData):
 
 class AuditRecord(EventData):
     """An append-only fact about a decision. ``prev_hash`` chains each producer's records, so
-    removing or editing one breaks the chain (checked by ``keel audit verify``)."""
+    removing or editing one breaks the chain (checked by ``keel audit verify``).
+
+    A producer is one run of one service (``<identity>@<run id>``); a run's first record links
+    to the last hash its identity wrote before (``prev_producer``/``prev_hash``), so a removed
+    run shows. ``signature`` (Ed25519, the identity's audit key) covers this record and its
+    envelope's fields; ``envelope_digest`` lets the verifier say which of the two was edited.
+    The three newer fields are empty on records written without trust material.
+    """
 
     event_type: ClassVar[str] = "keel.audit.record"
 
@@ -144,6 +151,24 @@ class AuditRecord(EventData):
     details: dict[str, Any] = Field(default_factory=dict)
     prev_hash: str
     hash: str
+    identity: str = ""
+    prev_producer: str = ""
+    envelope_digest: str = ""
+    signature: str = ""
+
+
+class AuditChainHead(EventData):
+    """The last acknowledged record of one audit producer (run), signed by its identity and
+    written periodically and at stop to ``keel.audit.heads`` (compacted, keyed by identity):
+    a chain whose tail was cut no longer reaches its signed head."""
+
+    event_type: ClassVar[str] = "keel.audit.head"
+
+    identity: str
+    producer: str
+    sequence: int
+    hash: str
+    signature: str = ""
 
 
 class TaskCancelRequested(EventData):

@@ -13,6 +13,7 @@ from keel_contracts.topics import AUDIT
 from keel_core.audit import AuditEmitter
 from keel_core.bus.producer import Headers, Publisher
 from keel_core.testing.bus import SendFailed
+from keel_core.trust import Signer
 
 
 @dataclass
@@ -58,10 +59,17 @@ class InMemoryPublisher:
         return [e.parse(AuditRecord) for e in self.envelopes(AUDIT)]
 
 
-def in_memory_audit(source: str = "test") -> tuple[AuditEmitter, InMemoryPublisher]:
-    """An audit emitter over an in-memory publisher; call ``emitter.start()`` inside a loop."""
+def in_memory_audit(
+    source: str = "test", *, signer: Signer | None = None, producer_id: str = ""
+) -> tuple[AuditEmitter, InMemoryPublisher]:
+    """An audit emitter over an in-memory publisher; call ``emitter.start()`` inside a loop.
+    With ``signer`` it signs as identity ``source`` (what a service with trust material does);
+    its chain heads land on the publisher too (``keel.audit.heads``)."""
     publisher = InMemoryPublisher()
-    return AuditEmitter(publisher, f"{source}@test", source=source), publisher
+    emitter = AuditEmitter(
+        publisher, producer_id or f"{source}@test", source=source, identity=source, signer=signer
+    )
+    return emitter, publisher
 
 
 class FlakyPublisher:

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 
 from prometheus_client import CollectorRegistry
 
+from keel_contracts.errors import ConfigError
+from keel_core import trust
 from keel_core.audit import AuditEmitter
 from keel_core.bus.consumer import Handler
 from keel_core.grpc.server import GrpcServer
@@ -37,7 +39,7 @@ class InMemoryRuntime:
         self.bus = bus or InMemoryBus()
         self.registry = CollectorRegistry()
         self.producer = BusPublisher(self.bus)
-        self.audit = AuditEmitter(self.producer, f"{name}@test", source=name)
+        self.audit = AuditEmitter(self.producer, f"{name}@test", source=name, identity=name)
         self.consumers: list[InMemoryConsumer] = []
         self.grpc: GrpcServer | None = None
         self._on_start: list[Hook] = []
@@ -80,6 +82,7 @@ class InMemoryRuntime:
         self._stop.set()
 
     async def start(self) -> None:
+        self.audit.sign_with(_signer(self.settings, self.name))
         self.audit.start()
         for hook in self._on_start:
             await hook()
@@ -118,3 +121,13 @@ class InMemoryRuntime:
             while not all(c.idle.is_set() for c in self.consumers):
                 await asyncio.gather(*(c.idle.wait() for c in self.consumers))
                 await asyncio.sleep(0)
+
+
+def _signer(settings: ServiceSettings, name: str) -> trust.Signer | None:
+    """The identity's audit signer as production has it, or None (unsigned, like the insecure
+    dev mode) where the test configured no trust material or ``name`` has no key."""
+    try:
+        material = trust.load(settings.trust, name)
+        return material.audit_signer(name) if material is not None else None
+    except ConfigError:
+        return None
