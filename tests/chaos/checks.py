@@ -10,9 +10,10 @@ from pathlib import Path
 
 from keel_cli.ops_audit import verify_records
 from keel_contracts.events import Envelope, TaskCompleted, TaskFailed, TaskProgress
-from keel_contracts.topics import AUDIT, DLQ_SUFFIX, RESULTS, TASK_EVENTS, all_specs
+from keel_contracts.topics import AUDIT, DLQ_SUFFIX, RESULTS, TASK_EVENTS, all_specs, heads_of
 from keel_core.bus.reader import read_topic
 from keel_core.settings import KafkaSettings
+from keel_core.trust import TrustMaterial
 from keel_tool_gateway.adapters.tools.count import read_count
 
 
@@ -150,14 +151,20 @@ class Report:
 
 
 async def check(
-    kafka: KafkaSettings, sessions: list[Session], counts: Path, report: Report
+    kafka: KafkaSettings, sessions: list[Session], counts: Path, report: Report, trust_dir: Path
 ) -> Report:
-    """Fill ``report`` from the topics and the counter files; the broker must be up."""
+    """Fill ``report`` from the topics and the counter files; the broker must be up. The audit
+    is verified as ``keel audit verify`` does: signatures, chains, run links, signed heads."""
     by_id = {s.session_id: s for s in sessions}
     await _check_results(kafka, by_id, report)
     _check_counters(sessions, counts, report)
     await _check_tool_errors(kafka, by_id, report)
-    audit = verify_records(await read_topic(kafka, AUDIT, "chaos"))
+    audit = verify_records(
+        await read_topic(kafka, AUDIT, "chaos"),
+        await read_topic(kafka, heads_of(AUDIT), "chaos"),
+        TrustMaterial(trust_dir).audit_verifiers(),
+        heads_of(AUDIT),
+    )
     report.audit_records = sum(audit.counts.values())
     report.audit_producers = len(audit.counts)
     report.audit_break = str(audit.first_break) if audit.first_break else ""

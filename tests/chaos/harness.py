@@ -275,6 +275,6 @@ async def run_chaos(plan: Plan, keep: bool = False) -> Report:
         report.sessions = len(chaos.sessions) or plan.sessions
         report.disruptions = chaos.disruptions
         report.unexpected_exits = dict(chaos.supervisor.exits)
-        await check(kafka, chaos.sessions, counts, report)
+        await check(kafka, chaos.sessions, counts, report, stack.trust_dir)
     report.elapsed_s = time.monotonic() - started
     return report

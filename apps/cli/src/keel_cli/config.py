@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keel_core.settings import KafkaSettings
+from keel_core.trust import TrustSettings
 
 
 class CliSettings(BaseSettings):
@@ -14,3 +15,4 @@ class CliSettings(BaseSettings):
     agent_target: str = "127.0.0.1:50051"
     approval_target: str = "127.0.0.1:50056"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    trust: TrustSettings = Field(default_factory=TrustSettings)

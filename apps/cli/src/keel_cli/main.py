@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     tail = audit_sub.add_parser("tail", help="print the latest records and verify hash chains")
     tail.add_argument("-n", "--limit", type=int, default=50)
-    verify = audit_sub.add_parser("verify", help="walk every producer's hash chain from the start")
+    verify = audit_sub.add_parser(
+        "verify", help="check signatures, chains, run links and signed heads; report every break"
+    )
     verify.add_argument("--topic", default=AUDIT)
 
     add_dlq_parser(sub)
@@ -139,7 +141,7 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
         return policy_command(args)
     if args.command == "audit":
         if args.audit_command == "verify":
-            return audit_verify(settings.kafka, args.topic)
+            return audit_verify(settings.kafka, args.topic, settings.trust)
         return audit_tail(settings.kafka, args.limit)
     if (ops := _ops_command(settings, args)) is not None:
         return ops

@@ -320,7 +320,6 @@ async def audit_verify(
 ) -> int:
     """Exit 0 when everything verifies, 1 on any break, 2 without trust material."""
     try:
-        # The CLI's settings carry no trust section yet: read KEEL_TRUST_* here.
         verifiers = _load_verifiers(trust_settings or TrustSettings())
     except ConfigError as exc:
         print(f"keel audit verify: {exc}")

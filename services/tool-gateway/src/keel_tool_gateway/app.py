@@ -128,6 +128,7 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
         runtime.audit,
         metrics,
         mark_untrusted_output=settings.mark_untrusted_output,
+        audit_fail_open=settings.audit_fail_open,
     )
     list_tools = ListTools(registry)
     runtime.serve_grpc(
