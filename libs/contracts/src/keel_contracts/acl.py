@@ -69,7 +69,8 @@ class Rule:
     name: str
 
     def line(self) -> str:
-        return f"acl User:{self.principal} {self.operation} {self.resource} {self.pattern} {self.name}"
+        who = f"User:{self.principal}"
+        return f"acl {who} {self.operation} {self.resource} {self.pattern} {self.name}"
 
 
 _EVERY_TOPIC = tuple(s.name for s in all_specs())
@@ -81,7 +82,10 @@ ACCESS: dict[str, Access] = {
         reads=(CONTROL, CHECKPOINTS, TOOL_RESULTS),
         consumes=(TASKS, SUBTASKS, APPROVAL_DECISIONS, PLANS),
         # TASKS and CONTROL: the front door (Submit, Cancel); SUBTASKS and PLANS: plans.
-        writes=(TASK_EVENTS, RESULTS, CHECKPOINTS, APPROVAL_REQUESTS, SUBTASKS, PLANS, TASKS, CONTROL),
+        writes=(
+            *(TASK_EVENTS, RESULTS, CHECKPOINTS, APPROVAL_REQUESTS),
+            *(SUBTASKS, PLANS, TASKS, CONTROL),
+        ),
         groups=("keel-agent-loop",),
     ),
     "approval": Access(
