@@ -444,6 +444,8 @@ cmd_start() {
   if [[ -n "${pid}" ]]; then
     if port_open 127.0.0.1 "${PORT}"; then
       log "already running on ${BOOTSTRAP} (pid ${pid}, data ${DATA_DIR})"
+      # A changed password file or ACL table is applied to the running broker (rotation).
+      if [[ "${SECURITY}" == sasl_ssl ]]; then apply_security; fi
       printf '%s\n' "${BOOTSTRAP}"
       return 0
     fi
