@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from keel_cli.broker import start_broker, stop_broker
+from keel_cli.broker import client_env, credentials_dir, start_broker, stop_broker
 from keel_cli.stack import LocalStack, free_port, with_free_ports
 from keel_core import trust
 from keel_core.bus.admin import ensure_topics
@@ -84,6 +84,10 @@ def kafka_container() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
+    """The launcher's broker is secured, as ``make run``'s is: while it runs, the process
+    environment names the admin's credentials (so ``KafkaSettings()`` anywhere in the tests
+    connects) and the credentials directory (so a ``LocalStack`` runs each service as its own
+    principal)."""
     external = os.environ.get("KEEL_KAFKA_BOOTSTRAP")
     if external:
         yield external
@@ -95,11 +99,26 @@ def kafka_bootstrap() -> Iterator[str]:
     env = {
         "KEEL_KAFKA_PORT": str(free_port()),
         "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "KEEL_KAFKA_DATA_DIR": data_dir,
+        "KEEL_KAFKA_DATA_DIR": str(Path(data_dir) / "data"),
+        "KEEL_KAFKA_CREDENTIALS_DIR": str(Path(data_dir) / "credentials"),
     }
+    credentials = credentials_dir(REPO, env)
+    secured = os.environ.get("KEEL_KAFKA_SECURITY", "sasl_ssl") == "sasl_ssl"
+    client = {
+        **(client_env(credentials, "admin") if secured else {}),
+        **({"KEEL_KAFKA_CREDENTIALS_DIR": str(credentials)} if secured else {}),
+    }
+    saved = {name: os.environ.get(name) for name in client}
     try:
-        yield start_broker(REPO, env)
+        bootstrap = start_broker(REPO, env)
+        os.environ.update(client)
+        yield bootstrap
     finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         stop_broker(REPO, env)
         shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -7,7 +7,10 @@ progress events out — with no model or tool time, so what is measured is Keel'
 
 Prints: step latency p50/p99 with one session at a time, and steps per second with
 ``--concurrency`` sessions at once. Run with ``make bench``; ``KEEL_KAFKA_BOOTSTRAP`` uses an
-existing broker, otherwise one is started on free ports and stopped afterwards.
+existing broker, otherwise one is started on free ports and stopped afterwards (plaintext, as
+the earlier numbers were measured). ``--compare-security`` runs the same measurement on a
+plaintext broker and on a secured one (TLS + SCRAM + ACLs, each service its own principal) and
+prints them side by side.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from keel_cli.broker import local_broker, repo_root
+from keel_cli.broker import local_kafka, repo_root
 from keel_cli.follow import SessionFollower
 from keel_cli.stack import LocalStack, with_free_ports
 from keel_cli.tasks import publish_task
@@ -106,10 +109,17 @@ def step_latencies(events: list[Envelope]) -> list[float]:
     return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
-async def bench(args: argparse.Namespace, kafka: KafkaSettings) -> dict[str, float]:
+async def bench(
+    args: argparse.Namespace, kafka: KafkaSettings, credentials: Path | None = None
+) -> dict[str, float]:
     await ensure_topics(kafka)
     run_dir = Path(tempfile.mkdtemp(prefix="keel-bench-"))
-    stack = LocalStack(run_dir=run_dir, kafka_bootstrap=kafka.bootstrap, specs=with_free_ports())
+    stack = LocalStack(
+        run_dir=run_dir,
+        kafka_bootstrap=kafka.bootstrap,
+        specs=with_free_ports(),
+        kafka_credentials=credentials,
+    )
     try:
         await stack.start()
         await run_sessions(kafka, 3, args.steps)  # warm-up: connections, JIT-free paths, caches
@@ -144,10 +154,18 @@ async def main() -> None:
     parser.add_argument("--sessions", type=int, default=20, help="sequential sessions")
     parser.add_argument("--steps", type=int, default=10, help="tool steps per session")
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--compare-security",
+        action="store_true",
+        help="measure on a plaintext and on a secured broker, print both side by side",
+    )
     args = parser.parse_args()
     root = repo_root()
-    async with local_broker() as bootstrap:
-        result = await bench(args, KafkaSettings(bootstrap=bootstrap))
+    if args.compare_security:
+        await compare_security(args)
+        return
+    async with local_kafka(secure=False) as (kafka, _):
+        result = await bench(args, kafka)
     print("\nKeel end-to-end overhead (scripted model, no-op tool, every hop real)")
     print(
         f"  per step, one session at a time: p50 {result['step_p50_ms']:.2f} ms, "
@@ -161,6 +179,27 @@ async def main() -> None:
     out = root / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "e2e_overhead.json").write_text(json.dumps(result, indent=2))
+
+
+async def compare_security(args: argparse.Namespace) -> None:
+    """The same run on a plaintext broker and on a secured one, one after the other."""
+    results: dict[str, dict[str, float]] = {}
+    for name, secure in (("plaintext", False), ("secured", True)):
+        async with local_kafka(secure=secure) as (kafka, credentials):
+            results[name] = await bench(args, kafka, credentials)
+    plain, secured = results["plaintext"], results["secured"]
+    print("\nKafka plaintext vs secured (TLS + SCRAM-SHA-512 + ACLs), per step:")
+    print(f"  {'':<22} {'plaintext':>10} {'secured':>10} {'added':>10}")
+    for key, label in (
+        ("step_p50_ms", "p50 (ms)"),
+        ("step_p99_ms", "p99 (ms)"),
+        ("steps_per_second", "concurrent steps/s"),
+    ):
+        added = secured[key] - plain[key]
+        print(f"  {label:<22} {plain[key]:>10.2f} {secured[key]:>10.2f} {added:>+10.2f}")
+    out = repo_root() / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "e2e_overhead_security.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ START_TIMEOUT="${KEEL_KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${KEEL_KAFKA_STOP_TIMEOUT:-30}"
 CACHE_DIR="${KEEL_CACHE_DIR:-${HOME}/.cache/keel}"
 EXTERNAL_BOOTSTRAP="${KEEL_KAFKA_BOOTSTRAP:-}"
+# sasl_ssl (default): TLS + SASL/SCRAM-SHA-512 and ACLs; plaintext: no security (benchmarks).
+SECURITY="${KEEL_KAFKA_SECURITY:-sasl_ssl}"
+CREDENTIALS_DIR="${KEEL_KAFKA_CREDENTIALS_DIR:-}"
 MVN="${KEEL_MVN:-mvn}"
 if [[ -n "${JAVA_HOME:-}" && -x "${JAVA_HOME}/bin/java" ]]; then
   JAVA="${JAVA_HOME}/bin/java"
@@ -39,6 +42,8 @@ fi
 
 POM="${SCRIPT_DIR}/pom.xml"
 TEMPLATE="${SCRIPT_DIR}/server.properties.tmpl"
+SECURITY_TEMPLATE="${SCRIPT_DIR}/security.properties.tmpl"
+SECURITY_TOOL="${SCRIPT_DIR}/KeelSecurity.java"
 LOG4J_CONFIG="${SCRIPT_DIR}/log4j2.properties"
 VERSION_DIR="${CACHE_DIR}/kafka/${KAFKA_VERSION}"
 LIBS_DIR="${VERSION_DIR}/libs"
@@ -69,6 +74,9 @@ Environment:
   KEEL_KAFKA_VERSION          Kafka version to resolve (default 4.1.1)
   KEEL_CACHE_DIR              jar cache root (default ~/.cache/keel)
   KEEL_MVN                    Maven command used by fetch (default mvn)
+  KEEL_KAFKA_SECURITY         sasl_ssl (default: TLS, SCRAM users, ACLs) or plaintext
+  KEEL_KAFKA_CREDENTIALS_DIR  where clients find ca.pem and <principal>.password
+                              (default <data dir>/credentials)
   KEEL_KAFKA_BOOTSTRAP        use this external cluster: start/stop do nothing
 EOF
 }
@@ -81,6 +89,9 @@ validate_config() {
   [[ "${STOP_TIMEOUT}" =~ ^[0-9]+$ ]] || die "KEEL_KAFKA_STOP_TIMEOUT must be a number of seconds"
   # The path ends up in a Java properties file, where a backslash is an escape character.
   [[ "${DATA_DIR}" != *\\* ]] || die "KEEL_KAFKA_DATA_DIR must not contain a backslash"
+  [[ "${CREDENTIALS_DIR}" != *\\* ]] || die "KEEL_KAFKA_CREDENTIALS_DIR must not contain a backslash"
+  [[ "${SECURITY}" == sasl_ssl || "${SECURITY}" == plaintext ]] ||
+    die "KEEL_KAFKA_SECURITY must be sasl_ssl or plaintext, got '${SECURITY}'"
 }
 
 # Data-dir layout (all paths absolute once resolve_data_dir has run).
@@ -96,6 +107,11 @@ resolve_data_dir() {
   PID_FILE="${DATA_DIR}/broker.pid"
   CLUSTER_ID_FILE="${DATA_DIR}/cluster.id"
   OWNER_MARKER="${DATA_DIR}/.keel-kafka"
+  TLS_DIR="${DATA_DIR}/tls"
+  SCRAM_MARKER="${DATA_DIR}/scram-admin"
+  APPLIED_MARKER="${DATA_DIR}/security.applied"
+  CREDENTIALS_DIR="${CREDENTIALS_DIR:-${DATA_DIR}/credentials}"
+  CA_FILE="${CREDENTIALS_DIR}/ca.pem"
   if ((created)); then : >"${OWNER_MARKER}"; fi
 }
 
@@ -219,8 +235,114 @@ render_config() {
       line="${line//@DATA_DIR@/${DATA_DIR}}"
       printf '%s\n' "${line}"
     done <"${TEMPLATE}"
+    if [[ "${SECURITY}" == sasl_ssl ]]; then
+      [[ -f "${SECURITY_TEMPLATE}" ]] || die "missing ${SECURITY_TEMPLATE}"
+      while IFS= read -r line || [[ -n "${line}" ]]; do
+        line="${line//@PORT@/${PORT}}"
+        line="${line//@CONTROLLER_PORT@/${CONTROLLER_PORT}}"
+        line="${line//@TLS_DIR@/${TLS_DIR}}"
+        line="${line//@CA_FILE@/${CA_FILE}}"
+        line="${line//@ADMIN_PASSWORD@/$(cat "${CREDENTIALS_DIR}/admin.password")}"
+        line="${line//@CONTROLLER_PASSWORD@/$(cat "${TLS_DIR}/controller.password")}"
+        line="${line//@KEYSTORE_PASSWORD@/$(cat "${TLS_DIR}/keystore.password")}"
+        printf '%s\n' "${line}"
+      done <"${SECURITY_TEMPLATE}"
+    fi
   } >"${tmp}"
   mv "${tmp}" "${PROPS}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# secured mode: credentials, TLS material, SCRAM users and ACLs
+# ---------------------------------------------------------------------------------------------
+
+# 32 hex characters from /dev/urandom: no character needs escaping in a JAAS or properties line.
+new_secret() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+python_cmd() {
+  if [[ -n "${KEEL_PYTHON:-}" ]]; then printf '%s\n' "${KEEL_PYTHON}"
+  elif [[ -x "${REPO_ROOT}/.venv/bin/python" ]]; then printf '%s\n' "${REPO_ROOT}/.venv/bin/python"
+  else printf 'python3\n'; fi
+}
+
+# The one ACL table (keel_contracts.acl): `user <name>` and `acl ...` lines.
+acl_table() {
+  PYTHONPATH="${REPO_ROOT}/libs/contracts/src${PYTHONPATH:+:${PYTHONPATH}}" \
+    "$(python_cmd)" -m keel_contracts.acl || die "cannot print the ACL table (keel_contracts.acl)"
+}
+
+# Passwords (one file per principal, 0600), a local CA and the broker's PKCS12 keystore.
+# Existing files are kept, so a restart (or a second start) finds the same credentials.
+make_secrets() {
+  local principal table
+  table="$(acl_table)"
+  (
+    umask 077
+    mkdir -p "${CREDENTIALS_DIR}" "${TLS_DIR}"
+    chmod 700 "${CREDENTIALS_DIR}" "${TLS_DIR}"
+    while read -r kind principal; do
+      [[ "${kind}" == user ]] || continue
+      [[ -s "${CREDENTIALS_DIR}/${principal}.password" ]] || new_secret >"${CREDENTIALS_DIR}/${principal}.password"
+    done < <(grep '^user ' <<<"${table}")
+    for name in controller keystore; do
+      [[ -s "${TLS_DIR}/${name}.password" ]] || new_secret >"${TLS_DIR}/${name}.password"
+    done
+    if [[ ! -s "${TLS_DIR}/ca.key" || ! -s "${CA_FILE}" ]]; then
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
+        -subj "/CN=Keel local Kafka CA" -keyout "${TLS_DIR}/ca.key" -out "${CA_FILE}" \
+        >"${TLS_DIR}/openssl.log" 2>&1 || { cat "${TLS_DIR}/openssl.log" >&2; die "cannot make the CA"; }
+      chmod 644 "${CA_FILE}"
+      rm -f "${TLS_DIR}/broker.p12"
+    fi
+    if [[ ! -s "${TLS_DIR}/broker.p12" ]]; then
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' \
+        >"${TLS_DIR}/broker.ext"
+      {
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+          -keyout "${TLS_DIR}/broker.key" -out "${TLS_DIR}/broker.csr" &&
+        openssl x509 -req -in "${TLS_DIR}/broker.csr" -CA "${CA_FILE}" -CAkey "${TLS_DIR}/ca.key" \
+          -CAserial "${TLS_DIR}/ca.srl" -CAcreateserial -days 825 -extfile "${TLS_DIR}/broker.ext" -out "${TLS_DIR}/broker.pem" &&
+        openssl pkcs12 -export -in "${TLS_DIR}/broker.pem" -inkey "${TLS_DIR}/broker.key" \
+          -certfile "${CA_FILE}" -name broker -out "${TLS_DIR}/broker.p12" \
+          -passout "file:${TLS_DIR}/keystore.password"
+      } >"${TLS_DIR}/openssl.log" 2>&1 || { cat "${TLS_DIR}/openssl.log" >&2; die "cannot make the broker keystore"; }
+    fi
+  )
+}
+
+# SCRAM users and ACLs, once per table and password set (a fingerprint of both), through one
+# JVM running deploy/kafka/KeelSecurity.java as the admin.
+apply_security() {
+  local spec="${TLS_DIR}/security.spec" admin_props="${TLS_DIR}/admin.properties" fingerprint
+  (
+    umask 077
+    {
+      while read -r kind principal; do
+        [[ "${kind}" == user && "${principal}" != admin ]] || continue
+        printf 'scram %s %s\n' "${principal}" "${CREDENTIALS_DIR}/${principal}.password"
+      done < <(acl_table | grep '^user ')
+      acl_table | grep '^acl '
+    } >"${spec}"
+    {
+      printf 'bootstrap.servers=%s\n' "${BOOTSTRAP}"
+      printf 'security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n'
+      printf 'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="%s";\n' \
+        "$(cat "${CREDENTIALS_DIR}/admin.password")"
+      printf 'ssl.truststore.type=PEM\nssl.truststore.location=%s\n' "${CA_FILE}"
+    } >"${admin_props}"
+  )
+  fingerprint="$({ cat "${spec}"; cat "${CREDENTIALS_DIR}"/*.password; } | sha256sum | cut -d' ' -f1)"
+  if [[ -f "${APPLIED_MARKER}" && "$(cat "${APPLIED_MARKER}")" == "${fingerprint}" ]]; then
+    return 0
+  fi
+  if ! "${JAVA}" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+      "-Dlog4j2.configurationFile=${LOG4J_CONFIG}" "-Dkafka.logs.dir=${LOG_DIR}" -Dkeel.kafka.log.level=WARN \
+      -cp "${LIBS_DIR}/*" "${SECURITY_TOOL}" "${admin_props}" "${spec}" >"${LOG_DIR}/security.log" 2>&1; then
+    cat "${LOG_DIR}/security.log" >&2 || true
+    die "could not apply SCRAM users and ACLs (the broker is left running: '${0##*/} stop')"
+  fi
+  grep '^kafka:' "${LOG_DIR}/security.log" >&2 || true
+  printf '%s\n' "${fingerprint}" >"${APPLIED_MARKER}"
 }
 
 # Kafka Uuid: 16 random bytes, URL-safe base64 without padding; must not start with '-'.
@@ -236,7 +358,15 @@ new_cluster_id() {
 format_storage() {
   # Once per data dir. Changing the ports later is fine: the single voter's endpoint is
   # refreshed from the config on start.
-  [[ -f "${STORAGE_DIR}/meta.properties" ]] && return 0
+  if [[ -f "${STORAGE_DIR}/meta.properties" ]]; then
+    [[ "${SECURITY}" != sasl_ssl || -f "${SCRAM_MARKER}" ]] ||
+      die "${DATA_DIR} was formatted without the admin SCRAM user (a plaintext broker): '${0##*/} clean' it, or KEEL_KAFKA_SECURITY=plaintext"
+    return 0
+  fi
+  local -a scram=()
+  if [[ "${SECURITY}" == sasl_ssl ]]; then
+    scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$(cat "${CREDENTIALS_DIR}/admin.password")]")
+  fi
   [[ -f "${CLUSTER_ID_FILE}" ]] || new_cluster_id >"${CLUSTER_ID_FILE}"
   local cluster_id
   cluster_id="$(cat "${CLUSTER_ID_FILE}")"
@@ -244,10 +374,11 @@ format_storage() {
   if ! "${JAVA}" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
       "-Dlog4j2.configurationFile=${LOG4J_CONFIG}" "-Dkafka.logs.dir=${LOG_DIR}" -Dkeel.kafka.log.level=WARN \
       -cp "${LIBS_DIR}/*" kafka.tools.StorageTool format \
-      --config "${PROPS}" --cluster-id "${cluster_id}" --standalone >"${LOG_DIR}/format.log" 2>&1; then
+      --config "${PROPS}" --cluster-id "${cluster_id}" --standalone "${scram[@]}" >"${LOG_DIR}/format.log" 2>&1; then
     cat "${LOG_DIR}/format.log" >&2 || true
     die "formatting ${STORAGE_DIR} failed (if it holds an old or broken install: '${0##*/} clean')"
   fi
+  if [[ "${SECURITY}" == sasl_ssl ]]; then : >"${SCRAM_MARKER}"; fi
 }
 
 # Shows what this start attempt logged (server.log from byte offset $1 on, and the JVM's stdout).
@@ -313,6 +444,8 @@ cmd_start() {
   if [[ -n "${pid}" ]]; then
     if port_open 127.0.0.1 "${PORT}"; then
       log "already running on ${BOOTSTRAP} (pid ${pid}, data ${DATA_DIR})"
+      # A changed password file or ACL table is applied to the running broker (rotation).
+      if [[ "${SECURITY}" == sasl_ssl ]]; then apply_security; fi
       printf '%s\n' "${BOOTSTRAP}"
       return 0
     fi
@@ -337,7 +470,8 @@ cmd_start() {
     : >"${OWNER_MARKER}"
   fi
   mkdir -p "${LOG_DIR}" "${STORAGE_DIR}"
-  render_config
+  if [[ "${SECURITY}" == sasl_ssl ]]; then make_secrets; fi
+  (umask 077; render_config)
   format_storage
   jvm_opts
 
@@ -355,6 +489,10 @@ cmd_start() {
   printf '%s\n' "${pid}" >"${PID_FILE}"
   log "started Kafka ${KAFKA_VERSION} (pid ${pid}), waiting for ${BOOTSTRAP} ..."
   wait_ready "${pid}" "${offset}" "${start_ms}"
+  if [[ "${SECURITY}" == sasl_ssl ]]; then
+    apply_security
+    log "secured: SASL_SSL (SCRAM-SHA-512) with ACLs; credentials in ${CREDENTIALS_DIR}"
+  fi
   printf '%s\n' "${BOOTSTRAP}"
 }
 

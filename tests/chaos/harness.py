@@ -36,7 +36,14 @@ from keel_core.settings import KafkaSettings
 from keel_core.tracing import new_traceparent
 from tests.chaos.checks import Disruption, Report, Session, check, read_results
 from tests.chaos.observe import Observer
-from tests.integration.chaos import REPO, broker_env, kill_broker, restart_broker
+from tests.integration.chaos import (
+    REPO,
+    admin_settings,
+    broker_credentials,
+    broker_env,
+    kill_broker,
+    restart_broker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -237,12 +244,13 @@ async def chaos_stack(
     counts.mkdir()
     env = broker_env(run_dir)
     bootstrap = await restart_broker(env)
-    kafka = KafkaSettings(bootstrap=bootstrap, connect_timeout_s=60)
+    kafka = admin_settings(env, bootstrap, connect_timeout_s=60)
     stack = LocalStack(
         run_dir=run_dir,
         kafka_bootstrap=bootstrap,
         specs=with_free_ports(),
         extra_env={"KEEL_TOOL_GATEWAY_TEST_TOOLS_DIR": str(counts)},
+        kafka_credentials=broker_credentials(env),
     )
     try:
         await ensure_topics(kafka)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from keel_cli.broker import start_broker, stop_broker
+from keel_cli.broker import credentials_dir, kafka_settings, secured, start_broker, stop_broker
 from keel_cli.follow import SessionFollower
 from keel_cli.stack import LocalStack, free_port, with_free_ports
 from keel_contracts.events import Envelope, TaskProgress
@@ -37,12 +37,13 @@ async def own_stack(
     counts.mkdir()
     env = broker_env(run_dir)
     bootstrap = await asyncio.to_thread(start_broker, REPO, env)
-    kafka = KafkaSettings(bootstrap=bootstrap, connect_timeout_s=30)
+    kafka = admin_settings(env, bootstrap, connect_timeout_s=30)
     stack = LocalStack(
         run_dir=run_dir,
         kafka_bootstrap=bootstrap,
         specs=with_free_ports(),
         extra_env={"KEEL_TOOL_GATEWAY_TEST_TOOLS_DIR": str(counts), **(extra_env or {})},
+        kafka_credentials=broker_credentials(env),
     )
     try:
         await ensure_topics(kafka)
@@ -56,12 +57,25 @@ async def own_stack(
 
 def broker_env(run_dir: Path) -> dict[str, str]:
     """The launcher's settings for a broker of its own under ``run_dir``: starting it again with
-    the same settings brings back the same broker (data dir, ports, cluster id)."""
+    the same settings brings back the same broker (data dir, ports, cluster id, credentials).
+    Secured like every local broker unless the environment says KEEL_KAFKA_SECURITY=plaintext;
+    its credentials are its own, never those of the session's broker."""
     return {
         "KEEL_KAFKA_PORT": str(free_port()),
         "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
         "KEEL_KAFKA_DATA_DIR": str(run_dir / "kafka"),
+        "KEEL_KAFKA_CREDENTIALS_DIR": str(run_dir / "kafka-credentials"),
     }
+
+
+def broker_credentials(env: dict[str, str]) -> Path | None:
+    """The credentials directory of the broker ``env`` describes (None when plaintext)."""
+    return credentials_dir(REPO, env) if secured(env) else None
+
+
+def admin_settings(env: dict[str, str], bootstrap: str, **fields: object) -> KafkaSettings:
+    """The admin's settings for that broker: it creates topics and reads everything."""
+    return kafka_settings(bootstrap, broker_credentials(env), **fields)
 
 
 def broker_pid(env: dict[str, str]) -> int | None:

@@ -18,6 +18,7 @@ from keel_cli.follow import SessionFollower
 from keel_cli.tasks import publish_task
 from keel_contracts.events import Envelope, TaskCompleted, TaskSubmitted
 from keel_contracts.topics import RESULTS, TASKS
+from keel_core.bus.connect import client_options
 from keel_core.settings import KafkaSettings
 from keel_tool_gateway.adapters.tools.count import read_count
 from tests.integration.chaos import own_stack, restart
@@ -45,7 +46,7 @@ def ids_in_partition(partition: int, partitions: int, count: int) -> list[str]:
 async def committed_past(kafka: KafkaSettings, partition: int, offset: int) -> None:
     """Until the agent loop's commit of ``keel.tasks[partition]`` reaches ``offset`` with one
     record (the long session) left in flight."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, **client_options(kafka))
     await admin.start()
     tp = TopicPartition(TASKS, partition)
     try:

@@ -1,4 +1,10 @@
-"""Drive the repo's Kafka launcher (deploy/kafka/broker.sh) from Python."""
+"""Drive the repo's Kafka launcher (deploy/kafka/broker.sh) from Python.
+
+The launcher's default is the secured mode (TLS + SASL/SCRAM-SHA-512, ACLs from
+``keel_contracts.acl``): it writes ``ca.pem`` and one ``<principal>.password`` per principal into
+its credentials directory, and the helpers here turn that directory into the ``KEEL_KAFKA_*``
+settings of one principal (``client_env``, ``kafka_settings``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ from pathlib import Path
 
 from keel_cli.console import say
 from keel_contracts.errors import ConfigError
+from keel_core.settings import KafkaSettings
+
+ADMIN = "admin"
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -30,11 +39,59 @@ def broker_script(root: Path) -> list[str]:
     return ["bash", str(root / "deploy" / "kafka" / "broker.sh")]
 
 
+def secured(env: dict[str, str] | None = None) -> bool:
+    """Whether the launcher starts (started) this broker in its secured mode, the default."""
+    mode = (env or {}).get("KEEL_KAFKA_SECURITY") or os.environ.get("KEEL_KAFKA_SECURITY")
+    return (mode or "sasl_ssl") == "sasl_ssl"
+
+
+def credentials_dir(root: Path, env: dict[str, str] | None = None) -> Path:
+    """Where the launcher keeps the clients' credentials for the broker ``env`` describes: its
+    ``KEEL_KAFKA_CREDENTIALS_DIR``, else ``<data dir>/credentials``. Only ``env`` names the
+    directory (never the process environment), so a second broker never shares the first's."""
+    env = env or {}
+    if env.get("KEEL_KAFKA_CREDENTIALS_DIR"):
+        return Path(env["KEEL_KAFKA_CREDENTIALS_DIR"])
+    data = env.get("KEEL_KAFKA_DATA_DIR") or os.environ.get("KEEL_KAFKA_DATA_DIR")
+    return (Path(data) if data else root / ".run" / "kafka") / "credentials"
+
+
+def client_env(credentials: Path, principal: str) -> dict[str, str]:
+    """The ``KEEL_KAFKA_*`` settings with which ``principal`` connects to the secured local
+    broker: its password file (never the password itself) and the broker's CA."""
+    return {
+        "KEEL_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KEEL_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KEEL_KAFKA_USERNAME": principal,
+        "KEEL_KAFKA_PASSWORD_FILE": str(credentials / f"{principal}.password"),
+        "KEEL_KAFKA_SSL_CA_FILE": str(credentials / "ca.pem"),
+    }
+
+
+def kafka_settings(
+    bootstrap: str, credentials: Path | None, principal: str = ADMIN, **fields: object
+) -> KafkaSettings:
+    """Settings for ``principal`` on the local broker (plaintext when ``credentials`` is None);
+    the fields given here win over the process environment."""
+    security: dict[str, object] = {"security_protocol": "PLAINTEXT"}
+    if credentials is not None:
+        security = {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "username": principal,
+            "password_file": credentials / f"{principal}.password",
+            "ssl_ca_file": credentials / "ca.pem",
+        }
+    return KafkaSettings.model_validate({"bootstrap": bootstrap, **security, **fields})
+
+
 def start_broker(root: Path, env: dict[str, str] | None = None) -> str:
     """Start (or reuse) the local broker and return its bootstrap address."""
+    env = {**(env or {})}
+    env.setdefault("KEEL_KAFKA_CREDENTIALS_DIR", str(credentials_dir(root, env)))
     done = subprocess.run(
         [*broker_script(root), "start"],
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **env},
         stdout=subprocess.PIPE,
         text=True,
         check=False,
@@ -62,12 +119,25 @@ def stop_broker(root: Path, env: dict[str, str] | None = None) -> None:
 
 @asynccontextmanager
 async def local_broker(full_jit: bool = True) -> AsyncIterator[str]:
-    """``KEEL_KAFKA_BOOTSTRAP`` when set; else a broker of its own on free ports in a
-    temporary data directory, stopped and removed afterwards. ``full_jit`` trades ~1 s of
-    start-up for acknowledgements about twice as fast once warm (benchmarks want that)."""
+    """A plaintext broker (``local_kafka`` unsecured), for benchmarks that compare with earlier
+    numbers; yields its bootstrap address."""
+    async with local_kafka(full_jit, secure=False) as (kafka, _credentials):
+        yield kafka.bootstrap
+
+
+@asynccontextmanager
+async def local_kafka(
+    full_jit: bool = True, secure: bool = True
+) -> AsyncIterator[tuple[KafkaSettings, Path | None]]:
+    """``KEEL_KAFKA_BOOTSTRAP`` when set (with the environment's security settings); else a
+    broker of its own on free ports in a temporary data directory, stopped and removed
+    afterwards. Yields the admin's settings and the credentials directory (None: plaintext),
+    which a ``LocalStack(kafka_credentials=...)`` hands out one principal per service.
+    ``full_jit`` trades ~1 s of start-up for acknowledgements about twice as fast once warm
+    (benchmarks want that)."""
     external = os.environ.get("KEEL_KAFKA_BOOTSTRAP")
     if external:
-        yield external
+        yield KafkaSettings(bootstrap=external), None
         return
     from keel_cli.stack import free_ports
 
@@ -77,12 +147,15 @@ async def local_broker(full_jit: bool = True) -> AsyncIterator[str]:
         "KEEL_KAFKA_PORT": str(client),
         "KEEL_KAFKA_CONTROLLER_PORT": str(controller),
         "KEEL_KAFKA_DATA_DIR": str(Path(data_dir) / "data"),
+        "KEEL_KAFKA_SECURITY": "sasl_ssl" if secure else "plaintext",
     }
     if full_jit:
         env["KEEL_KAFKA_JVM_OPTS"] = os.environ.get("KEEL_KAFKA_JVM_OPTS", "-XX:+UseSerialGC")
     root = repo_root()
+    credentials = credentials_dir(root, env) if secure else None
     try:
-        yield await asyncio.to_thread(start_broker, root, env)
+        bootstrap = await asyncio.to_thread(start_broker, root, env)
+        yield kafka_settings(bootstrap, credentials), credentials
     finally:
         await asyncio.to_thread(stop_broker, root, env)
         shutil.rmtree(data_dir, ignore_errors=True)

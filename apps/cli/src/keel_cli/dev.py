@@ -7,7 +7,15 @@ import os
 import signal
 from pathlib import Path
 
-from keel_cli.broker import repo_root, start_broker, stop_broker
+from keel_cli.broker import (
+    client_env,
+    credentials_dir,
+    kafka_settings,
+    repo_root,
+    secured,
+    start_broker,
+    stop_broker,
+)
 from keel_cli.console import say
 from keel_cli.follow import SessionFollower
 from keel_cli.stack import SERVICES, LocalStack, with_free_ports
@@ -35,16 +43,27 @@ async def dev_up(
     # A long-running broker: full JIT (slower start, ~2x faster acknowledgements once warm).
     jvm = {"KEEL_KAFKA_JVM_OPTS": os.environ.get("KEEL_KAFKA_JVM_OPTS", "-XX:+UseSerialGC")}
     bootstrap = external if external else await asyncio.to_thread(start_broker, root, jvm)
-    kafka = KafkaSettings(bootstrap=bootstrap)
-    await ensure_topics(kafka)
+    # The local broker is secured unless KEEL_KAFKA_SECURITY=plaintext: topics are created as
+    # the admin, each service connects as itself, the demo task goes in as the operator.
+    credentials = credentials_dir(root, jvm) if not external and secured(jvm) else None
+    if credentials is None:
+        admin = kafka = KafkaSettings(bootstrap=bootstrap)
+    else:
+        admin = kafka_settings(bootstrap, credentials)
+        kafka = kafka_settings(bootstrap, credentials, "operator")
+    await ensure_topics(admin)
     specs = with_free_ports() if free_ports else SERVICES
     stack = LocalStack(
-        run_dir=run_dir, kafka_bootstrap=bootstrap, specs=specs, extra_env=model_env()
+        run_dir=run_dir,
+        kafka_bootstrap=bootstrap,
+        specs=specs,
+        extra_env=model_env(),
+        kafka_credentials=credentials,
     )
     print("• starting policy, memory, llm-gateway, tool-gateway, approval, agent-loop…")
     try:
         await stack.start()
-        _print_endpoints(stack, run_dir, bootstrap)
+        _print_endpoints(stack, run_dir, bootstrap, credentials)
         code = 0
         if demo:
             code = await _run_demo(kafka, goal)
@@ -90,7 +109,9 @@ async def _run_demo(kafka: KafkaSettings, goal: str) -> int:
     return 0
 
 
-def _print_endpoints(stack: LocalStack, run_dir: Path, bootstrap: str) -> None:
+def _print_endpoints(
+    stack: LocalStack, run_dir: Path, bootstrap: str, credentials: Path | None
+) -> None:
     print(f"• all services healthy (logs in {run_dir / 'logs'})")
     for spec in stack.specs:
         print(
@@ -99,7 +120,13 @@ def _print_endpoints(stack: LocalStack, run_dir: Path, bootstrap: str) -> None:
         )
         if spec.web_port:
             print(f"  {'':<13} approval inbox http://127.0.0.1:{spec.web_port}/")
-    print(f"  Kafka         {bootstrap}")
+    if credentials is None:
+        print(f"  Kafka         {bootstrap}")
+    else:
+        print(f"  Kafka         {bootstrap} (TLS + SCRAM, ACLs; credentials in {credentials})")
+        print("  as the operator (keel submit, keel audit …), first:")
+        for name, value in client_env(credentials, "operator").items():
+            print(f"    export {name}={value}")
     print("  audit records: topic keel.audit — `.venv/bin/keel audit tail`")
 
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keel_cli.broker import client_env
 from keel_clients import CallOptions, HealthClient, open_channel
 from keel_contracts.errors import KeelError
 from keel_core import trust
@@ -78,6 +79,10 @@ class LocalStack:
     kafka_bootstrap: str
     specs: tuple[ServiceSpec, ...] = SERVICES
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The secured local broker's credentials directory (``ca.pem``, ``<principal>.password``):
+    # each service then connects as its own principal. Default: the environment's
+    # ``KEEL_KAFKA_CREDENTIALS_DIR``; neither: the environment's ``KEEL_KAFKA_*`` as they are.
+    kafka_credentials: Path | None = None
     python: str = sys.executable
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -115,6 +120,11 @@ class LocalStack:
         }
         if spec.web_port:
             env[f"{spec.env_prefix}WEB_PORT"] = str(spec.web_port)
+        credentials = self.kafka_credentials or os.environ.get("KEEL_KAFKA_CREDENTIALS_DIR")
+        if credentials:
+            # Its own principal and nobody else's password (not the admin's of the caller).
+            env.pop("KEEL_KAFKA_PASSWORD", None)
+            env.update(client_env(Path(credentials), spec.name))
         env.update(self.extra_env)
         return env
 

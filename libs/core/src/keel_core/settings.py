@@ -6,16 +6,21 @@ Settings are built once in ``main()`` and passed down: nothing else reads ``os.e
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keel_core.trust import TrustSettings
 
 
 class KafkaSettings(BaseSettings):
-    """Where the broker is. ``KEEL_KAFKA_BOOTSTRAP`` points every service at one cluster."""
+    """Where the broker is and how to prove who we are to it. ``KEEL_KAFKA_BOOTSTRAP`` points
+    every service at one cluster; the security fields let the same code reach a secured one
+    (the local launcher's, or a managed cluster) unchanged. Every aiokafka client Keel builds
+    takes them from ``keel_core.bus.connect.client_options``.
+    """
 
     model_config = SettingsConfigDict(env_prefix="KEEL_KAFKA_", extra="ignore")
 
@@ -25,6 +30,21 @@ class KafkaSettings(BaseSettings):
     connect_timeout_s: float = 20.0
     topic_partitions: int = 3
     replication_factor: int = 1
+    # PLAINTEXT only for a cluster that asks for nothing (KEEL_KAFKA_BOOTSTRAP without security,
+    # or the launcher's KEEL_KAFKA_SECURITY=plaintext). The launcher's default is SASL_SSL.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    # The principal: each service has its own (its service name under the local launcher).
+    username: str = ""
+    # Either the password itself (KEEL_KAFKA_PASSWORD) or a file holding it
+    # (KEEL_KAFKA_PASSWORD_FILE, read when a client is built); never logged (SecretStr).
+    password: SecretStr = SecretStr("")
+    password_file: Path | None = None
+    # TLS: the CA that signed the broker's certificate (the system's CAs when unset), and a
+    # client certificate and key for clusters that ask for mutual TLS.
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
 
 
 class TracingSettings(BaseSettings):

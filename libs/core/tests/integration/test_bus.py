@@ -21,6 +21,7 @@ from keel_core.bus import (
     PoisonMessage,
     ensure_topics,
 )
+from keel_core.bus.connect import client_options
 from keel_core.settings import KafkaSettings
 from keel_core.testing import FlakyPublisher
 
@@ -44,7 +45,11 @@ async def producer(kafka: KafkaSettings) -> AsyncIterator[EventProducer]:
 
 async def read_all(kafka: KafkaSettings, topic: str, count: int) -> list[tuple[bytes, dict]]:  # type: ignore[type-arg]
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka.bootstrap, group_id=None, auto_offset_reset="earliest"
+        topic,
+        bootstrap_servers=kafka.bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        **client_options(kafka),
     )
     await consumer.start()
     out: list[tuple[bytes, dict]] = []  # type: ignore[type-arg]
@@ -279,7 +284,7 @@ async def test_after_a_crash_only_records_still_in_flight_are_redelivered(
 
 async def test_catalog_topics_exist_with_their_policies(kafka: KafkaSettings) -> None:
     await ensure_topics(kafka)  # a second time: idempotent
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, **client_options(kafka))
     await admin.start()
     try:
         described = await admin.describe_configs(

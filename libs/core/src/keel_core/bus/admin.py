@@ -9,7 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from keel_contracts.errors import ConfigError
 from keel_contracts.topics import TopicSpec, all_specs
-from keel_core.bus.connect import start_with_retry
+from keel_core.bus.connect import client_options, start_with_retry
 from keel_core.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,9 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] | No
     """Create every topic that is missing; existing topics are left as they are."""
     wanted = list(specs) if specs is not None else all_specs()
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap, client_id=f"{settings.client_id_prefix}-admin"
+        bootstrap_servers=settings.bootstrap,
+        **client_options(settings),
+        client_id=f"{settings.client_id_prefix}-admin",
     )
     try:
         await start_with_retry(admin.start, settings)

@@ -1,15 +1,66 @@
-"""Start a Kafka client, retrying until the broker answers or the configured time runs out."""
+"""Build and start Kafka clients: the security options every client passes, and a start that
+retries until the broker answers or the configured time runs out."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from keel_contracts.errors import ConfigError
 from keel_core.settings import KafkaSettings
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """The keyword arguments of ``AIOKafkaProducer``/``AIOKafkaConsumer``/``AIOKafkaAdminClient``
+    that say how to connect: protocol, TLS context, SASL mechanism and credentials. Every client
+    Keel builds passes them, so one setting secures all of them. A SASL protocol without a
+    username or password is a ``ConfigError`` here rather than an opaque handshake failure.
+    """
+    protocol = settings.security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = _ssl_context(settings)
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password = _password(settings)
+        if not settings.username or not password:
+            raise ConfigError(
+                f"Kafka security protocol {protocol} needs KEEL_KAFKA_USERNAME and "
+                "KEEL_KAFKA_PASSWORD or KEEL_KAFKA_PASSWORD_FILE"
+            )
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.username
+        options["sasl_plain_password"] = password
+    return options
+
+
+def _password(settings: KafkaSettings) -> str:
+    if settings.password_file is None:
+        return settings.password.get_secret_value()
+    try:
+        return settings.password_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        # The path is configuration, not a secret; the content never appears in a message.
+        raise ConfigError(
+            f"cannot read KEEL_KAFKA_PASSWORD_FILE {settings.password_file}: {exc.strerror}"
+        ) from exc
+
+
+def _ssl_context(settings: KafkaSettings) -> ssl.SSLContext:
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=str(settings.ssl_ca_file) if settings.ssl_ca_file else None,
+            certfile=str(settings.ssl_cert_file) if settings.ssl_cert_file else None,
+            keyfile=str(settings.ssl_key_file) if settings.ssl_key_file else None,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the Kafka TLS files: {exc}") from exc
+    return context
 
 
 async def start_with_retry(start: Callable[[], Awaitable[None]], settings: KafkaSettings) -> None:

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from keel_contracts.errors import ConfigError, Unavailable
 from keel_contracts.events.envelope import Envelope
 from keel_contracts.topics import dlq_of
-from keel_core.bus.connect import start_with_retry
+from keel_core.bus.connect import client_options, start_with_retry
 from keel_core.bus.deadletter import DeadLetterFailed, dead_letter_headers
 from keel_core.bus.metrics import BusMetrics
 from keel_core.bus.offsets import PartitionProgress, decode_pending
@@ -104,6 +104,7 @@ class EventConsumer:
         self._frozen: set[TopicPartition] = set()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap,
+            **client_options(settings),
             client_id=f"{settings.client_id_prefix}-{group_id}",
             group_id=group_id,
             enable_auto_commit=False,

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from keel_contracts.errors import ConfigError
 from keel_contracts.events import Envelope
 from keel_contracts.topics import dlq_of
-from keel_core.bus.connect import start_with_retry
+from keel_core.bus.connect import client_options, start_with_retry
 from keel_core.bus.deadletter import dead_letter_headers
 from keel_core.bus.producer import EventProducer
 from keel_core.bus.reader import Record, read_partitions, topic_partitions
@@ -45,6 +45,7 @@ class TopicFollower:
         self.topic = ", ".join(self.topics)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap,
+            **client_options(settings),
             client_id=f"{settings.client_id_prefix}-{client_id}",
             group_id=None,
             enable_auto_commit=False,

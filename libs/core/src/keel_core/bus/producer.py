@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaProducer
 
 from keel_contracts.errors import ConfigError
 from keel_contracts.events.envelope import Envelope
-from keel_core.bus.connect import start_with_retry
+from keel_core.bus.connect import client_options, start_with_retry
 from keel_core.bus.metrics import BusMetrics
 from keel_core.settings import KafkaSettings
 
@@ -57,6 +57,7 @@ class EventProducer:
     async def start(self) -> None:
         self._client = AIOKafkaProducer(
             bootstrap_servers=self._settings.bootstrap,
+            **client_options(self._settings),
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from keel_contracts.errors import ConfigError
-from keel_core.bus.connect import start_with_retry
+from keel_core.bus.connect import client_options, start_with_retry
 from keel_core.settings import KafkaSettings
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
@@ -95,6 +95,7 @@ async def read_key(settings: KafkaSettings, topic: str, key: str, client_id: str
 def _consumer(settings: KafkaSettings, client_id: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
+        **client_options(settings),
         client_id=f"{settings.client_id_prefix}-{client_id}",
         group_id=None,
         enable_auto_commit=False,

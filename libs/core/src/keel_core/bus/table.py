@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from keel_contracts.errors import ConfigError
 from keel_contracts.events.envelope import Envelope, EventData
-from keel_core.bus.connect import start_with_retry
+from keel_core.bus.connect import client_options, start_with_retry
 from keel_core.bus.producer import Publisher
 from keel_core.bus.reader import read_partitions
 from keel_core.settings import KafkaSettings
@@ -85,6 +85,7 @@ class CompactedTable:
     def _new_consumer(self, role: str, fetch_min_bytes: int = 1) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             bootstrap_servers=self._settings.bootstrap,
+            **client_options(self._settings),
             client_id=f"{self._settings.client_id_prefix}-{self._source}-table-{role}",
             group_id=None,
             enable_auto_commit=False,

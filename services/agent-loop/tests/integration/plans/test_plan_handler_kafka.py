@@ -28,6 +28,7 @@ from keel_contracts.events.plans import (
 )
 from keel_contracts.topics import TopicSpec
 from keel_core.bus import EventProducer, ensure_topics
+from keel_core.bus.connect import client_options
 from keel_core.bus.consumer import EventConsumer
 from keel_core.bus.reader import topic_partitions
 from keel_core.bus.table import CompactedTable
@@ -51,7 +52,10 @@ class Reader:
         self._topics = topics
         self.seen: list[Seen] = []
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap, group_id=None, enable_auto_commit=False
+            bootstrap_servers=kafka.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            **client_options(kafka),
         )
 
     async def start(self) -> None:

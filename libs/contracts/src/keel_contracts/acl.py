@@ -1,0 +1,148 @@
+"""Who may do what on Keel's Kafka topics: one declaration per principal, turned into broker ACLs.
+
+The one table: the local broker launcher applies it (``python -m keel_contracts.acl`` prints
+the rules it feeds to the broker), docs/security.md shows it and the tests attack it. Each
+service connects as its own SCRAM principal (its service name); ``operator`` is the CLI; the
+``admin`` super user creates topics and sets up the rest. Under the KRaft
+``StandardAuthorizer`` with ``allow.everyone.if.no.acl.found=false`` anything not allowed here
+is refused.
+
+What a declaration grants, and why:
+- ``reads``: READ on the topic (a follower, table or group consumer).
+- ``consumes``: topics read by a consumer group; WRITE on their dead-letter topic, since a
+  record the consumer cannot handle goes there (with its reason).
+- ``writes``: WRITE on the topic.
+- ``groups``: READ on consumer groups whose id starts with the prefix (a test or a replica set
+  may add a suffix; another service's prefix never matches).
+- every service WRITEs ``keel.audit`` and nothing more there: no READ, and nobody but the admin
+  holds DELETE or ALTER_CONFIGS on any topic, so the audit trail cannot be cut short.
+- every principal may DESCRIBE every catalog topic: start-up checks that the topics exist
+  (names and partitions only; no data).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from keel_contracts.topics import (
+    APPROVAL_DECISIONS,
+    APPROVAL_REQUESTS,
+    AUDIT,
+    CHECKPOINTS,
+    CONTROL,
+    OUTBOX,
+    PLANS,
+    RESULTS,
+    SUBTASKS,
+    TASK_EVENTS,
+    TASKS,
+    TOOL_RESULTS,
+    all_specs,
+    dlq_of,
+)
+
+ADMIN = "admin"
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one principal needs on the bus: topics it reads and writes, group id prefixes."""
+
+    reads: tuple[str, ...] = ()
+    consumes: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    audits: bool = True
+
+
+@dataclass(frozen=True, order=True)
+class Rule:
+    """One ALLOW entry: ``principal`` may ``operation`` the ``resource`` named ``name``
+    (``pattern`` LITERAL: that name; PREFIXED: every name starting with it)."""
+
+    principal: str
+    operation: str
+    resource: str
+    pattern: str
+    name: str
+
+    def line(self) -> str:
+        who = f"User:{self.principal}"
+        return f"acl {who} {self.operation} {self.resource} {self.pattern} {self.name}"
+
+
+_EVERY_TOPIC = tuple(s.name for s in all_specs())
+
+# The per-service declaration. Keep it to what the code does: a new topic a service reads or
+# writes is added here, or the broker refuses it.
+ACCESS: dict[str, Access] = {
+    "agent-loop": Access(
+        reads=(CONTROL, CHECKPOINTS, TOOL_RESULTS),
+        consumes=(TASKS, SUBTASKS, APPROVAL_DECISIONS, PLANS),
+        # TASKS and CONTROL: the front door (Submit, Cancel); SUBTASKS and PLANS: plans.
+        writes=(
+            *(TASK_EVENTS, RESULTS, CHECKPOINTS, APPROVAL_REQUESTS),
+            *(SUBTASKS, PLANS, TASKS, CONTROL),
+        ),
+        groups=("keel-agent-loop",),
+    ),
+    "approval": Access(
+        reads=(APPROVAL_DECISIONS,),
+        consumes=(APPROVAL_REQUESTS,),
+        writes=(APPROVAL_DECISIONS,),
+        groups=("keel-approval",),
+    ),
+    "tool-gateway": Access(reads=(TOOL_RESULTS,), writes=(TOOL_RESULTS, OUTBOX)),
+    "llm-gateway": Access(),
+    "memory": Access(),
+    "policy": Access(),
+    # The CLI: reads everything (watch, audit verify, dlq list), submits tasks and plans,
+    # cancels, and replays dead letters to their source topic -- except decisions, which only
+    # the approval service writes (a dead-lettered decision is replayed by the admin).
+    OPERATOR: Access(
+        reads=_EVERY_TOPIC,
+        writes=(TASKS, PLANS, SUBTASKS, APPROVAL_REQUESTS, CONTROL),
+        audits=False,
+    ),
+}
+
+SERVICES: tuple[str, ...] = tuple(name for name in ACCESS if name != OPERATOR)
+PRINCIPALS: tuple[str, ...] = (ADMIN, *ACCESS)
+
+
+def rules() -> list[Rule]:
+    """Every ALLOW rule, sorted: the broker's ACLs, derived from ``ACCESS`` and the catalog."""
+    out: set[Rule] = set()
+    for principal, access in ACCESS.items():
+        for topic in _EVERY_TOPIC:
+            out.add(Rule(principal, "DESCRIBE", "TOPIC", "LITERAL", topic))
+        for topic in access.reads + access.consumes:
+            out.add(Rule(principal, "READ", "TOPIC", "LITERAL", topic))
+        for topic in access.consumes:
+            out.add(Rule(principal, "WRITE", "TOPIC", "LITERAL", dlq_of(topic)))
+        for topic in access.writes:
+            out.add(Rule(principal, "WRITE", "TOPIC", "LITERAL", topic))
+        if access.audits:
+            out.add(Rule(principal, "WRITE", "TOPIC", "LITERAL", AUDIT))
+        for prefix in access.groups:
+            out.add(Rule(principal, "READ", "GROUP", "PREFIXED", prefix))
+            out.add(Rule(principal, "DESCRIBE", "GROUP", "PREFIXED", prefix))
+    return sorted(out)
+
+
+def writers(topic: str) -> set[str]:
+    """The principals (besides the admin) allowed to write ``topic``."""
+    return {r.principal for r in rules() if r.operation == "WRITE" and r.name == topic}
+
+
+def main() -> None:
+    """Print the table for the launcher: ``user <principal>`` for each SCRAM principal, then
+    ``acl User:<principal> <OPERATION> <TYPE> <PATTERN> <name>`` for each rule."""
+    lines = [f"user {name}" for name in PRINCIPALS] + [rule.line() for rule in rules()]
+    sys.stdout.write("".join(line + "\n" for line in lines))
+
+
+if __name__ == "__main__":
+    main()
