@@ -12,10 +12,14 @@ What a declaration grants, and why:
 - ``consumes``: topics read by a consumer group; WRITE on their dead-letter topic, since a
   record the consumer cannot handle goes there (with its reason).
 - ``writes``: WRITE on the topic.
+- ``dead_letters``: WRITE on the dead-letter topic of a topic it only reads (a refused record).
 - ``groups``: READ on consumer groups whose id starts with the prefix (a test or a replica set
   may add a suffix; another service's prefix never matches).
 - every service WRITEs ``keel.audit`` and nothing more there: no READ, and nobody but the admin
-  holds DELETE or ALTER_CONFIGS on any topic, so the audit trail cannot be cut short.
+  holds DELETE or ALTER_CONFIGS on any topic, so the audit trail cannot be cut short. It also
+  WRITEs and READs ``keel.audit.heads``: its signed chain heads, and at start its own latest
+  one, to link its new run to the last (a head is signed by its identity: writing another's
+  is caught by ``keel audit verify``).
 - every principal may DESCRIBE every catalog topic: start-up checks that the topics exist
   (names and partitions only; no data).
 """
@@ -29,6 +33,7 @@ from keel_contracts.topics import (
     APPROVAL_DECISIONS,
     APPROVAL_REQUESTS,
     AUDIT,
+    AUDIT_HEADS,
     CHECKPOINTS,
     CONTROL,
     OUTBOX,
@@ -53,6 +58,8 @@ class Access:
     reads: tuple[str, ...] = ()
     consumes: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
+    # Topics read (not consumed) whose refused records it dead-letters.
+    dead_letters: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     audits: bool = True
 
@@ -92,6 +99,8 @@ ACCESS: dict[str, Access] = {
         reads=(APPROVAL_DECISIONS,),
         consumes=(APPROVAL_REQUESTS,),
         writes=(APPROVAL_DECISIONS,),
+        # Its start-up rebuild dead-letters a decision it refuses (forged, unsigned).
+        dead_letters=(APPROVAL_DECISIONS,),
         groups=("keel-approval",),
     ),
     "tool-gateway": Access(reads=(TOOL_RESULTS,), writes=(TOOL_RESULTS, OUTBOX)),
@@ -120,12 +129,14 @@ def rules() -> list[Rule]:
             out.add(Rule(principal, "DESCRIBE", "TOPIC", "LITERAL", topic))
         for topic in access.reads + access.consumes:
             out.add(Rule(principal, "READ", "TOPIC", "LITERAL", topic))
-        for topic in access.consumes:
+        for topic in access.consumes + access.dead_letters:
             out.add(Rule(principal, "WRITE", "TOPIC", "LITERAL", dlq_of(topic)))
         for topic in access.writes:
             out.add(Rule(principal, "WRITE", "TOPIC", "LITERAL", topic))
         if access.audits:
             out.add(Rule(principal, "WRITE", "TOPIC", "LITERAL", AUDIT))
+            out.add(Rule(principal, "WRITE", "TOPIC", "LITERAL", AUDIT_HEADS))
+            out.add(Rule(principal, "READ", "TOPIC", "LITERAL", AUDIT_HEADS))
         for prefix in access.groups:
             out.add(Rule(principal, "READ", "GROUP", "PREFIXED", prefix))
             out.add(Rule(principal, "DESCRIBE", "GROUP", "PREFIXED", prefix))

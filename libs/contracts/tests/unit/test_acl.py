@@ -45,7 +45,8 @@ def test_each_consumer_may_dead_letter_what_it_consumes_and_nothing_else() -> No
             for r in acl.rules()
             if r.principal == principal and r.operation == "WRITE" and r.name.endswith(".dlq")
         }
-        assert dlq_writes == {dlq_of(topic) for topic in access.consumes}, principal
+        refused = access.consumes + access.dead_letters
+        assert dlq_writes == {dlq_of(topic) for topic in refused}, principal
         assert all(topic in {s.name for s in CATALOG if s.has_dlq} for topic in access.consumes)
 
 
