@@ -27,7 +27,7 @@ def test_dev_up_runs_the_demo_task_end_to_end(tmp_path: Path) -> None:
         "KEEL_KAFKA_CONTROLLER_PORT": str(free_port()),
         "KEEL_KAFKA_DATA_DIR": str(tmp_path / "kafka"),
     }
-    done = subprocess.run(
+    done = _run_to_the_end(
         [
             sys.executable,
             "-m",
@@ -40,11 +40,8 @@ def test_dev_up_runs_the_demo_task_end_to_end(tmp_path: Path) -> None:
             "--run-dir",
             str(tmp_path),
         ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+        env,
+        timeout_s=180,
     )
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
@@ -111,3 +108,30 @@ def test_ctrl_c_with_the_terminal_gone_stops_everything(tmp_path: Path) -> None:
     finally:
         if up.poll() is None:
             up.kill()
+
+
+def _run_to_the_end(
+    argv: list[str], env: dict[str, str], timeout_s: float
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run``, except that past the time-out the whole process group gets Ctrl-C
+    (the stack's own teardown stops its services and broker), then SIGKILL: a slow run must
+    not leave a broker and six services behind for the rest of the suite."""
+    process = subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+        raise AssertionError(f"keel dev up did not finish in {timeout_s:g}s:\n{out}{err}") from None
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
