@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings
 from keel_cli.config import CliSettings
 from keel_cli.stack import SERVICES
 from keel_core.settings import KafkaSettings, TracingSettings
+from keel_core.trust import TrustSettings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 
@@ -23,7 +24,7 @@ def env_names(settings: type[BaseSettings]) -> set[str]:
 
 def test_every_keel_variable_is_a_setting() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())["services"]
-    kafka_vars = env_names(KafkaSettings) | env_names(TracingSettings)
+    kafka_vars = env_names(KafkaSettings) | env_names(TracingSettings) | env_names(TrustSettings)
     for spec in SERVICES:
         service = compose[spec.name]
         assert service["command"] == ["python", "-m", spec.module]
@@ -41,3 +42,19 @@ def test_kafka_is_the_official_image_in_kraft_mode() -> None:
     kafka = yaml.safe_load(COMPOSE.read_text())["services"]["kafka"]
     assert kafka["image"].startswith("apache/kafka:4.")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_every_published_port_is_on_loopback_only() -> None:
+    """A reviewer's or a submitter's port on every interface is open to the whole network."""
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    published = [port for service in compose.values() for port in service.get("ports", [])]
+    assert published
+    assert all(port.startswith("127.0.0.1:") for port in published), published
+
+
+def test_every_keel_service_reads_the_trust_volume() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in [spec.name for spec in SERVICES] + ["cli"]:
+        assert compose[name]["environment"]["KEEL_TRUST_DIR"] == "/trust", name
+        assert "trust:/trust:ro" in compose[name]["volumes"], name
+    assert compose["trust"]["entrypoint"] == ["keel", "dev", "trust", "/trust"]
