@@ -15,6 +15,14 @@ from keel_core.bus.connect import client_options
 from keel_core.settings import KafkaSettings
 
 
+@pytest.fixture(autouse=True)
+def _no_session_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings here are built from scratch: what the session's own broker put in the
+    environment (its admin's credentials) is not theirs."""
+    for name in [n for n in os.environ if n.startswith("KEEL_KAFKA_")]:
+        monkeypatch.delenv(name)
+
+
 def test_plaintext_asks_for_nothing() -> None:
     assert client_options(KafkaSettings(security_protocol="PLAINTEXT")) == {
         "security_protocol": "PLAINTEXT"
@@ -38,9 +46,6 @@ def test_sasl_ssl_reads_the_password_file_and_the_ca(tmp_path: Path) -> None:
 def test_the_environment_configures_a_managed_cluster(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Whatever the session's own broker put in the environment is not this cluster's.
-    for name in [n for n in os.environ if n.startswith("KEEL_KAFKA_")]:
-        monkeypatch.delenv(name)
     monkeypatch.setenv("KEEL_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("KEEL_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
     monkeypatch.setenv("KEEL_KAFKA_USERNAME", "keel-agent")
