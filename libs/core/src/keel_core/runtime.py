@@ -32,6 +32,7 @@ from keel_core.bus.follower import Apply, TopicFollower
 from keel_core.bus.metrics import BusMetrics
 from keel_core.bus.producer import EventProducer, Publisher
 from keel_core.bus.table import CompactedTable, Table
+from keel_core.grpc.security import install_client_identity, server_security
 from keel_core.grpc.server import AddServicer, GrpcServer
 from keel_core.logging import configure_logging
 from keel_core.metrics import serve_metrics
@@ -121,7 +122,12 @@ class ServiceRuntime:
         self._failure = ""
 
     def serve_grpc(self, services: Sequence[GrpcService]) -> None:
-        self.grpc = GrpcServer(self.settings.host, self.settings.grpc_port, services, self.registry)
+        # Mutual TLS and the authorization table unless in the insecure dev mode (identity: the
+        # service's name; refusals audited as security.denied).
+        security = server_security(self.name, self.settings.trust, self.audit)
+        self.grpc = GrpcServer(
+            self.settings.host, self.settings.grpc_port, services, self.registry, security
+        )
 
     def consume(self, topics: list[str], group_id: str, handler: Handler) -> EventConsumer:
         consumer = EventConsumer(
@@ -237,6 +243,7 @@ def run_service(
     configure_logging(name, settings.log_level, settings.log_json)
     stop_tracing = configure_tracing(name, settings.tracing)
     try:
+        install_client_identity(name, settings.trust)  # the channels it opens present its cert
         asyncio.run(serve(settings))
     except ConfigError as exc:
         _die(name, str(exc))
