@@ -242,8 +242,10 @@ def run_service(
         _die(name, f"invalid configuration: {exc}")
     configure_logging(name, settings.log_level, settings.log_json)
     stop_tracing = configure_tracing(name, settings.tracing)
+    restore_identity: Callable[[], None] = lambda: None  # noqa: E731
     try:
-        install_client_identity(name, settings.trust)  # the channels it opens present its cert
+        # The channels the service opens present its certificate.
+        restore_identity = install_client_identity(name, settings.trust)
         asyncio.run(serve(settings))
     except ConfigError as exc:
         _die(name, str(exc))
@@ -253,6 +255,7 @@ def run_service(
     except KeyboardInterrupt:
         pass
     finally:
+        restore_identity()
         if stop_tracing:
             stop_tracing()
 

@@ -47,6 +47,10 @@ def use_client_credentials(credentials: ClientCredentials | Resolver | None) -> 
         _resolver = lambda _target: credentials  # noqa: E731
 
 
+def current_resolver() -> Resolver | None:
+    return _resolver
+
+
 def default_credentials(target: str) -> ClientCredentials | None:
     return _resolver(target) if _resolver is not None else None
 

@@ -4,10 +4,11 @@ whenever there is trust material, plaintext only in the insecure dev mode (warne
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from keel_core.audit import AuditEmitter
 from keel_core.grpc.auth import DENIED, DeniedHook
-from keel_core.grpc.client import ClientCredentials, use_client_credentials
+from keel_core.grpc.client import ClientCredentials, current_resolver, use_client_credentials
 from keel_core.grpc.server import ServerSecurity
 from keel_core.grpc.tokens import TokenVerifier
 from keel_core.trust import TrustMaterial, TrustSettings, load
@@ -43,12 +44,23 @@ def server_security(
     )
 
 
-def install_client_identity(service: str, settings: TrustSettings) -> None:
+def install_client_identity(service: str, settings: TrustSettings) -> Callable[[], None]:
     """Every channel this process opens presents ``service``'s certificate (plaintext in the
-    insecure dev mode)."""
+    insecure dev mode). Read at the first dial: a process that calls no service needs none,
+    and one whose certificate is missing stops there with a ``ConfigError`` naming the file."""
+    previous = current_resolver()
     material = load(settings, service)
-    if material is not None:
-        use_client_credentials(ClientCredentials(material.tls_identity(service)))
+    if material is None:
+        return lambda: None
+    loaded: list[ClientCredentials] = []
+
+    def resolve(_target: str) -> ClientCredentials:
+        if not loaded:
+            loaded.append(ClientCredentials(material.tls_identity(service)))
+        return loaded[0]
+
+    use_client_credentials(resolve)
+    return lambda: use_client_credentials(previous)
 
 
 def audit_denied(audit: AuditEmitter, service: str) -> DeniedHook:
