@@ -76,6 +76,10 @@ class TrustSettings(BaseSettings):
     token_keys: Path | None = None
     token_issuer: str = "keel"
     token_audience: str = "keel"
+    # Static reviewer credentials (token -> reviewer name), the alternative to JWTs for a
+    # small team: a call with one of these is the named reviewer (role "reviewer", any
+    # tenant). The approval service adds its KEEL_APPROVAL_REVIEWER_TOKENS here.
+    reviewer_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

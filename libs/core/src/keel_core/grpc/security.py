@@ -21,6 +21,7 @@ def token_verifier(material: TrustMaterial, settings: TrustSettings) -> TokenVer
         material.token_verify_keys(settings),
         issuer=settings.token_issuer,
         audience=settings.token_audience,
+        reviewer_tokens=settings.reviewer_tokens,
     )
 
 

@@ -8,8 +8,9 @@ nothing else changes: services only ever verify.
 
 from __future__ import annotations
 
+import hmac
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -74,15 +75,24 @@ class TokenVerifier:
     any of them is ``Unauthenticated`` with the reason."""
 
     def __init__(
-        self, keys: Sequence[Ed25519PublicKey], *, issuer: str = "keel", audience: str = "keel"
+        self,
+        keys: Sequence[Ed25519PublicKey],
+        *,
+        issuer: str = "keel",
+        audience: str = "keel",
+        reviewer_tokens: Mapping[str, str] | None = None,
     ) -> None:
         if not keys:
             raise ValueError("a token verifier needs at least one key")
         self._keys = list(keys)
         self._issuer = issuer
         self._audience = audience
+        self._static = [(t.encode(), n) for t, n in (reviewer_tokens or {}).items() if t and n]
 
     def verify(self, token: str) -> Principal:
+        reviewer = self._static_reviewer(token)
+        if reviewer:
+            return Principal(reviewer, "token", tenant="*", roles=frozenset({"reviewer"}))
         claims: dict[str, Any] | None = None
         for key in self._keys:
             try:
@@ -114,6 +124,14 @@ class TokenVerifier:
             agent=str(claims.get("agent", "")),
             profile=str(claims.get("profile", "")),
         )
+
+    def _static_reviewer(self, token: str) -> str:
+        found = ""
+        presented = token.encode()
+        for known, name in self._static:  # compare with every token: no early exit
+            if hmac.compare_digest(known, presented):
+                found = name
+        return found
 
 
 def bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
