@@ -46,8 +46,9 @@ AUTHORIZATION: dict[str, Rule] = {
     "/keel.agent.v1.AgentService/Get": _FRONT_DOOR,
     "/keel.agent.v1.AgentService/StreamEvents": _FRONT_DOOR,
     "/keel.agent.v1.AgentService/Cancel": _FRONT_DOOR,
-    "/keel.llm.v1.LLMGateway/Complete": _rule(services=(AGENT_LOOP,)),
-    "/keel.llm.v1.LLMGateway/CompleteStream": _rule(services=(AGENT_LOOP,)),
+    # Operators too: `keel replay --model` asks what a model would answer (it runs nothing).
+    "/keel.llm.v1.LLMGateway/Complete": _rule(services=(AGENT_LOOP,), roles=(OPERATOR,)),
+    "/keel.llm.v1.LLMGateway/CompleteStream": _rule(services=(AGENT_LOOP,), roles=(OPERATOR,)),
     "/keel.tool.v1.ToolGateway/ListTools": _rule(services=(AGENT_LOOP,)),
     "/keel.tool.v1.ToolGateway/Execute": _rule(services=(AGENT_LOOP,)),
     "/keel.policy.v1.PolicyService/Evaluate": _POLICY,
