@@ -19,18 +19,10 @@ from pathlib import Path
 import pytest
 
 from keel_cli.broker import start_broker, stop_broker
-from keel_cli.stack import (
-    OPERATOR,
-    USUAL_CALLER,
-    LocalStack,
-    free_port,
-    started_service,
-    with_free_ports,
-)
+from keel_cli.stack import LocalStack, free_port, harness_credentials, with_free_ports
 from keel_core import trust
 from keel_core.bus.admin import ensure_topics
-from keel_core.grpc import ClientCredentials, use_client_credentials
-from keel_core.grpc.tokens import ROLES, mint_token
+from keel_core.grpc import use_client_credentials
 from keel_core.settings import KafkaSettings
 from tests.otlp import SpanCollector
 
@@ -47,31 +39,12 @@ def _trust_for_the_run() -> None:
 
 _trust_for_the_run()
 
-# The reviewer a test's Resolve is recorded as (the harness token's subject), and a static
-# reviewer token the stacks accept (`keel approvals approve --token t0ken`).
-HARNESS_REVIEWER = "alice"
+# A static reviewer token the stacks accept (`keel approvals approve --token t0ken`).
 STATIC_REVIEWER_TOKENS = '{"t0ken": "alice"}'
 
-
-def _harness_credentials(target: str) -> ClientCredentials | None:
-    """The test process holds every key of the stacks it starts, as an operator does: it
-    dials each service as the identity that normally calls it (the tool gateway as the agent
-    loop, the policy service as the tool gateway), and the front doors (agent loop, approval)
-    as the operator with a token of every role and any tenant. Channels to anything else (an
-    in-process component test's plaintext server) stay plaintext."""
-    found = started_service(target)
-    if found is None:
-        return None
-    stack, name = found
-    caller = USUAL_CALLER.get(name)
-    if caller is not None:
-        return stack.credentials(caller)
-    material = trust.TrustMaterial(stack.trust_dir)
-    token = mint_token(material.token_signing_key(), sub=HARNESS_REVIEWER, tenant="*", roles=ROLES)
-    return stack.credentials(OPERATOR, token)
-
-
-use_client_credentials(_harness_credentials)
+# The test process holds the keys of every stack it starts: it dials each service as the
+# identity that normally calls it (keel_cli.stack.harness_credentials).
+use_client_credentials(harness_credentials)
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 
 

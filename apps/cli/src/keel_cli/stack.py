@@ -16,6 +16,7 @@ from pathlib import Path
 from keel_clients import CallOptions, ClientCredentials, HealthClient, open_channel
 from keel_contracts.errors import KeelError
 from keel_core import trust
+from keel_core.grpc.tokens import ROLES, mint_token
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,29 @@ _STARTED: dict[str, tuple[LocalStack, str]] = {}
 def started_service(target: str) -> tuple[LocalStack, str] | None:
     """The running stack and service that listen on ``target``, if this process started it."""
     return _STARTED.get(target)
+
+
+# The subject of the harness's token: the reviewer a harness's Resolve is recorded as.
+HARNESS_SUBJECT = "alice"
+
+
+def harness_credentials(target: str) -> ClientCredentials | None:
+    """For a process that starts stacks and holds their keys (the tests, the benchmarks): dial
+    each service as the identity that normally calls it (the tool gateway as the agent loop,
+    the policy service as the tool gateway), and the front doors (agent loop, approval) as the
+    operator with a token of every role and any tenant. Install with
+    ``keel_core.grpc.use_client_credentials(harness_credentials)``; a target no stack of this
+    process serves (an in-process component test's plaintext server) stays plaintext."""
+    found = started_service(target)
+    if found is None:
+        return None
+    stack, name = found
+    caller = USUAL_CALLER.get(name)
+    if caller is not None:
+        return stack.credentials(caller)
+    material = trust.TrustMaterial(stack.trust_dir)
+    token = mint_token(material.token_signing_key(), sub=HARNESS_SUBJECT, tenant="*", roles=ROLES)
+    return stack.credentials(OPERATOR, token)
 
 
 def free_ports(count: int) -> list[int]:
