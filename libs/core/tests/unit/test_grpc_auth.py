@@ -224,3 +224,26 @@ async def test_health_answers_any_authenticated_caller_and_reflection_is_off(
             async for _ in call:
                 pass
         assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_profile_and_agent_claims_bind_the_request_context_too() -> None:
+    from keel_contracts.errors import PermissionDenied
+    from keel_core.grpc.auth import bind_to_token
+    from keel_core.grpc.tokens import Principal
+
+    principal = Principal("bot", "token", tenant="acme", profile="ops", agent="a1")
+    request = tool_pb2.ExecuteRequest()
+    bind_to_token(request, principal)
+    assert (request.context.tenant, request.context.agent_profile, request.context.agent_id) == (
+        "acme",
+        "ops",
+        "a1",
+    )
+    request.context.agent_profile = "admin"
+    with pytest.raises(PermissionDenied, match="agent_profile 'admin' is not the token's profile"):
+        bind_to_token(request, principal)
+    # An operator's "*" tenant leaves the tenant the caller named.
+    anywhere = Principal("op", "token", tenant="*")
+    submit = agent_pb2.SubmitRequest(tenant="strict")
+    bind_to_token(submit, anywhere)
+    assert submit.tenant == "strict"
