@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from keel_contracts.errors import ConfigError
+
 CA_DAYS = 3650
 LEAF_DAYS = 825
 SPIFFE = "spiffe://keel/"
@@ -32,7 +34,8 @@ def generate_certs(directory: Path, identities: Iterable[str]) -> None:
     ca_key_path, ca_path = directory / "ca.key", directory / "ca.pem"
     if ca_key_path.exists() and ca_path.exists():
         loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-        assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ConfigError(f"{ca_key_path} is not an EC private key")
         ca_key, ca = loaded, x509.load_pem_x509_certificate(ca_path.read_bytes())
     else:
         ca_key, ca = make_ca("keel local CA")
