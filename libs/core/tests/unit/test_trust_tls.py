@@ -32,7 +32,7 @@ def test_every_identity_gets_a_certificate_from_one_ca(tmp_path: Path) -> None:
         assert f"spiffe://keel/{identity}" in sans.get_values_for_type(
             x509.UniformResourceIdentifier
         )
-        assert "localhost" in sans.get_values_for_type(x509.DNSName)
+        assert {"localhost", identity} <= set(sans.get_values_for_type(x509.DNSName))
         public = ca.public_key()
         assert isinstance(public, ec.EllipticCurvePublicKey)
         cert.verify_directly_issued_by(ca)

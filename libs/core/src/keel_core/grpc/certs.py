@@ -3,7 +3,8 @@
 Each certificate names its identity twice: as the subject's CN (what gRPC's auth context
 exposes as ``x509_common_name``, which the server interceptor reads) and as a
 ``spiffe://keel/<identity>`` URI SAN (what a service mesh or cert-manager would issue). Every
-certificate also carries ``localhost`` and ``127.0.0.1``, so the same file serves a service's
+certificate also carries ``localhost``, ``127.0.0.1`` and its identity as a DNS name (the host
+name of a compose or Kubernetes service of that name), so the same file serves a service's
 listener and its outgoing calls (serverAuth and clientAuth). Kubernetes replaces this with
 cert-manager; the file layout (``ca.pem``, ``<identity>.pem``, ``<identity>.key``) stays.
 """
@@ -85,6 +86,7 @@ def make_leaf(
     now = _now()
     names: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
+        x509.DNSName(identity),  # a compose/Kubernetes service of that name
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.UniformResourceIdentifier(SPIFFE + identity),
     ]
