@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from keel_cli.broker import client_env, credentials_dir, start_broker, stop_broker
-from keel_cli.stack import LocalStack, free_port, with_free_ports
+from keel_cli.stack import LocalStack, free_port, harness_credentials, with_free_ports
 from keel_core import trust
 from keel_core.bus.admin import ensure_topics
+from keel_core.grpc import use_client_credentials
 from keel_core.settings import KafkaSettings
 from tests.otlp import SpanCollector
 
@@ -37,6 +38,13 @@ def _trust_for_the_run() -> None:
 
 
 _trust_for_the_run()
+
+# A static reviewer token the stacks accept (`keel approvals approve --token t0ken`).
+STATIC_REVIEWER_TOKENS = '{"t0ken": "alice"}'
+
+# The test process holds the keys of every stack it starts: it dials each service as the
+# identity that normally calls it (keel_cli.stack.harness_credentials).
+use_client_credentials(harness_credentials)
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 
 
@@ -155,6 +163,7 @@ async def stack(kafka: KafkaSettings, otlp: SpanCollector) -> AsyncIterator[Loca
             "KEEL_TRACING_EXPORTER": "otlp",
             "KEEL_TRACING_OTLP_ENDPOINT": otlp.endpoint,
             "KEEL_TRACING_EXPORT_DELAY_MS": "200",
+            "KEEL_APPROVAL_REVIEWER_TOKENS": STATIC_REVIEWER_TOKENS,
         },
     )
     try:

@@ -1,4 +1,5 @@
-"""Settings of the keel command (env prefix ``KEEL_CLI_``; Kafka from ``KEEL_KAFKA_*``)."""
+"""Settings of the keel command (env prefix ``KEEL_CLI_``; Kafka from ``KEEL_KAFKA_*``, trust
+material from ``KEEL_TRUST_*``)."""
 
 from __future__ import annotations
 
@@ -16,3 +17,9 @@ class CliSettings(BaseSettings):
     approval_target: str = "127.0.0.1:50056"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     trust: TrustSettings = Field(default_factory=TrustSettings)
+    # The bearer token every gRPC call carries (a submitter's, a reviewer's: from the identity
+    # provider or `keel dev token`). Empty with the dev token key in the trust directory: the
+    # CLI mints itself a short-lived operator token (whoever holds that key is the issuer).
+    token: str = Field(default="", repr=False)
+    # The subject of that self-minted operator token.
+    operator: str = "operator"

@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from keel_cli import credentials
 from keel_cli.asyncapi import print_asyncapi
 from keel_cli.audit_tail import audit_tail
 from keel_cli.config import CliSettings
@@ -87,12 +88,31 @@ def build_parser() -> argparse.ArgumentParser:
         "trust", help="make a directory of trust material (signing keys) for KEEL_TRUST_DIR"
     )
     material.add_argument("directory", type=Path)
+    token = dev_sub.add_parser(
+        "token", help="mint a bearer token with the trust directory's dev key (KEEL_TRUST_DIR)"
+    )
+    token.add_argument("--sub", required=True, help="who: a reviewer's or submitter's name")
+    token.add_argument("--tenant", default="default", help="the tenant ('*': any, operators)")
+    token.add_argument(
+        "--roles", default="submitter", help="comma-separated: submitter, reviewer, operator"
+    )
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires")
     return parser
 
 
 async def _make_trust(directory: Path) -> int:
     trust.generate(directory)
     print(f"trust material in {directory} (existing keys kept); use KEEL_TRUST_DIR={directory}")
+    return 0
+
+
+async def _dev_token(settings: CliSettings, args: argparse.Namespace) -> int:
+    roles = [role.strip() for role in args.roles.split(",") if role.strip()]
+    print(
+        credentials.dev_token(
+            settings, sub=args.sub, tenant=args.tenant, roles=roles, ttl_s=args.ttl
+        )
+    )
     return 0
 
 
@@ -147,6 +167,8 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
         return ops
     if args.command == "dev" and args.dev_command == "trust":
         return _make_trust(args.directory)
+    if args.command == "dev" and args.dev_command == "token":
+        return _dev_token(settings, args)
     if args.command == "dev":
         return dev_up(
             demo=args.demo,
@@ -186,6 +208,7 @@ async def _topics(settings: CliSettings) -> int:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = CliSettings()
+    restore_identity = credentials.install(settings)
     try:
         code = asyncio.run(_command(settings, args))
     except KeelError as exc:
@@ -198,4 +221,6 @@ def main(argv: list[str] | None = None) -> None:
         # interpreter's final flush of stdout from failing again.
         silence_stdout()
         code = 141
+    finally:
+        restore_identity()
     raise SystemExit(code)

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keel_cli.broker import client_env
-from keel_clients import CallOptions, HealthClient, open_channel
+from keel_clients import CallOptions, ClientCredentials, HealthClient, open_channel
 from keel_contracts.errors import KeelError
 from keel_core import trust
+from keel_core.grpc.tokens import ROLES, mint_token
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,49 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("approval", "keel_approval", "KEEL_APPROVAL_", 50056, 9106, 8086),
     ServiceSpec("agent-loop", "keel_agent_loop", "KEEL_AGENT_LOOP_", 50051, 9101),
 )
+
+
+# Who normally calls each service (the authorization table's caller): a test harness that holds
+# the stack's trust directory dials a service as that identity; the front doors (agent loop,
+# approval) it calls as the operator, with a token.
+USUAL_CALLER = {
+    "tool-gateway": "agent-loop",
+    "llm-gateway": "agent-loop",
+    "memory": "agent-loop",
+    "policy": "tool-gateway",
+}
+OPERATOR = "operator"
+
+# target -> (stack, service) of every stack started in this process, for such a harness.
+_STARTED: dict[str, tuple[LocalStack, str]] = {}
+
+
+def started_service(target: str) -> tuple[LocalStack, str] | None:
+    """The running stack and service that listen on ``target``, if this process started it."""
+    return _STARTED.get(target)
+
+
+# The subject of the harness's token: the reviewer a harness's Resolve is recorded as.
+HARNESS_SUBJECT = "alice"
+
+
+def harness_credentials(target: str) -> ClientCredentials | None:
+    """For a process that starts stacks and holds their keys (the tests, the benchmarks): dial
+    each service as the identity that normally calls it (the tool gateway as the agent loop,
+    the policy service as the tool gateway), and the front doors (agent loop, approval) as the
+    operator with a token of every role and any tenant. Install with
+    ``keel_core.grpc.use_client_credentials(harness_credentials)``; a target no stack of this
+    process serves (an in-process component test's plaintext server) stays plaintext."""
+    found = started_service(target)
+    if found is None:
+        return None
+    stack, name = found
+    caller = USUAL_CALLER.get(name)
+    if caller is not None:
+        return stack.credentials(caller)
+    material = trust.TrustMaterial(stack.trust_dir)
+    token = mint_token(material.token_signing_key(), sub=HARNESS_SUBJECT, tenant="*", roles=ROLES)
+    return stack.credentials(OPERATOR, token)
 
 
 def free_ports(count: int) -> list[int]:
@@ -128,10 +172,16 @@ class LocalStack:
         env.update(self.extra_env)
         return env
 
+    def credentials(self, identity: str = OPERATOR, token: str = "") -> ClientCredentials:
+        """``identity``'s certificate (and ``token``) from the stack's trust directory."""
+        material = trust.TrustMaterial(self.trust_dir)
+        return ClientCredentials(material.tls_identity(identity), token)
+
     async def start(self, timeout_s: float = 90.0) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         trust.generate(self.trust_dir)
         for spec in self.specs:
+            _STARTED[f"127.0.0.1:{spec.grpc_port}"] = (self, spec.name)
             self.start_one(spec)
         deadline = time.monotonic() + timeout_s
         for spec in self.specs:
@@ -150,7 +200,7 @@ class LocalStack:
         return process
 
     async def wait_healthy(self, spec: ServiceSpec, deadline: float) -> None:
-        async with open_channel(f"127.0.0.1:{spec.grpc_port}") as channel:
+        async with open_channel(f"127.0.0.1:{spec.grpc_port}", self.credentials()) as channel:
             health = HealthClient(channel, CallOptions(timeout_s=1.0))
             while True:
                 process = self.processes[spec.name]
@@ -196,6 +246,8 @@ class LocalStack:
 
     async def stop(self, timeout_s: float = 30.0) -> dict[str, int]:
         """SIGTERM every service (front door first), wait, SIGKILL what is left; exit codes."""
+        for spec in self.specs:
+            _STARTED.pop(f"127.0.0.1:{spec.grpc_port}", None)
         for spec in reversed(self.specs):
             process = self.processes.get(spec.name)
             if process and process.poll() is None:

@@ -16,11 +16,13 @@ from keel_clients.llm import CompletionOptions, LLMClient, StreamedText
 from keel_clients.memory import MemoryClient
 from keel_clients.policy import PolicyClient
 from keel_clients.tools import ToolClient
+from keel_core.grpc.client import ClientCredentials
 
 __all__ = [
     "AgentClient",
     "ApprovalClient",
     "CallOptions",
+    "ClientCredentials",
     "CompletionOptions",
     "HealthClient",
     "LLMClient",

@@ -26,8 +26,9 @@ DEFAULT_DEADLINE_S = 30.0
 class CallOptions:
     """Per-client settings of every call.
 
-    ``token`` is the caller's bearer credential (a reviewer's token for the approval service
-    today); it travels as ``authorization`` metadata on every call of the client.
+    ``token`` is the caller's bearer credential (a JWT with the caller's tenant and roles, or a
+    static reviewer token); it travels as ``authorization`` metadata on every call of the
+    client, in place of the token the channel's credentials carry (``open_channel``).
     """
 
     timeout_s: float = DEFAULT_DEADLINE_S

@@ -31,6 +31,7 @@ from keel_core.bus.follower import Apply, TopicFollower
 from keel_core.bus.metrics import BusMetrics
 from keel_core.bus.producer import EventProducer, Publisher
 from keel_core.bus.table import CompactedTable, Table
+from keel_core.grpc.security import install_client_identity, server_security
 from keel_core.grpc.server import AddServicer, GrpcServer
 from keel_core.logging import configure_logging
 from keel_core.metrics import serve_metrics
@@ -125,7 +126,12 @@ class ServiceRuntime:
         self._failure = ""
 
     def serve_grpc(self, services: Sequence[GrpcService]) -> None:
-        self.grpc = GrpcServer(self.settings.host, self.settings.grpc_port, services, self.registry)
+        # Mutual TLS and the authorization table unless in the insecure dev mode (identity: the
+        # service's name; refusals audited as security.denied).
+        security = server_security(self.name, self.settings.trust, self.audit)
+        self.grpc = GrpcServer(
+            self.settings.host, self.settings.grpc_port, services, self.registry, security
+        )
 
     def consume(self, topics: list[str], group_id: str, handler: Handler) -> EventConsumer:
         consumer = EventConsumer(
@@ -256,7 +262,10 @@ def run_service(
         _die(name, f"invalid configuration: {exc}")
     configure_logging(name, settings.log_level, settings.log_json)
     stop_tracing = configure_tracing(name, settings.tracing)
+    restore_identity: Callable[[], None] = lambda: None  # noqa: E731
     try:
+        # The channels the service opens present its certificate.
+        restore_identity = install_client_identity(name, settings.trust)
         asyncio.run(serve(settings))
     except ConfigError as exc:
         _die(name, str(exc))
@@ -266,6 +275,7 @@ def run_service(
     except KeyboardInterrupt:
         pass
     finally:
+        restore_identity()
         if stop_tracing:
             stop_tracing()
 

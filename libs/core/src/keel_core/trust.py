@@ -11,6 +11,12 @@ record, so a forged record is refused even where an ACL is missing or a credenti
   its audit records; ``keel audit verify`` checks them with the public keys.
 - ``ledger.key``: an HMAC key only the tool gateway holds; its ledger records carry a MAC, and
   a record without a valid one (written by anyone else) is ignored.
+- ``tls/ca.pem`` (+ ``ca.key``) and ``tls/<identity>.pem`` / ``.key``: a local CA and one
+  certificate per identity (the six services and "operator", the CLI) for mutual TLS on gRPC;
+  the identity is the certificate's CN and a ``spiffe://keel/<identity>`` URI SAN.
+- ``token-signing.key`` / ``.pub``: Ed25519; signs the dev bearer tokens (``keel dev token``)
+  that external callers (submitters, reviewers, operators) present on gRPC and the web inbox.
+  A real identity provider's keys replace the public half (``KEEL_TRUST_TOKEN_KEYS``).
 
 ``keel dev trust DIR`` (``generate``) makes a directory of fresh material; ``keel dev up`` and
 the test stacks make one per run. Private keys are files with mode 0600 and are never logged.
@@ -27,6 +33,7 @@ import logging
 import os
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -41,6 +48,8 @@ log = logging.getLogger(__name__)
 
 APPROVAL_SIGNING = "approval-signing"
 LEDGER_KEY = "ledger.key"
+TOKEN_SIGNING = "token-signing"
+TLS_DIR = "tls"
 # Service identities that write audit records (the CLI signs as "operator").
 AUDIT_IDENTITIES = (
     "agent-loop",
@@ -62,6 +71,29 @@ class TrustSettings(BaseSettings):
     # Run without trust material: nothing is signed and nothing is verified. For a laptop
     # only; a service started so logs a warning.
     insecure_dev: bool = Field(default=False)
+    # Where bearer tokens' verify keys are: a PEM public key or a JWKS (JSON) file, e.g. a
+    # real identity provider's. Empty: the directory's token-signing.pub (dev tokens).
+    token_keys: Path | None = None
+    token_issuer: str = "keel"
+    token_audience: str = "keel"
+    # Static reviewer credentials (token -> reviewer name), the alternative to JWTs for a
+    # small team: a call with one of these is the named reviewer (role "reviewer", any
+    # tenant). The approval service adds its KEEL_APPROVAL_REVIEWER_TOKENS here.
+    reviewer_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class TlsIdentity:
+    """One identity's certificate chain for mutual TLS (PEM bytes): the CA every peer is
+    checked against, the identity's certificate and its private key."""
+
+    name: str
+    ca: bytes
+    cert: bytes
+    key: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"TlsIdentity({self.name!r}, <key>)"
 
 
 class Signer:
@@ -136,6 +168,26 @@ class TrustMaterial:
     def ledger_mac(self) -> Mac:
         return Mac(self._read(LEDGER_KEY))
 
+    def tls_identity(self, identity: str) -> TlsIdentity:
+        """The CA and ``identity``'s certificate and key, for a gRPC server or client."""
+        return TlsIdentity(
+            identity,
+            ca=self._read(f"{TLS_DIR}/ca.pem"),
+            cert=self._read(f"{TLS_DIR}/{identity}.pem"),
+            key=self._read(f"{TLS_DIR}/{identity}.key"),
+        )
+
+    def token_signing_key(self) -> Ed25519PrivateKey:
+        """The dev token issuer's key (``keel dev token``; never held by a service)."""
+        return self._private(f"{TOKEN_SIGNING}.key")
+
+    def token_verify_keys(self, settings: TrustSettings) -> list[Ed25519PublicKey]:
+        """The keys a bearer token may be signed with: ``settings.token_keys`` (PEM or JWKS),
+        else this directory's dev token key."""
+        if settings.token_keys is None:
+            return [self._public(f"{TOKEN_SIGNING}.pub")]
+        return read_verify_keys(settings.token_keys)
+
     def _read(self, name: str) -> bytes:
         path = self.directory / name
         try:
@@ -183,7 +235,32 @@ def generate(directory: Path, identities: Iterable[str] = AUDIT_IDENTITIES) -> P
     for identity in identities:
         _pair(directory, f"audit-{identity}")
     _secret(directory / LEDGER_KEY, secrets.token_bytes(32))
+    _pair(directory, TOKEN_SIGNING)
+    from keel_core.grpc.certs import generate_certs  # x509 building, for gRPC
+
+    generate_certs(directory / TLS_DIR, identities)
     return directory
+
+
+def read_verify_keys(path: Path) -> list[Ed25519PublicKey]:
+    """Ed25519 public keys from a PEM file or a JWKS (``{"keys": [{"kty": "OKP", ...}]}``)."""
+    import json
+
+    from jwt.algorithms import OKPAlgorithm
+
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"token keys {path} cannot be read: {exc.strerror}") from exc
+    keys: list[object]
+    if text.lstrip().startswith(b"{"):
+        keys = [OKPAlgorithm.from_jwk(key) for key in json.loads(text).get("keys", [])]
+    else:
+        keys = [serialization.load_pem_public_key(text)]
+    found = [key for key in keys if isinstance(key, Ed25519PublicKey)]
+    if not found:
+        raise ConfigError(f"token keys {path} hold no Ed25519 public key")
+    return found
 
 
 def _pair(directory: Path, stem: str) -> None:
@@ -201,6 +278,11 @@ def _pair(directory: Path, stem: str) -> None:
     )
     _secret(private_path, private)
     (directory / f"{stem}.pub").write_bytes(public)
+
+
+def secret_file(path: Path, data: bytes) -> None:
+    """Write a private file (0600), unless it exists."""
+    _secret(path, data)
 
 
 def _secret(path: Path, data: bytes) -> None:

@@ -22,6 +22,7 @@ from keel_approval.handlers.grpc_servicer import ApprovalServicer
 from keel_approval.handlers.kafka_handler import RequestHandler
 from keel_approval.handlers.web.routes import Inbox
 from keel_approval.handlers.web.sessions import LoginSessions
+from keel_approval.handlers.web.throttle import LoginThrottle
 from keel_approval.metrics import ApprovalMetrics
 from keel_approval.usecases.decisions import DeadlineSweeper, Decider
 from keel_approval.usecases.intake import RequestIntake, RequestReader
@@ -52,7 +53,7 @@ def build(settings: Settings, runtime: Runtime) -> ApprovalParts:
     reader = RequestReader(
         default_timeout_s=settings.default_timeout_s, quorum=settings.required_approvals
     )
-    auth = ReviewerAuth(settings.reviewer_tokens)
+    auth = ReviewerAuth.from_settings(settings)
     if not auth.enabled:
         log.warning(
             "no reviewer tokens configured (KEEL_APPROVAL_REVIEWER_TOKENS): development mode, "
@@ -96,6 +97,8 @@ def build(settings: Settings, runtime: Runtime) -> ApprovalParts:
                 auth,
                 LoginSessions(settings.web_session_ttl_s),
                 cookie_secure=settings.web_cookie_secure,
+                allowed_hosts=settings.web_allowed_hosts,
+                throttle=LoginThrottle(settings.web_login_failures_per_minute),
             ).app(),
             settings.web_host,
             settings.web_port,

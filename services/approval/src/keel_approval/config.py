@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from keel_core.settings import ServiceSettings
@@ -31,9 +31,10 @@ class Settings(ServiceSettings):
     # A decision may be acted on (the tool run) for this long after it was made: it is signed
     # with this expiry, and the agent loop and the tool gateway refuse it afterwards.
     decision_valid_s: float = Field(default=24 * 3600.0, gt=0)
-    # Bearer token -> reviewer name (JSON in the env var). Empty: development mode, the
-    # reviewer is whatever the client claims.
-    reviewer_tokens: dict[str, str] = Field(default_factory=dict)
+    # Bearer token -> reviewer name (JSON in the env var): static reviewer credentials beside
+    # the JWTs (role "reviewer") that the gRPC interceptor and the web inbox verify. With
+    # neither (only in KEEL_TRUST_INSECURE_DEV) the reviewer is whatever the client claims.
+    reviewer_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
     # Tool-name glob -> distinct approvals needed, e.g. {"send_*": 2}; the strictest match wins.
     required_approvals: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     # POSTed a Slack-style message on each new request; empty: no notifications.
@@ -50,3 +51,17 @@ class Settings(ServiceSettings):
     web_cookie_secure: bool = False
     # A reviewer's login lasts this long (sessions are kept in this process's memory).
     web_session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
+    # Host headers the inbox answers (a DNS-rebinding page reaches 127.0.0.1 under its own
+    # name); the port is ignored. Add the proxy's public name when there is one.
+    web_allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
+    # Failed logins one client address may make per minute before the inbox answers 429.
+    web_login_failures_per_minute: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _reviewer_tokens_reach_the_interceptor(self) -> Settings:
+        """The gRPC interceptor verifies callers from the trust settings: the static reviewer
+        tokens travel there, so one list serves gRPC and the inbox."""
+        if self.reviewer_tokens:
+            merged = {**self.trust.reviewer_tokens, **self.reviewer_tokens}
+            self.trust = self.trust.model_copy(update={"reviewer_tokens": merged})
+        return self

@@ -1,9 +1,15 @@
-"""gRPC server bootstrap shared by every service: health, reflection, error mapping, metrics,
-and a graceful stop that lets in-flight calls finish."""
+"""gRPC server bootstrap shared by every service: health, error mapping, metrics, a graceful
+stop that lets in-flight calls finish, and the security profile.
+
+Secured (``security`` given, the default of every service with trust material): mutual TLS
+with the client certificate required and checked against the local CA, the authorization
+interceptor, reflection off and bounded message sizes. Unsecured (the insecure dev mode and
+in-process component tests): plaintext with reflection, as before."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -13,9 +19,34 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from keel_contracts.errors import ConfigError
+from keel_core.grpc.auth import AuthInterceptor, DeniedHook
 from keel_core.grpc.interceptors import ErrorMappingInterceptor, GrpcMetrics
+from keel_core.grpc.tokens import TokenVerifier
+from keel_core.trust import TlsIdentity
 
 AddServicer = Callable[[Any, grpc.aio.Server], None]
+
+# The secured profile's bound on one message either way (the default receive cap is 4 MiB
+# and sending is unbounded); large enough for a long chat history or a tool's output.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSecurity:
+    """What a secured server needs: its certificate, the CA its clients' certificates must
+    chain to, the bearer-token verifier, and where refusals are recorded."""
+
+    tls: TlsIdentity
+    verifier: TokenVerifier
+    on_denied: DeniedHook | None = None
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.tls.key, self.tls.cert)],
+            root_certificates=self.tls.ca,
+            require_client_auth=True,
+        )
 
 
 class GrpcServer:
@@ -31,30 +62,50 @@ class GrpcServer:
         port: int,
         services: Sequence[tuple[Any, AddServicer, str]],
         registry: CollectorRegistry,
+        security: ServerSecurity | None = None,
     ) -> None:
         self._address = f"{host}:{port}"
-        self._server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor(GrpcMetrics(registry))],
-            options=[("grpc.so_reuseport", 0)],
-        )
+        self._security = security
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            ErrorMappingInterceptor(GrpcMetrics(registry))
+        ]
+        options: list[tuple[str, Any]] = [("grpc.so_reuseport", 0)]
+        if security is not None:
+            # Inside the error mapping: a refusal is counted and traced like any status.
+            interceptors.append(AuthInterceptor(security.verifier, security.on_denied))
+            options += [
+                ("grpc.max_receive_message_length", security.max_message_bytes),
+                ("grpc.max_send_message_length", security.max_message_bytes),
+            ]
+        self._server = grpc.aio.server(interceptors=interceptors, options=options)
         self._health = HealthServicer()
         self._names = [name for _, _, name in services]
         for servicer, add, _ in services:
             add(servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            [
-                *self._names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            self._server,
-        )
+        if security is None:
+            reflection.enable_server_reflection(
+                [
+                    *self._names,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ],
+                self._server,
+            )
         self.port = 0
+
+    @property
+    def secured(self) -> bool:
+        return self._security is not None
 
     async def start(self) -> None:
         try:
-            self.port = self._server.add_insecure_port(self._address)
+            if self._security is None:
+                self.port = self._server.add_insecure_port(self._address)
+            else:
+                self.port = self._server.add_secure_port(
+                    self._address, self._security.credentials()
+                )
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen for gRPC on {self._address}: {exc}") from exc
         await self._server.start()

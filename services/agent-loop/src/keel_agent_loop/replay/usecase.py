@@ -15,8 +15,8 @@ from keel_agent_loop.domain.loop import LoopConfig
 from keel_agent_loop.replay.live import GatewayModel
 from keel_agent_loop.replay.recording import Recording
 from keel_agent_loop.replay.report import ReplayVerdict, replay_and_explain
+from keel_clients import open_channel
 from keel_contracts.canonical import sha256_hex
-from keel_core.grpc import insecure_channel
 
 DEFAULT_LLM_TARGET = "127.0.0.1:50052"
 
@@ -51,7 +51,7 @@ async def replay_recording(
     baseline = _baseline(recording, configured)
     if not model:
         return await replay_and_explain(recording, config, baseline=baseline)
-    async with insecure_channel(llm_target) as channel:
+    async with open_channel(llm_target) as channel:  # the caller's identity (mTLS, token)
         live = GatewayModel(channel, model, timeout_s)
         return await replay_and_explain(recording, config, live=live, baseline=baseline)
 

@@ -4,13 +4,16 @@ Reads come from the book; every decision goes through the ``Decider``, the same 
 ``Resolve``: the same checks (reviewer, self-approval, quorum, modified arguments as a JSON
 object), published to ``keel.approval.decisions`` and audited identically. Every page needs a
 login (the reviewer tokens of gRPC; any name in development mode, when none are configured),
-every POST a same-origin request and, once logged in, the login's CSRF token.
+every POST a same-origin request and, once logged in, the login's CSRF token. A request whose
+Host is not in the allow-list is refused (400) before any route (DNS rebinding: a page of
+another site reaching 127.0.0.1 under its own name), and an address with too many failed
+logins in a minute gets 429.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -30,6 +34,7 @@ from keel_approval.handlers.auth import ReviewerAuth
 from keel_approval.handlers.mapping import arguments_from_json
 from keel_approval.handlers.web import views
 from keel_approval.handlers.web.sessions import COOKIE, Login, LoginSessions
+from keel_approval.handlers.web.throttle import LoginThrottle
 from keel_approval.usecases.decisions import Decider
 from keel_contracts.errors import (
     FailedPrecondition,
@@ -109,7 +114,13 @@ class Inbox:
         *,
         cookie_secure: bool = False,
         clock: Callable[[], datetime] = _now,
+        allowed_hosts: Sequence[str] | None = None,
+        throttle: LoginThrottle | None = None,
     ) -> None:
+        """``allowed_hosts``: the Host names answered (None: any, for tests that build the
+        app directly; the service passes its setting). ``throttle``: failed-login limits."""
+        self._allowed_hosts = list(allowed_hosts) if allowed_hosts is not None else None
+        self._throttle = throttle or LoginThrottle(5)
         self._book = book
         self._decider = decider
         self._auth = auth
@@ -138,7 +149,10 @@ class Inbox:
             Route("/healthz", self.health, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        return SecurityHeaders(Starlette(routes=routes))
+        app: ASGIApp = Starlette(routes=routes)
+        if self._allowed_hosts is not None:
+            app = TrustedHostMiddleware(app, allowed_hosts=self._allowed_hosts)
+        return SecurityHeaders(app)
 
     # -- pages ---------------------------------------------------------------------------
 
@@ -207,6 +221,11 @@ class Inbox:
     async def login(self, request: Request) -> Response:
         if not _same_origin(request):
             return PlainTextResponse("cross-site login refused", status_code=403)
+        address = request.client.host if request.client else "?"
+        if self._throttle.blocked(address):
+            return PlainTextResponse(
+                "too many failed logins; try again in a minute", status_code=429
+            )
         form = await request.form()
         next_path = _safe_next(str(form.get("next", "")))
         if self._auth.enabled:
@@ -217,6 +236,8 @@ class Inbox:
             reviewer = str(form.get("reviewer", "")).strip()
             error = "Say who you are."
         if not reviewer:
+            if self._auth.enabled:
+                self._throttle.failed(address)
             return self._page("login.html", None, status=401, next=next_path, error=error)
         session_id, _ = self._sessions.open(reviewer)
         response = RedirectResponse(next_path, status_code=303)
