@@ -29,12 +29,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from keel_cli.broker import local_kafka, repo_root
 from keel_cli.follow import SessionFollower
-from keel_cli.stack import LocalStack, with_free_ports
+from keel_cli.stack import LocalStack, harness_credentials, with_free_ports
 from keel_cli.tasks import publish_task
 from keel_contracts.events import Envelope, TaskCompleted, TaskProgress, TaskSubmitted
 from keel_contracts.topics import RESULTS
 from keel_core.bus.admin import ensure_topics
+from keel_core.grpc import use_client_credentials
 from keel_core.settings import KafkaSettings
+
+# The stacks this script starts are secured: dial each service as its usual caller.
+use_client_credentials(harness_credentials)
 
 
 def percentile(values: list[float], q: float) -> float:

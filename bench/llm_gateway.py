@@ -44,14 +44,17 @@ import httpx
 from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
 from keel_cli.broker import local_broker, repo_root
-from keel_cli.stack import LocalStack, free_port, with_free_ports
+from keel_cli.stack import LocalStack, free_port, harness_credentials, with_free_ports
 from keel_core.bus.admin import ensure_topics
-from keel_core.grpc import insecure_channel
+from keel_core.grpc import insecure_channel, use_client_credentials
 from keel_core.settings import KafkaSettings
 from keel_llm_gateway.domain.cache import ResponseCache
 from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest
 from keel_llm_gateway.testing import FakeProvider
 from keel_llm_gateway.usecases.gateway import Gateway
+
+# The stacks this script starts are secured: dial each service as its usual caller.
+use_client_credentials(harness_credentials)
 
 LITELLM_VERSION = "1.106.12"
 LITELLM_VENV = Path.home() / ".cache" / "keel" / "bench-litellm"

@@ -32,11 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from keel_cli.broker import local_broker, repo_root
-from keel_cli.stack import LocalStack, with_free_ports
+from keel_cli.stack import LocalStack, harness_credentials, with_free_ports
 from keel_clients import CallOptions, PolicyClient, ToolClient, open_channel
 from keel_contracts.chat import RequestContext, ToolCall
 from keel_core.bus.admin import ensure_topics
+from keel_core.grpc import use_client_credentials
 from keel_core.settings import KafkaSettings
+
+# The stacks this script starts are secured: dial each service as its usual caller.
+use_client_credentials(harness_credentials)
 
 SERVICES = ("policy", "tool-gateway")
 CONTEXT = RequestContext(session_id="bench", agent_id="bench", tenant="", agent_profile="default")

@@ -29,6 +29,12 @@ from keel_render.prometheus import PrometheusServer, find_binary, scrape_config
 from keel_render.query import PrometheusClient, Snapshot, TimeRange, evaluate
 from keel_render.screenshot import find_chromium, screenshot
 
+from keel_cli.stack import harness_credentials
+from keel_core.grpc import use_client_credentials
+
+# The stacks this script starts are secured: dial each service as its usual caller.
+use_client_credentials(harness_credentials)
+
 REPO = Path(__file__).resolve().parents[3]
 DASHBOARD = REPO / "deploy" / "grafana" / "keel-dashboard.json"
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
