@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,11 +90,21 @@ class SpanCollector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
             return [span for span in self.spans if span.trace_id == trace_id]
 
     async def wait_for(
-        self, trace_id: str, services: set[str], timeout_s: float = 30.0
+        self,
+        trace_id: str,
+        services: set[str],
+        timeout_s: float = 30.0,
+        until: Callable[[list[ReceivedSpan]], bool] = lambda _: True,
     ) -> list[ReceivedSpan]:
-        """The trace's spans once every service in ``services`` has exported at least one."""
+        """The trace's spans once every service in ``services`` has exported at least one and
+        ``until`` holds for them (spans are exported in batches, a long one last)."""
+
+        def done() -> bool:
+            spans = self.trace(trace_id)
+            return services <= {span.service for span in spans} and until(spans)
+
         async with asyncio.timeout(timeout_s):
             # Spans arrive on the server's threads: polling is simpler than a cross-thread event.
-            while not services <= {span.service for span in self.trace(trace_id)}:  # noqa: ASYNC110
+            while not done():  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
         return self.trace(trace_id)
