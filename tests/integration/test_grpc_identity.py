@@ -160,3 +160,34 @@ async def test_the_inbox_refuses_a_foreign_host_and_throttles_failed_logins(
         _http, f"{base}/login", f"localhost:{port}", {"token": "t0ken", "next": "/"}
     )
     assert right == 429
+
+
+async def test_a_session_is_seen_and_cancelled_only_by_its_own_tenant(stack: LocalStack) -> None:
+    """Get, StreamEvents and Cancel take the tenant from the token too: another tenant's caller
+    who learned a session id is told it does not exist (before, any caller could read any
+    session's answer and cancel it)."""
+    target = stack.target("agent-loop")
+    acme = _token(stack, sub="ann", tenant="acme", roles=["submitter"])
+    other = _token(stack, sub="oscar", tenant="other", roles=["submitter"])
+    async with secure_channel(target, stack.credentials(token=acme)) as channel:
+        owner = agent_pb2_grpc.AgentServiceStub(channel)
+        submitted = await owner.Submit(agent_pb2.SubmitRequest(goal="What is 2 + 2?"), timeout=10)
+        session = submitted.session_id
+        seen = await owner.Get(agent_pb2.GetRequest(session_id=session), timeout=10)
+        assert seen.session_id == session
+    async with secure_channel(target, stack.credentials(token=other)) as channel:
+        stranger = agent_pb2_grpc.AgentServiceStub(channel)
+        calls = {
+            "Get": stranger.Get(agent_pb2.GetRequest(session_id=session), timeout=10),
+            "Cancel": stranger.Cancel(agent_pb2.CancelRequest(session_id=session), timeout=10),
+        }
+        for name, call in calls.items():
+            with pytest.raises(grpc.aio.AioRpcError) as hidden:
+                await call
+            assert hidden.value.code() == grpc.StatusCode.NOT_FOUND, name
+        with pytest.raises(grpc.aio.AioRpcError) as unseen:
+            async for _ in stranger.StreamEvents(
+                agent_pb2.StreamEventsRequest(session_id=session), timeout=10
+            ):
+                pass
+        assert unseen.value.code() == grpc.StatusCode.NOT_FOUND

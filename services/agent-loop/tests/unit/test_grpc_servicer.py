@@ -19,6 +19,7 @@ from keel_agent_loop.handlers.task_handler import TaskHandler
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.testing import FakeMemory, FakeTools, ScriptedLLM, answer, call_tools
 from keel_agent_loop.usecases import FrontDoor, SessionRunner
+from keel_contracts.errors import NotFound
 from keel_contracts.events import TaskSubmitted
 from keel_contracts.topics import TASKS
 from keel_core.grpc import GrpcServer, insecure_channel
@@ -173,3 +174,20 @@ async def test_submit_run_stream_and_get(stack: Stack) -> None:
         if e.type != "state"
     ]
     assert replay == kinds
+
+
+async def test_the_front_door_shows_a_session_only_to_its_own_tenant() -> None:
+    """A confined caller (a token's tenant) is told another tenant's session does not exist;
+    a caller that may see every tenant (None: a service, an operator) sees it."""
+    store = SessionStore()
+    door = FrontDoor(store, InMemoryPublisher())
+    await door.submit("s-acme", TaskSubmitted(goal="What is 2 + 2?", tenant="acme"))
+    assert door.get("s-acme", "acme").session_id == "s-acme"
+    assert door.get("s-acme", None).tenant == "acme"
+    with pytest.raises(NotFound):
+        door.get("s-acme", "other")
+    with pytest.raises(NotFound):
+        door.watch("s-acme", "other")
+    with pytest.raises(NotFound):
+        await door.cancel("s-acme", "not yours", "other")
+    assert await door.cancel("s-acme", "mine", "acme") is True

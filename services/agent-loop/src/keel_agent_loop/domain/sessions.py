@@ -39,6 +39,8 @@ class SessionRecord:
     session_id: str
     status: SessionStatus
     trace: str = ""
+    # Whose session it is: a caller of another tenant is told it does not exist.
+    tenant: str = ""
     iteration: int = 0
     answer: str = ""
     error: str = ""
@@ -62,11 +64,11 @@ class SessionStore:
     def get(self, session_id: str) -> SessionRecord | None:
         return self._records.get(session_id)
 
-    def submitted(self, session_id: str, trace: str = "") -> SessionRecord:
+    def submitted(self, session_id: str, trace: str = "", tenant: str = "") -> SessionRecord:
         """Known but not started yet (idle); an existing record is left as it is."""
         record = self._records.get(session_id)
         if record is None:
-            record = SessionRecord(session_id, "idle", trace=trace)
+            record = SessionRecord(session_id, "idle", trace=trace, tenant=tenant)
             self._records[session_id] = record
             self._evict()
         return record
@@ -80,7 +82,8 @@ class SessionStore:
     def started(self, state: AgentState) -> SessionRecord:
         """Run (or resumed) here: the record takes the state's status and iteration; a record
         that had finished is open again for watchers (a resumed redelivery)."""
-        record = self.submitted(state.session_id, state.trace)
+        record = self.submitted(state.session_id, state.trace, state.tenant)
+        record.tenant = state.tenant
         record.status = state.status
         record.iteration = state.iteration
         record.trace = state.trace
@@ -89,7 +92,7 @@ class SessionStore:
 
     def finished(self, state: AgentState, result: TaskCompleted | TaskFailed) -> None:
         """Record the outcome and end every watcher's stream."""
-        record = self.submitted(state.session_id, state.trace)
+        record = self.submitted(state.session_id, state.trace, state.tenant)
         record.status = state.status if state.finished else "failed"
         record.iteration = state.iteration
         record.answer = state.answer

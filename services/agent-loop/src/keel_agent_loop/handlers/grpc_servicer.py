@@ -16,6 +16,7 @@ from keel_agent_loop.handlers.mapping import (
     task_from_submit,
 )
 from keel_agent_loop.usecases import FrontDoor
+from keel_core.grpc.auth import ANY_TENANT, current_principal
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -34,16 +35,27 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Get(
         self, request: agent_pb2.GetRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetResponse:
-        return record_to_proto(self._front_door.get(request.session_id))
+        return record_to_proto(self._front_door.get(request.session_id, caller_tenant()))
 
     async def StreamEvents(
         self, request: agent_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.TaskEvent]:
-        async for event in self._front_door.watch(request.session_id):
+        async for event in self._front_door.watch(request.session_id, caller_tenant()):
             yield event_to_proto(event)
 
     async def Cancel(
         self, request: agent_pb2.CancelRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.CancelResponse:
-        accepted = await self._front_door.cancel(request.session_id, request.reason)
+        accepted = await self._front_door.cancel(
+            request.session_id, request.reason, caller_tenant()
+        )
         return agent_pb2.CancelResponse(accepted=accepted)
+
+
+def caller_tenant() -> str | None:
+    """The tenant a token caller is confined to; None for a service, an operator token that
+    may name any tenant, or an unsecured (dev) server."""
+    principal = current_principal()
+    if principal is None or principal.kind != "token" or principal.tenant == ANY_TENANT:
+        return None
+    return principal.tenant

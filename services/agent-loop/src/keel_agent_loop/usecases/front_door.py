@@ -43,32 +43,39 @@ class FrontDoor:
             return
         trace = new_traceparent()
         envelope = Envelope.wrap(task, source=SOURCE, session_id=session_id, trace=trace)
-        self._store.submitted(session_id, trace)
+        self._store.submitted(session_id, trace, task.tenant)
         try:
             await self._publisher.publish(TASKS, envelope, key=session_id)
         except Exception as exc:
             self._store.discard(session_id)
             raise Unavailable(f"could not publish the task: {exc}") from exc
 
-    def get(self, session_id: str) -> SessionRecord:
+    def get(self, session_id: str, tenant: str | None = None) -> SessionRecord:
+        """``tenant``: the caller's (None: any, a service or an operator); a session of another
+        tenant is answered as unknown, so its existence does not leak either."""
         record = self._store.get(session_id)
-        if record is None:
+        if record is None or not _visible(record.tenant, tenant):
             raise NotFound(f"unknown session {session_id!r}")
         return record
 
-    def watch(self, session_id: str) -> AsyncIterator[RecordedEvent]:
+    def watch(self, session_id: str, tenant: str | None = None) -> AsyncIterator[RecordedEvent]:
         """The session's events so far, then live ones until it finishes (``NotFound``)."""
+        self.get(session_id, tenant)
         return self._store.watch(session_id)
 
-    async def cancel(self, session_id: str, reason: str) -> bool:
+    async def cancel(self, session_id: str, reason: str, tenant: str | None = None) -> bool:
         """Durable on ``keel.tasks`` (reaches a parked or not yet started session) and broadcast
         on ``keel.control`` (reaches the replica running it). False for a session this process
         saw finish or whose end marker it holds (not cancelled again); ``NotFound`` for one
         nobody here knows of."""
         record = self._store.get(session_id)
+        state = self._checkpoints.get(session_id)
+        owner = record.tenant if record is not None else state.tenant if state is not None else ""
+        if not _visible(owner, tenant):
+            raise NotFound(f"unknown session {session_id!r}")
         if (record is not None and record.finished) or self._checkpoints.finished(session_id):
             return False
-        if record is None and self._checkpoints.get(session_id) is None:
+        if record is None and state is None:
             raise NotFound(f"unknown session {session_id!r}")
         reason = reason or "cancelled by request"
         trace = record.trace if record is not None else ""
@@ -81,3 +88,9 @@ class FrontDoor:
         except Exception as exc:
             raise Unavailable(f"could not publish the cancel request: {exc}") from exc
         return True
+
+
+def _visible(owner: str, caller: str | None) -> bool:
+    """A session is the caller's when the caller may see every tenant (None), or the session's
+    tenant is known and the same ("" only from a record that predates tenants: visible)."""
+    return caller is None or not owner or owner == caller
