@@ -20,7 +20,7 @@ from keel_approval.domain.book import ApprovalBook, Retention
 from keel_approval.handlers.auth import ReviewerAuth
 from keel_approval.handlers.grpc_servicer import ApprovalServicer
 from keel_approval.handlers.kafka_handler import RequestHandler
-from keel_approval.handlers.web.routes import Inbox
+from keel_approval.handlers.web.routes import Inbox, InboxDenied
 from keel_approval.handlers.web.sessions import LoginSessions
 from keel_approval.handlers.web.throttle import LoginThrottle
 from keel_approval.metrics import ApprovalMetrics
@@ -29,6 +29,7 @@ from keel_approval.usecases.intake import RequestIntake, RequestReader
 from keel_approval.usecases.startup import BookStartup
 from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
 from keel_core import trust
+from keel_core.audit import AuditEmitter
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 
 SERVICE = "approval"
@@ -99,6 +100,7 @@ def build(settings: Settings, runtime: Runtime) -> ApprovalParts:
                 cookie_secure=settings.web_cookie_secure,
                 allowed_hosts=settings.web_allowed_hosts,
                 throttle=LoginThrottle(settings.web_login_failures_per_minute),
+                on_denied=inbox_denied(runtime.audit),
             ).app(),
             settings.web_host,
             settings.web_port,
@@ -146,3 +148,14 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     run_service(SERVICE, Settings, serve)
+
+
+def inbox_denied(audit: AuditEmitter) -> InboxDenied:
+    """Every refusal of the web inbox lands on the audit topic, as gRPC's do."""
+
+    async def record(client: str, reason: str) -> None:
+        await audit.record(
+            "security.denied", actor=client, subject="approval inbox", details={"reason": reason}
+        )
+
+    return record

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from keel_approval.app import inbox_denied
 from keel_approval.config import Settings
 from keel_approval.domain.book import ApprovalBook
 from keel_approval.handlers.auth import ReviewerAuth
@@ -38,7 +39,17 @@ def material(tmp_path: Path) -> trust.TrustMaterial:
 
 
 @pytest.fixture
-async def client(material: trust.TrustMaterial, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
+def denials() -> list[tuple[str, str]]:
+    return []
+
+
+@pytest.fixture
+async def client(
+    material: trust.TrustMaterial, clock: Clock, denials: list[tuple[str, str]]
+) -> AsyncIterator[httpx.AsyncClient]:
+    async def denied(client: str, reason: str) -> None:
+        denials.append((client, reason))
+
     audit, _ = in_memory_audit("approval")
     audit.start()
     book = ApprovalBook()
@@ -51,6 +62,7 @@ async def client(material: trust.TrustMaterial, clock: Clock) -> AsyncIterator[h
         LoginSessions(3600),
         allowed_hosts=settings.web_allowed_hosts,
         throttle=LoginThrottle(settings.web_login_failures_per_minute, clock=clock),
+        on_denied=denied,
     )
     transport = httpx.ASGITransport(app=inbox.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8086") as c:
@@ -112,3 +124,31 @@ def test_a_principal_from_the_interceptor_is_the_reviewer_whatever_the_request_c
         assert reviewer_auth.reviewer(None, claimed="mallory") == "rita"
     finally:
         grpc_auth._principal.reset(token)
+
+
+async def test_every_refusal_is_reported_for_the_audit(
+    client: httpx.AsyncClient, denials: list[tuple[str, str]]
+) -> None:
+    """A foreign Host, a failed login and a throttled one each reach ``on_denied`` (the
+    service audits them as ``security.denied``, as gRPC refusals are)."""
+    await client.get("/login", headers={"host": "attacker.example"})
+    for n in range(6):
+        await client.post("/login", data={"token": f"guess-{n}"})
+    reasons = [reason for _, reason in denials]
+    assert reasons[0] == "Host 'attacker.example' is not allowed"
+    assert reasons.count("failed login: the token names no reviewer") == 5
+    assert reasons[-1] == "login throttled: too many failed logins"
+
+
+async def test_the_service_audits_an_inbox_refusal_as_security_denied() -> None:
+    audit, published = in_memory_audit("approval")
+    audit.start()
+    await inbox_denied(audit)("203.0.113.9", "Host 'attacker.example' is not allowed")
+    await audit.close()
+    (record,) = published.audit_records()
+    assert (record.action, record.actor, record.subject) == (
+        "security.denied",
+        "203.0.113.9",
+        "approval inbox",
+    )
+    assert record.details == {"reason": "Host 'attacker.example' is not allowed"}

@@ -13,7 +13,8 @@ logins in a minute gets 429.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ from keel_contracts.errors import (
     Unauthenticated,
     Unavailable,
 )
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 
@@ -104,6 +107,36 @@ class SecurityHeaders:
         await self._app(scope, receive, with_headers)
 
 
+# (client address, reason) -> a record somewhere (the service's audit emitter).
+InboxDenied = Callable[[str, str], Awaitable[None]]
+
+
+class _AuditedHosts:
+    """Reports the requests the Host allow-list refused (a DNS-rebinding page, a scan)."""
+
+    def __init__(self, app: ASGIApp, denied: InboxDenied) -> None:
+        self._app = app
+        self._denied = denied
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        refused = False
+
+        async def watching(message: Message) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                refused = True
+            await send(message)
+
+        await self._app(scope, receive, watching)
+        if refused:
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            client = scope.get("client") or ("?", 0)
+            await self._denied(str(client[0]), f"Host {host[:200]!r} is not allowed")
+
+
 class Inbox:
     def __init__(
         self,
@@ -116,9 +149,13 @@ class Inbox:
         clock: Callable[[], datetime] = _now,
         allowed_hosts: Sequence[str] | None = None,
         throttle: LoginThrottle | None = None,
+        on_denied: InboxDenied | None = None,
     ) -> None:
         """``allowed_hosts``: the Host names answered (None: any, for tests that build the
-        app directly; the service passes its setting). ``throttle``: failed-login limits."""
+        app directly; the service passes its setting). ``throttle``: failed-login limits.
+        ``on_denied(client, reason)``: told of every refusal (a foreign Host, a cross-site or
+        failed or throttled login), which the service audits as ``security.denied``."""
+        self._on_denied = on_denied
         self._allowed_hosts = list(allowed_hosts) if allowed_hosts is not None else None
         self._throttle = throttle or LoginThrottle(5)
         self._book = book
@@ -151,8 +188,18 @@ class Inbox:
         ]
         app: ASGIApp = Starlette(routes=routes)
         if self._allowed_hosts is not None:
-            app = TrustedHostMiddleware(app, allowed_hosts=self._allowed_hosts)
+            app = _AuditedHosts(
+                TrustedHostMiddleware(app, allowed_hosts=self._allowed_hosts), self._denied
+            )
         return SecurityHeaders(app)
+
+    async def _denied(self, client: str, reason: str) -> None:
+        if self._on_denied is None:
+            return
+        try:
+            await self._on_denied(client, reason)
+        except Exception as exc:  # noqa: BLE001 - the refusal stands whether or not it is recorded
+            log.warning("inbox refusal not audited (%s): %r", reason, exc)
 
     # -- pages ---------------------------------------------------------------------------
 
@@ -219,10 +266,12 @@ class Inbox:
         return self._page("login.html", None, next=_safe_next(request.query_params.get("next")))
 
     async def login(self, request: Request) -> Response:
-        if not _same_origin(request):
-            return PlainTextResponse("cross-site login refused", status_code=403)
         address = request.client.host if request.client else "?"
+        if not _same_origin(request):
+            await self._denied(address, "cross-site login refused")
+            return PlainTextResponse("cross-site login refused", status_code=403)
         if self._throttle.blocked(address):
+            await self._denied(address, "login throttled: too many failed logins")
             return PlainTextResponse(
                 "too many failed logins; try again in a minute", status_code=429
             )
@@ -238,6 +287,7 @@ class Inbox:
         if not reviewer:
             if self._auth.enabled:
                 self._throttle.failed(address)
+                await self._denied(address, "failed login: the token names no reviewer")
             return self._page("login.html", None, status=401, next=next_path, error=error)
         session_id, _ = self._sessions.open(reviewer)
         response = RedirectResponse(next_path, status_code=303)
