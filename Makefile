@@ -57,7 +57,7 @@ protos: install ## Regenerate Python code from proto/
 	$(PY) libs/protos/gen.py
 
 bench: install ## Print the numbers: per-step overhead, steps/s, recovery, policy, tool gateway, LLM gateway vs LiteLLM, offline model, memory
-	$(PY) bench/e2e_overhead.py
+	$(PY) bench/e2e_overhead.py --compare-security
 	$(PY) bench/recovery.py
 	$(PY) bench/policy_decision.py
 	$(PY) bench/trust_costs.py
