@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         "trust", help="make a directory of trust material (signing keys) for KEEL_TRUST_DIR"
     )
     material.add_argument("directory", type=Path)
+    material.add_argument(
+        "--rotate",
+        metavar="KEY",
+        help="replace one key (approval-signing, audit-<identity>, ledger); the old one is "
+        "kept in retired/ for verification",
+    )
     token = dev_sub.add_parser(
         "token", help="mint a bearer token with the trust directory's dev key (KEEL_TRUST_DIR)"
     )
@@ -100,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _make_trust(directory: Path) -> int:
+async def _make_trust(directory: Path, rotate: str | None = None) -> int:
+    if rotate:
+        trust.rotate(directory, rotate)
+        print(f"rotated {rotate} in {directory}; restart its writer (readers keep the old key)")
+        return 0
     trust.generate(directory)
     print(f"trust material in {directory} (existing keys kept); use KEEL_TRUST_DIR={directory}")
     return 0
@@ -166,7 +176,7 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
     if (ops := _ops_command(settings, args)) is not None:
         return ops
     if args.command == "dev" and args.dev_command == "trust":
-        return _make_trust(args.directory)
+        return _make_trust(args.directory, args.rotate)
     if args.command == "dev" and args.dev_command == "token":
         return _dev_token(settings, args)
     if args.command == "dev":

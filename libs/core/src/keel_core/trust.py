@@ -34,6 +34,7 @@ import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 APPROVAL_SIGNING = "approval-signing"
 LEDGER_KEY = "ledger.key"
+# Old public keys (and HMAC keys) after a rotation: still verified, never used to sign.
+RETIRED_DIR = "retired"
 TOKEN_SIGNING = "token-signing"
 TLS_DIR = "tls"
 # Service identities that write audit records (the CLI signs as "operator").
@@ -111,30 +114,44 @@ class Signer:
 
 
 class Verifier:
-    def __init__(self, key: Ed25519PublicKey) -> None:
-        self._key = key
+    """Checks signatures against the current public key and any retired ones (a rotated key
+    still verifies what it signed before the rotation)."""
+
+    def __init__(self, key: Ed25519PublicKey, *retired: Ed25519PublicKey) -> None:
+        self._keys = (key, *retired)
 
     def verify(self, data: bytes, signature: str) -> bool:
         try:
-            self._key.verify(_unb64(signature), data)
-        except (InvalidSignature, ValueError):
+            raw = _unb64(signature)
+        except ValueError:
             return False
-        return True
+        for key in self._keys:
+            try:
+                key.verify(raw, data)
+            except (InvalidSignature, ValueError):
+                continue
+            return True
+        return False
 
 
 class Mac:
     """HMAC-SHA256 with a key only its owner holds, as hex text."""
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 32:
+    def __init__(self, key: bytes, *retired: bytes) -> None:
+        if any(len(k) < 32 for k in (key, *retired)):
             raise ConfigError("an HMAC key must be at least 32 bytes")
         self._key = key
+        self._keys = (key, *retired)
 
     def mac(self, data: bytes) -> str:
         return hmac.new(self._key, data, hashlib.sha256).hexdigest()
 
     def verify(self, data: bytes, mac: str) -> bool:
-        return hmac.compare_digest(self.mac(data), mac)
+        """True for a MAC made with the current key or a retired one."""
+        return any(
+            hmac.compare_digest(hmac.new(key, data, hashlib.sha256).hexdigest(), mac)
+            for key in self._keys
+        )
 
     def __repr__(self) -> str:
         return "Mac(<key>)"
@@ -153,7 +170,7 @@ class TrustMaterial:
         return Signer(self._private(f"{APPROVAL_SIGNING}.key"))
 
     def approval_verifier(self) -> Verifier:
-        return Verifier(self._public(f"{APPROVAL_SIGNING}.pub"))
+        return self._verifier(APPROVAL_SIGNING)
 
     def audit_signer(self, identity: str) -> Signer:
         return Signer(self._private(f"audit-{identity}.key"))
@@ -161,12 +178,20 @@ class TrustMaterial:
     def audit_verifiers(self) -> dict[str, Verifier]:
         """Every identity whose public audit key is in the directory."""
         return {
-            path.name[len("audit-") : -len(".pub")]: Verifier(self._public(path.name))
+            path.name[len("audit-") : -len(".pub")]: self._verifier(path.name[: -len(".pub")])
             for path in sorted(self.directory.glob("audit-*.pub"))
         }
 
     def ledger_mac(self) -> Mac:
-        return Mac(self._read(LEDGER_KEY))
+        retired = sorted((self.directory / RETIRED_DIR).glob(f"{LEDGER_KEY}.*"))
+        return Mac(self._read(LEDGER_KEY), *(path.read_bytes() for path in retired))
+
+    def _verifier(self, stem: str) -> Verifier:
+        retired = sorted((self.directory / RETIRED_DIR).glob(f"{stem}.*.pub"))
+        return Verifier(
+            self._public(f"{stem}.pub"),
+            *(self._public(f"{RETIRED_DIR}/{path.name}") for path in retired),
+        )
 
     def tls_identity(self, identity: str) -> TlsIdentity:
         """The CA and ``identity``'s certificate and key, for a gRPC server or client."""
@@ -224,6 +249,26 @@ def load(settings: TrustSettings, service: str) -> TrustMaterial | None:
         "no trust material: set KEEL_TRUST_DIR (make one with `keel dev trust DIR`), or "
         "KEEL_TRUST_INSECURE_DEV=true on a laptop"
     )
+
+
+def rotate(directory: Path, stem: str) -> Path:
+    """Replace one key (``approval-signing``, ``audit-<identity>``, ``ledger``): the old public
+    half (the old HMAC key) moves to ``retired/`` — readers keep verifying what it signed —
+    and a fresh key takes its place. Restart the key's one writer afterwards; readers pick the
+    retired key up at their next start."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    retired = directory / RETIRED_DIR
+    retired.mkdir(mode=0o700, exist_ok=True)
+    if stem in ("ledger", LEDGER_KEY):
+        os.replace(directory / LEDGER_KEY, retired / f"{LEDGER_KEY}.{stamp}")
+        _secret(directory / LEDGER_KEY, secrets.token_bytes(32))
+        return directory
+    if not (directory / f"{stem}.key").exists():
+        raise ConfigError(f"no key {stem!r} in {directory}")
+    os.replace(directory / f"{stem}.pub", retired / f"{stem}.{stamp}.pub")
+    (directory / f"{stem}.key").unlink()
+    _pair(directory, stem)
+    return directory
 
 
 def generate(directory: Path, identities: Iterable[str] = AUDIT_IDENTITIES) -> Path:

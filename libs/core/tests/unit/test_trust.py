@@ -83,3 +83,41 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 def test_keys_never_show_in_a_repr(material: TrustMaterial) -> None:
     assert repr(material.approval_signer()) == "Signer(<private key>)"
     assert repr(material.ledger_mac()) == "Mac(<key>)"
+
+
+@pytest.mark.parametrize("stem", ["approval-signing", "audit-policy"])
+def test_a_rotated_key_signs_anew_and_what_it_signed_still_verifies(
+    tmp_path: Path, stem: str
+) -> None:
+    directory = trust.generate(tmp_path / "t")
+    before = TrustMaterial(directory)
+    signer = (
+        before.approval_signer() if stem == "approval-signing" else before.audit_signer("policy")
+    )
+    old_signature = signer.sign(b"decided before the rotation")
+    trust.rotate(directory, stem)
+    after = TrustMaterial(directory)
+    verifier = (
+        after.approval_verifier()
+        if stem == "approval-signing"
+        else after.audit_verifiers()["policy"]
+    )
+    assert verifier.verify(b"decided before the rotation", old_signature)
+    fresh = after.approval_signer() if stem == "approval-signing" else after.audit_signer("policy")
+    assert fresh.sign(b"x") != signer.sign(b"x")
+    assert verifier.verify(b"x", fresh.sign(b"x"))
+    # Only the public half of the old key is kept, outside the signing files.
+    retired = list((directory / "retired").iterdir())
+    assert [p.suffix for p in retired] == [".pub"]
+    assert set(after.audit_verifiers()) == set(trust.AUDIT_IDENTITIES)
+
+
+def test_a_rotated_ledger_key_still_verifies_its_old_macs(tmp_path: Path) -> None:
+    directory = trust.generate(tmp_path / "t")
+    old = TrustMaterial(directory).ledger_mac()
+    tag = old.mac(b"result")
+    trust.rotate(directory, "ledger")
+    new = TrustMaterial(directory).ledger_mac()
+    assert new.mac(b"result") != tag
+    assert new.verify(b"result", tag)
+    assert stat.S_IMODE((directory / "ledger.key").stat().st_mode) == 0o600
