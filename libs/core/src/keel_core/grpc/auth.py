@@ -25,6 +25,7 @@ import grpc
 
 from keel_contracts.errors import KeelError, PermissionDenied, Unauthenticated
 from keel_core.grpc.authorization import AUTHORIZATION, Rule
+from keel_core.grpc.interceptors import MethodInterceptor
 from keel_core.grpc.tokens import Principal, TokenVerifier, bearer
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def current_principal() -> Principal | None:
     return _principal.get()
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(MethodInterceptor):
     def __init__(
         self,
         verifier: TokenVerifier,
@@ -54,27 +55,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._on_denied = on_denied
         self._table = table
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method: str = details.method
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+    def _other_kind(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         # Keel serves no client- or bidi-streaming RPC; refuse rather than pass unchecked.
         return grpc.unary_unary_rpc_method_handler(self._refuse_unknown(method))
 

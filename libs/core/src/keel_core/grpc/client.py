@@ -90,6 +90,12 @@ def _with_token(details: grpc.aio.ClientCallDetails, token: str) -> grpc.aio.Cli
     if any(key == "authorization" for key, _ in metadata):
         return details
     metadata.append(("authorization", f"Bearer {token}"))
+    return _with_metadata(details, metadata)
+
+
+def _with_metadata(
+    details: grpc.aio.ClientCallDetails, metadata: list[tuple[str, str]]
+) -> grpc.aio.ClientCallDetails:
     return grpc.aio.ClientCallDetails(
         details.method,
         details.timeout,
@@ -127,13 +133,7 @@ def _with_traceparent(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCal
         return details
     metadata = [(k, v) for k, v in (details.metadata or ()) if k != "traceparent"]
     metadata.append(("traceparent", traceparent))
-    return grpc.aio.ClientCallDetails(
-        details.method,
-        details.timeout,
-        grpc.aio.Metadata(*metadata),
-        details.credentials,
-        details.wait_for_ready,
-    )
+    return _with_metadata(details, metadata)
 
 
 class _TraceUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]

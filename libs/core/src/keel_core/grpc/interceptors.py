@@ -37,9 +37,9 @@ class GrpcMetrics:
         )
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, metrics: GrpcMetrics) -> None:
-        self._metrics = metrics
+class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps the behaviour of every unary-unary and unary-stream method (the kinds Keel
+    serves); subclasses say how, and what becomes of any other kind (passed on as it is)."""
 
     async def intercept_service(
         self,
@@ -62,7 +62,21 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        return self._other_kind(method, handler)
+
+    def _wrap_unary(self, method: str, behaviour: Any) -> Any:
+        raise NotImplementedError
+
+    def _wrap_stream(self, method: str, behaviour: Any) -> Any:
+        raise NotImplementedError
+
+    def _other_kind(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         return handler
+
+
+class ErrorMappingInterceptor(MethodInterceptor):
+    def __init__(self, metrics: GrpcMetrics) -> None:
+        self._metrics = metrics
 
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
