@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, Phase, settings
 from pydantic import ValidationError
 
@@ -25,6 +26,7 @@ from keel_contracts.errors import KeelError
 from keel_contracts.events.envelope import Envelope
 from keel_core.bus.consumer import Handler, PoisonMessage
 from keel_core.bus.follower import Apply
+from keel_core.grpc import insecure_channel
 from keel_core.testing import InMemoryConsumer, InMemoryRuntime
 from keel_core.testing.bus import InMemoryFollower
 
@@ -188,6 +190,15 @@ async def feed(
             continue
         lost.append(value)
     assert not lost, f"neither handled nor dead-lettered: {[repr(v)[:200] for v in lost]}"
+
+
+async def still_serving(target: str) -> bool:
+    """Whether the service's gRPC server still says SERVING after the fuzz."""
+    async with insecure_channel(target) as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5
+        )
+    return bool(health.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def identity(envelope: Envelope) -> str:

@@ -22,43 +22,16 @@ from google.protobuf.message import Message
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from keel_contracts.events import (
-    ApprovalDecided,
-    ApprovalRequested,
-    ApprovalVoted,
-    AuditRecord,
-    EventData,
-    NodeDispatched,
-    NodeFinished,
-    PlanCheckpoint,
-    PlanFinished,
-    PlanSubmitted,
-    SessionCheckpoint,
-    TaskCancelRequested,
-    TaskCompleted,
-    TaskFailed,
-    TaskProgress,
-    TaskSubmitted,
-    ToolResultRecorded,
-)
+from keel_contracts import events
+from keel_contracts.events import EventData
 
-EVENT_TYPES: tuple[type[EventData], ...] = (
-    ApprovalDecided,
-    ApprovalRequested,
-    ApprovalVoted,
-    AuditRecord,
-    NodeDispatched,
-    NodeFinished,
-    PlanCheckpoint,
-    PlanFinished,
-    PlanSubmitted,
-    SessionCheckpoint,
-    TaskCancelRequested,
-    TaskCompleted,
-    TaskFailed,
-    TaskProgress,
-    TaskSubmitted,
-    ToolResultRecorded,
+# Every payload type the contracts export: a new event is fuzzed without being listed here.
+EVENT_TYPES: tuple[type[EventData], ...] = tuple(
+    kind
+    for name in events.__all__
+    if isinstance(kind := getattr(events, name), type)
+    and issubclass(kind, EventData)
+    and kind is not EventData
 )
 
 # Names the services know: random records that use them get past the first lookups.

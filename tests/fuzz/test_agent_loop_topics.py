@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -44,8 +43,7 @@ from keel_contracts.topics import (
     SUBTASKS,
     TASKS,
 )
-from keel_core.grpc import insecure_channel
-from tests.fuzz.harness import DRAWS_PER_EXAMPLE, FUZZ, FuzzRuntime, feed
+from tests.fuzz.harness import DRAWS_PER_EXAMPLE, FUZZ, FuzzRuntime, feed, still_serving
 from tests.fuzz.strategies import record_values
 
 # A failing batch is big; hypothesis warns that printing it is slow, and that warning must not
@@ -119,11 +117,7 @@ async def still_serves(service: Service) -> None:
     ]
     assert [f.status for f in finished] == ["succeeded"]
     assert service.parts.cancels.requested("canary-cancel")
-    async with insecure_channel(runtime.target) as channel:
-        health = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=5
-        )
-    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert await still_serving(runtime.target)
 
 
 @pytest.mark.parametrize("topic", list(TOPICS))

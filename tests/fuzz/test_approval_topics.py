@@ -10,7 +10,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,8 +17,7 @@ from keel_approval.app import SERVICE, ApprovalParts, build
 from keel_approval.config import Settings
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
-from keel_core.grpc import insecure_channel
-from tests.fuzz.harness import DRAWS_PER_EXAMPLE, FUZZ, FuzzRuntime, feed
+from tests.fuzz.harness import DRAWS_PER_EXAMPLE, FUZZ, FuzzRuntime, feed, still_serving
 from tests.fuzz.strategies import record_values
 
 # A failing batch is big; hypothesis warns that printing it is slow, and that warning must not
@@ -55,11 +53,7 @@ async def still_serves(runtime: FuzzRuntime, parts: ApprovalParts) -> None:
     )
     await runtime.settle()
     assert parts.book.get("canary").tool_name == "send_email"
-    async with insecure_channel(runtime.target) as channel:
-        health = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=5
-        )
-    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert await still_serving(runtime.target)
 
 
 @pytest.mark.parametrize("topic", list(TOPICS))

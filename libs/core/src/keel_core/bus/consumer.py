@@ -37,7 +37,7 @@ from keel_contracts.errors import ConfigError, Unavailable
 from keel_contracts.events.envelope import Envelope
 from keel_contracts.topics import dlq_of
 from keel_core.bus.connect import client_options, start_with_retry
-from keel_core.bus.deadletter import DeadLetterFailed, dead_letter_headers
+from keel_core.bus.deadletter import DeadLetterFailed, headers_for
 from keel_core.bus.metrics import BusMetrics
 from keel_core.bus.offsets import PartitionProgress, decode_pending
 from keel_core.bus.producer import Publisher
@@ -346,15 +346,7 @@ class EventConsumer:
         log.warning(
             "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
         )
-        headers = dead_letter_headers(
-            reason,
-            exc,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            group=self._group_id,
-            original=record.headers or (),
-        )
+        headers = headers_for(record, reason, exc, self._group_id)
         delay = self._dlq_backoff_s
         for attempt in range(self._dlq_retries + 1):
             try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from keel_contracts.events.envelope import Envelope
 from keel_core.bus.producer import Headers
@@ -38,6 +38,28 @@ def dead_letter_headers(
         (f"{PREFIX}time", datetime.now(UTC).isoformat().encode()),
         *[(k, v) for k, v in original if not k.startswith(PREFIX)],
     ]
+
+
+class SourceRecord(Protocol):
+    """What the headers need of a rejected record (aiokafka's ``ConsumerRecord`` has it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    headers: Any
+
+
+def headers_for(record: SourceRecord, reason: str, exc: BaseException, group: str) -> Headers:
+    """``dead_letter_headers`` for a record read from the broker."""
+    return dead_letter_headers(
+        reason,
+        exc,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        group=group,
+        original=record.headers or (),
+    )
 
 
 class DeadLetterFailed(Exception):

@@ -25,7 +25,7 @@ from keel_contracts.errors import ConfigError
 from keel_contracts.events import Envelope
 from keel_contracts.topics import dlq_of
 from keel_core.bus.connect import client_options, start_with_retry
-from keel_core.bus.deadletter import dead_letter_headers
+from keel_core.bus.deadletter import headers_for
 from keel_core.bus.producer import EventProducer
 from keel_core.bus.reader import Record, read_partitions, topic_partitions
 from keel_core.settings import KafkaSettings
@@ -100,15 +100,7 @@ class TopicFollower:
             dlq = EventProducer(self._settings, f"{self._client_id}-dlq")
             await dlq.start()
             self._dlq = dlq
-        headers = dead_letter_headers(
-            reason,
-            exc,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            group=self._client_id,
-            original=record.headers or (),
-        )
+        headers = headers_for(record, reason, exc, self._client_id)
         log.warning(
             "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
         )
