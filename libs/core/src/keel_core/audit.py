@@ -35,6 +35,7 @@ from keel_contracts.events.types import AuditChainHead, AuditRecord
 from keel_contracts.topics import AUDIT, AUDIT_HEADS
 from keel_core.bus.producer import Publisher
 from keel_core.bus.reader import read_key
+from keel_core.redaction import bounded_details, bounded_name
 from keel_core.settings import KafkaSettings
 from keel_core.trust import Signer, Verifier
 
@@ -229,9 +230,9 @@ class AuditEmitter:
             "producer": self._producer_id,
             "sequence": self._sequence,
             "action": action,
-            "actor": actor,
-            "subject": subject,
-            "details": details or {},
+            "actor": bounded_name(actor),
+            "subject": bounded_name(subject),
+            "details": bounded_details(details or {}),
             "prev_hash": self._prev,
             "identity": self._identity if self._signer else "",
             "prev_producer": self._prev_producer if self._sequence == 0 else "",

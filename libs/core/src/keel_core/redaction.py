@@ -52,5 +52,26 @@ def audit_value(value: Any) -> Any:
     return cleaned
 
 
+# Whatever a caller puts in one audit record's details: far below the broker's 1 MiB record.
+MAX_AUDIT_DETAILS_CHARS = 64_000
+# An actor or subject is a name; one longer than this is cut (with its length said).
+MAX_AUDIT_NAME_CHARS = 1_000
+
+
+def bounded_details(details: dict[str, Any]) -> dict[str, Any]:
+    """The details as given, or their size and hash when too large to keep: an audit record
+    the broker refuses would fail (or, failing closed, block) the call it audits."""
+    text = canonical_json(details)
+    if len(text) > MAX_AUDIT_DETAILS_CHARS:
+        return _summary(text, "too large to keep")
+    return details
+
+
+def bounded_name(name: str) -> str:
+    if len(name) <= MAX_AUDIT_NAME_CHARS:
+        return name
+    return f"{name[:MAX_AUDIT_NAME_CHARS]}… [{len(name)} characters]"
+
+
 def _summary(text: str, why: str) -> dict[str, Any]:
     return {"_omitted": why, "chars": len(text), "sha256": sha256_hex(text)}

@@ -149,3 +149,23 @@ def test_two_runs_in_one_host_and_pid_get_different_producer_ids() -> None:
     ids = {ServiceRuntime("policy", settings).producer_id for _ in range(2)}
     assert len(ids) == 2
     assert all(i.startswith("policy@") for i in ids)
+
+
+async def test_a_record_too_large_for_the_broker_keeps_its_size_and_hash_instead() -> None:
+    """Whatever a service audits (a megabyte of arguments, a megabyte 'tool name'), the record
+    stays far below the broker's 1 MiB limit — the in-memory bus refuses larger ones as the
+    producer would, and a refused record would fail the call it audits."""
+    audit, published = in_memory_audit("svc")
+    audit.start()
+    await audit.record(
+        "tool.execute", actor="a" * 2_000_000, subject="t", details={"arguments": "x" * 2_000_000}
+    )
+    await audit.record("tool.execute", actor="a", subject="t", details={"small": 1})
+    await audit.close()
+    big, small = published.audit_records()
+    assert big.details["_omitted"] == "too large to keep"
+    assert big.details["chars"] > 2_000_000
+    assert big.actor.endswith("… [2000000 characters]")
+    assert len(big.actor) < 1_100
+    assert small.details == {"small": 1}
+    assert verify_chain([big, small]) is None
