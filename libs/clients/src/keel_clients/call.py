@@ -13,7 +13,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from keel_contracts.chat import RequestContext
 from keel_core.grpc.errors import error_from_status
-from keel_core.tracing import start_span
+from keel_core.tracing import is_traceparent, start_span
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
@@ -44,7 +44,9 @@ class Caller:
         progress when there is one) and the caller's token; None when there is neither (grpc
         does less work for a call without metadata)."""
         pairs: list[tuple[str, str]] = []
-        if ctx is not None and ctx.traceparent:
+        # A malformed one (from a hostile record's trace field) is dropped: grpc refuses a
+        # call whose metadata is not valid header text.
+        if ctx is not None and is_traceparent(ctx.traceparent):
             pairs.append(("traceparent", ctx.traceparent))
         if self.options.token:
             pairs.append(("authorization", f"Bearer {self.options.token}"))

@@ -21,6 +21,7 @@ from keel_clients import (
     ToolClient,
     open_channel,
 )
+from keel_clients.call import Caller
 from keel_clients.mapping import MAX_CONTEXT_FIELD_CHARS, context_from_proto
 from keel_clients.testing import (
     ExecuteCall,
@@ -182,3 +183,14 @@ def test_a_context_field_past_the_bound_is_refused_at_the_edge() -> None:
         huge = common_pb2.RequestContext(**{field: "x" * (MAX_CONTEXT_FIELD_CHARS + 1)})
         with pytest.raises(InvalidArgument, match=f"context.{field} is longer than"):
             context_from_proto(huge)
+
+
+def test_a_malformed_traceparent_never_reaches_the_wire() -> None:
+    """A record's trace field is whatever its writer put there; as gRPC metadata, text that is
+    not valid header text makes grpc refuse the call itself (a fuzz finding: the agent loop's
+    handler crashed with ExecuteBatchError)."""
+    caller = Caller(CallOptions())
+    valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert caller.metadata(RequestContext(traceparent=valid)) == (("traceparent", valid),)
+    for hostile in ("\n\x00evil", "00-zz-yy-01", "🦜", valid + "\r\nx-injected: 1"):
+        assert caller.metadata(RequestContext(traceparent=hostile)) is None, hostile

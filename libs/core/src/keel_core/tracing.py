@@ -39,6 +39,12 @@ def child_traceparent(parent: str) -> str:
     return f"00-{match.group(1)}-{secrets.token_hex(8)}-{match.group(3)}"
 
 
+def is_traceparent(text: str) -> bool:
+    """A well-formed W3C traceparent (what may travel as gRPC metadata: a record's ``trace``
+    field is whatever its writer put there)."""
+    return _TRACEPARENT.match(text) is not None
+
+
 def trace_id_of(traceparent: str) -> str:
     match = _TRACEPARENT.match(traceparent)
     return match.group(1) if match else ""
