@@ -8,9 +8,11 @@ progress events out — with no model or tool time, so what is measured is Keel'
 Prints: step latency p50/p99 with one session at a time, and steps per second with
 ``--concurrency`` sessions at once. Run with ``make bench``; ``KEEL_KAFKA_BOOTSTRAP`` uses an
 existing broker, otherwise one is started on free ports and stopped afterwards (plaintext, as
-the earlier numbers were measured). ``--compare-security`` runs the same measurement on a
-plaintext broker and on a secured one (TLS + SCRAM + ACLs, each service its own principal) and
-prints them side by side.
+the earlier numbers were measured). ``--compare-security`` runs the same measurement with
+everything the trust layer adds switched off (plaintext broker, plaintext gRPC, no tokens,
+nothing signed: ``KEEL_TRUST_INSECURE_DEV``) and with all of it on (TLS + SCRAM + ACLs on Kafka,
+mutual TLS and tokens on gRPC, signed approvals, audit and ledger: what ``make run`` starts),
+and prints them side by side.
 """
 
 from __future__ import annotations
@@ -114,7 +116,11 @@ def step_latencies(events: list[Envelope]) -> list[float]:
 
 
 async def bench(
-    args: argparse.Namespace, kafka: KafkaSettings, credentials: Path | None = None
+    args: argparse.Namespace,
+    kafka: KafkaSettings,
+    credentials: Path | None = None,
+    *,
+    insecure: bool = False,
 ) -> dict[str, float]:
     await ensure_topics(kafka)
     run_dir = Path(tempfile.mkdtemp(prefix="keel-bench-"))
@@ -123,6 +129,7 @@ async def bench(
         kafka_bootstrap=kafka.bootstrap,
         specs=with_free_ports(),
         kafka_credentials=credentials,
+        insecure=insecure,
     )
     try:
         await stack.start()
@@ -186,13 +193,16 @@ async def main() -> None:
 
 
 async def compare_security(args: argparse.Namespace) -> None:
-    """The same run on a plaintext broker and on a secured one, one after the other."""
+    """The same run with the trust layer off and on, one after the other."""
     results: dict[str, dict[str, float]] = {}
     for name, secure in (("plaintext", False), ("secured", True)):
         async with local_kafka(secure=secure) as (kafka, credentials):
-            results[name] = await bench(args, kafka, credentials)
+            results[name] = await bench(args, kafka, credentials, insecure=not secure)
     plain, secured = results["plaintext"], results["secured"]
-    print("\nKafka plaintext vs secured (TLS + SCRAM-SHA-512 + ACLs), per step:")
+    print(
+        "\nplaintext (no TLS, tokens or signatures) vs secured (Kafka TLS + SCRAM-SHA-512 + ACLs,"
+        "\ngRPC mutual TLS + tokens, signed approvals, audit and ledger), per step:"
+    )
     print(f"  {'':<22} {'plaintext':>10} {'secured':>10} {'added':>10}")
     for key, label in (
         ("step_p50_ms", "p50 (ms)"),

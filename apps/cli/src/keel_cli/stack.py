@@ -73,7 +73,7 @@ def harness_credentials(target: str) -> ClientCredentials | None:
     ``keel_core.grpc.use_client_credentials(harness_credentials)``; a target no stack of this
     process serves (an in-process component test's plaintext server) stays plaintext."""
     found = started_service(target)
-    if found is None:
+    if found is None or found[0].insecure:
         return None
     stack, name = found
     caller = USUAL_CALLER.get(name)
@@ -127,6 +127,9 @@ class LocalStack:
     # each service then connects as its own principal. Default: the environment's
     # ``KEEL_KAFKA_CREDENTIALS_DIR``; neither: the environment's ``KEEL_KAFKA_*`` as they are.
     kafka_credentials: Path | None = None
+    # No trust material at all (``KEEL_TRUST_INSECURE_DEV``): plaintext gRPC, unsigned
+    # approvals, audit and ledger. Only to measure what the trust layer costs.
+    insecure: bool = False
     python: str = sys.executable
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -169,6 +172,9 @@ class LocalStack:
             # Its own principal and nobody else's password (not the admin's of the caller).
             env.pop("KEEL_KAFKA_PASSWORD", None)
             env.update(client_env(Path(credentials), spec.name))
+        if self.insecure:
+            del env["KEEL_TRUST_DIR"]
+            env["KEEL_TRUST_INSECURE_DEV"] = "true"
         env.update(self.extra_env)
         return env
 
@@ -179,7 +185,8 @@ class LocalStack:
 
     async def start(self, timeout_s: float = 90.0) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        trust.generate(self.trust_dir)
+        if not self.insecure:
+            trust.generate(self.trust_dir)
         for spec in self.specs:
             _STARTED[f"127.0.0.1:{spec.grpc_port}"] = (self, spec.name)
             self.start_one(spec)
@@ -200,7 +207,8 @@ class LocalStack:
         return process
 
     async def wait_healthy(self, spec: ServiceSpec, deadline: float) -> None:
-        async with open_channel(f"127.0.0.1:{spec.grpc_port}", self.credentials()) as channel:
+        credentials = None if self.insecure else self.credentials()
+        async with open_channel(f"127.0.0.1:{spec.grpc_port}", credentials) as channel:
             health = HealthClient(channel, CallOptions(timeout_s=1.0))
             while True:
                 process = self.processes[spec.name]
