@@ -177,6 +177,14 @@ def _last_capability() -> int:
         return 63
 
 
+def _setgroups_denied() -> bool:
+    try:
+        with open("/proc/self/setgroups") as handle:
+            return handle.read().strip() == "deny"
+    except OSError:
+        return False
+
+
 def drop_privileges(libc: Any, uid: int, gid: int) -> None:
     """For good: no capability can come back (bounding set empty, securebits locked, every
     set cleared), no supplementary group, and real = effective = saved = ``uid``/``gid``."""
@@ -187,7 +195,13 @@ def drop_privileges(libc: Any, uid: int, gid: int) -> None:
         if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             code = ctypes.get_errno()
             raise OSError(code, f"dropping capability {cap} failed: {os.strerror(code)}")
-    os.setgroups([])
+    try:
+        os.setgroups([])
+    except PermissionError:
+        # A non-root gateway's user namespace denies setgroups(2) (the kernel requires it
+        # before an unprivileged gid map); the groups it started with stay, unmapped.
+        if not _setgroups_denied():
+            raise
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
