@@ -253,7 +253,8 @@ PROBES: list[Probe] = [
     ),
     refused_probe(
         "socketpair",
-        "import socket\ntry:\n    socket.socketpair()\n    print('ESCAPED')\nexcept OSError:\n    pass\n",
+        "import socket\ntry:\n    socket.socketpair()\n    print('ESCAPED')\n"
+        "except OSError:\n    pass\n",
     ),
     # Privilege.
     Probe(
@@ -466,7 +467,8 @@ PROBES: list[Probe] = [
         lambda c: (
             "import typing\n"
             "def g(x: \"open('" + f"/tmp/keel-escape-ty-{c['tag']}" + "', 'w')\"):\n    pass\n"
-            "try:\n    typing.get_type_hints(g)\nexcept Exception as e:\n    print(type(e).__name__)\n"
+            "try:\n    typing.get_type_hints(g)\n"
+            "except Exception as e:\n    print(type(e).__name__)\n"
         ),
         lambda c, o: _host_lacks(f"/tmp/keel-escape-ty-{c['tag']}", ""),
     ),
