@@ -434,19 +434,25 @@ PROBES: list[Probe] = [
     Probe(
         "memory-hog-many-processes",
         lambda c: (
-            "import os, time\nkids = []\n"
+            # Each hog reports on a pipe once its memory is filled, then holds it; the parent
+            # counts the hogs alive and filled once all reported or died (or 3 s passed).
+            "import os, select, time\nkids = []\nr, w = os.pipe()\n"
             f"for _ in range({c['hogs']}):\n"
             "    pid = os.fork()\n"
             "    if pid == 0:\n"
             "        try:\n"
             f"            data = b'x' * ({c['hog_mb']} << 20)\n"
-            "            time.sleep(3)\n"
+            "            os.write(w, b'f')\n"
+            "            time.sleep(30)\n"
             "        finally:\n            os._exit(0)\n"
             "    kids.append(pid)\n"
-            "time.sleep(1.5)\n"
-            "alive = sum(os.waitpid(k, os.WNOHANG) == (0, 0) for k in kids)\n"
-            "print('holding', alive)\n"
-            "for k in kids:\n    os.kill(k, 9)\n"
+            "filled, dead, deadline = 0, set(), time.monotonic() + 3\n"
+            "while filled + len(dead) < len(kids) and time.monotonic() < deadline:\n"
+            "    if select.select([r], [], [], 0.05)[0]:\n        filled += len(os.read(r, 64))\n"
+            "    dead |= {k for k in kids if k not in dead and os.waitpid(k, os.WNOHANG)[0]}\n"
+            "alive = len(kids) - len(dead)\n"
+            "print('holding', min(filled, alive), 'filled', filled, 'dead', len(dead))\n"
+            "for k in set(kids) - dead:\n    os.kill(k, 9)\n"
         ),
         _memory_check,
     ),
