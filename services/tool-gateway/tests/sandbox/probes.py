@@ -149,6 +149,14 @@ def _listing_check(ctx: dict[str, Any], outcome: Outcome) -> None:
         assert f"'{name}'" not in outcome.text, f"/{name} is visible"
 
 
+def _packages_hidden(ctx: dict[str, Any], outcome: Outcome) -> None:
+    for directory in (ctx["prefix_site_packages"], "/usr/lib/python3/dist-packages"):
+        if os.path.isdir(directory):
+            for name in os.listdir(directory):
+                if len(name) > 3:
+                    assert f"'{name}'" not in outcome.text, f"{directory}/{name} is visible"
+
+
 def _setuid_check(_ctx: dict[str, Any], outcome: Outcome) -> None:
     assert "euid 0" not in outcome.text, outcome.text
     assert "euid" in outcome.text or "refused" in outcome.text, outcome.text
@@ -215,6 +223,16 @@ PROBES: list[Probe] = [
     read_probe("read-trust-dir", lambda c: c["trust_file"]),
     read_probe("read-bashrc-of-gateway-user", lambda c: f"{HOME(c)}/.bashrc"),
     read_probe("read-venv-config", lambda c: c["venv_cfg"]),
+    Probe(
+        "list-installed-packages",
+        lambda c: (
+            "import os\n"
+            f"for d in ({c['prefix_site_packages']!r}, '/usr/lib/python3/dist-packages'):\n"
+            "    try:\n        print(sorted(os.listdir(d)))\n"
+            "    except OSError as e:\n        print('refused', e.errno)\n"
+        ),
+        _packages_hidden,
+    ),
     Probe(
         "list-root",
         lambda c: "import os\nprint(sorted(os.listdir('/')))",

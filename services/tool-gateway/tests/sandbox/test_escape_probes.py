@@ -124,6 +124,12 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "secret": SECRET,
         "argv_marker": f"gateway-argv-{tag}",
         "prefix": str(Path(python).parent.parent),
+        "prefix_site_packages": str(
+            Path(python).parent.parent
+            / "lib"
+            / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+            / "site-packages"
+        ),
         "site_packages": str(Path(keel_tool_gateway.__file__).parents[3]),
         "source_dir": str(Path(keel_tool_gateway.__file__).parent),
         "gateway_source": str(Path(runner_module.__file__)),

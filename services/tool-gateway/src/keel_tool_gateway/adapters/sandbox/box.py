@@ -8,6 +8,7 @@ its own argv and directories. The launcher (``launcher.py``, with ``rootfs.py`` 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -23,6 +24,16 @@ PYTHON_FLAGS = ("-I", "-S", "-B")
 # libraries (``/lib`` and friends are symlinks into ``/usr`` on merged-/usr systems, and are
 # recreated as symlinks). No /usr/bin, /etc, /home, /root, /var, /run or /tmp of the host.
 SYSTEM_RO_PATHS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32")
+# Installed packages inside those trees, hidden by an empty tmpfs: the standard library is what
+# a boxed interpreter may read, not the gateway's (or the OS's) third-party code.
+PACKAGE_DIRS = ("lib/python3*/site-packages", "lib/python3*/dist-packages")
+SYSTEM_PACKAGE_DIRS = ("/usr/lib/python3*/dist-packages", "/usr/lib/python3*/site-packages")
+
+
+def package_masks(prefix: str) -> list[str]:
+    """The package directories under ``prefix`` and the system's Python package dirs."""
+    patterns = [os.path.join(prefix, p) for p in PACKAGE_DIRS] + list(SYSTEM_PACKAGE_DIRS)
+    return sorted({path for pattern in patterns for path in glob.glob(pattern)})
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class BoxSpec:
     network: Literal["none"] = "none"
     rlimits: Mapping[str, int] = field(default_factory=dict)
     cgroup_procs: Sequence[str] = ()
+    masks: Sequence[str] = ()
     wall_s: float = 60.0
 
 
@@ -100,6 +112,7 @@ def launcher_config(
         "scratch_inodes": spec.scratch_inodes,
         "ro_binds": list(dict.fromkeys(spec.ro_binds)),
         "rw_binds": list(dict.fromkeys(spec.rw_binds)),
+        "masks": list(dict.fromkeys(spec.masks)),
         "uid": spec.uid,
         "gid": spec.gid,
         "cgroup_procs": list(spec.cgroup_procs),
@@ -121,11 +134,14 @@ def box_launch(
     writes JSON lines to ``status_fd`` (``isolated``/``problem``, then ``exit`` or ``signal``
     with ``cpu_s``); pass that descriptor on to the child (``pass_fds``). The launched
     program gets the interpreter's prefix and the system libraries read-only besides
-    ``spec.ro_binds``, so a Python program can start without more.
+    ``spec.ro_binds``, so a Python program can start without more; installed packages in
+    them are masked (a program that needs some binds its own directory).
     """
     python = os.path.realpath(python or sys.executable)
-    ro = [interpreter_prefix(python), *SYSTEM_RO_PATHS, *spec.ro_binds]
-    boxed = BoxSpec(**{**spec.__dict__, "ro_binds": ro})
+    prefix = interpreter_prefix(python)
+    ro = [prefix, *SYSTEM_RO_PATHS, *spec.ro_binds]
+    masks = [*package_masks(prefix), *spec.masks]
+    boxed = BoxSpec(**{**spec.__dict__, "ro_binds": ro, "masks": masks})
     config = launcher_config(
         boxed,
         status_fd,

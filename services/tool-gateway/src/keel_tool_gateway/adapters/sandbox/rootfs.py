@@ -5,7 +5,8 @@ Standalone (stdlib only, no ``__future__`` import): joined with ``seccomp.py`` a
 
 1. mounts a fresh tmpfs as the new root and fills it with read-only, nosuid, nodev bind
    mounts of exactly the paths it is given (the interpreter's prefix, the system libraries,
-   any extra read-only directories), writable binds of the given directories, a private
+   any extra read-only directories), writable binds of the given directories, empty
+   read-only tmpfs over the masked directories (installed packages), a private
    ``/proc`` of the run's PID namespace, a ``/dev`` holding only null, zero, random and
    urandom, and the scratch tmpfs capped in bytes and in inodes;
 2. ``pivot_root(2)``s into it and detaches the old root, so no path leads back to the host
@@ -106,6 +107,15 @@ def bind(libc: Any, root: str, path: str, writable: bool) -> None:
     _mount(libc, "", target, "", flags, "")
 
 
+def mask(libc: Any, root: str, path: str) -> None:
+    """Cover a directory inside a bound tree with an empty read-only tmpfs (installed
+    packages under the interpreter's prefix: readable code that is not the standard library)."""
+    target = root + path
+    if os.path.isdir(target) and not os.path.islink(target):
+        flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+        _mount(libc, "tmpfs", target, "tmpfs", flags, "size=4k,nr_inodes=4,mode=0555")
+
+
 def make_dev(libc: Any, root: str) -> None:
     """/dev with the four harmless character devices (bound, nothing created with mknod)."""
     dev = root + "/dev"
@@ -143,6 +153,8 @@ def build_root(libc: Any, config: dict[str, Any]) -> None:
         bind(libc, root, path, writable=False)
     for path in config["rw_binds"]:
         bind(libc, root, path, writable=True)
+    for path in config.get("masks", ()):
+        mask(libc, root, path)
     os.makedirs(root + "/proc", mode=0o555)
     _mount(libc, "proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")
     make_dev(libc, root)
