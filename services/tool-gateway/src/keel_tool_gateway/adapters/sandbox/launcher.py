@@ -1,10 +1,11 @@
 """The first process of a sandbox run, passed to ``python -I -S -c`` with a JSON config.
 
 Standalone (stdlib only, no ``__future__`` import); its program text is ``seccomp.py``,
-``rootfs.py`` and this file joined (``backends.launcher_source``), so the imports of those two
+``rootfs.py`` and this file joined (``box.launcher_source``), so the imports of those two
 below only serve type checking and tests. As the gateway's user it:
 
-1. makes new network, PID, mount and IPC namespaces (``unshare`` backend; under bwrap it only
+1. makes new network, PID, mount, IPC and UTS namespaces, and a user namespace when not root
+   (``unshare`` backend; under bwrap it only
    checks the ones bwrap made) and verifies the network namespace really is a new one, with
    no interface but loopback; when it cannot, it refuses unless told to run without;
 2. joins the run's cgroups (memory, pids) when the gateway made any, then forks the
