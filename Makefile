@@ -62,6 +62,7 @@ bench: install ## Print the numbers: per-step overhead, steps/s, recovery, polic
 	$(PY) bench/policy_decision.py
 	$(PY) bench/trust_costs.py
 	$(PY) bench/tool_gateway_overhead.py
+	$(PY) bench/sandbox.py
 	$(PY) bench/llm_gateway.py
 	$(PY) deploy/models/fetch.py --model qwen2.5-coder-1.5b
 	$(PY) bench/local_model.py

@@ -89,3 +89,15 @@ def processes_of(uid: int) -> set[int]:
 def exists(path: str) -> bool:
     """On the host, outside any sandbox."""
     return Path(path).exists()
+
+
+# Outcomes of the OS-layer escape probes (test_escape_probes.py): (probe, gateway, escaped).
+PROBE_RESULTS: list[tuple[str, str, bool]] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The suite's verdict in one line, for CI logs and docs/sandbox.md."""
+    if PROBE_RESULTS:
+        escaped = sorted(f"{name} ({gateway})" for name, gateway, bad in PROBE_RESULTS if bad)
+        line = f"sandbox escape probes: {len(PROBE_RESULTS)} run, {len(escaped)} escaped"
+        terminalreporter.write_line(line + (f": {', '.join(escaped)}" if escaped else ""))

@@ -134,6 +134,29 @@ PROBES = [
         "module 'functools' has no attribute 'update_wrapper'",
     ),
     ("breakpoint", "breakpoint()", "breakpoint() is not allowed"),
+    # The gate's own helpers: the object once handed out as __import__ imported unchecked.
+    (
+        "gate-helper-load",
+        "print(__import__._load('os').getcwd())",
+        "'function' object has no attribute '_load'",
+    ),
+    (
+        "gate-helper-copy",
+        "import math\nprint(__import__.copy(math))",
+        "'function' object has no attribute 'copy'",
+    ),
+    # Strings evaluated by an allowed module, never seen by the syntax check.
+    (
+        "singledispatch-annotation",
+        "import functools\n@functools.singledispatch\ndef f(x):\n    pass\n"
+        "def g(x: '().__class__'):\n    pass\nf.register(g)\nprint(list(f.registry))",
+        "module 'functools' has no attribute 'singledispatch'",
+    ),
+    (
+        "singledispatchmethod",
+        "from functools import singledispatchmethod",
+        "cannot import name 'singledispatchmethod'",
+    ),
     # Resources.
     ("memory-bomb", "x = bytearray(1 << 40)", "sandbox: memory limit exceeded (256 MB)"),
     (

@@ -1,5 +1,6 @@
-"""A sandbox for agent-written Python: separate process, namespaces, rlimits, unprivileged uid,
-scratch directory, capped output and an enforced import allow-list (see docs/sandbox.md)."""
+"""A sandbox for agent-written Python: separate process, namespaces, a minimal pivoted root,
+no privileges, a seccomp filter, a cgroup, rlimits, a capped scratch tmpfs, capped output and an
+enforced import allow-list (see docs/sandbox.md). ``box`` runs any argv in the same boundary."""
 
 from keel_tool_gateway.adapters.sandbox.config import DEFAULT_ALLOWED_MODULES, SandboxSettings
 from keel_tool_gateway.adapters.sandbox.errors import (

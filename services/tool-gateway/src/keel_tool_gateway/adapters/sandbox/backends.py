@@ -1,9 +1,10 @@
 """The command line that starts a sandbox run, per backend.
 
-``unshare``: the launcher makes the namespaces itself (one ``unshare(2)`` call, as
-util-linux's ``unshare --net --pid --mount --ipc`` does). ``bwrap``: bubblewrap makes them and
-also gives the run a minimal, read-only view of the filesystem; the launcher then only checks.
-``none``: no isolation, which the launcher refuses unless ``allow_without_isolation``.
+``unshare``: the box (``box.py``): the launcher makes the namespaces itself, pivots into a
+minimal root, drops every privilege and installs the seccomp filter. ``bwrap``: bubblewrap
+makes the namespaces and the root; the launcher only checks, and still sets NO_NEW_PRIVS and
+the seccomp filter. ``none``: no isolation, which the launcher refuses unless
+``allow_without_isolation``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from keel_tool_gateway.adapters.sandbox.box import (
+    PYTHON_FLAGS,
+    BoxSpec,
+    Launch,
+    box_launch,
+    launcher_config,
+    launcher_source,
+)
 from keel_tool_gateway.adapters.sandbox.config import SandboxSettings
 from keel_tool_gateway.adapters.sandbox.errors import SandboxUnavailable
 
@@ -24,9 +33,7 @@ Resolved = Literal["unshare", "bwrap", "none"]
 _SOURCES = Path(__file__).parent
 # The only environment a run gets.
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-PYTHON_FLAGS = ("-I", "-S", "-B")
-# World-writable host directories; the unshare backend covers each with an empty tmpfs.
-HIDDEN_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+MB = 1024 * 1024
 
 
 def resolve_backend(settings: SandboxSettings) -> Resolved:
@@ -41,22 +48,14 @@ def resolve_backend(settings: SandboxSettings) -> Resolved:
     return settings.backend
 
 
-def host_netns() -> int:
-    """The gateway's network namespace; the launcher must be in another one. 0: unknown."""
-    try:
-        return os.stat("/proc/self/ns/net").st_ino
-    except OSError:
-        return 0
-
-
 def interpreter(settings: SandboxSettings) -> str:
     return os.path.realpath(settings.python or sys.executable)
 
 
-@dataclass(frozen=True)
-class Launch:
-    argv: list[str]
-    env: dict[str, str]
+def run_ids(settings: SandboxSettings) -> tuple[int, int]:
+    """The uid/gid a snippet runs as: ``run_as_*`` for a root gateway; for a non-root one the
+    same ids *inside* its user namespace (mapped onto the gateway's own ids outside)."""
+    return settings.run_as_uid, settings.run_as_gid
 
 
 def build_launch(
@@ -66,14 +65,17 @@ def build_launch(
     status_fd: int,
     *,
     python_layer: bool = True,
+    ro_binds: Sequence[str] = (),
+    cgroup_procs: Sequence[str] = (),
 ) -> Launch:
     python = interpreter(settings)
     env = {**BASE_ENV, "HOME": scratch, "TMPDIR": scratch}
+    uid, gid = run_ids(settings)
     harness_config = {
         "allowed_modules": sorted(settings.allowed_modules),
         "scratch": scratch,
-        "uid": settings.run_as_uid,
-        "gid": settings.run_as_gid,
+        "uid": uid,
+        "gid": gid,
         "max_processes": settings.max_processes,
         "python_layer": python_layer,
     }
@@ -84,33 +86,35 @@ def build_launch(
         (_SOURCES / "harness.py").read_text(),
         json.dumps(harness_config),
     ]
-    launcher_config = {
-        "backend": "unshare"
-        if backend == "unshare"
-        else "verify"
-        if backend == "bwrap"
-        else "none",
-        "host_netns": host_netns(),
-        "allow_without_isolation": settings.allow_without_isolation,
-        "status_fd": status_fd,
+    spec = BoxSpec(
+        argv=harness_argv,
+        scratch=scratch,
+        uid=uid,
+        gid=gid,
+        env=env,
+        scratch_bytes=settings.scratch_mb * MB,
+        scratch_inodes=settings.scratch_inodes,
+        ro_binds=ro_binds,
+        rlimits=_rlimits(settings),
+        cgroup_procs=cgroup_procs,
+        wall_s=settings.wall_timeout_s + 2.0,
+    )
+    if backend == "unshare":
+        return box_launch(
+            spec,
+            status_fd,
+            python=python,
+            allow_without_isolation=settings.allow_without_isolation,
+        )
+    config = launcher_config(
+        spec,
+        status_fd,
+        backend="verify" if backend == "bwrap" else "none",
+        allow_without_isolation=settings.allow_without_isolation,
         # Under bwrap the launcher's parent is bwrap, not the gateway: no check there.
-        "parent_pid": os.getpid() if backend != "bwrap" else None,
-        "wall_s": settings.wall_timeout_s + 2.0,
-        "rlimits": _rlimits(settings),
-        "scratch": scratch,
-        "scratch_mb": settings.scratch_mb,
-        "uid": settings.run_as_uid if os.getuid() == 0 else os.getuid(),
-        "gid": settings.run_as_gid if os.getuid() == 0 else os.getgid(),
-        "hide_dirs": list(HIDDEN_WRITABLE_DIRS),
-        "argv": harness_argv,
-    }
-    launcher = [
-        python,
-        *PYTHON_FLAGS,
-        "-c",
-        (_SOURCES / "launcher.py").read_text(),
-        json.dumps(launcher_config),
-    ]
+        parent_pid=None if backend == "bwrap" else os.getpid(),
+    )
+    launcher = [python, *PYTHON_FLAGS, "-c", launcher_source(), json.dumps(config)]
     if backend == "bwrap":
         bwrap = shutil.which("bwrap") or "bwrap"
         launcher = [bwrap, *_bwrap_options(python, scratch, env), "--", *launcher]

@@ -43,12 +43,19 @@ class SandboxSettings(BaseModel):
     cpu_seconds: int = Field(default=5, ge=1, le=300)
     # RLIMIT_AS: address space of each sandbox process; allocations past it fail (MemoryError).
     memory_mb: int = Field(default=256, ge=64, le=16384)
-    # RLIMIT_NPROC of the sandbox uid (counted over every process of that uid on the host).
+    # RLIMIT_NPROC of the sandbox uid, and the pids limit of the run's cgroup (plus the
+    # launcher and the harness) where there is one.
     max_processes: int = Field(default=16, ge=1, le=4096)
     # RLIMIT_FSIZE: the largest file the snippet may write.
     max_file_mb: int = Field(default=8, ge=0, le=4096)
     # Size of the scratch directory (a tmpfs of its own under the unshare backend).
     scratch_mb: int = Field(default=32, ge=1, le=4096)
+    # Files and directories the scratch tmpfs can hold (its nr_inodes): many small files
+    # cannot exhaust the gateway's memory either.
+    scratch_inodes: int = Field(default=4096, ge=64, le=1_000_000)
+    # The whole run's memory (every process of it together, page cache of the scratch tmpfs
+    # included), enforced by the run's cgroup where the machine offers cgroups.
+    run_memory_mb: int = Field(default=512, ge=64, le=65536)
     # RLIMIT_NOFILE: open descriptors, the interpreter's own included.
     max_open_files: int = Field(default=64, ge=16, le=4096)
     # The snippet's whole process group is killed after this long; also the largest time-out
@@ -64,7 +71,8 @@ class SandboxSettings(BaseModel):
     backend: Backend = "auto"
     # Run without a network namespace when none can be made. Never in production.
     allow_without_isolation: bool = False
-    # When the gateway runs as root the snippet runs as this uid/gid (65534: nobody).
+    # The snippet runs as this uid/gid (65534: nobody): for real when the gateway is root,
+    # inside its user namespace (mapped onto the gateway's ids) when it is not.
     run_as_uid: int = Field(default=65534, ge=1)
     run_as_gid: int = Field(default=65534, ge=1)
     # Scratch directories are made here (None: the system's temporary directory).

@@ -3,9 +3,11 @@
 Standalone on purpose (stdlib only, no ``__future__`` import): it runs in a fresh interpreter
 that sees neither the gateway's packages nor its environment. Order matters:
 
-1. as root, read the payload and import the allowed modules (the interpreter's files may be
-   unreadable to the sandbox uid);
-2. drop to the sandbox uid/gid and lower RLIMIT_NPROC (after the switch, so it counts that uid);
+1. read the payload and import the allowed modules (under the ``unshare`` backend the launcher
+   has already dropped every privilege; under the others the harness still runs as root here,
+   because the interpreter's files may be unreadable to the sandbox uid);
+2. drop to the sandbox uid/gid if still root, and lower RLIMIT_NPROC (after the switch, so it
+   counts that uid);
 3. check the snippet's syntax tree, then run it with restricted builtins: an ``__import__`` that
    hands out copies of the allowed modules' public names, ``open`` confined to the scratch
    directory, attribute access by name that refuses dunders and frame internals, and no
@@ -71,9 +73,11 @@ INTERNAL_ATTRIBUTES = frozenset(
     }
 )
 # Public names of allowed modules that read attributes by name (a way round the checks).
+# functools.singledispatch(method) evaluates string annotations (typing.get_type_hints) in
+# the function's globals: an expression the syntax check never saw.
 HIDDEN_NAMES: dict[str, frozenset[str]] = {
     "string": frozenset({"Formatter"}),
-    "functools": frozenset({"update_wrapper", "wraps"}),
+    "functools": frozenset({"update_wrapper", "wraps", "singledispatch", "singledispatchmethod"}),
     "operator": frozenset({"attrgetter", "methodcaller"}),
 }
 # Imported on first use by allowed modules; loaded up front while files are still readable.
@@ -303,13 +307,30 @@ class ScratchFiles:
         return self._stdin.read()
 
 
+def sealed_import(gate: ModuleGate) -> Callable[..., types.ModuleType]:
+    """The gate as a plain function. Handing out the ``ModuleGate`` object itself let a
+    snippet call its helpers (``__import__._load('os')``: the real module, no check); a
+    function has no such attribute, and its closure is a dunder the checks refuse."""
+
+    def __import__(
+        name: str,
+        globals: Any = None,
+        locals: Any = None,
+        fromlist: Any = (),
+        level: int = 0,
+    ) -> types.ModuleType:
+        return gate(name, globals, locals, fromlist, level)
+
+    return __import__
+
+
 def make_builtins(allowed: frozenset[str], scratch: str, stdin: io.StringIO) -> dict[str, Any]:
     """The snippet's builtins: Python's, less the doors out, plus guarded replacements."""
     files = ScratchFiles(scratch, stdin)
     table = {k: v for k, v in vars(builtins).items() if k not in REMOVED_BUILTINS}
     table.update(
         {
-            "__import__": ModuleGate(allowed),
+            "__import__": sealed_import(ModuleGate(allowed)),
             "open": files.open,
             "input": files.input,
             "read_stdin": files.read_stdin,

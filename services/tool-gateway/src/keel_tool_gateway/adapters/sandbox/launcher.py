@@ -1,14 +1,18 @@
 """The first process of a sandbox run, passed to ``python -I -S -c`` with a JSON config.
 
-Standalone (stdlib only, no ``__future__`` import). As the gateway's user it:
+Standalone (stdlib only, no ``__future__`` import); its program text is ``seccomp.py``,
+``rootfs.py`` and this file joined (``box.launcher_source``), so the imports of those two
+below only serve type checking and tests. As the gateway's user it:
 
-1. makes new network, PID, mount and IPC namespaces (``unshare`` backend; under bwrap it only
+1. makes new network, PID, mount, IPC and UTS namespaces, and a user namespace when not root
+   (``unshare`` backend; under bwrap it only
    checks the ones bwrap made) and verifies the network namespace really is a new one, with
    no interface but loopback; when it cannot, it refuses unless told to run without;
-2. forks the snippet's process, which mounts a private ``/proc``, tmpfs over ``/tmp`` and the
-   other world-writable directories and a size-capped tmpfs as its scratch directory, applies
-   the rlimits and execs the harness. It is PID 1 of its own namespace: when it exits, the
-   kernel kills every process it left behind;
+2. joins the run's cgroups (memory, pids) when the gateway made any, then forks the
+   snippet's process, which builds the minimal root and pivots into it (``rootfs.py``), drops
+   every privilege, applies the rlimits, sets NO_NEW_PRIVS, installs the seccomp filter
+   (``seccomp.py``) and execs the harness. It is PID 1 of its own namespace: when it exits,
+   the kernel kills every process it left behind;
 3. waits, kills the snippet's process on SIGTERM (the gateway's time-out or death) or when its
    own wall-clock alarm fires, and reports the outcome as JSON lines on the status descriptor,
    which the snippet never holds.
@@ -23,16 +27,18 @@ import socket
 import sys
 from typing import Any, NoReturn
 
+try:  # joined into one program text when run; imported only for type checks and tests
+    from keel_tool_gateway.adapters.sandbox.rootfs import build_root, drop_privileges
+    from keel_tool_gateway.adapters.sandbox.seccomp import install_filter
+except ImportError:  # pragma: no cover - the standalone program has them defined above
+    pass
+
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
 PR_SET_PDEATHSIG = 1
 EXIT_CHILD_SETUP = 127
 
@@ -60,10 +66,12 @@ def _write(path: str, text: str) -> None:
         handle.write(text)
 
 
-def unshare(libc: Any) -> str:
-    """New namespaces for this process (network, mount, IPC) and its children (PID); ''
-    when done, else why not. Without root, a user namespace maps our own uid."""
-    flags = CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC
+def unshare(libc: Any, inner_uid: int, inner_gid: int) -> str:
+    """New namespaces for this process (network, mount, IPC, UTS) and its children (PID); ''
+    when done, else why not. Without root, a user namespace maps the gateway's uid (the only
+    one an unprivileged process may map) to ``inner_uid``: the run is then not uid 0 even
+    inside, and holds its capabilities only until it drops them (``rootfs.drop_privileges``)."""
+    flags = CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
     uid, gid = os.getuid(), os.getgid()
     if uid != 0:
         flags |= CLONE_NEWUSER
@@ -71,8 +79,8 @@ def unshare(libc: Any) -> str:
         return f"unshare failed: {os.strerror(ctypes.get_errno())}"
     if uid != 0:
         _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} {uid} 1")
-        _write("/proc/self/gid_map", f"{gid} {gid} 1")
+        _write("/proc/self/uid_map", f"{inner_uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{inner_gid} {gid} 1")
     return ""
 
 
@@ -96,7 +104,7 @@ def isolate(config: dict[str, Any], libc: Any) -> str:
     if backend == "none":
         return "isolation is switched off (backend none)"
     if backend == "unshare":
-        problem = unshare(libc)
+        problem = unshare(libc, config["uid"], config["gid"])
         if problem:
             return problem
     return verify_network(config["host_netns"])
@@ -107,37 +115,28 @@ def apply_limits(limits: dict[str, int]) -> None:
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
-def _mount(
-    libc: Any, source: bytes, target: str, fstype: bytes | None, flags: int, data: str
-) -> None:
-    if libc.mount(source, target.encode(), fstype, flags, data.encode() if data else None) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"mounting {target} failed: {os.strerror(errno)}")
-
-
-def private_mounts(config: dict[str, Any], libc: Any) -> None:
-    """In the new mount namespace (nothing here reaches the host's): a /proc that shows only
-    this PID namespace, empty size-capped tmpfs over the world-writable directories, and the
-    scratch directory as a tmpfs of its own (its size is the run's whole disk)."""
-    _mount(libc, b"none", "/", None, MS_REC | MS_PRIVATE, "")
-    _mount(libc, b"proc", "/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")
-    for directory in config["hide_dirs"]:
-        if os.path.isdir(directory) and not os.path.islink(directory):
-            _mount(libc, b"tmpfs", directory, b"tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777")
-    scratch = config["scratch"]
-    os.makedirs(scratch, mode=0o700, exist_ok=True)
-    options = f"size={config['scratch_mb']}m,mode=0700,uid={config['uid']},gid={config['gid']}"
-    _mount(libc, b"tmpfs", scratch, b"tmpfs", MS_NOSUID | MS_NODEV, options)
-    os.chdir(scratch)
+def join_cgroups(paths: list[str]) -> None:
+    """Move this process into each cgroup (``cgroup.procs`` files) before it forks the
+    snippet's process, which inherits them; the gateway made them and removes them."""
+    for path in paths:
+        _write(path, str(os.getpid()))
 
 
 def enter(config: dict[str, Any], libc: Any) -> NoReturn:
-    """In the snippet's process: private mounts, limits, exec the harness (never returns)."""
-    if config["backend"] == "unshare" and config["isolated"]:
-        private_mounts(config, libc)
+    """In the snippet's process: the box, limits, lockdown, exec (never returns).
+
+    ``unshare``: the minimal root and a full privilege drop before the exec (the harness never
+    holds root or a capability). Other backends (bwrap made the root; none has none): the
+    harness drops to the sandbox uid itself, after start-up, as before. Every backend gets
+    NO_NEW_PRIVS and the seccomp filter, inherited by everything the snippet starts."""
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if config["backend"] == "unshare" and config["isolated"]:
+        build_root(libc, config)
+        drop_privileges(libc, config["uid"], config["gid"])
     apply_limits(config["rlimits"])
-    os.execv(config["argv"][0], config["argv"])
+    os.chdir(config["scratch"])
+    install_filter(libc)
+    os.execve(config["argv"][0], config["argv"], config["env"])
 
 
 def supervise(child: int, wall_s: float, status: Status) -> NoReturn:
@@ -184,6 +183,7 @@ def main(argv: list[str]) -> NoReturn:
     if problem and not config["allow_without_isolation"]:
         status.send(refused=problem)
         os._exit(0)
+    join_cgroups(config["cgroup_procs"])
     child = os.fork()
     if child == 0:
         try:

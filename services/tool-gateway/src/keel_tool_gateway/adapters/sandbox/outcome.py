@@ -59,6 +59,10 @@ def judge(report: RunReport, settings: SandboxSettings, wall: float) -> SandboxE
 
 def _signalled(status: dict[str, Any], settings: SandboxSettings) -> SandboxError:
     name = status["signal"]
+    if status.get("oom_killed"):
+        return SandboxViolation(
+            f"sandbox: memory limit exceeded ({settings.run_memory_mb} MB for the whole run)"
+        )
     if name in CPU_SIGNALS and float(status.get("cpu_s", 0)) >= settings.cpu_seconds - 0.5:
         return SandboxViolation(f"sandbox: CPU time limit exceeded ({settings.cpu_seconds} s)")
     if status.get("stopped"):

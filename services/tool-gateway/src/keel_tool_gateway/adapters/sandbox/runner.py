@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from keel_tool_gateway.adapters.sandbox.backends import build_launch, resolve_backend
+from keel_tool_gateway.adapters.sandbox.backends import MB, build_launch, resolve_backend
+from keel_tool_gateway.adapters.sandbox.cgroups import RunCgroup, make_cgroup
 from keel_tool_gateway.adapters.sandbox.config import SandboxSettings
 from keel_tool_gateway.adapters.sandbox.errors import (
     SandboxError,
@@ -72,11 +73,23 @@ class Sandbox:
 
     ``python_layer=False`` turns the in-interpreter checks off. It exists only so tests can
     show the operating-system layers hold on their own; the python tool never sets it.
+    ``ro_binds``: host paths the snippet may read (same path inside the box), for data a
+    deployment wants to hand every run; none by default.
     """
 
-    def __init__(self, settings: SandboxSettings, *, python_layer: bool = True) -> None:
+    # Processes of a run besides the snippet's own: the launcher and the harness.
+    OWN_PROCESSES = 2
+
+    def __init__(
+        self,
+        settings: SandboxSettings,
+        *,
+        python_layer: bool = True,
+        ro_binds: tuple[str, ...] = (),
+    ) -> None:
         self.settings = settings
         self._python_layer = python_layer
+        self._ro_binds = ro_binds
         self._slots = asyncio.Semaphore(settings.max_concurrent)
 
     async def run(
@@ -113,10 +126,39 @@ class Sandbox:
     async def _run_in(
         self, scratch: str, backend: Any, code: str, stdin: str, wall: float
     ) -> SandboxResult:
+        cgroup = None
+        if backend == "unshare":
+            cgroup = await asyncio.to_thread(
+                make_cgroup,
+                os.path.basename(scratch),
+                self.settings.run_memory_mb * MB,
+                self.settings.max_processes + self.OWN_PROCESSES,
+            )
+        try:
+            return await self._launch(scratch, backend, code, stdin, wall, cgroup)
+        finally:
+            if cgroup is not None:
+                await asyncio.to_thread(cgroup.remove)
+
+    async def _launch(
+        self,
+        scratch: str,
+        backend: Any,
+        code: str,
+        stdin: str,
+        wall: float,
+        cgroup: RunCgroup | None,
+    ) -> SandboxResult:
         status_r, status_w = os.pipe()
         try:
             launch = build_launch(
-                self.settings, backend, scratch, status_w, python_layer=self._python_layer
+                self.settings,
+                backend,
+                scratch,
+                status_w,
+                python_layer=self._python_layer,
+                ro_binds=self._ro_binds,
+                cgroup_procs=cgroup.procs_files if cgroup else (),
             )
             started = time.monotonic()
             process = await asyncio.create_subprocess_exec(
@@ -146,6 +188,8 @@ class Sandbox:
             await _terminate(process)
             await _drain(process)
             status = _read_status(status_r)
+        if cgroup is not None and cgroup.oom_killed():
+            status["oom_killed"] = True
         report = RunReport(
             status=status,
             stdout=bytes(stdout.data),
