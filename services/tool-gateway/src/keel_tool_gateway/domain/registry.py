@@ -32,7 +32,6 @@ DEFAULT_PROFILE_TOOLS = (
     "http_fetch",
     "file_*",
     "memory_*",
-    "mcp.*",
 )
 
 
@@ -69,6 +68,9 @@ class Tool(Generic[M]):
     blocking: bool = True
     # Unknown tools are assumed to act and not to deduplicate.
     effects: Effects = "at_most_once"
+    # Output cap of this tool (characters); None: the gateway's max_output_chars. Set by MCP
+    # tools, whose caps are configured per server and per tool.
+    max_output_chars: int | None = None
 
 
 class ProfileSettings(BaseModel):
