@@ -7,6 +7,7 @@ Run as a script it serves stdio (``python server.py``); the HTTP tests mount
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from mcp.server.mcpserver import MCPServer
@@ -16,10 +17,15 @@ from mcp.server.mcpserver.exceptions import ToolError
 def build() -> MCPServer:
     server = MCPServer("keel-test", log_level="WARNING")
 
-    @server.tool()
+    # A test that changes a description after it was pinned sets this (a "rug pull").
+    @server.tool(description=os.environ.get("KEEL_TEST_MCP_ADD_DESCRIPTION", "Add two integers."))
     def add(a: int, b: int) -> str:
-        """Add two integers."""
         return str(a + b)
+
+    @server.tool()
+    def pid() -> str:
+        """This server's process id (tests kill it)."""
+        return str(os.getpid())
 
     @server.tool()
     def echo(text: str, times: int = 1) -> str:

@@ -148,7 +148,8 @@ class ServerMount:
         self._mounts.connections.append(self.connection)
         self._mounts.servers[self.settings.name] = self
         await self.apply(listed)
-        reader = page_tool(self.settings.name, PREFIX, self._pages)
+        caps = [self.output_chars(""), *self.settings.tool_max_output_chars.values()]
+        reader = page_tool(self.settings.name, PREFIX, self._pages, max(caps) + PAGE_NOTE_CHARS)
         self._mounts.registry.register(reader)
         self._mounts.tool_names.append(reader.name)
 

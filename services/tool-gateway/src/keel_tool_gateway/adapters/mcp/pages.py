@@ -94,9 +94,12 @@ class PageInput(BaseModel):
     page: int = Field(ge=1, le=100_000, description="the page to read (the first is 1)")
 
 
-def page_tool(server: str, prefix: str, pages: OutputPages) -> Tool[PageInput]:
+def page_tool(
+    server: str, prefix: str, pages: OutputPages, max_output_chars: int
+) -> Tool[PageInput]:
     """The reader of one server's paged outputs, mounted as ``<prefix>.<server>._output_page``
-    (so profiles and policy rules on ``mcp.<server>.*`` cover it)."""
+    (so profiles and policy rules on ``mcp.<server>.*`` cover it); ``max_output_chars`` fits
+    the largest page with its note."""
     name = f"{prefix}.{server}.{PAGE_TOOL}"
 
     def run(args: PageInput) -> str:
@@ -112,4 +115,5 @@ def page_tool(server: str, prefix: str, pages: OutputPages) -> Tool[PageInput]:
         run=run,
         blocking=False,
         effects="read_only",
+        max_output_chars=max_output_chars,
     )
