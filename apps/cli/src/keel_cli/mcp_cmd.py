@@ -5,7 +5,7 @@ its first mount, in ``<pin_dir>/<server>.json``; a tool whose hash later changes
 and its new hash and description are kept under ``pending`` (docs/mcp.md). ``keel mcp pins``
 shows what is pinned and what is waiting; ``keel mcp accept SERVER [TOOL]`` accepts the
 pending change (every pending tool of the server without TOOL). The gateway mounts an
-accepted tool at its next check of the server (within one ping interval) and audits the
+accepted tool at its next check of the server (within one check interval) and audits the
 acceptance as ``mcp.tool.accepted`` with the name given by ``--by``.
 
 The file is the gateway's format; both writers take an exclusive ``flock`` on

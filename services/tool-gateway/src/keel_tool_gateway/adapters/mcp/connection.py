@@ -6,11 +6,13 @@ cancel scopes. So one task enters it, reports the tool list, and holds it until 
 calls from any task go through the open session.
 
 A server that dies does not end the client's context by itself (a dead stdio child just
-leaves a closed pipe), so the holder pings it every ``ping_interval_s`` and also wakes when a
-call finds the connection closed. Then the server is down: logged at WARNING, its calls
-answer ``ServerDown`` (UNAVAILABLE: nothing ran) and it is reconnected with exponential
-backoff. Every fresh tool list (a reconnect, or the server's ``tools/list_changed``) goes to
-``on_tools``, which checks it against the pins before anything is mounted.
+leaves a closed pipe), so the holder lists its tools every ``check_interval_s`` (the
+protocol's ping is gone from its newer versions; a listing also shows a changed tool even
+when the server does not announce it) and also wakes when a call finds the connection
+closed. Then the server is down: logged at WARNING, its calls answer ``ServerDown``
+(UNAVAILABLE: nothing ran) and it is reconnected with exponential backoff. Every changed tool
+list (a reconnect, a check, the server's ``tools/list_changed``) goes to ``on_tools``, which
+checks it against the pins before anything is mounted.
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ class McpConnection:
         self._lost = asyncio.Event()
         self._relist = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The last tool list seen (as JSON-able data): a check that finds it unchanged is quiet.
+        self._listed: list[dict[str, Any]] = []
         self._on_tools = on_tools
         self._on_state = on_state
-        # Asked after each ping: list the tools again (a refused tool may have been accepted).
+        # Asked after each check: list the tools again (a refused tool may have been accepted).
         self._wants_relist = wants_relist
 
     @property
@@ -149,6 +153,7 @@ class McpConnection:
         """One connection, from connect to loss (raises) or stop (returns)."""
         async with self._connect() as client:
             tools = await _list_all(client)
+            self._listed = _dumped(tools)
             self._lost.clear()
             self._relist.clear()
             reconnect = ready.done()
@@ -163,22 +168,23 @@ class McpConnection:
                 await self._watch(client)
 
     async def _watch(self, client: Client) -> None:
-        """Wait one ping interval (or a wake-up), then check the server; raises when lost."""
+        """Wait one check interval (or a wake-up), then list the server's tools: the check
+        that it is alive (ping is gone from newer protocol versions) and that its tools are
+        what was mounted. Raises when the server is lost."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.ping_interval_s):
+            async with asyncio.timeout(self.settings.check_interval_s):
                 await _first(self._stop.wait(), self._lost.wait(), self._relist.wait())
         if self._stop.is_set():
             return
-        if not self._relist.is_set():
-            async with asyncio.timeout(self.settings.ping_interval_s):
-                await client.send_ping()
-            if self._lost.is_set():
-                raise ConnectionError("a call found the connection closed")
-        if self._relist.is_set() or (self._wants_relist is not None and self._wants_relist()):
-            self._relist.clear()
+        if self._lost.is_set():
+            raise ConnectionError("a call found the connection closed")
+        relist = self._relist.is_set() or (self._wants_relist is not None and self._wants_relist())
+        self._relist.clear()
+        async with asyncio.timeout(self.settings.check_interval_s + self.settings.timeout_s):
             tools = await _list_all(client)
-            if self._on_tools is not None:
-                await self._on_tools(tools)
+        if (relist or _dumped(tools) != self._listed) and self._on_tools is not None:
+            await self._on_tools(tools)
+        self._listed = _dumped(tools)
 
     async def _on_message(self, message: object) -> None:
         if isinstance(message, mcp_types.ToolListChangedNotification):
@@ -209,6 +215,10 @@ def stdio_parameters(server: McpServerSettings) -> StdioServerParameters:
         env=server.env or None,
         cwd=server.cwd,
     )
+
+
+def _dumped(tools: list[mcp_types.Tool]) -> list[dict[str, Any]]:
+    return [tool.model_dump(mode="json") for tool in tools]
 
 
 async def _first(*waits: Awaitable[Any]) -> None:

@@ -45,10 +45,11 @@ class McpServerSettings(BaseModel):
     max_output_chars: int | None = Field(default=None, ge=100)
     # Per-tool caps (the server's own tool names), over max_output_chars.
     tool_max_output_chars: dict[str, int] = Field(default_factory=dict)
-    # How often a connected server is pinged; a failed ping (or a call that finds the
-    # connection closed) marks it down: WARNING, its tools answer UNAVAILABLE, and it is
-    # reconnected with exponential backoff from reconnect_initial_s up to reconnect_max_s.
-    ping_interval_s: float = Field(default=5.0, gt=0)
+    # How often a connected server is checked (its tools listed); a failed check (or a call
+    # that finds the connection closed) marks it down: WARNING, its tools answer UNAVAILABLE,
+    # and it is reconnected with exponential backoff from reconnect_initial_s up to
+    # reconnect_max_s.
+    check_interval_s: float = Field(default=5.0, gt=0)
     reconnect_initial_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
 
