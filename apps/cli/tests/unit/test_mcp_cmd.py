@@ -48,8 +48,16 @@ def test_accept_moves_the_pending_hash_into_the_pins(
     assert data["tools"]["echo"] == PINS["tools"]["echo"]
 
 
-def test_accept_without_a_pending_change_or_pins_is_an_error(tmp_path: Path) -> None:
+def test_accept_without_a_pending_change_or_pins_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "t.json").write_text(json.dumps({**PINS, "pending": {}}))
-    assert run("mcp", "accept", "t", "--pin-dir", str(tmp_path)) == 2
-    assert run("mcp", "accept", "nope", "--pin-dir", str(tmp_path)) == 2
-    assert run("mcp", "accept", "../etc", "--pin-dir", str(tmp_path)) == 2
+    for argv, why in (
+        (["t"], "no refused change pending for any tool"),
+        (["t", "echo"], "no refused change pending for echo"),
+        (["nope"], "no pins for MCP server 'nope'"),
+        (["../etc"], "not an MCP server name"),
+    ):
+        assert run("mcp", "accept", *argv, "--pin-dir", str(tmp_path)) == 2
+        assert why in capsys.readouterr().err
+    assert json.loads((tmp_path / "t.json").read_text())["tools"] == PINS["tools"]
