@@ -144,7 +144,7 @@ async def test_a_dead_server_answers_unavailable_is_logged_and_reconnected(
         await events.until(lambda: False in events.health)
         assert not mounts.serving  # a required server down: health NOT_SERVING
 
-        down = await run.execute(CTX, "mcp.t.add", '{"a": 1, "b": 2}')
+        down = await run.execute(CTX, "mcp.t.add", '{"a": 1, "b": 2}', idempotency_key="s1:9:0")
         assert down.status == "error"
         assert down.dependency_unavailable  # the gateway answers UNAVAILABLE: nothing ran
         assert "is down" in down.error
@@ -163,8 +163,9 @@ async def test_a_dead_server_answers_unavailable_is_logged_and_reconnected(
 
         await events.until(lambda: events.health[-1] is True)
         assert mounts.serving
-        again = await run.execute(CTX, "mcp.t.add", '{"a": 1, "b": 2}')
-        assert again.output == "3"
+        # Nothing was recorded for the key (and its intent was withdrawn): it runs now.
+        again = await run.execute(CTX, "mcp.t.add", '{"a": 1, "b": 2}', idempotency_key="s1:9:0")
+        assert (again.status, again.output, again.replayed) == ("ok", "3", False)
         assert int((await run.execute(CTX, "mcp.t.pid", "{}")).output) != first_pid
         assert any("MCP server t reconnected" in r.getMessage() for r in caplog.records)
     finally:

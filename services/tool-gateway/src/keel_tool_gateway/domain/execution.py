@@ -31,14 +31,13 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from keel_contracts.canonical import canonical_json, sha256_hex
-from keel_contracts.errors import Unavailable
 from keel_tool_gateway.domain.approval import ApprovalCheck, check_approval
 from keel_tool_gateway.domain.call_context import ToolContext, calling
 from keel_tool_gateway.domain.ledger import LedgerEntry, SecurityDenied, StartedEntry, bound_to
 from keel_tool_gateway.domain.models import ExecutionResult, PolicyVerdict, RequestContext
 from keel_tool_gateway.domain.output import cap, render
 from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort, ResiliencePort
-from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry
+from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry, ToolUnavailable
 from keel_tool_gateway.domain.resilience.errors import AttemptTimedOut, CallFailed, CircuitOpen
 from keel_tool_gateway.domain.resilience.rules import resilience_of
 from keel_tool_gateway.domain.resilience.single import SingleAttempt
@@ -379,7 +378,7 @@ class ExecutionService:
                 await self._abandon(call.key)
             return _Outcome(_error(f"{exc}; {tool.name} did not run"), final=False)
         except CallFailed as failed:
-            if isinstance(failed.cause, Unavailable):
+            if isinstance(failed.cause, ToolUnavailable):
                 # The tool's own dependency is down and it says nothing ran (an MCP server
                 # being reconnected): UNAVAILABLE to the caller, not final, intent withdrawn.
                 if wrote_intent:

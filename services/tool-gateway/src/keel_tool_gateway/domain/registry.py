@@ -48,6 +48,12 @@ class ToolError(Exception):
     """A failure a tool reports on purpose; its message goes to the model as written."""
 
 
+class ToolUnavailable(ToolError):
+    """The tool's own backend is down and the tool did not run (an MCP server being
+    reconnected): the gateway answers UNAVAILABLE, so the caller waits the outage out instead
+    of showing the model an error, and nothing is recorded for the key."""
+
+
 @dataclass(frozen=True)
 class Tool(Generic[M]):
     """One tool. ``run`` gets the validated input and may be sync (run on a worker thread, so

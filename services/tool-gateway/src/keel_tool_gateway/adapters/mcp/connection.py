@@ -30,9 +30,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from keel_contracts.errors import Unavailable
 from keel_tool_gateway.adapters.mcp.settings import McpServerSettings
-from keel_tool_gateway.domain.registry import ToolError
+from keel_tool_gateway.domain.registry import ToolError, ToolUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ ToolsListed = Callable[[list[mcp_types.Tool]], Awaitable[None]]
 StateChanged = Callable[[bool], None]
 
 
-class ServerDown(Unavailable):
+class ServerDown(ToolUnavailable):
     """The server is not connected (it died or never answered): the call did not run, and the
     gateway answers UNAVAILABLE until the reconnect succeeds."""
 
