@@ -125,6 +125,8 @@ async def test_a_changed_description_refuses_that_tool_until_accepted(tmp_path: 
         assert "t" not in mounts.refused
         accepted = [d for a, _, d in events.audited if a == "mcp.tool.accepted"]
         assert accepted[0]["by"] == "alice"
+        # Listed again at every check while refused, but reported once.
+        assert events.actions().count(("mcp.tool.refused", "mcp.t.add")) == 1
     finally:
         await mounts.aclose()
 

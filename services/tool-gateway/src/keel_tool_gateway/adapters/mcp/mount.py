@@ -27,7 +27,7 @@ from keel_contracts.errors import ConfigError
 from keel_contracts.untrusted import mark_untrusted_description
 from keel_tool_gateway.adapters.mcp.connection import McpConnection
 from keel_tool_gateway.adapters.mcp.pages import PAGE_TOOL, OutputPages, page_tool
-from keel_tool_gateway.adapters.mcp.pins import PinStore, tool_digest
+from keel_tool_gateway.adapters.mcp.pins import PinCheck, PinStore, tool_digest
 from keel_tool_gateway.adapters.mcp.schema import JsonSchemaInput, input_model_for
 from keel_tool_gateway.adapters.mcp.settings import McpServerSettings, McpSettings
 from keel_tool_gateway.domain.registry import Tool, ToolRegistry
@@ -136,6 +136,9 @@ class ServerMount:
         self._on_event = on_event
         self._default_output_chars = default_output_chars
         self._registered: dict[str, str] = {}  # registry name -> digest
+        # Refused changes already reported (tool -> new digest): a refused tool is listed again
+        # at every check until accepted, and is logged and audited once per change.
+        self._reported: dict[str, str] = {}
         self.connection = McpConnection(
             settings,
             on_tools=self.apply,
@@ -145,9 +148,15 @@ class ServerMount:
 
     async def open(self) -> None:
         listed = await self.connection.open()
+        try:
+            await self.apply(listed)
+        except BaseException:
+            for name in list(self._registered):
+                self._unregister(name)
+            await self.connection.aclose()
+            raise
         self._mounts.connections.append(self.connection)
         self._mounts.servers[self.settings.name] = self
-        await self.apply(listed)
         caps = [self.output_chars(""), *self.settings.tool_max_output_chars.values()]
         reader = page_tool(self.settings.name, PREFIX, self._pages, max(caps) + PAGE_NOTE_CHARS)
         self._mounts.registry.register(reader)
@@ -157,14 +166,7 @@ class ServerMount:
         """Mount what ``listed`` allows: tools on the allow-list, well named, and unchanged
         since pinned. Tools no longer allowed (changed, or gone) are unmounted."""
         server = self.settings
-        wanted = {}
-        for remote in listed:
-            if not any(fnmatchcase(remote.name, pattern) for pattern in server.tools):
-                continue
-            if not TOOL_NAME.match(remote.name) or remote.name == PAGE_TOOL:
-                log.warning("MCP server %s: tool name %r skipped", server.name, remote.name)
-                continue
-            wanted[remote.name] = remote
+        wanted = self._wanted(listed)
         digests = {name: _digest(remote) for name, remote in wanted.items()}
         check = self._pins.check(
             server.name, {name: (digests[name], _raw(r)) for name, r in wanted.items()}
@@ -174,20 +176,7 @@ class ServerMount:
             self._mounts.refused[server.name] = refused
         else:
             self._mounts.refused.pop(server.name, None)
-        for name in check.pinned:
-            await self._event("mcp.tool.pinned", name, {"sha256": digests[name]})
-        for name, by in check.accepted.items():
-            await self._event("mcp.tool.accepted", name, {"sha256": digests[name], "by": by})
-        for name, (old, new) in check.refused.items():
-            log.warning(
-                "MCP server %s: tool %s changed since it was pinned; refused until accepted "
-                "(keel mcp accept %s %s)",
-                server.name,
-                name,
-                server.name,
-                name,
-            )
-            await self._event("mcp.tool.refused", name, {"pinned_sha256": old, "sha256": new})
+        await self._report(check, digests)
         allowed = {f"{PREFIX}.{server.name}.{name}": name for name in check.allowed}
         for registered in list(self._registered):
             if self._registered[registered] != digests.get(allowed.get(registered, ""), ""):
@@ -201,6 +190,41 @@ class ServerMount:
             len(self._registered),
             f", refused {len(refused)} changed" if refused else "",
         )
+
+    def _wanted(self, listed: list[mcp_types.Tool]) -> dict[str, mcp_types.Tool]:
+        """The listed tools on the server's allow-list with a usable name."""
+        server, wanted = self.settings, {}
+        for remote in listed:
+            if not any(fnmatchcase(remote.name, pattern) for pattern in server.tools):
+                continue
+            if not TOOL_NAME.match(remote.name) or remote.name == PAGE_TOOL:
+                log.warning("MCP server %s: tool name %r skipped", server.name, remote.name)
+                continue
+            wanted[remote.name] = remote
+        return wanted
+
+    async def _report(self, check: PinCheck, digests: dict[str, str]) -> None:
+        """Audit what the check pinned, found accepted and refused (each change once)."""
+        server = self.settings.name
+        for name in check.pinned:
+            await self._event("mcp.tool.pinned", name, {"sha256": digests[name]})
+        for name, by in check.accepted.items():
+            await self._event("mcp.tool.accepted", name, {"sha256": digests[name], "by": by})
+        for name in check.allowed:
+            self._reported.pop(name, None)
+        for name, (old, new) in check.refused.items():
+            if self._reported.get(name) == new:
+                continue
+            self._reported[name] = new
+            log.warning(
+                "MCP server %s: tool %s changed since it was pinned; refused until accepted "
+                "(keel mcp accept %s %s)",
+                server,
+                name,
+                server,
+                name,
+            )
+            await self._event("mcp.tool.refused", name, {"pinned_sha256": old, "sha256": new})
 
     def output_chars(self, tool: str) -> int:
         return self.settings.output_cap(tool, self._default_output_chars)
