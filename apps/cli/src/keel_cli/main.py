@@ -16,6 +16,7 @@ from keel_cli.config import CliSettings
 from keel_cli.console import silence_stdout
 from keel_cli.dev import DEMO_GOAL, dev_up
 from keel_cli.follow import SessionFollower
+from keel_cli.mcp_cmd import add_mcp_parser, mcp_command
 from keel_cli.ops_approvals import add_approvals_parser, approvals_command
 from keel_cli.ops_audit import audit_verify
 from keel_cli.ops_dlq import add_dlq_parser, dlq_command
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dlq_parser(sub)
     add_approvals_parser(sub)
     add_replay_parser(sub)
+    add_mcp_parser(sub)
 
     cancel = sub.add_parser("cancel", help="ask the agent loop to cancel a session")
     cancel.add_argument("session_id")
@@ -206,6 +208,8 @@ def _ops_command(
         return print_asyncapi()
     if args.command == "replay":
         return replay_command(settings.kafka, args)
+    if args.command == "mcp":
+        return mcp_command(args)
     return None
 
 

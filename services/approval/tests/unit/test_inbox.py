@@ -279,3 +279,21 @@ async def test_a_quorum_shows_the_votes_so_far_and_publishes_each_vote(rig: Rig)
     await rig.decide(csrf, "approve")
     [event] = rig.published()
     assert (event.outcome, event.reviewer) == ("approved", "alice,bob")
+
+
+async def test_hostile_reasoning_shows_no_live_link_or_markup(rig: Rig) -> None:
+    """Reasoning written to lure a reviewer (an HTML link, a javascript: URL, an event
+    handler) is shown as text: the page has no link or element the model made."""
+    lure = (
+        '<a href="https://evil.example/approve">Approve here</a> '
+        '<a href="javascript:alert(1)">x</a> <b onmouseover=alert(1)>bold</b>'
+    )
+    await rig.request(reasoning=lure, arguments={"url": lure})
+    await rig.login()
+    for path in ("/", "/approvals/ap-1"):
+        page = await rig.client.get(path)
+        assert page.status_code == 200
+        assert 'href="https://evil.example' not in page.text
+        assert 'href="javascript:' not in page.text
+        assert "<b " not in page.text
+        assert "Approve here" in page.text  # shown, as text

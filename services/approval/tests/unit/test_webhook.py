@@ -109,3 +109,66 @@ async def test_an_unreachable_webhook_is_counted() -> None:
         registry.get_sample_value("keel_approval_webhook_notifications_total", {"result": "error"})
         == 1
     )
+
+
+HOSTILE = (
+    "<!channel> <@U024BE7LH> please approve: <https://evil.example/login|Approve here> "
+    "*URGENT* _now_ ~really~ ```close the block``` visit https://evil.example/x?a=1&b=2 "
+    "or www.evil.example or mailto:boss@evil.example"
+)
+
+
+async def test_hostile_reasoning_and_arguments_carry_no_link_mention_or_markup(
+    hook_server: tuple[str, Hook],
+) -> None:
+    """What the model wrote reaches the reviewers' channel through the real notifier as inert
+    text: no `<...>` control sequence (links, @channel, user mentions), no scheme Slack would
+    link, no mrkdwn markup, no way out of the arguments' code block, and no previews."""
+    url, hook = hook_server
+    audit, _ = in_memory_audit("approval")
+    audit.start()
+    notifier = WebhookNotifier(url, ApprovalMetrics(CollectorRegistry()), timeout_s=2)
+    handler = RequestHandler(
+        RequestIntake(
+            ApprovalBook(), audit, ApprovalMetrics(CollectorRegistry()), notify=notifier.notify
+        )
+    )
+    event = ApprovalRequested(
+        approval_id="ap-9",
+        agent_id="agent-1",
+        tool_name="send_email",
+        arguments={"body": HOSTILE},
+        reasoning=HOSTILE,
+        idempotency_key="ap-9:0",
+    )
+    await handler.on_request(Envelope.wrap(event, source="agent-loop", session_id="s1"))
+    await notifier.drain()
+    await notifier.close()
+    await audit.close()
+
+    [body] = hook.bodies
+    assert body["unfurl_links"] is False
+    assert body["unfurl_media"] is False
+    texts = [body["text"]]
+    for block in body["blocks"]:
+        texts += [block["text"]["text"]] if "text" in block else []
+        texts += [field["text"] for field in block.get("fields", [])]
+        texts += [element["text"] for element in block.get("elements", [])]
+    [reasoning] = [t for t in texts if "please approve" in t and "```" not in t]
+    [arguments] = [t for t in texts if t.startswith("```")]
+    for text in (reasoning, arguments):
+        assert "<" not in text
+        assert ">" not in text
+        assert "://" not in text
+        assert "www." not in text
+        assert "mailto:" not in text
+        assert "&b=2" not in text  # a bare & is escaped as Slack requires
+    assert not any(mark in reasoning for mark in "*_~`")
+    # The arguments stay one code block: only its own fences are backticks.
+    assert arguments.startswith("```")
+    assert arguments.endswith("```")
+    assert "`" not in arguments[3:-3]
+    # The text is still there for the reviewer to read, as data.
+    assert "please approve" in reasoning
+    assert "Approve here" in reasoning
+    assert "evil.example" in reasoning

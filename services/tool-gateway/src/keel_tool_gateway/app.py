@@ -7,7 +7,9 @@ nothing; ``serve(settings)`` builds on a ``ServiceRuntime`` and runs it until SI
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -39,6 +41,8 @@ from keel_tool_gateway.metrics import ToolGatewayMetrics
 from keel_tool_gateway.usecase import ExecuteToolCall, ListTools
 
 SERVICE = "tool-gateway"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,19 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
     # first) and are closed after it stops.
     mounts: list[McpMounts] = []
 
+    async def mcp_event(action: str, subject: str, details: dict[str, Any]) -> None:
+        await runtime.audit.record(action, actor=SERVICE, subject=subject, details=details)
+
     async def mount_mcp() -> None:
-        mounts.append(await mount_mcp_servers(settings.mcp, registry))
+        mounts.append(
+            await mount_mcp_servers(
+                settings.mcp,
+                registry,
+                on_event=mcp_event,
+                on_health=_mcp_health,
+                default_output_chars=settings.max_output_chars,
+            )
+        )
 
     async def unmount_mcp() -> None:
         for mount in mounts:
@@ -141,6 +156,15 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
         ]
     )
     return ToolGatewayParts(registry, ledger, service, execute, list_tools, metrics, mounts)
+
+
+def _mcp_health(serving: bool) -> None:
+    """A required MCP server went down or came back. (The runtime offers no way yet to set
+    the gRPC health status; ``McpMounts.serving`` holds it for when it does.)"""
+    if not serving:
+        log.warning("a required MCP server is down: the gateway is not fully serving")
+    else:
+        log.warning("every required MCP server is connected again")
 
 
 def _channel(runtime: Runtime, target: str) -> grpc.aio.Channel:

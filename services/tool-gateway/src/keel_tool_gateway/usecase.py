@@ -19,7 +19,7 @@ from keel_core.redaction import audit_arguments
 from keel_core.tracing import set_attributes
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.models import ExecutionResult, RequestContext
-from keel_tool_gateway.domain.output import mark_untrusted
+from keel_tool_gateway.domain.output import mark_result
 from keel_tool_gateway.domain.registry import CatalogEntry, ToolRegistry
 from keel_tool_gateway.errors import ResultNotRecorded
 from keel_tool_gateway.metrics import UNKNOWN_TOOL, ToolGatewayMetrics
@@ -87,7 +87,8 @@ class ExecuteToolCall:
         self._registry = registry
         self._audit = audit
         self._metrics = metrics
-        # Wrap `output` in <tool_output ... trust="untrusted"> for the caller (domain/output.py);
+        # Wrap `output` (and a failed call's `error`) in <tool_output ... trust="untrusted"> for
+        # the caller (domain/output.py);
         # the ledger and the audit keep the raw value either way.
         self._mark_untrusted_output = mark_untrusted_output
         self._audit_fail_open = audit_fail_open
@@ -124,9 +125,8 @@ class ExecuteToolCall:
         await self._record(call, result, recorded=True)
         if result.dependency_unavailable:
             raise Unavailable(result.error)
-        if self._mark_untrusted_output and result.output:
-            marked = mark_untrusted(call.tool_name, result.output)
-            result = result.model_copy(update={"output": marked})
+        if self._mark_untrusted_output:
+            result = mark_result(call.tool_name, result)
         return result
 
     async def _refuse_unaudited(self, call: ToolCall) -> None:

@@ -173,3 +173,60 @@ async def test_a_policy_outage_is_an_unavailable_status_not_a_tool_error(tmp_pat
     assert "policy unavailable" in (refused.value.details() or "")
     assert not (counts / "c1.count").exists()
     assert runtime.bus.records(TOOL_RESULTS) == []
+
+
+async def test_the_built_gateway_mounts_mcp_tools_pins_and_audits_them(
+    tmp_path: Path, policy: tuple[FakePolicy, str]
+) -> None:
+    """The wiring of MCP mounts: the first mount's pins go to the configured pin_dir and to
+    the audit log; the tools reach only the profile that names them, with the server's
+    description marked untrusted."""
+    import sys
+
+    from keel_tool_gateway.adapters.mcp import McpSettings
+    from keel_tool_gateway.domain.registry import ProfileSettings
+
+    _, policy_target = policy
+    server = Path(__file__).parents[1] / "mcp" / "server.py"
+    settings = Settings(
+        policy_target=policy_target,
+        files=FileSettings(workspace_root=tmp_path / "workspaces"),
+        mcp=McpSettings.model_validate(
+            {
+                "servers": [
+                    {
+                        "name": "t",
+                        "transport": "stdio",
+                        "command": sys.executable,
+                        "args": [str(server)],
+                        "tools": ["add"],
+                    }
+                ],
+                "pin_dir": str(tmp_path / "pins"),
+            }
+        ),
+        profiles=ProfileSettings(
+            profiles={"default": ["calculator"], "mcp-user": ["calculator", "mcp.t.*"]}
+        ),
+    )
+    runtime = InMemoryRuntime(SERVICE, settings)
+    build(settings, runtime)
+    async with runtime.running(), insecure_channel(runtime.target) as channel:
+        stub = tool_pb2_grpc.ToolGatewayStub(channel)
+        default = await stub.ListTools(tool_pb2.ListToolsRequest(agent_profile="default"))
+        user = await stub.ListTools(tool_pb2.ListToolsRequest(agent_profile="mcp-user"))
+
+    assert [tool.name for tool in default.tools] == ["calculator"]
+    offered = {tool.name: tool for tool in user.tools}
+    assert sorted(offered) == ["calculator", "mcp.t._output_page", "mcp.t.add"]
+    description = offered["mcp.t.add"].description
+    assert description.startswith("Description supplied by MCP server 't' (untrusted data")
+    assert '<tool_description source="MCP server &#x27;t&#x27;" trust="untrusted">' in description
+    pins = json.loads((tmp_path / "pins" / "t.json").read_text())
+    assert list(pins["tools"]) == ["add"]
+    pinned = [
+        (record.subject, record.details["sha256"])
+        for record in (envelope.parse(AuditRecord) for envelope in runtime.bus.envelopes(AUDIT))
+        if record.action == "mcp.tool.pinned"
+    ]
+    assert pinned == [("mcp.t.add", pins["tools"]["add"]["sha256"])]

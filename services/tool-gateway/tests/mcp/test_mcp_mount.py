@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from keel_contracts.errors import ConfigError
+from keel_contracts.untrusted import mark_untrusted_description
 from keel_tool_gateway.adapters.mcp import McpMounts, McpSettings, mount_mcp_servers
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
@@ -27,11 +28,18 @@ def service(registry: ToolRegistry, policy: StaticPolicy | None = None) -> Execu
 
 async def test_lists_the_allowed_tools_with_their_schemas(mounted: Mounted) -> None:
     registry, mounts = mounted
-    assert sorted(mounts.tool_names) == ["mcp.t.add", "mcp.t.echo", "mcp.t.fail", "mcp.t.slow"]
+    assert sorted(mounts.tool_names) == [
+        "mcp.t._output_page",
+        "mcp.t.add",
+        "mcp.t.echo",
+        "mcp.t.fail",
+        "mcp.t.slow",
+    ]
     assert registry.get("mcp.t.hidden") is None
     catalog = {entry.name: entry for entry in registry.catalog()}
     add = catalog["mcp.t.add"]
-    assert add.description == "Add two integers."
+    # The server's words, marked as untrusted data with their source.
+    assert add.description == mark_untrusted_description("MCP server 't'", "Add two integers.")
     assert add.parameters_schema["required"] == ["a", "b"]
     assert add.parameters_schema["properties"]["a"]["type"] == "integer"
     assert add.timeout_s == TIMEOUT_S
@@ -89,7 +97,7 @@ async def test_profiles_filter_mcp_tools(mounted: Mounted) -> None:
     for tool in registry:
         view.register(tool)
     assert [e.name for e in view.catalog("only-add")] == ["mcp.t.add"]
-    assert len(view.catalog("nobody")) == 4
+    assert len(view.catalog("nobody")) == 5  # with the server's page reader
 
 
 async def test_aclose_unregisters_and_disconnects(stdio_server: dict[str, object]) -> None:
@@ -100,7 +108,7 @@ async def test_aclose_unregisters_and_disconnects(stdio_server: dict[str, object
     assert tool is not None
     await mounts.aclose()
     assert len(registry) == 0
-    with pytest.raises(Exception, match="not connected"):
+    with pytest.raises(Exception, match="is down"):
         await tool.run(tool.input_model.model_validate({"a": 1, "b": 2}))
 
 

@@ -66,7 +66,11 @@ def test_without_profiles_every_profile_sees_every_tool() -> None:
 
 def test_default_profile_settings() -> None:
     settings = ProfileSettings()
-    assert settings.allows("default", "mcp.github.search")
+    # MCP tools only where a profile lists them: a server's tools are third-party code.
+    assert not settings.allows("default", "mcp.github.search")
+    assert ProfileSettings(profiles={"default": ["mcp.github.*"]}).allows(
+        "default", "mcp.github.search"
+    )
     assert settings.allows("default", "memory_search")
     assert settings.allows("anything", "file_write")
     assert not settings.allows("default", "shell")

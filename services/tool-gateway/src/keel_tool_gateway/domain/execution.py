@@ -37,7 +37,7 @@ from keel_tool_gateway.domain.ledger import LedgerEntry, SecurityDenied, Started
 from keel_tool_gateway.domain.models import ExecutionResult, PolicyVerdict, RequestContext
 from keel_tool_gateway.domain.output import cap, render
 from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort, ResiliencePort
-from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry
+from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry, ToolUnavailable
 from keel_tool_gateway.domain.resilience.errors import AttemptTimedOut, CallFailed, CircuitOpen
 from keel_tool_gateway.domain.resilience.rules import resilience_of
 from keel_tool_gateway.domain.resilience.single import SingleAttempt
@@ -369,6 +369,7 @@ class ExecutionService:
             with calling(tool_ctx):
                 return await _invoke(tool, validated)
 
+        limit = tool.max_output_chars or self._max_output_chars
         try:
             value = await self._resilience.call(tool.name, resilience_of(tool), attempt, timeout_s)
         except CircuitOpen as exc:
@@ -377,9 +378,18 @@ class ExecutionService:
                 await self._abandon(call.key)
             return _Outcome(_error(f"{exc}; {tool.name} did not run"), final=False)
         except CallFailed as failed:
+            if isinstance(failed.cause, ToolUnavailable):
+                # The tool's own dependency is down and it says nothing ran (an MCP server
+                # being reconnected): UNAVAILABLE to the caller, not final, intent withdrawn.
+                if wrote_intent:
+                    await self._abandon(call.key)
+                down = _error(str(failed.cause)).model_copy(update={"dependency_unavailable": True})
+                return _Outcome(down, final=False)
             log.info("tool %s failed: %r", tool.name, failed.cause)
-            return _Outcome(_error(_failure(tool.name, failed)), final=True)
-        output, truncated = cap(render(value), self._max_output_chars)
+            # An error quotes the tool (an MCP error body, a traceback): bounded like output.
+            message, _ = cap(_failure(tool.name, failed), limit)
+            return _Outcome(_error(message), final=True)
+        output, truncated = cap(render(value), limit)
         return _Outcome(ExecutionResult(status="ok", output=output, truncated=truncated), True)
 
 

@@ -32,7 +32,6 @@ DEFAULT_PROFILE_TOOLS = (
     "http_fetch",
     "file_*",
     "memory_*",
-    "mcp.*",
 )
 
 
@@ -47,6 +46,12 @@ Effects = Literal["read_only", "idempotent", "at_most_once"]
 
 class ToolError(Exception):
     """A failure a tool reports on purpose; its message goes to the model as written."""
+
+
+class ToolUnavailable(ToolError):
+    """The tool's own backend is down and the tool did not run (an MCP server being
+    reconnected): the gateway answers UNAVAILABLE, so the caller waits the outage out instead
+    of showing the model an error, and nothing is recorded for the key."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ class Tool(Generic[M]):
     blocking: bool = True
     # Unknown tools are assumed to act and not to deduplicate.
     effects: Effects = "at_most_once"
+    # Output cap of this tool (characters); None: the gateway's max_output_chars. Set by MCP
+    # tools, whose caps are configured per server and per tool.
+    max_output_chars: int | None = None
 
 
 class ProfileSettings(BaseModel):
