@@ -77,6 +77,11 @@ class Runtime(Protocol):
 
     def serve_grpc(self, services: Sequence[GrpcService]) -> None: ...
 
+    def set_serving(self, serving: bool) -> None:
+        """What gRPC health reports (SERVING / NOT_SERVING), for a dependency that comes and
+        goes while the service runs."""
+        ...
+
     def consume(self, topics: list[str], group_id: str, handler: Handler) -> object: ...
 
     def table(self, topic: str, source: str = "") -> Table:
@@ -132,6 +137,10 @@ class ServiceRuntime:
         self.grpc = GrpcServer(
             self.settings.host, self.settings.grpc_port, services, self.registry, security
         )
+
+    def set_serving(self, serving: bool) -> None:
+        if self.grpc is not None:
+            self.grpc.set_serving(serving)
 
     def consume(self, topics: list[str], group_id: str, handler: Handler) -> EventConsumer:
         consumer = EventConsumer(

@@ -100,7 +100,7 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
                 settings.mcp,
                 registry,
                 on_event=mcp_event,
-                on_health=_mcp_health,
+                on_health=McpHealth(runtime),
                 default_output_chars=settings.max_output_chars,
             )
         )
@@ -158,13 +158,24 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
     return ToolGatewayParts(registry, ledger, service, execute, list_tools, metrics, mounts)
 
 
-def _mcp_health(serving: bool) -> None:
-    """A required MCP server went down or came back. (The runtime offers no way yet to set
-    the gRPC health status; ``McpMounts.serving`` holds it for when it does.)"""
-    if not serving:
-        log.warning("a required MCP server is down: the gateway is not fully serving")
-    else:
-        log.warning("every required MCP server is connected again")
+class McpHealth:
+    """A required MCP server went down or came back: gRPC health follows, so an orchestrator
+    takes this replica out of rotation while tools it must offer cannot run. Changes only are
+    logged (the mount reports the state at every check)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._serving = True
+
+    def __call__(self, serving: bool) -> None:
+        self._runtime.set_serving(serving)
+        if serving == self._serving:
+            return
+        self._serving = serving
+        if not serving:
+            log.warning("a required MCP server is down: health is NOT_SERVING until it is back")
+        else:
+            log.warning("every required MCP server is connected again: health is SERVING")
 
 
 def _channel(runtime: Runtime, target: str) -> grpc.aio.Channel:

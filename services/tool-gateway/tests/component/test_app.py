@@ -230,3 +230,70 @@ async def test_the_built_gateway_mounts_mcp_tools_pins_and_audits_them(
         if record.action == "mcp.tool.pinned"
     ]
     assert pinned == [("mcp.t.add", pins["tools"]["add"]["sha256"])]
+
+
+async def test_health_is_not_serving_while_a_required_mcp_server_is_down(
+    tmp_path: Path, policy: tuple[FakePolicy, str]
+) -> None:
+    """A required server's death takes the gateway's gRPC health to NOT_SERVING (an
+    orchestrator stops routing calls to tools that cannot run) and its reconnection back."""
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from keel_tool_gateway.adapters.mcp import McpSettings
+    from keel_tool_gateway.domain.registry import ProfileSettings
+
+    _, policy_target = policy
+    server = Path(__file__).parents[1] / "mcp" / "server.py"
+    settings = Settings(
+        policy_target=policy_target,
+        files=FileSettings(workspace_root=tmp_path / "workspaces"),
+        mcp=McpSettings.model_validate(
+            {
+                "servers": [
+                    {
+                        "name": "t",
+                        "transport": "stdio",
+                        "command": sys.executable,
+                        "args": [str(server)],
+                        "tools": ["pid"],
+                        "required": True,
+                        "check_interval_s": 0.2,
+                        "reconnect_initial_s": 0.05,
+                        "reconnect_max_s": 0.5,
+                    }
+                ],
+            }
+        ),
+        profiles=ProfileSettings(profiles={"default": ["mcp.t.*"]}),
+    )
+    runtime = InMemoryRuntime(SERVICE, settings)
+    build(settings, runtime)
+    async with runtime.running(), insecure_channel(runtime.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        async def status() -> int:
+            answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
+            return int(answer.status)
+
+        async def until(expected: int) -> None:
+            for _ in range(200):
+                if await status() == expected:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"health never became {expected}")
+
+        assert await status() == health_pb2.HealthCheckResponse.SERVING
+        stub = tool_pb2_grpc.ToolGatewayStub(channel)
+        answer = await stub.Execute(
+            tool_pb2.ExecuteRequest(
+                context=CONTEXT, call=common_pb2.ToolCall(name="mcp.t.pid", arguments_json="{}")
+            )
+        )
+        os.kill(int(answer.output), signal.SIGKILL)
+        await until(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await until(health_pb2.HealthCheckResponse.SERVING)

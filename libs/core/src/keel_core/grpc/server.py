@@ -8,6 +8,7 @@ in-process component tests): plaintext with reflection, as before."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,11 @@ class GrpcServer:
                 self._server,
             )
         self.port = 0
+        # What health reports once started: a part the service depends on (a required tool
+        # server) can take it out of rotation without stopping it.
+        self._serving = True
+        self._started = False
+        self._health_updates: set[asyncio.Task[None]] = set()
 
     @property
     def secured(self) -> bool:
@@ -109,9 +115,28 @@ class GrpcServer:
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen for gRPC on {self._address}: {exc}") from exc
         await self._server.start()
+        self._started = True
+        await self._publish_health()
+
+    def set_serving(self, serving: bool) -> None:
+        """SERVING or NOT_SERVING for every name (overall and each service) from now on; safe
+        before start (applied then) and from synchronous callbacks (applied on the loop)."""
+        self._serving = serving
+        if self._started:
+            task = asyncio.get_running_loop().create_task(self._publish_health())
+            self._health_updates.add(task)
+            task.add_done_callback(self._health_updates.discard)
+
+    async def _publish_health(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self._serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in ["", *self._names]:
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            await self._health.set(name, status)
 
     async def stop(self, grace_s: float) -> None:
+        self._started = False
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace_s)

@@ -56,6 +56,10 @@ class InMemoryRuntime:
     def serve_grpc(self, services: Sequence[GrpcService]) -> None:
         self.grpc = GrpcServer("127.0.0.1", 0, services, self.registry)
 
+    def set_serving(self, serving: bool) -> None:
+        if self.grpc is not None:
+            self.grpc.set_serving(serving)
+
     def consume(self, topics: list[str], group_id: str, handler: Handler) -> InMemoryConsumer:
         consumer = InMemoryConsumer(self.bus, topics, handler, group_id)
         self.consumers.append(consumer)
