@@ -179,6 +179,8 @@ class PolicyEngine:
             state=state if state is not None else StateLedger(),
         )
         self._clock = clock
+        # The files the lists and variables were read from (a reload watches them).
+        self.files = bundle.files
         self._sets: dict[tuple[str | None, str | None], tuple[CompiledSet, CompiledSet | None]]
         self._sets = {(s.tenant, s.profile): _compile_set(s, self.names) for s in resolve(bundle)}
         self.set_names = tuple(active.name for active, _ in self._sets.values())
