@@ -1,0 +1,35 @@
+"""Payloads of the policy service's topics: named-list items and state reservations."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from keel_contracts.events.envelope import EventData
+
+
+class PolicyListItem(EventData):
+    """One item of a named policy list on ``keel.policy.lists`` (compacted; key
+    ``<list>:<item>``, a tombstone removes the item). Written by ``keel policy list add``
+    (operators) or a named service; read by the policy service for lists with ``topic: true``."""
+
+    event_type: ClassVar[str] = "keel.policy.list_item"
+
+    list: str = Field(min_length=1)
+    item: str = Field(min_length=1)
+    added_by: str = ""
+
+
+class PolicyStateReserved(EventData):
+    """A call policy let through, reserved on one running total (``keel.policy.state``, key
+    ``<meter>|<key>|<call id>``): what ``state:`` conditions count and sum."""
+
+    event_type: ClassVar[str] = "keel.policy.state_reserved"
+
+    meter: str
+    key: str
+    call_id: str
+    # Epoch seconds (UTC) of the decision.
+    at: float
+    amount: float
