@@ -190,6 +190,10 @@ class PolicyEngine:
         self.meters: tuple[Meter, ...] = tuple(self.names.meters.values())
         self._amounts = tuple((m, charge_amount(m)) for m in self.meters)
 
+    def now(self) -> float:
+        """The engine's clock: epoch seconds."""
+        return self._clock()
+
     def scope(
         self,
         tool: str,

@@ -12,7 +12,7 @@ window ending at the decision. See docs/adr/0010-policy-state.md for durability 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -107,3 +107,20 @@ class StateLedger:
 
 def entries(charges: Iterable[Charge], call_id: str, at: float) -> list[StateEntry]:
     return [StateEntry(c.meter, c.key, call_id, at, c.amount) for c in charges]
+
+
+class Reservations(Protocol):
+    """Where a call let through is counted (``adapters/state_topic.py`` makes it durable)."""
+
+    async def reserve(self, charges: Sequence[Charge], call_id: str, at: float) -> None: ...
+
+
+class LocalReservations:
+    """Counted in memory only: for tests, ``keel policy test`` and embedding."""
+
+    def __init__(self, ledger: StateLedger) -> None:
+        self.ledger = ledger
+
+    async def reserve(self, charges: Sequence[Charge], call_id: str, at: float) -> None:
+        for entry in entries(charges, call_id, at):
+            self.ledger.add(entry)
