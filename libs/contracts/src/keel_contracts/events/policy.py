@@ -8,6 +8,14 @@ from pydantic import Field
 
 from keel_contracts.events.envelope import EventData
 
+# A list name as policy files write it (no ":", so a key names its list unambiguously).
+LIST_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+
+
+def list_item_key(name: str, item: str) -> str:
+    """The key of one item on ``keel.policy.lists``."""
+    return f"{name}:{item}"
+
 
 class PolicyListItem(EventData):
     """One item of a named policy list on ``keel.policy.lists`` (compacted; key
@@ -16,9 +24,13 @@ class PolicyListItem(EventData):
 
     event_type: ClassVar[str] = "keel.policy.list_item"
 
-    list: str = Field(min_length=1)
+    list: str = Field(pattern=LIST_NAME)
     item: str = Field(min_length=1)
     added_by: str = ""
+
+    @property
+    def key(self) -> str:
+        return list_item_key(self.list, self.item)
 
 
 class PolicyStateReserved(EventData):

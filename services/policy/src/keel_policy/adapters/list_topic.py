@@ -18,10 +18,6 @@ from keel_policy.domain.names import LiveLists
 log = logging.getLogger(__name__)
 
 
-def list_key(name: str, item: str) -> str:
-    return f"{name}:{item}"
-
-
 class TopicLists:
     def __init__(self, table: Table, live: LiveLists, interval_s: float) -> None:
         self._table = table
