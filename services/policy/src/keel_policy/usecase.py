@@ -63,6 +63,7 @@ class PolicyDecisions:
             session_id=ctx.session_id,
             agent_id=ctx.agent_id,
             now=now,
+            call_id=idempotency_key,
         )
         verdict = outcome.verdict
         if outcome.charges and verdict.decision != "deny":

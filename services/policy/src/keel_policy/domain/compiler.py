@@ -270,7 +270,8 @@ def _state(condition: ArgConstraint, names: Names) -> Node:
 
     def total(scope: Scope) -> tuple[float, float]:
         key = f"{per}:{scope.per(per)}"
-        return state.total(meter_id, key, scope.now - window), this_call(scope)
+        before = state.total(meter_id, key, scope.now - window, scope.call_id)
+        return before, this_call(scope)
 
     def check(scope: Scope) -> bool:
         before, mine = total(scope)

@@ -203,6 +203,7 @@ class PolicyEngine:
         session_id: str = "",
         agent_id: str = "",
         now: float | None = None,
+        call_id: str = "",
     ) -> Scope:
         return Scope(
             arguments,
@@ -211,6 +212,7 @@ class PolicyEngine:
             session_id=session_id,
             agent_id=agent_id,
             now=self._clock() if now is None else now,
+            call_id=call_id,
         )
 
     def evaluate(
@@ -223,12 +225,19 @@ class PolicyEngine:
         session_id: str = "",
         agent_id: str = "",
         now: float | None = None,
+        call_id: str = "",
     ) -> Verdict:
         active = self._select(tenant, profile).active
         if active is None:
             return default_deny(NO_SET)
         scope = self.scope(
-            tool, arguments, tenant, session_id=session_id, agent_id=agent_id, now=now
+            tool,
+            arguments,
+            tenant,
+            session_id=session_id,
+            agent_id=agent_id,
+            now=now,
+            call_id=call_id,
         )
         return active.evaluate(scope, profile)
 
@@ -242,6 +251,7 @@ class PolicyEngine:
         session_id: str = "",
         agent_id: str = "",
         now: float | None = None,
+        call_id: str = "",
     ) -> Outcome:
         """The enforced verdict, the shadow candidate's (if the selected set has one), and
         what the call adds to running totals if it goes ahead (``charges``)."""
@@ -249,7 +259,13 @@ class PolicyEngine:
         if selected.active is None:
             return Outcome(verdict=default_deny(NO_SET))
         scope = self.scope(
-            tool, arguments, tenant, session_id=session_id, agent_id=agent_id, now=now
+            tool,
+            arguments,
+            tenant,
+            session_id=session_id,
+            agent_id=agent_id,
+            now=now,
+            call_id=call_id,
         )
         verdict = selected.active.evaluate(scope, profile)
         shadow = selected.shadow.evaluate(scope, profile) if selected.shadow else None
@@ -279,12 +295,19 @@ class PolicyEngine:
         session_id: str = "",
         agent_id: str = "",
         now: float | None = None,
+        call_id: str = "",
     ) -> Explanation:
         selected = self._select(tenant, profile)
         if selected.active is None:
             return Explanation(verdict=default_deny(NO_SET), rules=(), selection=selected.tried)
         scope = self.scope(
-            tool, arguments, tenant, session_id=session_id, agent_id=agent_id, now=now
+            tool,
+            arguments,
+            tenant,
+            session_id=session_id,
+            agent_id=agent_id,
+            now=now,
+            call_id=call_id,
         )
         verdict, traces = selected.active.explain(scope, profile)
         shadow = selected.shadow.evaluate(scope, profile) if selected.shadow else None

@@ -11,7 +11,16 @@ from typing import Any
 
 
 class Scope:
-    __slots__ = ("agent_id", "arguments", "memo", "now", "session_id", "tenant", "tool")
+    __slots__ = (
+        "agent_id",
+        "arguments",
+        "call_id",
+        "memo",
+        "now",
+        "session_id",
+        "tenant",
+        "tool",
+    )
 
     def __init__(
         self,
@@ -22,6 +31,7 @@ class Scope:
         session_id: str = "",
         agent_id: str = "",
         now: float = 0.0,
+        call_id: str = "",
     ) -> None:
         self.arguments = arguments
         # Values selected by multi-value paths, by path: shared by every rule of one decision.
@@ -32,6 +42,9 @@ class Scope:
         self.agent_id = agent_id
         # Seconds since the epoch (UTC) at the decision.
         self.now = now
+        # The call's idempotency key ("" when none): its own reservation, if a re-send of it
+        # is decided again, is not counted twice.
+        self.call_id = call_id
 
     def within(self, value: Any) -> Scope:
         """The same caller and time, with ``value`` as the root (conditions under ``where``)."""
@@ -42,6 +55,7 @@ class Scope:
             session_id=self.session_id,
             agent_id=self.agent_id,
             now=self.now,
+            call_id=self.call_id,
         )
         return inner
 

@@ -58,7 +58,7 @@ class StateView(Protocol):
     """Totals so far, read on the decision path (in memory; ``adapters/state_topic.py`` keeps
     it in step with the topic)."""
 
-    def total(self, meter: str, key: str, since: float) -> float: ...
+    def total(self, meter: str, key: str, since: float, exclude: str = "") -> float: ...
 
 
 class StateLedger:
@@ -85,11 +85,13 @@ class StateLedger:
         if calls is not None:
             calls.pop(entry.call_id, None)
 
-    def total(self, meter: str, key: str, since: float) -> float:
+    def total(self, meter: str, key: str, since: float, exclude: str = "") -> float:
+        """The amounts reserved after ``since``, without the call ``exclude`` (a call being
+        decided again must not see itself twice)."""
         calls = self._entries.get((meter, key))
         if not calls:
             return 0.0
-        return sum(amount for at, amount in calls.values() if at > since)
+        return sum(amount for call, (at, amount) in calls.items() if at > since and call != exclude)
 
     def prune(self, before: float) -> int:
         """Forget entries older than ``before`` (past every window); how many."""
