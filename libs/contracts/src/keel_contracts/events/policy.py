@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from keel_contracts.events.envelope import EventData
 
@@ -33,15 +33,22 @@ class PolicyListItem(EventData):
         return list_item_key(self.list, self.item)
 
 
-class PolicyStateReserved(EventData):
-    """A call policy let through, reserved on one running total (``keel.policy.state``, key
-    ``<meter>|<key>|<call id>``): what ``state:`` conditions count and sum."""
-
-    event_type: ClassVar[str] = "keel.policy.state_reserved"
+class StateCharge(BaseModel):
+    """One running total a call adds to: ``amount`` on ``meter`` for the caller ``key``."""
 
     meter: str
     key: str
+    amount: float
+
+
+class PolicyStateReserved(EventData):
+    """A call policy let through, reserved on the running totals that ``state:`` conditions
+    read (``keel.policy.state``, key = the call id). One record per call, so a reservation
+    lands whole or not at all."""
+
+    event_type: ClassVar[str] = "keel.policy.state_reserved"
+
     call_id: str
     # Epoch seconds (UTC) of the decision.
     at: float
-    amount: float
+    charges: list[StateCharge] = Field(default_factory=list)

@@ -11,13 +11,12 @@ lags by the follow delay: see docs/adr/0010-policy-state.md for that race.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
 from keel_contracts.errors import Unavailable
 from keel_contracts.events import Envelope
-from keel_contracts.events.policy import PolicyStateReserved
+from keel_contracts.events.policy import PolicyStateReserved, StateCharge
 from keel_contracts.topics import POLICY_STATE, POLICY_STATE_WINDOW_MS
 from keel_core.bus.producer import Publisher
 from keel_core.runtime import Follower
@@ -64,7 +63,7 @@ class TopicState:
         if not added:
             return
         try:
-            await asyncio.gather(*(self._write(entry) for entry in added))
+            await self._write(call_id, at, added)
         except Exception as exc:
             for entry in added:
                 self.ledger.remove(entry)
@@ -76,18 +75,12 @@ class TopicState:
         if self._written % PRUNE_EVERY == 0:
             self.ledger.prune(self._clock() - WINDOW_S)
 
-    async def _write(self, entry: StateEntry) -> None:
-        payload = PolicyStateReserved(
-            meter=entry.meter,
-            key=entry.key,
-            call_id=entry.call_id,
-            at=entry.at,
-            amount=entry.amount,
-        )
-        envelope = Envelope.wrap(payload, source=self._source, session_id=entry.key)
-        await self._producer.publish(
-            self._topic, envelope, key=f"{entry.meter}|{entry.key}|{entry.call_id}"
-        )
+    async def _write(self, call_id: str, at: float, added: list[StateEntry]) -> None:
+        """One record for the call: it lands whole or not at all."""
+        charges = [StateCharge(meter=e.meter, key=e.key, amount=e.amount) for e in added]
+        payload = PolicyStateReserved(call_id=call_id, at=at, charges=charges)
+        envelope = Envelope.wrap(payload, source=self._source, session_id=call_id)
+        await self._producer.publish(self._topic, envelope, key=call_id)
 
     async def _apply(self, envelope: Envelope) -> None:
         self._apply_one(envelope)
@@ -98,6 +91,7 @@ class TopicState:
         except ValueError as exc:
             log.warning("ignoring a record of %s: %s", self._topic, exc)
             return
-        self.ledger.add(
-            StateEntry(record.meter, record.key, record.call_id, record.at, record.amount)
-        )
+        for charge in record.charges:
+            self.ledger.add(
+                StateEntry(charge.meter, charge.key, record.call_id, record.at, charge.amount)
+            )
