@@ -13,11 +13,13 @@ arguments, a slot on ``Scope``.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Callable
 from typing import Any
 
 from keel_policy.domain import matchers
-from keel_policy.domain.comparisons import bounds, comparison, resolve
+from keel_policy.domain.comparisons import ORDER, bounds, comparison, resolve
 from keel_policy.domain.conditions import LIST_REF, ArgConstraint, PathOperand, duration_s
 from keel_policy.domain.names import Names
 from keel_policy.domain.paths import MISSING, getter, has_wildcard, selector
@@ -76,7 +78,7 @@ def _path_constraint(constraint: ArgConstraint, names: Names) -> Node:
         return Node(absent, text, explain_absent)
     test = _value_test(constraint, names)
     all_ = constraint.match == "all"
-    check = _quantified(path, select, test, all_)
+    check = _fast_check(constraint, path, names) or _quantified(path, select, test, all_)
 
     def explain(scope: Scope) -> ConditionTrace:
         values = select(scope)
@@ -91,6 +93,85 @@ def _path_constraint(constraint: ArgConstraint, names: Names) -> Node:
         return ConditionTrace(condition=text, passed=passed, detail=detail + refs())
 
     return Node(check, text, explain)
+
+
+def _fast_check(constraint: ArgConstraint, path: str, names: Names) -> Check | None:
+    """A single-value path whose tests need only the value (equals, one_of, in a list,
+    min/max, regex, startswith/endswith/contains, numeric and fixed-time bounds): one closure
+    calling one one-argument test, as before the algebra grew. None otherwise."""
+    if has_wildcard(path) or constraint.where is not None:
+        return None
+    tests = _value_only_tests(constraint, names)
+    if tests is None:
+        return None
+    get = getter(path)
+    if len(tests) == 1:
+        (only,) = tests
+
+        def single(scope: Scope) -> bool:
+            value = get(scope.arguments)
+            return value is not MISSING and only(value)
+
+        return single
+    every = tuple(tests)
+
+    def several(scope: Scope) -> bool:
+        value = get(scope.arguments)
+        if value is MISSING:
+            return False
+        for test in every:
+            if not test(value):
+                return False
+        return True
+
+    return several
+
+
+def _value_only_tests(
+    constraint: ArgConstraint, names: Names
+) -> list[Callable[[Any], bool]] | None:
+    tests: list[Callable[[Any], bool]] = []
+    if constraint.tests_equals:
+        tests.append(matchers.equals_test(resolve(constraint.equals, names)))
+    if constraint.one_of is not None:
+        tests.append(matchers.one_of_test(constraint.one_of))
+    if constraint.in_ is not None:
+        listed = _static_list(constraint.in_, names)
+        if listed is None:
+            return None
+        tests.append(matchers.one_of_test(listed))
+    for name in ("regex", "startswith", "endswith", "contains"):
+        operand = getattr(constraint, name)
+        if operand is not None:
+            tests.append(_text_test(name, _string(operand, names, name)))
+    if constraint.min is not None or constraint.max is not None:
+        tests.append(matchers.range_test(constraint.min, constraint.max))
+    for name in ("lt", "lte", "gt", "gte"):
+        operand = getattr(constraint, name)
+        if operand is None:
+            continue
+        resolved = resolve(operand, names) if not isinstance(operand, PathOperand) else None
+        if not isinstance(resolved, int | float) or isinstance(resolved, bool):
+            return None  # times, ``now`` and paths need the scope
+        tests.append(_number_bound(name, float(resolved)))
+    return tests
+
+
+def _static_list(operand: Any, names: Names) -> tuple[Any, ...] | None:
+    """The items of a literal or file list; None for a path or a topic-backed list."""
+    if isinstance(operand, PathOperand):
+        return None
+    if isinstance(operand, str):
+        if not operand.startswith(LIST_REF):
+            return None
+        named = names.named_list(operand[len(LIST_REF) :])
+        return None if named.topic else named.items
+    return tuple(operand)
+
+
+def _number_bound(name: str, bound: float) -> Callable[[Any], bool]:
+    order = ORDER[name]
+    return lambda value: type(value) in _NUMBERS and order(value, bound)
 
 
 def _quantified(path: str, select: Callable[[Scope], list[Any]], test: Test, all_: bool) -> Check:
@@ -158,12 +239,16 @@ def _named_tests(constraint: ArgConstraint, names: Names) -> list[Test]:
     for name in ("regex", "startswith", "endswith", "contains"):
         operand = getattr(constraint, name)
         if operand is not None:
-            tests.append(_text_test(name, _string(operand, names, name)))
+            tests.append(_scoped(_text_test(name, _string(operand, names, name))))
     for name in ("lt", "lte", "gt", "gte"):
         operand = getattr(constraint, name)
         if operand is not None:
             tests.append(comparison(name, operand, names))
     return tests
+
+
+def _scoped(test: Callable[[Any], bool]) -> Test:
+    return lambda value, scope: test(value)
 
 
 def _string(operand: str, names: Names, test: str) -> str:
@@ -173,20 +258,20 @@ def _string(operand: str, names: Names, test: str) -> str:
     return value
 
 
-def _text_test(name: str, operand: str) -> Test:
+def _text_test(name: str, operand: str) -> Callable[[Any], bool]:
     if name == "regex":
         try:
             search = matchers.compile_regex(operand)
         except ValueError as exc:
             raise PolicyFileError(str(exc)) from exc
-        return lambda value, scope: (
+        return lambda value: (
             search(value if type(value) is str else matchers.as_text(value)) is not None
         )
     if name == "startswith":
-        return lambda value, scope: type(value) is str and value.startswith(operand)
+        return lambda value: type(value) is str and value.startswith(operand)
     if name == "endswith":
-        return lambda value, scope: type(value) is str and value.endswith(operand)
-    return lambda value, scope: type(value) is str and operand in value
+        return lambda value: type(value) is str and value.endswith(operand)
+    return lambda value: type(value) is str and operand in value
 
 
 def _membership(operand: Any, names: Names) -> Test:
@@ -194,6 +279,8 @@ def _membership(operand: Any, names: Names) -> Test:
         others = selector(operand.path)
 
         def among_path(value: Any, scope: Scope) -> bool:
+            if type(value) is str:  # a str equals only a str: the list's own search is exact
+                return value in others(scope)
             return any(matchers.same(value, other) for other in others(scope))
 
         return among_path
@@ -270,8 +357,13 @@ def _state(condition: ArgConstraint, names: Names) -> Node:
 
     def total(scope: Scope) -> tuple[float, float]:
         key = f"{per}:{scope.per(per)}"
-        before = state.total(meter_id, key, scope.now - window, scope.call_id)
-        return before, this_call(scope)
+        # Rules reading the same total in one decision read it once.
+        memo_key = f"\0state|{meter_id}|{key}|{window}"
+        held = scope.memo.get(memo_key)
+        if held is None:
+            held = [state.total(meter_id, key, scope.now - window, scope.call_id)]
+            scope.memo[memo_key] = held
+        return held[0], this_call(scope)
 
     def check(scope: Scope) -> bool:
         before, mine = total(scope)
@@ -291,7 +383,8 @@ def _state(condition: ArgConstraint, names: Names) -> Node:
 def _contribution(meter: Meter) -> Callable[[Scope], float]:
     """What this call adds to the meter (nothing unless its tool is one the meter counts)."""
     amount = charge_amount(meter)
-    return lambda scope: amount(scope) if meter.fits(scope.tool) else 0.0
+    fits = re.compile(fnmatch.translate(meter.tool)).match
+    return lambda scope: amount(scope) if fits(scope.tool) is not None else 0.0
 
 
 def charge_amount(meter: Meter) -> Callable[[Scope], float]:
