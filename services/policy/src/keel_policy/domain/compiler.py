@@ -5,10 +5,11 @@ lookups of names: lists, variables, regexes and paths were resolved here), ``exp
 the slow path that says in words what it saw. Unknown ``$lists``/``$vars`` references and
 operands of the wrong type fail here, at load, with the rule named by the caller.
 
-Extension point: ``COMPILERS`` maps each condition model to its compiler. A new kind of
-condition (e.g. provenance of an argument's text) is a model in ``conditions.py`` (with its
-key in ``conditions.KINDS``), a compiler registered here, and, if it needs more than the
-arguments, a slot on ``Scope``.
+Extension point: ``COMPILERS`` maps each kind of condition (``ArgConstraint.kind``) to its
+compiler. A new kind (e.g. provenance: "this argument's text came only from untrusted tool
+output") is one optional field on ``ArgConstraint`` named in ``conditions.KINDS``, a compiler
+registered here, and, since it needs more than the arguments, a slot on ``Scope`` that the
+engine fills from the caller (``PolicyEngine.scope``).
 """
 
 from __future__ import annotations
