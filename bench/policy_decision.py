@@ -14,6 +14,11 @@ target rule's, so each rule does real work. Prints µs per ``evaluate`` (p50/p99
 ``json.loads`` of the arguments (what the gRPC servicer adds), and the cost of a tool name not
 yet seen (the candidate index is built on first use of a (tool, profile) pair).
 
+A third layout, ``algebra``, gives the mixed layout's rules the conditions of issue 13 instead
+(rotating: ``not`` of a named-list membership, ``any_of`` with ``missing``, a comparison with
+another argument, ``sum`` of two paths, a ``state`` count over a window with 50 calls held),
+to show the richer conditions keep decisions in microseconds.
+
 Run: ``python bench/policy_decision.py [--iterations N]``.
 """
 
@@ -30,7 +35,15 @@ from functools import partial
 from typing import Any
 
 from keel_policy.domain.engine import PolicyEngine
-from keel_policy.domain.models import ArgConstraint, Decision, PolicySet, Rule
+from keel_policy.domain.models import (
+    ArgConstraint,
+    Decision,
+    NamedList,
+    PolicyBundle,
+    PolicySet,
+    Rule,
+)
+from keel_policy.domain.state import StateEntry, StateLedger
 
 RULES = 200
 GLOBS = ("*", "t1*", "t*", "fs.*")
@@ -51,6 +64,48 @@ def constraint(index: int) -> ArgConstraint:
     if kind == 2:
         return ArgConstraint(path="$.amount", min=index * 1000, max=index * 1000 + 999)
     return ArgConstraint(path="$.recipients[*].domain", match="all", equals=f"d{index}.example")
+
+
+def algebra_condition(index: int) -> dict[str, Any]:
+    """Issue 13's conditions, none of which the base arguments satisfy."""
+    kind = index % 5
+    if kind == 0:
+        return {"not": {"path": "op", "in": "$lists.ops"}}
+    if kind == 1:
+        return {"any_of": [{"path": f"k{index}", "missing": False},
+                           {"path": "$.recipients[*].domain", "match": "all",
+                            "in": {"path": "$.allowed[*]"}}]}  # fmt: skip
+    if kind == 2:
+        return {"path": "amount", "gt": {"path": "limit"}}
+    if kind == 3:
+        return {"sum": ["$.amount", "$.fee"], "gte": index * 1000}
+    return {"state": {"count": "t1*", "per": "tenant", "window": "1d", "gte": 1000 + index}}
+
+
+def build_algebra() -> tuple[PolicyEngine, list[int]]:
+    rules = [
+        Rule.model_validate(
+            {
+                "id": f"r{i:03d}",
+                "priority": RULES - i,
+                "tool": tool_pattern("mixed", i),
+                "decision": "allow",
+                "when": [algebra_condition(i)],
+            }
+        )
+        for i in range(RULES)
+    ]
+    ledger = StateLedger()
+    for call in range(50):
+        ledger.add(StateEntry("count|t1*", "tenant:acme", f"c{call}", 1e12, 1.0))
+    ops = NamedList(items=tuple(f"op{i}" for i in range(100)) + ("op-none",))
+    bundle = PolicyBundle(sets=(PolicySet(rules=tuple(rules)),), lists={"ops": ops})
+    engine = PolicyEngine(bundle, state=ledger, clock=lambda: 1e12 + 1)
+    applicable = [i for i in range(RULES) if _fits(tool_pattern("mixed", i), "t10")]
+    return engine, applicable
+
+
+ALGEBRA_ARGS: dict[str, Any] = {**BASE_ARGS, "fee": 1, "limit": 10, "allowed": ["z.example"]}
 
 
 def matching_args(index: int) -> dict[str, Any]:
@@ -145,6 +200,11 @@ def main() -> None:
             j50, j99 = timings(partial(_parsed, engine, text), iterations)
             print(f"{layout:<10} {name:<14} {tried:>11} {p50:>7.2f} {p99:>7.2f}"
                   f" {j50:>9.2f} {j99:>9.2f}")  # fmt: skip
+    engine, applicable = build_algebra()
+    # Every applicable rule is tried (the worst case); the state total is read once per call.
+    assert engine.evaluate("t10", ALGEBRA_ARGS, tenant="acme").rule_id == "default-deny"
+    p50, p99 = timings(partial(engine.evaluate, "t10", ALGEBRA_ARGS, tenant="acme"), iterations)
+    print(f"{'algebra':<10} {'no match':<14} {len(applicable):>11} {p50:>7.2f} {p99:>7.2f}")
     engine, _ = build("mixed")
     names = iter(range(10**9))
     cold50, cold99 = timings(lambda: engine.evaluate(f"t1{next(names)}", BASE_ARGS), 5000)

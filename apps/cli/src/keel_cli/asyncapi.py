@@ -33,6 +33,7 @@ from keel_contracts.events import (
     ToolCallStarted,
     ToolResultRecorded,
 )
+from keel_contracts.events.policy import PolicyListItem, PolicyStateReserved
 from keel_contracts.topics import TopicSpec
 
 REF = "#/components/schemas/{model}"
@@ -52,6 +53,8 @@ CARRIES: dict[str, tuple[type[EventData], ...]] = {
     topics.SUBTASKS: (TaskSubmitted, TaskCancelRequested),
     topics.CONTROL: (TaskCancelRequested,),
     topics.OUTBOX: (),
+    topics.POLICY_LISTS: (PolicyListItem,),
+    topics.POLICY_STATE: (PolicyStateReserved,),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -70,6 +73,12 @@ DESCRIPTIONS: dict[str, str] = {
     topics.OUTBOX: (
         "Messages leaving Keel (send_email and friends), written only after approval; "
         "payload defined by the tool gateway (keel.outbox.email)."
+    ),
+    topics.POLICY_LISTS: (
+        "Compacted: items of named policy lists, key <list>:<item>; a tombstone removes one."
+    ),
+    topics.POLICY_STATE: (
+        "Calls policy let through, reserved on running totals (state conditions); 8 days."
     ),
 }
 

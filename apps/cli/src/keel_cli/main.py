@@ -170,7 +170,7 @@ def _command(settings: CliSettings, args: argparse.Namespace) -> Coroutine[Any, 
     if args.command == "plan":
         return plan_command(settings, args)
     if args.command == "policy":
-        return policy_command(args)
+        return policy_command(args, settings.kafka)
     if args.command == "audit":
         if args.audit_command == "verify":
             return audit_verify(settings.kafka, args.topic, settings.trust)

@@ -4,7 +4,12 @@
 (``--explain``: every rule considered and the condition that failed) and exits 0 for allow,
 1 for deny, 3 for require approval and 2 when the file is invalid. ``keel policy check FILE``
 only validates. The engine is the policy service's own (``keel_policy``), so the answer is
-the one the service would give with that file.
+the one the service would give with that file (``--session``/``--agent`` name the caller whose
+running totals a ``state:`` condition reads; in-process they start at zero).
+
+``keel policy list add|remove|show NAME [ITEM]`` changes or shows the items of a named list
+kept on ``keel.policy.lists`` (lists declared with ``topic: true``): the policy service sees a
+change within ``KEEL_POLICY_LISTS_REFRESH_S`` without a reload.
 """
 
 from __future__ import annotations
@@ -14,7 +19,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from keel_contracts.errors import InvalidArgument
+from keel_contracts.events import Envelope
+from keel_contracts.events.policy import PolicyListItem, list_item_key
+from keel_contracts.topics import POLICY_LISTS
+from keel_core.settings import KafkaSettings
 
 if TYPE_CHECKING:
     from keel_policy import Explanation, Verdict
@@ -35,11 +46,23 @@ def add_policy_parser(sub: Any) -> None:
     test.add_argument("--profile", default="default", help="the agent profile")
     test.add_argument("--tenant", default="", help="the tenant (default: none)")
     test.add_argument("--explain", action="store_true", help="show every rule considered")
+    test.add_argument("--session", default="", help="the session id (state per session)")
+    test.add_argument("--agent", default="", help="the agent id (state per agent)")
     check = policy_sub.add_parser("check", help="validate a policy file or directory")
     check.add_argument("file", type=Path)
+    lists = policy_sub.add_parser("list", help="items of named lists kept on keel.policy.lists")
+    lists_sub = lists.add_subparsers(dest="list_command", required=True)
+    for verb, words in (("add", "add ITEM to"), ("remove", "remove ITEM from")):
+        change = lists_sub.add_parser(verb, help=f"{words} the list NAME")
+        change.add_argument("name")
+        change.add_argument("item")
+    show = lists_sub.add_parser("show", help="the items of the list NAME")
+    show.add_argument("name")
 
 
-async def policy_command(args: argparse.Namespace) -> int:
+async def policy_command(args: argparse.Namespace, kafka: KafkaSettings | None = None) -> int:
+    if args.policy_command == "list":
+        return await list_command(kafka or KafkaSettings(), args)
     # Imported here so the rest of the CLI does not load the policy engine.
     from keel_policy import PolicyEngine, load_policy
 
@@ -50,7 +73,14 @@ async def policy_command(args: argparse.Namespace) -> int:
         print(f"ok: {sets} set{'s' if sets != 1 else ''} ({names}), {engine.rule_count} rules")
         return 0
     arguments = _arguments(args.args)
-    explanation = engine.explain(args.tool, arguments, args.profile, args.tenant)
+    explanation = engine.explain(
+        args.tool,
+        arguments,
+        args.profile,
+        args.tenant,
+        session_id=args.session,
+        agent_id=args.agent,
+    )
     print(render(explanation, args.explain))
     return EXIT_CODES[explanation.verdict.decision]
 
@@ -94,3 +124,44 @@ def render(explanation: Explanation, detailed: bool) -> str:
 
 def _shadow_line(shadow: Verdict) -> str:
     return f"shadow ({shadow.policy_set}) would decide: {shadow.decision} by rule {shadow.rule_id}"
+
+
+async def list_command(settings: KafkaSettings, args: argparse.Namespace) -> int:
+    from keel_core.bus.producer import EventProducer
+    from keel_core.bus.reader import read_topic
+
+    if args.list_command == "show":
+        items = await list_items(settings, args.name, read_topic)
+        for item in items:
+            print(item)
+        print(f"{len(items)} item(s) in list {args.name!r}")
+        return 0
+    try:
+        entry = PolicyListItem(list=args.name, item=args.item, added_by="operator")
+    except ValidationError as exc:
+        raise InvalidArgument(f"invalid list name or item: {exc.errors()[0]['msg']}") from exc
+    producer = EventProducer(settings, "cli-policy-lists")
+    await producer.start()
+    try:
+        if args.list_command == "add":
+            envelope = Envelope.wrap(entry, source="operator", session_id=entry.key)
+            await producer.publish(POLICY_LISTS, envelope, key=entry.key)
+        else:
+            await producer.send_raw(POLICY_LISTS, None, entry.key, [])
+    finally:
+        await producer.stop()
+    done = "added to" if args.list_command == "add" else "removed from"
+    print(f"{args.item!r} {done} list {args.name!r}")
+    return 0
+
+
+async def list_items(settings: KafkaSettings, name: str, read: Any) -> list[str]:
+    """The list's items as the compacted topic holds them now (the latest record per key;
+    a tombstone removes)."""
+    prefix = list_item_key(name, "")
+    held: dict[str, bool] = {}
+    for record in await read(settings, POLICY_LISTS, "cli-policy-lists"):
+        key = (record.key or b"").decode(errors="replace")
+        if key.startswith(prefix):
+            held[key] = record.value is not None
+    return sorted(key[len(prefix) :] for key, present in held.items() if present)

@@ -38,6 +38,8 @@ from keel_contracts.topics import (
     CONTROL,
     OUTBOX,
     PLANS,
+    POLICY_LISTS,
+    POLICY_STATE,
     RESULTS,
     SUBTASKS,
     TASK_EVENTS,
@@ -103,16 +105,18 @@ ACCESS: dict[str, Access] = {
         dead_letters=(APPROVAL_DECISIONS,),
         groups=("keel-approval",),
     ),
-    "tool-gateway": Access(reads=(TOOL_RESULTS,), writes=(TOOL_RESULTS, OUTBOX)),
+    # POLICY_LISTS: a tool may add to a named list (e.g. a payee once a person approved it).
+    "tool-gateway": Access(reads=(TOOL_RESULTS,), writes=(TOOL_RESULTS, OUTBOX, POLICY_LISTS)),
     "llm-gateway": Access(),
     "memory": Access(),
-    "policy": Access(),
+    # Lists for ``topic: true`` lists; its own reservations for state conditions.
+    "policy": Access(reads=(POLICY_LISTS, POLICY_STATE), writes=(POLICY_STATE,)),
     # The CLI: reads everything (watch, audit verify, dlq list), submits tasks and plans,
     # cancels, and replays dead letters to their source topic -- except decisions, which only
     # the approval service writes (a dead-lettered decision is replayed by the admin).
     OPERATOR: Access(
         reads=_EVERY_TOPIC,
-        writes=(TASKS, PLANS, SUBTASKS, APPROVAL_REQUESTS, CONTROL),
+        writes=(TASKS, PLANS, SUBTASKS, APPROVAL_REQUESTS, CONTROL, POLICY_LISTS),
         audits=False,
     ),
 }

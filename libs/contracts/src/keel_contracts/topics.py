@@ -22,6 +22,12 @@ SUBTASKS = "keel.subtasks"
 OUTBOX = "keel.outbox"
 # Broadcast control messages (cancel a running session): every agent-loop replica reads all.
 CONTROL = "keel.control"
+# Items of named policy lists (compacted, key "<list>:<item>"; a tombstone removes one).
+POLICY_LISTS = "keel.policy.lists"
+# Calls policy let through, reserved on the running totals of state conditions.
+POLICY_STATE = "keel.policy.state"
+# State windows reach back at most this far; the state topic keeps a day more.
+POLICY_STATE_WINDOW_MS = 7 * 24 * 3600 * 1000
 
 DLQ_SUFFIX = ".dlq"
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -75,6 +81,8 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(SUBTASKS, has_dlq=True),
     TopicSpec(CONTROL, retention_ms=24 * 3600 * 1000),
     TopicSpec(OUTBOX, retention_ms=-1),
+    TopicSpec(POLICY_LISTS, cleanup="compact", retention_ms=-1),
+    TopicSpec(POLICY_STATE, retention_ms=POLICY_STATE_WINDOW_MS + 24 * 3600 * 1000),
 )
 
 

@@ -21,3 +21,5 @@ class Settings(ServiceSettings):
     policy_file: Path = DEFAULT_POLICY
     # Seconds between checks of the policy files for changes (hot reload); 0 turns it off.
     reload_interval_s: float = Field(default=2.0, ge=0)
+    # Seconds between refreshes of topic-backed lists from keel.policy.lists (0: at start only).
+    lists_refresh_s: float = Field(default=0.5, ge=0)

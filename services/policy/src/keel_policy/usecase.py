@@ -3,6 +3,7 @@ explain one. Handlers translate protobuf to these calls and back; nothing here k
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from keel_contracts.chat import RequestContext
@@ -13,6 +14,7 @@ from keel_policy.domain.engine import PolicyEngine
 from keel_policy.domain.holder import PolicyHolder
 from keel_policy.domain.models import Rule
 from keel_policy.domain.results import Explanation, Verdict
+from keel_policy.domain.state import LocalReservations, Reservations, StateLedger
 from keel_policy.metrics import PolicyMetrics
 
 
@@ -23,20 +25,51 @@ class PolicyDecisions:
     Every decision is counted and audited, because the audit trail is what lets an operator
     show why a tool ran; a shadow (candidate) policy is decided and audited alongside but never
     enforced, so a new policy can be tried on real traffic first.
+
+    A call let through (allow, or require approval) is reserved on the running totals that
+    state conditions read before the verdict is returned: the strict way, since the next call
+    must see it whether or not this one ends up running (see docs/adr/0010-policy-state.md).
     """
 
     def __init__(
-        self, policy: PolicyEngine | PolicyHolder, audit: AuditEmitter, metrics: PolicyMetrics
+        self,
+        policy: PolicyEngine | PolicyHolder,
+        audit: AuditEmitter,
+        metrics: PolicyMetrics,
+        reservations: Reservations | None = None,
     ) -> None:
         self._holder = policy if isinstance(policy, PolicyHolder) else PolicyHolder(policy)
         self._audit = audit
         self._metrics = metrics
+        self._reservations = reservations or LocalReservations(StateLedger())
 
-    async def decide(self, tool: str, arguments: dict[str, Any], ctx: RequestContext) -> Verdict:
-        """The enforced verdict on one call, counted and audited before it is returned."""
+    async def decide(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        ctx: RequestContext,
+        idempotency_key: str = "",
+    ) -> Verdict:
+        """The enforced verdict on one call, counted and audited before it is returned.
+        Raises ``Unavailable`` when a reservation could not be recorded (fail closed)."""
         profile = ctx.agent_profile or "default"
-        outcome = self._holder.engine.decide(tool, arguments, profile, ctx.tenant)
+        engine = self._holder.engine
+        now = engine.now()
+        outcome = engine.decide(
+            tool,
+            arguments,
+            profile,
+            ctx.tenant,
+            session_id=ctx.session_id,
+            agent_id=ctx.agent_id,
+            now=now,
+            call_id=idempotency_key,
+        )
         verdict = outcome.verdict
+        if outcome.charges and verdict.decision != "deny":
+            # No await between the decision above and the reservation's local count.
+            call_id = idempotency_key or f"anon-{uuid.uuid4().hex}"
+            await self._reservations.reserve(outcome.charges, call_id, now)
         self._metrics.decisions.labels(verdict.decision, verdict.rule_id, verdict.policy_set).inc()
         set_attributes(
             {
@@ -63,7 +96,12 @@ class PolicyDecisions:
         """Every rule's trace for one call; grants nothing, so it is neither counted nor
         audited."""
         return self._holder.engine.explain(
-            tool, arguments, ctx.agent_profile or "default", ctx.tenant
+            tool,
+            arguments,
+            ctx.agent_profile or "default",
+            ctx.tenant,
+            session_id=ctx.session_id,
+            agent_id=ctx.agent_id,
         )
 
     def rules_for(self, profile: str, tenant: str) -> tuple[str, tuple[Rule, ...]]:

@@ -82,3 +82,34 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_validates(capsys: pytest.CaptureFixture[str]) -> None:
     assert keel("policy", "check", str(DEFAULT_POLICY)) == 0
     assert capsys.readouterr().out.startswith("ok: 1 set (default), 12 rules")
+
+
+def test_explain_shows_lists_vars_and_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        """
+lists:
+  payees: [alice]
+vars:
+  limit: 3
+rules:
+  - id: pay
+    tool: pay
+    decision: allow
+    when:
+      - {path: to, in: $lists.payees}
+      - {path: amount, lte: $vars.limit}
+      - state: {count: pay, per: session, lte: 2}
+"""
+    )
+    args = '{"to": "alice", "amount": 3}'
+    code = keel(
+        "policy", "test", str(path), "--tool", "pay", "--args", args, "--explain", "--session", "s9"
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert '$lists.payees = ["alice"]' in out
+    assert "$vars.limit = 3" in out
+    assert "count|pay for session 's9': 0 so far + 1 this call = 1" in out

@@ -104,3 +104,56 @@ def test_a_bad_file_at_start_up_is_an_error(tmp_path: Path) -> None:
     path.write_text(BROKEN)
     with pytest.raises(PolicyFileError, match=":2: rules.0.decision"):
         load_holder(path)
+
+
+LISTED = """
+lists:
+  contacts: {file: contacts.txt}
+vars:
+  domain: {file: domain.txt}
+rules:
+  - id: mail-contacts
+    tool: send_email
+    decision: allow
+    when:
+      - {path: to, in: $lists.contacts}
+      - {path: to, endswith: $vars.domain}
+"""
+
+
+async def test_an_edited_list_file_reloads_the_policy(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(LISTED)
+    (tmp_path / "contacts.txt").write_text("# who may be mailed\nann@corp.example\n\n")
+    (tmp_path / "domain.txt").write_text("@corp.example\n")
+    holder = load_holder(path)
+    audit, _ = in_memory_audit("policy")
+    audit.start()
+    reloader = PolicyReloader(path, holder, audit, PolicyMetrics(CollectorRegistry()), 0)
+    try:
+        assert holder.engine.evaluate("send_email", {"to": "ann@corp.example"}).decision == "allow"
+        assert holder.engine.evaluate("send_email", {"to": "bo@corp.example"}).decision == "deny"
+        (tmp_path / "contacts.txt").write_text("ann@corp.example\nbo@corp.example\n")
+        assert await reloader.check() == "reloaded"
+        assert holder.engine.evaluate("send_email", {"to": "bo@corp.example"}).decision == "allow"
+        (tmp_path / "domain.txt").write_text("@other.example")
+        assert await reloader.check() == "reloaded"
+        assert holder.engine.evaluate("send_email", {"to": "bo@corp.example"}).decision == "deny"
+        # A list file that disappears fails the reload and keeps the policy in force.
+        (tmp_path / "contacts.txt").unlink()
+        assert await reloader.check() == "failed"
+        assert holder.engine.evaluate("send_email", {"to": "bo@other.example"}).decision == "deny"
+    finally:
+        await audit.close()
+
+
+def test_unknown_list_is_a_clear_load_error(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(LISTED.replace("$lists.contacts", "$lists.contact"))
+    (tmp_path / "contacts.txt").write_text("a\n")
+    (tmp_path / "domain.txt").write_text("x")
+    with pytest.raises(PolicyFileError) as caught:
+        load_holder(path)
+    assert str(caught.value) == (
+        "set 'default' rule 'mail-contacts': unknown list $lists.contact (known: contacts)"
+    )

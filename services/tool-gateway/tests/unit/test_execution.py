@@ -147,8 +147,26 @@ async def test_validation_error_carries_pydantic_message_and_does_not_run() -> N
         "invalid arguments for counter: n: Input should be greater than or equal to 0; "
         "zzz: Extra inputs are not permitted"
     )
-    assert result.rule_id == "static-allow"
+    # Refused before policy was asked: no rule decided it.
+    assert result.rule_id == ""
     assert counter.runs == 0
+
+
+@pytest.mark.parametrize("decision", ["require_approval", "allow", "deny"])
+async def test_invalid_call_is_refused_before_policy_and_never_needs_approval(
+    decision: Decision,
+) -> None:
+    """Issue 13 item 5: validation comes before policy and approval, so a call that can never
+    run is never answered ``needs_approval`` (which is what makes the agent loop ask a person)."""
+    service, counter, policy = make(policy=StaticPolicy(decision))
+    result = await service.execute(CTX, "counter", '{"n": 1000}', "s1:0:0")
+    assert result.status == "error"
+    assert result.error.startswith("invalid arguments for counter: n: Input should be less")
+    assert policy.calls == []
+    assert counter.runs == 0
+    # Final: the same key is answered from the ledger, still without asking anyone.
+    again = await service.execute(CTX, "counter", '{"n": 1000}', "s1:0:0")
+    assert (again.status, again.replayed, policy.calls) == ("error", True, [])
 
 
 async def test_calculator_validation_of_long_input() -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from keel_core.audit import AuditEmitter
 from keel_policy.adapters.policy_file import fingerprint, load_policy
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.domain.holder import PolicyHolder
+from keel_policy.domain.models import PolicyBundle
 from keel_policy.errors import PolicyFileError
 from keel_policy.metrics import PolicyMetrics
 
@@ -24,10 +26,14 @@ log = logging.getLogger(__name__)
 ACTOR = "policy"
 
 
-def load_holder(path: Path) -> PolicyHolder:
-    """The policy at start-up; a bad file raises (the service exits 2 with the message)."""
-    seen = fingerprint(path)
-    return PolicyHolder(PolicyEngine(load_policy(path)), seen)
+EngineFactory = Callable[[PolicyBundle], PolicyEngine]
+
+
+def load_holder(path: Path, build: EngineFactory = PolicyEngine) -> PolicyHolder:
+    """The policy at start-up; a bad file raises (the service exits 2 with the message).
+    ``build`` makes the engine (the service's passes its live lists, state and clock)."""
+    engine = build(load_policy(path))
+    return PolicyHolder(engine, fingerprint(path, engine.files))
 
 
 class PolicyReloader:
@@ -38,12 +44,14 @@ class PolicyReloader:
         audit: AuditEmitter,
         metrics: PolicyMetrics,
         interval_s: float,
+        build: EngineFactory = PolicyEngine,
     ) -> None:
         self._path = path
         self._holder = holder
         self._audit = audit
         self._metrics = metrics
         self._interval_s = interval_s
+        self._build = build
         self._seen = holder.fingerprint
         self._task: asyncio.Task[None] | None = None
         self._observe(holder.engine)
@@ -67,12 +75,15 @@ class PolicyReloader:
 
     async def check(self) -> str:
         """Reload if the files changed: "unchanged", "reloaded" or "failed"."""
-        current = await asyncio.to_thread(fingerprint, self._path)
+        # The policy files and the list and variable files the policy in force read.
+        watched = self._holder.engine.files
+        current = await asyncio.to_thread(fingerprint, self._path, watched)
         if current == self._seen:
             return "unchanged"
         self._seen = current
         try:
-            engine = PolicyEngine(await asyncio.to_thread(load_policy, self._path))
+            bundle = await asyncio.to_thread(load_policy, self._path)
+            engine = self._build(bundle)
         except PolicyFileError as exc:
             log.error("policy reload failed, keeping the previous policy: %s", exc)
             self._metrics.reloads.labels("error").inc()
@@ -83,6 +94,9 @@ class PolicyReloader:
                 details={"error": str(exc), "kept_fingerprint": self._holder.fingerprint},
             )
             return "failed"
+        # Fingerprinted over the files the new policy reads (a list file added or dropped).
+        current = await asyncio.to_thread(fingerprint, self._path, engine.files)
+        self._seen = current
         self._holder.swap(engine, current)
         self._observe(engine)
         self._metrics.reloads.labels("ok").inc()

@@ -3,7 +3,6 @@ time (a hot reload that fails validation keeps the previous policy)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,58 +14,11 @@ from pydantic import (
     model_validator,
 )
 
-from keel_policy.domain.jsonpath import parse
+from keel_policy.domain.conditions import NAME, ArgConstraint, Condition
+
+__all__ = ["ArgConstraint", "Condition", "Decision", "PolicyBundle", "PolicySet", "Rule"]
 
 Decision = Literal["allow", "deny", "require_approval"]
-Quantifier = Literal["any", "all"]
-
-
-class ArgConstraint(BaseModel):
-    """A condition on the arguments.
-
-    ``path`` is a JSONPath (``$.recipients[*].domain``, see ``domain/jsonpath.py``) or a plain
-    dotted path of object keys (``recipient.domain``). Every test given (equals, one_of, regex,
-    min/max) must hold for a selected value; ``match`` says whether any or all selected values
-    must pass. A path that selects nothing never matches, whatever the quantifier.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path: str = Field(min_length=1)
-    match: Quantifier = "any"
-    equals: Any = None
-    one_of: tuple[Any, ...] | None = None
-    regex: str | None = None
-    min: float | None = None
-    max: float | None = None
-
-    @field_validator("path")
-    @classmethod
-    def _parses(cls, value: str) -> str:
-        if value.startswith("$"):
-            parse(value)
-        elif any(not part for part in value.split(".")):
-            raise ValueError(f"invalid dotted path {value!r}: empty key")
-        return value
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {value!r}: {exc}") from exc
-        return value
-
-    @model_validator(mode="after")
-    def _has_condition(self) -> ArgConstraint:
-        tests = (self.equals, self.one_of, self.regex, self.min, self.max)
-        if all(test is None for test in tests):
-            raise ValueError("a constraint needs one of equals, one_of, regex, min, max")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}")
-        return self
 
 
 class Rule(BaseModel):
@@ -81,8 +33,8 @@ class Rule(BaseModel):
     description: str = ""
     # Agent profiles the rule applies to; "*" means all.
     profiles: tuple[str, ...] = ("*",)
-    # Every constraint must hold for the rule to match.
-    when: tuple[ArgConstraint, ...] = ()
+    # Every condition must hold for the rule to match (``domain/conditions.py``).
+    when: tuple[Condition, ...] = ()
 
 
 def _unique_ids(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
@@ -130,12 +82,52 @@ class PolicySet(BaseModel):
 _SINGLE_SET_FIELDS = frozenset(PolicySet.model_fields)
 
 
+class ListSpec(BaseModel):
+    """A named list: literal ``items``, a ``file`` (relative to the policy file; one item a
+    line, ``#`` comments, or a JSON/YAML list; re-read whenever it changes) and/or the items
+    kept on the ``keel.policy.lists`` topic (``topic: true``, changed by ``keel policy list``
+    while the service runs). A bare YAML list means ``items``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    items: tuple[Any, ...] = ()
+    file: str | None = Field(default=None, min_length=1)
+    topic: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_list(cls, value: Any) -> Any:
+        return {"items": value} if isinstance(value, list | tuple) else value
+
+
+class VarSpec(BaseModel):
+    """A variable read from a file (its text, stripped), relative to the policy file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(min_length=1)
+
+
+def _names(value: dict[str, Any]) -> dict[str, Any]:
+    for name in value:
+        if not NAME.match(name):
+            raise ValueError(f"invalid name {name!r}: letters, digits, _ and -, not first digit")
+    return value
+
+
+Lists = Annotated[dict[str, ListSpec], AfterValidator(_names)]
+Vars = Annotated[dict[str, VarSpec | str | int | float | bool | None], AfterValidator(_names)]
+
+
 class PolicyDocument(BaseModel):
     """One policy file: either one set at the top level (``rules:`` ...) or ``sets:``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal[1] = 1
+    # Named lists and variables for every set of the file (and of its directory).
+    lists: Lists = Field(default_factory=dict)
+    vars: Vars = Field(default_factory=dict)
     sets: tuple[PolicySet, ...] = ()
     name: str = Field(default="default", min_length=1)
     tenant: str | None = Field(default=None, min_length=1)
@@ -167,7 +159,7 @@ class PolicyDocument(BaseModel):
 
     @model_validator(mode="after")
     def _one_form(self) -> PolicyDocument:
-        top_level = (self.model_fields_set & _SINGLE_SET_FIELDS) - {"version"}
+        top_level = self.model_fields_set & _SINGLE_SET_FIELDS
         if self.sets and top_level:
             raise ValueError(
                 f"a file has either sets or one top-level set, not both (found sets and "
@@ -178,18 +170,32 @@ class PolicyDocument(BaseModel):
     def policy_sets(self) -> tuple[PolicySet, ...]:
         if self.sets:
             return self.sets
-        fields = self.model_dump(include=set(_SINGLE_SET_FIELDS))
+        # Only what was written (``equals: null`` stays written; unset stays unset), by alias.
+        fields = self.model_dump(include=set(_SINGLE_SET_FIELDS), exclude_unset=True, by_alias=True)
         return (PolicySet.model_validate(fields),)
+
+
+class NamedList(BaseModel):
+    """A list as loaded: its literal and file items, and whether the topic adds to them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: tuple[Any, ...] = ()
+    topic: bool = False
 
 
 class PolicyBundle(BaseModel):
     """Every set loaded from one file or a directory; ``sources[i]`` names the file of
-    ``sets[i]`` (for error messages)."""
+    ``sets[i]`` (for error messages). ``lists`` and ``vars`` are resolved (files read);
+    ``files`` names the files they were read from (a reload watches them too)."""
 
     model_config = ConfigDict(frozen=True)
 
     sets: tuple[PolicySet, ...] = ()
     sources: tuple[str, ...] = ()
+    lists: dict[str, NamedList] = Field(default_factory=dict)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
     def source_of(self, index: int) -> str:
         return self.sources[index] if index < len(self.sources) else "policy"

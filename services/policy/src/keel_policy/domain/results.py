@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from keel_policy.domain.models import Decision
+from keel_policy.domain.state import Charge
 
 DEFAULT_DENY_RULE = "default-deny"
 
@@ -26,6 +27,8 @@ class Outcome(BaseModel):
 
     verdict: Verdict
     shadow: Verdict | None = None
+    # What the call adds to running totals if it goes ahead (reserved by the use case).
+    charges: tuple[Charge, ...] = ()
 
 
 class ConditionTrace(BaseModel):

@@ -27,6 +27,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             tool_name_of(request.tool_name),
             arguments_from_json(request.arguments_json),
             context_from_proto(request.context),
+            request.idempotency_key,
         )
         return verdict_to_proto(verdict)
 

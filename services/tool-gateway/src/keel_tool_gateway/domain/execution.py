@@ -4,11 +4,13 @@ this call satisfied REQUIRE_APPROVAL).
 Order of one execution: idempotency ledger (a hit returns the stored result: no policy call,
 nothing runs; but only a hit of the caller's own tenant and session — another's is refused as a
 key reuse and audited ``security.denied`` — and only for a tool the caller's profile is offered)
--> parse the arguments -> find the tool -> verify the approval, when one is sent
--> ask policy (any failure fails closed) -> validate with the tool's input model -> record the
-intent of an ``at_most_once`` tool durably -> run under a time-out, with retries of retryable
-failures and a circuit breaker (``resilience``) -> render and cap the output -> record the
-final result durably (it replaces the intent) -> return it.
+-> parse the arguments -> find the tool -> verify the approval, when one is sent -> validate
+what would run (the caller's arguments, or a reviewer's modified ones) with the tool's input
+model, BEFORE policy: a call that cannot run is never answered ``needs_approval``, so no person
+is asked about it and a corrected retry needs no second approval -> ask policy (any failure
+fails closed) -> record the intent of an ``at_most_once`` tool durably -> run under a time-out,
+with retries of retryable failures and a circuit breaker (``resilience``) -> render and cap
+the output -> record the final result durably (it replaces the intent) -> return it.
 
 A process can die between a tool's effect and the write of its result. A retry of that key
 then finds no result: a ``read_only`` or ``idempotent`` tool (one that deduplicates by the
@@ -292,6 +294,13 @@ class ExecutionService:
         if approval.refusal is not None:
             return _Outcome(approval.refusal, final=False)
         arguments = call.arguments if approval.arguments is None else approval.arguments
+        invalid = _invalid(tool, arguments)
+        if invalid is not None:
+            # Before policy: a REQUIRE_APPROVAL verdict on a call that can never run would ask
+            # a person for nothing (and its corrected retry a second time). A call without an
+            # approval id consults no approval service above, so nothing was asked; with one,
+            # what is validated is what would run (a reviewer's modified arguments).
+            return _Outcome(_noted(_error(invalid), approval), final=True)
         try:
             verdict = await self._policy.evaluate(
                 call.ctx, call.tool_name, _as_it_would_run(tool, arguments)
@@ -341,8 +350,8 @@ class ExecutionService:
     ) -> _Outcome:
         try:
             validated = tool.input_model.model_validate(arguments)
-        except ValidationError as exc:
-            return _Outcome(_error(f"invalid arguments for {tool.name}: {describe(exc)}"), True)
+        except ValidationError as exc:  # checked before policy; kept as the run's own guard
+            return _Outcome(_error(_invalid_message(tool, exc)), True)
         timeout_s = self._registry.timeout_of(tool)
         wrote_intent = tool.effects == "at_most_once" and bool(call.key)
         if wrote_intent:
@@ -429,6 +438,19 @@ def _replayed(key: str, stored: str, fingerprint: str, result: ExecutionResult) 
     if stored != fingerprint:
         return _error(f"idempotency key {key!r} was used for a different call; nothing ran")
     return result.model_copy(update={"replayed": True})
+
+
+def _invalid(tool: Tool[Any], arguments: dict[str, Any]) -> str | None:
+    """Why the tool would refuse these arguments, or None when it would take them."""
+    try:
+        tool.input_model.model_validate(arguments)
+    except ValidationError as exc:
+        return _invalid_message(tool, exc)
+    return None
+
+
+def _invalid_message(tool: Tool[Any], exc: ValidationError) -> str:
+    return f"invalid arguments for {tool.name}: {describe(exc)}"
 
 
 def _as_it_would_run(tool: Tool[Any], arguments: dict[str, Any]) -> dict[str, Any]:

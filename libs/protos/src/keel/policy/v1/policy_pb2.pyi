@@ -46,8 +46,14 @@ class EvaluateRequest(_message.Message):
     CONTEXT_FIELD_NUMBER: _builtins.int
     TOOL_NAME_FIELD_NUMBER: _builtins.int
     ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     tool_name: _builtins.str
     arguments_json: _builtins.str
+    idempotency_key: _builtins.str
+    """The call's idempotency key, when it has one: a call let through is reserved on the
+    running totals of state conditions under it, so the same call decided twice (its
+    approved re-send) counts once. Empty: every Evaluate counts as a new call.
+    """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
     def __init__(
@@ -56,10 +62,11 @@ class EvaluateRequest(_message.Message):
         context: _common_pb2.RequestContext | None = ...,
         tool_name: _builtins.str = ...,
         arguments_json: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "context", b"context", "tool_name", b"tool_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "context", b"context", "idempotency_key", b"idempotency_key", "tool_name", b"tool_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
