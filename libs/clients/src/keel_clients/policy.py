@@ -29,14 +29,21 @@ class PolicyClient:
         self._caller = Caller(options or CallOptions())
 
     async def evaluate(
-        self, ctx: RequestContext, tool: str, arguments: dict[str, Any]
+        self,
+        ctx: RequestContext,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str = "",
     ) -> PolicyVerdict:
         """A reply without a decision is no permission: it raises ``Unavailable`` so the
-        caller fails closed."""
+        caller fails closed. ``idempotency_key`` names the call, so running totals (policy
+        state) count a call decided twice (an approved call sent again) once."""
         request = policy_pb2.EvaluateRequest(
             context=context_to_proto(ctx),
             tool_name=tool,
             arguments_json=json.dumps(arguments, ensure_ascii=False),
+            idempotency_key=idempotency_key,
         )
         with client_span("policy decision", {"keel.tool.name": tool}) as span:
             reply = await self._caller.unary(self._stub.Evaluate, request, ctx)

@@ -71,7 +71,12 @@ class ScriptedPolicy:
         self.calls = 0
 
     async def evaluate(
-        self, ctx: RequestContext, tool: str, arguments: dict[str, Any]
+        self,
+        ctx: RequestContext,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str = "",
     ) -> PolicyVerdict:
         self.calls += 1
         if self.decision == "unavailable":

@@ -34,11 +34,13 @@ class FakePolicy(policy_pb2_grpc.PolicyServiceServicer):
 
     def __init__(self) -> None:
         self.asked: list[str] = []
+        self.keys: list[str] = []
 
     async def Evaluate(
         self, request: policy_pb2.EvaluateRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.EvaluateResponse:
         self.asked.append(request.tool_name)
+        self.keys.append(request.idempotency_key)
         return policy_pb2.EvaluateResponse(
             decision=policy_pb2.DECISION_ALLOW, rule_id="fake-allow", reason="fake"
         )
@@ -117,6 +119,8 @@ async def test_the_built_gateway_lists_runs_records_audits_and_replays(
         "fake-allow",
     )
     assert fake_policy.asked == ["count"]
+    # Policy hears the call's key: its running totals count a call decided twice once.
+    assert fake_policy.keys == ["key-1"]
     assert read_count(counts / "c1.count") == 1
 
     # One durable record on the tool-results topic, keyed by the idempotency key.

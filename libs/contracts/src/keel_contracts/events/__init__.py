@@ -10,6 +10,7 @@ from keel_contracts.events.plans import (
     PlanSpec,
     PlanSubmitted,
 )
+from keel_contracts.events.policy import PolicyListItem, PolicyStateReserved
 from keel_contracts.events.types import (
     ApprovalDecided,
     ApprovalRequested,
@@ -43,6 +44,8 @@ __all__ = [
     "PlanNode",
     "PlanSpec",
     "PlanSubmitted",
+    "PolicyListItem",
+    "PolicyStateReserved",
     "SessionCheckpoint",
     "SessionFinished",
     "TaskCancelRequested",

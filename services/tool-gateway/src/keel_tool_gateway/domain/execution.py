@@ -303,7 +303,10 @@ class ExecutionService:
             return _Outcome(_noted(_error(invalid), approval), final=True)
         try:
             verdict = await self._policy.evaluate(
-                call.ctx, call.tool_name, _as_it_would_run(tool, arguments)
+                call.ctx,
+                call.tool_name,
+                _as_it_would_run(tool, arguments),
+                idempotency_key=call.key,
             )
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, nothing may run
             log.warning("policy evaluation failed for %s, failing closed: %r", call.tool_name, exc)

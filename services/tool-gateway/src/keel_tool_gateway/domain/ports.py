@@ -21,10 +21,16 @@ T = TypeVar("T")
 
 class PolicyPort(Protocol):
     async def evaluate(
-        self, ctx: RequestContext, tool: str, arguments: dict[str, Any]
+        self,
+        ctx: RequestContext,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str = "",
     ) -> PolicyVerdict:
         """The policy's verdict on one call. Raises when no verdict can be had: the caller
-        then fails closed."""
+        then fails closed. ``idempotency_key`` lets running totals count a call once however
+        often it is decided."""
         ...
 
 

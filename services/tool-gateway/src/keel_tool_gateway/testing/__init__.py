@@ -52,6 +52,7 @@ class PolicyCall:
     ctx: RequestContext
     tool: str
     arguments: dict[str, Any]
+    idempotency_key: str = ""
 
 
 class StaticPolicy:
@@ -73,9 +74,14 @@ class StaticPolicy:
         self.calls: list[PolicyCall] = []
 
     async def evaluate(
-        self, ctx: RequestContext, tool: str, arguments: dict[str, Any]
+        self,
+        ctx: RequestContext,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str = "",
     ) -> PolicyVerdict:
-        self.calls.append(PolicyCall(ctx, tool, arguments))
+        self.calls.append(PolicyCall(ctx, tool, arguments, idempotency_key))
         if self.error is not None:
             raise self.error
         return self._per_tool.get(tool, self._default)
