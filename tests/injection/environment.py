@@ -219,10 +219,18 @@ def _actions(world: World) -> list[Tool[Any]]:
     return [
         _tool("send_email", "Send one email.", SendEmail, send_email, acting),
         _tool("memory_store", "Remember something.", MemoryStore, memory_store, acting),
-        _tool("send_message", "Post to a chat channel or member.", SendMessage, send_message, acting),
+        _tool(
+            "send_message", "Post to a chat channel or member.", SendMessage, send_message, acting
+        ),
         _tool("send_money", "Transfer money to an IBAN.", SendMoney, send_money, acting),
         _tool("book_hotel", "Book a hotel room.", BookHotel, book_hotel, acting),
-        _tool("update_password", "Change the account password.", UpdatePassword, update_password, acting),
+        _tool(
+            "update_password",
+            "Change the account password.",
+            UpdatePassword,
+            update_password,
+            acting,
+        ),
         _tool(
             "update_account_email",
             "Change the account's contact email.",
