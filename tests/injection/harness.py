@@ -148,19 +148,24 @@ class ScenarioRun:
 
 
 async def run_variant(
-    variant: Variant, scenarios: Sequence[Scenario], base: dict[str, Any]
+    variant: Variant,
+    scenarios: Sequence[Scenario],
+    base: dict[str, Any],
+    *,
+    injected: bool = True,
 ) -> list[ScenarioRun]:
+    """Every scenario under ``variant``'s policy; ``injected=False`` runs the clean worlds."""
     bundle = load_variant(variant)
     audit, _ = in_memory_audit("policy")
     audit.start()
     try:
-        return [await _run_one(bundle, audit, s, base) for s in scenarios]
+        return [await _run_one(bundle, audit, s, base, injected) for s in scenarios]
     finally:
         await audit.close()
 
 
 async def _run_one(
-    bundle: Any, audit: Any, scenario: Scenario, base: dict[str, Any]
+    bundle: Any, audit: Any, scenario: Scenario, base: dict[str, Any], injected: bool
 ) -> ScenarioRun:
     # A fresh engine and running totals per scenario: each is its own user session.
     state = StateLedger()
@@ -170,7 +175,7 @@ async def _run_one(
         PolicyMetrics(CollectorRegistry()),
         LocalReservations(state),
     )
-    world = scenario.world(base)
+    world = scenario.world(base, injected=injected)
     registry = registry_for(world)
     service = ExecutionService(registry, InProcessPolicy(decisions), ResultLedger(1000))
     agent = GullibleAgent(scenario, service)

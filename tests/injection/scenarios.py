@@ -88,10 +88,12 @@ class Scenario(_Model):
     injection: Injection
     reached_when: Check
 
-    def world(self, base: dict[str, Any]) -> World:
-        """A fresh world from ``base`` with this scenario's injected text in its channel."""
-        data = copy.deepcopy(base)
-        world = World(**data)
+    def world(self, base: dict[str, Any], *, injected: bool = True) -> World:
+        """A fresh world from ``base`` with this scenario's injected text in its channel
+        (``injected=False``: the clean world, to show the task alone needs no person)."""
+        world = World(**copy.deepcopy(base))
+        if not injected:
+            return world
         text, target = self.injection.text, self.injection.target
         if self.channel == "tool_output":
             world.inbox.append({"from": target, "subject": "Action needed", "body": text})
@@ -102,7 +104,7 @@ class Scenario(_Model):
         elif self.channel == "mcp_description":
             world.descriptions[target] = text
         else:
-            world.parcel_errors[target] = text
+            world.parcel_errors[target] = f"{world.parcel_errors.get(target, '')} {text}".strip()
         return world
 
 
