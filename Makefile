@@ -11,7 +11,7 @@ LOCAL_MODEL ?= qwen2.5-coder-0.5b
 MEMBERS := $(sort $(wildcard libs/* apps/* services/*))
 PYPROJECTS := $(wildcard libs/*/pyproject.toml apps/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: help install models run test test-unit lint typecheck protos bench bench-memory chaos fuzz dashboard kafka-up kafka-down \
+.PHONY: help install models run test test-unit lint typecheck protos bench bench-memory chaos fuzz injection dashboard kafka-up kafka-down \
 	kafka-status clean
 
 help: ## List the targets
@@ -68,6 +68,7 @@ bench: install ## Print the numbers: per-step overhead, steps/s, recovery, polic
 	$(PY) bench/local_model.py
 	$(PY) bench/embeddings.py
 	$(PY) bench/memory.py --sizes 10000
+	$(PY) -m tests.injection.run
 
 bench-memory: install ## Memory at 10k and 100k entries, Milvus Lite 2.5 vs 3.x (~45 min)
 	$(PY) bench/memory.py
@@ -78,6 +79,9 @@ chaos: install ## SIGKILL every service 3x and the broker once under 200 session
 fuzz: install ## The long fuzz run: 10,000 generated records per consumed topic, 1,000 generated requests per gRPC method (~3-5 min; FUZZ_SEED=1 for a new random run)
 	KEEL_FUZZ_EXAMPLES=100 $(if $(FUZZ_SEED),KEEL_FUZZ_SEED=1) $(PY) -m pytest tests/fuzz -m fuzz \
 		-p no:cacheprovider --timeout 900 -q
+
+injection: install ## The prompt-injection suite: attacker goals reached vs the user's tasks completed, per policy (docs/injection.md; ~3 s)
+	$(PY) -m tests.injection.run
 
 dashboard: install ## Redraw docs/images/dashboard.png from a live stack and a real Prometheus (~3.5 min)
 	$(PY) deploy/grafana/render/snapshot.py
