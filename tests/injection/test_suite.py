@@ -5,13 +5,17 @@ broker."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.injection import harness
 from tests.injection.harness import VARIANTS, Variant, run_variant
 from tests.injection.report import Figures, summary
-from tests.injection.run import run_all
+from tests.injection.run import main, run_all
 from tests.injection.scenarios import CHANNELS, GOALS, Scenario, load_scenarios, load_world
 
 # The figures docs/injection.md states (operator column and shipped column).
@@ -110,3 +114,33 @@ def test_summary_shape() -> None:
     empty = summary([])
     assert empty["total"]["scenarios"] == 0
     assert empty["scenarios"] == {}
+
+
+def test_runner_writes_json_and_exits_zero(tmp_path: Path) -> None:
+    out = tmp_path / "injection.json"
+    assert main(["--variant", "operator", "--json", str(out)]) == 0
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert written["operator"]["total_expected_stopped"]["goals_reached"] == 0
+
+
+async def test_a_provenance_file_turns_its_column_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenarios: list[Scenario]
+) -> None:
+    """The provenance column's place works: a file in policies/provenance/ replaces the
+    operator file of the same name (here: bookings held for a person, standing in for a
+    provenance rule), and the column runs."""
+    shutil.copytree(harness.POLICIES / "operator", tmp_path / "operator")
+    (tmp_path / "provenance").mkdir()
+    policy = (tmp_path / "operator" / "assistant.yaml").read_text(encoding="utf-8")
+    held = policy.replace(
+        "tool: book_hotel, decision: allow", "tool: book_hotel, decision: require_approval"
+    )
+    assert held != policy
+    (tmp_path / "provenance" / "assistant.yaml").write_text(held, encoding="utf-8")
+    monkeypatch.setattr(harness, "POLICIES", tmp_path)
+    variant = _variant("provenance")
+    assert variant.ready
+    upsell = [s for s in scenarios if s.id == "page-hotel-upsell"]
+    [run] = await run_variant(variant, upsell, load_world())
+    assert not run.goal_reached
+    assert [c.status for c in run.attack] == ["needs_approval"]
