@@ -23,10 +23,12 @@ VENV="$CACHE/helm-tools"
 STAMP="$VENV/.keel-$KUBERNETES_VALIDATE_VERSION-$CHECKOV_VERSION"
 
 mkdir -p "$BIN"
-if ! "$BIN/helm" version --short 2>/dev/null | grep -q "^${HELM_VERSION}"; then
+if [ ! -x "$BIN/helm" ] || [ ! -f "$BIN/.helm-$HELM_VERSION" ]; then
   command -v go >/dev/null || { echo "tools.sh: helm needs Go to build (apt-get install golang)" >&2; exit 2; }
   echo "tools.sh: building helm $HELM_VERSION into $BIN (a few minutes, once)" >&2
   GOBIN="$BIN" GOFLAGS=-mod=mod go install "helm.sh/helm/v4/cmd/helm@${HELM_VERSION}" >&2
+  # `helm version` of a `go install` build does not carry the patch version: a stamp does.
+  touch "$BIN/.helm-$HELM_VERSION"
 fi
 if [ ! -f "$STAMP" ]; then
   echo "tools.sh: installing kubernetes-validate and checkov into $VENV" >&2

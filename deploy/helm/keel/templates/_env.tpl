@@ -84,7 +84,7 @@ pydantic-settings reads them.
 {{- end }}
 {{- end }}
 
-{{- define "keel.env.policy" -}}
+{{- define "keel.env.policy" }}
 - {name: KEEL_POLICY_POLICY_FILE, value: /etc/keel/policy}
 - {name: KEEL_POLICY_RELOAD_INTERVAL_S, value: {{ .values.reloadIntervalS | quote }}}
 {{- end }}
