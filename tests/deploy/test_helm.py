@@ -29,6 +29,7 @@ from keel_agent_loop.config import Settings as AgentLoopSettings
 from keel_approval.config import Settings as ApprovalSettings
 from keel_cli.config import CliSettings
 from keel_contracts.acl import rules
+from keel_contracts.topics import all_specs
 from keel_core.settings import KafkaSettings, TracingSettings
 from keel_core.trust import TrustSettings
 from keel_llm_gateway.config import Settings as LlmGatewaySettings
@@ -190,7 +191,21 @@ def test_generated_chart_files_are_up_to_date() -> None:
 
 
 def test_strimzi_users_carry_exactly_the_acl_table(tools: Path) -> None:
-    users = of_kind(render(tools, "strimzi"), "KafkaUser")
+    docs = render(tools, "strimzi")
+    users = of_kind(docs, "KafkaUser")
+    # Each service connects as its KafkaUser, with the password Secret Strimzi writes for it.
+    for name, deployment in of_kind(docs, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        env = env_of(pod["containers"][0])
+        assert env["KEEL_KAFKA_USERNAME"]["value"] == f"keel-{name}"
+        assert f"keel-{name}" in users
+        (kafka,) = [v for v in pod["volumes"] if v["name"] == "kafka"]
+        assert kafka["projected"]["sources"][0]["secret"]["name"] == f"keel-{name}"
+    assert not of_kind(docs, "Job"), "Strimzi's topic operator makes the topics"
+    topics = {
+        t["spec"]["topicName"]: t["spec"]["config"] for t in of_kind(docs, "KafkaTopic").values()
+    }
+    assert topics == {s.name: s.configs() for s in all_specs()}
     granted = {
         (
             name.removeprefix("keel-"),
@@ -394,7 +409,7 @@ def test_production_reaches_every_setting_it_needs_and_inlines_no_secret(tools: 
             f"tls/{name}.key",
         }
         kafka = [s["secret"]["name"] for s in volumes["kafka"]["projected"]["sources"]]
-        assert kafka == [f"{name}", "keel-kafka-ca"]
+        assert kafka == [f"keel-kafka-{name}", "keel-kafka-ca"]
         # Every target names a Service of this release on the callee's gRPC port.
         for key, target in value.items():
             if key.endswith("TARGET") and target:

@@ -52,7 +52,7 @@ app.kubernetes.io/name: {{ .name }}
 {{- end -}}
 {{- end }}
 
-{{/* Kafka's password Secret of one principal (Strimzi names it after the KafkaUser). */}}
+{{/* The Kafka principal of one service (a Strimzi KafkaUser of that name under values-strimzi). */}}
 {{- define "keel.kafkaUser" -}}
 {{ .root.Values.kafka.sasl.userPrefix }}{{ .name }}
 {{- end }}

@@ -3,14 +3,14 @@
 {{- $k := .root.Values.kafka -}}
 {{- $sasl := include "keel.kafkaSasl" .root -}}
 {{- $tls := include "keel.kafkaTls" .root -}}
-{{- if or $sasl (and $tls (or $k.tls.caSecret $k.tls.clientCertSecretPrefix)) }}
+{{- if include "keel.kafkaFiles" .root }}
 - name: kafka
   projected:
     defaultMode: 0440
     sources:
       {{- if $sasl }}
       - secret:
-          name: {{ .user }}
+          name: {{ .secret }}
           items: [{key: {{ $k.sasl.passwordKey }}, path: password}]
       {{- end }}
       {{- if and $tls $k.tls.caSecret }}
@@ -24,4 +24,10 @@
           items: [{key: tls.crt, path: tls.crt}, {key: tls.key, path: tls.key}]
       {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* Whether pods get Kafka client files (/etc/keel/kafka) at all. */}}
+{{- define "keel.kafkaFiles" -}}
+{{- $k := .Values.kafka -}}
+{{- if or (include "keel.kafkaSasl" .) (and (include "keel.kafkaTls" .) (or $k.tls.caSecret $k.tls.clientCertSecretPrefix)) }}true{{ end -}}
 {{- end }}

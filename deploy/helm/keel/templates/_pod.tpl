@@ -26,7 +26,11 @@ exec:
       c = grpc.ssl_channel_credentials(r('ca.pem'), r(n + '.key'), r(n + '.pem'));
       s = g.HealthStub(grpc.secure_channel('localhost:{{ .values.grpcPort }}', c));
       st = s.Check(h.HealthCheckRequest(), timeout=4).status;
-      sys.exit(0 if st == h.HealthCheckResponse.SERVING or '{{ .kind }}' == 'live' else 1)
+      {{- if eq .kind "live" }}
+      sys.exit(0)
+      {{- else }}
+      sys.exit(0 if st == h.HealthCheckResponse.SERVING else 1)
+      {{- end }}
 {{- end }}
 
 {{- define "keel.probes" -}}
