@@ -10,8 +10,10 @@ deploy/helm/tools.sh: the first run takes minutes, later runs reuse them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+import sys
 import typing
 import zipfile
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings
 
@@ -30,8 +33,10 @@ from keel_approval.config import Settings as ApprovalSettings
 from keel_cli.config import CliSettings
 from keel_contracts.acl import rules
 from keel_contracts.topics import all_specs
+from keel_core.grpc.security import server_security
+from keel_core.grpc.server import GrpcServer
 from keel_core.settings import KafkaSettings, TracingSettings
-from keel_core.trust import TrustSettings
+from keel_core.trust import TrustSettings, generate
 from keel_llm_gateway.config import Settings as LlmGatewaySettings
 from keel_memory.config import Settings as MemorySettings
 from keel_policy.adapters.policy_file import fingerprint, load_policy
@@ -602,6 +607,46 @@ def test_probes_are_native_grpc_without_mtls_and_in_pod_mtls_checks_with_it(tool
         assert f"localhost:{port}" in script
         assert f"'{name}'" in script
         compile(script, "probe", "exec")
+
+
+async def _probe(container: dict[str, Any], kind: str, trust_dir: Path, port: int) -> int:
+    """Run the rendered exec probe as the kubelet would, pointed at a local trust dir/port."""
+    script = container[kind]["exec"]["command"][-1]
+    default_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
+    script = script.replace("/etc/keel/trust/", f"{trust_dir}/")
+    script = script.replace(f"localhost:{default_port}", f"localhost:{port}")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await process.wait()
+
+
+async def test_the_mtls_probe_reads_health_with_the_services_own_certificate(
+    tools: Path, tmp_path: Path
+) -> None:
+    """The kubelet's gRPC probe cannot present a certificate; the exec probe the chart renders
+    instead must pass against a real mutual-TLS server, tell NOT_SERVING apart for readiness
+    only, and fail against a server of another CA."""
+    (container,) = of_kind(render(tools, "production"), "Deployment")["policy"]["spec"]["template"][
+        "spec"
+    ]["containers"]
+    ours, theirs = generate(tmp_path / "ours"), generate(tmp_path / "theirs")
+    security = server_security("policy", TrustSettings(dir=ours))
+    serving = GrpcServer("127.0.0.1", 0, [], CollectorRegistry(), security)
+    # NOT_SERVING from the start (set before start is applied at start: nothing to wait for).
+    draining = GrpcServer("127.0.0.1", 0, [], CollectorRegistry(), security)
+    draining.set_serving(False)
+    await serving.start()
+    await draining.start()
+    try:
+        assert await _probe(container, "readinessProbe", ours, serving.port) == 0
+        assert await _probe(container, "livenessProbe", ours, serving.port) == 0
+        assert await _probe(container, "readinessProbe", ours, draining.port) == 1
+        assert await _probe(container, "livenessProbe", ours, draining.port) == 0
+        assert await _probe(container, "livenessProbe", theirs, serving.port) != 0
+    finally:
+        await serving.stop(0)
+        await draining.stop(0)
 
 
 def test_the_policy_is_a_directory_mount_whose_symlink_swap_the_reloader_sees(
