@@ -95,9 +95,10 @@ CRDS = {
     ),
 }
 # Strimzi publishes its CRDs only in its GitHub release bundles and its Helm chart repository,
-# neither reachable from a package registry here (its Maven artifacts carry the Java model, not
-# the CRD YAML); KafkaTopic and KafkaUser are checked against acl.py and the catalog instead
-# (test_strimzi_users_carry_exactly_the_acl_table).
+# neither reachable from a package registry here: its Maven artifacts carry the Java model, not
+# the CRD YAML (checked: io.strimzi:api:0.45.0 holds classes only), and it is on neither PyPI,
+# npm nor the Go proxy. KafkaTopic and KafkaUser are checked against acl.py and the topic
+# catalog instead (test_strimzi_users_carry_exactly_the_acl_table).
 CRD_SKIPPED = {"KafkaTopic", "KafkaUser"}
 
 # checkov checks skipped, per profile, each with the reason it does not apply:
@@ -237,6 +238,22 @@ def test_helm_lint_passes(tools: Path, profile: str) -> None:
         tools, "lint", "--strict", str(CHART), *files, "-f", str(CHART / f"values-{profile}.yaml")
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "services.toolGateway.sandbox.mode=root",
+        # YAML reads an unquoted `off` as false: refused rather than taken as "not off".
+        "services.toolGateway.sandbox.mode=false",
+        "kafka.securityProtocol=SASL",
+        "probes.mode=http",
+    ],
+)
+def test_values_outside_their_choices_are_refused(tools: Path, override: str) -> None:
+    done = helm(tools, "template", "keel", str(CHART), "--set", override)
+    assert done.returncode != 0
+    assert "value must be one of" in done.stderr
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
