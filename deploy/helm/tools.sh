@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The chart's validation tools, built once into the cache and reused (CI caches the folder):
 #   helm                 from the Go module proxy (no binary download is reachable here); the
-#                        first build takes ~4 min on 2 cores
+#                        first build takes minutes (3m48s on 2 idle cores)
 #   kubernetes-validate  Kubernetes' JSON schemas up to 1.37, offline (PyPI)
 #   checkov              the security scan of the rendered manifests (PyPI)
 #   CRD schemas          the operators' Go modules ship their CRD YAML: prometheus-operator
