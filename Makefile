@@ -46,6 +46,9 @@ test: install ## Run the whole test suite (starts and stops its own Kafka broker
 test-unit: install ## Unit tests only (no broker)
 	$(PY) -m pytest -m "not kafka and not stack"
 
+helm: install ## Validate the Helm chart offline: lint, render, k8s + CRD schemas, checkov (builds helm once: minutes)
+	$(PY) -m pytest tests/deploy/test_helm.py -m helm -p no:cacheprovider -q
+
 lint: install ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
