@@ -11,7 +11,7 @@ LOCAL_MODEL ?= qwen2.5-coder-0.5b
 MEMBERS := $(sort $(wildcard libs/* apps/* services/*))
 PYPROJECTS := $(wildcard libs/*/pyproject.toml apps/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: help install models run test test-unit lint typecheck protos bench bench-memory chaos fuzz injection dashboard kafka-up kafka-down \
+.PHONY: help install models run test test-unit lint typecheck protos bench bench-memory chaos fuzz injection helm dashboard kafka-up kafka-down \
 	kafka-status clean
 
 help: ## List the targets
@@ -44,7 +44,7 @@ test: install ## Run the whole test suite (starts and stops its own Kafka broker
 	exit $$rc
 
 test-unit: install ## Unit tests only (no broker)
-	$(PY) -m pytest -m "not kafka and not stack"
+	$(PY) -m pytest -m "not kafka and not stack and not helm and not compose"
 
 helm: install ## Validate the Helm chart offline: lint, render, k8s + CRD schemas, checkov (builds helm once: minutes)
 	$(PY) -m pytest tests/deploy/test_helm.py -m helm -p no:cacheprovider -q
