@@ -4,6 +4,7 @@ runs it). Every probe checks on the host that what it attempted did not happen."
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import pytest
 
 import keel_tool_gateway.adapters.sandbox.runner as runner_module
 from keel_tool_gateway.adapters.sandbox import Sandbox
-from keel_tool_gateway.adapters.sandbox.cgroups import CGROUP_ROOT, PARENT
+from keel_tool_gateway.adapters.sandbox.cgroups import CGROUP_ROOT
 
 from .conftest import FAST, PROBE_RESULTS, SECRET, isolation_problem
 from .probes import PROBES, Outcome, probe_names, run_probes
@@ -34,6 +35,9 @@ SETTINGS = FAST.model_copy(
         "max_file_mb": 64,  # above scratch_mb: the scratch tmpfs is what stops one big file
         "scratch_inodes": 256,
         "run_memory_mb": 384,  # below HOGS x HOG_MB: only the run's cgroup stops them all
+        # A parent of this run's own: another suite running at the same time hands its
+        # (default) parent back to root when it ends, which must not take this one's away.
+        "cgroup_parent": f"keel-sandbox-test-{os.getpid()}",
     }
 )
 BY_NAME = {probe.name: probe for probe in PROBES}
@@ -183,12 +187,21 @@ def outcomes_root(host: dict[str, Any]) -> dict[str, Outcome]:
         os.environ.update(old)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _own_cgroup_parent() -> Iterator[None]:
+    """This module's cgroup parent is removed when it is done (its runs' groups are gone)."""
+    yield
+    for hierarchy in ("memory", "pids", ""):
+        with contextlib.suppress(OSError):
+            (CGROUP_ROOT / hierarchy / SETTINGS.cgroup_parent).rmdir()
+
+
 def _delegate_cgroups(uid: int) -> list[Path]:
     """Give the unprivileged gateway the parent of the runs' cgroups, as a container runtime
     or systemd (Delegate=yes) gives a service its subtree."""
     delegated = []
     for hierarchy in ("memory", "pids"):
-        parent = CGROUP_ROOT / hierarchy / PARENT
+        parent = CGROUP_ROOT / hierarchy / SETTINGS.cgroup_parent
         if (CGROUP_ROOT / hierarchy / "cgroup.procs").exists():
             parent.mkdir(exist_ok=True)
             os.chown(parent, uid, -1)

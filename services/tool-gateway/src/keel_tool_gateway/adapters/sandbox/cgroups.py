@@ -56,14 +56,14 @@ class RunCgroup:
                     time.sleep(0.01)
 
 
-def _v1(name: str, memory_bytes: int, pids: int) -> RunCgroup | None:
+def _v1(name: str, memory_bytes: int, pids: int, parent: str) -> RunCgroup | None:
     memory, pids_root = CGROUP_ROOT / "memory", CGROUP_ROOT / "pids"
     if not (memory / "cgroup.procs").exists() or not (pids_root / "cgroup.procs").exists():
         return None
     made: list[Path] = []
     try:
         for root in (memory, pids_root):
-            directory = root / PARENT / name
+            directory = root / parent / name
             directory.mkdir(parents=True)
             made.append(directory)
         (made[0] / "memory.limit_in_bytes").write_text(str(memory_bytes))
@@ -76,12 +76,12 @@ def _v1(name: str, memory_bytes: int, pids: int) -> RunCgroup | None:
     return RunCgroup(tuple(made), 1)
 
 
-def _v2(name: str, memory_bytes: int, pids: int) -> RunCgroup | None:
+def _v2(name: str, memory_bytes: int, pids: int, parent_name: str) -> RunCgroup | None:
     controllers = CGROUP_ROOT / "cgroup.controllers"
     try:
         if not {"memory", "pids"} <= set(controllers.read_text().split()):
             return None
-        parent = CGROUP_ROOT / PARENT
+        parent = CGROUP_ROOT / parent_name
         parent.mkdir(exist_ok=True)
         (CGROUP_ROOT / "cgroup.subtree_control").write_text("+memory +pids")
         (parent / "cgroup.subtree_control").write_text("+memory +pids")
@@ -101,7 +101,7 @@ def _v2(name: str, memory_bytes: int, pids: int) -> RunCgroup | None:
     return group
 
 
-def make_cgroup(name: str, memory_bytes: int, pids: int) -> RunCgroup | None:
+def make_cgroup(name: str, memory_bytes: int, pids: int, parent: str = PARENT) -> RunCgroup | None:
     """A fresh group for one run with both limits set, or None where none can be made (a
     non-root gateway can make one only where a parent group was delegated to its user)."""
-    return _v1(name, memory_bytes, pids) or _v2(name, memory_bytes, pids)
+    return _v1(name, memory_bytes, pids, parent) or _v2(name, memory_bytes, pids, parent)

@@ -56,6 +56,10 @@ class SandboxSettings(BaseModel):
     # The whole run's memory (every process of it together, page cache of the scratch tmpfs
     # included), enforced by the run's cgroup where the machine offers cgroups.
     run_memory_mb: int = Field(default=512, ge=64, le=65536)
+    # The cgroup under which each run gets its own group (in every hierarchy used): a
+    # non-root gateway needs this subtree delegated to its user (systemd Delegate=yes, a
+    # container runtime's cgroup namespace).
+    cgroup_parent: str = Field(default="keel-sandbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     # RLIMIT_NOFILE: open descriptors, the interpreter's own included.
     max_open_files: int = Field(default=64, ge=16, le=4096)
     # The snippet's whole process group is killed after this long; also the largest time-out

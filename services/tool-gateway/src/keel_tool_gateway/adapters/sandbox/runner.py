@@ -133,6 +133,7 @@ class Sandbox:
                 os.path.basename(scratch),
                 self.settings.run_memory_mb * MB,
                 self.settings.max_processes + self.OWN_PROCESSES,
+                self.settings.cgroup_parent,
             )
         try:
             return await self._launch(scratch, backend, code, stdin, wall, cgroup)
