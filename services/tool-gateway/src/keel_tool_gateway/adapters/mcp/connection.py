@@ -30,6 +30,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from keel_tool_gateway.adapters.mcp.box import boxed_launch
 from keel_tool_gateway.adapters.mcp.settings import McpServerSettings
 from keel_tool_gateway.domain.registry import ToolError, ToolUnavailable
 
@@ -206,8 +207,21 @@ class McpConnection:
 
 
 def stdio_parameters(server: McpServerSettings) -> StdioServerParameters:
-    """How a stdio server's process is spawned: the one place to change it (e.g. to start the
-    server inside its own sandbox)."""
+    """How a stdio server's process is spawned: the one place that does.
+
+    Boxed by default (``box.boxed_launch``: the SDK spawns the box's launcher, which hands
+    the server its stdin/stdout). ``isolation="none"`` spawns the server as a plain child of
+    the gateway, warned at every (re)connect so it never goes unnoticed. Raises ConfigError
+    for a server the box cannot hold (declared hosts): it is not mounted.
+    """
+    if server.isolation == "box":
+        launch = boxed_launch(server)
+        return StdioServerParameters(command=launch.argv[0], args=launch.argv[1:], env=launch.env)
+    log.warning(
+        "MCP server %s runs WITHOUT isolation (isolation=none): the gateway's uid, network "
+        "and files",
+        server.name,
+    )
     return StdioServerParameters(
         command=server.command,
         args=server.args,

@@ -43,14 +43,20 @@ PR_SET_PDEATHSIG = 1
 EXIT_CHILD_SETUP = 127
 
 
-class Status:
-    """JSON lines to the gateway; each write is one small, atomic pipe write."""
+CONFIG_ENV = "KEEL_BOX_CONFIG"
 
-    def __init__(self, fd: int) -> None:
+
+class Status:
+    """JSON lines to the gateway; each write is one small, atomic pipe write. Without a
+    descriptor (a stdio tool server, whose spawner reads only stdin/stdout) nothing is sent,
+    and a refusal goes to stderr instead (``main``)."""
+
+    def __init__(self, fd: int | None) -> None:
         self._fd = fd
 
     def send(self, **fields: Any) -> None:
-        os.write(self._fd, (json.dumps(fields) + "\n").encode())
+        if self._fd is not None:
+            os.write(self._fd, (json.dumps(fields) + "\n").encode())
 
 
 def _libc() -> Any:
@@ -134,12 +140,14 @@ def enter(config: dict[str, Any], libc: Any) -> NoReturn:
         build_root(libc, config)
         drop_privileges(libc, config["uid"], config["gid"])
     apply_limits(config["rlimits"])
-    os.chdir(config["scratch"])
-    install_filter(libc)
+    os.chdir(config.get("cwd") or config["scratch"])
+    install_filter(libc, config.get("seccomp_allow", ()))
     os.execve(config["argv"][0], config["argv"], config["env"])
 
 
 def supervise(child: int, wall_s: float, status: Status) -> NoReturn:
+    """Wait for the child; kill it on SIGTERM or after ``wall_s`` (0: no wall clock, for a
+    long-lived server that lives as long as its connection)."""
     def kill_child(signum: int, _frame: object) -> None:
         try:
             os.kill(child, signal.SIGKILL)
@@ -164,11 +172,20 @@ def supervise(child: int, wall_s: float, status: Status) -> NoReturn:
     os._exit(0)
 
 
+def read_config(argv: list[str]) -> dict[str, Any]:
+    """The JSON config: the first argument, or (``CONFIG_ENV``) the environment, which only
+    this user can read in /proc, where a command line is anyone's: a tool server's
+    configured environment (its API token) travels that way."""
+    config: dict[str, Any] = json.loads(argv[1] if len(argv) > 1 else os.environ[CONFIG_ENV])
+    return config
+
+
 def main(argv: list[str]) -> NoReturn:
-    config = json.loads(argv[1])
-    status_fd = int(config["status_fd"])
-    os.set_inheritable(status_fd, False)
-    status = Status(status_fd)
+    config = read_config(argv)
+    status_fd = config["status_fd"]
+    if status_fd is not None:
+        os.set_inheritable(int(status_fd), False)
+    status = Status(None if status_fd is None else int(status_fd))
     libc = _libc()
     # The gateway gone, SIGTERM: the handler below kills the snippet on its way out.
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -182,6 +199,10 @@ def main(argv: list[str]) -> NoReturn:
     status.send(isolated=not problem, problem=problem)
     if problem and not config["allow_without_isolation"]:
         status.send(refused=problem)
+        if status_fd is None:
+            sys.stderr.write(f"box refused: {problem}\n")
+            sys.stderr.flush()
+            os._exit(EXIT_CHILD_SETUP)
         os._exit(0)
     join_cgroups(config["cgroup_procs"])
     child = os.fork()

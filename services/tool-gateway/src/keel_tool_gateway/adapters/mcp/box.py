@@ -1,0 +1,114 @@
+"""A stdio MCP server inside the sandbox's box (``adapters/sandbox/box.py``).
+
+A server is third-party code the gateway runs before any of its tools is called: as a plain
+child it would share the gateway's uid, network and files, and could read the gateway's
+environment through /proc and talk to Kafka. Boxed, it gets its own PID, mount, IPC, UTS and
+network namespaces, its own uid, a minimal read-only root (the system libraries, its runtime,
+its declared paths), a private /proc and scratch, no network (seccomp refuses ``socket``),
+and only the environment its configuration declares. The launcher is spawned by the MCP SDK
+in place of the server and hands the server the SDK's stdin/stdout; it has no status
+descriptor, and its configuration (the server's env, perhaps a token) travels in its own
+environment, not on a command line anyone can read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from keel_contracts.errors import ConfigError
+from keel_tool_gateway.adapters.mcp.settings import McpServerSettings
+from keel_tool_gateway.adapters.sandbox.box import BoxSpec, Launch, box_launch, interpreter_prefix
+
+# asyncio's wake-up pipe is a socketpair (AF_UNIX only, connected to nothing else); ``socket``
+# stays refused, so the server can open no connection of any kind.
+SECCOMP_ALLOW = ("socketpair",)
+SCRATCH_INODES = 16384
+LANG = "C.UTF-8"
+
+
+def boxed_launch(server: McpServerSettings, *, python: str | None = None) -> Launch:
+    """The launcher command that runs ``server`` boxed; ``python`` runs the launcher.
+
+    Raises ConfigError for what the box cannot do: declared hosts (there is no network
+    policy yet, and a server must not run with more network than it declared) and a
+    command that is not found.
+    """
+    if server.allowed_hosts:
+        raise ConfigError(
+            f"MCP server {server.name!r} declares allowed_hosts {server.allowed_hosts}, but "
+            "network access for boxed servers is not available yet; refusing to mount it "
+            "(the box has no network)"
+        )
+    command = resolve_command(server)
+    read_only = command_paths(command)
+    read_only += (
+        [str(path) for path in server.read_only_paths]
+        if server.read_only_paths is not None
+        else argument_paths(server.args)
+    )
+    scratch = scratch_dir(server.name)
+    env = {
+        "PATH": os.path.dirname(command),
+        "HOME": scratch,
+        "TMPDIR": scratch,
+        "LANG": LANG,
+        **server.env,
+    }
+    spec = BoxSpec(
+        argv=[command, *server.args],
+        scratch=scratch,
+        uid=server.uid,
+        gid=server.gid,
+        env=env,
+        scratch_bytes=server.scratch_mb * 1024 * 1024,
+        scratch_inodes=SCRATCH_INODES,
+        ro_binds=read_only,
+        rw_binds=[str(path) for path in server.writable_paths],
+        rlimits={"RLIMIT_CORE": 0},
+        wall_s=0,
+        mask_packages=False,
+        seccomp_allow=SECCOMP_ALLOW,
+        cwd=str(server.cwd) if server.cwd is not None else None,
+    )
+    return box_launch(spec, None, python=python, config_in_env=True)
+
+
+def resolve_command(server: McpServerSettings) -> str:
+    """The command as an absolute path (looked up on the gateway's PATH, as the SDK would):
+    inside the box there is no PATH search over the host's directories."""
+    found = shutil.which(server.command)
+    if found is None:
+        raise ConfigError(f"MCP server {server.name!r}: command {server.command!r} not found")
+    return os.path.abspath(found)
+
+
+def command_paths(command: str) -> list[str]:
+    """What the command needs to start. A Python interpreter: its installation and, when it
+    is a virtualenv's, the virtualenv — packages included, since the server imports them
+    (the sandbox hides them from snippets; a server is not a snippet). Another program: its
+    own file (and the file a symlink names); its libraries come with the system's."""
+    real = os.path.realpath(command)
+    if Path(real).name.startswith("python"):
+        paths = [interpreter_prefix(real)]
+        venv = Path(command).parent.parent
+        if (venv / "pyvenv.cfg").is_file():
+            paths.append(str(venv))
+        return paths
+    return list(dict.fromkeys([command, real]))
+
+
+def argument_paths(args: list[str]) -> list[str]:
+    """The absolute paths among the arguments that exist (the server's script, its
+    package): the default read-only paths beside the command's."""
+    return [arg for arg in args if os.path.isabs(arg) and os.path.exists(arg)]
+
+
+def scratch_dir(name: str) -> str:
+    """The host directory the box's root and scratch are mounted on (inside each box's own
+    mount namespace; nothing written there reaches the host). One per server name, kept."""
+    path = Path(tempfile.gettempdir()) / f"keel-mcp-{name}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return str(path)
