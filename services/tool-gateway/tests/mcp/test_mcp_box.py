@@ -1,0 +1,213 @@
+"""A stdio MCP server in its box: one test per isolation property, against a real server
+process (``probe_server.py``) whose tools try the escape; each test checks on the host that
+the effect is absent (the secret not returned, the listener never connected to, the file not
+written). The gateway here is the test process, as root (as CI runs it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from keel_tool_gateway.adapters.mcp import McpSettings, mount_mcp_servers
+from keel_tool_gateway.adapters.mcp.connection import McpConnection
+from keel_tool_gateway.adapters.mcp.settings import McpServerSettings
+from keel_tool_gateway.domain.registry import ToolRegistry
+
+PROBE = Path(__file__).with_name("probe_server.py")
+SECRET = "keel-mcp-box-secret-7f3a"
+BOX_UID = 65533
+
+pytestmark = pytest.mark.skipif(
+    os.getuid() != 0, reason="the box's uid switch and probes run as root (as CI does)"
+)
+
+Probe = Callable[..., Awaitable[str]]
+
+
+def settings(**extra: Any) -> McpServerSettings:
+    return McpServerSettings.model_validate(
+        {
+            "name": "probe",
+            "transport": "stdio",
+            "command": sys.executable,
+            "args": [str(PROBE)],
+            "timeout_s": 10.0,
+            **extra,
+        }
+    )
+
+
+@asynccontextmanager
+async def probe_server(**extra: Any) -> AsyncIterator[Probe]:
+    connection = McpConnection(settings(**extra))
+    await connection.open()
+
+    async def call(tool: str, **arguments: Any) -> str:
+        return await connection.call(tool, arguments)
+
+    try:
+        yield call
+    finally:
+        await connection.aclose()
+
+
+@pytest.fixture
+def secret_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A secret in the gateway's environment, as its Kafka and trust credentials are."""
+    monkeypatch.setenv("KEEL_TOOL_GATEWAY_TEST_SECRET", SECRET)
+    return SECRET
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A TCP listener on the host's loopback: a probe that reaches it leaves a connection
+    waiting in its backlog."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.setblocking(False)
+        yield sock
+
+
+def never_connected(sock: socket.socket) -> bool:
+    try:
+        conn, _ = sock.accept()
+    except BlockingIOError:
+        return True
+    conn.close()
+    return False
+
+
+async def test_the_environment_is_exactly_what_the_config_declares(secret_env: str) -> None:
+    async with probe_server(env={"DECLARED": "yes"}) as call:
+        env = json.loads(await call("environment"))
+    assert secret_env not in json.dumps(env)
+    # Not even the SDK's defaults (USER, LOGNAME, SHELL, the gateway's HOME).
+    assert set(env) == {"PATH", "HOME", "TMPDIR", "LANG", "DECLARED"}
+    assert env["DECLARED"] == "yes"
+    assert env["HOME"] != os.environ.get("HOME")
+
+
+async def test_the_gateways_proc_environ_is_out_of_sight(secret_env: str) -> None:
+    async with probe_server() as call:
+        found = await call("proc_environ", pid=os.getpid())
+        seen = json.loads(await call("identity"))
+    assert secret_env not in found
+    assert os.getpid() not in seen["pids"] or os.getpid() == 1
+    assert max(seen["pids"]) < 10  # a private /proc: only the box's own processes
+
+
+async def test_the_server_runs_as_its_own_uid() -> None:
+    async with probe_server() as call:
+        seen = json.loads(await call("identity"))
+    assert (seen["uid"], seen["gid"]) == (BOX_UID, BOX_UID)
+    assert seen["uid"] != os.getuid()
+
+
+async def test_a_grpc_port_the_gateway_can_reach_is_unreachable(listener: socket.socket) -> None:
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with probe_server() as call:
+            to_grpc = await call("connect", host="127.0.0.1", port=port)
+            to_listener = await call("connect", host="127.0.0.1", port=listener.getsockname()[1])
+    finally:
+        await server.stop(None)
+    assert to_grpc.startswith("ERR"), to_grpc
+    assert to_listener.startswith("ERR"), to_listener
+    assert never_connected(listener)
+
+
+@pytest.mark.kafka
+async def test_the_kafka_broker_is_unreachable(kafka_bootstrap: str) -> None:
+    host, _, port = kafka_bootstrap.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5):
+        pass  # the gateway itself reaches it
+    async with probe_server() as call:
+        result = await call("connect", host=host, port=int(port))
+    assert result.startswith("ERR"), result
+
+
+async def test_an_undeclared_host_cannot_be_fetched(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    async with probe_server() as call:
+        by_address = await call("fetch", url=f"http://127.0.0.1:{port}/")
+        by_name = await call("fetch", url=f"http://localhost:{port}/")
+    assert by_address.startswith("ERR"), by_address
+    assert by_name.startswith("ERR"), by_name
+    assert never_connected(listener)
+
+
+async def test_an_undeclared_directory_can_be_neither_written_nor_read(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(SECRET)
+    target = tmp_path / "planted.pth"
+    # The gateway's home: where a planted rc file would run outside any box.
+    home_file = Path.home() / f".keel-mcp-box-probe-{os.getpid()}"
+    try:
+        async with probe_server() as call:
+            read = await call("read", path=str(secret_file))
+            written = await call("write", path=str(target), text="import os")
+            home = await call("write", path=str(home_file), text="x")
+        assert SECRET not in read
+        assert written.startswith("ERR"), written
+        assert home.startswith("ERR"), home
+        assert not target.exists()
+        assert not home_file.exists()
+    finally:
+        home_file.unlink(missing_ok=True)
+
+
+async def test_declared_directories_are_readable_and_writable_as_declared(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("declared content")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chown(out, BOX_UID, BOX_UID)
+    extra = {"read_only_paths": [str(PROBE), str(data)], "writable_paths": [str(out)]}
+    async with probe_server(**extra) as call:
+        read = await call("read", path=str(data / "in.txt"))
+        into_read_only = await call("write", path=str(data / "x.txt"), text="no")
+        written = await call("write", path=str(out / "result.txt"), text="from the box")
+    assert read == "declared content"
+    assert into_read_only.startswith("ERR"), into_read_only
+    assert not (data / "x.txt").exists()
+    assert written == "written"
+    assert (out / "result.txt").read_text() == "from the box"
+    assert (out / "result.txt").stat().st_uid == BOX_UID
+
+
+async def test_declared_hosts_are_refused_at_mount_not_opened() -> None:
+    server = settings(allowed_hosts=["api.example.com:443"]).model_dump(mode="json")
+    mounts = await mount_mcp_servers(
+        McpSettings.model_validate({"servers": [server]}), ToolRegistry(default_timeout_s=5.0)
+    )
+    try:
+        assert "not available yet" in mounts.failed["probe"]
+        assert mounts.tool_names == []
+    finally:
+        await mounts.aclose()
+
+
+async def test_isolation_none_is_the_plain_child_and_is_warned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with probe_server(isolation="none") as call:
+        seen = json.loads(await call("identity"))
+    assert seen["uid"] == os.getuid()
+    assert any("WITHOUT isolation" in r.getMessage() for r in caplog.records)
