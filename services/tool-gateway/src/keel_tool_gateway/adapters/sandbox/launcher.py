@@ -148,6 +148,7 @@ def enter(config: dict[str, Any], libc: Any) -> NoReturn:
 def supervise(child: int, wall_s: float, status: Status) -> NoReturn:
     """Wait for the child; kill it on SIGTERM or after ``wall_s`` (0: no wall clock, for a
     long-lived server that lives as long as its connection)."""
+
     def kill_child(signum: int, _frame: object) -> None:
         try:
             os.kill(child, signal.SIGKILL)
