@@ -79,7 +79,30 @@ def write(path: str, text: str) -> str:
         return _error(exc)
 
 
-PROBES = (environment, identity, proc_environ, connect, fetch, read, write)
+def tunnel(target: str, payload: str) -> str:
+    """CONNECT ``target`` through the box's proxy (``HTTPS_PROXY``), send ``payload``, and
+    return the proxy's status line and what came back."""
+    proxy = os.environ.get("HTTPS_PROXY", "")
+    try:
+        host, port = proxy.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=3) as sock:
+            sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            status = reply.split(b"\r\n", 1)[0].decode()
+            if " 200 " not in status:
+                return f"ERR {status}"
+            sock.sendall(payload.encode())
+            return status + "\n" + sock.recv(4096).decode()
+    except (OSError, ValueError) as exc:
+        return _error(exc)
+
+
+PROBES = (environment, identity, proc_environ, connect, fetch, read, write, tunnel)
 
 
 def build() -> MCPServer:

@@ -5,12 +5,14 @@ written). The gateway here is the test process, as root (as CI runs it)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,10 +21,8 @@ from typing import Any
 import grpc
 import pytest
 
-from keel_tool_gateway.adapters.mcp import McpSettings, mount_mcp_servers
 from keel_tool_gateway.adapters.mcp.connection import McpConnection
 from keel_tool_gateway.adapters.mcp.settings import McpServerSettings
-from keel_tool_gateway.domain.registry import ToolRegistry
 
 PROBE = Path(__file__).with_name("probe_server.py")
 SECRET = "keel-mcp-box-secret-7f3a"
@@ -213,16 +213,85 @@ async def test_declared_directories_are_readable_and_writable_as_declared(
     assert (out / "result.txt").stat().st_uid == BOX_UID
 
 
-async def test_declared_hosts_are_refused_at_mount_not_opened() -> None:
-    server = settings(allowed_hosts=["api.example.com:443"]).model_dump(mode="json")
-    mounts = await mount_mcp_servers(
-        McpSettings.model_validate({"servers": [server]}), ToolRegistry(default_timeout_s=5.0)
-    )
-    try:
-        assert "not available yet" in mounts.failed["probe"]
-        assert mounts.tool_names == []
-    finally:
-        await mounts.aclose()
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+        self.server.hits += 1  # type: ignore[attr-defined]
+        body = b"hello from the declared host"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def declared_host() -> Iterator[http.server.ThreadingHTTPServer]:
+    """A plain HTTP server on the host's loopback that counts its requests."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    server.hits = 0  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@pytest.fixture
+def echo_host() -> Iterator[int]:
+    """A TCP echo server (one connection) on the host's loopback: a CONNECT target."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+
+        def echo() -> None:
+            conn, _ = sock.accept()
+            with conn:
+                conn.sendall(conn.recv(4096))
+
+        thread = threading.Thread(target=echo, daemon=True)
+        thread.start()
+        yield sock.getsockname()[1]
+
+
+async def test_declared_hosts_are_reached_through_the_proxy_and_nothing_else(
+    declared_host: http.server.ThreadingHTTPServer,
+    echo_host: int,
+    listener: socket.socket,
+) -> None:
+    port = declared_host.server_address[1]
+    undeclared = listener.getsockname()[1]
+    declared = [f"127.0.0.1:{port}", f"localhost:{port}", f"127.0.0.1:{echo_host}"]
+    async with probe_server(allowed_hosts=declared) as call:
+        fetched = await call("fetch", url=f"http://127.0.0.1:{port}/")
+        tunnelled = await call("tunnel", target=f"127.0.0.1:{echo_host}", payload="ping")
+        hits = declared_host.hits  # type: ignore[attr-defined]
+        # A declared name that resolves to a private address: refused by the proxy.
+        by_name = await call("fetch", url=f"http://localhost:{port}/")
+        not_declared = await call("fetch", url=f"http://127.0.0.1:{undeclared}/")
+        tunnel_undeclared = await call("tunnel", target=f"127.0.0.1:{undeclared}", payload="x")
+        # Around the proxy: the box's loopback is its own, with nothing behind it.
+        direct = await call("connect", host="127.0.0.1", port=port)
+    assert fetched == "hello from the declared host"
+    assert tunnelled.endswith("ping"), tunnelled
+    assert by_name.startswith("ERR"), by_name
+    assert "403" in by_name, by_name
+    assert declared_host.hits == hits  # type: ignore[attr-defined]
+    assert not_declared.startswith("ERR"), not_declared
+    assert "403" in not_declared, not_declared
+    assert tunnel_undeclared.startswith("ERR"), tunnel_undeclared
+    assert "403" in tunnel_undeclared, tunnel_undeclared
+    assert never_connected(listener)
+    assert direct.startswith("ERR"), direct
+
+
+def test_declared_hosts_must_be_host_and_port_and_boxed() -> None:
+    with pytest.raises(ValueError, match="not host:port"):
+        settings(allowed_hosts=["api.example.com"])
+    with pytest.raises(ValueError, match="needs isolation 'box'"):
+        settings(allowed_hosts=["api.example.com:443"], isolation="none")
 
 
 async def test_isolation_none_is_the_plain_child_and_is_warned(

@@ -4,8 +4,9 @@ A server is third-party code the gateway runs before any of its tools is called:
 child it would share the gateway's uid, network and files, and could read the gateway's
 environment through /proc and talk to Kafka. Boxed, it gets its own PID, mount, IPC, UTS and
 network namespaces, its own uid, a minimal read-only root (the system libraries, its runtime,
-its declared paths), a private /proc and scratch, no network (seccomp refuses ``socket``),
-and only the environment its configuration declares. The launcher is spawned by the MCP SDK
+its declared paths), a private /proc and scratch, no network (seccomp refuses ``socket``)
+or only its declared hosts through the gateway's proxy (``proxy.py``), and only the
+environment its configuration declares. The launcher is spawned by the MCP SDK
 in place of the server and hands the server the SDK's stdin/stdout; it has no status
 descriptor, and its configuration (the server's env, perhaps a token) travels in its own
 environment, not on a command line anyone can read.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -28,20 +30,25 @@ from keel_tool_gateway.adapters.sandbox.box import BoxSpec, Launch, box_launch, 
 SECCOMP_ALLOW = ("socketpair",)
 SCRATCH_INODES = 16384
 LANG = "C.UTF-8"
+PROXY_PORT = 3128  # on the box's own loopback
 
 
-def boxed_launch(server: McpServerSettings, *, python: str | None = None) -> Launch:
+def boxed_launch(
+    server: McpServerSettings, *, python: str | None = None, proxy_socket: str | None = None
+) -> Launch:
     """The launcher command that runs ``server`` boxed; ``python`` runs the launcher.
 
-    Raises ConfigError for what the box cannot do: declared hosts (there is no network
-    policy yet, and a server must not run with more network than it declared) and a
-    command that is not found.
+    Without ``allowed_hosts`` the box has no network at all. With them, ``proxy_socket`` is
+    the gateway's allow-listing proxy for this server (``proxy.host_proxy``): the box's
+    loopback carries a forwarder to it on ``PROXY_PORT``, ``HTTP(S)_PROXY`` name it, and
+    seccomp lets ``socket`` through for AF_INET only (the namespace holds nothing else).
+    Raises ConfigError when hosts are declared but no proxy is given (never a box with the
+    network open) and for a command that is not found.
     """
-    if server.allowed_hosts:
+    if server.allowed_hosts and proxy_socket is None:
         raise ConfigError(
-            f"MCP server {server.name!r} declares allowed_hosts {server.allowed_hosts}, but "
-            "network access for boxed servers is not available yet; refusing to mount it "
-            "(the box has no network)"
+            f"MCP server {server.name!r} declares allowed_hosts but no proxy was started "
+            "for it; refusing to run it"
         )
     command = resolve_command(server)
     read_only = command_paths(command)
@@ -50,6 +57,10 @@ def boxed_launch(server: McpServerSettings, *, python: str | None = None) -> Lau
         if server.read_only_paths is not None
         else argument_paths(server.args)
     )
+    if proxy_socket is not None:
+        # The launcher's relay reaches the proxy from inside the box's root; the server
+        # cannot (no AF_UNIX socket passes seccomp).
+        read_only.append(os.path.dirname(proxy_socket))
     scratch = scratch_dir(server.name)
     env = {
         "PATH": os.path.dirname(command),
@@ -58,6 +69,10 @@ def boxed_launch(server: McpServerSettings, *, python: str | None = None) -> Lau
         "LANG": LANG,
         **server.env,
     }
+    if proxy_socket is not None:
+        proxy_url = f"http://127.0.0.1:{PROXY_PORT}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            env[name] = proxy_url
     spec = BoxSpec(
         argv=[command, *server.args],
         scratch=scratch,
@@ -73,6 +88,9 @@ def boxed_launch(server: McpServerSettings, *, python: str | None = None) -> Lau
         mask_packages=False,
         seccomp_allow=SECCOMP_ALLOW,
         cwd=str(server.cwd) if server.cwd is not None else None,
+        socket_domains=(socket.AF_INET,) if proxy_socket is not None else (),
+        proxy_socket=proxy_socket,
+        proxy_port=PROXY_PORT,
     )
     return box_launch(spec, None, python=python, config_in_env=True)
 

@@ -59,7 +59,10 @@ class BoxSpec:
     the interpreter's installed packages visible (the server needs them); ``seccomp_allow``
     lets named syscalls of the filter's table through (``socketpair``, for asyncio);
     ``cwd`` is the working directory inside (default: the scratch directory); ``wall_s`` 0
-    means no wall clock.
+    means no wall clock. ``proxy_socket``: the box's loopback is brought up and the launcher
+    relays each connection to ``127.0.0.1:proxy_port`` to that unix socket (the gateway's
+    proxy, which the program cannot see); ``socket_domains`` lets ``socket`` through for
+    those address families (AF_INET, to reach the forwarder).
     """
 
     argv: Sequence[str]
@@ -79,6 +82,9 @@ class BoxSpec:
     mask_packages: bool = True
     seccomp_allow: Sequence[str] = ()
     cwd: str | None = None
+    socket_domains: Sequence[int] = ()
+    proxy_socket: str | None = None
+    proxy_port: int = 3128
 
 
 def launcher_source() -> str:
@@ -129,7 +135,11 @@ def launcher_config(
         "env": dict(spec.env),
         "argv": list(spec.argv),
         "seccomp_allow": list(spec.seccomp_allow),
+        "socket_domains": list(spec.socket_domains),
         "cwd": spec.cwd,
+        "proxy": (
+            {"unix": spec.proxy_socket, "port": spec.proxy_port} if spec.proxy_socket else None
+        ),
     }
 
 
