@@ -105,17 +105,22 @@ def gateway_process() -> Iterator[subprocess.Popen[bytes]]:
     (/proc/<pid>/environ shows the environment a process was started with, not later
     changes): what a server would hunt for."""
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()"],
+        [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
         env={**os.environ, "KEEL_TOOL_GATEWAY_TEST_SECRET": SECRET},
         stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
     try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"ready\n"  # running, its environ in place
         assert SECRET in Path(f"/proc/{process.pid}/environ").read_text()
         yield process
     finally:
         assert process.stdin is not None
         process.stdin.close()
         process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 async def test_the_gateways_proc_environ_is_out_of_sight(
