@@ -102,7 +102,31 @@ def tunnel(target: str, payload: str) -> str:
         return _error(exc)
 
 
-PROBES = (environment, identity, proc_environ, connect, fetch, read, write, tunnel)
+def socket_families() -> str:
+    """Which address families this process may open a socket of, as JSON."""
+    families = {"unix": socket.AF_UNIX, "inet": socket.AF_INET, "inet6": socket.AF_INET6}
+    families["netlink"] = socket.AF_NETLINK
+    opened: dict[str, str] = {}
+    for name, family in families.items():
+        try:
+            socket.socket(family, socket.SOCK_DGRAM).close()
+            opened[name] = "opened"
+        except OSError as exc:
+            opened[name] = _error(exc)
+    return json.dumps(opened)
+
+
+PROBES = (
+    environment,
+    identity,
+    proc_environ,
+    connect,
+    fetch,
+    read,
+    write,
+    tunnel,
+    socket_families,
+)
 
 
 def build() -> MCPServer:

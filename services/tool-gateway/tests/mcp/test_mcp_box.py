@@ -171,9 +171,11 @@ async def test_an_undeclared_host_cannot_be_fetched(listener: socket.socket) -> 
     async with probe_server() as call:
         by_address = await call("fetch", url=f"http://127.0.0.1:{port}/")
         by_name = await call("fetch", url=f"http://localhost:{port}/")
+        families = json.loads(await call("socket_families"))
     assert by_address.startswith("ERR"), by_address
     assert by_name.startswith("ERR"), by_name
     assert never_connected(listener)
+    assert all(opened.startswith("ERR") for opened in families.values()), families
 
 
 async def test_an_undeclared_directory_can_be_neither_written_nor_read(tmp_path: Path) -> None:
@@ -279,6 +281,7 @@ async def test_declared_hosts_are_reached_through_the_proxy_and_nothing_else(
         tunnel_undeclared = await call("tunnel", target=f"127.0.0.1:{undeclared}", payload="x")
         # Around the proxy: the box's loopback is its own, with nothing behind it.
         direct = await call("connect", host="127.0.0.1", port=port)
+        families = json.loads(await call("socket_families"))
     assert fetched == "hello from the declared host"
     assert tunnelled.endswith("ping"), tunnelled
     assert by_name.startswith("ERR"), by_name
@@ -290,6 +293,9 @@ async def test_declared_hosts_are_reached_through_the_proxy_and_nothing_else(
     assert "403" in tunnel_undeclared, tunnel_undeclared
     assert never_connected(listener)
     assert direct.startswith("ERR"), direct
+    # AF_INET (to reach the relay) and nothing else: not the proxy's unix socket directly.
+    assert families["inet"] == "opened"
+    assert all(families[name].startswith("ERR") for name in ("unix", "inet6", "netlink"))
 
 
 def test_declared_hosts_must_be_host_and_port_and_boxed() -> None:

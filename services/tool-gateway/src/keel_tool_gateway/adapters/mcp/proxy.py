@@ -24,7 +24,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,23 @@ def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-class HostProxy:
-    """One server's proxy: its declared hosts, served on a unix socket while it runs."""
+Resolve = Callable[[str, int], Awaitable[list[str]]]
 
-    def __init__(self, server: str, allowed: Collection[str]) -> None:
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host`` (the gateway's resolver; the box has none)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class HostProxy:
+    """One server's proxy: its declared hosts, served on a unix socket while it runs.
+    ``resolver`` looks names up (tests give their own answers)."""
+
+    def __init__(self, server: str, allowed: Collection[str], resolver: Resolve = resolve) -> None:
         self._server_name = server
         self._allowed = {parse_host(entry) for entry in allowed}
+        self._resolve = resolver
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
@@ -80,8 +91,7 @@ class HostProxy:
             raise Refused(f"{host}:{port} is not declared")
         if _literal(host) is not None:
             return host
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = [str(info[4][0]) for info in infos]
+        addresses = await self._resolve(host, port)
         if not addresses:
             raise Refused(f"{host} does not resolve")
         for address in addresses:
