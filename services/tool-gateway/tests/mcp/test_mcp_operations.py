@@ -44,6 +44,34 @@ def server_settings(**extra: Any) -> dict[str, Any]:
     }
 
 
+def server_host_pid() -> int:
+    """The host pid of this test's stdio server (the suite's server script among this
+    process's descendants). Boxed, the server is PID 1 of its own namespace, so its own
+    ``pid`` tool cannot say which process to kill."""
+    parents: dict[int, int] = {}
+    scripts: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        if str(SERVER).encode() in cmdline:
+            scripts.append(int(entry.name))
+    mine = []
+    for pid in scripts:
+        ancestor = pid
+        while ancestor > 1 and ancestor != os.getpid():
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == os.getpid():
+            mine.append(pid)
+    assert len(mine) == 1, f"expected one test server process, found {mine}"
+    return mine[0]
+
+
 class Events:
     """What a mount reported (audit events, health changes), awaitable by kind."""
 
@@ -140,7 +168,8 @@ async def test_a_dead_server_answers_unavailable_is_logged_and_reconnected(
     mounts = await mount(settings, events)
     try:
         run = service(mounts)
-        first_pid = int((await run.execute(CTX, "mcp.t.pid", "{}")).output)
+        assert (await run.execute(CTX, "mcp.t.pid", "{}")).status == "ok"
+        first_pid = server_host_pid()
         assert mounts.serving
         os.kill(first_pid, signal.SIGKILL)
         await events.until(lambda: False in events.health)
@@ -168,7 +197,8 @@ async def test_a_dead_server_answers_unavailable_is_logged_and_reconnected(
         # Nothing was recorded for the key (and its intent was withdrawn): it runs now.
         again = await run.execute(CTX, "mcp.t.add", '{"a": 1, "b": 2}', idempotency_key="s1:9:0")
         assert (again.status, again.output, again.replayed) == ("ok", "3", False)
-        assert int((await run.execute(CTX, "mcp.t.pid", "{}")).output) != first_pid
+        assert (await run.execute(CTX, "mcp.t.pid", "{}")).status == "ok"
+        assert server_host_pid() != first_pid
         assert any("MCP server t reconnected" in r.getMessage() for r in caplog.records)
     finally:
         await mounts.aclose()

@@ -30,6 +30,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from keel_tool_gateway.adapters.mcp.box import boxed_launch
+from keel_tool_gateway.adapters.mcp.proxy import host_proxy
 from keel_tool_gateway.adapters.mcp.settings import McpServerSettings
 from keel_tool_gateway.domain.registry import ToolError, ToolUnavailable
 
@@ -150,7 +152,7 @@ class McpConnection:
 
     async def _session(self, ready: asyncio.Future[list[mcp_types.Tool]]) -> None:
         """One connection, from connect to loss (raises) or stop (returns)."""
-        async with self._connect() as client:
+        async with self._proxy() as proxy_socket, self._connect(proxy_socket) as client:
             tools = await _list_all(client)
             self._listed = _dumped(tools)
             self._lost.clear()
@@ -195,19 +197,40 @@ class McpConnection:
         if changed and self._on_state is not None:
             self._on_state(client is not None)
 
-    def _connect(self) -> Client:
+    def _proxy(self) -> contextlib.AbstractAsyncContextManager[str | None]:
+        """A boxed stdio server's proxy to its declared hosts, for as long as it runs."""
+        server = self.settings
+        boxed = server.transport == "stdio" and server.isolation == "box"
+        return host_proxy(server.name, server.allowed_hosts if boxed else [])
+
+    def _connect(self, proxy_socket: str | None = None) -> Client:
         server = self.settings
         if server.transport == "stdio":
-            return Client(stdio_parameters(server), message_handler=self._on_message)
+            return Client(stdio_parameters(server, proxy_socket), message_handler=self._on_message)
         http = httpx2.AsyncClient(headers=server.headers) if server.headers else None
         return Client(
             streamable_http_client(server.url, http_client=http), message_handler=self._on_message
         )
 
 
-def stdio_parameters(server: McpServerSettings) -> StdioServerParameters:
-    """How a stdio server's process is spawned: the one place to change it (e.g. to start the
-    server inside its own sandbox)."""
+def stdio_parameters(
+    server: McpServerSettings, proxy_socket: str | None = None
+) -> StdioServerParameters:
+    """How a stdio server's process is spawned: the one place that does.
+
+    Boxed by default (``box.boxed_launch``: the SDK spawns the box's launcher, which hands
+    the server its stdin/stdout). ``isolation="none"`` spawns the server as a plain child of
+    the gateway, warned at every (re)connect so it never goes unnoticed. ``proxy_socket``:
+    the server's proxy to its declared hosts (required when it declares any).
+    """
+    if server.isolation == "box":
+        launch = boxed_launch(server, proxy_socket=proxy_socket)
+        return StdioServerParameters(command=launch.argv[0], args=launch.argv[1:], env=launch.env)
+    log.warning(
+        "MCP server %s runs WITHOUT isolation (isolation=none): the gateway's uid, network "
+        "and files",
+        server.name,
+    )
     return StdioServerParameters(
         command=server.command,
         args=server.args,

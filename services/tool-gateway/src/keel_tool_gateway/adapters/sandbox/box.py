@@ -20,6 +20,7 @@ from typing import Literal
 _SOURCES = Path(__file__).parent
 LAUNCHER_PARTS = ("seccomp.py", "rootfs.py", "launcher.py")
 PYTHON_FLAGS = ("-I", "-S", "-B")
+CONFIG_ENV = "KEEL_BOX_CONFIG"  # the launcher's (launcher.CONFIG_ENV; it imports nothing)
 # What the dynamic loader and the C library need, whatever the program: the system's
 # libraries (``/lib`` and friends are symlinks into ``/usr`` on merged-/usr systems, and are
 # recreated as symlinks). No /usr/bin, /etc, /home, /root, /var, /run or /tmp of the host.
@@ -53,6 +54,15 @@ class BoxSpec:
     ``ro_binds``/``rw_binds`` are host paths shown at the same path inside (read-only, or
     writable); everything else of the host is absent. ``network`` is ``"none"``: a network
     namespace with only a loopback interface, which is down, and no socket syscall at all.
+
+    For a program that is not a snippet (a stdio tool server): ``mask_packages=False`` keeps
+    the interpreter's installed packages visible (the server needs them); ``seccomp_allow``
+    lets named syscalls of the filter's table through (``socketpair``, for asyncio);
+    ``cwd`` is the working directory inside (default: the scratch directory); ``wall_s`` 0
+    means no wall clock. ``proxy_socket``: the box's loopback is brought up and the launcher
+    relays each connection to ``127.0.0.1:proxy_port`` to that unix socket (the gateway's
+    proxy, which the program cannot see); ``socket_domains`` lets ``socket`` through for
+    those address families (AF_INET, to reach the forwarder).
     """
 
     argv: Sequence[str]
@@ -69,6 +79,12 @@ class BoxSpec:
     cgroup_procs: Sequence[str] = ()
     masks: Sequence[str] = ()
     wall_s: float = 60.0
+    mask_packages: bool = True
+    seccomp_allow: Sequence[str] = ()
+    cwd: str | None = None
+    socket_domains: Sequence[int] = ()
+    proxy_socket: str | None = None
+    proxy_port: int = 3128
 
 
 def launcher_source() -> str:
@@ -91,7 +107,7 @@ def interpreter_prefix(python: str) -> str:
 
 def launcher_config(
     spec: BoxSpec,
-    status_fd: int,
+    status_fd: int | None,
     *,
     backend: Literal["unshare", "verify", "none"] = "unshare",
     allow_without_isolation: bool = False,
@@ -118,15 +134,22 @@ def launcher_config(
         "cgroup_procs": list(spec.cgroup_procs),
         "env": dict(spec.env),
         "argv": list(spec.argv),
+        "seccomp_allow": list(spec.seccomp_allow),
+        "socket_domains": list(spec.socket_domains),
+        "cwd": spec.cwd,
+        "proxy": (
+            {"unix": spec.proxy_socket, "port": spec.proxy_port} if spec.proxy_socket else None
+        ),
     }
 
 
 def box_launch(
     spec: BoxSpec,
-    status_fd: int,
+    status_fd: int | None,
     *,
     python: str | None = None,
     allow_without_isolation: bool = False,
+    config_in_env: bool = False,
 ) -> Launch:
     """The command that runs ``spec.argv`` boxed (``unshare`` backend).
 
@@ -135,12 +158,18 @@ def box_launch(
     with ``cpu_s``); pass that descriptor on to the child (``pass_fds``). The launched
     program gets the interpreter's prefix and the system libraries read-only besides
     ``spec.ro_binds``, so a Python program can start without more; installed packages in
-    them are masked (a program that needs some binds its own directory).
+    them are masked (a program that needs some binds its own directory) unless
+    ``spec.mask_packages`` is false.
+
+    ``status_fd`` None: no status lines (the spawner talks to the program over its inherited
+    stdin/stdout; a refusal is written to stderr). ``config_in_env``: the configuration goes
+    in the launcher's environment (``launcher.CONFIG_ENV``), not on its command line, which
+    every user of the host can read: a program's ``env`` may hold its credentials.
     """
     python = os.path.realpath(python or sys.executable)
     prefix = interpreter_prefix(python)
     ro = [prefix, *SYSTEM_RO_PATHS, *spec.ro_binds]
-    masks = [*package_masks(prefix), *spec.masks]
+    masks = [*(package_masks(prefix) if spec.mask_packages else ()), *spec.masks]
     boxed = BoxSpec(**{**spec.__dict__, "ro_binds": ro, "masks": masks})
     config = launcher_config(
         boxed,
@@ -148,5 +177,7 @@ def box_launch(
         allow_without_isolation=allow_without_isolation,
         parent_pid=os.getpid(),
     )
-    argv = [python, *PYTHON_FLAGS, "-c", launcher_source(), json.dumps(config)]
-    return Launch(argv, dict(spec.env))
+    argv = [python, *PYTHON_FLAGS, "-c", launcher_source()]
+    if config_in_env:
+        return Launch(argv, {CONFIG_ENV: json.dumps(config)})
+    return Launch([*argv, json.dumps(config)], dict(spec.env))

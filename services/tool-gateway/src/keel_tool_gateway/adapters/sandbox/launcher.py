@@ -19,11 +19,14 @@ below only serve type checking and tests. As the gateway's user it:
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import resource
+import selectors
 import signal
 import socket
+import struct
 import sys
 from typing import Any, NoReturn
 
@@ -40,17 +43,26 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
 EXIT_CHILD_SETUP = 127
 
 
-class Status:
-    """JSON lines to the gateway; each write is one small, atomic pipe write."""
+CONFIG_ENV = "KEEL_BOX_CONFIG"
 
-    def __init__(self, fd: int) -> None:
+
+class Status:
+    """JSON lines to the gateway; each write is one small, atomic pipe write. Without a
+    descriptor (a stdio tool server, whose spawner reads only stdin/stdout) nothing is sent,
+    and a refusal goes to stderr instead (``main``)."""
+
+    def __init__(self, fd: int | None) -> None:
         self._fd = fd
 
     def send(self, **fields: Any) -> None:
-        os.write(self._fd, (json.dumps(fields) + "\n").encode())
+        if self._fd is not None:
+            os.write(self._fd, (json.dumps(fields) + "\n").encode())
 
 
 def _libc() -> Any:
@@ -110,6 +122,109 @@ def isolate(config: dict[str, Any], libc: Any) -> str:
     return verify_network(config["host_netns"])
 
 
+def loopback_up() -> None:
+    """Bring up ``lo`` in the box's network namespace (the launcher still holds
+    CAP_NET_ADMIN there): the proxy forwarder listens on it, and it leads nowhere else."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
+
+
+def proxy_listener(port: int) -> socket.socket:
+    """The forwarder's socket on the box's loopback, listening before the program starts (a
+    connection that comes early waits in the backlog)."""
+    loopback_up()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(64)
+    return listener
+
+
+class Relay:
+    """Each connection to the box's loopback port relayed to the gateway's proxy on its unix
+    socket: the proxy decides which host, if any, it leads to. (The socket's directory is
+    bound into the box, since the child's pivot_root moved this process's root too; the
+    program cannot use it: seccomp refuses it AF_UNIX sockets.)
+
+    One thread, one selector: a process that unshared its PID namespace cannot start
+    threads (the kernel refuses CLONE_THREAD there), and a forked helper would live inside
+    the box's PID namespace. ``run`` also reaps the child, so it replaces the blocking wait.
+    """
+
+    def __init__(self, listener: socket.socket, path: str) -> None:
+        self._listener = listener
+        self._path = path
+        self._selector = selectors.DefaultSelector()
+        self._peer: dict[socket.socket, socket.socket] = {}
+        self._ended: set[socket.socket] = set()
+
+    def run(self, child: int) -> tuple[int, Any]:
+        wake_read, wake_write = os.pipe()
+        for fd in (wake_read, wake_write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_write)  # SIGCHLD (and SIGTERM) end the select at once
+        signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+        self._listener.setblocking(False)
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._selector.register(wake_read, selectors.EVENT_READ)
+        while True:
+            pid, wait_status, usage = os.wait4(child, os.WNOHANG)
+            if pid == child:
+                return wait_status, usage
+            for key, _ in self._selector.select(timeout=1.0):
+                if key.fileobj == wake_read:
+                    try:
+                        os.read(wake_read, 4096)
+                    except BlockingIOError:
+                        pass
+                elif key.fileobj is self._listener:
+                    self._accept()
+                else:
+                    self._move(key.fileobj)  # type: ignore[arg-type]
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self._listener.accept()
+        except BlockingIOError:
+            return
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(self._path)
+        except OSError:
+            client.close()
+            upstream.close()
+            return
+        for sock in (client, upstream):
+            sock.setblocking(True)
+            self._selector.register(sock, selectors.EVENT_READ)
+        self._peer[client], self._peer[upstream] = upstream, client
+
+    def _move(self, source: socket.socket) -> None:
+        sink = self._peer[source]
+        try:
+            data = source.recv(65536)
+            if data:
+                sink.sendall(data)
+                return
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(source)
+            return
+        self._selector.unregister(source)
+        self._ended.add(source)
+        if sink in self._ended:
+            self._close(source)
+
+    def _close(self, source: socket.socket) -> None:
+        for sock in (source, self._peer[source]):
+            if sock not in self._ended:
+                self._selector.unregister(sock)
+            self._ended.discard(sock)
+            self._peer.pop(sock, None)
+            sock.close()
+
+
 def apply_limits(limits: dict[str, int]) -> None:
     for name, value in limits.items():
         resource.setrlimit(getattr(resource, name), (value, value))
@@ -134,12 +249,16 @@ def enter(config: dict[str, Any], libc: Any) -> NoReturn:
         build_root(libc, config)
         drop_privileges(libc, config["uid"], config["gid"])
     apply_limits(config["rlimits"])
-    os.chdir(config["scratch"])
-    install_filter(libc)
+    os.chdir(config.get("cwd") or config["scratch"])
+    install_filter(libc, config.get("seccomp_allow", ()), config.get("socket_domains", ()))
     os.execve(config["argv"][0], config["argv"], config["env"])
 
 
-def supervise(child: int, wall_s: float, status: Status) -> NoReturn:
+def supervise(child: int, wall_s: float, status: Status, relay: Relay | None = None) -> NoReturn:
+    """Wait for the child (relaying its proxy connections meanwhile, when it has a relay);
+    kill it on SIGTERM or after ``wall_s`` (0: no wall clock, for a long-lived server that
+    lives as long as its connection)."""
+
     def kill_child(signum: int, _frame: object) -> None:
         try:
             os.kill(child, signal.SIGKILL)
@@ -150,7 +269,10 @@ def supervise(child: int, wall_s: float, status: Status) -> NoReturn:
     signal.signal(signal.SIGTERM, kill_child)
     signal.signal(signal.SIGALRM, kill_child)
     signal.setitimer(signal.ITIMER_REAL, wall_s)
-    _, wait_status, usage = os.wait4(child, 0)
+    if relay is None:
+        _, wait_status, usage = os.wait4(child, 0)
+    else:
+        wait_status, usage = relay.run(child)
     signal.setitimer(signal.ITIMER_REAL, 0)
     fields: dict[str, Any] = {
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
@@ -164,11 +286,20 @@ def supervise(child: int, wall_s: float, status: Status) -> NoReturn:
     os._exit(0)
 
 
+def read_config(argv: list[str]) -> dict[str, Any]:
+    """The JSON config: the first argument, or (``CONFIG_ENV``) the environment, which only
+    this user can read in /proc, where a command line is anyone's: a tool server's
+    configured environment (its API token) travels that way."""
+    config: dict[str, Any] = json.loads(argv[1] if len(argv) > 1 else os.environ[CONFIG_ENV])
+    return config
+
+
 def main(argv: list[str]) -> NoReturn:
-    config = json.loads(argv[1])
-    status_fd = int(config["status_fd"])
-    os.set_inheritable(status_fd, False)
-    status = Status(status_fd)
+    config = read_config(argv)
+    status_fd = config["status_fd"]
+    if status_fd is not None:
+        os.set_inheritable(int(status_fd), False)
+    status = Status(None if status_fd is None else int(status_fd))
     libc = _libc()
     # The gateway gone, SIGTERM: the handler below kills the snippet on its way out.
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -182,8 +313,14 @@ def main(argv: list[str]) -> NoReturn:
     status.send(isolated=not problem, problem=problem)
     if problem and not config["allow_without_isolation"]:
         status.send(refused=problem)
+        if status_fd is None:
+            sys.stderr.write(f"box refused: {problem}\n")
+            sys.stderr.flush()
+            os._exit(EXIT_CHILD_SETUP)
         os._exit(0)
     join_cgroups(config["cgroup_procs"])
+    proxy: dict[str, Any] = config.get("proxy") or {}
+    listener = proxy_listener(int(proxy["port"])) if proxy and config["isolated"] else None
     child = os.fork()
     if child == 0:
         try:
@@ -192,7 +329,8 @@ def main(argv: list[str]) -> NoReturn:
             sys.stderr.write(f"sandbox setup failed: {type(exc).__name__}: {exc}\n")
             sys.stderr.flush()
         os._exit(EXIT_CHILD_SETUP)
-    supervise(child, float(config["wall_s"]), status)
+    relay = Relay(listener, proxy["unix"]) if listener is not None else None
+    supervise(child, float(config["wall_s"]), status, relay)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ classic filter cannot read); everything else is allowed.
 
 import ctypes
 import errno as _errno
+from collections.abc import Collection
 from typing import Any
 
 AUDIT_ARCH_X86_64 = 0xC000003E
@@ -167,13 +168,31 @@ def _ret(value: int) -> Instruction:
     return (BPF_RET_K, 0, 0, value)
 
 
-def _arch_section(arch: int) -> list[Instruction]:
+def _socket_check(arch: int, domains: Collection[int]) -> list[Instruction]:
+    """``socket`` allowed for the given address families (its first argument) only."""
+    eperm = _ret(SECCOMP_RET_ERRNO | _errno.EPERM)
+    allowed = sorted(set(domains))
+    checks: list[Instruction] = []
+    for index, domain in enumerate(allowed):
+        # Matched: jump over the remaining checks and the EPERM to the ALLOW.
+        checks.append((BPF_JEQ_K, len(allowed) - index, 0, domain))
+    block = [(BPF_LD_W_ABS, 0, 0, OFFSET_ARG0_LOW), *checks, eperm, _ret(SECCOMP_RET_ALLOW)]
+    return [(BPF_JEQ_K, 0, len(block), DENIED_SYSCALLS[arch]["socket"]), *block]
+
+
+def _arch_section(
+    arch: int, allow: Collection[str] = (), socket_domains: Collection[int] = ()
+) -> list[Instruction]:
     """The checks for one architecture, entered with the syscall number loaded."""
     eperm = _ret(SECCOMP_RET_ERRNO | _errno.EPERM)
     body: list[Instruction] = []
     if arch == AUDIT_ARCH_X86_64:
         body += [(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT), eperm]
-    for number in sorted(DENIED_SYSCALLS[arch].values()):
+    if socket_domains:
+        body += _socket_check(arch, socket_domains)
+        allow = {*allow, "socket"}
+    denied = (number for name, number in DENIED_SYSCALLS[arch].items() if name not in allow)
+    for number in sorted(denied):
         body += [(BPF_JEQ_K, 0, 1, number), eperm]
     clone, clone3 = CLONE_SYSCALLS[arch]
     body += [(BPF_JEQ_K, 0, 1, clone3), _ret(SECCOMP_RET_ERRNO | _errno.ENOSYS)]
@@ -187,11 +206,23 @@ def _arch_section(arch: int) -> list[Instruction]:
     return body
 
 
-def build_program() -> list[Instruction]:
-    """The whole filter: dispatch on the architecture, kill on one we have no table for."""
+def build_program(
+    allow: Collection[str] = (), socket_domains: Collection[int] = ()
+) -> list[Instruction]:
+    """The whole filter: dispatch on the architecture, kill on one we have no table for.
+
+    ``allow`` names entries of the table to let through after all (``socketpair`` for a
+    program that runs an event loop: asyncio's wake-up pipe is a socketpair, which the kernel
+    only makes as AF_UNIX and unconnected to anything else). ``socket_domains``: ``socket``
+    is allowed for these address families only (AF_INET for a program whose network
+    namespace holds nothing but a loopback with the gateway's proxy forwarder on it). The
+    sandbox allows none of either."""
+    unknown = set(allow) - set(DENIED_SYSCALLS[AUDIT_ARCH_X86_64])
+    if unknown:
+        raise ValueError(f"not in the seccomp table: {sorted(unknown)}")
     program: list[Instruction] = [(BPF_LD_W_ABS, 0, 0, OFFSET_ARCH)]
-    x86 = _arch_section(AUDIT_ARCH_X86_64)
-    arm = _arch_section(AUDIT_ARCH_AARCH64)
+    x86 = _arch_section(AUDIT_ARCH_X86_64, allow, socket_domains)
+    arm = _arch_section(AUDIT_ARCH_AARCH64, allow, socket_domains)
     load_nr = (BPF_LD_W_ABS, 0, 0, OFFSET_NR)
     # arch == x86_64: fall into its section; else jump over it (and its load) to the next test.
     program.append((BPF_JEQ_K, 0, len(x86) + 1, AUDIT_ARCH_X86_64))
@@ -215,10 +246,13 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def install_filter(libc: Any) -> None:
+def install_filter(
+    libc: Any, allow: Collection[str] = (), socket_domains: Collection[int] = ()
+) -> None:
     """NO_NEW_PRIVS (required for an unprivileged filter, and setuid files stop working),
-    then the filter; both are inherited by every child and kept across execve."""
-    program = build_program()
+    then the filter (less ``allow`` and ``socket_domains``, see ``build_program``); both are
+    inherited by every child and kept across execve."""
+    program = build_program(allow, socket_domains)
     if any(jt > 255 or jf > 255 for _, jt, jf, _ in program):
         raise OSError(_errno.E2BIG, "seccomp program jump out of range")
     table = (_SockFilter * len(program))(*(_SockFilter(*ins) for ins in program))
