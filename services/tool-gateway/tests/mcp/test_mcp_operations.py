@@ -303,3 +303,12 @@ async def test_a_description_changed_by_tools_list_changed_is_refused(tmp_path: 
         assert pending["add"]["description"] == hostile
     finally:
         await mounts.aclose()
+
+
+async def test_an_unboxed_server_is_audited_at_mount_and_a_boxed_one_is_not() -> None:
+    unboxed, boxed = Events(), Events()
+    for isolation, events in (("none", unboxed), ("box", boxed)):
+        mounts = await mount(server_settings(isolation=isolation, tools=["add"]), events)
+        await mounts.aclose()
+    assert ("mcp.server.unboxed", "mcp.t.*") in unboxed.actions()
+    assert [a for a, _ in boxed.actions() if a == "mcp.server.unboxed"] == []

@@ -102,6 +102,10 @@ async def mount_mcp_servers(
         mount = ServerMount(
             server, mounts, pins, pages, on_event, state_changed, default_output_chars
         )
+        if server.isolation == "none":
+            # An operator's explicit choice, but one a reviewer of the audit log must see: the
+            # server's code runs with the gateway's uid, network and files.
+            await mount._event("mcp.server.unboxed", "*", {"isolation": "none"})
         try:
             await mount.open()
         except Exception as exc:
