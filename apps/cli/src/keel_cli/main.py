@@ -17,6 +17,7 @@ from keel_cli.console import silence_stdout
 from keel_cli.dev import DEMO_GOAL, dev_up
 from keel_cli.follow import SessionFollower
 from keel_cli.mcp_cmd import add_mcp_parser, mcp_command
+from keel_cli.memory_cmd import add_memory_parser, memory_command
 from keel_cli.ops_approvals import add_approvals_parser, approvals_command
 from keel_cli.ops_audit import audit_verify
 from keel_cli.ops_dlq import add_dlq_parser, dlq_command
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_approvals_parser(sub)
     add_replay_parser(sub)
     add_mcp_parser(sub)
+    add_memory_parser(sub)
 
     cancel = sub.add_parser("cancel", help="ask the agent loop to cancel a session")
     cancel.add_argument("session_id")
@@ -210,6 +212,8 @@ def _ops_command(
         return replay_command(settings.kafka, args)
     if args.command == "mcp":
         return mcp_command(args)
+    if args.command == "memory":
+        return memory_command(args)
     return None
 
 

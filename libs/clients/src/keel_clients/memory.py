@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import grpc
 
@@ -19,6 +20,17 @@ TO_PROTO: dict[MemoryType, memory_pb2.MemoryType.ValueType] = {
     "procedural": memory_pb2.MEMORY_TYPE_PROCEDURAL,
 }
 FROM_PROTO: dict[int, MemoryType] = {value: name for name, value in TO_PROTO.items()}
+
+
+@dataclass(frozen=True)
+class StoredChunks:
+    """What a batch Store did: the id of each chunk in order; chunks newly stored, already
+    there (skipped), and the source's old chunks deleted (a replacing batch only)."""
+
+    ids: tuple[str, ...]
+    stored: int
+    unchanged: int
+    removed: int
 
 
 class MemoryClient:
@@ -46,6 +58,39 @@ class MemoryClient:
         with client_span("store keel.memory", attributes):
             response = await self._caller.unary(self._stub.Store, request, ctx)
             return str(response.id)
+
+    async def store_chunks(
+        self,
+        ctx: RequestContext,
+        source: str,
+        chunks: Sequence[str],
+        memory_type: MemoryType,
+        *,
+        replace: bool = False,
+        keep_ids: Sequence[str] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> StoredChunks:
+        """Store chunks of the document ``source`` in one call (ids from tenant, source and
+        chunk hash: what is already stored is skipped); ``replace`` on the document's last
+        batch deletes its chunks that are not among these or ``keep_ids``."""
+        request = memory_pb2.StoreRequest(
+            context=context_to_proto(ctx),
+            type=TO_PROTO[memory_type],
+            metadata=dict(metadata or {}),
+            source=source,
+            chunks=[memory_pb2.StoreChunk(content=chunk) for chunk in chunks],
+            replace=replace,
+            keep_ids=list(keep_ids),
+        )
+        attributes = {"keel.memory.type": memory_type, "keel.memory.chunks": len(chunks)}
+        with client_span("store keel.memory", attributes):
+            response = await self._caller.unary(self._stub.Store, request, ctx)
+        return StoredChunks(
+            ids=tuple(response.ids),
+            stored=response.stored,
+            unchanged=response.unchanged,
+            removed=response.removed,
+        )
 
     async def retrieve(
         self,

@@ -17,6 +17,7 @@ from keel_memory.adapters.openai_embedder import OpenAIEmbedder
 from keel_memory.adapters.store_on_start import StoreOnStart
 from keel_memory.config import Settings
 from keel_memory.domain.ports import Embedder
+from keel_memory.domain.recency import RecencyBlend
 from keel_memory.domain.rules import RetrievalLimits
 from keel_memory.handlers.grpc_servicer import MemoryServicer
 from keel_memory.metrics import MemoryMetrics
@@ -60,7 +61,15 @@ def build(settings: Settings, runtime: Runtime) -> MemoryParts:
         default_top_k=settings.default_top_k,
         max_top_k=settings.max_top_k,
     )
-    service = MemoryService(store, embedder, runtime.audit, MemoryMetrics(runtime.registry), limits)
+    recency = RecencyBlend(settings.recency_half_life_s, settings.recency_weight)
+    service = MemoryService(
+        store,
+        embedder,
+        runtime.audit,
+        MemoryMetrics(runtime.registry),
+        limits,
+        recency=recency,
+    )
     runtime.serve_grpc(
         [
             (

@@ -45,6 +45,10 @@ class Settings(ServiceSettings):
     default_token_budget: int = Field(default=1000, ge=1)
     default_top_k: int = Field(default=10, ge=1)
     max_top_k: int = Field(default=100, ge=1)
+    # Recency blended into retrieval ranking (domain/recency.py): score = (1 - weight) *
+    # similarity + weight * 0.5 ** (age / half_life). 0 keeps the pure similarity ranking.
+    recency_half_life_s: float = Field(default=0.0, ge=0)
+    recency_weight: float = Field(default=0.2, ge=0, le=1)
     # Memory is always kept per tenant; true keeps it per agent of a tenant too (an agent then
     # recalls only what was stored under its own agent id).
     scope_by_agent: bool = False

@@ -12,6 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 from keel_core.audit import AuditEmitter
 from keel_memory.domain.budget import fit
+from keel_memory.domain.ingest import (
+    SOURCE_KEY,
+    Chunk,
+    IngestOutcome,
+    check_batch,
+    chunk_id,
+)
 from keel_memory.domain.models import (
     DEFAULT_SCOPE,
     MEMORY_TYPES,
@@ -22,6 +29,7 @@ from keel_memory.domain.models import (
     Retrieval,
 )
 from keel_memory.domain.ports import Embedder, MemoryStore
+from keel_memory.domain.recency import RecencyBlend
 from keel_memory.domain.rules import (
     RetrievalLimits,
     check_entry,
@@ -47,6 +55,7 @@ class MemoryService:
         limits: RetrievalLimits | None = None,
         *,
         clock: Callable[[], datetime] = _utc_now,
+        recency: RecencyBlend | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -54,6 +63,7 @@ class MemoryService:
         self._metrics = metrics
         self._limits = limits or RetrievalLimits()
         self._clock = clock
+        self._recency = recency or RecencyBlend()
 
     async def store(
         self,
@@ -96,6 +106,70 @@ class MemoryService:
         )
         return entry
 
+    async def store_batch(
+        self,
+        type_: MemoryType,
+        source: str,
+        chunks: Sequence[Chunk],
+        *,
+        replace: bool = False,
+        keep_ids: Sequence[str] = (),
+        metadata: Mapping[str, str] | None = None,
+        session_id: str = "",
+        actor: str = "",
+        trace: str = "",
+        scope: MemoryScope = DEFAULT_SCOPE,
+    ) -> IngestOutcome:
+        """Store a document's chunks (ids: ``domain.ingest.chunk_id``), embedding only those
+        not stored yet; with ``replace``, delete the source's entries of this type that are
+        neither among ``chunks`` nor in ``keep_ids``. One audit record per batch rather than
+        per chunk: a folder of documents would otherwise flood the audit trail."""
+        check_batch(source, chunks, replace)
+        entries: dict[str, MemoryEntry] = {}
+        ids: list[str] = []
+        for chunk in chunks:
+            meta = {**(metadata or {}), **chunk.metadata, SOURCE_KEY: source}
+            check_entry(chunk.content, meta, session_id)
+            entry = MemoryEntry(
+                id=chunk_id(type_, source, chunk.content, scope),
+                type=type_,
+                content=chunk.content,
+                metadata=meta,
+                session_id=session_id,
+                created_at=self._clock(),
+                tenant=scope.tenant,
+                agent=scope.agent,
+            )
+            ids.append(entry.id)
+            entries.setdefault(entry.id, entry)
+        there = set(await self._store.ids_where([type_], {SOURCE_KEY: source}, scope))
+        new = [entry for entry_id, entry in entries.items() if entry_id not in there]
+        if new:
+            vectors = await self._embedder.embed([entry.content for entry in new])
+            await self._store.upsert(list(zip(new, vectors, strict=True)))
+        stale = sorted(there - set(ids) - set(keep_ids)) if replace else []
+        removed = await self._store.delete(stale, scope) if stale else 0
+        self._metrics.stored.labels(type_).inc(len(new))
+        self._metrics.forgotten.inc(removed)
+        await self._audit.record(
+            "memory.ingest",
+            actor=actor or "unknown",
+            subject=source,
+            session_id=session_id,
+            trace=trace,
+            details={
+                "source": source,
+                "type": type_,
+                "stored": len(new),
+                "unchanged": len(entries) - len(new),
+                "removed": removed,
+                "tenant": scope.tenant,
+            },
+        )
+        return IngestOutcome(
+            ids=tuple(ids), stored=len(new), unchanged=len(entries) - len(new), removed=removed
+        )
+
     async def retrieve(
         self,
         query: str,
@@ -111,17 +185,19 @@ class MemoryService:
         and within each type's cap in ``type_budgets`` (0 or absent: none).
 
         Each requested type (none: all) is searched on its own, so one plentiful type cannot
-        crowd out the others; the hits are merged by score and then taken greedily (see
-        ``budget.fit``).
+        crowd out the others; the hits are merged by score (similarity, blended with recency
+        where configured: ``domain.recency``) and then taken greedily (see ``budget.fit``).
         """
         check_query(query)
         check_keys(filters or {})
         budget, k = self._limits.resolve(token_budget, top_k, type_budgets)
         wanted = tuple(dict.fromkeys(types)) or MEMORY_TYPES
         [vector] = await self._embedder.embed([query])
+        pool = self._recency.pool(k, self._limits.max_top_k)
         hits: list[MemoryHit] = []
         for type_ in wanted:
-            hits += await self._store.search(vector, [type_], filters or {}, k, scope)
+            hits += await self._store.search(vector, [type_], filters or {}, pool, scope)
+        hits = self._recency.blend(hits, self._clock())
         retrieval = fit(ranked(hits), budget, k, type_budgets)
         self._metrics.retrieved.inc(len(retrieval.items))
         self._metrics.budget_utilisation.observe(retrieval.tokens_used / retrieval.token_budget)

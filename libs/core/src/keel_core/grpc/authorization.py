@@ -37,7 +37,8 @@ def _rule(services: tuple[str, ...] = (), roles: tuple[str, ...] = ()) -> Rule:
 
 _FRONT_DOOR = _rule(roles=(SUBMITTER, OPERATOR))
 _REVIEW_READ = _rule(services=(TOOL_GATEWAY, AGENT_LOOP), roles=(REVIEWER, OPERATOR))
-_MEMORY = _rule(services=(AGENT_LOOP, TOOL_GATEWAY))
+# Operators too: `keel memory ingest` fills a tenant's memory (the token's tenant binds it).
+_MEMORY = _rule(services=(AGENT_LOOP, TOOL_GATEWAY), roles=(OPERATOR,))
 _POLICY = _rule(services=(TOOL_GATEWAY,), roles=(OPERATOR,))
 _ANYONE = _rule(services=(ANY,), roles=(ANY,))
 

@@ -163,6 +163,28 @@ class MilvusStore:
             for hit in result[0]
         ]
 
+    async def ids_where(
+        self,
+        types: Sequence[MemoryType],
+        filters: Mapping[str, str],
+        scope: MemoryScope = DEFAULT_SCOPE,
+    ) -> list[str]:
+        expr = build_filter(types, filters, scope)
+
+        def run() -> list[str]:
+            found: list[str] = []
+            iterator = self._client.query_iterator(
+                self._collection, batch_size=1000, filter=expr, output_fields=["id"]
+            )
+            try:
+                while rows := iterator.next():
+                    found += [str(row["id"]) for row in rows]
+            finally:
+                iterator.close()
+            return found
+
+        return await self._call(run)
+
     async def delete(self, ids: Sequence[str], scope: MemoryScope = DEFAULT_SCOPE) -> int:
         if not ids:
             return 0

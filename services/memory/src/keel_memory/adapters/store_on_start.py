@@ -57,6 +57,14 @@ class StoreOnStart:
     ) -> list[MemoryHit]:
         return await self.opened.search(vector, types, filters, top_k, scope)
 
+    async def ids_where(
+        self,
+        types: Sequence[MemoryType],
+        filters: Mapping[str, str],
+        scope: MemoryScope = DEFAULT_SCOPE,
+    ) -> list[str]:
+        return await self.opened.ids_where(types, filters, scope)
+
     async def delete(self, ids: Sequence[str], scope: MemoryScope = DEFAULT_SCOPE) -> int:
         return await self.opened.delete(ids, scope)
 

@@ -45,6 +45,15 @@ class MemoryStore(Protocol):
         filter value, most similar first."""
         ...
 
+    async def ids_where(
+        self,
+        types: Sequence[MemoryType],
+        filters: Mapping[str, str],
+        scope: MemoryScope = DEFAULT_SCOPE,
+    ) -> list[str]:
+        """The ids of every entry of the scope and types whose metadata holds every filter."""
+        ...
+
     async def delete(self, ids: Sequence[str], scope: MemoryScope = DEFAULT_SCOPE) -> int:
         """Delete the scope's entries by id; the number that existed and are now gone."""
         ...

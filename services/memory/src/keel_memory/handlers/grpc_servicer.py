@@ -10,9 +10,11 @@ import grpc
 
 from keel.common.v1 import common_pb2
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
+from keel_contracts.errors import InvalidArgument
 from keel_memory.domain.models import MemoryScope
 from keel_memory.domain.rules import scope_of
 from keel_memory.handlers.mapping import (
+    chunks_from_proto,
     filters_from_proto,
     older_than_from_proto,
     retrieval_to_proto,
@@ -35,6 +37,8 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self, request: memory_pb2.StoreRequest, context: grpc.aio.ServicerContext
     ) -> memory_pb2.StoreResponse:
         ctx = request.context
+        if request.source or request.chunks or request.replace:
+            return await self._store_batch(request)
         entry = await self._service.store(
             type_from_proto(request.type),
             request.content,
@@ -45,6 +49,30 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             scope=self._scope(ctx),
         )
         return memory_pb2.StoreResponse(id=entry.id)
+
+    async def _store_batch(self, request: memory_pb2.StoreRequest) -> memory_pb2.StoreResponse:
+        """The batch form of Store (a document's chunks); ``content`` has no place in it."""
+        if request.content:
+            raise InvalidArgument("a batch Store (source, chunks) takes no content")
+        ctx = request.context
+        outcome = await self._service.store_batch(
+            type_from_proto(request.type),
+            request.source,
+            chunks_from_proto(request.chunks),
+            replace=request.replace,
+            keep_ids=list(request.keep_ids),
+            metadata=dict(request.metadata),
+            session_id=ctx.session_id,
+            actor=ctx.agent_id,
+            trace=ctx.traceparent,
+            scope=self._scope(ctx),
+        )
+        return memory_pb2.StoreResponse(
+            ids=outcome.ids,
+            stored=outcome.stored,
+            unchanged=outcome.unchanged,
+            removed=outcome.removed,
+        )
 
     async def Retrieve(
         self, request: memory_pb2.RetrieveRequest, context: grpc.aio.ServicerContext

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from keel.memory.v1 import memory_pb2
 from keel_contracts.errors import InvalidArgument
+from keel_memory.domain.ingest import Chunk
 from keel_memory.domain.models import MemoryItem, MemoryType, Retrieval
 
 TO_PROTO: dict[MemoryType, memory_pb2.MemoryType.ValueType] = {
@@ -28,6 +29,10 @@ def type_from_proto(value: int) -> MemoryType:
 
 def types_from_proto(values: Iterable[int]) -> list[MemoryType]:
     return [type_from_proto(value) for value in values]
+
+
+def chunks_from_proto(chunks: Iterable[memory_pb2.StoreChunk]) -> list[Chunk]:
+    return [Chunk(content=chunk.content, metadata=dict(chunk.metadata)) for chunk in chunks]
 
 
 def filters_from_proto(filters: Mapping[str, str]) -> dict[str, str]:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from keel.common.v1 import common_pb2 as keel_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkeel/memory/v1/memory.proto\x12\x0ekeel.memory.v1\x1a\x1bkeel/common/v1/common.proto\"\xe9\x01\n\x0cStoreRequest\x12/\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.keel.memory.v1.MemoryType\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12<\n\x08metadata\x18\x04 \x03(\x0b\x32*.keel.memory.v1.StoreRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1b\n\rStoreResponse\x12\n\n\x02id\x18\x01 \x01(\t\"\xc2\x02\n\x0fRetrieveRequest\x12/\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12\r\n\x05query\x18\x02 \x01(\t\x12)\n\x05types\x18\x03 \x03(\x0e\x32\x1a.keel.memory.v1.MemoryType\x12\x14\n\x0ctoken_budget\x18\x04 \x01(\x05\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12=\n\x07\x66ilters\x18\x06 \x03(\x0b\x32,.keel.memory.v1.RetrieveRequest.FiltersEntry\x12\x30\n\x0ctype_budgets\x18\x07 \x03(\x0b\x32\x1a.keel.memory.v1.TypeBudget\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\nTypeBudget\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.keel.memory.v1.MemoryType\x12\x14\n\x0ctoken_budget\x18\x02 \x01(\x05\"\x8a\x02\n\nMemoryItem\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.keel.memory.v1.MemoryType\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12:\n\x08metadata\x18\x04 \x03(\x0b\x32(.keel.memory.v1.MemoryItem.MetadataEntry\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x0e\n\x06tokens\x18\x06 \x01(\x05\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x08 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x10RetrieveResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.keel.memory.v1.MemoryItem\x12\x13\n\x0btokens_used\x18\x02 \x01(\x05\"\xa2\x01\n\rForgetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12/\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12\x14\n\x0colder_than_s\x18\x04 \x01(\x03\x12)\n\x05types\x18\x05 \x03(\x0e\x32\x1a.keel.memory.v1.MemoryType\"!\n\x0e\x46orgetResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05*y\n\nMemoryType\x12\x1b\n\x17MEMORY_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14MEMORY_TYPE_EPISODIC\x10\x01\x12\x18\n\x14MEMORY_TYPE_SEMANTIC\x10\x02\x12\x1a\n\x16MEMORY_TYPE_PROCEDURAL\x10\x03\x32\xed\x01\n\rMemoryService\x12\x44\n\x05Store\x12\x1c.keel.memory.v1.StoreRequest\x1a\x1d.keel.memory.v1.StoreResponse\x12M\n\x08Retrieve\x12\x1f.keel.memory.v1.RetrieveRequest\x1a .keel.memory.v1.RetrieveResponse\x12G\n\x06\x46orget\x12\x1d.keel.memory.v1.ForgetRequest\x1a\x1e.keel.memory.v1.ForgetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkeel/memory/v1/memory.proto\x12\x0ekeel.memory.v1\x1a\x1bkeel/common/v1/common.proto\"\xc8\x02\n\x0cStoreRequest\x12/\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.keel.memory.v1.MemoryType\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12<\n\x08metadata\x18\x04 \x03(\x0b\x32*.keel.memory.v1.StoreRequest.MetadataEntry\x12\x0e\n\x06source\x18\x05 \x01(\t\x12*\n\x06\x63hunks\x18\x06 \x03(\x0b\x32\x1a.keel.memory.v1.StoreChunk\x12\x0f\n\x07replace\x18\x07 \x01(\x08\x12\x10\n\x08keep_ids\x18\x08 \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8a\x01\n\nStoreChunk\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12:\n\x08metadata\x18\x02 \x03(\x0b\x32(.keel.memory.v1.StoreChunk.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\rStoreResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x0e\n\x06stored\x18\x03 \x01(\x05\x12\x11\n\tunchanged\x18\x04 \x01(\x05\x12\x0f\n\x07removed\x18\x05 \x01(\x05\"\xc2\x02\n\x0fRetrieveRequest\x12/\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12\r\n\x05query\x18\x02 \x01(\t\x12)\n\x05types\x18\x03 \x03(\x0e\x32\x1a.keel.memory.v1.MemoryType\x12\x14\n\x0ctoken_budget\x18\x04 \x01(\x05\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12=\n\x07\x66ilters\x18\x06 \x03(\x0b\x32,.keel.memory.v1.RetrieveRequest.FiltersEntry\x12\x30\n\x0ctype_budgets\x18\x07 \x03(\x0b\x32\x1a.keel.memory.v1.TypeBudget\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\nTypeBudget\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.keel.memory.v1.MemoryType\x12\x14\n\x0ctoken_budget\x18\x02 \x01(\x05\"\x8a\x02\n\nMemoryItem\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.keel.memory.v1.MemoryType\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12:\n\x08metadata\x18\x04 \x03(\x0b\x32(.keel.memory.v1.MemoryItem.MetadataEntry\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x0e\n\x06tokens\x18\x06 \x01(\x05\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x08 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x10RetrieveResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.keel.memory.v1.MemoryItem\x12\x13\n\x0btokens_used\x18\x02 \x01(\x05\"\xa2\x01\n\rForgetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12/\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12\x14\n\x0colder_than_s\x18\x04 \x01(\x03\x12)\n\x05types\x18\x05 \x03(\x0e\x32\x1a.keel.memory.v1.MemoryType\"!\n\x0e\x46orgetResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05*y\n\nMemoryType\x12\x1b\n\x17MEMORY_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14MEMORY_TYPE_EPISODIC\x10\x01\x12\x18\n\x14MEMORY_TYPE_SEMANTIC\x10\x02\x12\x1a\n\x16MEMORY_TYPE_PROCEDURAL\x10\x03\x32\xed\x01\n\rMemoryService\x12\x44\n\x05Store\x12\x1c.keel.memory.v1.StoreRequest\x1a\x1d.keel.memory.v1.StoreResponse\x12M\n\x08Retrieve\x12\x1f.keel.memory.v1.RetrieveRequest\x1a .keel.memory.v1.RetrieveResponse\x12G\n\x06\x46orget\x12\x1d.keel.memory.v1.ForgetRequest\x1a\x1e.keel.memory.v1.ForgetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,34 +34,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STOREREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_STOREREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_STORECHUNK_METADATAENTRY']._loaded_options = None
+  _globals['_STORECHUNK_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_RETRIEVEREQUEST_FILTERSENTRY']._loaded_options = None
   _globals['_RETRIEVEREQUEST_FILTERSENTRY']._serialized_options = b'8\001'
   _globals['_MEMORYITEM_METADATAENTRY']._loaded_options = None
   _globals['_MEMORYITEM_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_MEMORYTYPE']._serialized_start=1297
-  _globals['_MEMORYTYPE']._serialized_end=1418
+  _globals['_MEMORYTYPE']._serialized_start=1598
+  _globals['_MEMORYTYPE']._serialized_end=1719
   _globals['_STOREREQUEST']._serialized_start=77
-  _globals['_STOREREQUEST']._serialized_end=310
-  _globals['_STOREREQUEST_METADATAENTRY']._serialized_start=263
-  _globals['_STOREREQUEST_METADATAENTRY']._serialized_end=310
-  _globals['_STORERESPONSE']._serialized_start=312
-  _globals['_STORERESPONSE']._serialized_end=339
-  _globals['_RETRIEVEREQUEST']._serialized_start=342
-  _globals['_RETRIEVEREQUEST']._serialized_end=664
-  _globals['_RETRIEVEREQUEST_FILTERSENTRY']._serialized_start=618
-  _globals['_RETRIEVEREQUEST_FILTERSENTRY']._serialized_end=664
-  _globals['_TYPEBUDGET']._serialized_start=666
-  _globals['_TYPEBUDGET']._serialized_end=742
-  _globals['_MEMORYITEM']._serialized_start=745
-  _globals['_MEMORYITEM']._serialized_end=1011
-  _globals['_MEMORYITEM_METADATAENTRY']._serialized_start=263
-  _globals['_MEMORYITEM_METADATAENTRY']._serialized_end=310
-  _globals['_RETRIEVERESPONSE']._serialized_start=1013
-  _globals['_RETRIEVERESPONSE']._serialized_end=1095
-  _globals['_FORGETREQUEST']._serialized_start=1098
-  _globals['_FORGETREQUEST']._serialized_end=1260
-  _globals['_FORGETRESPONSE']._serialized_start=1262
-  _globals['_FORGETRESPONSE']._serialized_end=1295
-  _globals['_MEMORYSERVICE']._serialized_start=1421
-  _globals['_MEMORYSERVICE']._serialized_end=1658
+  _globals['_STOREREQUEST']._serialized_end=405
+  _globals['_STOREREQUEST_METADATAENTRY']._serialized_start=358
+  _globals['_STOREREQUEST_METADATAENTRY']._serialized_end=405
+  _globals['_STORECHUNK']._serialized_start=408
+  _globals['_STORECHUNK']._serialized_end=546
+  _globals['_STORECHUNK_METADATAENTRY']._serialized_start=358
+  _globals['_STORECHUNK_METADATAENTRY']._serialized_end=405
+  _globals['_STORERESPONSE']._serialized_start=548
+  _globals['_STORERESPONSE']._serialized_end=640
+  _globals['_RETRIEVEREQUEST']._serialized_start=643
+  _globals['_RETRIEVEREQUEST']._serialized_end=965
+  _globals['_RETRIEVEREQUEST_FILTERSENTRY']._serialized_start=919
+  _globals['_RETRIEVEREQUEST_FILTERSENTRY']._serialized_end=965
+  _globals['_TYPEBUDGET']._serialized_start=967
+  _globals['_TYPEBUDGET']._serialized_end=1043
+  _globals['_MEMORYITEM']._serialized_start=1046
+  _globals['_MEMORYITEM']._serialized_end=1312
+  _globals['_MEMORYITEM_METADATAENTRY']._serialized_start=358
+  _globals['_MEMORYITEM_METADATAENTRY']._serialized_end=405
+  _globals['_RETRIEVERESPONSE']._serialized_start=1314
+  _globals['_RETRIEVERESPONSE']._serialized_end=1396
+  _globals['_FORGETREQUEST']._serialized_start=1399
+  _globals['_FORGETREQUEST']._serialized_end=1561
+  _globals['_FORGETRESPONSE']._serialized_start=1563
+  _globals['_FORGETRESPONSE']._serialized_end=1596
+  _globals['_MEMORYSERVICE']._serialized_start=1722
+  _globals['_MEMORYSERVICE']._serialized_end=1959
 # @@protoc_insertion_point(module_scope)

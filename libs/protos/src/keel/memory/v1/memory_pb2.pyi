@@ -67,12 +67,32 @@ class StoreRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
+    KEEP_IDS_FIELD_NUMBER: _builtins.int
     type: Global___MemoryType.ValueType
     content: _builtins.str
+    source: _builtins.str
+    """Batch form, for ingesting a document (`keel memory ingest`): set `source` (e.g. the file's
+    path) and `chunks` instead of `content`. Each chunk's id is a hash of the caller's tenant
+    (and agent), the type, the source and the chunk's content; a chunk already stored is
+    skipped (not embedded again), the others are stored with `metadata` plus
+    metadata["source"] = source.
+    """
+    replace: _builtins.bool
+    """Batch form: true on a document's last batch. The source's entries of this type whose id is
+    neither one of `chunks` nor in `keep_ids` (the ids earlier batches of the same document
+    returned) are deleted: a changed document replaces its old chunks.
+    """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___StoreChunk]: ...
+    @_builtins.property
+    def keep_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -80,30 +100,95 @@ class StoreRequest(_message.Message):
         type: Global___MemoryType.ValueType = ...,
         content: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        source: _builtins.str = ...,
+        chunks: _abc.Iterable[Global___StoreChunk] | None = ...,
+        replace: _builtins.bool = ...,
+        keep_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "context", b"context", "metadata", b"metadata", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "content", b"content", "context", b"context", "keep_ids", b"keep_ids", "metadata", b"metadata", "replace", b"replace", "source", b"source", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StoreRequest: _TypeAlias = StoreRequest  # noqa: Y015
 
 @_typing.final
+class StoreChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CONTENT_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    content: _builtins.str
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Merged over the request's metadata."""
+
+    def __init__(
+        self,
+        *,
+        content: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "metadata", b"metadata"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StoreChunk: _TypeAlias = StoreChunk  # noqa: Y015
+
+@_typing.final
 class StoreResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    STORED_FIELD_NUMBER: _builtins.int
+    UNCHANGED_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Content hash: storing the same content twice yields the same id."""
+    stored: _builtins.int
+    """Batch form: chunks newly stored, chunks already there (skipped), old chunks deleted."""
+    unchanged: _builtins.int
+    removed: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Batch form: the id of each chunk, in order."""
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        stored: _builtins.int = ...,
+        unchanged: _builtins.int = ...,
+        removed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "ids", b"ids", "removed", b"removed", "stored", b"stored", "unchanged", b"unchanged"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
