@@ -15,6 +15,8 @@ class CliSettings(BaseSettings):
 
     agent_target: str = "127.0.0.1:50051"
     approval_target: str = "127.0.0.1:50056"
+    # `keel memory ingest` stores straight into the memory service.
+    memory_target: str = "127.0.0.1:50055"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     trust: TrustSettings = Field(default_factory=TrustSettings)
     # The bearer token every gRPC call carries (a submitter's, a reviewer's: from the identity

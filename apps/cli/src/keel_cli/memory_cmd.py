@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from keel_cli.config import CliSettings
 from keel_cli.ingest_docs import (
     DEFAULT_INCLUDE,
     DEFAULT_OVERLAP_CHARS,
@@ -32,7 +33,6 @@ from keel_clients import CallOptions, MemoryClient, open_channel
 from keel_contracts.chat import RequestContext
 from keel_contracts.errors import InvalidArgument, KeelError
 
-MEMORY_TARGET = "127.0.0.1:50055"
 KINDS = ("semantic", "episodic", "procedural")
 # Chunks per Store call, and a cap on a call's text so it stays far below gRPC's 4 MiB.
 BATCH_CHUNKS = 64
@@ -63,7 +63,9 @@ def add_memory_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default="",
         help="name the documents by this instead of the folder's absolute path",
     )
-    ingest.add_argument("--target", default=MEMORY_TARGET, help="the memory service")
+    ingest.add_argument(
+        "--target", default=None, help="the memory service (default: KEEL_CLI_MEMORY_TARGET)"
+    )
     ingest.add_argument("--timeout", type=float, default=60.0, help="seconds per Store call")
 
 
@@ -198,7 +200,8 @@ async def _store_document(
 
 async def memory_command(args: argparse.Namespace) -> int:
     ctx = RequestContext(tenant=args.tenant, agent_id=args.agent)
-    async with open_channel(args.target) as channel:
+    target = args.target or CliSettings().memory_target
+    async with open_channel(target) as channel:
         memory = MemoryClient(channel, CallOptions(timeout_s=args.timeout))
         summary = await ingest(memory, ctx, args, sys.stderr)
     print(summary.line())
