@@ -13,6 +13,7 @@ from keel_core.tracing import set_attributes
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.domain.holder import PolicyHolder
 from keel_policy.domain.models import Rule
+from keel_policy.domain.provenance import Finding
 from keel_policy.domain.results import Explanation, Verdict
 from keel_policy.domain.state import LocalReservations, Reservations, StateLedger
 from keel_policy.metrics import PolicyMetrics
@@ -49,6 +50,7 @@ class PolicyDecisions:
         arguments: dict[str, Any],
         ctx: RequestContext,
         idempotency_key: str = "",
+        provenance: tuple[Finding, ...] = (),
     ) -> Verdict:
         """The enforced verdict on one call, counted and audited before it is returned.
         Raises ``Unavailable`` when a reservation could not be recorded (fail closed)."""
@@ -64,6 +66,7 @@ class PolicyDecisions:
             agent_id=ctx.agent_id,
             now=now,
             call_id=idempotency_key,
+            provenance=provenance,
         )
         verdict = outcome.verdict
         if outcome.charges and verdict.decision != "deny":
@@ -92,7 +95,13 @@ class PolicyDecisions:
             await self._audit_shadow(ctx, tool, details, verdict, outcome.shadow)
         return verdict
 
-    def explain(self, tool: str, arguments: dict[str, Any], ctx: RequestContext) -> Explanation:
+    def explain(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        ctx: RequestContext,
+        provenance: tuple[Finding, ...] = (),
+    ) -> Explanation:
         """Every rule's trace for one call; grants nothing, so it is neither counted nor
         audited."""
         return self._holder.engine.explain(
@@ -102,6 +111,7 @@ class PolicyDecisions:
             ctx.tenant,
             session_id=ctx.session_id,
             agent_id=ctx.agent_id,
+            provenance=provenance,
         )
 
     def rules_for(self, profile: str, tenant: str) -> tuple[str, tuple[Rule, ...]]:
