@@ -10,8 +10,9 @@ model, BEFORE policy: a call that cannot run is never answered ``needs_approval`
 is asked about it and a corrected retry needs no second approval -> find which spans of its
 arguments came from tool output the session read (``provenance``) -> ask policy, with those
 findings (any failure fails closed) -> record the intent of an ``at_most_once`` tool durably
--> run under a time-out, with retries of retryable failures and a circuit breaker (``resilience``) -> render and cap
-the output -> record the final result durably (it replaces the intent) -> return it.
+-> run under a time-out, with retries of retryable failures and a circuit breaker
+(``resilience``) -> render and cap the output -> record the final result durably (it
+replaces the intent) -> return it.
 
 A process can die between a tool's effect and the write of its result. A retry of that key
 then finds no result: a ``read_only`` or ``idempotent`` tool (one that deduplicates by the

@@ -54,6 +54,7 @@ _TOKEN = re.compile(
     r"|\b(?:[a-z0-9-]+\.)+[a-z]{2,}\b"
 )
 _TRAILING = ".,;:!?"
+_HOST = re.compile(r"https?://(?:[^@/\s]*@)?([^/:?#\s]+)")
 
 
 class LedgerReader(Protocol):
@@ -201,16 +202,23 @@ class ProvenanceIndex:
     # ---- matching ---------------------------------------------------------------------------
 
     def _spans(self, session: _Session, value: str) -> Iterator[tuple[str, tuple[str, ...]]]:
+        """Maximal shared spans (trimmed; one lying inside a token is left to the token, so
+        ``@evil.example`` alone is not a finding), then the tokens no span covered."""
+        tokens = _tokens(value)
         covered: list[tuple[int, int]] = []
         for start, end, mask in self._runs(session, value):
-            span = value[start:end]
-            sources = _holding(session, span, mask)
-            covered.append((start, end))
-            yield span, sources
-        for token in _TOKEN.finditer(value):
-            start, end = token.start(), token.end()
-            while end > start and value[end - 1] in _TRAILING:
+            while start < end and not value[start].isalnum():
+                start += 1
+            while end > start and not value[end - 1].isalnum():
                 end -= 1
+            if end - start < self._k or any(
+                a <= start and end <= b and (a, b) != (start, end) for a, b in tokens
+            ):
+                continue
+            span = value[start:end]
+            covered.append((start, end))
+            yield span, _holding(session, span, mask)
+        for start, end in tokens:
             if any(a <= start and end <= b for a, b in covered):
                 continue
             text = value[start:end]
@@ -234,6 +242,20 @@ class ProvenanceIndex:
                 run_start = -1
         if run_start >= 0:
             yield run_start, len(value), mask
+
+
+def _tokens(value: str) -> list[tuple[int, int]]:
+    """Where URLs (and their hosts), e-mail addresses, IBANs and domains lie in ``value``."""
+    found: list[tuple[int, int]] = []
+    for token in _TOKEN.finditer(value):
+        start, end = token.start(), token.end()
+        while end > start and value[end - 1] in _TRAILING:
+            end -= 1
+        found.append((start, end))
+        host = _HOST.match(value, start, end)
+        if host is not None and host.end(1) - host.start(1) < end - start:
+            found.append((host.start(1), host.end(1)))
+    return found
 
 
 def _holding(session: _Session, span: str, mask: int) -> tuple[str, ...]:
