@@ -179,3 +179,23 @@ async def test_findings_travel_from_the_client_through_the_servicer() -> None:
         await audit.close()
     assert (clean.rule_id, tainted.rule_id) == ("mail", "tainted")
     assert "attacker@evil.example" in explained.rules[0].conditions[0].detail
+
+
+def test_keel_policy_test_takes_provenance_and_explains_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from keel_cli.main import main
+    from keel_policy.config import DEFAULT_POLICY
+
+    example = str(DEFAULT_POLICY.parent / "examples" / "provenance.yaml")
+    argv = ["policy", "test", example, "--tool", "send_email", "--args", '{"to": "a@evil.example"}']
+    found = '[{"path": "$.to", "span": "a@evil.example", "sources": ["http_fetch"]}]'
+    codes = []
+    for extra in ([], ["--provenance", found, "--explain"], ["--provenance", "{"]):
+        with pytest.raises(SystemExit) as done:
+            main([*argv, *extra])
+        codes.append(done.value.code)
+    assert codes == [0, 3, 2]
+    out = capsys.readouterr().out
+    assert "rule: approve-recipient-from-tool-output" in out
+    assert "matched: $.to: 'a@evil.example' from http_fetch" in out
