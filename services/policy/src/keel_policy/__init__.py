@@ -3,8 +3,8 @@
 The names in ``__all__`` are the service's public API for applications (``keel policy test``
 and ``keel policy check`` run the service's own engine in-process, so their answer is the one
 the service would give): load a policy file or directory into a bundle, build the engine
-from it, read its verdict and explanation (with provenance ``Finding``s as a caller sends them). Everything else is the service's own;
-``tests/unit/test_public_api.py`` pins the list.
+from it, read its verdict and explanation (given provenance ``Finding``s as a caller sends
+them). Everything else is the service's own; ``tests/unit/test_public_api.py`` pins the list.
 
 Names are resolved on first use (PEP 562): importing the package loads nothing, and no module
 inside the package can form an import cycle through this file.
