@@ -81,6 +81,14 @@ def test_from_a_named_tool_glob() -> None:
     assert decide(mail_only, MAIL) == "tainted"
 
 
+def test_from_every_tool_except_trusted_ones() -> None:
+    trusting_mail = engine({"provenance": {"path": "$.*", "from": {"except": ["mcp.mail.*"]}}})
+    assert decide(trusting_mail, MAIL) == "mail"
+    assert decide(trusting_mail, ATTACKER) == "tainted"
+    both = Finding("$.body", "x", ("mcp.mail.read", "http_fetch"))
+    assert decide(trusting_mail, both) == "tainted"  # one untrusted source is enough
+
+
 def test_not_in_nothing_counts_text_the_task_holds_too() -> None:
     anywhere = engine({"provenance": {"path": "to", "not_in": "nothing"}})
     assert decide(anywhere, FROM_TASK) == "tainted"

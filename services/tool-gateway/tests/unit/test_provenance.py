@@ -60,14 +60,22 @@ async def test_maximal_span_of_a_long_copied_passage() -> None:
     assert finding.path == "$.body"
 
 
-async def test_short_tokens_are_found_but_short_plain_values_are_not() -> None:
-    page = "go to a.io or pay GB29NWBK60161331926819; total 120 EUR; ok"
+async def test_short_tokens_and_whole_short_values_are_found_fragments_are_not() -> None:
+    page = "go to a.io or pay GB29NWBK60161331926819; stay at Hotel Lux; total 120 EUR; ok"
     index = ProvenanceIndex(await ledger_with(("s1:0:0", "http_fetch", ok(page))))
-    arguments = {"url": "https://a.io", "iban": "GB29NWBK60161331926819", "amount": "120 EUR"}
+    arguments = {
+        "url": "https://a.io",
+        "iban": "GB29NWBK60161331926819",
+        "hotel": "hotel lux",
+        "part": "Hotel L",  # not word-bounded in the page
+        "tiny": "ok",  # under MIN_WHOLE
+        "amount": 120,
+    }
     found = index.findings("s1", "default", "s1:1:0", arguments, "")
     assert {(f.path, f.span) for f in found} == {
         ("$.url", "a.io"),
         ("$.iban", "gb29nwbk60161331926819"),
+        ("$.hotel", "hotel lux"),
     }
 
 

@@ -417,7 +417,7 @@ def _provenance(condition: ArgConstraint, names: Names) -> Node:
             return False
         if tool is None:
             return True
-        return any(tool.match(source) is not None for source in finding.sources)
+        return any(tool(source) for source in finding.sources)
 
     def check(scope: Scope) -> bool:
         for finding in scope.provenance:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,11 +41,13 @@ class Finding:
 
 class SourceFilter(BaseModel):
     """``from: {tool: "mail.*"}``: only output of tools whose name matches the glob (an MCP
-    tool's name carries its server: ``<prefix>.<server>.<tool>``)."""
+    tool's name carries its server: ``<prefix>.<server>.<tool>``); ``except: [globs]`` leaves
+    out sources an operator trusts (``from: {except: ["mcp.travel.*"]}``: any other tool)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    tool: str = Field(min_length=1)
+    tool: str = Field(default="*", min_length=1)
+    except_: tuple[str, ...] = Field(default=(), alias="except")
 
 
 class ProvenanceSpec(BaseModel):
@@ -70,6 +73,8 @@ class ProvenanceSpec(BaseModel):
         source = "untrusted output" if self.from_ == "untrusted" else "output of "
         if isinstance(self.from_, SourceFilter):
             source += f"tools {self.from_.tool!r}"
+            if self.from_.except_:
+                source += f" except {list(self.from_.except_)}"
         only = " and not in the task" if self.not_in == "task" else ""
         return f"provenance: text at {self.path} came from {source}{only}"
 
@@ -102,8 +107,10 @@ def _quoted(name: str) -> str:
     return f"'{escaped}'"
 
 
-def source_test(spec: ProvenanceSpec) -> re.Pattern[str] | None:
-    """The tool names a condition accepts; None for any untrusted source."""
-    if isinstance(spec.from_, SourceFilter):
-        return re.compile(fnmatch.translate(spec.from_.tool))
-    return None
+def source_test(spec: ProvenanceSpec) -> Callable[[str], bool] | None:
+    """Which tool names a condition accepts as a source; None for any untrusted source."""
+    if not isinstance(spec.from_, SourceFilter):
+        return None
+    tool = re.compile(fnmatch.translate(spec.from_.tool)).match
+    trusted = tuple(re.compile(fnmatch.translate(g)).match for g in spec.from_.except_)
+    return lambda source: tool(source) is not None and not any(t(source) for t in trusted)

@@ -18,10 +18,11 @@ those keys (a few dictionary look-ups per earlier iteration) and indexes each ne
 ``MAX_TASK_CHARS``), which only the session's authenticated caller can send.
 
 Matching is on case-folded, NFKC-normalised text: maximal spans of at least ``min_span``
-characters found through a k-gram index of the session's untrusted text, and whole tokens that
-name a place or a party — URLs, e-mail addresses, IBANs, domains — however short. It is a taint
-signal, not proof: a paraphrase, an encoding or a value split across arguments defeats it, and
-a short value that is not such a token (an amount, a name) is never reported.
+characters found through a k-gram index of the session's untrusted text; whole tokens that
+name a place or a party — URLs (and their hosts), e-mail addresses, IBANs, domains — however
+short; and a whole short value (``MIN_WHOLE`` characters or more: "Hotel Lux") found
+word-bounded. It is a taint signal, not proof: a paraphrase, an encoding or a value split
+across arguments defeats it, and a value under ``MIN_WHOLE`` characters is never reported.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ MAX_VALUE_CHARS = 8_192
 # Consecutive missing indexes of one iteration probed past the last one seen (a call a person
 # rejected never reaches the ledger, so an iteration may have a hole).
 PROBE_GAP = 3
+# A whole string value shorter than ``min_span`` counts when it is at least this long and
+# occurs word-bounded in the output (a hotel's name); shorter ones never do.
+MIN_WHOLE = 4
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 # On normalised (case-folded) text. Trailing punctuation is not part of a URL.
@@ -224,7 +228,17 @@ class ProvenanceIndex:
             text = value[start:end]
             sources = tuple(dict.fromkeys(name for name, t in session.texts if text in t))
             if sources:
+                covered.append((start, end))
                 yield text, sources
+        whole = value.strip()
+        if MIN_WHOLE <= len(whole) < self._k and not covered and not tokens:
+            # A short value that is a whole phrase of the output ("Hotel Lux"), word-bounded.
+            bounded = re.compile(rf"(?<!\w){re.escape(whole)}(?!\w)").search
+            sources = tuple(
+                dict.fromkeys(name for name, t in session.texts if bounded(t) is not None)
+            )
+            if sources:
+                yield whole, sources
 
     def _runs(self, session: _Session, value: str) -> Iterator[tuple[int, int, int]]:
         """Maximal stretches of ``value`` whose every k-gram occurs in the index."""
