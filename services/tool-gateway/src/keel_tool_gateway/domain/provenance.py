@@ -233,10 +233,7 @@ class ProvenanceIndex:
         whole = value.strip()
         if MIN_WHOLE <= len(whole) < self._k and not covered and not tokens:
             # A short value that is a whole phrase of the output ("Hotel Lux"), word-bounded.
-            bounded = re.compile(rf"(?<!\w){re.escape(whole)}(?!\w)").search
-            sources = tuple(
-                dict.fromkeys(name for name, t in session.texts if bounded(t) is not None)
-            )
+            sources = tuple(dict.fromkeys(name for name, t in session.texts if _word_in(whole, t)))
             if sources:
                 yield whole, sources
 
@@ -256,6 +253,20 @@ class ProvenanceIndex:
                 run_start = -1
         if run_start >= 0:
             yield run_start, len(value), mask
+
+
+def _word_in(word: str, text: str) -> bool:
+    """``word`` occurs in ``text`` not as part of a longer word (a plain search first: the
+    common miss costs one pass of ``str.find``)."""
+    at = text.find(word)
+    while at >= 0:
+        end = at + len(word)
+        before = text[at - 1] if at else " "
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
+            return True
+        at = text.find(word, at + 1)
+    return False
 
 
 def _tokens(value: str) -> list[tuple[int, int]]:
