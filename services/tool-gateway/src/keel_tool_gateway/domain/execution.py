@@ -41,7 +41,7 @@ from keel_tool_gateway.domain.ledger import LedgerEntry, SecurityDenied, Started
 from keel_tool_gateway.domain.models import ExecutionResult, PolicyVerdict, RequestContext
 from keel_tool_gateway.domain.output import cap, render
 from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort, ResiliencePort
-from keel_tool_gateway.domain.provenance import ProvenanceIndex
+from keel_tool_gateway.domain.provenance import Finding, ProvenanceIndex
 from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry, ToolUnavailable
 from keel_tool_gateway.domain.resilience.errors import AttemptTimedOut, CallFailed, CircuitOpen
 from keel_tool_gateway.domain.resilience.rules import resilience_of
@@ -319,7 +319,13 @@ class ExecutionService:
             return _Outcome(_noted(_error(invalid), approval), final=True)
         judged = _as_it_would_run(tool, arguments)
         try:
-            verdict = await self._evaluate(call, judged)
+            verdict = await self._policy.evaluate(
+                call.ctx,
+                call.tool_name,
+                judged,
+                idempotency_key=call.key,
+                **self._provenance_of(call, judged),
+            )
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, nothing may run
             log.warning("policy evaluation failed for %s, failing closed: %r", call.tool_name, exc)
             unavailable = _error(POLICY_UNAVAILABLE).model_copy(
@@ -342,19 +348,18 @@ class ExecutionService:
         result = outcome.result.model_copy(update={"rule_id": verdict.rule_id})
         return outcome._replace(result=_noted(result, approval))
 
-    async def _evaluate(self, call: _Call, arguments: dict[str, Any]) -> PolicyVerdict:
-        """The verdict, with the provenance findings when this service tracks them (without
-        an index the port is called as it always was)."""
+    def _provenance_of(
+        self, call: _Call, arguments: dict[str, Any]
+    ) -> dict[str, tuple[Finding, ...]]:
+        """The findings to send with the decision; none (the port is called exactly as it
+        always was) when this service tracks no provenance."""
         if self._provenance is None:
-            return await self._policy.evaluate(
-                call.ctx, call.tool_name, arguments, idempotency_key=call.key
+            return {}
+        return {
+            "provenance": self._provenance.findings(
+                call.ctx.session_id, call.tenant, call.key, arguments, call.task_text
             )
-        findings = self._provenance.findings(
-            call.ctx.session_id, call.tenant, call.key, arguments, call.task_text
-        )
-        return await self._policy.evaluate(
-            call.ctx, call.tool_name, arguments, idempotency_key=call.key, provenance=findings
-        )
+        }
 
     async def _check_approval(self, call: _Call) -> ApprovalCheck:
         if not call.approval_id:
