@@ -1,10 +1,13 @@
-"""The whole provenance path, in-process on real gRPC servers: the agent loop (scripted model)
-sends its goal as task text -> the tool gateway finds where the arguments' text came from in
-its ledger -> the real policy service, with the shipped example policy, decides on it."""
+"""The whole provenance path on real gRPC servers: the agent loop (scripted model) sends its
+goal as task text -> the tool gateway finds where the arguments' text came from in its ledger
+-> the real policy service, with the shipped example policy, decides on it. The ledger is the
+in-memory one, and (kafka-marked) the durable one on the real broker's keel.tool-results."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -17,7 +20,11 @@ from keel_agent_loop.adapters.peers import CachedCatalogTools
 from keel_agent_loop.domain import AgentLoop, AgentState, LoopConfig
 from keel_agent_loop.testing import FakeMemory, RecordingSink, ScriptedLLM, answer, call_tools
 from keel_clients import CallOptions, PolicyClient, ToolClient
+from keel_contracts.topics import TOOL_RESULTS
+from keel_core.bus import EventProducer
+from keel_core.bus.table import CompactedTable
 from keel_core.grpc import GrpcServer, insecure_channel
+from keel_core.settings import KafkaSettings
 from keel_core.testing import in_memory_audit
 from keel_policy.adapters.policy_file import load_policy
 from keel_policy.config import DEFAULT_POLICY
@@ -25,8 +32,10 @@ from keel_policy.domain.engine import PolicyEngine
 from keel_policy.handlers.grpc_servicer import PolicyServicer
 from keel_policy.metrics import PolicyMetrics
 from keel_policy.usecase import PolicyDecisions
+from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
+from keel_tool_gateway.domain.ports import LedgerPort
 from keel_tool_gateway.domain.provenance import ProvenanceIndex
 from keel_tool_gateway.domain.registry import Tool, ToolRegistry
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
@@ -62,8 +71,8 @@ async def _server(servicer: object, add: Callable[..., None], name: str) -> Grpc
     return server
 
 
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
+@asynccontextmanager
+async def open_gateway(ledger: LedgerPort) -> AsyncIterator[Gateway]:
     policy_audit, _ = in_memory_audit("policy")
     policy_audit.start()
     decisions = PolicyDecisions(
@@ -84,7 +93,6 @@ async def gateway() -> AsyncIterator[Gateway]:
     registry = ToolRegistry()
     registry.register(Tool("http_fetch", "fetch", FetchInput, lambda _: PAGE, effects="read_only"))
     registry.register(Tool("send_email", "mail", MailInput, send, effects="idempotent"))
-    ledger = ResultLedger(100)
     service = ExecutionService(
         registry,
         PolicyClient(policy_channel, CallOptions(timeout_s=5.0)),
@@ -112,6 +120,27 @@ async def gateway() -> AsyncIterator[Gateway]:
     await policy_audit.close()
 
 
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    async with open_gateway(ResultLedger(100)) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def kafka_gateway(kafka: KafkaSettings) -> AsyncIterator[Gateway]:
+    """The durable ledger on the real broker's keel.tool-results, as app.py wires it."""
+    producer = EventProducer(kafka, "tool-gateway-test")
+    await producer.start()
+    table = CompactedTable(kafka, TOOL_RESULTS, producer, "tool-gateway")
+    await table.start()
+    try:
+        async with open_gateway(KafkaLedger(table)) as opened:
+            yield opened
+    finally:
+        await table.stop()
+        await producer.stop()
+
+
 async def run_session(gateway: Gateway, session_id: str, goal: str, to: str) -> AgentState:
     llm = ScriptedLLM(
         [
@@ -122,7 +151,8 @@ async def run_session(gateway: Gateway, session_id: str, goal: str, to: str) -> 
     )
     tools = CachedCatalogTools(gateway.tools)
     loop = AgentLoop(llm, tools, FakeMemory(), RecordingSink(), LoopConfig("system"))
-    return await loop.run(AgentState(session_id=session_id, goal=goal))
+    session = f"{session_id}-{uuid.uuid4().hex[:8]}"
+    return await loop.run(AgentState(session_id=session, goal=goal))
 
 
 async def test_a_recipient_read_only_in_a_page_waits_for_a_person(gateway: Gateway) -> None:
@@ -139,3 +169,15 @@ async def test_a_recipient_the_user_named_goes_without_one(gateway: Gateway) -> 
     state = await run_session(gateway, "s-user", goal, "bob@corp.example")
     assert state.status == "completed"
     assert gateway.sent == ["bob@corp.example"]
+
+
+@pytest.mark.kafka
+async def test_on_the_real_broker_the_same_holds(kafka_gateway: Gateway) -> None:
+    hijacked = await run_session(
+        kafka_gateway, "s-k-hijacked", "Send the confirmation.", "attacker@evil.example"
+    )
+    user = await run_session(
+        kafka_gateway, "s-k-user", "Send the confirmation to bob@corp.example.", "bob@corp.example"
+    )
+    assert (hijacked.status, user.status) == ("waiting_for_approval", "completed")
+    assert kafka_gateway.sent == ["bob@corp.example"]
