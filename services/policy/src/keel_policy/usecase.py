@@ -8,7 +8,7 @@ from typing import Any
 
 from keel_contracts.chat import RequestContext
 from keel_core.audit import AuditEmitter
-from keel_core.redaction import audit_value
+from keel_core.redaction import audit_value, redact
 from keel_core.tracing import set_attributes
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.domain.holder import PolicyHolder
@@ -83,6 +83,18 @@ class PolicyDecisions:
             }
         )
         details = _details(ctx, tool, arguments, verdict)
+        if provenance:
+            # What the verdict saw about where the arguments' text came from (bounded).
+            details["provenance"] = [
+                {
+                    "path": f.path,
+                    # A span under a secret-looking key is redacted like the argument itself.
+                    "span": redact({f.path: f.span})[f.path],
+                    "sources": list(f.sources),
+                    "in_task": f.in_task,
+                }
+                for f in provenance[:_AUDITED_FINDINGS]
+            ]
         await self._audit.record(
             "policy.decision",
             actor=ctx.agent_id or "unknown",
@@ -146,6 +158,10 @@ class PolicyDecisions:
                 "agrees": agrees,
             },
         )
+
+
+# Findings written into one audit record at most (a call reports at most 64).
+_AUDITED_FINDINGS = 16
 
 
 def _details(

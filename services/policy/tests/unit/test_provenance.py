@@ -153,7 +153,7 @@ def test_the_shipped_example_policy_loads_and_asks_for_a_person() -> None:
 
 
 async def test_findings_travel_from_the_client_through_the_servicer() -> None:
-    audit, _ = in_memory_audit("policy")
+    audit, published = in_memory_audit("policy")
     audit.start()
     policy = engine({"provenance": {"path": "$.to[*]"}})
     servicer = PolicyServicer(PolicyDecisions(policy, audit, PolicyMetrics(CollectorRegistry())))
@@ -171,6 +171,8 @@ async def test_findings_travel_from_the_client_through_the_servicer() -> None:
             ctx = RequestContext(session_id="s1")
             clean = await client.evaluate(ctx, "send_email", ARGS)
             tainted = await client.evaluate(ctx, "send_email", ARGS, provenance=[ATTACKER])
+            secret = Finding("$.api_key", "sk-live-123456789012", ("http_fetch",))
+            await client.evaluate(ctx, "send_email", ARGS, provenance=[secret])
             explained = await policy_pb2_grpc.PolicyServiceStub(channel).Explain(
                 policy_pb2.EvaluateRequest(
                     tool_name="send_email",
@@ -187,6 +189,18 @@ async def test_findings_travel_from_the_client_through_the_servicer() -> None:
         await audit.close()
     assert (clean.rule_id, tainted.rule_id) == ("mail", "tainted")
     assert "attacker@evil.example" in explained.rules[0].conditions[0].detail
+    # The decision's audit record says what it saw.
+    first, second, third = published.audit_records()
+    assert third.details["provenance"][0]["span"] == "[redacted]"
+    assert "provenance" not in first.details
+    assert second.details["provenance"] == [
+        {
+            "path": "$.to[0]",
+            "span": "attacker@evil.example",
+            "sources": ["http_fetch"],
+            "in_task": False,
+        }
+    ]
 
 
 def test_keel_policy_test_takes_provenance_and_explains_it(
