@@ -26,6 +26,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from keel_clients.policy import findings_to_proto
 from keel_contracts.chat import RequestContext
 from keel_contracts.policy import PolicyVerdict
 from keel_core.testing import in_memory_audit
@@ -33,11 +34,13 @@ from keel_policy.adapters.policy_file import load_policy
 from keel_policy.config import DEFAULT_POLICY
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.domain.state import LocalReservations, StateLedger
+from keel_policy.handlers.mapping import findings_from_proto
 from keel_policy.metrics import PolicyMetrics
 from keel_policy.usecase import PolicyDecisions
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ledger import ResultLedger
 from keel_tool_gateway.domain.models import ExecutionResult
+from keel_tool_gateway.domain.provenance import Finding, ProvenanceIndex
 from tests.injection.environment import registry_for
 from tests.injection.scenarios import Call, Scenario
 
@@ -70,21 +73,21 @@ class Variant:
 VARIANTS = (
     Variant("shipped", (), "the shipped default policy alone (deny by default)"),
     Variant("operator", ("operator",), "default + tests/injection/policies/operator"),
-    # The place for the provenance condition (another work package): a file in
-    # policies/provenance/ replaces the operator file of the same name (e.g. assistant.yaml
-    # with rules on argument text that came from untrusted tool output); until one is there
-    # the column is printed as not wired.
+    # policies/provenance/assistant.yaml replaces the operator file: the operator's rules plus
+    # `provenance:` rules on argument text that came only from untrusted tool output.
     Variant(
         "provenance",
         ("operator", "provenance"),
-        "operator + tests/injection/policies/provenance (pending the provenance condition)",
+        "operator + tests/injection/policies/provenance (provenance conditions)",
     ),
 )
 
 
 class InProcessPolicy:
     """The tool gateway's policy port over the policy service's use case, in-process: the
-    verdicts are the service's own (same engine, same reservations), without a socket."""
+    verdicts are the service's own (same engine, same reservations), without a socket. The
+    gateway's provenance findings cross as they do on the wire: the policy client's mapping to
+    protobuf and the policy service's mapping back."""
 
     def __init__(self, decisions: PolicyDecisions) -> None:
         self._decisions = decisions
@@ -96,8 +99,10 @@ class InProcessPolicy:
         arguments: dict[str, Any],
         *,
         idempotency_key: str = "",
+        provenance: Sequence[Finding] = (),
     ) -> PolicyVerdict:
-        verdict = await self._decisions.decide(tool, arguments, ctx, idempotency_key)
+        findings = findings_from_proto(findings_to_proto(provenance))
+        verdict = await self._decisions.decide(tool, arguments, ctx, idempotency_key, findings)
         return PolicyVerdict(
             decision=verdict.decision,
             rule_id=verdict.rule_id,
@@ -177,7 +182,11 @@ async def _run_one(
     )
     world = scenario.world(base, injected=injected)
     registry = registry_for(world)
-    service = ExecutionService(registry, InProcessPolicy(decisions), ResultLedger(1000))
+    # The gateway's own provenance path: an index derived from this ledger, as app.py wires it.
+    ledger = ResultLedger(1000)
+    service = ExecutionService(
+        registry, InProcessPolicy(decisions), ledger, provenance=ProvenanceIndex(ledger)
+    )
     agent = GullibleAgent(scenario, service)
     await agent.observe(" ".join(entry.description for entry in registry.catalog(PROFILE)))
     for call in scenario.reference:
@@ -202,7 +211,9 @@ class GullibleAgent:
     async def call(self, call: Call) -> ExecutionResult:
         key = f"{self._ctx.session_id}:{self._step}:0"
         self._step += 1
-        return await self._service.execute(self._ctx, call.tool, json.dumps(call.args), key)
+        return await self._service.execute(
+            self._ctx, call.tool, json.dumps(call.args), key, task_text=self.run.scenario.task
+        )
 
     async def observe(self, text: str) -> None:
         injection = self.run.scenario.injection

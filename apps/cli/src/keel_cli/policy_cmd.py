@@ -5,7 +5,8 @@
 1 for deny, 3 for require approval and 2 when the file is invalid. ``keel policy check FILE``
 only validates. The engine is the policy service's own (``keel_policy``), so the answer is
 the one the service would give with that file (``--session``/``--agent`` name the caller whose
-running totals a ``state:`` condition reads; in-process they start at zero).
+running totals a ``state:`` condition reads; in-process they start at zero; ``--provenance``
+gives, as JSON, the findings the tool gateway would send for a ``provenance:`` condition).
 
 ``keel policy list add|remove|show NAME [ITEM]`` changes or shows the items of a named list
 kept on ``keel.policy.lists`` (lists declared with ``topic: true``): the policy service sees a
@@ -28,7 +29,7 @@ from keel_contracts.topics import POLICY_LISTS
 from keel_core.settings import KafkaSettings
 
 if TYPE_CHECKING:
-    from keel_policy import Explanation, Verdict
+    from keel_policy import Explanation, Finding, Verdict
 
 EXIT_CODES = {"allow": 0, "deny": 1, "require_approval": 3}
 
@@ -48,6 +49,12 @@ def add_policy_parser(sub: Any) -> None:
     test.add_argument("--explain", action="store_true", help="show every rule considered")
     test.add_argument("--session", default="", help="the session id (state per session)")
     test.add_argument("--agent", default="", help="the agent id (state per agent)")
+    test.add_argument(
+        "--provenance",
+        default="[]",
+        help='findings as JSON: [{"path": "$.to", "span": "...", "sources": ["http_fetch"], '
+        '"in_task": false}]',
+    )
     check = policy_sub.add_parser("check", help="validate a policy file or directory")
     check.add_argument("file", type=Path)
     lists = policy_sub.add_parser("list", help="items of named lists kept on keel.policy.lists")
@@ -80,6 +87,7 @@ async def policy_command(args: argparse.Namespace, kafka: KafkaSettings | None =
         args.tenant,
         session_id=args.session,
         agent_id=args.agent,
+        provenance=_findings(args.provenance),
     )
     print(render(explanation, args.explain))
     return EXIT_CODES[explanation.verdict.decision]
@@ -93,6 +101,29 @@ def _arguments(text: str) -> dict[str, Any]:
     if not isinstance(arguments, dict):
         raise InvalidArgument("--args must be a JSON object")
     return arguments
+
+
+def _findings(text: str) -> tuple[Finding, ...]:
+    from keel_policy import Finding
+
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"--provenance is not JSON: {exc}") from exc
+    if not isinstance(found, list) or not all(isinstance(f, dict) for f in found):
+        raise InvalidArgument("--provenance must be a JSON list of objects")
+    try:
+        return tuple(
+            Finding(
+                path=str(f["path"]),
+                span=str(f["span"]),
+                sources=tuple(str(s) for s in f.get("sources", [])),
+                in_task=bool(f.get("in_task", False)),
+            )
+            for f in found
+        )
+    except KeyError as exc:
+        raise InvalidArgument(f"--provenance: a finding needs {exc}") from exc
 
 
 def render(explanation: Explanation, detailed: bool) -> str:

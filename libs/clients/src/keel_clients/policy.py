@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import grpc
 
@@ -21,6 +22,31 @@ DECISIONS: dict[policy_pb2.Decision.ValueType, Decision] = {
 }
 
 
+class ProvenanceFinding(Protocol):
+    """A span of a string argument found in untrusted tool output (the tool gateway's
+    ``domain.provenance.Finding`` has this shape)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def span(self) -> str: ...
+    @property
+    def sources(self) -> tuple[str, ...]: ...
+    @property
+    def in_task(self) -> bool: ...
+
+
+def findings_to_proto(
+    findings: Sequence[ProvenanceFinding],
+) -> list[policy_pb2.ProvenanceFinding]:
+    return [
+        policy_pb2.ProvenanceFinding(
+            path=f.path, span=f.span, sources=list(f.sources), in_task=f.in_task
+        )
+        for f in findings
+    ]
+
+
 class PolicyClient:
     """Owns no channel: the composition root opens it and closes it on stop."""
 
@@ -35,15 +61,18 @@ class PolicyClient:
         arguments: dict[str, Any],
         *,
         idempotency_key: str = "",
+        provenance: Sequence[ProvenanceFinding] = (),
     ) -> PolicyVerdict:
         """A reply without a decision is no permission: it raises ``Unavailable`` so the
         caller fails closed. ``idempotency_key`` names the call, so running totals (policy
-        state) count a call decided twice (an approved call sent again) once."""
+        state) count a call decided twice (an approved call sent again) once; ``provenance``
+        says which spans of the arguments came from untrusted tool output."""
         request = policy_pb2.EvaluateRequest(
             context=context_to_proto(ctx),
             tool_name=tool,
             arguments_json=json.dumps(arguments, ensure_ascii=False),
             idempotency_key=idempotency_key,
+            provenance=findings_to_proto(provenance),
         )
         with client_span("policy decision", {"keel.tool.name": tool}) as span:
             reply = await self._caller.unary(self._stub.Evaluate, request, ctx)

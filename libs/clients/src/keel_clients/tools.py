@@ -32,15 +32,23 @@ class ToolClient:
         return [spec_from_proto(t) for t in response.tools]
 
     async def execute(
-        self, ctx: RequestContext, call: ToolCall, idempotency_key: str, approval_id: str = ""
+        self,
+        ctx: RequestContext,
+        call: ToolCall,
+        idempotency_key: str,
+        approval_id: str = "",
+        *,
+        task_text: str = "",
     ) -> ToolOutcome:
         """Run ``call`` once per ``idempotency_key``; ``approval_id`` names the approval of a
-        call that needed one (the gateway verifies it and may run modified arguments)."""
+        call that needed one (the gateway verifies it and may run modified arguments);
+        ``task_text`` is the session's task, the trusted text provenance checks compare with."""
         request = tool_pb2.ExecuteRequest(
             context=context_to_proto(ctx),
             call=call_to_proto(call),
             idempotency_key=idempotency_key,
             approval_id=approval_id,
+            task_text=task_text,
         )
         attributes = {
             semconv.OPERATION: semconv.EXECUTE_TOOL,

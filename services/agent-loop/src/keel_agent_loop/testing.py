@@ -83,6 +83,8 @@ class ToolExecution:
     call: ToolCall
     idempotency_key: str
     approval_id: str = ""
+    # The session's goal as sent for provenance checks.
+    task_text: str = ""
 
 
 class FakeTools:
@@ -108,9 +110,15 @@ class FakeTools:
         return list(self.specs)
 
     async def execute(
-        self, ctx: RequestContext, call: ToolCall, idempotency_key: str, approval_id: str = ""
+        self,
+        ctx: RequestContext,
+        call: ToolCall,
+        idempotency_key: str,
+        approval_id: str = "",
+        *,
+        task_text: str = "",
     ) -> ToolOutcome:
-        self.executions.append(ToolExecution(ctx, call, idempotency_key, approval_id))
+        self.executions.append(ToolExecution(ctx, call, idempotency_key, approval_id, task_text))
         if approval_id and call.name in self.approved_outcomes:
             return self.approved_outcomes[call.name]
         self.counts[call.name] += 1

@@ -8,11 +8,12 @@ from typing import Any
 
 from keel_contracts.chat import RequestContext
 from keel_core.audit import AuditEmitter
-from keel_core.redaction import audit_value
+from keel_core.redaction import audit_value, redact
 from keel_core.tracing import set_attributes
 from keel_policy.domain.engine import PolicyEngine
 from keel_policy.domain.holder import PolicyHolder
 from keel_policy.domain.models import Rule
+from keel_policy.domain.provenance import Finding
 from keel_policy.domain.results import Explanation, Verdict
 from keel_policy.domain.state import LocalReservations, Reservations, StateLedger
 from keel_policy.metrics import PolicyMetrics
@@ -49,6 +50,7 @@ class PolicyDecisions:
         arguments: dict[str, Any],
         ctx: RequestContext,
         idempotency_key: str = "",
+        provenance: tuple[Finding, ...] = (),
     ) -> Verdict:
         """The enforced verdict on one call, counted and audited before it is returned.
         Raises ``Unavailable`` when a reservation could not be recorded (fail closed)."""
@@ -64,6 +66,7 @@ class PolicyDecisions:
             agent_id=ctx.agent_id,
             now=now,
             call_id=idempotency_key,
+            provenance=provenance,
         )
         verdict = outcome.verdict
         if outcome.charges and verdict.decision != "deny":
@@ -80,6 +83,18 @@ class PolicyDecisions:
             }
         )
         details = _details(ctx, tool, arguments, verdict)
+        if provenance:
+            # What the verdict saw about where the arguments' text came from (bounded).
+            details["provenance"] = [
+                {
+                    "path": f.path,
+                    # A span under a secret-looking key is redacted like the argument itself.
+                    "span": redact({f.path: f.span})[f.path],
+                    "sources": list(f.sources),
+                    "in_task": f.in_task,
+                }
+                for f in provenance[:_AUDITED_FINDINGS]
+            ]
         await self._audit.record(
             "policy.decision",
             actor=ctx.agent_id or "unknown",
@@ -92,7 +107,13 @@ class PolicyDecisions:
             await self._audit_shadow(ctx, tool, details, verdict, outcome.shadow)
         return verdict
 
-    def explain(self, tool: str, arguments: dict[str, Any], ctx: RequestContext) -> Explanation:
+    def explain(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        ctx: RequestContext,
+        provenance: tuple[Finding, ...] = (),
+    ) -> Explanation:
         """Every rule's trace for one call; grants nothing, so it is neither counted nor
         audited."""
         return self._holder.engine.explain(
@@ -102,6 +123,7 @@ class PolicyDecisions:
             ctx.tenant,
             session_id=ctx.session_id,
             agent_id=ctx.agent_id,
+            provenance=provenance,
         )
 
     def rules_for(self, profile: str, tenant: str) -> tuple[str, tuple[Rule, ...]]:
@@ -136,6 +158,10 @@ class PolicyDecisions:
                 "agrees": agrees,
             },
         )
+
+
+# Findings written into one audit record at most (a call reports at most 64).
+_AUDITED_FINDINGS = 16
 
 
 def _details(

@@ -14,6 +14,7 @@ from keel_policy.config import DEFAULT_POLICY
 PUBLIC = [
     "ConditionTrace",
     "Explanation",
+    "Finding",
     "PolicyBundle",
     "PolicyEngine",
     "PolicyFileError",

@@ -35,6 +35,7 @@ from keel_tool_gateway.config import Settings
 from keel_tool_gateway.domain.approval import VerifiedApprovals
 from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ports import ApprovalPort
+from keel_tool_gateway.domain.provenance import ProvenanceIndex
 from keel_tool_gateway.domain.registry import ToolRegistry
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
@@ -136,6 +137,8 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
         resilience=Resilience(settings.resilience, observer=metrics),
         intent_grace_s=settings.intent_grace_s,
         on_denied=security_denied,
+        # Derived from the ledger every replica loads: no store of its own (ADR 0011).
+        provenance=ProvenanceIndex(ledger),
     )
     execute = ExecuteToolCall(
         service,

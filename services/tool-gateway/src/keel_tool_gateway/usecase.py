@@ -43,6 +43,8 @@ class ToolCall:
     arguments_json: str
     idempotency_key: str = ""
     approval_id: str = ""
+    # The session's task (bounded): trusted text for provenance checks.
+    task_text: str = ""
 
 
 class ListTools:
@@ -107,6 +109,7 @@ class ExecuteToolCall:
                 call.arguments_json,
                 idempotency_key=call.idempotency_key,
                 approval_id=call.approval_id,
+                task_text=call.task_text,
             )
         except ResultNotRecorded as exc:
             # It ran: audited as such, but the caller gets UNAVAILABLE and retries the key.

@@ -22,6 +22,8 @@ class ExecuteCall:
     call: ToolCall
     idempotency_key: str
     approval_id: str
+    # The session's task text as the caller sent it (for provenance checks).
+    task_text: str = ""
 
 
 Run = Callable[[ExecuteCall], ToolOutcome]
@@ -81,7 +83,11 @@ class FakeToolGateway(tool_pb2_grpc.ToolGatewayServicer):
         outcome = self._results.get(key) if key else None
         if outcome is None:
             execute = ExecuteCall(
-                context_from_proto(request.context), call, key, request.approval_id
+                context_from_proto(request.context),
+                call,
+                key,
+                request.approval_id,
+                request.task_text,
             )
             self.calls.append(execute)
             outcome = self._run(execute)

@@ -83,11 +83,19 @@ class PatientTools:
         )
 
     async def execute(
-        self, ctx: RequestContext, call: ToolCall, idempotency_key: str, approval_id: str = ""
+        self,
+        ctx: RequestContext,
+        call: ToolCall,
+        idempotency_key: str,
+        approval_id: str = "",
+        *,
+        task_text: str = "",
     ) -> ToolOutcome:
         return await self._patience.call(
             f"tool-gateway Execute {idempotency_key}",
-            lambda: self._tools.execute(ctx, call, idempotency_key, approval_id),
+            lambda: self._tools.execute(
+                ctx, call, idempotency_key, approval_id, task_text=task_text
+            ),
         )
 
 

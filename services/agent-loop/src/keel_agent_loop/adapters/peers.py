@@ -27,9 +27,17 @@ class CachedCatalogTools:
         return list(cached)
 
     async def execute(
-        self, ctx: RequestContext, call: ToolCall, idempotency_key: str, approval_id: str = ""
+        self,
+        ctx: RequestContext,
+        call: ToolCall,
+        idempotency_key: str,
+        approval_id: str = "",
+        *,
+        task_text: str = "",
     ) -> ToolOutcome:
-        return await self._client.execute(ctx, call, idempotency_key, approval_id)
+        return await self._client.execute(
+            ctx, call, idempotency_key, approval_id, task_text=task_text
+        )
 
 
 class MemoryContext:

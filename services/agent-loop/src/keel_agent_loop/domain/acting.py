@@ -75,7 +75,9 @@ class ToolActor:
         approval_id = approval_of(state.decided_approvals, key) if approved else ""
         started = self._clock()
         try:
-            outcome = await self._tools.execute(state.context(), call, key, approval_id)
+            outcome = await self._tools.execute(
+                state.context(), call, key, approval_id, task_text=state.goal
+            )
         except OUTAGES as exc:
             raise ServiceOutage("tool gateway", exc) from exc
         except KeelError as exc:

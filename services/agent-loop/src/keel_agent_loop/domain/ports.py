@@ -36,10 +36,18 @@ class ToolPort(Protocol):
     async def list_tools(self, profile: str) -> list[ToolSpec]: ...
 
     async def execute(
-        self, ctx: RequestContext, call: ToolCall, idempotency_key: str, approval_id: str = ""
+        self,
+        ctx: RequestContext,
+        call: ToolCall,
+        idempotency_key: str,
+        approval_id: str = "",
+        *,
+        task_text: str = "",
     ) -> ToolOutcome:
         """Run ``call`` once per ``idempotency_key``; ``approval_id`` names the approval of a
-        call that needed one (the gateway verifies it and may run modified arguments)."""
+        call that needed one (the gateway verifies it and may run modified arguments);
+        ``task_text`` is the session's goal: the trusted text the gateway's provenance check
+        tells apart from what tools returned."""
         ...
 
 

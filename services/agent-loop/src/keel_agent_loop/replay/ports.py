@@ -144,7 +144,13 @@ class ReplayTools:
         return list(self._recording.catalog)
 
     async def execute(
-        self, ctx: RequestContext, call: ToolCall, idempotency_key: str, approval_id: str = ""
+        self,
+        ctx: RequestContext,
+        call: ToolCall,
+        idempotency_key: str,
+        approval_id: str = "",
+        *,
+        task_text: str = "",
     ) -> ToolOutcome:
         table = self._recording.approved_outcomes if approval_id else self._recording.first_outcomes
         outcome = table.get(idempotency_key)

@@ -6,10 +6,9 @@ the slow path that says in words what it saw. Unknown ``$lists``/``$vars`` refer
 operands of the wrong type fail here, at load, with the rule named by the caller.
 
 Extension point: ``COMPILERS`` maps each kind of condition (``ArgConstraint.kind``) to its
-compiler. A new kind (e.g. provenance: "this argument's text came only from untrusted tool
-output") is one optional field on ``ArgConstraint`` named in ``conditions.KINDS``, a compiler
-registered here, and, since it needs more than the arguments, a slot on ``Scope`` that the
-engine fills from the caller (``PolicyEngine.scope``).
+compiler. A new kind is one optional field on ``ArgConstraint`` named in ``conditions.KINDS``,
+a compiler registered here, and, when it needs more than the arguments, a slot on ``Scope``
+that the engine fills from the caller (``PolicyEngine.scope``) — as ``provenance:`` does.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ from keel_policy.domain import matchers
 from keel_policy.domain.comparisons import ORDER, bounds, comparison, resolve
 from keel_policy.domain.conditions import LIST_REF, ArgConstraint, PathOperand, duration_s
 from keel_policy.domain.names import Names
-from keel_policy.domain.paths import MISSING, getter, has_wildcard, selector
+from keel_policy.domain.paths import MISSING, getter, has_wildcard, selector, steps_of
+from keel_policy.domain.provenance import Finding, location_pattern, source_test
 from keel_policy.domain.results import ConditionTrace
 from keel_policy.domain.scope import Scope
 from keel_policy.domain.state import Meter
@@ -399,6 +399,46 @@ def charge_amount(meter: Meter) -> Callable[[Scope], float]:
     return summed
 
 
+# ---- provenance -------------------------------------------------------------------------------
+
+
+def _provenance(condition: ArgConstraint, names: Names) -> Node:
+    spec = condition.provenance
+    assert spec is not None
+    located = location_pattern(steps_of(spec.path)).match
+    tool = source_test(spec)
+    only = spec.not_in == "task"
+    text = spec.describe()
+
+    def fits(finding: Finding) -> bool:
+        if only and finding.in_task:
+            return False
+        if located(finding.path) is None:
+            return False
+        if tool is None:
+            return True
+        return any(tool(source) for source in finding.sources)
+
+    def check(scope: Scope) -> bool:
+        for finding in scope.provenance:
+            if fits(finding):
+                return True
+        return False
+
+    def explain(scope: Scope) -> ConditionTrace:
+        if not scope.provenance:
+            return ConditionTrace(condition=text, passed=False, detail="no provenance findings")
+        matched = [f for f in scope.provenance if fits(f)]
+        if matched:
+            detail = "matched: " + "; ".join(f.shown() for f in matched[:5])
+        else:
+            shown = "; ".join(f.shown() for f in scope.provenance[:5])
+            detail = f"no finding fits (findings: {shown})"
+        return ConditionTrace(condition=text, passed=bool(matched), detail=detail)
+
+    return Node(check, text, explain)
+
+
 # ---- combinators ----------------------------------------------------------------------------
 
 
@@ -466,6 +506,7 @@ COMPILERS: dict[str, Compiler] = {
     "all_of": _all_of,
     "sum": _sum,
     "state": _state,
+    "provenance": _provenance,
 }
 
 

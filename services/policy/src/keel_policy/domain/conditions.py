@@ -6,7 +6,8 @@ Every kind is told apart by its one distinguishing key, so a file reads as what 
 - a **path constraint** (``path:`` plus tests): the arguments' values at a JSON path;
 - ``not:`` one condition; ``any_of:`` / ``all_of:`` a list of conditions;
 - ``sum:`` arithmetic over argument paths (``a + b <= n``, ``sum($.items[*].amount) <= n``);
-- ``state:`` running counts and sums kept by the service (``domain/state.py``).
+- ``state:`` running counts and sums kept by the service (``domain/state.py``);
+- ``provenance:`` where an argument's text came from (``domain/provenance.py``).
 
 They share one model (``ArgConstraint``, a "condition"), so an error names the field as written
 (``rules.0.when.1.lte``) and old files read as before.
@@ -23,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from keel_policy.domain.jsonpath import parse
+from keel_policy.domain.provenance import ProvenanceSpec
 
 Quantifier = Literal["any", "all"]
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -155,6 +157,8 @@ class ArgConstraint(BaseModel):
     that is not a number fails the condition.
 
     **state**: a running total kept by the service (``StateSpec``).
+
+    **provenance**: where the text at a path came from (``ProvenanceSpec``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -183,6 +187,7 @@ class ArgConstraint(BaseModel):
     all_of: tuple[ArgConstraint, ...] | None = Field(default=None, min_length=1)
     sum: tuple[str, ...] | None = Field(default=None, min_length=1)
     state: StateSpec | None = None
+    provenance: ProvenanceSpec | None = None
 
     @field_validator("path")
     @classmethod
@@ -233,7 +238,8 @@ class ArgConstraint(BaseModel):
         if len(kinds) != 1:
             shown = ", ".join(_SHOWN.get(k, k) for k in kinds) if kinds else "none"
             raise ValueError(
-                "a condition needs exactly one of path, not, any_of, all_of, sum, state "
+                "a condition needs exactly one of path, not, any_of, all_of, sum, state, "
+                "provenance "
                 f"(found: {shown})"
             )
         if self.path is not None:
@@ -264,7 +270,7 @@ class ArgConstraint(BaseModel):
         return self
 
 
-KINDS = ("not_", "any_of", "all_of", "sum", "state")
+KINDS = ("not_", "any_of", "all_of", "sum", "state", "provenance")
 _SHOWN = {"not_": "not"}
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from keel_policy.domain.compiler import Node, charge_amount, compile_condition
 from keel_policy.domain.models import PolicyBundle, PolicySet, Rule
 from keel_policy.domain.names import LiveLists, Names
+from keel_policy.domain.provenance import Finding
 from keel_policy.domain.results import (
     DEFAULT_DENY_RULE,
     ConditionTrace,
@@ -204,6 +205,7 @@ class PolicyEngine:
         agent_id: str = "",
         now: float | None = None,
         call_id: str = "",
+        provenance: tuple[Finding, ...] = (),
     ) -> Scope:
         return Scope(
             arguments,
@@ -213,6 +215,7 @@ class PolicyEngine:
             agent_id=agent_id,
             now=self._clock() if now is None else now,
             call_id=call_id,
+            provenance=provenance,
         )
 
     def evaluate(
@@ -226,6 +229,7 @@ class PolicyEngine:
         agent_id: str = "",
         now: float | None = None,
         call_id: str = "",
+        provenance: tuple[Finding, ...] = (),
     ) -> Verdict:
         active = self._select(tenant, profile).active
         if active is None:
@@ -238,6 +242,7 @@ class PolicyEngine:
             agent_id=agent_id,
             now=now,
             call_id=call_id,
+            provenance=provenance,
         )
         return active.evaluate(scope, profile)
 
@@ -252,6 +257,7 @@ class PolicyEngine:
         agent_id: str = "",
         now: float | None = None,
         call_id: str = "",
+        provenance: tuple[Finding, ...] = (),
     ) -> Outcome:
         """The enforced verdict, the shadow candidate's (if the selected set has one), and
         what the call adds to running totals if it goes ahead (``charges``)."""
@@ -266,6 +272,7 @@ class PolicyEngine:
             agent_id=agent_id,
             now=now,
             call_id=call_id,
+            provenance=provenance,
         )
         verdict = selected.active.evaluate(scope, profile)
         shadow = selected.shadow.evaluate(scope, profile) if selected.shadow else None
@@ -296,6 +303,7 @@ class PolicyEngine:
         agent_id: str = "",
         now: float | None = None,
         call_id: str = "",
+        provenance: tuple[Finding, ...] = (),
     ) -> Explanation:
         selected = self._select(tenant, profile)
         if selected.active is None:
@@ -308,6 +316,7 @@ class PolicyEngine:
             agent_id=agent_id,
             now=now,
             call_id=call_id,
+            provenance=provenance,
         )
         verdict, traces = selected.active.explain(scope, profile)
         shadow = selected.shadow.evaluate(scope, profile) if selected.shadow else None

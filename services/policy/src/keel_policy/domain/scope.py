@@ -2,12 +2,14 @@
 
 Built once per evaluation (a few slots), so a condition that needs the caller (state), the time
 (``now``) or another argument reads it here instead of every closure taking more parameters.
-A later kind of condition (e.g. where an argument's text came from) adds a slot here.
+``provenance`` holds what the caller found about where the arguments' text came from.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from keel_policy.domain.provenance import Finding
 
 
 class Scope:
@@ -17,6 +19,7 @@ class Scope:
         "call_id",
         "memo",
         "now",
+        "provenance",
         "session_id",
         "tenant",
         "tool",
@@ -32,6 +35,7 @@ class Scope:
         agent_id: str = "",
         now: float = 0.0,
         call_id: str = "",
+        provenance: tuple[Finding, ...] = (),
     ) -> None:
         self.arguments = arguments
         # Values selected by multi-value paths, by path: shared by every rule of one decision.
@@ -45,6 +49,8 @@ class Scope:
         # The call's idempotency key ("" when none): its own reservation, if a re-send of it
         # is decided again, is not counted twice.
         self.call_id = call_id
+        # Spans of the arguments found in untrusted tool output (paths from the root).
+        self.provenance = provenance
 
     def within(self, value: Any) -> Scope:
         """The same caller and time, with ``value`` as the root (conditions under ``where``)."""
@@ -56,6 +62,7 @@ class Scope:
             agent_id=self.agent_id,
             now=self.now,
             call_id=self.call_id,
+            provenance=self.provenance,
         )
         return inner
 

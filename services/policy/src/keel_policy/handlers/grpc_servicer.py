@@ -9,6 +9,7 @@ from keel_clients.mapping import context_from_proto
 from keel_policy.handlers.mapping import (
     arguments_from_json,
     explanation_to_proto,
+    findings_from_proto,
     rule_to_proto,
     tool_name_of,
     verdict_to_proto,
@@ -28,6 +29,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             arguments_from_json(request.arguments_json),
             context_from_proto(request.context),
             request.idempotency_key,
+            findings_from_proto(request.provenance),
         )
         return verdict_to_proto(verdict)
 
@@ -38,6 +40,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             tool_name_of(request.tool_name),
             arguments_from_json(request.arguments_json),
             context_from_proto(request.context),
+            findings_from_proto(request.provenance),
         )
         return explanation_to_proto(explanation)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from keel.policy.v1 import policy_pb2
 from keel_contracts.errors import InvalidArgument
 from keel_policy.domain.models import Decision, Rule
+from keel_policy.domain.provenance import Finding
 from keel_policy.domain.results import Explanation, RuleTrace, Verdict
 
 TO_PROTO: dict[Decision, policy_pb2.Decision.ValueType] = {
@@ -35,6 +37,29 @@ def arguments_from_json(arguments_json: str) -> dict[str, Any]:
     if not isinstance(arguments, dict):
         raise InvalidArgument("arguments_json must be a JSON object")
     return arguments
+
+
+# Bounds on what a caller may send about provenance: a decision reads at most this much.
+MAX_FINDINGS = 256
+MAX_SPAN_CHARS = 200
+MAX_SOURCES = 16
+
+
+def findings_from_proto(findings: Iterable[policy_pb2.ProvenanceFinding]) -> tuple[Finding, ...]:
+    """The caller's provenance findings, bounded (more than ``MAX_FINDINGS`` is refused: a
+    decision must not read an unbounded list)."""
+    found = list(findings)
+    if len(found) > MAX_FINDINGS:
+        raise InvalidArgument(f"provenance holds more than {MAX_FINDINGS} findings")
+    return tuple(
+        Finding(
+            path=f.path[:MAX_SPAN_CHARS],
+            span=f.span[:MAX_SPAN_CHARS],
+            sources=tuple(f.sources[:MAX_SOURCES]),
+            in_task=f.in_task,
+        )
+        for f in found
+    )
 
 
 def rule_to_proto(rule: Rule) -> policy_pb2.Rule:

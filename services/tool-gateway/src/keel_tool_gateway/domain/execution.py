@@ -7,10 +7,12 @@ key reuse and audited ``security.denied`` — and only for a tool the caller's p
 -> parse the arguments -> find the tool -> verify the approval, when one is sent -> validate
 what would run (the caller's arguments, or a reviewer's modified ones) with the tool's input
 model, BEFORE policy: a call that cannot run is never answered ``needs_approval``, so no person
-is asked about it and a corrected retry needs no second approval -> ask policy (any failure
-fails closed) -> record the intent of an ``at_most_once`` tool durably -> run under a time-out,
-with retries of retryable failures and a circuit breaker (``resilience``) -> render and cap
-the output -> record the final result durably (it replaces the intent) -> return it.
+is asked about it and a corrected retry needs no second approval -> find which spans of its
+arguments came from tool output the session read (``provenance``) -> ask policy, with those
+findings (any failure fails closed) -> record the intent of an ``at_most_once`` tool durably
+-> run under a time-out, with retries of retryable failures and a circuit breaker
+(``resilience``) -> render and cap the output -> record the final result durably (it
+replaces the intent) -> return it.
 
 A process can die between a tool's effect and the write of its result. A retry of that key
 then finds no result: a ``read_only`` or ``idempotent`` tool (one that deduplicates by the
@@ -39,6 +41,7 @@ from keel_tool_gateway.domain.ledger import LedgerEntry, SecurityDenied, Started
 from keel_tool_gateway.domain.models import ExecutionResult, PolicyVerdict, RequestContext
 from keel_tool_gateway.domain.output import cap, render
 from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort, ResiliencePort
+from keel_tool_gateway.domain.provenance import Finding, ProvenanceIndex
 from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry, ToolUnavailable
 from keel_tool_gateway.domain.resilience.errors import AttemptTimedOut, CallFailed, CircuitOpen
 from keel_tool_gateway.domain.resilience.rules import resilience_of
@@ -77,6 +80,8 @@ class _Call:
     approval_id: str
     # Of the call as sent (tool and arguments): what a key's intent and result are bound to.
     fingerprint: str
+    # The session's task as its caller sent it: the trusted text of provenance checks.
+    task_text: str = ""
 
     @property
     def tenant(self) -> str:
@@ -119,6 +124,7 @@ class ExecutionService:
         intent_grace_s: float = 10.0,
         instance: str = "",
         on_denied: SecurityDenied | None = None,
+        provenance: ProvenanceIndex | None = None,
     ) -> None:
         self._registry = registry
         self._policy = policy
@@ -136,6 +142,8 @@ class ExecutionService:
         self._instance = instance or uuid.uuid4().hex
         # Told of each refused key reuse (the service audits it as ``security.denied``).
         self._on_denied = on_denied
+        # Where argument text came from, derived from this ledger (None: no findings sent).
+        self._provenance = provenance
         # Calls in progress by idempotency key: a concurrent duplicate waits for the first.
         self._inflight: dict[str, _Running] = {}
         # Calls that ran but whose result the ledger refused: written on the next try.
@@ -148,6 +156,7 @@ class ExecutionService:
         arguments_json: str,
         idempotency_key: str = "",
         approval_id: str = "",
+        task_text: str = "",
     ) -> ExecutionResult:
         """Decide and (maybe) run one call. Every failure of the caller or the tool is a result
         with status ``error``; the one exception is ``ResultNotRecorded`` (the call ran but the
@@ -159,7 +168,14 @@ class ExecutionService:
         arguments, parse_error = _parse(arguments_json)
         fingerprint = _fingerprint(tool_name, arguments if not parse_error else arguments_json)
         call = _Call(
-            ctx, tool_name, arguments, parse_error, idempotency_key, approval_id, fingerprint
+            ctx,
+            tool_name,
+            arguments,
+            parse_error,
+            idempotency_key,
+            approval_id,
+            fingerprint,
+            task_text,
         )
         if not idempotency_key:
             outcome = await self._timed(call)
@@ -301,12 +317,14 @@ class ExecutionService:
             # approval id consults no approval service above, so nothing was asked; with one,
             # what is validated is what would run (a reviewer's modified arguments).
             return _Outcome(_noted(_error(invalid), approval), final=True)
+        judged = _as_it_would_run(tool, arguments)
         try:
             verdict = await self._policy.evaluate(
                 call.ctx,
                 call.tool_name,
-                _as_it_would_run(tool, arguments),
+                judged,
                 idempotency_key=call.key,
+                **self._provenance_of(call, judged),
             )
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, nothing may run
             log.warning("policy evaluation failed for %s, failing closed: %r", call.tool_name, exc)
@@ -329,6 +347,19 @@ class ExecutionService:
         outcome = await self._run(tool, arguments, tool_ctx, call)
         result = outcome.result.model_copy(update={"rule_id": verdict.rule_id})
         return outcome._replace(result=_noted(result, approval))
+
+    def _provenance_of(
+        self, call: _Call, arguments: dict[str, Any]
+    ) -> dict[str, tuple[Finding, ...]]:
+        """The findings to send with the decision; none (the port is called exactly as it
+        always was) when this service tracks no provenance."""
+        if self._provenance is None:
+            return {}
+        return {
+            "provenance": self._provenance.findings(
+                call.ctx.session_id, call.tenant, call.key, arguments, call.task_text
+            )
+        }
 
     async def _check_approval(self, call: _Call) -> ApprovalCheck:
         if not call.approval_id:

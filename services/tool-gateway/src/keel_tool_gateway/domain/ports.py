@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from keel_tool_gateway.domain.ledger import LedgerEntry, StartedEntry
@@ -14,6 +14,7 @@ from keel_tool_gateway.domain.models import (
     RequestContext,
 )
 from keel_tool_gateway.domain.outbox import OutboundMessage
+from keel_tool_gateway.domain.provenance import Finding
 from keel_tool_gateway.domain.resilience.spec import ToolResilience
 
 T = TypeVar("T")
@@ -27,10 +28,12 @@ class PolicyPort(Protocol):
         arguments: dict[str, Any],
         *,
         idempotency_key: str = "",
+        provenance: Sequence[Finding] = (),
     ) -> PolicyVerdict:
         """The policy's verdict on one call. Raises when no verdict can be had: the caller
         then fails closed. ``idempotency_key`` lets running totals count a call once however
-        often it is decided."""
+        often it is decided; ``provenance`` holds the spans of the arguments found in tool
+        output the session read."""
         ...
 
 

@@ -7,6 +7,7 @@ import json
 from keel.tool.v1 import tool_pb2
 from keel_clients.mapping import context_from_proto
 from keel_tool_gateway.domain.models import ExecutionResult, ExecutionStatus
+from keel_tool_gateway.domain.provenance import MAX_TASK_CHARS
 from keel_tool_gateway.domain.registry import CatalogEntry
 from keel_tool_gateway.usecase import ToolCall
 
@@ -25,6 +26,7 @@ def call_from_proto(request: tool_pb2.ExecuteRequest) -> ToolCall:
         arguments_json=request.call.arguments_json,
         idempotency_key=request.idempotency_key,
         approval_id=request.approval_id,
+        task_text=request.task_text[:MAX_TASK_CHARS],
     )
 
 

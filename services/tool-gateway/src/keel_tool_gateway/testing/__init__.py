@@ -6,6 +6,7 @@ and breakers."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from keel_tool_gateway.domain.models import (
     RequestContext,
 )
 from keel_tool_gateway.domain.outbox import OutboundMessage
+from keel_tool_gateway.domain.provenance import Finding
 from keel_tool_gateway.domain.registry import Effects, Tool
 from keel_tool_gateway.testing.ledger import SteppedSleep
 from keel_tool_gateway.testing.resilience import (
@@ -53,6 +55,8 @@ class PolicyCall:
     tool: str
     arguments: dict[str, Any]
     idempotency_key: str = ""
+    # What the gateway found about where the arguments' text came from.
+    provenance: tuple[Finding, ...] = ()
 
 
 class StaticPolicy:
@@ -80,8 +84,9 @@ class StaticPolicy:
         arguments: dict[str, Any],
         *,
         idempotency_key: str = "",
+        provenance: Sequence[Finding] = (),
     ) -> PolicyVerdict:
-        self.calls.append(PolicyCall(ctx, tool, arguments, idempotency_key))
+        self.calls.append(PolicyCall(ctx, tool, arguments, idempotency_key, tuple(provenance)))
         if self.error is not None:
             raise self.error
         return self._per_tool.get(tool, self._default)

@@ -47,6 +47,7 @@ class EvaluateRequest(_message.Message):
     TOOL_NAME_FIELD_NUMBER: _builtins.int
     ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PROVENANCE_FIELD_NUMBER: _builtins.int
     tool_name: _builtins.str
     arguments_json: _builtins.str
     idempotency_key: _builtins.str
@@ -56,6 +57,13 @@ class EvaluateRequest(_message.Message):
     """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
+    @_builtins.property
+    def provenance(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProvenanceFinding]:
+        """Where spans of the arguments' text came from (set by the tool gateway): a span of a
+        string argument that also occurs in tool output this session read. Read by `provenance:`
+        conditions; empty when the caller tracks none (every such condition then fails).
+        """
+
     def __init__(
         self,
         *,
@@ -63,14 +71,51 @@ class EvaluateRequest(_message.Message):
         tool_name: _builtins.str = ...,
         arguments_json: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
+        provenance: _abc.Iterable[Global___ProvenanceFinding] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "context", b"context", "idempotency_key", b"idempotency_key", "tool_name", b"tool_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "context", b"context", "idempotency_key", b"idempotency_key", "provenance", b"provenance", "tool_name", b"tool_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EvaluateRequest: _TypeAlias = EvaluateRequest  # noqa: Y015
+
+@_typing.final
+class ProvenanceFinding(_message.Message):
+    """One span of one string argument that occurs in untrusted tool output the session read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    SPAN_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
+    IN_TASK_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """The string's place in the arguments, e.g. "$.to[0]", "$.url", "$['odd key']"."""
+    span: _builtins.str
+    """The span as matched (case-folded, NFKC-normalised), at most 200 characters."""
+    in_task: _builtins.bool
+    """The span also occurs in the session's task text (what the user asked)."""
+    @_builtins.property
+    def sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tools whose output (or error) held it, e.g. ["http_fetch", "mcp.mail.read"]."""
+
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        span: _builtins.str = ...,
+        sources: _abc.Iterable[_builtins.str] | None = ...,
+        in_task: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_task", b"in_task", "path", b"path", "sources", b"sources", "span", b"span"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvenanceFinding: _TypeAlias = ProvenanceFinding  # noqa: Y015
 
 @_typing.final
 class EvaluateResponse(_message.Message):

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from keel.common.v1 import common_pb2 as keel_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17keel/tool/v1/tool.proto\x12\x0ckeel.tool.v1\x1a\x1bkeel/common/v1/common.proto\")\n\x10ListToolsRequest\x12\x15\n\ragent_profile\x18\x01 \x01(\t\"l\n\x0eToolDescriptor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1e\n\x16parameters_json_schema\x18\x03 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\"@\n\x11ListToolsResponse\x12+\n\x05tools\x18\x01 \x03(\x0b\x32\x1c.keel.tool.v1.ToolDescriptor\"\x97\x01\n\x0e\x45xecuteRequest\x12/\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12&\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x18.keel.common.v1.ToolCall\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x04 \x01(\t\"\x87\x01\n\x0f\x45xecuteResponse\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.keel.tool.v1.ExecuteStatus\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0bpolicy_rule\x18\x04 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01*\x9e\x01\n\rExecuteStatus\x12\x1e\n\x1a\x45XECUTE_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XECUTE_STATUS_OK\x10\x01\x12\x18\n\x14\x45XECUTE_STATUS_ERROR\x10\x02\x12\x19\n\x15\x45XECUTE_STATUS_DENIED\x10\x03\x12!\n\x1d\x45XECUTE_STATUS_NEEDS_APPROVAL\x10\x04\x32\xa3\x01\n\x0bToolGateway\x12L\n\tListTools\x12\x1e.keel.tool.v1.ListToolsRequest\x1a\x1f.keel.tool.v1.ListToolsResponse\x12\x46\n\x07\x45xecute\x12\x1c.keel.tool.v1.ExecuteRequest\x1a\x1d.keel.tool.v1.ExecuteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17keel/tool/v1/tool.proto\x12\x0ckeel.tool.v1\x1a\x1bkeel/common/v1/common.proto\")\n\x10ListToolsRequest\x12\x15\n\ragent_profile\x18\x01 \x01(\t\"l\n\x0eToolDescriptor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1e\n\x16parameters_json_schema\x18\x03 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\"@\n\x11ListToolsResponse\x12+\n\x05tools\x18\x01 \x03(\x0b\x32\x1c.keel.tool.v1.ToolDescriptor\"\xaa\x01\n\x0e\x45xecuteRequest\x12/\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12&\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x18.keel.common.v1.ToolCall\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x04 \x01(\t\x12\x11\n\ttask_text\x18\x05 \x01(\t\"\x87\x01\n\x0f\x45xecuteResponse\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.keel.tool.v1.ExecuteStatus\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0bpolicy_rule\x18\x04 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01*\x9e\x01\n\rExecuteStatus\x12\x1e\n\x1a\x45XECUTE_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XECUTE_STATUS_OK\x10\x01\x12\x18\n\x14\x45XECUTE_STATUS_ERROR\x10\x02\x12\x19\n\x15\x45XECUTE_STATUS_DENIED\x10\x03\x12!\n\x1d\x45XECUTE_STATUS_NEEDS_APPROVAL\x10\x04\x32\xa3\x01\n\x0bToolGateway\x12L\n\tListTools\x12\x1e.keel.tool.v1.ListToolsRequest\x1a\x1f.keel.tool.v1.ListToolsResponse\x12\x46\n\x07\x45xecute\x12\x1c.keel.tool.v1.ExecuteRequest\x1a\x1d.keel.tool.v1.ExecuteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keel.tool.v1.tool_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXECUTESTATUS']._serialized_start=582
-  _globals['_EXECUTESTATUS']._serialized_end=740
+  _globals['_EXECUTESTATUS']._serialized_start=601
+  _globals['_EXECUTESTATUS']._serialized_end=759
   _globals['_LISTTOOLSREQUEST']._serialized_start=70
   _globals['_LISTTOOLSREQUEST']._serialized_end=111
   _globals['_TOOLDESCRIPTOR']._serialized_start=113
@@ -41,9 +41,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTOOLSRESPONSE']._serialized_start=223
   _globals['_LISTTOOLSRESPONSE']._serialized_end=287
   _globals['_EXECUTEREQUEST']._serialized_start=290
-  _globals['_EXECUTEREQUEST']._serialized_end=441
-  _globals['_EXECUTERESPONSE']._serialized_start=444
-  _globals['_EXECUTERESPONSE']._serialized_end=579
-  _globals['_TOOLGATEWAY']._serialized_start=743
-  _globals['_TOOLGATEWAY']._serialized_end=906
+  _globals['_EXECUTEREQUEST']._serialized_end=460
+  _globals['_EXECUTERESPONSE']._serialized_start=463
+  _globals['_EXECUTERESPONSE']._serialized_end=598
+  _globals['_TOOLGATEWAY']._serialized_start=762
+  _globals['_TOOLGATEWAY']._serialized_end=925
 # @@protoc_insertion_point(module_scope)

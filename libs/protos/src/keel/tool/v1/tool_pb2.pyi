@@ -122,10 +122,15 @@ class ExecuteRequest(_message.Message):
     CALL_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     APPROVAL_ID_FIELD_NUMBER: _builtins.int
+    TASK_TEXT_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """session:iteration:index — a repeated key must not act twice."""
     approval_id: _builtins.str
     """Set when re-executing a call a reviewer approved."""
+    task_text: _builtins.str
+    """The session's task text (the user's goal), set by the agent loop: the trusted source a
+    provenance check compares arguments with. At most 16,384 characters are used.
+    """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
     @_builtins.property
@@ -137,10 +142,11 @@ class ExecuteRequest(_message.Message):
         call: _common_pb2.ToolCall | None = ...,
         idempotency_key: _builtins.str = ...,
         approval_id: _builtins.str = ...,
+        task_text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_id", b"approval_id", "call", b"call", "context", b"context", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_id", b"approval_id", "call", b"call", "context", b"context", "idempotency_key", b"idempotency_key", "task_text", b"task_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
