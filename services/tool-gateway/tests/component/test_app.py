@@ -265,6 +265,9 @@ async def test_health_is_not_serving_while_a_required_mcp_server_is_down(
                         "command": sys.executable,
                         "args": [str(server)],
                         "tools": ["pid"],
+                        # A plain child: its `pid` tool names the process to kill (boxed, it
+                        # would be PID 1 of its own namespace).
+                        "isolation": "none",
                         "required": True,
                         "check_interval_s": 0.2,
                         "reconnect_initial_s": 0.05,
