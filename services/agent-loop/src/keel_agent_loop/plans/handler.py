@@ -25,7 +25,13 @@ from keel_contracts.events import (
     TaskProgress,
     TaskSubmitted,
 )
-from keel_contracts.events.plans import NodeDispatched, NodeFinished, PlanFinished, PlanSubmitted
+from keel_contracts.events.plans import (
+    NodeDispatched,
+    NodeFinished,
+    PlanFinished,
+    PlanSubmitted,
+    persona_metadata,
+)
 from keel_contracts.topics import PLANS, RESULTS, SUBTASKS, TASK_EVENTS
 from keel_core.bus import PoisonMessage
 from keel_core.bus.producer import Publisher
@@ -145,7 +151,11 @@ class PlanHandler:
                 agent_profile=dispatch.agent_profile,
                 agent_id=f"plan-{dispatch.node_id}",
                 max_iterations=dispatch.max_iterations,
-                metadata={"plan_id": state.plan_id, "node_id": dispatch.node_id},
+                metadata={
+                    "plan_id": state.plan_id,
+                    "node_id": dispatch.node_id,
+                    **persona_metadata(dispatch.stance, dispatch.sampling),
+                },
             )
             await self._emit(self._topics.subtasks, dispatch.session_id, task, trace)
 

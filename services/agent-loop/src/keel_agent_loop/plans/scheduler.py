@@ -16,7 +16,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel_agent_loop.plans.validation import check_plan, render_goal
-from keel_contracts.events.plans import NodeStatus, PlanSpec, PlanStatus, node_session_id
+from keel_contracts.events.plans import (
+    NodeStatus,
+    PlanSpec,
+    PlanStatus,
+    Sampling,
+    Stance,
+    node_session_id,
+)
 
 FINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -41,6 +48,8 @@ class Dispatch(BaseModel):
     agent_profile: str
     max_iterations: int
     plan: PlanSpec | None = None
+    stance: Stance | None = None
+    sampling: Sampling | None = None
 
 
 class PlanState(BaseModel):
@@ -110,6 +119,8 @@ class PlanState(BaseModel):
                     agent_profile=node.agent_profile,
                     max_iterations=node.max_iterations,
                     plan=node.plan,
+                    stance=node.stance,
+                    sampling=node.sampling,
                 )
             )
         return started

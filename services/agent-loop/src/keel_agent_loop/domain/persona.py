@@ -1,0 +1,28 @@
+"""A session's persona: the stance a plan node gave it, added to the system prompt.
+
+A debate is only a debate when its agents see different instructions: the stance (a name and
+a prompt, from ``TaskSubmitted.metadata``; see ``keel_contracts.events.plans.persona_metadata``)
+goes into the system message, where the model weighs it as the operator's framing, and the
+name is written as a ``Stance: <name>`` line so the judge, the timeline and the scripted model
+can tell the debaters apart. Because the system message is part of the LLM gateway's cache
+key, two stances never share a cached answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from keel_contracts.events.plans import stance_of
+
+STANCE_LINE = "Stance: "
+
+
+def system_prompt_for(base: str, metadata: Mapping[str, str]) -> str:
+    """``base`` with the session's stance appended; ``base`` unchanged without one."""
+    stance = stance_of(dict(metadata))
+    if stance is None:
+        return base
+    addition = f"{STANCE_LINE}{stance.name}"
+    if stance.prompt:
+        addition += f"\n{stance.prompt}"
+    return f"{base}\n\n{addition}"
