@@ -97,8 +97,10 @@ def debate(
 
     ``stances`` names the debaters (their number wins over ``n_agents``); without it the
     debate takes ``n_agents`` of the default stances. ``sampling`` applies to every debater;
-    with a seed, debater ``i`` gets ``seed + i - 1`` so no two draw alike.
+    with a seed, debater ``i`` gets ``seed + i - 1`` so no two draw alike. An empty ``judge``
+    is the default instruction.
     """
+    judge = judge or DEFAULT_JUDGE
     chosen = list(stances) if stances else default_stances(n_agents)
     if not chosen:
         raise PlanInvalid("a debate needs at least one agent")
