@@ -41,14 +41,27 @@ def plan_id_of(stdout: str) -> str:
     return next(line.split()[1] for line in stdout.splitlines() if line.startswith("plan "))
 
 
-async def test_a_debate_ends_with_the_judges_verdict_and_draws_a_timeline(
+async def test_a_debate_gives_each_stance_its_own_answer_and_the_verdict_cites_them(
     stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
-    done = await keel(kafka, "plan", "debate", "What is 2 + 3?", "--agents", "3", stack=stack)
+    question = "Should we ship on Friday?"
+    done = await keel(kafka, "plan", "debate", question, "--agents", "3", stack=stack)
     assert done.returncode == 0, done.stdout + done.stderr
     answer = done.stdout[done.stdout.index("answer: ") :].split("\n(timeline:")[0]
     assert answer.startswith("answer: Verdict:")
-    assert answer.count("The answer is 5.") == 3
+    # Each debater answered from its own stance (persona in its system prompt), and the judge
+    # read every answer labelled with the stance that gave it.
+    said = {
+        line.split("]")[0].lstrip("["): line.split("): ", 1)[1]
+        for line in answer.splitlines()
+        if line.startswith("[")
+    }
+    assert set(said) == {"strict", "liberal", "risk-focused"}
+    assert len(set(said.values())) == 3
+    assert said["strict"].startswith("No: we should not ship on Friday")
+    assert said["liberal"].startswith("Yes: we should ship on Friday")
+    assert said["risk-focused"].startswith("Only with a rollback ready")
+    assert "citing the stances by name" in answer
     plan_id = plan_id_of(done.stdout)
 
     svg = tmp_path / "timeline.svg"
