@@ -16,7 +16,7 @@ from keel_agent_loop.adapters.checkpoints import FinishedSweeper, TableCheckpoin
 from keel_agent_loop.adapters.control import ControlFollower
 from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
 from keel_agent_loop.adapters.patience import Patience, PatientLLM, PatientMemory, PatientTools
-from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext
+from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext, SampledLLM
 from keel_agent_loop.adapters.tracing import OtelStepTracer
 from keel_agent_loop.config import Settings
 from keel_agent_loop.domain.cancel import CancelFlags
@@ -79,7 +79,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         settings.outage_step_deadline_s, settings.retry_backoff_s, settings.outage_backoff_max_s
     )
     loop = AgentLoop(
-        llm=PatientLLM(peers.llm, patience),
+        llm=PatientLLM(SampledLLM(peers.llm), patience),
         tools=PatientTools(peers.tools, patience),
         memory=PatientMemory(peers.memory, patience),
         sink=TeeSink(store, KafkaEventSink(runtime.producer)),

@@ -21,8 +21,15 @@ from keel_agent_loop.domain.catalogs import ToolCatalogs
 from keel_agent_loop.domain.context import EstimateCounter, TokenCounter
 from keel_agent_loop.domain.context_builder import ContextBuilder
 from keel_agent_loop.domain.loop_config import LoopConfig
-from keel_agent_loop.domain.models import AgentState, ChatMessage, SessionStatus, ToolSpec
+from keel_agent_loop.domain.models import (
+    AgentState,
+    ChatMessage,
+    LLMReply,
+    SessionStatus,
+    ToolSpec,
+)
 from keel_agent_loop.domain.parking import ApprovalParking
+from keel_agent_loop.domain.persona import sampling_for
 from keel_agent_loop.domain.ports import (
     CancelSignal,
     CheckpointStore,
@@ -214,6 +221,13 @@ class AgentLoop:
         except OUTAGES as exc:
             raise ServiceOutage("tool gateway", exc) from exc
 
+    async def _ask(self, state: AgentState, catalog: list[ToolSpec]) -> LLMReply:
+        """One model call; a session with sampling of its own (a debater) passes it on."""
+        sampling = sampling_for(state.metadata)
+        if sampling is None:
+            return await self._llm.complete(state.context(), list(state.messages), catalog)
+        return await self._llm.complete(state.context(), list(state.messages), catalog, sampling)
+
     async def _think(self, state: AgentState, catalog: list[ToolSpec]) -> ChatMessage | None:
         """The model's next message; None when the prompt would exceed the token budget (the
         session has failed then). Raises the LLM's ``KeelError``, or ``ServiceOutage``."""
@@ -224,7 +238,7 @@ class AgentLoop:
         self._observer.context_used(prompt_tokens, self._config.context_window_tokens)
         started = self._clock()
         try:
-            reply = await self._llm.complete(state.context(), list(state.messages), catalog)
+            reply = await self._ask(state, catalog)
         except KeelError as exc:
             self._observer.llm_call(self._clock() - started, ok=False)
             if isinstance(exc, OUTAGES):

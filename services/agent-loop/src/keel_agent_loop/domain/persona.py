@@ -5,14 +5,15 @@ a prompt, from ``TaskSubmitted.metadata``; see ``keel_contracts.events.plans.per
 goes into the system message, where the model weighs it as the operator's framing, and the
 name is written as a ``Stance: <name>`` line so the judge, the timeline and the scripted model
 can tell the debaters apart. Because the system message is part of the LLM gateway's cache
-key, two stances never share a cached answer.
+key, two stances never share a cached answer. A node's sampling (temperature) goes with every
+model call of its session.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from keel_contracts.events.plans import stance_of
+from keel_contracts.events.plans import Sampling, sampling_of, stance_of
 
 STANCE_LINE = "Stance: "
 
@@ -26,3 +27,10 @@ def system_prompt_for(base: str, metadata: Mapping[str, str]) -> str:
     if stance.prompt:
         addition += f"\n{stance.prompt}"
     return f"{base}\n\n{addition}"
+
+
+def sampling_for(metadata: Mapping[str, str]) -> Sampling | None:
+    """The session's own sampling (a debater's temperature), or None for the defaults. A
+    sampled call (temperature above 0) is never offered to the LLM gateway's response cache:
+    each debater's draw is its own."""
+    return sampling_of(dict(metadata))
