@@ -95,6 +95,9 @@ class PlanSubmitted(EventData):
     parent_plan_id: str = ""
     parent_node_id: str = ""
     submitted_by: str = ""
+    # Set when a session submitted the plan (plan mode) and waits for it: the orchestrator
+    # sends the plan's ``PlanFinished`` to that session too (on keel.subtasks, key = session).
+    parent_session_id: str = ""
 
 
 class NodeDispatched(EventData):

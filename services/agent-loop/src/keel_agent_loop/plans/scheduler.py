@@ -56,6 +56,7 @@ class PlanState(BaseModel):
     spec: PlanSpec
     parent_plan_id: str = ""
     parent_node_id: str = ""
+    parent_session_id: str = ""
     status: PlanStatus = "running"
     nodes: dict[str, NodeRun] = Field(default_factory=dict)
     output: str = ""
@@ -63,7 +64,12 @@ class PlanState(BaseModel):
 
     @classmethod
     def start(
-        cls, spec: PlanSpec, *, parent_plan_id: str = "", parent_node_id: str = ""
+        cls,
+        spec: PlanSpec,
+        *,
+        parent_plan_id: str = "",
+        parent_node_id: str = "",
+        parent_session_id: str = "",
     ) -> PlanState:
         """A new plan with every node pending; raises ``PlanInvalid`` for a bad graph."""
         if not spec.plan_id:
@@ -73,6 +79,7 @@ class PlanState(BaseModel):
             spec=spec,
             parent_plan_id=parent_plan_id,
             parent_node_id=parent_node_id,
+            parent_session_id=parent_session_id,
             nodes={n.id: NodeRun() for n in spec.nodes},
         )
 
