@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from keel_agent_loop.plans import MODEL_PLAN_LIMITS, plan_from_call
 from keel_cli.follow import SessionFollower
 from keel_cli.plans import publish_plan
 from keel_cli.stack import LocalStack
-from keel_contracts.events import PlanNode, PlanSpec, TaskFailed
+from keel_clients import CallOptions, LLMClient, open_channel
+from keel_contracts.chat import ChatMessage, RequestContext
+from keel_contracts.events import PlanNode, PlanSpec, TaskCompleted, TaskFailed
 from keel_core.settings import KafkaSettings
 
 pytestmark = pytest.mark.stack
@@ -70,6 +73,33 @@ async def test_a_debate_gives_each_stance_its_own_answer_and_the_verdict_cites_t
     for node in ("agent-1", "agent-2", "agent-3", "judge"):
         assert node in drawn.stdout
     assert svg.read_text().lstrip().startswith("<svg")
+
+
+async def test_a_nested_plan_written_by_the_model_runs_across_real_workers(
+    stack: LocalStack, kafka: KafkaSettings
+) -> None:
+    # Plan mode's path from the model's plan to its result: the scripted model writes a team
+    # (a node that is itself a plan of two stances and a judge), the plan is checked against
+    # the limits a model's plan is held to, and it runs on the real broker.
+    async with open_channel(stack.target("llm-gateway")) as channel:
+        llm = LLMClient(channel, CallOptions(timeout_s=10))
+        asked = [ChatMessage(role="user", content="Team plan: Should we ship on Friday?")]
+        reply = await llm.complete(RequestContext(session_id="planner"), asked)
+    spec = plan_from_call(reply.message.content, MODEL_PLAN_LIMITS)
+    assert spec.node("panel").kind == "plan"
+    async with SessionFollower(kafka, start="end") as follower:
+        plan_id = await publish_plan(kafka, spec)
+        events = []
+
+        async def collect() -> None:
+            async for envelope in follower.events(plan_id):
+                events.append(envelope)
+
+        await asyncio.wait_for(collect(), 120)
+    answer = events[-1].parse(TaskCompleted).answer
+    assert answer.startswith("Summary: Verdict: Judge: cite the stances.")
+    assert "[strict]: No: we should not ship on Friday" in answer
+    assert "[liberal]: Yes: we should ship on Friday" in answer
 
 
 async def test_a_pipeline_ends_with_the_last_stage_output(
