@@ -16,8 +16,9 @@ from keel_cli.plans import publish_plan
 from keel_cli.stack import LocalStack
 from keel_clients import CallOptions, LLMClient, open_channel
 from keel_contracts.chat import ChatMessage, RequestContext
-from keel_contracts.events import PlanNode, PlanSpec, TaskCompleted, TaskFailed
+from keel_contracts.events import PlanNode, PlanSpec, TaskCompleted, TaskFailed, TaskProgress
 from keel_core.settings import KafkaSettings
+from tests.integration.helpers import run_task
 
 pytestmark = pytest.mark.stack
 
@@ -100,6 +101,37 @@ async def test_a_nested_plan_written_by_the_model_runs_across_real_workers(
     assert answer.startswith("Summary: Verdict: Judge: cite the stances.")
     assert "[strict]: No: we should not ship on Friday" in answer
     assert "[liberal]: Yes: we should ship on Friday" in answer
+
+
+async def test_plan_mode_parks_the_session_on_a_nested_plan_and_answers_from_it(
+    stack: LocalStack, kafka: KafkaSettings
+) -> None:
+    # A "planner" session (a plan-mode profile by default) is offered the plan tool; the
+    # scripted model calls it with a team, the session parks, the nested plan runs across
+    # real workers, and its PlanFinished resumes the session, which answers from it.
+    session_id, events = await run_task(
+        kafka, "Plan mode: Should we ship on Friday?", timeout_s=120, agent_profile="planner"
+    )
+    answer = events[-1].parse(TaskCompleted).answer
+    assert answer.startswith("From the plan: Summary: Verdict: Judge: cite the stances.")
+    assert "[strict]: No: we should not ship on Friday" in answer
+    assert "[liberal]: Yes: we should ship on Friday" in answer
+    states = [
+        e.parse(TaskProgress).detail.get("to")
+        for e in events
+        if e.type == TaskProgress.event_type and e.parse(TaskProgress).kind == "state"
+    ]
+    assert "waiting_for_plan" in states
+    resumed = [
+        e.parse(TaskProgress).detail
+        for e in events
+        if e.type == TaskProgress.event_type and e.parse(TaskProgress).kind == "resumed"
+    ]
+    assert resumed == [{"status": "waiting_for_plan", "iteration": 1, "trigger": "plan"}]
+    drawn = await keel(kafka, "plan", "timeline", f"{session_id}.plan-1-0")
+    assert drawn.returncode == 0, drawn.stdout + drawn.stderr
+    for node in ("panel", "strict", "liberal", "judge", "report"):
+        assert node in drawn.stdout
 
 
 async def test_a_pipeline_ends_with_the_last_stage_output(

@@ -27,6 +27,7 @@ from keel_agent_loop.handlers.grpc_servicer import AgentServicer
 from keel_agent_loop.handlers.task_handler import TaskHandler
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.plans import PlanSettings, install_plans
+from keel_agent_loop.plans.session import PlanModePort
 from keel_agent_loop.usecases import FrontDoor, OutagePolicy, SessionDefaults, SessionRunner
 from keel_clients import CallOptions, LLMClient, MemoryClient, ToolClient, open_channel
 from keel_contracts.topics import APPROVAL_DECISIONS, CHECKPOINTS, CONTROL, SUBTASKS, TASKS
@@ -88,6 +89,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         checkpoints=checkpoints,
         cancels=cancels,
         tracer=OtelStepTracer(),
+        plans=PlanModePort(runtime.producer, settings.plan_mode_profile_set()),
     )
     material = trust.load(settings.trust, SERVICE)
     sessions = SessionRunner(
