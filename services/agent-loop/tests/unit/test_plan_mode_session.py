@@ -4,9 +4,17 @@ keel.plans) until its ``PlanFinished`` resumes it with the plan's output."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
+from prometheus_client import CollectorRegistry
+
 from keel_agent_loop.domain import AgentLoop, AgentState, LoopConfig
+from keel_agent_loop.domain.ports import TeeSink
+from keel_agent_loop.domain.sessions import SessionStore
+from keel_agent_loop.handlers.task_handler import TaskHandler
+from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.plans.session import PlanModePort
 from keel_agent_loop.testing import (
     FakeMemory,
@@ -17,9 +25,11 @@ from keel_agent_loop.testing import (
     answer,
     call_tools,
 )
+from keel_agent_loop.usecases import SessionRunner
+from keel_contracts.events import Envelope, TaskCompleted, TaskSubmitted
 from keel_contracts.events.plans import PlanFinished, PlanSubmitted
-from keel_contracts.topics import PLANS
-from keel_core.testing import InMemoryPublisher
+from keel_contracts.topics import PLANS, RESULTS
+from keel_core.testing import InMemoryPublisher, in_memory_audit
 
 TEAM: dict[str, Any] = {
     "nodes": [
@@ -133,3 +143,86 @@ async def test_other_profiles_are_not_offered_the_plan_tool() -> None:
     assert parts.submitted() == []
     assert [e.call.name for e in parts.tools.executions] == ["plan"]  # an ordinary tool call
     assert state.status == "completed"
+
+
+class Worker:
+    """One agent-loop process (handler, runner, loop, store) over shared checkpoints."""
+
+    def __init__(self, replies: list[Any], checkpoints: InMemoryCheckpoints) -> None:
+        self.llm = ScriptedLLM(replies)
+        self.published = InMemoryPublisher()
+        self.audit, _ = in_memory_audit("agent-loop")
+        store = SessionStore()
+        loop = AgentLoop(
+            self.llm,
+            FakeTools(),
+            FakeMemory(),
+            TeeSink(store, RecordingSink()),
+            LoopConfig("rules", memory_token_budget=0),
+            checkpoints=checkpoints,
+            plans=PlanModePort(self.published, frozenset({"planner"})),
+        )
+        runner = SessionRunner(
+            loop,
+            store,
+            self.published,
+            self.audit,
+            AgentMetrics(CollectorRegistry()),
+            checkpoints=checkpoints,
+            decision_wait_s=0,
+        )
+        self.handler = TaskHandler(runner)
+
+    def submitted(self) -> list[str]:
+        return [e.parse(PlanSubmitted).plan.plan_id for e in self.published.envelopes(PLANS)]
+
+    def results(self) -> list[TaskCompleted]:
+        return [e.parse(TaskCompleted) for e in self.published.envelopes(RESULTS)]
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[Callable[[list[Any], InMemoryCheckpoints], Worker]]:
+    made: list[Worker] = []
+
+    def make(replies: list[Any], checkpoints: InMemoryCheckpoints) -> Worker:
+        worker = Worker(replies, checkpoints)
+        worker.audit.start()
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        await worker.audit.close()
+
+
+async def test_a_session_parked_on_a_plan_survives_a_restart_and_resumes_on_its_end(
+    workers: Callable[[list[Any], InMemoryCheckpoints], Worker],
+) -> None:
+    checkpoints = InMemoryCheckpoints()
+    task = Envelope.wrap(
+        TaskSubmitted(goal="Should we ship on Friday?", agent_profile="planner"),
+        source="test",
+        session_id="s9",
+    )
+    first = workers([call_tools(("plan", TEAM))], checkpoints)
+    await first.handler(task)
+    assert first.submitted() == ["s9.plan-1-0"]
+    parked = checkpoints.get("s9")
+    assert parked is not None
+    assert parked.status == "waiting_for_plan"
+
+    # The process dies; the task is redelivered to a fresh one, which submits the plan again
+    # (the orchestrator ignores a plan it knows) and stays parked without asking the model.
+    second = workers([answer("Ship it, with a rollback ready.")], checkpoints)
+    await second.handler(task)
+    assert second.submitted() == ["s9.plan-1-0"]
+    assert second.llm.calls == []
+
+    ended = PlanFinished(plan_id="s9.plan-1-0", status="succeeded", output="Summary: go")
+    await second.handler(Envelope.wrap(ended, source="agent-loop.plans", session_id="s9"))
+    (result,) = second.results()
+    assert result.answer == "Ship it, with a rollback ready."
+    assert "Summary: go" in second.llm.calls[0].messages[-1].content
+    # A repeated end (at-least-once) finds the session finished: nothing more is published.
+    await second.handler(Envelope.wrap(ended, source="agent-loop.plans", session_id="s9"))
+    assert len(second.results()) == 1
