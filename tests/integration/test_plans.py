@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from keel_agent_loop.plans import MODEL_PLAN_LIMITS, plan_from_call
 from keel_cli.follow import SessionFollower
 from keel_cli.plans import publish_plan
 from keel_cli.stack import LocalStack
-from keel_contracts.events import PlanNode, PlanSpec, TaskFailed
+from keel_clients import CallOptions, LLMClient, open_channel
+from keel_contracts.chat import ChatMessage, RequestContext
+from keel_contracts.events import PlanNode, PlanSpec, TaskCompleted, TaskFailed, TaskProgress
 from keel_core.settings import KafkaSettings
+from tests.integration.helpers import run_task
 
 pytestmark = pytest.mark.stack
 
@@ -41,14 +45,27 @@ def plan_id_of(stdout: str) -> str:
     return next(line.split()[1] for line in stdout.splitlines() if line.startswith("plan "))
 
 
-async def test_a_debate_ends_with_the_judges_verdict_and_draws_a_timeline(
+async def test_a_debate_gives_each_stance_its_own_answer_and_the_verdict_cites_them(
     stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
-    done = await keel(kafka, "plan", "debate", "What is 2 + 3?", "--agents", "3", stack=stack)
+    question = "Should we ship on Friday?"
+    done = await keel(kafka, "plan", "debate", question, "--agents", "3", stack=stack)
     assert done.returncode == 0, done.stdout + done.stderr
     answer = done.stdout[done.stdout.index("answer: ") :].split("\n(timeline:")[0]
     assert answer.startswith("answer: Verdict:")
-    assert answer.count("The answer is 5.") == 3
+    # Each debater answered from its own stance (persona in its system prompt), and the judge
+    # read every answer labelled with the stance that gave it.
+    said = {
+        line.split("]")[0].lstrip("["): line.split("): ", 1)[1]
+        for line in answer.splitlines()
+        if line.startswith("[")
+    }
+    assert set(said) == {"strict", "liberal", "risk-focused"}
+    assert len(set(said.values())) == 3
+    assert said["strict"].startswith("No: we should not ship on Friday")
+    assert said["liberal"].startswith("Yes: we should ship on Friday")
+    assert said["risk-focused"].startswith("Only with a rollback ready")
+    assert "citing the stances by name" in answer
     plan_id = plan_id_of(done.stdout)
 
     svg = tmp_path / "timeline.svg"
@@ -57,6 +74,64 @@ async def test_a_debate_ends_with_the_judges_verdict_and_draws_a_timeline(
     for node in ("agent-1", "agent-2", "agent-3", "judge"):
         assert node in drawn.stdout
     assert svg.read_text().lstrip().startswith("<svg")
+
+
+async def test_a_nested_plan_written_by_the_model_runs_across_real_workers(
+    stack: LocalStack, kafka: KafkaSettings
+) -> None:
+    # Plan mode's path from the model's plan to its result: the scripted model writes a team
+    # (a node that is itself a plan of two stances and a judge), the plan is checked against
+    # the limits a model's plan is held to, and it runs on the real broker.
+    async with open_channel(stack.target("llm-gateway")) as channel:
+        llm = LLMClient(channel, CallOptions(timeout_s=10))
+        asked = [ChatMessage(role="user", content="Team plan: Should we ship on Friday?")]
+        reply = await llm.complete(RequestContext(session_id="planner"), asked)
+    spec = plan_from_call(reply.message.content, MODEL_PLAN_LIMITS)
+    assert spec.node("panel").kind == "plan"
+    async with SessionFollower(kafka, start="end") as follower:
+        plan_id = await publish_plan(kafka, spec)
+        events = []
+
+        async def collect() -> None:
+            async for envelope in follower.events(plan_id):
+                events.append(envelope)
+
+        await asyncio.wait_for(collect(), 120)
+    answer = events[-1].parse(TaskCompleted).answer
+    assert answer.startswith("Summary: Verdict: Judge: cite the stances.")
+    assert "[strict]: No: we should not ship on Friday" in answer
+    assert "[liberal]: Yes: we should ship on Friday" in answer
+
+
+async def test_plan_mode_parks_the_session_on_a_nested_plan_and_answers_from_it(
+    stack: LocalStack, kafka: KafkaSettings
+) -> None:
+    # A "planner" session (a plan-mode profile by default) is offered the plan tool; the
+    # scripted model calls it with a team, the session parks, the nested plan runs across
+    # real workers, and its PlanFinished resumes the session, which answers from it.
+    session_id, events = await run_task(
+        kafka, "Plan mode: Should we ship on Friday?", timeout_s=120, agent_profile="planner"
+    )
+    answer = events[-1].parse(TaskCompleted).answer
+    assert answer.startswith("From the plan: Summary: Verdict: Judge: cite the stances.")
+    assert "[strict]: No: we should not ship on Friday" in answer
+    assert "[liberal]: Yes: we should ship on Friday" in answer
+    states = [
+        e.parse(TaskProgress).detail.get("to")
+        for e in events
+        if e.type == TaskProgress.event_type and e.parse(TaskProgress).kind == "state"
+    ]
+    assert "waiting_for_plan" in states
+    resumed = [
+        e.parse(TaskProgress).detail
+        for e in events
+        if e.type == TaskProgress.event_type and e.parse(TaskProgress).kind == "resumed"
+    ]
+    assert resumed == [{"status": "waiting_for_plan", "iteration": 1, "trigger": "plan"}]
+    drawn = await keel(kafka, "plan", "timeline", f"{session_id}.plan-1-0")
+    assert drawn.returncode == 0, drawn.stdout + drawn.stderr
+    for node in ("panel", "strict", "liberal", "judge", "report"):
+        assert node in drawn.stdout
 
 
 async def test_a_pipeline_ends_with_the_last_stage_output(

@@ -7,6 +7,8 @@ import argparse
 import uuid
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from keel_agent_loop import PlanInvalid, check_plan, debate, pipeline
 from keel_cli.config import CliSettings
 from keel_cli.follow import SessionFollower
@@ -14,7 +16,7 @@ from keel_cli.timeline import Timeline, build_timeline, render_html, render_svg,
 from keel_cli.watch import answer_of, print_session
 from keel_contracts.errors import ConfigError
 from keel_contracts.events import Envelope
-from keel_contracts.events.plans import PlanSpec, PlanSubmitted
+from keel_contracts.events.plans import PlanSpec, PlanSubmitted, Sampling, Stance
 from keel_contracts.topics import PLANS, TASK_EVENTS
 from keel_core.bus.producer import EventProducer
 from keel_core.bus.reader import read_topic
@@ -42,8 +44,21 @@ def add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     debate_cmd = plan_sub.add_parser("debate", help="N agents answer, a judge decides")
     debate_cmd.add_argument("question")
-    debate_cmd.add_argument("--agents", type=int, default=3)
-    debate_cmd.add_argument("--judge", default="Judge: pick the best answer and say why.")
+    debate_cmd.add_argument(
+        "--agents", type=int, default=3, help="debaters, each with a default stance"
+    )
+    debate_cmd.add_argument(
+        "--stance",
+        action="append",
+        default=[],
+        metavar="NAME[=PROMPT]",
+        help="a debater's stance and its system prompt addition (repeat; replaces --agents)",
+    )
+    debate_cmd.add_argument("--temperature", type=float, default=None, help="debaters' sampling")
+    debate_cmd.add_argument("--seed", type=int, default=None, help="debater i gets seed + i - 1")
+    debate_cmd.add_argument(
+        "--judge", default=None, help="the judge's instruction (default: cite the stances)"
+    )
     follow_options(debate_cmd)
 
     pipe = plan_sub.add_parser("pipeline", help="stages in a chain, each fed the previous output")
@@ -72,8 +87,34 @@ def _spec_of(args: argparse.Namespace) -> PlanSpec:
     if args.plan_command == "submit":
         return check_plan(load_yaml_model(args.file, PlanSpec, PlanFileError, "plan file"))
     if args.plan_command == "debate":
-        return debate(args.question, args.agents, args.judge)
+        return debate(
+            args.question,
+            args.agents,
+            args.judge or "",
+            stances=[parse_stance(text) for text in args.stance],
+            sampling=_sampling(args.temperature, args.seed),
+        )
     return pipeline(args.goal, args.stages)
+
+
+def parse_stance(text: str) -> Stance:
+    """``strict=Reject anything uncertain.`` (or just ``strict``) as a stance."""
+    name, _eq, prompt = text.partition("=")
+    try:
+        return Stance(name=name.strip(), prompt=prompt.strip())
+    except ValidationError as exc:
+        raise PlanInvalid(
+            f"stance {name.strip()!r}: a name of letters, digits, - or _ (at most 40)"
+        ) from exc
+
+
+def _sampling(temperature: float | None, seed: int | None) -> Sampling | None:
+    if temperature is None and seed is None:
+        return None
+    try:
+        return Sampling(temperature=temperature or 0.0, seed=seed)
+    except ValidationError as exc:
+        raise PlanInvalid("--temperature must be between 0 and 2") from exc
 
 
 async def publish_plan(settings: KafkaSettings, spec: PlanSpec, plan_id: str = "") -> str:

@@ -16,7 +16,7 @@ from keel_agent_loop.adapters.checkpoints import FinishedSweeper, TableCheckpoin
 from keel_agent_loop.adapters.control import ControlFollower
 from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
 from keel_agent_loop.adapters.patience import Patience, PatientLLM, PatientMemory, PatientTools
-from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext
+from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext, SampledLLM
 from keel_agent_loop.adapters.tracing import OtelStepTracer
 from keel_agent_loop.config import Settings
 from keel_agent_loop.domain.cancel import CancelFlags
@@ -27,6 +27,7 @@ from keel_agent_loop.handlers.grpc_servicer import AgentServicer
 from keel_agent_loop.handlers.task_handler import TaskHandler
 from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.plans import PlanSettings, install_plans
+from keel_agent_loop.plans.session import PlanModePort
 from keel_agent_loop.usecases import FrontDoor, OutagePolicy, SessionDefaults, SessionRunner
 from keel_clients import CallOptions, LLMClient, MemoryClient, ToolClient, open_channel
 from keel_contracts.topics import APPROVAL_DECISIONS, CHECKPOINTS, CONTROL, SUBTASKS, TASKS
@@ -79,7 +80,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         settings.outage_step_deadline_s, settings.retry_backoff_s, settings.outage_backoff_max_s
     )
     loop = AgentLoop(
-        llm=PatientLLM(peers.llm, patience),
+        llm=PatientLLM(SampledLLM(peers.llm), patience),
         tools=PatientTools(peers.tools, patience),
         memory=PatientMemory(peers.memory, patience),
         sink=TeeSink(store, KafkaEventSink(runtime.producer)),
@@ -88,6 +89,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         checkpoints=checkpoints,
         cancels=cancels,
         tracer=OtelStepTracer(),
+        plans=PlanModePort(runtime.producer, settings.plan_mode_profile_set()),
     )
     material = trust.load(settings.trust, SERVICE)
     sessions = SessionRunner(

@@ -40,6 +40,9 @@ class Settings(ServiceSettings):
     # and the consumer group of keel.plans.
     plans_orchestrate: bool = True
     plans_consumer_group: str = "keel-agent-loop-plans"
+    # Plan mode: agent profiles (comma-separated) offered the ``plan`` tool, whose call runs a
+    # plan the model wrote and parks the session until it ends (docs/plans.md).
+    plan_mode_profiles: str = "planner"
     # Used by Submit when the request leaves max_iterations at 0.
     default_max_iterations: int = Field(default=8, ge=1, le=200)
     memory_token_budget: int = Field(default=400, ge=0)
@@ -74,6 +77,9 @@ class Settings(ServiceSettings):
     finished_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     # How often each replica sweeps the markers past their retention.
     finished_sweep_interval_s: float = Field(default=600.0, gt=0)
+
+    def plan_mode_profile_set(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.plan_mode_profiles.split(",") if p.strip())
 
     def loop_config(self) -> LoopConfig:
         """The loop's configuration: one reading of these settings for the service and for

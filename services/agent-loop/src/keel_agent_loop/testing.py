@@ -26,6 +26,7 @@ from keel_agent_loop.domain.models import (
 from keel_agent_loop.domain.ports import MemoryType
 from keel_contracts.canonical import sha256_hex
 from keel_contracts.events import ApprovalRequested, TaskProgress
+from keel_contracts.events.plans import Sampling
 
 
 def answer(content: str, usage: Usage | None = None) -> LLMReply:
@@ -52,6 +53,7 @@ class LLMCall:
     ctx: RequestContext
     messages: list[ChatMessage]
     tools: list[ToolSpec]
+    sampling: Sampling | None = None
 
 
 class ScriptedLLM:
@@ -66,9 +68,13 @@ class ScriptedLLM:
         self._replies.extend(replies)
 
     async def complete(
-        self, ctx: RequestContext, messages: list[ChatMessage], tools: list[ToolSpec]
+        self,
+        ctx: RequestContext,
+        messages: list[ChatMessage],
+        tools: list[ToolSpec],
+        sampling: Sampling | None = None,
     ) -> LLMReply:
-        self.calls.append(LLMCall(ctx, list(messages), list(tools)))
+        self.calls.append(LLMCall(ctx, list(messages), list(tools), sampling))
         if not self._replies:
             raise AssertionError(f"ScriptedLLM ran out of replies after {len(self.calls)} calls")
         reply = self._replies.pop(0)

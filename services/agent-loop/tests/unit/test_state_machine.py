@@ -27,16 +27,19 @@ LEGAL = {
     ("processing_result", "planning"),
     ("waiting_for_approval", "executing_tool"),
     ("waiting_for_approval", "processing_result"),
+    ("executing_tool", "waiting_for_plan"),
+    ("waiting_for_plan", "processing_result"),
 } | {(s, end) for s in STATES if s not in TERMINAL for end in ("failed", "cancelled")}
 
 
-def test_there_are_the_eight_states() -> None:
+def test_there_are_the_nine_states() -> None:
     assert set(STATES) == {
         "idle",
         "planning",
         "executing_tool",
         "processing_result",
         "waiting_for_approval",
+        "waiting_for_plan",
         "completed",
         "failed",
         "cancelled",

@@ -27,6 +27,28 @@ NodeStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 PlanStatus = Literal["running", "succeeded", "failed"]
 
 
+class Stance(BaseModel):
+    """Who a node speaks as: a short name (cited by a debate's judge) and the text added to
+    the session's system prompt. Debaters with different stances see different prompts, so
+    their answers (and their LLM cache keys) differ even at temperature 0."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    prompt: str = Field(default="", max_length=4_000)
+
+
+class Sampling(BaseModel):
+    """How a node's model samples. Temperature 0 is deterministic and served from the LLM
+    gateway's response cache; above 0 every call is a fresh draw (the agent loop never opts
+    a sampled call into the cache). ``seed`` is recorded with the node for reproducibility."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    seed: int | None = None
+
+
 class PlanNode(BaseModel):
     """One step of a plan: an agent session, or (``kind="plan"``) a whole plan of its own."""
 
@@ -41,6 +63,9 @@ class PlanNode(BaseModel):
     max_iterations: int = Field(default=8, ge=1, le=200)
     # The nested plan of a ``kind="plan"`` node; its goal is this node's rendered goal.
     plan: PlanSpec | None = None
+    # Optional persona and sampling of an agent node (debates); None: the profile's own.
+    stance: Stance | None = None
+    sampling: Sampling | None = None
 
 
 class PlanSpec(BaseModel):
@@ -70,6 +95,9 @@ class PlanSubmitted(EventData):
     parent_plan_id: str = ""
     parent_node_id: str = ""
     submitted_by: str = ""
+    # Set when a session submitted the plan (plan mode) and waits for it: the orchestrator
+    # sends the plan's ``PlanFinished`` to that session too (on keel.subtasks, key = session).
+    parent_session_id: str = ""
 
 
 class NodeDispatched(EventData):
@@ -124,3 +152,48 @@ def split_node_session(session_id: str) -> tuple[str, str] | None:
     if not dot or not plan_id or not re.fullmatch(NODE_ID, node_id):
         return None
     return plan_id, node_id
+
+
+# A node's stance and sampling travel to its session in ``TaskSubmitted.metadata`` (strings).
+STANCE_KEY = "stance"
+STANCE_PROMPT_KEY = "stance_prompt"
+TEMPERATURE_KEY = "temperature"
+SEED_KEY = "seed"
+
+
+def persona_metadata(stance: Stance | None, sampling: Sampling | None) -> dict[str, str]:
+    """The task metadata that carries a node's stance and sampling (empty for neither)."""
+    found: dict[str, str] = {}
+    if stance is not None:
+        found[STANCE_KEY] = stance.name
+        found[STANCE_PROMPT_KEY] = stance.prompt
+    if sampling is not None:
+        found[TEMPERATURE_KEY] = repr(sampling.temperature)
+        if sampling.seed is not None:
+            found[SEED_KEY] = str(sampling.seed)
+    return found
+
+
+def stance_of(metadata: dict[str, str]) -> Stance | None:
+    """The stance a session's metadata names, or None (also for a malformed name)."""
+    name = metadata.get(STANCE_KEY, "")
+    if not name:
+        return None
+    try:
+        return Stance(name=name, prompt=metadata.get(STANCE_PROMPT_KEY, ""))
+    except ValueError:
+        return None
+
+
+def sampling_of(metadata: dict[str, str]) -> Sampling | None:
+    """The sampling a session's metadata names, or None (also for malformed values)."""
+    if TEMPERATURE_KEY not in metadata:
+        return None
+    try:
+        seed = metadata.get(SEED_KEY)
+        return Sampling(
+            temperature=float(metadata[TEMPERATURE_KEY]),
+            seed=int(seed) if seed else None,
+        )
+    except ValueError:
+        return None

@@ -26,6 +26,7 @@ from keel_agent_loop.domain.models import (
 )
 from keel_agent_loop.domain.ports import LLMPort, MemoryPort, MemoryType, ToolPort
 from keel_contracts.errors import DeadlineExceeded, Unavailable
+from keel_contracts.events.plans import Sampling
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,18 @@ class PatientLLM:
         self._patience = patience
 
     async def complete(
-        self, ctx: RequestContext, messages: list[ChatMessage], tools: list[ToolSpec]
+        self,
+        ctx: RequestContext,
+        messages: list[ChatMessage],
+        tools: list[ToolSpec],
+        sampling: Sampling | None = None,
     ) -> LLMReply:
+        if sampling is None:
+            return await self._patience.call(
+                "llm-gateway Complete", lambda: self._llm.complete(ctx, messages, tools)
+            )
         return await self._patience.call(
-            "llm-gateway Complete", lambda: self._llm.complete(ctx, messages, tools)
+            "llm-gateway Complete", lambda: self._llm.complete(ctx, messages, tools, sampling)
         )
 
 

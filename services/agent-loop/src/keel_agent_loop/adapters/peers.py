@@ -1,14 +1,44 @@
 """The loop's ports over the shared clients of the other services (``keel_clients``).
 
-The LLM port is ``keel_clients.LLMClient`` itself; these two adapt the tool gateway's and the
-memory service's clients to what the loop asks of them.
+``SampledLLM`` adapts ``keel_clients.LLMClient`` (a session's sampling becomes its completion
+options); the other two adapt the tool gateway's and the memory service's clients.
 """
 
 from __future__ import annotations
 
-from keel_agent_loop.domain.models import RequestContext, ToolCall, ToolOutcome, ToolSpec
+from keel_agent_loop.domain.models import (
+    ChatMessage,
+    LLMReply,
+    RequestContext,
+    ToolCall,
+    ToolOutcome,
+    ToolSpec,
+)
 from keel_agent_loop.domain.ports import MemoryType
-from keel_clients import MemoryClient, ToolClient
+from keel_clients import CompletionOptions, LLMClient, MemoryClient, ToolClient
+from keel_contracts.events.plans import Sampling
+
+
+class SampledLLM:
+    """``LLMPort``: the client, asked at the session's temperature when it has one. It never
+    opts a sampled call into the gateway's response cache (``CompletionOptions.cache`` stays
+    off), so each debater's draw is its own; temperature 0 is cached as always, keyed by the
+    whole prompt (the stance is in the system message)."""
+
+    def __init__(self, client: LLMClient) -> None:
+        self._client = client
+
+    async def complete(
+        self,
+        ctx: RequestContext,
+        messages: list[ChatMessage],
+        tools: list[ToolSpec],
+        sampling: Sampling | None = None,
+    ) -> LLMReply:
+        if sampling is None:
+            return await self._client.complete(ctx, messages, tools)
+        options = CompletionOptions(temperature=sampling.temperature)
+        return await self._client.complete(ctx, messages, tools, options)
 
 
 class CachedCatalogTools:

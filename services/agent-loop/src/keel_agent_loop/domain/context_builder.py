@@ -16,6 +16,7 @@ from keel_agent_loop.domain.budget import BudgetGuard
 from keel_agent_loop.domain.context import TokenCounter, fit_memories
 from keel_agent_loop.domain.loop_config import LoopConfig
 from keel_agent_loop.domain.models import AgentState, ToolSpec
+from keel_agent_loop.domain.persona import system_prompt_for
 from keel_agent_loop.domain.ports import MemoryPort
 from keel_agent_loop.domain.prompts import opening_messages
 from keel_agent_loop.domain.reporter import SessionReporter
@@ -44,7 +45,8 @@ class ContextBuilder:
     async def open(self, state: AgentState) -> list[str]:
         """Set the session's opening messages; the memory items they carry."""
         memories = await self._recall(state)
-        state.messages = opening_messages(self._config.system_prompt, memories, state.goal)
+        system = system_prompt_for(self._config.system_prompt, state.metadata)
+        state.messages = opening_messages(system, memories, state.goal)
         return memories
 
     async def fit(self, state: AgentState, catalog: list[ToolSpec]) -> int:

@@ -21,8 +21,17 @@ from keel_agent_loop.domain.catalogs import ToolCatalogs
 from keel_agent_loop.domain.context import EstimateCounter, TokenCounter
 from keel_agent_loop.domain.context_builder import ContextBuilder
 from keel_agent_loop.domain.loop_config import LoopConfig
-from keel_agent_loop.domain.models import AgentState, ChatMessage, SessionStatus, ToolSpec
+from keel_agent_loop.domain.models import (
+    AgentState,
+    ChatMessage,
+    LLMReply,
+    SessionStatus,
+    ToolCall,
+    ToolSpec,
+)
 from keel_agent_loop.domain.parking import ApprovalParking
+from keel_agent_loop.domain.persona import sampling_for
+from keel_agent_loop.domain.plan_mode import PlanParking, PlanPort
 from keel_agent_loop.domain.ports import (
     CancelSignal,
     CheckpointStore,
@@ -44,6 +53,7 @@ from keel_agent_loop.errors import ServiceOutage
 from keel_contracts.canonical import sha256_hex
 from keel_contracts.errors import KeelError
 from keel_contracts.events import ApprovalDecided
+from keel_contracts.events.plans import PlanFinished
 
 __all__ = ["AgentLoop", "LoopConfig"]
 
@@ -63,6 +73,7 @@ class AgentLoop:
         cancels: CancelSignal | None = None,
         counter: TokenCounter | None = None,
         tracer: StepTracer | None = None,
+        plans: PlanPort | None = None,
     ) -> None:
         self._llm = llm
         self._tracer = tracer or NoTracing()
@@ -78,6 +89,9 @@ class AgentLoop:
         )
         self._parking = ApprovalParking(
             sink, self._checkpoints, self._catalogs, self._reporter, self._actor
+        )
+        self._plans = (
+            PlanParking(plans, self._checkpoints, self._reporter, self._actor) if plans else None
         )
 
     async def run(self, state: AgentState) -> AgentState:
@@ -96,7 +110,7 @@ class AgentLoop:
             await self._act_from(state, _answered(state))
             if _status(state) == "processing_result":
                 await self._iteration_done(state)
-        while not state.finished and state.status != "waiting_for_approval":
+        while not state.finished and state.status not in PARKED:
             await self.step(state)
         return state
 
@@ -130,6 +144,21 @@ class AgentLoop:
         if _status(state) == "processing_result":
             await self._iteration_done(state)
         return await self.run(state)
+
+    async def plan_finished(self, state: AgentState, finished: PlanFinished) -> AgentState:
+        """Answer a session's parked ``plan`` call with its plan's end, then run it on."""
+        pending = await self._plans.resume(state, finished) if self._plans else None
+        if pending is None:
+            return state
+        await self._act_from(state, pending.index + 1)
+        if _status(state) == "processing_result":
+            await self._iteration_done(state)
+        return await self.run(state)
+
+    async def resubmit_plan(self, state: AgentState) -> None:
+        """Submit a session's pending plan again (after a restart; a known plan is ignored)."""
+        if self._plans is not None:
+            await self._plans.resubmit(state)
 
     async def reask(self, state: AgentState) -> None:
         """Publish a parked session's approval request again (same approval id): after a
@@ -210,9 +239,18 @@ class AgentLoop:
 
     async def _catalog(self, state: AgentState) -> list[ToolSpec]:
         try:
-            return await self._catalogs.fetch(state.agent_profile)
+            catalog = await self._catalogs.fetch(state.agent_profile)
         except OUTAGES as exc:
             raise ServiceOutage("tool gateway", exc) from exc
+        plan_tool = self._plans.tool_for(state) if self._plans else None
+        return [*catalog, plan_tool] if plan_tool else catalog
+
+    async def _ask(self, state: AgentState, catalog: list[ToolSpec]) -> LLMReply:
+        """One model call; a session with sampling of its own (a debater) passes it on."""
+        sampling = sampling_for(state.metadata)
+        if sampling is None:
+            return await self._llm.complete(state.context(), list(state.messages), catalog)
+        return await self._llm.complete(state.context(), list(state.messages), catalog, sampling)
 
     async def _think(self, state: AgentState, catalog: list[ToolSpec]) -> ChatMessage | None:
         """The model's next message; None when the prompt would exceed the token budget (the
@@ -224,7 +262,7 @@ class AgentLoop:
         self._observer.context_used(prompt_tokens, self._config.context_window_tokens)
         started = self._clock()
         try:
-            reply = await self._llm.complete(state.context(), list(state.messages), catalog)
+            reply = await self._ask(state, catalog)
         except KeelError as exc:
             self._observer.llm_call(self._clock() - started, ok=False)
             if isinstance(exc, OUTAGES):
@@ -246,16 +284,28 @@ class AgentLoop:
             if await self._reporter.stop_if_cancelled(state):
                 return
             call = message.tool_calls[index]
+            if self._plans is not None and self._is_plan_call(state, call):
+                if await self._plans.act(state, call, index):
+                    return
+                continue
             outcome = await self._actor.act(state, call, index)
             if outcome.status == "needs_approval":
                 await self._parking.park(state, call, index, message.content, outcome)
                 return
+
+    def _is_plan_call(self, state: AgentState, call: ToolCall) -> bool:
+        tool = self._plans.tool_for(state) if self._plans else None
+        return tool is not None and call.name == tool.name
 
     async def _iteration_done(self, state: AgentState) -> None:
         if state.iteration % self._config.checkpoint_every == 0:
             # Not awaited to the broker: losing it in a crash re-runs this iteration, whose tool
             # calls the tool gateway answers from its ledger. Parking and finishing are durable.
             await self._checkpoints.save(state, durable=False)
+
+
+# A parked session holds no consumer: a decision or its plan's end resumes it.
+PARKED: frozenset[SessionStatus] = frozenset({"waiting_for_approval", "waiting_for_plan"})
 
 
 def _status(state: AgentState) -> SessionStatus:

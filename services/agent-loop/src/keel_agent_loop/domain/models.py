@@ -60,6 +60,16 @@ class PendingApproval(BaseModel):
     requested_at: float = Field(default_factory=time.time)
 
 
+class PendingPlan(BaseModel):
+    """The ``plan`` call a session parked in plan mode waits on (``domain.plan_mode``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    plan_id: str
+    index: int
+    call: ToolCall
+
+
 class Stall(BaseModel):
     """A session waiting out an outage of a service it needs: at which step, since when (wall
     clock, kept in the checkpoint so a restart does not reset the operator's limit)."""
@@ -94,6 +104,7 @@ class AgentState(BaseModel):
     cost_budget_usd: float | None = Field(default=None, ge=0)
     metadata: dict[str, str] = Field(default_factory=dict)
     pending_approval: PendingApproval | None = None
+    pending_plan: PendingPlan | None = None
     # Approvals already applied: a redelivered decision for one of them drives the session on.
     decided_approvals: list[str] = Field(default_factory=list)
     tools_used: list[str] = Field(default_factory=list)
@@ -133,6 +144,7 @@ class AgentState(BaseModel):
         self.failure_reason = reason
         self.error = error
         self.pending_approval = None
+        self.pending_plan = None
         return previous
 
 

@@ -19,6 +19,7 @@ from keel_agent_loop.domain.models import (
     ToolSpec,
 )
 from keel_contracts.events import ApprovalRequested, TaskProgress
+from keel_contracts.events.plans import Sampling
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
 
@@ -28,8 +29,14 @@ Span = AbstractContextManager[object]
 
 class LLMPort(Protocol):
     async def complete(
-        self, ctx: RequestContext, messages: list[ChatMessage], tools: list[ToolSpec]
-    ) -> LLMReply: ...
+        self,
+        ctx: RequestContext,
+        messages: list[ChatMessage],
+        tools: list[ToolSpec],
+        sampling: Sampling | None = None,
+    ) -> LLMReply:
+        """``sampling``: the session's own (a debater's temperature); None, the defaults."""
+        ...
 
 
 class ToolPort(Protocol):

@@ -157,7 +157,7 @@ class SessionStore:
         """Oldest finished sessions go first, then oldest idle ones (submitted here but run
         by another replica, so never finished here); then parked ones (their state is in
         their checkpoint); running sessions stay."""
-        for stage in ("finished", "idle", "waiting_for_approval"):
+        for stage in ("finished", "idle", "waiting_for_approval", "waiting_for_plan"):
             evictable = [
                 sid
                 for sid, rec in self._records.items()

@@ -7,6 +7,7 @@ of a checkpoint. ``finished`` means one of the three terminal states.
     idle -> planning -> executing_tool -> processing_result -> planning ... -> completed
     planning -> completed (the final answer)
     executing_tool -> waiting_for_approval -> executing_tool | processing_result
+    executing_tool -> waiting_for_plan -> processing_result (plan mode: the plan's result)
     any non-terminal state -> failed | cancelled
 """
 
@@ -22,6 +23,7 @@ SessionStatus = Literal[
     "executing_tool",
     "processing_result",
     "waiting_for_approval",
+    "waiting_for_plan",
     "completed",
     "failed",
     "cancelled",
@@ -39,11 +41,13 @@ ALLOWED: dict[SessionStatus, frozenset[SessionStatus]] = {
     "idle": _to("planning"),
     # Thinking ends with tool calls to run or with the final answer.
     "planning": _to("executing_tool", "completed"),
-    "executing_tool": _to("processing_result", "waiting_for_approval"),
+    "executing_tool": _to("processing_result", "waiting_for_approval", "waiting_for_plan"),
     # After a result: the next call of the same reply, or the next iteration.
     "processing_result": _to("executing_tool", "planning"),
     # Approved or modified: run the call; rejected or timed out: the refusal is the result.
     "waiting_for_approval": _to("executing_tool", "processing_result"),
+    # The plan ended (succeeded or failed): its result answers the call.
+    "waiting_for_plan": _to("processing_result"),
     "completed": frozenset(),
     "failed": frozenset(),
     "cancelled": frozenset(),

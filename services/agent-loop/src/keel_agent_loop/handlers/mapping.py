@@ -22,6 +22,7 @@ STATUS: dict[str, agent_pb2.SessionStatus.ValueType] = {
     "executing_tool": agent_pb2.SESSION_STATUS_RUNNING,
     "processing_result": agent_pb2.SESSION_STATUS_RUNNING,
     "waiting_for_approval": agent_pb2.SESSION_STATUS_RUNNING,
+    "waiting_for_plan": agent_pb2.SESSION_STATUS_RUNNING,
     "completed": agent_pb2.SESSION_STATUS_COMPLETED,
     "failed": agent_pb2.SESSION_STATUS_FAILED,
     "cancelled": agent_pb2.SESSION_STATUS_CANCELLED,

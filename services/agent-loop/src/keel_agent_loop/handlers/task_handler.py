@@ -5,6 +5,8 @@ turns each record into a call of the session use case (``usecases.SessionRunner`
 - ``ApprovalDecided``: continue the session parked on that approval. ``ApprovalVoted`` (one
   vote toward a quorum) passes: the session waits for the decision.
 - ``TaskCancelRequested``: cancel a session that is parked or only checkpointed.
+- ``PlanFinished`` (on ``keel.subtasks``, from the plan orchestrator): continue the session
+  parked in plan mode on that plan.
 
 A record without a session id or of another type is poison (dead-lettered with the reason).
 The use case returns only when the session finishes or parks, so the record is committed then.
@@ -20,6 +22,7 @@ from keel_contracts.events import (
     TaskCancelRequested,
     TaskSubmitted,
 )
+from keel_contracts.events.plans import PlanFinished
 from keel_core.bus import PoisonMessage
 
 
@@ -37,6 +40,8 @@ class TaskHandler:
             await self._sessions.start(session_id, envelope.trace, envelope.parse(TaskSubmitted))
         elif envelope.type == ApprovalDecided.event_type:
             await self._sessions.decide(session_id, envelope.parse(ApprovalDecided))
+        elif envelope.type == PlanFinished.event_type:
+            await self._sessions.plan_finished(session_id, envelope.parse(PlanFinished))
         elif envelope.type == TaskCancelRequested.event_type:
             request = envelope.parse(TaskCancelRequested)
             await self._sessions.cancel(session_id, request.reason)

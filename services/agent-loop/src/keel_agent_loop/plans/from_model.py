@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from keel_agent_loop.plans.validation import PlanInvalid, check_plan
+from keel_agent_loop.plans.validation import PlanInvalid, PlanLimits, check_plan
 from keel_contracts.events.plans import PlanSpec
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n(.*?)```", re.DOTALL)
@@ -31,8 +31,9 @@ class PlanParseError(ValueError):
     """The answer holds no usable plan; the message says why."""
 
 
-def parse_plan_answer(answer: str) -> PlanSpec:
-    """The plan in a model's answer, validated (shape and graph); ``PlanParseError`` if not."""
+def parse_plan_answer(answer: str, limits: PlanLimits | None = None) -> PlanSpec:
+    """The plan in a model's answer, validated (shape and graph, and ``limits`` when given);
+    ``PlanParseError`` if not."""
     data = _json_object(answer)
     if isinstance(data.get("plan"), dict) and "nodes" not in data:
         data = data["plan"]
@@ -41,7 +42,7 @@ def parse_plan_answer(answer: str) -> PlanSpec:
     except ValidationError as exc:
         raise PlanParseError(f"the plan does not match the schema: {_errors(exc)}") from exc
     try:
-        return check_plan(spec)
+        return check_plan(spec, limits)
     except PlanInvalid as exc:
         raise PlanParseError(f"the plan cannot run: {exc}") from exc
 

@@ -25,7 +25,13 @@ from keel_contracts.events import (
     TaskProgress,
     TaskSubmitted,
 )
-from keel_contracts.events.plans import NodeDispatched, NodeFinished, PlanFinished, PlanSubmitted
+from keel_contracts.events.plans import (
+    NodeDispatched,
+    NodeFinished,
+    PlanFinished,
+    PlanSubmitted,
+    persona_metadata,
+)
 from keel_contracts.topics import PLANS, RESULTS, SUBTASKS, TASK_EVENTS
 from keel_core.bus import PoisonMessage
 from keel_core.bus.producer import Publisher
@@ -85,6 +91,7 @@ class PlanHandler:
                 spec,
                 parent_plan_id=submitted.parent_plan_id,
                 parent_node_id=submitted.parent_node_id,
+                parent_session_id=submitted.parent_session_id,
             )
         except PlanInvalid as exc:
             log.warning("plan %s rejected: %s", plan_id, exc)
@@ -145,24 +152,25 @@ class PlanHandler:
                 agent_profile=dispatch.agent_profile,
                 agent_id=f"plan-{dispatch.node_id}",
                 max_iterations=dispatch.max_iterations,
-                metadata={"plan_id": state.plan_id, "node_id": dispatch.node_id},
+                metadata={
+                    "plan_id": state.plan_id,
+                    "node_id": dispatch.node_id,
+                    **persona_metadata(dispatch.stance, dispatch.sampling),
+                },
             )
             await self._emit(self._topics.subtasks, dispatch.session_id, task, trace)
 
     async def _plan_done(self, state: PlanState, trace: str) -> None:
         succeeded = state.status == "succeeded"
-        await self._emit(
-            self._topics.plans,
-            state.plan_id,
-            PlanFinished(
-                plan_id=state.plan_id,
-                status=finished_status(succeeded),
-                output=state.output,
-                error=state.error,
-                nodes=state.statuses(),
-            ),
-            trace,
+        finished = PlanFinished(
+            plan_id=state.plan_id,
+            status=finished_status(succeeded),
+            output=state.output,
+            error=state.error,
+            nodes=state.statuses(),
         )
+        await self._emit(self._topics.plans, state.plan_id, finished, trace)
+        await self._tell_session(state.parent_session_id, finished, trace)
         ran = sum(1 for run in state.nodes.values() if run.status in ("succeeded", "failed"))
         result: TaskCompleted | TaskFailed = (
             TaskCompleted(answer=state.output, iterations=ran)
@@ -187,6 +195,7 @@ class PlanHandler:
     ) -> None:
         finished = PlanFinished(plan_id=plan_id, status="failed", error=reason)
         await self._emit(self._topics.plans, plan_id, finished, trace)
+        await self._tell_session(submitted.parent_session_id, finished, trace)
         await self._emit(
             self._topics.results,
             plan_id,
@@ -202,6 +211,12 @@ class PlanHandler:
                 error=reason,
             )
             await self._emit(self._topics.plans, back.plan_id, back, trace)
+
+    async def _tell_session(self, session_id: str, finished: PlanFinished, trace: str) -> None:
+        """Plan mode: the session that submitted the plan is parked on it; its end goes to
+        that session's own lane (keel.subtasks, key = the session), where it resumes."""
+        if session_id:
+            await self._emit(self._topics.subtasks, session_id, finished, trace)
 
     async def _emit(self, topic: str, key: str, payload: EventData, trace: str) -> None:
         envelope = Envelope.wrap(payload, source=self._source, session_id=key, trace=trace)

@@ -16,7 +16,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel_agent_loop.plans.validation import check_plan, render_goal
-from keel_contracts.events.plans import NodeStatus, PlanSpec, PlanStatus, node_session_id
+from keel_contracts.events.plans import (
+    NodeStatus,
+    PlanSpec,
+    PlanStatus,
+    Sampling,
+    Stance,
+    node_session_id,
+)
 
 FINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -41,12 +48,15 @@ class Dispatch(BaseModel):
     agent_profile: str
     max_iterations: int
     plan: PlanSpec | None = None
+    stance: Stance | None = None
+    sampling: Sampling | None = None
 
 
 class PlanState(BaseModel):
     spec: PlanSpec
     parent_plan_id: str = ""
     parent_node_id: str = ""
+    parent_session_id: str = ""
     status: PlanStatus = "running"
     nodes: dict[str, NodeRun] = Field(default_factory=dict)
     output: str = ""
@@ -54,7 +64,12 @@ class PlanState(BaseModel):
 
     @classmethod
     def start(
-        cls, spec: PlanSpec, *, parent_plan_id: str = "", parent_node_id: str = ""
+        cls,
+        spec: PlanSpec,
+        *,
+        parent_plan_id: str = "",
+        parent_node_id: str = "",
+        parent_session_id: str = "",
     ) -> PlanState:
         """A new plan with every node pending; raises ``PlanInvalid`` for a bad graph."""
         if not spec.plan_id:
@@ -64,6 +79,7 @@ class PlanState(BaseModel):
             spec=spec,
             parent_plan_id=parent_plan_id,
             parent_node_id=parent_node_id,
+            parent_session_id=parent_session_id,
             nodes={n.id: NodeRun() for n in spec.nodes},
         )
 
@@ -110,6 +126,8 @@ class PlanState(BaseModel):
                     agent_profile=node.agent_profile,
                     max_iterations=node.max_iterations,
                     plan=node.plan,
+                    stance=node.stance,
+                    sampling=node.sampling,
                 )
             )
         return started

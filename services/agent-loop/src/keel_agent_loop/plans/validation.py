@@ -8,6 +8,7 @@ service that runs plans, and ``keel plan`` asks them through the agent loop's pu
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from keel_contracts.events.plans import REFERENCE, PlanNode, PlanSpec
 
@@ -16,13 +17,82 @@ class PlanInvalid(ValueError):
     """A plan that cannot run; the message says why in terms the author can act on."""
 
 
-def check_plan(spec: PlanSpec) -> PlanSpec:
+@dataclass(frozen=True)
+class PlanLimits:
+    """How big a plan may be. A person's plan file is taken as written; a plan a model wrote
+    (plan mode) is held to these, since a model that loops or over-plans would otherwise fan
+    out into hundreds of sessions on one request.
+
+    ``max_nodes`` counts every node, nested plans' included; ``max_depth`` is the nesting (a
+    plan inside a plan node is depth 2); ``max_fan_out`` is the most nodes that may start
+    from one point: the nodes of a plan that depend on nothing, or on one given node.
+    ``profiles``, when set, are the agent profiles a node may name.
+    """
+
+    max_nodes: int = 32
+    max_depth: int = 3
+    max_fan_out: int = 8
+    profiles: frozenset[str] | None = None
+
+
+def check_plan(spec: PlanSpec, limits: PlanLimits | None = None) -> PlanSpec:
     """Reject a plan with no nodes, duplicate ids, unknown dependencies, references to nodes
-    that are not dependencies, a cycle (named), or a nested plan with any of these."""
+    that are not dependencies, a cycle (named), or a nested plan with any of these; with
+    ``limits``, also one that is too big, too deep, fans out too wide or names an unknown
+    agent profile."""
     problems = _problems(spec, "")
+    if not problems and limits is not None:
+        problems = _limit_problems(spec, limits)
     if problems:
         raise PlanInvalid("; ".join(problems))
     return spec
+
+
+def _limit_problems(spec: PlanSpec, limits: PlanLimits) -> list[str]:
+    problems: list[str] = []
+    total = count_nodes(spec)
+    if total > limits.max_nodes:
+        problems.append(f"too many nodes: {total} (at most {limits.max_nodes})")
+    depth = plan_depth(spec)
+    if depth > limits.max_depth:
+        problems.append(f"nested too deep: {depth} levels (at most {limits.max_depth})")
+    problems += _walk_limits(spec, limits, "")
+    return problems
+
+
+def _walk_limits(spec: PlanSpec, limits: PlanLimits, where: str) -> list[str]:
+    problems: list[str] = []
+    starts: dict[str, int] = {"": 0}
+    for node in spec.nodes:
+        for source in node.depends_on or [""]:
+            starts[source] = starts.get(source, 0) + 1
+    for source, width in starts.items():
+        if width > limits.max_fan_out:
+            origin = f"node {source}" if source else "the start"
+            problems.append(
+                f"{where}{width} nodes start from {origin} (fan-out at most {limits.max_fan_out})"
+            )
+    for node in spec.nodes:
+        if node.kind == "agent" and limits.profiles is not None:
+            if node.agent_profile not in limits.profiles:
+                known = ", ".join(sorted(limits.profiles)) or "none"
+                problems.append(
+                    f"{where}node {node.id} names unknown agent profile "
+                    f"{node.agent_profile!r} (known: {known})"
+                )
+        if node.plan is not None:
+            problems += _walk_limits(node.plan, limits, f"{where}{node.id}: ")
+    return problems
+
+
+def count_nodes(spec: PlanSpec) -> int:
+    """Every node of the plan and of its nested plans."""
+    return sum(1 + (count_nodes(n.plan) if n.plan else 0) for n in spec.nodes)
+
+
+def plan_depth(spec: PlanSpec) -> int:
+    """1 for a flat plan, one more for each level of nested plans."""
+    return 1 + max((plan_depth(n.plan) for n in spec.nodes if n.plan), default=0)
 
 
 def _problems(spec: PlanSpec, where: str) -> list[str]:

@@ -6,6 +6,7 @@ import grpc
 
 from keel_agent_loop.domain.models import ChatMessage, LLMReply, RequestContext, ToolSpec
 from keel_clients import CallOptions, CompletionOptions, LLMClient
+from keel_contracts.events.plans import Sampling
 
 
 class GatewayModel:
@@ -17,7 +18,11 @@ class GatewayModel:
         self._options = CompletionOptions(model=model)
 
     async def complete(
-        self, ctx: RequestContext, messages: list[ChatMessage], tools: list[ToolSpec]
+        self,
+        ctx: RequestContext,
+        messages: list[ChatMessage],
+        tools: list[ToolSpec],
+        sampling: Sampling | None = None,
     ) -> LLMReply:
         asking = ctx.model_copy(update={"session_id": f"replay:{ctx.session_id}"})
         return await self._client.complete(asking, messages, tools, self._options)

@@ -24,6 +24,7 @@ from keel_agent_loop.domain.progress import prompt_record
 from keel_agent_loop.replay.recording import CancelPoint, Recording
 from keel_contracts.errors import KeelError
 from keel_contracts.events import ApprovalRequested, TaskProgress
+from keel_contracts.events.plans import Sampling
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,11 @@ class ReplayLLM:
         return len(self.prompts)
 
     async def complete(
-        self, ctx: RequestContext, messages: list[ChatMessage], tools: list[ToolSpec]
+        self,
+        ctx: RequestContext,
+        messages: list[ChatMessage],
+        tools: list[ToolSpec],
+        sampling: Sampling | None = None,
     ) -> LLMReply:
         prompt = Prompt.of(messages, tools)
         self.prompts.append(prompt)

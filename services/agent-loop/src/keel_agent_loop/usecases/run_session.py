@@ -44,6 +44,7 @@ from keel_agent_loop.usecases.finish_session import Finisher, FinishHook
 from keel_agent_loop.usecases.spans import agent_attributes, session_parent, trace_approval_wait
 from keel_contracts.approvals import SignatureVerifier
 from keel_contracts.events import ApprovalDecided, TaskSubmitted
+from keel_contracts.events.plans import PlanFinished
 from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core import semconv
 from keel_core.audit import AuditEmitter
@@ -151,6 +152,11 @@ class SessionRunner:
         async with self._one_at_a_time(session_id):
             await self._decide(session_id, decision)
 
+    async def plan_finished(self, session_id: str, finished: PlanFinished) -> None:
+        """Continue the session parked (plan mode) on the plan that ended."""
+        async with self._one_at_a_time(session_id):
+            await self._plan_finished(session_id, finished)
+
     async def cancel(self, session_id: str, reason: str) -> None:
         """Cancel a session that is parked or only checkpointed (a running one is stopped
         through its cancel flag, raised here too)."""
@@ -209,6 +215,9 @@ class SessionRunner:
         if state.status == "waiting_for_approval":
             await self._loop.reask(state)
             return
+        if state.status == "waiting_for_plan":
+            await self._loop.resubmit_plan(state)
+            return
         await self._drive(state, self._loop.run(state))
 
     async def _decide(self, session_id: str, decision: ApprovalDecided) -> None:
@@ -238,6 +247,18 @@ class SessionRunner:
             log.info(
                 "decision %s does not match session %s; ignored", decision.approval_id, session_id
             )
+
+    async def _plan_finished(self, session_id: str, finished: PlanFinished) -> None:
+        if await self._finished_already(session_id):
+            return
+        state = self._checkpoints.get(session_id)
+        pending = state.pending_plan if state is not None else None
+        if state is None or pending is None or pending.plan_id != finished.plan_id:
+            log.info("plan %s: session %s does not wait for it", finished.plan_id, session_id)
+            return
+        self._store.started(state)
+        await self._loop.resumed(state, "plan")
+        await self._drive(state, self._loop.plan_finished(state, finished))
 
     async def _verify(self, state: AgentState, decision: ApprovalDecided) -> None:
         """Refuse a decision the approval service did not sign for this call: audited as

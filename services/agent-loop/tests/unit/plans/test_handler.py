@@ -16,6 +16,9 @@ from keel_contracts.events.plans import (
     PlanNode,
     PlanSpec,
     PlanSubmitted,
+    Sampling,
+    sampling_of,
+    stance_of,
 )
 from keel_contracts.topics import PLANS, RESULTS, SUBTASKS
 from keel_core.bus import PoisonMessage
@@ -72,6 +75,21 @@ async def test_submission_dispatches_ready_nodes_as_subtasks(
     state = load_state(store, "p1")
     assert state is not None
     assert state.statuses() == {"a": "running", "b": "running", "c": "pending"}
+
+
+async def test_a_debaters_stance_and_sampling_reach_its_subtask(
+    parts: tuple[PlanHandler, InMemoryPublisher, MemoryPlanStore],
+) -> None:
+    handler, publisher, _store = parts
+    spec = debate("Ship?", 2, sampling=Sampling(temperature=0.4, seed=7)).model_copy(
+        update={"plan_id": "d1"}
+    )
+    await handler(wrap(PlanSubmitted(plan=spec), "d1"))
+    tasks = [e.parse(TaskSubmitted) for e in publisher.envelopes(SUBTASKS)]
+    assert [(stance_of(t.metadata), sampling_of(t.metadata)) for t in tasks] == [
+        (spec.node("agent-1").stance, Sampling(temperature=0.4, seed=7)),
+        (spec.node("agent-2").stance, Sampling(temperature=0.4, seed=8)),
+    ]
 
 
 async def test_plan_finishes_with_result_and_ignores_duplicates(

@@ -116,7 +116,11 @@ def test_debate_runs_agents_in_parallel_and_outputs_the_judge() -> None:
     for i, dispatch in enumerate(agents, start=1):
         state.node_finished(dispatch.node_id, True, f"answer {i}")
     (judge,) = state.dispatch_ready()
-    assert "Answer 1: answer 1\nAnswer 2: answer 2\nAnswer 3: answer 3" in judge.goal
+    assert (
+        "[strict] (agent-1): answer 1\n[liberal] (agent-2): answer 2\n"
+        "[risk-focused] (agent-3): answer 3"
+    ) in judge.goal
+    assert [d.stance.name for d in agents if d.stance] == ["strict", "liberal", "risk-focused"]
     state.node_finished("judge", True, "Verdict: 5")
     assert (state.status, state.output) == ("succeeded", "Verdict: 5")
 

@@ -7,7 +7,16 @@ import pytest
 
 from keel_agent_loop.plans import PlanInvalid, check_plan, debate, pipeline, sub_plan
 from keel_agent_loop.plans.validation import find_cycle, render_goal
-from keel_contracts.events.plans import PlanNode, PlanSpec, split_node_session
+from keel_contracts.events.plans import (
+    PlanNode,
+    PlanSpec,
+    Sampling,
+    Stance,
+    persona_metadata,
+    sampling_of,
+    split_node_session,
+    stance_of,
+)
 
 
 def node(node_id: str, *deps: str, goal: str = "do it") -> PlanNode:
@@ -80,8 +89,48 @@ def test_debate_judge_depends_on_every_agent_and_reads_their_answers() -> None:
     spec = debate("What is 2 + 3?", 3, judge="Judge: pick one.")
     judge = spec.node("judge")
     assert judge.depends_on == ["agent-1", "agent-2", "agent-3"]
-    assert "Answer 2: {deps.agent-2}" in judge.goal
+    assert "[liberal] (agent-2): {deps.agent-2}" in judge.goal
     assert all(spec.node(f"agent-{i}").goal == "{plan.goal}" for i in (1, 2, 3))
+
+
+def test_debaters_get_different_default_stances_not_copies() -> None:
+    spec = debate("Ship on Friday?", 3)
+    stances = [spec.node(f"agent-{i}").stance for i in (1, 2, 3)]
+    assert [s.name for s in stances if s] == ["strict", "liberal", "risk-focused"]
+    assert len({s.prompt for s in stances if s}) == 3
+    assert spec.node("judge").stance is None
+
+
+def test_more_debaters_than_default_stances_still_differ() -> None:
+    spec = debate("q", 7)
+    names = [n.stance.name for n in spec.nodes if n.stance]
+    assert len(set(names)) == 7
+    assert names[5:] == ["strict-2", "liberal-2"]
+
+
+def test_given_stances_and_sampling_name_the_debaters() -> None:
+    stances = [Stance(name="optimist", prompt="Be hopeful."), Stance(name="pessimist")]
+    spec = debate("q", 5, stances=stances, sampling=Sampling(temperature=0.7, seed=10))
+    debaters = [n for n in spec.nodes if n.id != "judge"]
+    assert [n.stance for n in debaters] == stances
+    assert [n.sampling for n in debaters] == [
+        Sampling(temperature=0.7, seed=10),
+        Sampling(temperature=0.7, seed=11),
+    ]
+    assert "[pessimist] (agent-2): {deps.agent-2}" in spec.node("judge").goal
+
+
+def test_a_debate_rejects_two_debaters_with_one_stance() -> None:
+    with pytest.raises(PlanInvalid, match="stances must differ: same"):
+        debate("q", stances=[Stance(name="same"), Stance(name="same")])
+
+
+def test_stance_and_sampling_round_trip_through_task_metadata() -> None:
+    stance, sampling = Stance(name="strict", prompt="Be strict."), Sampling(temperature=0.5, seed=3)
+    metadata = persona_metadata(stance, sampling)
+    assert (stance_of(metadata), sampling_of(metadata)) == (stance, sampling)
+    assert persona_metadata(None, None) == {}
+    assert (stance_of({}), sampling_of({"temperature": "hot"})) == (None, None)
 
 
 def test_debate_needs_an_agent() -> None:

@@ -13,7 +13,7 @@ from keel_core.yamlfile import load_yaml_model
 from keel_llm_gateway.adapters.templating import placeholders, strings_in
 from keel_llm_gateway.errors import ScenarioFileError
 
-BUILTIN_PLACEHOLDERS = frozenset({"goal", "last_tool_result"})
+BUILTIN_PLACEHOLDERS = frozenset({"goal", "last_tool_result", "stance"})
 
 
 class ScriptedToolCall(BaseModel):
@@ -60,11 +60,17 @@ class Scenario(BaseModel):
     name: str = Field(min_length=1)
     # Searched (re.search) in the first user message of the request.
     match: str = Field(min_length=1)
+    # Searched (re.search) in the request's stance (a ``Stance: <name>`` line of the system
+    # message, as the agent loop writes a plan node's persona); set, the scenario is only for
+    # requests with a matching stance, so one script answers each debater in its own voice.
+    stance: str | None = None
     steps: tuple[Step, ...] = Field(min_length=1)
 
-    @field_validator("match")
+    @field_validator("match", "stance")
     @classmethod
-    def _compiles(cls, value: str) -> str:
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         try:
             re.compile(value)
         except re.error as exc:

@@ -3,7 +3,10 @@ benchmarks without a model.
 
 It is stateless on purpose. The goal (first user message) picks the scenario, and the number of
 assistant messages already in the request picks the step, so a session that is replayed or
-resumed from a checkpoint on another replica gets exactly the same answer.
+resumed from a checkpoint on another replica gets exactly the same answer. A persona counts too:
+the stance a plan node gives its session (a ``Stance: <name>`` line in the system message) is
+the ``{stance}`` placeholder and can pick a scenario of its own (``stance:`` in the file), so the
+debaters of ``keel plan debate`` answer as different voices.
 """
 
 from __future__ import annotations
@@ -28,13 +31,18 @@ from keel_llm_gateway.domain.streaming import stream_by_completing
 
 MODEL = "scripted"
 _WHOLE = re.compile(r"[0-9]+")
+# How the agent loop writes a session's stance into its system prompt (domain/persona.py).
+_STANCE = re.compile(r"(?m)^Stance: ([A-Za-z0-9_-]{1,40})\s*$")
 
 
 class ScriptedProvider:
     name = "scripted"
 
     def __init__(self, script: ScenarioFile) -> None:
-        self._scenarios = [(scenario, scenario.pattern) for scenario in script.scenarios]
+        self._scenarios = [
+            (scenario, scenario.pattern, re.compile(scenario.stance) if scenario.stance else None)
+            for scenario in script.scenarios
+        ]
 
     @classmethod
     def from_file(cls, path: Path) -> ScriptedProvider:
@@ -46,12 +54,14 @@ class ScriptedProvider:
     async def complete(self, request: CompletionRequest) -> Completion:
         goal = _first(request, "user")
         turn = sum(1 for m in request.messages if m.role == "assistant")
-        found = self._match(goal)
+        stance = _stance(_first(request, "system"))
+        found = self._match(goal, stance)
         if found is None:
             return _answer(f"No scripted scenario matches the goal: {goal!r}")
         scenario, match = found
         # The agent loop marks tool output as untrusted data; a script wants the value itself.
         values = _values(goal, match, strip_untrusted(_last(request, "tool")))
+        values["stance"] = stance
         step = _step_at(scenario, turn, values)
         if step is None:
             return _answer(f"Scripted scenario {scenario.name!r} has no step {turn + 1}.")
@@ -78,8 +88,10 @@ class ScriptedProvider:
         async for event in stream_by_completing(self.complete, request):
             yield event
 
-    def _match(self, goal: str) -> tuple[Scenario, re.Match[str]] | None:
-        for scenario, pattern in self._scenarios:
+    def _match(self, goal: str, stance: str) -> tuple[Scenario, re.Match[str]] | None:
+        for scenario, pattern, stance_pattern in self._scenarios:
+            if stance_pattern is not None and not (stance and stance_pattern.search(stance)):
+                continue
             match = pattern.search(goal)
             if match:
                 return scenario, match
@@ -88,6 +100,11 @@ class ScriptedProvider:
 
 def _first(request: CompletionRequest, role: str) -> str:
     return next((m.content for m in request.messages if m.role == role), "")
+
+
+def _stance(system: str) -> str:
+    found = _STANCE.search(system)
+    return found.group(1) if found else ""
 
 
 def _last(request: CompletionRequest, role: str) -> str:

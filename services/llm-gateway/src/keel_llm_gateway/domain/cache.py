@@ -7,6 +7,9 @@ never served to another tenant. The session is not in it: two sessions of one te
 same deterministic question share an answer. Only temperature-0 requests are cached unless a
 request opts in: a sampled answer is one draw, and serving it again changes what the caller
 asked for.
+Personas are covered by the messages: a debater's stance is in its system message, so two
+stances never share an answer (docs/plans.md). The request has no seed, so a sampled request
+that opts in is keyed without one; the agent loop never opts a sampled call in.
 Entries live ``ttl_s`` and the least recently used go first past ``max_entries``.
 """
 
