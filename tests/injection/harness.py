@@ -100,9 +100,12 @@ class InProcessPolicy:
         *,
         idempotency_key: str = "",
         provenance: Sequence[Finding] = (),
+        approved: bool = False,
     ) -> PolicyVerdict:
         findings = findings_from_proto(findings_to_proto(provenance))
-        verdict = await self._decisions.decide(tool, arguments, ctx, idempotency_key, findings)
+        verdict = await self._decisions.decide(
+            tool, arguments, ctx, idempotency_key, findings, approved=approved
+        )
         return PolicyVerdict(
             decision=verdict.decision,
             rule_id=verdict.rule_id,

@@ -62,16 +62,19 @@ class PolicyClient:
         *,
         idempotency_key: str = "",
         provenance: Sequence[ProvenanceFinding] = (),
+        approved: bool = False,
     ) -> PolicyVerdict:
         """A reply without a decision is no permission: it raises ``Unavailable`` so the
         caller fails closed. ``idempotency_key`` names the call, so running totals (policy
         state) count a call decided twice (an approved call sent again) once; ``provenance``
-        says which spans of the arguments came from untrusted tool output."""
+        says which spans of the arguments came from untrusted tool output; ``approved`` that the
+        caller verified a person's approval of this call (it runs on REQUIRE_APPROVAL)."""
         request = policy_pb2.EvaluateRequest(
             context=context_to_proto(ctx),
             tool_name=tool,
             arguments_json=json.dumps(arguments, ensure_ascii=False),
             idempotency_key=idempotency_key,
+            approved=approved,
             provenance=findings_to_proto(provenance),
         )
         with client_span("policy decision", {"keel.tool.name": tool}) as span:

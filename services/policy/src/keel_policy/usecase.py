@@ -27,9 +27,12 @@ class PolicyDecisions:
     show why a tool ran; a shadow (candidate) policy is decided and audited alongside but never
     enforced, so a new policy can be tried on real traffic first.
 
-    A call let through (allow, or require approval) is reserved on the running totals that
-    state conditions read before the verdict is returned: the strict way, since the next call
-    must see it whether or not this one ends up running (see docs/adr/0010-policy-state.md).
+    A call that will run — allowed, or needing approval that the caller has verified (its
+    approved re-send) — is reserved on the running totals that state conditions read before
+    the verdict is returned: the strict way, since the next call must see it whether or not
+    this one ends up running. A call still waiting for a person counts for nothing yet, so
+    calls held for approval (an injected payment, say) cannot push the user's own calls over
+    a limit (see docs/adr/0010-policy-state.md).
     """
 
     def __init__(
@@ -51,6 +54,8 @@ class PolicyDecisions:
         ctx: RequestContext,
         idempotency_key: str = "",
         provenance: tuple[Finding, ...] = (),
+        *,
+        approved: bool = False,
     ) -> Verdict:
         """The enforced verdict on one call, counted and audited before it is returned.
         Raises ``Unavailable`` when a reservation could not be recorded (fail closed)."""
@@ -69,7 +74,7 @@ class PolicyDecisions:
             provenance=provenance,
         )
         verdict = outcome.verdict
-        if outcome.charges and verdict.decision != "deny":
+        if outcome.charges and _runs(verdict.decision, approved):
             # No await between the decision above and the reservation's local count.
             call_id = idempotency_key or f"anon-{uuid.uuid4().hex}"
             await self._reservations.reserve(outcome.charges, call_id, now)
@@ -178,3 +183,8 @@ def _details(
         "profile": ctx.agent_profile,
         "arguments": audit_value(arguments),
     }
+
+
+def _runs(decision: str, approved: bool) -> bool:
+    """Whether a call with this verdict goes ahead (and so adds to running totals)."""
+    return decision == "allow" or (decision == "require_approval" and approved)

@@ -128,3 +128,79 @@ def test_ledger_prunes_and_dedupes() -> None:
     assert ledger.total("m", "k", since=10.0) == 3.0
     assert ledger.prune(before=15.0) == 1
     assert ledger.total("m", "k", since=0) == 3.0
+
+
+async def test_a_call_waiting_for_a_person_counts_only_once_approved() -> None:
+    """Held calls (an injected payment a person has not approved) must not push the user's own
+    calls over a limit: only calls that run count — approved re-sends included."""
+    rule = {
+        "id": "approve-up-to-two",
+        "tool": "send_*",
+        "decision": "require_approval",
+        "when": [{"state": {"count": "send_*", "per": "session", "lte": 2}}],
+    }
+    ledger = StateLedger()
+    engine = PolicyEngine(
+        PolicyBundle(sets=(PolicySet(rules=(Rule.model_validate(rule),)),)),
+        state=ledger,
+        clock=Clock(),
+    )
+    audit, _ = in_memory_audit("policy")
+    audit.start()
+    use = PolicyDecisions(
+        engine, audit, PolicyMetrics(CollectorRegistry()), LocalReservations(ledger)
+    )
+
+    async def decide(key: str, approved: bool) -> str:
+        verdict = await use.decide("send_message", {}, ctx(), key, approved=approved)
+        return verdict.decision
+
+    held = [await decide(f"held-{i}", approved=False) for i in range(3)]
+    assert held == ["require_approval"] * 3  # waiting for a person: nothing counted
+    approved = [await decide(f"ok-{i}", approved=True) for i in range(3)]
+    assert approved == ["require_approval", "require_approval", "deny"]
+
+
+async def test_approved_travels_from_the_client_through_the_servicer() -> None:
+    from keel.policy.v1 import policy_pb2, policy_pb2_grpc
+    from keel_clients import PolicyClient
+    from keel_core.grpc import GrpcServer, insecure_channel
+    from keel_policy.handlers.grpc_servicer import PolicyServicer
+
+    rule = {
+        "id": "approve-one",
+        "tool": "send_*",
+        "decision": "require_approval",
+        "when": [{"state": {"count": "send_*", "per": "session", "lte": 1}}],
+    }
+    ledger = StateLedger()
+    engine = PolicyEngine(
+        PolicyBundle(sets=(PolicySet(rules=(Rule.model_validate(rule),)),)), state=ledger
+    )
+    audit, _ = in_memory_audit("policy")
+    audit.start()
+    use = PolicyDecisions(
+        engine, audit, PolicyMetrics(CollectorRegistry()), LocalReservations(ledger)
+    )
+    name = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+    server = GrpcServer(
+        "127.0.0.1",
+        0,
+        [(PolicyServicer(use), policy_pb2_grpc.add_PolicyServiceServicer_to_server, name)],
+        CollectorRegistry(),
+    )
+    await server.start()
+    try:
+        async with insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            client = PolicyClient(channel)
+            held = await client.evaluate(ctx(), "send_message", {}, idempotency_key="k1")
+            first = await client.evaluate(
+                ctx(), "send_message", {}, idempotency_key="k2", approved=True
+            )
+            second = await client.evaluate(
+                ctx(), "send_message", {}, idempotency_key="k3", approved=True
+            )
+    finally:
+        await server.stop(0)
+        await audit.close()
+    assert [v.decision for v in (held, first, second)] == ["require_approval"] * 2 + ["deny"]

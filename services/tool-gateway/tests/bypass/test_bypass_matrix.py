@@ -77,6 +77,7 @@ class ScriptedPolicy:
         arguments: dict[str, Any],
         *,
         idempotency_key: str = "",
+        approved: bool = False,
     ) -> PolicyVerdict:
         self.calls += 1
         if self.decision == "unavailable":

@@ -52,6 +52,8 @@ async def test_an_approved_call_runs(decision: Decision) -> None:
     assert counter.seen[0].n == 5
     assert approvals.asked == ["ap-1"]
     assert policy.calls[0].arguments == {"n": 5}
+    # Policy hears that a person approved this very call: its running totals count it now.
+    assert policy.calls[0].approved
 
 
 async def test_arguments_are_compared_as_canonical_json() -> None:
@@ -187,7 +189,8 @@ async def test_a_refusal_is_not_remembered_so_a_later_decision_counts() -> None:
 
 
 async def test_without_an_approval_id_require_approval_still_needs_one() -> None:
-    service, counter, _, approvals = make(approval())
+    service, counter, policy, approvals = make(approval())
     result = await service.execute(CTX, "counter", ARGS, KEY)
     assert result.status == "needs_approval"
     assert (counter.runs, approvals.asked) == (0, [])
+    assert not policy.calls[0].approved  # waiting for a person: it counts for nothing yet

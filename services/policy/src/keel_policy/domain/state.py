@@ -2,8 +2,8 @@
 
 A *meter* is what a state condition measures — the calls of tools matching a glob, or the sum
 of one argument path over them — and is named by that definition (``count|send_*`` or
-``sum:$.amount|transfer``) so it survives reloads that keep it. Each call policy lets through
-(allow, or require approval) is *reserved* on every meter whose glob matches its tool, under
+``sum:$.amount|transfer``) so it survives reloads that keep it. Each call that runs (allowed,
+or approved by a person) is *reserved* on every meter whose glob matches its tool, under
 the caller's session, tenant and agent, as an entry keyed by the call's id: a call seen twice
 (its approved re-send carries the same idempotency key) counts once. Totals are over a sliding
 window ending at the decision. See docs/adr/0010-policy-state.md for durability and races.

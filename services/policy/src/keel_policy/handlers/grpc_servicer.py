@@ -30,6 +30,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             context_from_proto(request.context),
             request.idempotency_key,
             findings_from_proto(request.provenance),
+            approved=request.approved,
         )
         return verdict_to_proto(verdict)
 

@@ -324,6 +324,7 @@ class ExecutionService:
                 call.tool_name,
                 judged,
                 idempotency_key=call.key,
+                approved=approval.outcome in _VERIFIED,
                 **self._provenance_of(call, judged),
             )
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, nothing may run

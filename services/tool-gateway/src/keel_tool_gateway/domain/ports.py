@@ -29,11 +29,13 @@ class PolicyPort(Protocol):
         *,
         idempotency_key: str = "",
         provenance: Sequence[Finding] = (),
+        approved: bool = False,
     ) -> PolicyVerdict:
         """The policy's verdict on one call. Raises when no verdict can be had: the caller
         then fails closed. ``idempotency_key`` lets running totals count a call once however
         often it is decided; ``provenance`` holds the spans of the arguments found in tool
-        output the session read."""
+        output the session read; ``approved`` says a person's approval of this very call was
+        verified (so a REQUIRE_APPROVAL verdict lets it run, and running totals count it)."""
         ...
 
 

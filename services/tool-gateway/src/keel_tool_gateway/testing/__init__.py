@@ -57,6 +57,7 @@ class PolicyCall:
     idempotency_key: str = ""
     # What the gateway found about where the arguments' text came from.
     provenance: tuple[Finding, ...] = ()
+    approved: bool = False
 
 
 class StaticPolicy:
@@ -85,8 +86,11 @@ class StaticPolicy:
         *,
         idempotency_key: str = "",
         provenance: Sequence[Finding] = (),
+        approved: bool = False,
     ) -> PolicyVerdict:
-        self.calls.append(PolicyCall(ctx, tool, arguments, idempotency_key, tuple(provenance)))
+        self.calls.append(
+            PolicyCall(ctx, tool, arguments, idempotency_key, tuple(provenance), approved)
+        )
         if self.error is not None:
             raise self.error
         return self._per_tool.get(tool, self._default)

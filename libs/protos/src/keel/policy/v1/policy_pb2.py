@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from keel.common.v1 import common_pb2 as keel_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkeel/policy/v1/policy.proto\x12\x0ekeel.policy.v1\x1a\x1bkeel/common/v1/common.proto\"\xbd\x01\n\x0f\x45valuateRequest\x12/\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12\x11\n\ttool_name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x35\n\nprovenance\x18\x05 \x03(\x0b\x32!.keel.policy.v1.ProvenanceFinding\"Q\n\x11ProvenanceFinding\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04span\x18\x02 \x01(\t\x12\x0f\n\x07sources\x18\x03 \x03(\t\x12\x0f\n\x07in_task\x18\x04 \x01(\x08\"s\n\x10\x45valuateResponse\x12*\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x18.keel.policy.v1.Decision\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\npolicy_set\x18\x04 \x01(\t\"<\n\x13\x45xplainRulesRequest\x12\x15\n\ragent_profile\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"s\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\x0c\n\x04tool\x18\x03 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32\x18.keel.policy.v1.Decision\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"O\n\x14\x45xplainRulesResponse\x12#\n\x05rules\x18\x01 \x03(\x0b\x32\x14.keel.policy.v1.Rule\x12\x12\n\npolicy_set\x18\x02 \x01(\t\"C\n\x0e\x43onditionTrace\x12\x11\n\tcondition\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xbd\x01\n\tRuleTrace\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\x0c\n\x04tool\x18\x03 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32\x18.keel.policy.v1.Decision\x12\x0f\n\x07matched\x18\x05 \x01(\x08\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x32\n\nconditions\x18\x07 \x03(\x0b\x32\x1e.keel.policy.v1.ConditionTrace\"\xb3\x01\n\x0f\x45xplainResponse\x12\x31\n\x07verdict\x18\x01 \x01(\x0b\x32 .keel.policy.v1.EvaluateResponse\x12(\n\x05rules\x18\x02 \x03(\x0b\x32\x19.keel.policy.v1.RuleTrace\x12\x30\n\x06shadow\x18\x03 \x01(\x0b\x32 .keel.policy.v1.EvaluateResponse\x12\x11\n\tselection\x18\x04 \x03(\t*j\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_ALLOW\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02\x12\x1d\n\x19\x44\x45\x43ISION_REQUIRE_APPROVAL\x10\x03\x32\x86\x02\n\rPolicyService\x12M\n\x08\x45valuate\x12\x1f.keel.policy.v1.EvaluateRequest\x1a .keel.policy.v1.EvaluateResponse\x12Y\n\x0c\x45xplainRules\x12#.keel.policy.v1.ExplainRulesRequest\x1a$.keel.policy.v1.ExplainRulesResponse\x12K\n\x07\x45xplain\x12\x1f.keel.policy.v1.EvaluateRequest\x1a\x1f.keel.policy.v1.ExplainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkeel/policy/v1/policy.proto\x12\x0ekeel.policy.v1\x1a\x1bkeel/common/v1/common.proto\"\xcf\x01\n\x0f\x45valuateRequest\x12/\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12\x11\n\ttool_name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x35\n\nprovenance\x18\x05 \x03(\x0b\x32!.keel.policy.v1.ProvenanceFinding\x12\x10\n\x08\x61pproved\x18\x06 \x01(\x08\"Q\n\x11ProvenanceFinding\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04span\x18\x02 \x01(\t\x12\x0f\n\x07sources\x18\x03 \x03(\t\x12\x0f\n\x07in_task\x18\x04 \x01(\x08\"s\n\x10\x45valuateResponse\x12*\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x18.keel.policy.v1.Decision\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\npolicy_set\x18\x04 \x01(\t\"<\n\x13\x45xplainRulesRequest\x12\x15\n\ragent_profile\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"s\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\x0c\n\x04tool\x18\x03 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32\x18.keel.policy.v1.Decision\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"O\n\x14\x45xplainRulesResponse\x12#\n\x05rules\x18\x01 \x03(\x0b\x32\x14.keel.policy.v1.Rule\x12\x12\n\npolicy_set\x18\x02 \x01(\t\"C\n\x0e\x43onditionTrace\x12\x11\n\tcondition\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xbd\x01\n\tRuleTrace\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\x0c\n\x04tool\x18\x03 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32\x18.keel.policy.v1.Decision\x12\x0f\n\x07matched\x18\x05 \x01(\x08\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x32\n\nconditions\x18\x07 \x03(\x0b\x32\x1e.keel.policy.v1.ConditionTrace\"\xb3\x01\n\x0f\x45xplainResponse\x12\x31\n\x07verdict\x18\x01 \x01(\x0b\x32 .keel.policy.v1.EvaluateResponse\x12(\n\x05rules\x18\x02 \x03(\x0b\x32\x19.keel.policy.v1.RuleTrace\x12\x30\n\x06shadow\x18\x03 \x01(\x0b\x32 .keel.policy.v1.EvaluateResponse\x12\x11\n\tselection\x18\x04 \x03(\t*j\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_ALLOW\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02\x12\x1d\n\x19\x44\x45\x43ISION_REQUIRE_APPROVAL\x10\x03\x32\x86\x02\n\rPolicyService\x12M\n\x08\x45valuate\x12\x1f.keel.policy.v1.EvaluateRequest\x1a .keel.policy.v1.EvaluateResponse\x12Y\n\x0c\x45xplainRules\x12#.keel.policy.v1.ExplainRulesRequest\x1a$.keel.policy.v1.ExplainRulesResponse\x12K\n\x07\x45xplain\x12\x1f.keel.policy.v1.EvaluateRequest\x1a\x1f.keel.policy.v1.ExplainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keel.policy.v1.policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DECISION']._serialized_start=1171
-  _globals['_DECISION']._serialized_end=1277
+  _globals['_DECISION']._serialized_start=1189
+  _globals['_DECISION']._serialized_end=1295
   _globals['_EVALUATEREQUEST']._serialized_start=77
-  _globals['_EVALUATEREQUEST']._serialized_end=266
-  _globals['_PROVENANCEFINDING']._serialized_start=268
-  _globals['_PROVENANCEFINDING']._serialized_end=349
-  _globals['_EVALUATERESPONSE']._serialized_start=351
-  _globals['_EVALUATERESPONSE']._serialized_end=466
-  _globals['_EXPLAINRULESREQUEST']._serialized_start=468
-  _globals['_EXPLAINRULESREQUEST']._serialized_end=528
-  _globals['_RULE']._serialized_start=530
-  _globals['_RULE']._serialized_end=645
-  _globals['_EXPLAINRULESRESPONSE']._serialized_start=647
-  _globals['_EXPLAINRULESRESPONSE']._serialized_end=726
-  _globals['_CONDITIONTRACE']._serialized_start=728
-  _globals['_CONDITIONTRACE']._serialized_end=795
-  _globals['_RULETRACE']._serialized_start=798
-  _globals['_RULETRACE']._serialized_end=987
-  _globals['_EXPLAINRESPONSE']._serialized_start=990
-  _globals['_EXPLAINRESPONSE']._serialized_end=1169
-  _globals['_POLICYSERVICE']._serialized_start=1280
-  _globals['_POLICYSERVICE']._serialized_end=1542
+  _globals['_EVALUATEREQUEST']._serialized_end=284
+  _globals['_PROVENANCEFINDING']._serialized_start=286
+  _globals['_PROVENANCEFINDING']._serialized_end=367
+  _globals['_EVALUATERESPONSE']._serialized_start=369
+  _globals['_EVALUATERESPONSE']._serialized_end=484
+  _globals['_EXPLAINRULESREQUEST']._serialized_start=486
+  _globals['_EXPLAINRULESREQUEST']._serialized_end=546
+  _globals['_RULE']._serialized_start=548
+  _globals['_RULE']._serialized_end=663
+  _globals['_EXPLAINRULESRESPONSE']._serialized_start=665
+  _globals['_EXPLAINRULESRESPONSE']._serialized_end=744
+  _globals['_CONDITIONTRACE']._serialized_start=746
+  _globals['_CONDITIONTRACE']._serialized_end=813
+  _globals['_RULETRACE']._serialized_start=816
+  _globals['_RULETRACE']._serialized_end=1005
+  _globals['_EXPLAINRESPONSE']._serialized_start=1008
+  _globals['_EXPLAINRESPONSE']._serialized_end=1187
+  _globals['_POLICYSERVICE']._serialized_start=1298
+  _globals['_POLICYSERVICE']._serialized_end=1560
 # @@protoc_insertion_point(module_scope)

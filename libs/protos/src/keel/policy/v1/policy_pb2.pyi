@@ -48,12 +48,18 @@ class EvaluateRequest(_message.Message):
     ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     PROVENANCE_FIELD_NUMBER: _builtins.int
+    APPROVED_FIELD_NUMBER: _builtins.int
     tool_name: _builtins.str
     arguments_json: _builtins.str
     idempotency_key: _builtins.str
     """The call's idempotency key, when it has one: a call let through is reserved on the
     running totals of state conditions under it, so the same call decided twice (its
     approved re-send) counts once. Empty: every Evaluate counts as a new call.
+    """
+    approved: _builtins.bool
+    """The caller verified a person's approval of this very call (its approved re-send). A
+    REQUIRE_APPROVAL verdict then means the call runs, so it is reserved on the running
+    totals; without one it waits for a person and counts for nothing yet.
     """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
@@ -72,10 +78,11 @@ class EvaluateRequest(_message.Message):
         arguments_json: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
         provenance: _abc.Iterable[Global___ProvenanceFinding] | None = ...,
+        approved: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "context", b"context", "idempotency_key", b"idempotency_key", "provenance", b"provenance", "tool_name", b"tool_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "arguments_json", b"arguments_json", "context", b"context", "idempotency_key", b"idempotency_key", "provenance", b"provenance", "tool_name", b"tool_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
