@@ -12,7 +12,7 @@ MEMBERS := $(sort $(wildcard libs/* apps/* services/*))
 PYPROJECTS := $(wildcard libs/*/pyproject.toml apps/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help install models run test test-unit lint typecheck protos bench bench-memory chaos fuzz dashboard kafka-up kafka-down \
-	kafka-status clean
+	kafka-status clean images
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ fuzz: install ## The long fuzz run: 10,000 generated records per consumed topic,
 
 dashboard: install ## Redraw docs/images/dashboard.png from a live stack and a real Prometheus (~3.5 min)
 	$(PY) deploy/grafana/render/snapshot.py
+
+images: $(STAMP) ## Build the service and Kafka images with podman or docker; print size and build time (MODEL=1: + the offline model)
+	bash deploy/podman/images.sh $(if $(MODEL),--model)
 
 kafka-up: ## Start the local Kafka broker (no-op when KEEL_KAFKA_BOOTSTRAP is set)
 	bash deploy/kafka/broker.sh start

@@ -11,12 +11,16 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 SUITE=bookworm
+mkdir -p "${KEEL_PODMAN_DIR}"
+# One maker at a time (`make images` and the tests may start together); the second one waits
+# and then finds the image there.
+exec 9>"${KEEL_PODMAN_DIR}/base-image.lock"
+flock 9
 COMMON=python3,python3-venv,ca-certificates
 
 make_base() {
   local image="$1" include="$2" tarball="${KEEL_PODMAN_DIR}/$3-${SUITE}.tar"
   keel_podman image exists "${image}" && return 0
-  mkdir -p "${KEEL_PODMAN_DIR}"
   if [[ ! -s "${tarball}" ]]; then
     echo "base-image: mmdebstrap ${SUITE} (${include}) -> ${tarball}" >&2
     # --variant=apt: a minimal system with apt but no "important" packages; docs and

@@ -31,11 +31,14 @@ if [[ "${ENGINE}" == podman ]]; then
   base=(--build-arg BASE=localhost/keel-base:bookworm)
   kafka_base=(--build-arg BASE=localhost/keel-base-jre:bookworm)
   ignore=(--ignorefile deploy/docker/Dockerfile.dockerignore)
+  # Docker's image format: the OCI one has no HEALTHCHECK, and podman would drop it.
+  fmt=(--format docker)
 else
   engine() { docker "$@"; }
   base=()   # the official python:3.11-slim-bookworm
   kafka_base=(--build-arg BASE="${KEEL_KAFKA_BASE:-eclipse-temurin:17-jre}")
   ignore=()  # BuildKit reads deploy/docker/Dockerfile.dockerignore itself
+  fmt=()
 fi
 
 bash deploy/docker/stage.sh $( ((MODEL)) && echo --model) "${PYTHON}"
@@ -50,7 +53,7 @@ build() {  # image, build args...
   local image="$1" start
   shift
   start="${EPOCHREALTIME}"
-  engine build --quiet --layers "$@" -t "${image}" >/dev/null
+  engine build --quiet --layers "${fmt[@]}" "$@" -t "${image}" >/dev/null
   report "${image}" "$(awk "BEGIN { print ${EPOCHREALTIME} - ${start} }")"
 }
 

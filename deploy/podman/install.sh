@@ -4,7 +4,9 @@
 #   bash deploy/podman/install.sh
 set -euo pipefail
 
-PACKAGES=(podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs)
+# netavark + aardvark-dns: compose services find each other by name (the CNI backend Debian
+# picks by default has no DNS plugin installed).
+PACKAGES=(podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs netavark aardvark-dns)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q 'install ok installed' ||
