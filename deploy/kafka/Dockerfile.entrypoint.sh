@@ -2,7 +2,16 @@
 # Entry point of deploy/kafka/Dockerfile: write server.properties from the environment (the
 # official image's convention), format the storage once, then exec the broker as PID 1 so a
 # container stop's SIGTERM reaches it (a clean shutdown, no log recovery on the next start).
+#   entrypoint.sh          configure, format once, run the broker
+#   entrypoint.sh health   exit 0 when the client port accepts connections (the HEALTHCHECK;
+#                          one word per argument: podman's Docker API splits a `bash -c`
+#                          string at spaces)
 set -euo pipefail
+
+if [[ "${1:-}" == health ]]; then
+  exec 3<>"/dev/tcp/127.0.0.1/${KAFKA_HEALTH_PORT:-9092}"
+  exit 0
+fi
 
 DATA="${KAFKA_LOG_DIRS:-/var/lib/kafka/data}"
 CONFIG_DIR="$(mktemp -d)"   # the root filesystem may be read-only: config goes to /tmp

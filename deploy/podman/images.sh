@@ -53,7 +53,7 @@ build() {  # image, build args...
   local image="$1" start
   shift
   start="${EPOCHREALTIME}"
-  engine build --quiet --layers "${fmt[@]}" "$@" -t "${image}" >/dev/null
+  engine build --quiet "${fmt[@]}" "$@" -t "${image}" >/dev/null
   report "${image}" "$(awk "BEGIN { print ${EPOCHREALTIME} - ${start} }")"
 }
 

@@ -86,12 +86,13 @@ def docker_host(podman_ready: None) -> Iterator[str]:
     """``podman system service`` on a socket of our own: the Docker API compose talks to."""
     directory = Path(tempfile.mkdtemp(prefix="keel-podman-api-"))
     sock = directory / "podman.sock"
-    service = subprocess.Popen(
-        [*PODMAN, "system", "service", "--time=0", f"unix://{sock}"],
-        stdout=subprocess.DEVNULL,
-        stderr=(directory / "service.log").open("wb"),
-        start_new_session=True,
-    )
+    with (directory / "service.log").open("wb") as log:
+        service = subprocess.Popen(
+            [*PODMAN, "system", "service", "--time=0", f"unix://{sock}"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 30
         # Nothing to await: the service listens when it listens; poll its /_ping.

@@ -57,6 +57,18 @@ def test_the_service_image_runs_every_service_as_non_root_on_a_read_only_root(
     assert "Read-only file system" in probe.stderr
 
 
+def test_the_memory_store_opens_on_a_read_only_root(images: BuiltImages) -> None:
+    """Milvus Lite writes under ~/.cache; on a read-only root it failed to create any
+    collection ("Mmap manager has not been init") until HOME moved to the /tmp tmpfs."""
+    probe = run_in_image(
+        "python",
+        "-c",
+        "from pymilvus import MilvusClient; "
+        "c = MilvusClient('/tmp/probe.db'); c.create_collection('c', dimension=4); print('ok')",
+    )
+    assert probe.stdout.strip().endswith("ok"), probe.stderr[-2000:]
+
+
 def test_the_service_image_has_no_compiler_and_no_pip(images: BuiltImages) -> None:
     found = run_in_image(
         "sh", "-c", "for t in gcc cc g++ make pip pip3; do command -v $t; done; true"
