@@ -7,7 +7,9 @@ KEEL_PODMAN_DIR="${KEEL_PODMAN_DIR:-${KEEL_CACHE_DIR}/podman}"
 KEEL_PODMAN_RUNROOT="${KEEL_PODMAN_RUNROOT:-/run/keel-podman}"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/containers.conf}"
 
+KEEL_PODMAN_ARGS=(--root "${KEEL_PODMAN_DIR}/storage" --runroot "${KEEL_PODMAN_RUNROOT}"
+  --storage-driver overlay)
+
 keel_podman() {
-  podman --root "${KEEL_PODMAN_DIR}/storage" --runroot "${KEEL_PODMAN_RUNROOT}" \
-    --storage-driver overlay "$@"
+  podman "${KEEL_PODMAN_ARGS[@]}" "$@"
 }

@@ -4,4 +4,5 @@
 set -euo pipefail
 # shellcheck source=deploy/podman/env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-keel_podman "$@"
+# exec: a signal to this script (stopping `podman system service`) reaches podman itself.
+exec podman "${KEEL_PODMAN_ARGS[@]}" "$@"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -102,11 +103,12 @@ def docker_host(podman_ready: None) -> Iterator[str]:
             time.sleep(0.1)
         yield f"unix://{sock}"
     finally:
-        service.terminate()
+        # The whole process group (its own session): nothing of the service outlives the run.
+        os.killpg(service.pid, signal.SIGTERM)
         try:
             service.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            service.kill()
+            os.killpg(service.pid, signal.SIGKILL)
             service.wait()
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -85,6 +85,8 @@ class ComposeStack:
             **{f"KEEL_HOST_PORT_{name}": str(port) for name, port in self.ports.items()},
         }
         self.health = HealthChecks(self.project)
+        # Anonymous volumes carry no project label: compared by name with what was there.
+        self.volumes_before = set(podman("volume", "ls", "--quiet").split())
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -128,15 +130,14 @@ class ComposeStack:
 
     def leftovers(self) -> dict[str, list[str]]:
         label = f"label=com.docker.compose.project={self.project}"
-        return {
-            kind: found
-            for kind, command in {
-                "containers": ["ps", "-a", "--filter", label, "--format", "{{.Names}}"],
-                "volumes": ["volume", "ls", "--filter", label, "--format", "{{.Name}}"],
-                "networks": ["network", "ls", "--filter", label, "--format", "{{.Name}}"],
-            }.items()
-            if (found := podman(*command, check=False).split())
+        found = {
+            "containers": podman("ps", "-a", "--filter", label, "--format", "{{.Names}}"),
+            "volumes": podman("volume", "ls", "--quiet"),
+            "networks": podman("network", "ls", "--filter", label, "--format", "{{.Name}}"),
         }
+        left = {kind: sorted(set(names.split())) for kind, names in found.items()}
+        left["volumes"] = sorted(set(left["volumes"]) - self.volumes_before)
+        return {kind: names for kind, names in left.items() if names}
 
     def down(self) -> None:
         self.health.stop()

@@ -112,7 +112,7 @@ async def test_the_kafka_image_runs_a_broker_keel_can_use(images: BuiltImages) -
     port = free_port()
     name = f"keel-test-kafka-{uuid.uuid4().hex[:8]}"
     podman(
-        "run", "-d", "--rm", "--name", name, "--read-only", "--tmpfs", "/tmp",
+        "run", "-d", "--rm", "--name", name,
         "-p", f"127.0.0.1:{port}:9092",
         "-e", f"KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://127.0.0.1:{port}",
         KAFKA_IMAGE,
