@@ -66,6 +66,20 @@ if ((MODEL)); then
   shopt -s nullglob
   wheel=("${CACHE}"/wheels/llama-cpp-python/*/llama_cpp_python-*.whl)
   ((${#wheel[@]})) || { echo "stage: no llama-cpp-python wheel in the cache" >&2; exit 1; }
-  cp -l "${wheel[0]}" "${CACHE}/models/qwen2.5-coder-0.5b-instruct.gguf" "${STAGE}/model/" \
-    2>/dev/null || cp "${wheel[0]}" "${CACHE}/models/qwen2.5-coder-0.5b-instruct.gguf" "${STAGE}/model/"
+  # llama-cpp-python's own dependencies (diskcache is not one of Keel's), pinned alike.
+  model_deps="${CACHE}/wheels/images/model-deps-${deps_key}"
+  if [[ ! -f "${model_deps}/.complete" ]]; then
+    mkdir -p "${model_deps}"
+    "${PY}" -m pip wheel -q --disable-pip-version-check -w "${model_deps}" \
+      -c requirements/constraints.txt "${wheel[0]}"
+    rm -f "${model_deps}"/llama_cpp_python-*.whl
+    touch "${model_deps}/.complete"
+  fi
+  # llama.cpp is built with OpenMP: its runtime (Debian's libgomp1, the host's bookworm copy)
+  # goes along, as the image may not install packages (no network in the build).
+  gomp="$(ldconfig -p | awk '/libgomp\.so\.1 .*x86-64|libgomp\.so\.1 .*AArch64/ { print $NF; exit }')"
+  [[ -n "${gomp}" ]] || { echo "stage: libgomp.so.1 not found (apt-get install libgomp1)" >&2; exit 1; }
+  files=("${wheel[0]}" "${model_deps}"/*.whl "${CACHE}/models/qwen2.5-coder-0.5b-instruct.gguf"
+    "$(readlink -f "${gomp}")")
+  cp -l "${files[@]}" "${STAGE}/model/" 2>/dev/null || cp "${files[@]}" "${STAGE}/model/"
 fi

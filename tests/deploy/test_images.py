@@ -9,6 +9,7 @@ from the layer cache when nothing changed.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 
@@ -130,3 +131,30 @@ async def test_the_kafka_image_runs_a_broker_keel_can_use(images: BuiltImages) -
         assert written.offset == 0
     finally:
         podman("rm", "-f", "-t", "5", name, check=False)
+
+
+def test_the_model_target_runs_the_offline_model_on_a_read_only_root(
+    images: BuiltImages,
+) -> None:
+    """`make images MODEL=1`: llama.cpp (with its OpenMP runtime) and the GGUF weights where
+    the LLM gateway's local provider looks for them, generating on a read-only root."""
+    done = subprocess.run(
+        ["bash", str(REPO / "deploy/podman/images.sh"), "--model"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KEEL_ENGINE": "podman", "PYTHONPATH": ""},
+        timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "keel:dev-model" in done.stdout
+    probe = subprocess.run(
+        [*PODMAN, "run", "--rm", "--read-only", "--tmpfs", "/tmp", f"{IMAGE}-model", "python", "-c",
+         "import os; from llama_cpp import Llama; "
+         "d = os.environ['KEEL_LLM_GATEWAY_LOCAL_MODELS_DIR']; "
+         "m = Llama(d + '/qwen2.5-coder-0.5b-instruct.gguf', n_ctx=256, verbose=False); "
+         "print(m('def add(a, b):', max_tokens=8)['choices'][0]['text'])"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert "return" in probe.stdout
