@@ -95,12 +95,7 @@ def test_an_unchanged_rebuild_comes_from_the_layer_cache(images: BuiltImages) ->
         cwd=REPO,
         capture_output=True,
         text=True,
-        env={
-            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-            "HOME": str(REPO.home()),
-            "KEEL_ENGINE": "podman",
-            "PYTHON": str(REPO / ".venv/bin/python"),
-        },
+        env={**os.environ, "KEEL_ENGINE": "podman", "PYTHON": str(REPO / ".venv/bin/python")},
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -143,7 +138,7 @@ def test_the_model_target_runs_the_offline_model_on_a_read_only_root(
         cwd=REPO,
         capture_output=True,
         text=True,
-        env={**os.environ, "KEEL_ENGINE": "podman", "PYTHONPATH": ""},
+        env={**os.environ, "KEEL_ENGINE": "podman", "PYTHON": str(REPO / ".venv/bin/python")},
         timeout=1500,
     )
     assert done.returncode == 0, done.stderr[-3000:]
