@@ -12,7 +12,7 @@ MEMBERS := $(sort $(wildcard libs/* apps/* services/*))
 PYPROJECTS := $(wildcard libs/*/pyproject.toml apps/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help install models run test test-unit lint typecheck protos bench bench-memory chaos fuzz injection helm dashboard kafka-up kafka-down \
-	kafka-status clean
+	kafka-status clean images
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,7 +44,7 @@ test: install ## Run the whole test suite (starts and stops its own Kafka broker
 	exit $$rc
 
 test-unit: install ## Unit tests only (no broker)
-	$(PY) -m pytest -m "not kafka and not stack and not helm and not compose"
+	$(PY) -m pytest -m "not kafka and not stack and not helm and not compose and not images"
 
 helm: install ## Validate the Helm chart offline: lint, render, k8s + CRD schemas, checkov (builds helm once: minutes)
 	$(PY) -m pytest tests/deploy/test_helm.py -m helm -p no:cacheprovider -q
@@ -89,6 +89,9 @@ injection: install ## The prompt-injection suite: attacker goals reached vs the 
 
 dashboard: install ## Redraw docs/images/dashboard.png from a live stack and a real Prometheus (~3.5 min)
 	$(PY) deploy/grafana/render/snapshot.py
+
+images: $(STAMP) ## Build the service and Kafka images with podman or docker; print size and build time (MODEL=1: + the offline model)
+	bash deploy/podman/images.sh $(if $(MODEL),--model)
 
 kafka-up: ## Start the local Kafka broker (no-op when KEEL_KAFKA_BOOTSTRAP is set)
 	bash deploy/kafka/broker.sh start
