@@ -41,11 +41,12 @@ class ToolActor:
         self._clock = clock
         self._preview_chars = preview_chars
 
-    async def act(self, state: AgentState, call: ToolCall, index: int) -> ToolOutcome:
-        """Execute the ``index``-th call of the latest reply and observe its result; a call
-        that needs an approval is left unobserved (the caller parks the session)."""
+    async def announce(self, state: AgentState, call: ToolCall, index: int) -> str:
+        """The ``index``-th call of the latest reply is being acted on: the session moves to
+        ``executing_tool`` (it already is when resuming a call an outage stalled), the
+        ``tool_call`` progress event goes out and the tool is noted as used. Its key."""
         key = idempotency_key(state.session_id, state.iteration, index)
-        if state.status != "executing_tool":  # it is when resuming a call an outage stalled
+        if state.status != "executing_tool":
             await self._reporter.move(state, "executing_tool")
         await self._reporter.emit(
             state,
@@ -59,6 +60,12 @@ class ToolActor:
         )
         if call.name not in state.tools_used:
             state.tools_used.append(call.name)
+        return key
+
+    async def act(self, state: AgentState, call: ToolCall, index: int) -> ToolOutcome:
+        """Execute the ``index``-th call of the latest reply and observe its result; a call
+        that needs an approval is left unobserved (the caller parks the session)."""
+        key = await self.announce(state, call, index)
         # Approved already: an approved call whose run an outage stalled is resumed here.
         approved = bool(approval_of(state.decided_approvals, key))
         outcome = await self.execute(state, call, key, approved=approved)

@@ -63,21 +63,7 @@ class PlanParking:
     async def act(self, state: AgentState, call: ToolCall, index: int) -> bool:
         """Run the ``index``-th call (a ``plan`` call): True when the session has parked on
         its plan; False when the plan was refused and the refusal is the call's result."""
-        key = idempotency_key(state.session_id, state.iteration, index)
-        if state.status != "executing_tool":
-            await self._reporter.move(state, "executing_tool")
-        await self._reporter.emit(
-            state,
-            "tool_call",
-            {
-                "tool": call.name,
-                "call_id": call.id,
-                "idempotency_key": key,
-                "arguments": call.arguments_json,
-            },
-        )
-        if call.name not in state.tools_used:
-            state.tools_used.append(call.name)
+        key = await self._actor.announce(state, call, index)
         prepared = self._port.prepare(state, call, index)
         if isinstance(prepared, str):
             outcome = ToolOutcome(status="error", error=prepared)
