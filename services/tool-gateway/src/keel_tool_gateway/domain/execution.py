@@ -361,24 +361,30 @@ class ExecutionService:
             result=outcome.result.model_copy(update={"rule_id": verdict.rule_id})
         )
         if outcome.circuit_open and self._fallbacks is not None:
-            outcome = await self._fall_back(
-                self._fallbacks, call, tool, arguments, tool_ctx, outcome
-            )
+            # The fallback step: an alternative is run only as _fallback_for picked it, after
+            # its own policy decision let it through.
+            picked = await self._fallback_for(self._fallbacks, call, tool, arguments, outcome)
+            if isinstance(picked, _Outcome):
+                outcome = picked
+            else:
+                alt, alt_verdict = picked
+                ran = await self._run(alt, arguments, tool_ctx, call)
+                outcome = outcome if ran.circuit_open else _answered_by(ran, tool, alt, alt_verdict)
         return outcome._replace(result=_noted(outcome.result, approval))
 
-    async def _fall_back(
+    async def _fallback_for(
         self,
         fallbacks: Fallbacks,
         call: _Call,
         tool: Tool[Any],
         arguments: dict[str, Any],
-        tool_ctx: ToolContext,
         refused: _Outcome,
-    ) -> _Outcome:
-        """The first alternative that takes the call, or ``refused`` (today's answer) when
-        none does. Each one is a call of its own: valid arguments for its schema, a fresh
-        policy decision for its name with no approval carried over (deny and needs_approval
-        are answered as such), audited before it runs; the model is told who answered."""
+    ) -> tuple[Tool[Any], PolicyVerdict] | _Outcome:
+        """The first alternative that may take the call, with the verdict that allowed it; or
+        the answer instead: ``refused`` (today's) when none can, the alternative's refusal
+        (denied, needs approval) when policy holds it. Each one is a call of its own: valid
+        arguments for its schema, a fresh policy decision for its name with no approval
+        carried over, and an audit record before it may run."""
         profile = call.ctx.agent_profile or "default"
         for alt in fallbacks.candidates(tool, self._registry, profile, self._resilience):
             if _invalid(alt, arguments) is not None:
@@ -413,14 +419,9 @@ class ExecutionService:
             refusal = _refusal(verdict, ApprovalCheck(""))
             if refusal is not None:
                 # Not final: the original may run once its breaker closes again.
-                return _Outcome(_told(refusal.result, tool.name, alt.name, ran=False), final=False)
-            outcome = await self._run(alt, arguments, tool_ctx, call)
-            if outcome.circuit_open:
-                continue  # opened since it was checked: the next one may still answer
-            result = outcome.result.model_copy(update={"rule_id": verdict.rule_id})
-            return outcome._replace(
-                result=_told(result, tool.name, alt.name, ran=True), ran=alt.name
-            )
+                told_refusal = _told(refusal.result, tool.name, alt.name, ran=False)
+                return _Outcome(told_refusal, final=False)
+            return alt, verdict
         return refused
 
     def _provenance_of(
@@ -534,6 +535,15 @@ def _refusal(verdict: PolicyVerdict, approval: ApprovalCheck) -> _Outcome | None
 
 # Approval outcomes that check_approval returns without a refusal.
 _VERIFIED = frozenset({"approved", "modified"})
+
+
+def _answered_by(
+    ran: _Outcome, original: Tool[Any], alt: Tool[Any], verdict: PolicyVerdict
+) -> _Outcome:
+    """The alternative's outcome as the answer to the call: the model is told who answered,
+    the ledger keeps the tool that ran."""
+    result = ran.result.model_copy(update={"rule_id": verdict.rule_id})
+    return ran._replace(result=_told(result, original.name, alt.name, ran=True), ran=alt.name)
 
 
 def _told(
