@@ -13,7 +13,7 @@ findings (any failure fails closed) -> record the intent of an ``at_most_once`` 
 -> run under a time-out, with retries of retryable failures and a circuit breaker
 (``resilience``) -> render and cap the output -> record the final result durably (it
 replaces the intent) -> return it. A call its breaker refused may instead be answered by one
-of the tool's declared alternatives (``_fall_back``: its own profile, schema, breaker and
+of the tool's declared alternatives (``_fallback_for``: its own profile, schema, breaker and
 policy checks, audited first), recorded under the call's key with the tool that ran.
 
 A process can die between a tool's effect and the write of its result. A retry of that key
