@@ -37,6 +37,8 @@ from keel_tool_gateway.domain.execution import ExecutionService
 from keel_tool_gateway.domain.ports import ApprovalPort
 from keel_tool_gateway.domain.provenance import ProvenanceIndex
 from keel_tool_gateway.domain.registry import ToolRegistry
+from keel_tool_gateway.domain.resilience.fallback import AUDIT_ACTION as FALLBACK_AUDIT
+from keel_tool_gateway.domain.resilience.fallback import FallbackEvent, Fallbacks
 from keel_tool_gateway.handlers.grpc_servicer import ToolGatewayServicer
 from keel_tool_gateway.metrics import ToolGatewayMetrics
 from keel_tool_gateway.usecase import ExecuteToolCall, ListTools
@@ -73,6 +75,16 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
             session_id=session_id,
             trace=trace,
             details={"reason": reason, "layer": "ledger", "idempotency_key": key},
+        )
+
+    async def fallback_taken(event: FallbackEvent) -> None:
+        await runtime.audit.record(
+            FALLBACK_AUDIT,
+            actor=SERVICE,
+            subject=event.from_tool,
+            session_id=event.session_id,
+            trace=event.trace,
+            details=event.details(),
         )
 
     memory_channel = _channel(runtime, settings.memory.target)
@@ -139,6 +151,7 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
         on_denied=security_denied,
         # Derived from the ledger every replica loads: no store of its own (ADR 0011).
         provenance=ProvenanceIndex(ledger),
+        fallbacks=Fallbacks(settings.resilience.fallbacks, on_fallback=fallback_taken),
     )
     execute = ExecuteToolCall(
         service,

@@ -12,7 +12,9 @@ arguments came from tool output the session read (``provenance``) -> ask policy,
 findings (any failure fails closed) -> record the intent of an ``at_most_once`` tool durably
 -> run under a time-out, with retries of retryable failures and a circuit breaker
 (``resilience``) -> render and cap the output -> record the final result durably (it
-replaces the intent) -> return it.
+replaces the intent) -> return it. A call its breaker refused may instead be answered by one
+of the tool's declared alternatives (``_fallback_for``: its own profile, schema, breaker and
+policy checks, audited first), recorded under the call's key with the tool that ran.
 
 A process can die between a tool's effect and the write of its result. A retry of that key
 then finds no result: a ``read_only`` or ``idempotent`` tool (one that deduplicates by the
@@ -44,6 +46,7 @@ from keel_tool_gateway.domain.ports import ApprovalPort, LedgerPort, PolicyPort,
 from keel_tool_gateway.domain.provenance import Finding, ProvenanceIndex
 from keel_tool_gateway.domain.registry import Tool, ToolError, ToolRegistry, ToolUnavailable
 from keel_tool_gateway.domain.resilience.errors import AttemptTimedOut, CallFailed, CircuitOpen
+from keel_tool_gateway.domain.resilience.fallback import FallbackEvent, Fallbacks, told
 from keel_tool_gateway.domain.resilience.rules import resilience_of
 from keel_tool_gateway.domain.resilience.single import SingleAttempt
 from keel_tool_gateway.errors import ResultNotRecorded, RunInProgress
@@ -68,6 +71,10 @@ class _Outcome(NamedTuple):
     # come back approved), policy unavailable and any refused approval (nothing ran; a retry,
     # or a decision made meanwhile, may change the answer).
     final: bool
+    # The breaker refused: nothing ran (a declared alternative may answer instead).
+    circuit_open: bool = False
+    # The tool that ran when it is not the one called (an alternative): what the ledger keeps.
+    ran: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,10 +94,11 @@ class _Call:
     def tenant(self) -> str:
         return self.ctx.tenant or "default"
 
-    def entry(self, result: ExecutionResult) -> LedgerEntry:
-        """The ledger entry of this call: bound to its tenant and session."""
+    def entry(self, result: ExecutionResult, ran: str = "") -> LedgerEntry:
+        """The ledger entry of this call: bound to its tenant and session, naming the tool
+        that ran (``ran``, an alternative) or else the one called."""
         return LedgerEntry(
-            self.fingerprint, self.tool_name, result, self.tenant, self.ctx.session_id
+            self.fingerprint, ran or self.tool_name, result, self.tenant, self.ctx.session_id
         )
 
 
@@ -125,6 +133,7 @@ class ExecutionService:
         instance: str = "",
         on_denied: SecurityDenied | None = None,
         provenance: ProvenanceIndex | None = None,
+        fallbacks: Fallbacks | None = None,
     ) -> None:
         self._registry = registry
         self._policy = policy
@@ -144,6 +153,8 @@ class ExecutionService:
         self._on_denied = on_denied
         # Where argument text came from, derived from this ledger (None: no findings sent).
         self._provenance = provenance
+        # Alternatives of tools whose breaker is open; None: a refused call is only refused.
+        self._fallbacks = fallbacks
         # Calls in progress by idempotency key: a concurrent duplicate waits for the first.
         self._inflight: dict[str, _Running] = {}
         # Calls that ran but whose result the ledger refused: written on the next try.
@@ -263,7 +274,7 @@ class ExecutionService:
     async def _run_and_record(self, call: _Call) -> ExecutionResult:
         outcome = await self._timed(call)
         if outcome.final:
-            entry = call.entry(outcome.result)
+            entry = call.entry(outcome.result, outcome.ran)
             await self._record(
                 call.key, _Unrecorded(entry, call.ctx.session_id, call.ctx.traceparent)
             )
@@ -346,8 +357,72 @@ class ExecutionService:
             agent_profile=call.ctx.agent_profile,
         )
         outcome = await self._run(tool, arguments, tool_ctx, call)
-        result = outcome.result.model_copy(update={"rule_id": verdict.rule_id})
-        return outcome._replace(result=_noted(result, approval))
+        outcome = outcome._replace(
+            result=outcome.result.model_copy(update={"rule_id": verdict.rule_id})
+        )
+        if outcome.circuit_open and self._fallbacks is not None:
+            # The fallback step: an alternative is run only as _fallback_for picked it, after
+            # its own policy decision let it through.
+            picked = await self._fallback_for(self._fallbacks, call, tool, arguments, outcome)
+            if isinstance(picked, _Outcome):
+                outcome = picked
+            else:
+                alt, alt_verdict = picked
+                ran = await self._run(alt, arguments, tool_ctx, call)
+                outcome = outcome if ran.circuit_open else _answered_by(ran, tool, alt, alt_verdict)
+        return outcome._replace(result=_noted(outcome.result, approval))
+
+    async def _fallback_for(
+        self,
+        fallbacks: Fallbacks,
+        call: _Call,
+        tool: Tool[Any],
+        arguments: dict[str, Any],
+        refused: _Outcome,
+    ) -> tuple[Tool[Any], PolicyVerdict] | _Outcome:
+        """The first alternative that may take the call, with the verdict that allowed it; or
+        the answer instead: ``refused`` (today's) when none can, the alternative's refusal
+        (denied, needs approval) when policy holds it. Each one is a call of its own: valid
+        arguments for its schema, a fresh policy decision for its name with no approval
+        carried over, and an audit record before it may run."""
+        profile = call.ctx.agent_profile or "default"
+        for alt in fallbacks.candidates(tool, self._registry, profile, self._resilience):
+            if _invalid(alt, arguments) is not None:
+                continue
+            judged = _as_it_would_run(alt, arguments)
+            try:
+                verdict = await self._policy.evaluate(
+                    call.ctx,
+                    alt.name,
+                    judged,
+                    idempotency_key=call.key,
+                    approved=False,  # an approval of the original does not cover it
+                    **self._provenance_of(call, judged),
+                )
+            except Exception as exc:  # noqa: BLE001 - fails closed: nothing else runs
+                log.warning("policy evaluation failed for fallback %s: %r", alt.name, exc)
+                return refused
+            event = FallbackEvent(
+                tool.name,
+                alt.name,
+                refused.result.error,
+                verdict.decision,
+                call.key,
+                call.ctx.session_id,
+                call.ctx.traceparent,
+            )
+            try:
+                await fallbacks.on_fallback(event)
+            except Exception as exc:  # noqa: BLE001 - an unaudited fallback does not happen
+                log.error("fallback %s -> %s not audited, not taken: %r", tool.name, alt.name, exc)
+                return refused
+            refusal = _refusal(verdict, ApprovalCheck(""))
+            if refusal is not None:
+                # Not final: the original may run once its breaker closes again.
+                told_refusal = _told(refusal.result, tool.name, alt.name, ran=False)
+                return _Outcome(told_refusal, final=False)
+            return alt, verdict
+        return refused
 
     def _provenance_of(
         self, call: _Call, arguments: dict[str, Any]
@@ -420,7 +495,8 @@ class ExecutionService:
             # Nothing ran: not final, so the same key may run once the dependency is back.
             if wrote_intent:
                 await self._abandon(call.key)
-            return _Outcome(_error(f"{exc}; {tool.name} did not run"), final=False)
+            refused = _error(f"{exc}; {tool.name} did not run")
+            return _Outcome(refused, final=False, circuit_open=True)
         except CallFailed as failed:
             if isinstance(failed.cause, ToolUnavailable):
                 # The tool's own dependency is down and it says nothing ran (an MCP server
@@ -459,6 +535,26 @@ def _refusal(verdict: PolicyVerdict, approval: ApprovalCheck) -> _Outcome | None
 
 # Approval outcomes that check_approval returns without a refusal.
 _VERIFIED = frozenset({"approved", "modified"})
+
+
+def _answered_by(
+    ran: _Outcome, original: Tool[Any], alt: Tool[Any], verdict: PolicyVerdict
+) -> _Outcome:
+    """The alternative's outcome as the answer to the call: the model is told who answered,
+    the ledger keeps the tool that ran."""
+    result = ran.result.model_copy(update={"rule_id": verdict.rule_id})
+    return ran._replace(result=_told(result, original.name, alt.name, ran=True), ran=alt.name)
+
+
+def _told(
+    result: ExecutionResult, original: str, alternative: str, *, ran: bool
+) -> ExecutionResult:
+    """The alternative's result, saying which tool answered and why (a line before the
+    output, or before the error)."""
+    notice = told(original, alternative, ran=ran)
+    if result.status == "ok":
+        return result.model_copy(update={"output": f"{notice}\n{result.output}"})
+    return result.model_copy(update={"error": f"{notice}: {result.error}"})
 
 
 def _not_offered(tool: str, profile: str) -> str:

@@ -77,6 +77,9 @@ class Tool(Generic[M]):
     # Output cap of this tool (characters); None: the gateway's max_output_chars. Set by MCP
     # tools, whose caps are configured per server and per tool.
     max_output_chars: int | None = None
+    # Alternatives, in order, tried when this tool's circuit breaker is open (each under its
+    # own policy decision); the setting ``resilience.fallbacks`` replaces them per tool.
+    fallbacks: tuple[str, ...] = ()
 
 
 class ProfileSettings(BaseModel):

@@ -28,6 +28,10 @@ class ResilienceSettings(BaseModel):
     breaker_enabled: bool = True
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_reset_timeout_s: float = Field(default=30.0, gt=0)
+    # Alternatives tried when a tool's breaker is open, by tool name, in order; replaces the
+    # tool's own ``Tool.fallbacks`` (how MCP tools get one), e.g.
+    # KEEL_TOOL_GATEWAY_RESILIENCE__FALLBACKS='{"http_fetch": ["http_fetch_mirror"]}'.
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _backoff_fits(self) -> ResilienceSettings:
