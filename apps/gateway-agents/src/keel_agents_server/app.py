@@ -81,21 +81,19 @@ async def serving(settings: AgentsServerSettings) -> AsyncIterator[str]:
     The socket is bound and listening before the block starts (port 0: a free one), so a
     client may connect at once: the kernel queues it until uvicorn accepts.
     """
-    sock = socket.create_server((settings.host, settings.port))
-    host, port = sock.getsockname()[:2]
-    if not settings.public_url:
-        settings = settings.model_copy(update={"port": port})
-    parts = build(settings)
-    config = uvicorn.Config(parts.app, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-        await parts.channel.close()
+    with socket.create_server((settings.host, settings.port)) as sock:
+        host, port = sock.getsockname()[:2]
+        if not settings.public_url:
+            settings = settings.model_copy(update={"port": port})
+        parts = build(settings)
+        server = uvicorn.Server(uvicorn.Config(parts.app, log_level="warning", lifespan="on"))
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.should_exit = True
+            await task
+            await parts.channel.close()
 
 
 async def serve_stdio(settings: AgentsServerSettings) -> None:
