@@ -10,6 +10,7 @@ call leaves here without one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -33,13 +34,18 @@ class AgentFrontDoor:
     async def run(
         self, token: str, goal: str, profile: str = "", on_event: OnEvent | None = None
     ) -> SessionView:
-        """Submit, follow the session's events until it finishes, then read its result."""
+        """Submit, follow the session's events until it finishes, then read its result.
+
+        A session still running after ``run_timeout_s`` is returned as it stands (status
+        running, the session id to ask again with), not as an error: it keeps running.
+        """
         client = self._client(token)
         session_id = await client.submit(TaskRequest(goal=goal, agent_profile=profile))
-        async with asyncio.timeout(self._run_timeout_s):
-            async for event in client.stream_events(session_id):
-                if on_event is not None:
-                    await on_event(event)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._run_timeout_s):
+                async for event in client.stream_events(session_id):
+                    if on_event is not None:
+                        await on_event(event)
         return await client.get(session_id)
 
     async def get(self, token: str, session_id: str) -> SessionView:
