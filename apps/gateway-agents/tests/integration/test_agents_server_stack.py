@@ -27,9 +27,11 @@ pytestmark = pytest.mark.stack
 GOAL = "What is (17 * 23) + 4?"
 
 
-def _token(stack: LocalStack, sub: str, tenant: str) -> str:
+def _token(
+    stack: LocalStack, sub: str, tenant: str, roles: tuple[str, ...] = ("submitter",)
+) -> str:
     material = trust.TrustMaterial(stack.trust_dir)
-    return mint_token(material.token_signing_key(), sub=sub, tenant=tenant, roles=["submitter"])
+    return mint_token(material.token_signing_key(), sub=sub, tenant=tenant, roles=roles)
 
 
 @pytest.fixture
@@ -146,3 +148,22 @@ async def test_a2a_card_then_message_send_then_tasks_get(stack: LocalStack, serv
         hidden = (await http.post(endpoint, json=get, headers=other)).json()
         assert hidden["error"]["code"] == -32001
         assert "result" not in hidden
+
+
+async def test_the_agent_loops_authorization_table_judges_the_forwarded_token(
+    stack: LocalStack, server: str
+) -> None:
+    """A valid token without the submitter role passes this server's authentication but is
+    refused by the agent loop (Submit admits submitter and operator): the call was made as the
+    caller, not as a privileged identity of this server."""
+    reviewer = {"authorization": f"Bearer {_token(stack, 'rita', 'acme', ('reviewer',))}"}
+    send = {
+        "jsonrpc": "2.0",
+        "id": "1",
+        "method": "message/send",
+        "params": {"message": {"role": "user", "parts": [{"kind": "text", "text": GOAL}]}},
+    }
+    async with httpx.AsyncClient(base_url=server, timeout=60) as http:
+        refused = (await http.post("/a2a", json=send, headers=reviewer)).json()
+    assert "result" not in refused
+    assert "PermissionDenied" in refused["error"]["message"]
