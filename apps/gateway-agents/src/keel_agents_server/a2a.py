@@ -1,7 +1,7 @@
 """The A2A (Agent2Agent, protocol 0.3) endpoint: the agent card at
-``/.well-known/agent-card.json`` and JSON-RPC 2.0 ``message/send`` and ``tasks/get`` at
-``/a2a``, written from the spec over Starlette (the task of an A2A caller is a Keel session:
-its id is the session id).
+``/.well-known/agent-card.json`` and JSON-RPC 2.0 ``message/send``, ``message/stream`` (SSE) and
+``tasks/get`` at ``/a2a``, written from the spec over Starlette (the task of an A2A caller is a
+Keel session: its id is the session id).
 
 ``message/send`` runs the message's text as a goal over the agent loop's front door as the
 caller and answers with the finished task; the skill (agent profile) comes from the message's
@@ -10,18 +10,21 @@ or the request's ``metadata.skill``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from keel_agents_server.auth import Authenticator
 from keel_agents_server.front_door import AgentFrontDoor
 from keel_contracts.errors import KeelError, NotFound, Unauthenticated
-from keel_contracts.sessions import SessionView
+from keel_contracts.sessions import SessionEvent, SessionView
 
 PROTOCOL_VERSION = "0.3.0"
 CARD_PATH = "/.well-known/agent-card.json"
@@ -58,7 +61,7 @@ def agent_card(url: str, profiles: list[str]) -> dict[str, Any]:
         "url": url.rstrip("/") + RPC_PATH,
         "preferredTransport": "JSONRPC",
         "version": "0.1.0",
-        "capabilities": {"streaming": False, "pushNotifications": False},
+        "capabilities": {"streaming": True, "pushNotifications": False},
         "defaultInputModes": ["text/plain"],
         "defaultOutputModes": ["text/plain"],
         "skills": [
@@ -86,13 +89,7 @@ def task_json(view: SessionView, context_id: str = "") -> dict[str, Any]:
     }
     text = view.answer or view.error
     if text:
-        status["message"] = {
-            "kind": "message",
-            "role": "agent",
-            "messageId": uuid.uuid4().hex,
-            "taskId": view.session_id,
-            "parts": [{"kind": "text", "text": text}],
-        }
+        status["message"] = _agent_message(view.session_id, text)
     if view.answer:
         task["artifacts"] = [
             {
@@ -126,7 +123,7 @@ class A2AEndpoint:
     async def card(self, request: Request) -> JSONResponse:
         return JSONResponse(self._card)
 
-    async def rpc(self, request: Request) -> JSONResponse:
+    async def rpc(self, request: Request) -> Response:
         try:
             caller = self._auth.from_headers(request.headers)
         except Unauthenticated as exc:  # the guard answered 401 already; kept for direct use
@@ -140,7 +137,12 @@ class A2AEndpoint:
             params = body.get("params") or {}
             if not isinstance(params, dict):
                 raise RpcError(INVALID_PARAMS, "params must be an object")
-            result = await self._dispatch(str(body.get("method")), params, caller.token)
+            method = str(body.get("method"))
+            if method == "message/stream":
+                goal, skill, context_id = self._goal(params)
+                frames = self._stream(request_id, caller.token, goal, skill, context_id)
+                return StreamingResponse(_sse(frames), media_type="text/event-stream")
+            result = await self._dispatch(method, params, caller.token)
         except json.JSONDecodeError:
             return _error(None, PARSE_ERROR, "the body is not JSON")
         except RpcError as exc:
@@ -161,10 +163,11 @@ class A2AEndpoint:
             return task_json(await self._front_door.get(token, task_id))
         raise RpcError(METHOD_NOT_FOUND, f"method {method!r} is not supported")
 
-    async def _send(self, params: dict[str, Any], token: str) -> dict[str, Any]:
+    def _goal(self, params: dict[str, Any]) -> tuple[str, str, str]:
+        """The goal (the message's text parts), the skill (profile) and the context id."""
         message = params.get("message")
         if not isinstance(message, dict):
-            raise RpcError(INVALID_PARAMS, "message/send needs params.message")
+            raise RpcError(INVALID_PARAMS, "the request needs params.message")
         parts = message.get("parts") or []
         goal = "\n".join(
             str(p.get("text", "")) for p in parts if isinstance(p, dict) and p.get("kind") == "text"
@@ -174,8 +177,90 @@ class A2AEndpoint:
         skill = _skill(message, params)
         if skill and skill not in self._profiles:
             raise RpcError(INVALID_PARAMS, f"unknown skill {skill!r}")
+        return goal, skill, str(message.get("contextId") or "")
+
+    async def _send(self, params: dict[str, Any], token: str) -> dict[str, Any]:
+        goal, skill, context_id = self._goal(params)
         view = await self._front_door.run(token, goal, skill)
-        return task_json(view, str(message.get("contextId") or ""))
+        return task_json(view, context_id)
+
+    async def _stream(
+        self, request_id: Any, token: str, goal: str, skill: str, context_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The task when its first event arrives, a ``working`` status update per session
+        event, then the answer artifact and the final status (``final: true``)."""
+        frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def frame(result: dict[str, Any]) -> dict[str, Any]:
+            return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+        async def on_event(event: SessionEvent) -> None:
+            task_id = event.session_id
+            if not started:
+                started.append(task_id)
+                submitted = {"state": "submitted"}
+                await frames.put(frame(_task(task_id, context_id or task_id, submitted)))
+            note = f"{event.type} (iteration {event.iteration})"
+            status = {"state": "working", "message": _agent_message(task_id, note)}
+            await frames.put(frame(_update(task_id, context_id or task_id, status, final=False)))
+
+        async def run() -> None:
+            try:
+                view = await self._front_door.run(token, goal, skill, on_event)
+                done = task_json(view, context_id)
+                for artifact in done.get("artifacts", []):
+                    update = {"kind": "artifact-update", "taskId": done["id"]}
+                    update |= {"contextId": done["contextId"], "artifact": artifact}
+                    await frames.put(frame(update))
+                final = _update(done["id"], done["contextId"], done["status"], final=True)
+                await frames.put(frame(final))
+            except KeelError as exc:
+                code = TASK_NOT_FOUND if isinstance(exc, NotFound) else INTERNAL_ERROR
+                error = {"code": code, "message": f"{type(exc).__name__}: {exc}"}
+                await frames.put({"jsonrpc": "2.0", "id": request_id, "error": error})
+            finally:
+                await frames.put(None)
+
+        started: list[str] = []
+        runner = asyncio.create_task(run())
+        try:
+            while (item := await frames.get()) is not None:
+                yield item
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+
+async def _sse(frames: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    async for item in frames:
+        yield f"data: {json.dumps(item)}\n\n"
+
+
+def _task(task_id: str, context_id: str, status: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "task", "id": task_id, "contextId": context_id, "status": status}
+
+
+def _update(
+    task_id: str, context_id: str, status: dict[str, Any], *, final: bool
+) -> dict[str, Any]:
+    return {
+        "kind": "status-update",
+        "taskId": task_id,
+        "contextId": context_id,
+        "status": status,
+        "final": final,
+    }
+
+
+def _agent_message(task_id: str, text: str) -> dict[str, Any]:
+    return {
+        "kind": "message",
+        "role": "agent",
+        "messageId": uuid.uuid4().hex,
+        "taskId": task_id,
+        "parts": [{"kind": "text", "text": text}],
+    }
 
 
 def _skill(message: dict[str, Any], params: dict[str, Any]) -> str:

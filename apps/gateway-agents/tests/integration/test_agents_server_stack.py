@@ -5,6 +5,7 @@ it, and each is turned away or kept to its own tenant exactly as a gRPC caller i
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,37 @@ async def test_the_agent_loops_authorization_table_judges_the_forwarded_token(
         refused = (await http.post("/a2a", json=send, headers=reviewer)).json()
     assert "result" not in refused
     assert "PermissionDenied" in refused["error"]["message"]
+
+
+async def test_a2a_message_stream_sends_the_task_progress_and_the_final_answer(
+    stack: LocalStack, server: str
+) -> None:
+    acme = {"authorization": f"Bearer {_token(stack, 'ann', 'acme')}"}
+    send = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "message/stream",
+        "params": {"message": {"role": "user", "parts": [{"kind": "text", "text": GOAL}]}},
+    }
+    frames: list[dict[str, Any]] = []
+    async with (
+        httpx.AsyncClient(base_url=server, timeout=60) as http,
+        http.stream("POST", "/a2a", json=send, headers=acme) as reply,
+    ):
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        async for line in reply.aiter_lines():
+            if line.startswith("data: "):
+                frames.append(json.loads(line[6:]))
+    assert all(f["id"] == 7 and "result" in f for f in frames), frames
+    results = [f["result"] for f in frames]
+    assert results[0]["kind"] == "task"
+    assert results[0]["status"]["state"] == "submitted"
+    working = [r for r in results if r["kind"] == "status-update" and not r["final"]]
+    assert working
+    assert {r["status"]["state"] for r in working} == {"working"}
+    artifact = next(r for r in results if r["kind"] == "artifact-update")
+    assert "395" in artifact["artifact"]["parts"][0]["text"]
+    assert results[-1]["kind"] == "status-update"
+    assert results[-1]["final"] is True
+    assert results[-1]["status"]["state"] == "completed"
+    assert {r.get("taskId", r.get("id")) for r in results} == {results[0]["id"]}
