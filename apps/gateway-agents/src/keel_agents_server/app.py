@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import contextlib
 import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from keel_agents_server.mcp_tools import build_mcp
 from keel_contracts.errors import ConfigError
 from keel_core.grpc import ClientCredentials, secure_channel
 from keel_core.grpc.tokens import TokenVerifier
-from keel_core.trust import load
+from keel_core.trust import TrustMaterial
 
 # The agent loop's port is mutual TLS; this certificate only opens the connection. Every call
 # carries the caller's token and is judged by it alone (no call is made without one).
@@ -43,9 +44,12 @@ class AgentsServer:
 def build(settings: AgentsServerSettings) -> AgentsServer:
     """Wire every part; start nothing. Refuses to run without trust material: there would be
     no key to check a caller's token with."""
-    material = load(settings.trust, "agents-server")
-    if material is None:
-        raise ConfigError("the agents server needs KEEL_TRUST_DIR: callers are authenticated")
+    if settings.trust.dir is None:  # KEEL_TRUST_INSECURE_DEV included: nothing to verify with
+        raise ConfigError(
+            "the agents server needs KEEL_TRUST_DIR (the keys that callers' tokens are checked "
+            "with); it has no insecure mode"
+        )
+    material = TrustMaterial(settings.trust.dir)
     verifier = TokenVerifier(
         material.token_verify_keys(settings.trust),
         issuer=settings.trust.token_issuer,
@@ -117,11 +121,15 @@ async def serve_http(settings: AgentsServerSettings) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="keel-agents-server", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="keel-agents-server",
+        description="Keel's agents over MCP (/mcp, or --stdio) and A2A (/a2a), as the caller.",
+    )
     parser.add_argument("--stdio", action="store_true", help="serve MCP on stdin/stdout")
     args = parser.parse_args()
     settings = AgentsServerSettings()
     try:
         asyncio.run(serve_stdio(settings) if args.stdio else serve_http(settings))
-    except ConfigError as exc:
-        raise SystemExit(f"keel-agents-server: {exc}") from exc
+    except ConfigError as exc:  # one line and exit 2, as every service refuses to start
+        print(f"keel-agents-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from keel_agents_server import AgentsServerSettings, build
 from keel_agents_server.auth import host_allowed
 
+from keel_contracts.errors import ConfigError
 from keel_core import trust
 from keel_core.grpc.tokens import mint_token
 from keel_core.trust import TrustSettings
@@ -121,3 +122,10 @@ async def test_json_rpc_errors_of_the_spec(client: httpx.AsyncClient) -> None:
 )
 def test_host_allow_list_ignores_the_port(host: str, allowed: bool) -> None:
     assert host_allowed(host, ["127.0.0.1", "localhost"]) is allowed
+
+
+def test_without_trust_material_the_server_refuses_to_build() -> None:
+    """No keys, no way to check a token: it must not serve at all (not serve unchecked)."""
+    settings = AgentsServerSettings(trust=TrustSettings(dir=None, insecure_dev=True))
+    with pytest.raises(ConfigError, match="needs KEEL_TRUST_DIR"):
+        build(settings)
