@@ -65,8 +65,12 @@ def build(settings: AgentsServerSettings) -> AgentsServer:
     for route in a2a.routes():
         mcp.custom_route(route.path, methods=sorted(route.methods or ["GET"]))(route.endpoint)
     # Host checks are ours (GuardMiddleware, before authentication), for MCP and A2A alike.
+    # Stateless: no MCP session outlives its request, so nothing one caller set up is reachable
+    # by another, and replicas need no shared session state. Each tool call reads its own
+    # request's token.
     http = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH,
+        stateless_http=True,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         host=settings.host,
     )
