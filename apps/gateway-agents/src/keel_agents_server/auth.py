@@ -9,6 +9,7 @@ identity of this server (which would widen the caller's tenant).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keel_contracts.errors import Unauthenticated
 from keel_core.grpc.tokens import Principal, TokenVerifier, bearer
+
+log = logging.getLogger(__name__)
 
 # Paths anyone may read: the A2A card says how to authenticate, so it is public (A2A spec).
 PUBLIC_PATHS = frozenset({"/.well-known/agent-card.json"})
@@ -68,7 +71,12 @@ class GuardMiddleware:
             await self._app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        address, port = scope.get("client") or ("?", "?")
+        client = f"{address}:{port}"
         if not host_allowed(headers.get("host", ""), self._allowed):
+            log.warning(
+                "refused %s %s from %s: host not allowed", scope["method"], scope["path"], client
+            )
             await _refuse(send, 400, "host not allowed")
             return
         if scope["path"] in PUBLIC_PATHS:
@@ -76,7 +84,8 @@ class GuardMiddleware:
             return
         try:
             self._auth.from_headers(headers)
-        except Unauthenticated as exc:
+        except Unauthenticated as exc:  # the reason names no token content
+            log.warning("refused %s %s from %s: %s", scope["method"], scope["path"], client, exc)
             await _refuse(send, 401, str(exc), {"www-authenticate": 'Bearer realm="keel"'})
             return
         await self._app(scope, receive, send)
