@@ -1,0 +1,3 @@
+from keel_agents_server.app import main
+
+main()
