@@ -21,7 +21,7 @@ from keel_agent_loop.domain.catalogs import ToolCatalogs
 from keel_agent_loop.domain.context import EstimateCounter, TokenCounter
 from keel_agent_loop.domain.context_builder import ContextBuilder
 from keel_agent_loop.domain.guard_parking import GuardParking
-from keel_agent_loop.domain.guarding import GUARD_TOOLS, NoGuards, OutputGuards
+from keel_agent_loop.domain.guarding import GUARD_TOOLS, GuardDecision, NoGuards, OutputGuards
 from keel_agent_loop.domain.loop_config import LoopConfig
 from keel_agent_loop.domain.models import (
     AgentState,
@@ -228,6 +228,12 @@ class AgentLoop:
             return
         if message is None:
             return
+        guarded = None
+        if not message.tool_calls:
+            # Guarded before it is recorded anywhere: a redacted secret must not reach the
+            # progress events or the checkpoint either.
+            guarded = await self._guards.answer(state, message.content)
+            message = message.model_copy(update={"content": guarded.text})
         # For replay: the prompt just sent (state.messages before the reply) and the reply whole.
         sent = prompt_record(state.messages, catalog, with_tools=state.iteration == 1)
         state.messages.append(message)
@@ -244,8 +250,8 @@ class AgentLoop:
         )
         if over := BudgetGuard.over_after_call(state):
             await self._reporter.failed(state, "budget", over)
-        elif not message.tool_calls:
-            await self._answer(state, message.content)
+        elif guarded is not None:
+            await self._answer(state, guarded)
         else:
             await self._act_from(state, 0)
             if state.status == "processing_result":
@@ -313,10 +319,9 @@ class AgentLoop:
                 await self._parking.park(state, call, index, message.content, outcome)
                 return
 
-    async def _answer(self, state: AgentState, answer: str) -> None:
-        """The final answer through the guard stage: published (perhaps redacted), held for a
-        person, or refused (the session fails with the rule's reason)."""
-        decision = await self._guards.answer(state, answer)
+    async def _answer(self, state: AgentState, decision: GuardDecision) -> None:
+        """The final answer as the guard stage decided: published (perhaps redacted), held for
+        a person, or refused (the session fails with the rule's reason)."""
         if decision.verdict == "block":
             error = f"answer blocked by guard rule {decision.rule_id}: {decision.reason}"
             await self._reporter.failed(state, "error", error)

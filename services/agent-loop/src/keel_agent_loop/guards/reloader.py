@@ -12,8 +12,7 @@ from pathlib import Path
 
 from keel_agent_loop.errors import GuardsFileError
 from keel_agent_loop.guards.loader import fingerprint, load_guards
-from keel_agent_loop.guards.service import ACTOR, GuardHolder
-from keel_core.audit import AuditEmitter
+from keel_agent_loop.guards.service import ACTOR, Auditor, GuardHolder
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +24,7 @@ def load_holder(path: Path) -> GuardHolder:
 
 
 class GuardsReloader:
-    def __init__(
-        self, path: Path, holder: GuardHolder, audit: AuditEmitter, interval_s: float
-    ) -> None:
+    def __init__(self, path: Path, holder: GuardHolder, audit: Auditor, interval_s: float) -> None:
         self._path = path
         self._holder = holder
         self._audit = audit

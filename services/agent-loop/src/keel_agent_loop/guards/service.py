@@ -4,13 +4,29 @@ that is not a pass, so what a guard changed or stopped can always be traced to i
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from keel_agent_loop.domain.guarding import GuardDecision
 from keel_agent_loop.domain.models import AgentState
 from keel_agent_loop.guards.engine import GuardEngine
 from keel_contracts.chat import ToolCall
-from keel_core.audit import AuditEmitter
 
 ACTOR = "agent-loop"
+
+
+class Auditor(Protocol):
+    """What the guards need of ``keel_core.audit.AuditEmitter``."""
+
+    async def record(
+        self,
+        action: str,
+        *,
+        actor: str,
+        subject: str,
+        session_id: str = "",
+        details: dict[str, Any] | None = None,
+        trace: str = "",
+    ) -> Any: ...
 
 
 class GuardHolder:
@@ -25,7 +41,7 @@ class GuardHolder:
 
 
 class AuditedGuards:
-    def __init__(self, holder: GuardHolder, audit: AuditEmitter) -> None:
+    def __init__(self, holder: GuardHolder, audit: Auditor) -> None:
         self._holder = holder
         self._audit = audit
 
