@@ -12,13 +12,16 @@ from keel_contracts.chat import ToolCall
 
 def explain_guards(
     path: Path, *, answer: str | None = None, tool: str = "", args: str = "{}"
-) -> str:
-    """Load ``path`` (``GuardsFileError`` if it does not validate) and explain its decision
-    on ``answer``, or else on a call of ``tool`` with the arguments JSON ``args``."""
+) -> tuple[str, str]:
+    """Load ``path`` (``GuardsFileError`` if it does not validate) and decide on ``answer``,
+    or else on a call of ``tool`` with the arguments JSON ``args``: the verdict, and the
+    explanation in words."""
     engine = load_guards(path)
     if answer is not None:
-        return describe("answer", engine.check_answer(answer))
-    return describe(f"tool {tool}", engine.check_tool(ToolCall(name=tool, arguments_json=args)))
+        decision = engine.check_answer(answer)
+        return decision.verdict, describe("answer", decision)
+    decision = engine.check_tool(ToolCall(name=tool, arguments_json=args))
+    return decision.verdict, describe(f"tool {tool}", decision)
 
 
 def describe(subject: str, decision: GuardDecision) -> str:

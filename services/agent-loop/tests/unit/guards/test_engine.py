@@ -228,13 +228,15 @@ def test_explain_names_each_rule_that_matched_and_why(tmp_path: Path) -> None:
         "rules:\n  - {id: api-key, match: answer, regex: 'sk-\\w+', verdict: redact}\n"
         "  - {id: no-rm, match: shell, regex: 'rm -rf', verdict: block, reason: destructive}\n"
     )
-    text = explain_guards(path, answer="key sk-abc here")
+    verdict, text = explain_guards(path, answer="key sk-abc here")
+    assert verdict == "redact"
     assert text.splitlines() == [
         "answer: redact",
         "  rule api-key (redact): matches /sk-\\w+/",
         "  result: key [redacted] here",
     ]
-    blocked = explain_guards(path, tool="shell", args='{"cmd": "rm -rf /"}')
+    verdict, blocked = explain_guards(path, tool="shell", args='{"cmd": "rm -rf /"}')
+    assert verdict == "block"
     assert "tool shell: block" in blocked
     assert "rule no-rm (block): destructive" in blocked
-    assert explain_guards(path, answer="fine").splitlines()[1] == "  no rule matched"
+    assert explain_guards(path, answer="fine") == ("pass", "answer: pass\n  no rule matched")

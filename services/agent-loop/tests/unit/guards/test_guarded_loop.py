@@ -90,7 +90,8 @@ async def test_a_blocked_answer_fails_the_session_with_the_rule() -> None:
     loop, _, _, audit = make(ScriptedLLM([answer("Operation Zeus is go")]))
     state = await loop.run(new_state())
     assert state.status == "failed"
-    assert state.error is not None and "guard rule no-zeus" in state.error
+    assert state.error is not None
+    assert "guard rule no-zeus" in state.error
     assert [a for a, _, _ in audit.records] == ["guard.block"]
 
 
@@ -101,7 +102,8 @@ async def test_a_hedging_answer_parks_and_approval_publishes_it() -> None:
     request = sink.approvals[-1][1]
     assert request.tool_name == PUBLISH_ANSWER
     assert request.arguments["answer"] == "I am not sure, maybe 41"
-    assert "hedges" in request.reasoning and "escalation.hedging" in request.reasoning
+    assert "hedges" in request.reasoning
+    assert "escalation.hedging" in request.reasoning
     assert [a for a, _, _ in audit.records] == ["guard.require_approval"]
 
     state = await loop.decide(state, decision(state, "approved"))
@@ -121,7 +123,8 @@ async def test_a_rejected_answer_fails_the_session_with_the_reviewers_note() -> 
     state = await loop.run(new_state())
     state = await loop.decide(state, decision(state, "rejected", comment="ask finance"))
     assert state.status == "failed"
-    assert state.error is not None and "rejected by rita: ask finance" in state.error
+    assert state.error is not None
+    assert "rejected by rita: ask finance" in state.error
 
 
 async def test_tool_arguments_are_redacted_before_the_gateway_sees_them() -> None:
