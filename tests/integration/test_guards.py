@@ -92,10 +92,14 @@ async def test_a_hedging_answer_parks_the_session_until_a_person_approves_it(
 async def test_a_reviewer_rewrites_or_rejects_a_held_answer(
     stack: LocalStack, kafka: KafkaSettings
 ) -> None:
-    async with SessionFollower(kafka, start="end") as follower:
+    # One follower per watcher: a watcher reads its follower's records and drops the others'.
+    async with (
+        SessionFollower(kafka, start="end") as first,
+        SessionFollower(kafka, start="end") as second,
+    ):
         modified_id = await publish_task(kafka, TaskSubmitted(goal="Summarise: I am not sure, A"))
         rejected_id = await publish_task(kafka, TaskSubmitted(goal="Summarise: I am not sure, B"))
-        modified, rejected = Watcher(follower, modified_id), Watcher(follower, rejected_id)
+        modified, rejected = Watcher(first, modified_id), Watcher(second, rejected_id)
         await modified.until("approval_requested")
         await rejected.until("approval_requested")
         answer = json.dumps({"answer": "A, checked by a person."})
