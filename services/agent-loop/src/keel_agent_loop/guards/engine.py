@@ -76,6 +76,8 @@ class _Compiled:
 
 
 _NOT_JSON = object()
+# What a JSON text can start with (after white space).
+_JSON_START = frozenset('{["-0123456789tfn')
 
 
 class GuardEngine:
@@ -83,6 +85,13 @@ class GuardEngine:
         self.document = document
         self._answer = [_Compiled(r) for r in document.rules if r.on_answer]
         self._tools = [_Compiled(r) for r in document.rules if not r.on_answer]
+        confidence = document.escalation.confidence
+        # "confidence: 0.4" in prose; compiled once, as every pattern here.
+        self._confidence = (
+            re.compile(rf"(?i)\b{re.escape(confidence.field)}\s*[:=]\s*([0-9]*\.?[0-9]+)")
+            if confidence is not None
+            else None
+        )
 
     @property
     def escalation(self) -> EscalationRules:
@@ -153,8 +162,8 @@ class GuardEngine:
         for phrase in rules.hedging:
             if phrase in lowered:
                 return GuardHit("escalation.hedging", "require_approval", f"hedges: {phrase!r}")
-        if rules.confidence is not None:
-            confidence = _confidence(text, structured, rules.confidence.field)
+        if rules.confidence is not None and self._confidence is not None:
+            confidence = _confidence(text, structured, rules.confidence.field, self._confidence)
             if confidence is not None and confidence < rules.confidence.below:
                 reason = (
                     f"reported {rules.confidence.field} {confidence} < {rules.confidence.below}"
@@ -229,12 +238,12 @@ def _error_streak(state: AgentState) -> tuple[int, int]:
     return streak, first
 
 
-def _confidence(text: str, structured: Any, field: str) -> float | None:
+def _confidence(text: str, structured: Any, field: str, pattern: re.Pattern[str]) -> float | None:
     value: Any = None
     if isinstance(structured, dict):
         value = structured.get(field)
     else:
-        found = re.search(rf"(?i)\b{re.escape(field)}\s*[:=]\s*([0-9]*\.?[0-9]+)", text)
+        found = pattern.search(text)
         value = found.group(1) if found else None
     try:
         return float(value) if value is not None and not isinstance(value, bool) else None
@@ -243,6 +252,10 @@ def _confidence(text: str, structured: Any, field: str) -> float | None:
 
 
 def _parse(text: str) -> Any:
+    stripped = text.lstrip()
+    if not stripped or stripped[0] not in _JSON_START:
+        # Prose, the usual answer: not worth a json.loads that fails.
+        return _NOT_JSON
     try:
         return json.loads(text)
     except ValueError:
