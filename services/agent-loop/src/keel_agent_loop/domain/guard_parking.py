@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import json
 
-from keel_agent_loop.domain.guarding import CONTINUE_SESSION, PUBLISH_ANSWER, GuardDecision
+from keel_agent_loop.domain.guarding import (
+    CONTINUE_SESSION,
+    GUARD_TOOLS,
+    PUBLISH_ANSWER,
+    GuardDecision,
+)
 from keel_agent_loop.domain.models import AgentState, PendingApproval, ToolCall
 from keel_agent_loop.domain.ports import CheckpointStore, EventSink
 from keel_agent_loop.domain.prompts import new_approval_id, parse_arguments
@@ -23,6 +28,12 @@ ANSWER_SCHEMA = {
     "type": "object",
     "properties": {"answer": {"type": "string"}, "reason": {"type": "string"}},
 }
+
+
+def held_by_guard(state: AgentState) -> bool:
+    """Whether the session waits on a guard's request (not on a tool call's)."""
+    pending = state.pending_approval
+    return pending is not None and pending.call.name in GUARD_TOOLS
 
 
 class GuardParking:

@@ -20,8 +20,8 @@ from keel_agent_loop.domain.budget import BudgetGuard
 from keel_agent_loop.domain.catalogs import ToolCatalogs
 from keel_agent_loop.domain.context import EstimateCounter, TokenCounter
 from keel_agent_loop.domain.context_builder import ContextBuilder
-from keel_agent_loop.domain.guard_parking import GuardParking
-from keel_agent_loop.domain.guarding import GUARD_TOOLS, GuardDecision, NoGuards, OutputGuards
+from keel_agent_loop.domain.guard_parking import GuardParking, held_by_guard
+from keel_agent_loop.domain.guarding import GuardDecision, NoGuards, OutputGuards
 from keel_agent_loop.domain.loop_config import LoopConfig
 from keel_agent_loop.domain.models import (
     AgentState,
@@ -145,7 +145,7 @@ class AgentLoop:
 
     async def decide(self, state: AgentState, decision: ApprovalDecided) -> AgentState:
         """Apply a reviewer's decision to a parked session, then run it on."""
-        if _held_by_guard(state):
+        if held_by_guard(state):
             await self._held.resume(state, decision)
             return state if state.finished else await self.run(state)
         pending = await self._parking.resume(state, decision)
@@ -174,7 +174,7 @@ class AgentLoop:
     async def reask(self, state: AgentState) -> None:
         """Publish a parked session's approval request again (same approval id): after a
         restart nobody can tell whether the first one reached the broker."""
-        if _held_by_guard(state):
+        if held_by_guard(state):
             await self._held.reask(state)
         else:
             await self._parking.reask(state)
@@ -383,11 +383,6 @@ class AgentLoop:
 
 # A parked session holds no consumer: a decision or its plan's end resumes it.
 PARKED: frozenset[SessionStatus] = frozenset({"waiting_for_approval", "waiting_for_plan"})
-
-
-def _held_by_guard(state: AgentState) -> bool:
-    pending = state.pending_approval
-    return pending is not None and pending.call.name in GUARD_TOOLS
 
 
 def _status(state: AgentState) -> SessionStatus:
