@@ -122,3 +122,25 @@ async def test_a_reviewer_rewrites_or_rejects_a_held_answer(
     assert rewritten.parse(TaskCompleted).answer == "A, checked by a person."
     error = failed.parse(TaskFailed).error
     assert "rejected by alice: ask the release manager" in error
+
+
+async def test_a_blocked_tool_call_never_reaches_the_gateway_and_the_model_is_told_why(
+    stack: LocalStack, kafka: KafkaSettings
+) -> None:
+    session_id, events = await run_task(kafka, "What is 666 + 1?")
+
+    done = events[-1].parse(TaskCompleted)
+    assert "BLOCKED by guard rule no-beast: this number is not computed here" in done.answer
+    results = [
+        p
+        for e in events
+        if e.type == TaskProgress.event_type and (p := e.parse(TaskProgress)).kind == "tool_result"
+    ]
+    assert [(r.detail["status"], r.detail["rule_id"]) for r in results] == [
+        ("denied", "guard:no-beast")
+    ]
+    records = await audit_of(kafka, session_id, {"guard.block", "task.completed"})
+    blocked = next(r for r in records if r.action == "guard.block")
+    assert (blocked.subject, blocked.details["stage"]) == ("calculator", "tool")
+    # The tool gateway never saw the call: no policy decision, no execution.
+    assert not {"policy.decision", "tool.execution"} & {r.action for r in records}
