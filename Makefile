@@ -63,6 +63,7 @@ bench: install ## Print the numbers: per-step overhead, steps/s, recovery, polic
 	$(PY) bench/e2e_overhead.py --compare-security
 	$(PY) bench/recovery.py
 	$(PY) bench/policy_decision.py
+	$(PY) bench/guards.py
 	$(PY) bench/provenance_match.py
 	$(PY) bench/trust_costs.py
 	$(PY) bench/tool_gateway_overhead.py

@@ -41,6 +41,7 @@ _trust_for_the_run()
 
 # A static reviewer token the stacks accept (`keel approvals approve --token t0ken`).
 STATIC_REVIEWER_TOKENS = '{"t0ken": "alice"}'
+GUARDS_FILE = "tests/integration/guards.yaml"
 
 # The test process holds the keys of every stack it starts: it dials each service as the
 # identity that normally calls it (keel_cli.stack.harness_credentials).
@@ -164,6 +165,8 @@ async def stack(kafka: KafkaSettings, otlp: SpanCollector) -> AsyncIterator[Loca
             "KEEL_TRACING_OTLP_ENDPOINT": otlp.endpoint,
             "KEEL_TRACING_EXPORT_DELAY_MS": "200",
             "KEEL_APPROVAL_REVIEWER_TOKENS": STATIC_REVIEWER_TOKENS,
+            # Guards that only tests/integration/test_guards.py trips.
+            "KEEL_AGENT_LOOP_GUARDS_FILE": str(Path(__file__).parent / GUARDS_FILE),
         },
     )
     try:

@@ -16,6 +16,7 @@ from keel_cli.config import CliSettings
 from keel_cli.console import silence_stdout
 from keel_cli.dev import DEMO_GOAL, dev_up
 from keel_cli.follow import SessionFollower
+from keel_cli.guards_cmd import add_guards_parser, guards_command
 from keel_cli.mcp_cmd import add_mcp_parser, mcp_command
 from keel_cli.memory_cmd import add_memory_parser, memory_command
 from keel_cli.ops_approvals import add_approvals_parser, approvals_command
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plan_parser(sub)
     add_policy_parser(sub)
+    add_guards_parser(sub)
 
     audit = sub.add_parser("audit", help="audit records")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -214,6 +216,8 @@ def _ops_command(
         return mcp_command(args)
     if args.command == "memory":
         return memory_command(args)
+    if args.command == "guards":
+        return guards_command(args)
     return None
 
 

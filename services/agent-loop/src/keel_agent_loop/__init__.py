@@ -1,8 +1,9 @@
 """Keel agent loop: runs ReAct sessions from ``keel.tasks`` and serves the AgentService.
 
 The names in ``__all__`` are the loop's public API for applications (the ``keel`` command):
-its settings, plan validation and the plan shapes, and session replay. Everything else is the
-service's own and may change without notice; ``tests/unit/test_public_api.py`` pins the list.
+its settings, plan validation and the plan shapes, session replay, and explaining a guards
+file. Everything else is the service's own and may change without notice;
+``tests/unit/test_public_api.py`` pins the list.
 
 Names are resolved on first use (PEP 562): importing the package loads nothing, so each caller
 pays only for what it names (``keel plan`` loads plans, ``keel replay`` loads replay, the service
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from keel_agent_loop.config import Settings
+    from keel_agent_loop.errors import GuardsFileError
+    from keel_agent_loop.guards import explain_guards
     from keel_agent_loop.plans import PlanInvalid, check_plan, debate, pipeline, sub_plan
     from keel_agent_loop.replay import (
         Divergence,
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Divergence",
+    "GuardsFileError",
     "NotReplayable",
     "PlanInvalid",
     "Recording",
@@ -40,6 +44,7 @@ __all__ = [
     "Settings",
     "check_plan",
     "debate",
+    "explain_guards",
     "load_recording",
     "pipeline",
     "replay_recording",
@@ -48,6 +53,8 @@ __all__ = [
 
 _HOME = {
     "Settings": "keel_agent_loop.config",
+    "GuardsFileError": "keel_agent_loop.errors",
+    "explain_guards": "keel_agent_loop.guards",
     **dict.fromkeys(
         ["PlanInvalid", "check_plan", "debate", "pipeline", "sub_plan"], "keel_agent_loop.plans"
     ),

@@ -10,6 +10,7 @@ producer) comes from the runtime; the gRPC clients of the other services are bui
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from keel.agent.v1 import agent_pb2, agent_pb2_grpc
 from keel_agent_loop.adapters.checkpoints import FinishedSweeper, TableCheckpoints
@@ -20,9 +21,11 @@ from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext, Sa
 from keel_agent_loop.adapters.tracing import OtelStepTracer
 from keel_agent_loop.config import Settings
 from keel_agent_loop.domain.cancel import CancelFlags
+from keel_agent_loop.domain.guarding import OutputGuards
 from keel_agent_loop.domain.loop import AgentLoop
 from keel_agent_loop.domain.ports import TeeSink
 from keel_agent_loop.domain.sessions import SessionStore
+from keel_agent_loop.guards import AuditedGuards, GuardsReloader, load_holder
 from keel_agent_loop.handlers.grpc_servicer import AgentServicer
 from keel_agent_loop.handlers.task_handler import TaskHandler
 from keel_agent_loop.metrics import AgentMetrics
@@ -90,6 +93,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         cancels=cancels,
         tracer=OtelStepTracer(),
         plans=PlanModePort(runtime.producer, settings.plan_mode_profile_set()),
+        guards=_guards(settings, runtime),
     )
     material = trust.load(settings.trust, SERVICE)
     sessions = SessionRunner(
@@ -138,6 +142,19 @@ def _peers(settings: Settings, runtime: Runtime) -> _Peers:
         tools=CachedCatalogTools(ToolClient(tool, CallOptions(timeout_s=settings.call_timeout_s))),
         memory=MemoryContext(MemoryClient(memory, CallOptions(timeout_s=settings.call_timeout_s))),
     )
+
+
+def _guards(settings: Settings, runtime: Runtime) -> OutputGuards | None:
+    """The guard stage of the guards file, hot-reloaded; None without one. A file that does
+    not validate stops the start here, with its ``file:line`` message."""
+    if not settings.guards_file:
+        return None
+    path = Path(settings.guards_file)
+    holder = load_holder(path)
+    reloader = GuardsReloader(path, holder, runtime.audit, settings.guards_reload_interval_s)
+    runtime.on_start(reloader.start)
+    runtime.on_stop(reloader.stop)
+    return AuditedGuards(holder, runtime.audit)
 
 
 def _serve_agent_service(runtime: Runtime, servicer: AgentServicer) -> None:

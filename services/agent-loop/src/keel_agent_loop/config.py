@@ -43,6 +43,11 @@ class Settings(ServiceSettings):
     # Plan mode: agent profiles (comma-separated) offered the ``plan`` tool, whose call runs a
     # plan the model wrote and parks the session until it ends (docs/plans.md).
     plan_mode_profiles: str = "planner"
+    # Output guards and escalation (docs/guards.md): a YAML file of rules on final answers and
+    # tool arguments; "" = none. Polled every GUARDS_RELOAD_INTERVAL_S (0 = never) and swapped
+    # in when it changes and validates.
+    guards_file: str = ""
+    guards_reload_interval_s: float = Field(default=2.0, ge=0)
     # Used by Submit when the request leaves max_iterations at 0.
     default_max_iterations: int = Field(default=8, ge=1, le=200)
     memory_token_budget: int = Field(default=400, ge=0)

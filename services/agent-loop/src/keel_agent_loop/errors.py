@@ -3,6 +3,8 @@ these are the loop's own."""
 
 from __future__ import annotations
 
+from keel_contracts.errors import ConfigError
+
 
 class AgentLoopError(Exception):
     """Base of the agent loop's own errors: bugs and broken invariants, never user input."""
@@ -19,3 +21,7 @@ class ServiceOutage(AgentLoopError):
         super().__init__(f"{service} unavailable: {cause}")
         self.service = service
         self.cause = cause
+
+
+class GuardsFileError(ConfigError):
+    """A guards file that cannot be read or does not validate: ``file:line: field: reason``."""

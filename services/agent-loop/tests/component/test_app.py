@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from keel.memory.v1 import memory_pb2_grpc
 from keel.tool.v1 import tool_pb2_grpc
 from keel_agent_loop.app import SERVICE, build
 from keel_agent_loop.config import Settings
+from keel_agent_loop.errors import GuardsFileError
 from keel_clients import AgentClient, open_channel
 from keel_clients.testing import (
     ExecuteCall,
@@ -360,3 +362,26 @@ async def test_a_permanent_outage_fails_the_session_with_reason_infrastructure()
         assert [p for p in service.progress() if p.kind == "tool_result"] == []
         labels = {"outcome": "failed", "reason": "infrastructure"}
         assert service.runtime.registry.get_sample_value("keel_agent_sessions_total", labels)
+
+
+async def test_a_guards_file_redacts_the_published_answer_and_audits_it(tmp_path: Path) -> None:
+    guards = tmp_path / "guards.yaml"
+    guards.write_text("rules: [{id: keys, match: answer, regex: 'sk-\\w{8,}', verdict: redact}]\n")
+    script = [reply("the key is sk-12345678abc")]
+    async with running_service(script, guards_file=str(guards)) as service:
+        await service.publish(TASKS, TaskSubmitted(goal="what is the key?"))
+        [result] = service.results()
+        records = service.runtime.bus.parsed(AUDIT, AuditRecord)
+    assert isinstance(result, TaskCompleted)
+    assert result.answer == "the key is [redacted]"
+    [redacted] = [r for r in records if r.action == "guard.redact"]
+    assert (redacted.subject, redacted.details["rule"]) == ("answer", "keys")
+    assert "guards.loaded" in [r.action for r in records]
+
+
+def test_a_guards_file_that_does_not_validate_stops_the_build(tmp_path: Path) -> None:
+    guards = tmp_path / "guards.yaml"
+    guards.write_text("rules: [{id: keys, match: answer, verdict: redact}]\n")
+    config = Settings(guards_file=str(guards))
+    with pytest.raises(GuardsFileError, match=r"guards.yaml:1: rules.0"):
+        build(config, InMemoryRuntime(SERVICE, config))

@@ -12,6 +12,7 @@ import keel_agent_loop
 
 PUBLIC = [
     "Divergence",
+    "GuardsFileError",
     "NotReplayable",
     "PlanInvalid",
     "Recording",
@@ -21,6 +22,7 @@ PUBLIC = [
     "Settings",
     "check_plan",
     "debate",
+    "explain_guards",
     "load_recording",
     "pipeline",
     "replay_recording",

@@ -29,6 +29,11 @@ LEGAL = {
     ("waiting_for_approval", "processing_result"),
     ("executing_tool", "waiting_for_plan"),
     ("waiting_for_plan", "processing_result"),
+    # Guards and escalation hold an answer (or the next step) for a person.
+    ("planning", "waiting_for_approval"),
+    ("processing_result", "waiting_for_approval"),
+    ("waiting_for_approval", "completed"),
+    ("waiting_for_approval", "planning"),
 } | {(s, end) for s in STATES if s not in TERMINAL for end in ("failed", "cancelled")}
 
 
@@ -65,7 +70,7 @@ def test_agent_state_moves_only_through_the_table() -> None:
     state = AgentState(session_id="s", goal="g")
     assert state.move("planning") == "idle"
     with pytest.raises(InvalidTransition):
-        state.move("waiting_for_approval")
+        state.move("waiting_for_plan")
     assert state.status == "planning"
     state.complete("done")
     assert state.finished

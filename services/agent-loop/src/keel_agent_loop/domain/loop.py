@@ -20,6 +20,8 @@ from keel_agent_loop.domain.budget import BudgetGuard
 from keel_agent_loop.domain.catalogs import ToolCatalogs
 from keel_agent_loop.domain.context import EstimateCounter, TokenCounter
 from keel_agent_loop.domain.context_builder import ContextBuilder
+from keel_agent_loop.domain.guard_parking import GuardParking, held_by_guard
+from keel_agent_loop.domain.guarding import GuardDecision, NoGuards, OutputGuards
 from keel_agent_loop.domain.loop_config import LoopConfig
 from keel_agent_loop.domain.models import (
     AgentState,
@@ -27,6 +29,7 @@ from keel_agent_loop.domain.models import (
     LLMReply,
     SessionStatus,
     ToolCall,
+    ToolOutcome,
     ToolSpec,
 )
 from keel_agent_loop.domain.parking import ApprovalParking
@@ -47,7 +50,7 @@ from keel_agent_loop.domain.ports import (
     ToolPort,
 )
 from keel_agent_loop.domain.progress import prompt_record
-from keel_agent_loop.domain.prompts import preview
+from keel_agent_loop.domain.prompts import approval_of, idempotency_key, preview
 from keel_agent_loop.domain.reporter import SessionReporter
 from keel_agent_loop.errors import ServiceOutage
 from keel_contracts.canonical import sha256_hex
@@ -74,6 +77,7 @@ class AgentLoop:
         counter: TokenCounter | None = None,
         tracer: StepTracer | None = None,
         plans: PlanPort | None = None,
+        guards: OutputGuards | None = None,
     ) -> None:
         self._llm = llm
         self._tracer = tracer or NoTracing()
@@ -93,6 +97,8 @@ class AgentLoop:
         self._plans = (
             PlanParking(plans, self._checkpoints, self._reporter, self._actor) if plans else None
         )
+        self._guards: OutputGuards = guards or NoGuards()
+        self._held = GuardParking(sink, self._checkpoints, self._reporter)
 
     async def run(self, state: AgentState) -> AgentState:
         """Run a session until it finishes or parks waiting for an approval. Tool failures
@@ -124,6 +130,8 @@ class AgentLoop:
             return
         if state.status != "planning":
             await self._reporter.move(state, "planning")
+        if await self._escalated(state):
+            return
         started = self._clock()
         state.iteration += 1
         try:
@@ -137,6 +145,9 @@ class AgentLoop:
 
     async def decide(self, state: AgentState, decision: ApprovalDecided) -> AgentState:
         """Apply a reviewer's decision to a parked session, then run it on."""
+        if held_by_guard(state):
+            await self._held.resume(state, decision)
+            return state if state.finished else await self.run(state)
         pending = await self._parking.resume(state, decision)
         if pending is None:
             return state
@@ -163,7 +174,10 @@ class AgentLoop:
     async def reask(self, state: AgentState) -> None:
         """Publish a parked session's approval request again (same approval id): after a
         restart nobody can tell whether the first one reached the broker."""
-        await self._parking.reask(state)
+        if held_by_guard(state):
+            await self._held.reask(state)
+        else:
+            await self._parking.reask(state)
 
     async def give_up(self, state: AgentState, error: str) -> None:
         """Fail a session a service outage held past the operator's limit."""
@@ -214,6 +228,12 @@ class AgentLoop:
             return
         if message is None:
             return
+        guarded = None
+        if not message.tool_calls:
+            # Guarded before it is recorded anywhere: a redacted secret must not reach the
+            # progress events or the checkpoint either.
+            guarded = await self._guards.answer(state, message.content)
+            message = message.model_copy(update={"content": guarded.text})
         # For replay: the prompt just sent (state.messages before the reply) and the reply whole.
         sent = prompt_record(state.messages, catalog, with_tools=state.iteration == 1)
         state.messages.append(message)
@@ -230,8 +250,8 @@ class AgentLoop:
         )
         if over := BudgetGuard.over_after_call(state):
             await self._reporter.failed(state, "budget", over)
-        elif not message.tool_calls:
-            await self._reporter.completed(state, message.content)
+        elif guarded is not None:
+            await self._answer(state, guarded)
         else:
             await self._act_from(state, 0)
             if state.status == "processing_result":
@@ -288,10 +308,67 @@ class AgentLoop:
                 if await self._plans.act(state, call, index):
                     return
                 continue
+            guarded = await self._guard_call(state, call, index)
+            if guarded is None:
+                continue
+            call = guarded
+            if _status(state) == "waiting_for_approval":
+                return
             outcome = await self._actor.act(state, call, index)
             if outcome.status == "needs_approval":
                 await self._parking.park(state, call, index, message.content, outcome)
                 return
+
+    async def _answer(self, state: AgentState, decision: GuardDecision) -> None:
+        """The final answer as the guard stage decided: published (perhaps redacted), held for
+        a person, or refused (the session fails with the rule's reason)."""
+        if decision.verdict == "block":
+            error = f"answer blocked by guard rule {decision.rule_id}: {decision.reason}"
+            await self._reporter.failed(state, "error", error)
+        elif decision.verdict == "require_approval":
+            await self._held.hold_answer(state, decision)
+        else:
+            await self._reporter.completed(state, decision.text)
+
+    async def _escalated(self, state: AgentState) -> bool:
+        """Before thinking again: whether an escalation rule parked (or a guard failed) the
+        session. Without guards nothing is asked, not even the catalog."""
+        if isinstance(self._guards, NoGuards):
+            return False
+        offered = frozenset(tool.name for tool in await self._catalog(state))
+        decision = await self._guards.progress(state, offered)
+        if decision.verdict == "block":
+            await self._reporter.failed(state, "error", f"stopped by guard: {decision.reason}")
+        elif decision.verdict == "require_approval":
+            await self._held.hold_session(state, decision)
+        else:
+            return False
+        return True
+
+    async def _guard_call(self, state: AgentState, call: ToolCall, index: int) -> ToolCall | None:
+        """A call's arguments through the guard stage, before the tool gateway sees them: the
+        call to run (perhaps redacted), or None when the guard refused it (the model reads
+        why). A call the guard holds for a person parks the session (status tells). A call a
+        person approved already is not guarded again."""
+        key = idempotency_key(state.session_id, state.iteration, index)
+        if approval_of(state.decided_approvals, key):
+            return call
+        decision = await self._guards.tool_call(state, call)
+        if decision.verdict == "redact":
+            return call.model_copy(update={"arguments_json": decision.text})
+        if decision.verdict == "pass":
+            return call
+        rule = f"guard:{decision.rule_id}"
+        await self._actor.announce(state, call, index)
+        if decision.verdict == "require_approval":
+            held = ToolOutcome(status="needs_approval", rule_id=rule, error=decision.reason)
+            message = next(m for m in reversed(state.messages) if m.role == "assistant")
+            await self._parking.park(state, call, index, message.content, held)
+            return call
+        refused = ToolOutcome(status="denied", rule_id=rule, error=decision.reason)
+        text = f"BLOCKED by guard rule {decision.rule_id}: {decision.reason}; not executed"
+        await self._actor.observe(state, call, key, refused, text)
+        return None
 
     def _is_plan_call(self, state: AgentState, call: ToolCall) -> bool:
         tool = self._plans.tool_for(state) if self._plans else None

@@ -7,6 +7,7 @@ of a checkpoint. ``finished`` means one of the three terminal states.
     idle -> planning -> executing_tool -> processing_result -> planning ... -> completed
     planning -> completed (the final answer)
     executing_tool -> waiting_for_approval -> executing_tool | processing_result
+    planning | processing_result -> waiting_for_approval -> completed | planning (guards)
     executing_tool -> waiting_for_plan -> processing_result (plan mode: the plan's result)
     any non-terminal state -> failed | cancelled
 """
@@ -40,12 +41,14 @@ def _to(*states: SessionStatus) -> frozenset[SessionStatus]:
 ALLOWED: dict[SessionStatus, frozenset[SessionStatus]] = {
     "idle": _to("planning"),
     # Thinking ends with tool calls to run or with the final answer.
-    "planning": _to("executing_tool", "completed"),
+    # ... or with an answer (or, before it, a step) a guard holds for a person.
+    "planning": _to("executing_tool", "completed", "waiting_for_approval"),
     "executing_tool": _to("processing_result", "waiting_for_approval", "waiting_for_plan"),
     # After a result: the next call of the same reply, or the next iteration.
-    "processing_result": _to("executing_tool", "planning"),
+    "processing_result": _to("executing_tool", "planning", "waiting_for_approval"),
     # Approved or modified: run the call; rejected or timed out: the refusal is the result.
-    "waiting_for_approval": _to("executing_tool", "processing_result"),
+    # A guard's hold: the answer is published, or the session thinks on.
+    "waiting_for_approval": _to("executing_tool", "processing_result", "completed", "planning"),
     # The plan ended (succeeded or failed): its result answers the call.
     "waiting_for_plan": _to("processing_result"),
     "completed": frozenset(),
