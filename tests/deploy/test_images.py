@@ -114,8 +114,14 @@ async def test_the_kafka_image_runs_a_broker_keel_can_use(images: BuiltImages) -
         KAFKA_IMAGE,
     )  # fmt: skip
     try:
-        settings = KafkaSettings(bootstrap=f"127.0.0.1:{port}", connect_timeout_s=90)
-        await ensure_topics(settings)
+        # A JVM starting in a container on a busy 2-core machine (CI runs this beside the
+        # rest of the suite) can take well over a minute.
+        settings = KafkaSettings(bootstrap=f"127.0.0.1:{port}", connect_timeout_s=240)
+        try:
+            await ensure_topics(settings)
+        except Exception:
+            print("the broker's last lines:\n" + podman("logs", "--tail", "40", name, check=False))
+            raise
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all")
         await producer.start()
         try:
