@@ -40,6 +40,7 @@ from keel_contracts.topics import (
     PLANS,
     POLICY_LISTS,
     POLICY_STATE,
+    RATELIMIT_SPEND,
     RESULTS,
     SUBTASKS,
     TASK_EVENTS,
@@ -88,12 +89,13 @@ _EVERY_TOPIC = tuple(s.name for s in all_specs())
 # writes is added here, or the broker refuses it.
 ACCESS: dict[str, Access] = {
     "agent-loop": Access(
-        reads=(CONTROL, CHECKPOINTS, TOOL_RESULTS),
+        reads=(CONTROL, CHECKPOINTS, TOOL_RESULTS, RATELIMIT_SPEND),
         consumes=(TASKS, SUBTASKS, APPROVAL_DECISIONS, PLANS),
         # TASKS and CONTROL: the front door (Submit, Cancel); SUBTASKS and PLANS: plans.
+        # RATELIMIT_SPEND: rate limits shared across replicas (ADR 0012).
         writes=(
             *(TASK_EVENTS, RESULTS, CHECKPOINTS, APPROVAL_REQUESTS),
-            *(SUBTASKS, PLANS, TASKS, CONTROL),
+            *(SUBTASKS, PLANS, TASKS, CONTROL, RATELIMIT_SPEND),
         ),
         groups=("keel-agent-loop",),
     ),
@@ -106,8 +108,11 @@ ACCESS: dict[str, Access] = {
         groups=("keel-approval",),
     ),
     # POLICY_LISTS: a tool may add to a named list (e.g. a payee once a person approved it).
-    "tool-gateway": Access(reads=(TOOL_RESULTS,), writes=(TOOL_RESULTS, OUTBOX, POLICY_LISTS)),
-    "llm-gateway": Access(),
+    "tool-gateway": Access(
+        reads=(TOOL_RESULTS, RATELIMIT_SPEND),
+        writes=(TOOL_RESULTS, OUTBOX, POLICY_LISTS, RATELIMIT_SPEND),
+    ),
+    "llm-gateway": Access(reads=(RATELIMIT_SPEND,), writes=(RATELIMIT_SPEND,)),
     "memory": Access(),
     # Lists for ``topic: true`` lists; its own reservations for state conditions.
     "policy": Access(reads=(POLICY_LISTS, POLICY_STATE), writes=(POLICY_STATE,)),

@@ -1,0 +1,59 @@
+"""The limit on tasks taken from ``keel.tasks``: a delay, never a refusal.
+
+A task record that finds its tenant's bucket empty waits (the consumer holds the record,
+uncommitted) until the bucket has refilled, then runs. Waiting holds back the tenant's later
+records in the same partition as well — that is the point: the limit throttles a tenant's
+consumption instead of failing or dead-lettering work someone already accepted, and nothing is
+lost (a crash while waiting redelivers the record, as for any unfinished task). Records other
+than submitted tasks (decisions, cancels, sub-tasks) pass at once: they continue work already
+admitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+
+from keel_contracts.events import Envelope, TaskSubmitted
+from keel_core.ratelimit.limiter import RateLimiter
+
+log = logging.getLogger(__name__)
+
+TASKS_KIND = "tasks"
+# The longest one wait lasts before the bucket is asked again (a debit from another replica
+# can have moved the refill further out meanwhile).
+MAX_WAIT_S = 5.0
+
+
+async def admit_task(limiter: RateLimiter, envelope: Envelope) -> float:
+    """Wait until the task's tenant may start another task; answers the seconds waited."""
+    if envelope.type != TaskSubmitted.event_type:
+        return 0.0
+    tenant = envelope.data.get("tenant")
+    key = tenant if isinstance(tenant, str) and tenant else "default"
+    waited = 0.0
+    while (refusal := limiter.check(TASKS_KIND, key)) is not None:
+        if math.isinf(refusal.retry_after_s):
+            log.warning("task %s: %s; running it unlimited", envelope.session_id, refusal.message())
+            return waited
+        wait = min(refusal.retry_after_s, MAX_WAIT_S)
+        log.info("task %s of %s delayed %.2f s by its rate limit", envelope.session_id, key, wait)
+        await asyncio.sleep(wait)  # the delay itself, not synchronisation
+        waited += wait
+    return waited
+
+
+def limit_tasks(
+    limiter: RateLimiter, handler: Callable[[Envelope], Awaitable[None]]
+) -> Callable[[Envelope], Awaitable[None]]:
+    """``handler`` behind the ``tasks`` limit; ``handler`` itself when no such limit is set."""
+    if not any(kind.split(":")[0] == TASKS_KIND for kind in limiter.settings.limits):
+        return handler
+
+    async def limited(envelope: Envelope) -> None:
+        await admit_task(limiter, envelope)
+        await handler(envelope)
+
+    return limited
