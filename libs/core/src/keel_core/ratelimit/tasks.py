@@ -27,8 +27,14 @@ TASKS_KIND = "tasks"
 MAX_WAIT_S = 5.0
 
 
-async def admit_task(limiter: RateLimiter, envelope: Envelope) -> float:
-    """Wait until the task's tenant may start another task; answers the seconds waited."""
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def admit_task(
+    limiter: RateLimiter, envelope: Envelope, sleep: Sleep = asyncio.sleep
+) -> float:
+    """Wait until the task's tenant may start another task; answers the seconds waited
+    (``sleep`` is the delay itself, injected so a test can drive a fake clock with it)."""
     if envelope.type != TaskSubmitted.event_type:
         return 0.0
     tenant = envelope.data.get("tenant")
@@ -40,7 +46,7 @@ async def admit_task(limiter: RateLimiter, envelope: Envelope) -> float:
             return waited
         wait = min(refusal.retry_after_s, MAX_WAIT_S)
         log.info("task %s of %s delayed %.2f s by its rate limit", envelope.session_id, key, wait)
-        await asyncio.sleep(wait)  # the delay itself, not synchronisation
+        await sleep(wait)
         waited += wait
     return waited
 
