@@ -4,6 +4,7 @@ delayed and then runs (never refused, never lost)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ from keel_contracts.sessions import TaskRequest
 from keel_contracts.tools import ToolOutcome
 from keel_contracts.topics import RESULTS, TASKS
 from keel_core.ratelimit import Limit, RateLimitSettings
-from keel_core.testing import InMemoryRuntime
+from keel_core.testing import InMemoryBus, InMemoryRuntime
 
 USAGE = Usage(prompt_tokens=1, completion_tokens=1, cost_usd=0.0)
 
@@ -36,7 +37,7 @@ def done() -> LLMReply:
 
 @contextlib.asynccontextmanager
 async def agent_loop(
-    limits: dict[str, Limit],
+    limits: dict[str, Limit], bus: InMemoryBus | None = None, shared: bool = False
 ) -> AsyncIterator[tuple[InMemoryRuntime, AgentClient]]:
     llm = FakeLLMGateway([done() for _ in range(10)])
     tools = FakeToolGateway({}, lambda call: ToolOutcome(status="ok"))
@@ -50,9 +51,9 @@ async def agent_loop(
             llm_target=target,
             tool_target=target,
             memory_target=target,
-            rate_limits=RateLimitSettings(limits=limits),
+            rate_limits=RateLimitSettings(limits=limits, shared=shared, publish_interval_s=0.05),
         )
-        runtime = InMemoryRuntime(SERVICE, settings)
+        runtime = InMemoryRuntime(SERVICE, settings, bus)
         build(settings, runtime)
         async with runtime.running(), open_channel(runtime.target) as channel:
             yield runtime, AgentClient(channel)
@@ -86,3 +87,20 @@ async def test_a_task_past_its_tenants_limit_is_delayed_then_runs(
     assert sorted(completed) == ["s0", "s1"]
     delays = [r.message for r in caplog.records if "delayed" in r.message]
     assert [m.startswith("task s1 of acme delayed") for m in delays] == [True]
+
+
+async def test_a_second_replica_refuses_what_the_first_let_through() -> None:
+    bus = InMemoryBus()
+    limits = {"submit": Limit(rate=0.01, burst=2)}
+    async with (
+        agent_loop(limits, bus, shared=True) as (_, first),
+        agent_loop(limits, bus, shared=True) as (second_runtime, second),
+    ):
+        await first.submit(TaskRequest(goal="a", tenant="acme"))
+        await first.submit(TaskRequest(goal="b", tenant="acme"))
+        folded = "keel_ratelimit_spend_folded_records_total"
+        async with asyncio.timeout(5):
+            while not second_runtime.registry.get_sample_value(folded):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        with pytest.raises(ResourceExhausted, match="rate limit of submit 'acme'"):
+            await second.submit(TaskRequest(goal="c", tenant="acme"))

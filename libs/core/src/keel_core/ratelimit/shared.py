@@ -14,6 +14,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry, Counter
+
 from keel_contracts.events import Envelope, RateLimitSpend, RateLimitSpent
 from keel_contracts.topics import RATELIMIT_SPEND
 from keel_core.periodic import Periodic
@@ -40,6 +42,7 @@ class SpendSharer:
         replica: str = "",
         interval_s: float = 0.25,
         topic: str = RATELIMIT_SPEND,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._limiter = limiter
         self._publisher = publisher
@@ -48,6 +51,12 @@ class SpendSharer:
         self.replica = replica or f"{service}-{uuid.uuid4().hex[:12]}"
         self._topic = topic
         self._periodic = Periodic(f"{service} rate-limit spend", interval_s, self.publish)
+        # How much of the other replicas' spend this one has folded (and that it folds at all).
+        self._folded = Counter(
+            "keel_ratelimit_spend_folded_records",
+            "Spend records of other replicas debited from this replica's buckets",
+            registry=registry if registry is not None else CollectorRegistry(),
+        )
 
     async def start(self) -> None:
         """Follow from the end (older spend has refilled long ago), then publish on a timer."""
@@ -94,6 +103,7 @@ class SpendSharer:
             return
         for spend in spent.spends:
             self._limiter.debit(spend.kind, spend.key, spend.tokens)
+        self._folded.inc()
 
 
 def share(limiter: RateLimiter, runtime: Runtime, service: str) -> SpendSharer | None:
@@ -107,6 +117,7 @@ def share(limiter: RateLimiter, runtime: Runtime, service: str) -> SpendSharer |
         runtime.follower(RATELIMIT_SPEND, "ratelimit"),
         service,
         interval_s=limiter.settings.publish_interval_s,
+        registry=runtime.registry,
     )
     runtime.on_start(sharer.start)
     runtime.on_stop(sharer.stop)
