@@ -5,14 +5,25 @@ outside the rules are untouched."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
+from keel.agent.v1 import agent_pb2, agent_pb2_grpc
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
-from keel_core.grpc import GrpcServer, insecure_channel
+from keel_core import trust
+from keel_core.grpc import (
+    ClientCredentials,
+    GrpcServer,
+    ServerSecurity,
+    insecure_channel,
+    secure_channel,
+)
 from keel_core.grpc.ratelimit import RETRY_AFTER, limit_grpc
+from keel_core.grpc.security import token_verifier
+from keel_core.grpc.tokens import mint_token
 from keel_core.ratelimit import Limit, RateLimiter, RateLimitSettings, rule
 from keel_core.testing import FakeClock
 
@@ -116,3 +127,58 @@ async def test_a_server_without_limits_lets_every_call_through() -> None:
     finally:
         await server.stop(0)
     assert servicer.calls == 20
+
+
+class Agent(agent_pb2_grpc.AgentServiceServicer):
+    async def Submit(self, request, context):  # type: ignore[no-untyped-def]
+        return agent_pb2.SubmitResponse(session_id=request.tenant)
+
+
+async def test_on_a_secured_server_the_tenant_counted_is_the_tokens(tmp_path: Path) -> None:
+    """The limit runs after authorization has bound the token's tenant into the request: a
+    caller that names no tenant is counted under its own, not under ``-`` with everyone."""
+    material = trust.TrustMaterial(trust.generate(tmp_path / "trust"))
+    security = ServerSecurity(
+        material.tls_identity("agent-loop"), token_verifier(material, trust.TrustSettings())
+    )
+    server = GrpcServer(
+        "127.0.0.1",
+        0,
+        [
+            (
+                Agent(),
+                agent_pb2_grpc.add_AgentServiceServicer_to_server,
+                "keel.agent.v1.AgentService",
+            )
+        ],
+        CollectorRegistry(),
+        security,
+    )
+    settings = RateLimitSettings(
+        limits={"submit": Limit(rate=0.01, burst=1)},
+        grpc=[rule("/keel.agent.v1.AgentService/Submit", "submit")],
+    )
+    limit_grpc(_Runtime(server), RateLimiter(settings, FakeClock()))
+    await server.start()
+
+    async def submit(tenant: str) -> agent_pb2.SubmitResponse:
+        minted = mint_token(
+            material.token_signing_key(), sub="alice", tenant=tenant, roles=["submitter"]
+        )
+        credentials = ClientCredentials(material.tls_identity("operator"), minted)
+        async with secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            reply: agent_pb2.SubmitResponse = await stub.Submit(
+                agent_pb2.SubmitRequest(goal="g"), timeout=5
+            )
+            return reply
+
+    try:
+        assert (await submit("acme")).session_id == "acme"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await submit("acme")
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "submit 'acme'" in (refused.value.details() or "")
+        assert (await submit("beta")).session_id == "beta"
+    finally:
+        await server.stop(0)
