@@ -1,12 +1,15 @@
 """The limit on tasks taken from ``keel.tasks``: a delay, never a refusal.
 
-A task record that finds its tenant's bucket empty waits (the consumer holds the record,
-uncommitted) until the bucket has refilled, then runs. Waiting holds back the tenant's later
-records in the same partition as well — that is the point: the limit throttles a tenant's
-consumption instead of failing or dead-lettering work someone already accepted, and nothing is
-lost (a crash while waiting redelivers the record, as for any unfinished task). Records other
-than submitted tasks (decisions, cancels, sub-tasks) pass at once: they continue work already
-admitted.
+A task record that finds its tenant's bucket empty waits (in flight, uncommitted) until the
+bucket has refilled, then runs. The consumer handles different keys (sessions) concurrently,
+so a waiting task holds only its own session's lane: other tenants' tasks go on, and a tenant's
+waiting tasks take the tokens as they refill. The limit throttles a tenant's consumption
+instead of failing or dead-lettering work someone already accepted, and nothing is lost (a
+crash while waiting redelivers the record, as for any unfinished task). What it costs: each
+waiting task holds one of the consumer's in-flight slots (``max_in_flight``, 256), so a flood
+from one tenant can fill them. Records other than submitted tasks (decisions, cancels) pass at
+once: they continue work already admitted. A redelivered task is counted again (over, never
+under).
 """
 
 from __future__ import annotations
