@@ -45,8 +45,8 @@ class TokenBucket:
 
     def debit(self, amount: float) -> None:
         """Spend taken elsewhere (another replica): lowers the level, at most to ``-burst``,
-        so a long partition of the spend topic cannot lock a key out for longer than two
-        bursts' refill."""
+        so a backlog of spend arriving at once (after the topic was unreachable) cannot lock a
+        key out for longer than ``(burst + 1) / rate`` seconds."""
         self._refill()
         self._level = max(self._level - amount, -self._burst)
 
