@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from pydantic import ValidationError
 
 from keel_contracts.events import Envelope, RateLimitSpent, TaskCancelRequested, TaskSubmitted
 from keel_core.grpc.ratelimit import NO_KEY, key_of
@@ -94,6 +95,18 @@ def test_a_key_is_the_first_non_empty_field_path() -> None:
     assert key_of(Request(), "tenant|context.tenant") == "acme"
     assert key_of(Request(), "model") == NO_KEY
     assert key_of(Request(), "call.name") == NO_KEY
+
+
+def test_settings_read_from_json_refuse_a_burst_below_one_call() -> None:
+    parsed = RateLimitSettings.model_validate_json(
+        '{"limits": {"tool:send_email": {"rate": 0.1, "burst": 1}}, "shared": true}'
+    )
+    assert parsed.limit_of("tool", "send_email") == Limit(rate=0.1, burst=1)
+    assert parsed.limit_of("tool", "search") is None
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        RateLimitSettings.model_validate({"limits": {"tool": {"rate": 1, "burst": 0.5}}})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        RateLimitSettings.model_validate({"limits": {}, "share": True})  # a typo is refused
 
 
 def test_default_rules_apply_only_when_the_operator_named_none() -> None:

@@ -11,12 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 
 class Limit(BaseModel):
-    """``rate`` tokens a second, at most ``burst`` at once (one call or task costs 1)."""
+    """``rate`` tokens a second, at most ``burst`` at once. One call or task costs 1, so a
+    burst below 1 would refuse everything forever: refused as a setting instead."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rate: PositiveFloat
-    burst: PositiveFloat
+    burst: float = Field(ge=1)
 
 
 class MethodLimit(BaseModel):
