@@ -60,10 +60,10 @@ async def agent_loop(
 
 
 async def test_submit_past_the_tenants_burst_is_refused_with_a_retry_after() -> None:
-    async with agent_loop({"submit": Limit(rate=0.1, burst=2)}) as (runtime, agent):
+    async with agent_loop({"submit": Limit(rate=0.01, burst=2)}) as (runtime, agent):
         await agent.submit(TaskRequest(goal="a", tenant="acme"))
         await agent.submit(TaskRequest(goal="b", tenant="acme"))
-        with pytest.raises(ResourceExhausted, match="retry after 10 s"):
+        with pytest.raises(ResourceExhausted, match=r"retry after (9\d|100) s"):
             await agent.submit(TaskRequest(goal="c", tenant="acme"))
         await agent.submit(TaskRequest(goal="d", tenant="other"))
         await runtime.settle()
