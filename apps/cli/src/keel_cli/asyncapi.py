@@ -34,6 +34,7 @@ from keel_contracts.events import (
     ToolResultRecorded,
 )
 from keel_contracts.events.policy import PolicyListItem, PolicyStateReserved
+from keel_contracts.events.ratelimit import RateLimitSpent
 from keel_contracts.topics import TopicSpec
 
 REF = "#/components/schemas/{model}"
@@ -55,6 +56,7 @@ CARRIES: dict[str, tuple[type[EventData], ...]] = {
     topics.OUTBOX: (),
     topics.POLICY_LISTS: (PolicyListItem,),
     topics.POLICY_STATE: (PolicyStateReserved,),
+    topics.RATELIMIT_SPEND: (RateLimitSpent,),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -79,6 +81,9 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     topics.POLICY_STATE: (
         "Calls policy let through, reserved on running totals (state conditions); 8 days."
+    ),
+    topics.RATELIMIT_SPEND: (
+        "Tokens each replica's rate limiter let through, folded by the other replicas; 1 hour."
     ),
 }
 

@@ -40,6 +40,7 @@ from keel_contracts.topics import (
     PLANS,
     POLICY_LISTS,
     POLICY_STATE,
+    RATELIMIT_SPEND,
     RESULTS,
     SUBTASKS,
     TASK_EVENTS,
@@ -88,29 +89,35 @@ _EVERY_TOPIC = tuple(s.name for s in all_specs())
 # writes is added here, or the broker refuses it.
 ACCESS: dict[str, Access] = {
     "agent-loop": Access(
-        reads=(CONTROL, CHECKPOINTS, TOOL_RESULTS),
+        reads=(CONTROL, CHECKPOINTS, TOOL_RESULTS, RATELIMIT_SPEND),
         consumes=(TASKS, SUBTASKS, APPROVAL_DECISIONS, PLANS),
         # TASKS and CONTROL: the front door (Submit, Cancel); SUBTASKS and PLANS: plans.
+        # RATELIMIT_SPEND (every service): rate limits shared across replicas (ADR 0012).
         writes=(
             *(TASK_EVENTS, RESULTS, CHECKPOINTS, APPROVAL_REQUESTS),
-            *(SUBTASKS, PLANS, TASKS, CONTROL),
+            *(SUBTASKS, PLANS, TASKS, CONTROL, RATELIMIT_SPEND),
         ),
         groups=("keel-agent-loop",),
     ),
     "approval": Access(
-        reads=(APPROVAL_DECISIONS,),
+        reads=(APPROVAL_DECISIONS, RATELIMIT_SPEND),
         consumes=(APPROVAL_REQUESTS,),
-        writes=(APPROVAL_DECISIONS,),
+        writes=(APPROVAL_DECISIONS, RATELIMIT_SPEND),
         # Its start-up rebuild dead-letters a decision it refuses (forged, unsigned).
         dead_letters=(APPROVAL_DECISIONS,),
         groups=("keel-approval",),
     ),
     # POLICY_LISTS: a tool may add to a named list (e.g. a payee once a person approved it).
-    "tool-gateway": Access(reads=(TOOL_RESULTS,), writes=(TOOL_RESULTS, OUTBOX, POLICY_LISTS)),
-    "llm-gateway": Access(),
-    "memory": Access(),
+    "tool-gateway": Access(
+        reads=(TOOL_RESULTS, RATELIMIT_SPEND),
+        writes=(TOOL_RESULTS, OUTBOX, POLICY_LISTS, RATELIMIT_SPEND),
+    ),
+    "llm-gateway": Access(reads=(RATELIMIT_SPEND,), writes=(RATELIMIT_SPEND,)),
+    "memory": Access(reads=(RATELIMIT_SPEND,), writes=(RATELIMIT_SPEND,)),
     # Lists for ``topic: true`` lists; its own reservations for state conditions.
-    "policy": Access(reads=(POLICY_LISTS, POLICY_STATE), writes=(POLICY_STATE,)),
+    "policy": Access(
+        reads=(POLICY_LISTS, POLICY_STATE, RATELIMIT_SPEND), writes=(POLICY_STATE, RATELIMIT_SPEND)
+    ),
     # The CLI: reads everything (watch, audit verify, dlq list), submits tasks and plans,
     # cancels, and replays dead letters to their source topic -- except decisions, which only
     # the approval service writes (a dead-lettered decision is replayed by the admin).

@@ -28,6 +28,10 @@ POLICY_LISTS = "keel.policy.lists"
 POLICY_STATE = "keel.policy.state"
 # State windows reach back at most this far; the state topic keeps a day more.
 POLICY_STATE_WINDOW_MS = 7 * 24 * 3600 * 1000
+# What each replica's rate limiter let through, folded by the other replicas (ADR 0012). A
+# bucket refills within seconds, so an hour of spend is more than any replica needs.
+RATELIMIT_SPEND = "keel.ratelimit.spend"
+RATELIMIT_SPEND_RETENTION_MS = 3600 * 1000
 
 DLQ_SUFFIX = ".dlq"
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -83,6 +87,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(OUTBOX, retention_ms=-1),
     TopicSpec(POLICY_LISTS, cleanup="compact", retention_ms=-1),
     TopicSpec(POLICY_STATE, retention_ms=POLICY_STATE_WINDOW_MS + 24 * 3600 * 1000),
+    TopicSpec(RATELIMIT_SPEND, retention_ms=RATELIMIT_SPEND_RETENTION_MS),
 )
 
 

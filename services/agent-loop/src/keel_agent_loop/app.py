@@ -36,9 +36,16 @@ from keel_clients import CallOptions, LLMClient, MemoryClient, ToolClient, open_
 from keel_contracts.topics import APPROVAL_DECISIONS, CHECKPOINTS, CONTROL, SUBTASKS, TASKS
 from keel_core import trust
 from keel_core.bus.table import Table
+from keel_core.grpc.ratelimit import apply_rate_limits
+from keel_core.ratelimit import RateLimiter, limit_tasks, rule
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 
 SERVICE = "agent-loop"
+# What counts against which rate limit (docs/rate-limits.md); limits are off until set.
+RATE_LIMIT_RULES = [
+    rule("/keel.agent.v1.AgentService/Submit", "submit"),
+    rule("/keel.agent.v1.AgentService/", "calls"),
+]
 
 
 @dataclass(frozen=True)
@@ -111,11 +118,17 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         verifier=material.approval_verifier() if material else None,
     )
     handler = TaskHandler(sessions)
+    limiter = RateLimiter(settings.rate_limits.with_default_rules(RATE_LIMIT_RULES))
     # One consumer for every record that drives a session, so a session's task, sub-task,
     # decision and cancel records share one group (and the same per-session lock).
-    runtime.consume([TASKS, SUBTASKS, APPROVAL_DECISIONS], settings.consumer_group, handler)
+    runtime.consume(
+        [TASKS, SUBTASKS, APPROVAL_DECISIONS],
+        settings.consumer_group,
+        limit_tasks(limiter, handler),
+    )
     front_door = FrontDoor(store, runtime.producer, checkpoints=checkpoints, cancels=cancels)
     _serve_agent_service(runtime, AgentServicer(front_door, settings.default_max_iterations))
+    apply_rate_limits(limiter, runtime, SERVICE)
     _extend(settings, runtime, sessions, table)
     return AgentLoopParts(loop, sessions, front_door, handler, store, checkpoints, table, cancels)
 

@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from keel_agent_loop.domain.loop_config import LoopConfig
+from keel_core.ratelimit import RateLimitSettings
 from keel_core.settings import ServiceSettings
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -26,6 +27,8 @@ class Settings(ServiceSettings):
 
     grpc_port: int = 50051
     metrics_port: int = 9101
+    # Token buckets per tenant/tool/model (docs/rate-limits.md): JSON, off until limits are set.
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     llm_target: str = "127.0.0.1:50052"
     tool_target: str = "127.0.0.1:50053"
     memory_target: str = "127.0.0.1:50055"

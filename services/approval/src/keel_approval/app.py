@@ -30,6 +30,8 @@ from keel_approval.usecases.startup import BookStartup
 from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
 from keel_core import trust
 from keel_core.audit import AuditEmitter
+from keel_core.grpc.ratelimit import apply_rate_limits
+from keel_core.ratelimit import RateLimiter, rule
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 
 SERVICE = "approval"
@@ -137,6 +139,10 @@ def build(settings: Settings, runtime: Runtime) -> ApprovalParts:
             )
         ]
     )
+    # Calls per tenant (docs/rate-limits.md); off until limits are set.
+    calls = [rule("/keel.approval.v1.ApprovalService/", "calls")]
+    rate_limits = settings.rate_limits.with_default_rules(calls)
+    apply_rate_limits(RateLimiter(rate_limits), runtime, SERVICE)
     return ApprovalParts(book, intake, decider, sweeper, inbox)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from keel_core.ratelimit import RateLimitSettings
 from keel_core.settings import ServiceSettings
 
 
@@ -15,6 +16,8 @@ class Settings(ServiceSettings):
 
     grpc_port: int = 50056
     metrics_port: int = 9106
+    # Token buckets per tenant (docs/rate-limits.md): JSON, off until limits are set.
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     consumer_group: str = "keel-approval"
     # Changes a Watch stream may fall behind by before it is closed (the client reconnects).
     watch_queue_size: int = Field(default=1000, ge=1)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
+from keel_core.grpc.ratelimit import apply_rate_limits
+from keel_core.ratelimit import RateLimiter, rule
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 from keel_llm_gateway.config import Settings
 from keel_llm_gateway.domain.provider import Provider
@@ -20,6 +22,12 @@ from keel_llm_gateway.metrics import LLMMetrics
 from keel_llm_gateway.usecases.completions import Completions
 
 SERVICE = "llm-gateway"
+# What counts against which rate limit (docs/rate-limits.md); limits are off until set. The
+# model is the one the caller asked for ("-" when it left the choice to routing).
+RATE_LIMIT_RULES = [
+    rule("/keel.llm.v1.LLMGateway/Complete", "model", key="model"),
+    rule("/keel.llm.v1.LLMGateway/", "calls"),
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ def build(settings: Settings, runtime: Runtime) -> LLMGatewayParts:
             )
         ]
     )
+    limits = settings.rate_limits.with_default_rules(RATE_LIMIT_RULES)
+    apply_rate_limits(RateLimiter(limits), runtime, SERVICE)
     return LLMGatewayParts(providers, completions)
 
 

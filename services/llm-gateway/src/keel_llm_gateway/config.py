@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from keel_core.ratelimit import RateLimitSettings
 from keel_core.settings import ServiceSettings
 from keel_llm_gateway.domain.accounting import ModelPrice
 from keel_llm_gateway.domain.budgets import BudgetLimits
@@ -46,6 +47,8 @@ class Settings(ServiceSettings):
 
     grpc_port: int = 50052
     metrics_port: int = 9102
+    # Token buckets per tenant/tool/model (docs/rate-limits.md): JSON, off until limits are set.
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     # The default provider, named after its kind: "scripted" (deterministic answers from
     # scenario_file), "openai" (any OpenAI-compatible API), "local" (the offline GGUF model).
     provider: ProviderKind = "scripted"

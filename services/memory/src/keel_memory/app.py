@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keel.memory.v1 import memory_pb2, memory_pb2_grpc
+from keel_core.grpc.ratelimit import apply_rate_limits
+from keel_core.ratelimit import RateLimiter, rule
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 from keel_memory.adapters.embedders import build_embedder
 from keel_memory.adapters.milvus_store import MilvusStore
@@ -79,6 +81,10 @@ def build(settings: Settings, runtime: Runtime) -> MemoryParts:
             )
         ]
     )
+    # Calls per tenant (docs/rate-limits.md); off until limits are set.
+    calls = [rule("/keel.memory.v1.MemoryService/", "calls")]
+    rate_limits = settings.rate_limits.with_default_rules(calls)
+    apply_rate_limits(RateLimiter(rate_limits), runtime, SERVICE)
     return MemoryParts(service, store, embedder)
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from keel_core.ratelimit import RateLimitSettings
 from keel_core.settings import ServiceSettings
 from keel_memory.adapters.milvus_index import IndexSettings
 
@@ -18,6 +19,8 @@ class Settings(ServiceSettings):
 
     grpc_port: int = 50055
     metrics_port: int = 9105
+    # Token buckets per tenant (docs/rate-limits.md): JSON, off until limits are set.
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     # A Milvus Lite path ending in ".db" (a local data folder, created on first use) or a Milvus
     # server URI such as "http://milvus:19530", passed to pymilvus unchanged.
     milvus_uri: str = ".run/memory/milvus.db"

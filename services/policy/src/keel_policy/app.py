@@ -13,6 +13,8 @@ from functools import partial
 
 from keel.policy.v1 import policy_pb2, policy_pb2_grpc
 from keel_contracts.topics import POLICY_LISTS, POLICY_STATE
+from keel_core.grpc.ratelimit import apply_rate_limits
+from keel_core.ratelimit import RateLimiter, rule
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 from keel_policy.adapters.list_topic import TopicLists
 from keel_policy.adapters.reloader import PolicyReloader, load_holder
@@ -73,6 +75,10 @@ def build(settings: Settings, runtime: Runtime) -> PolicyParts:
             )
         ]
     )
+    # Calls per tenant (docs/rate-limits.md); off until limits are set.
+    calls = [rule("/keel.policy.v1.PolicyService/", "calls")]
+    rate_limits = settings.rate_limits.with_default_rules(calls)
+    apply_rate_limits(RateLimiter(rate_limits), runtime, SERVICE)
     return PolicyParts(holder, reloader, decisions, lists, state)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from keel_core.ratelimit import RateLimitSettings
 from keel_core.settings import ServiceSettings
 
 DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.yaml"
@@ -17,6 +18,8 @@ class Settings(ServiceSettings):
 
     grpc_port: int = 50054
     metrics_port: int = 9104
+    # Token buckets per tenant (docs/rate-limits.md): JSON, off until limits are set.
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     # A policy file, or a directory whose *.yaml / *.yml files are loaded together.
     policy_file: Path = DEFAULT_POLICY
     # Seconds between checks of the policy files for changes (hot reload); 0 turns it off.

@@ -23,6 +23,8 @@ from keel_clients import (
 )
 from keel_contracts.topics import TOOL_RESULTS
 from keel_core import trust
+from keel_core.grpc.ratelimit import apply_rate_limits
+from keel_core.ratelimit import RateLimiter, rule
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 from keel_tool_gateway.adapters.kafka_ledger import KafkaLedger
 from keel_tool_gateway.adapters.ledger_expiry import LedgerSweeper
@@ -44,6 +46,11 @@ from keel_tool_gateway.metrics import ToolGatewayMetrics
 from keel_tool_gateway.usecase import ExecuteToolCall, ListTools
 
 SERVICE = "tool-gateway"
+# What counts against which rate limit (docs/rate-limits.md); limits are off until set.
+RATE_LIMIT_RULES = [
+    rule("/keel.tool.v1.ToolGateway/Execute", "tool", key="call.name"),
+    rule("/keel.tool.v1.ToolGateway/", "calls"),
+]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +178,8 @@ def build(settings: Settings, runtime: Runtime) -> ToolGatewayParts:
             )
         ]
     )
+    limits = settings.rate_limits.with_default_rules(RATE_LIMIT_RULES)
+    apply_rate_limits(RateLimiter(limits), runtime, SERVICE)
     return ToolGatewayParts(registry, ledger, service, execute, list_tools, metrics, mounts)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from keel_core.ratelimit import RateLimitSettings
 from keel_core.settings import ServiceSettings
 from keel_tool_gateway.adapters.mcp import McpSettings
 from keel_tool_gateway.adapters.memory import MemorySettings
@@ -26,6 +27,8 @@ class Settings(ServiceSettings):
 
     grpc_port: int = 50053
     metrics_port: int = 9103
+    # Token buckets per tenant/tool/model (docs/rate-limits.md): JSON, off until limits are set.
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     policy_target: str = "127.0.0.1:50054"
     # Deadline of each policy call; past it the call fails closed (nothing runs).
     policy_timeout_s: float = Field(default=2.0, gt=0)

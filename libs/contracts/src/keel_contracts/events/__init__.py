@@ -11,6 +11,7 @@ from keel_contracts.events.plans import (
     PlanSubmitted,
 )
 from keel_contracts.events.policy import PolicyListItem, PolicyStateReserved
+from keel_contracts.events.ratelimit import RateLimitSpend, RateLimitSpent
 from keel_contracts.events.types import (
     ApprovalDecided,
     ApprovalRequested,
@@ -46,6 +47,8 @@ __all__ = [
     "PlanSubmitted",
     "PolicyListItem",
     "PolicyStateReserved",
+    "RateLimitSpend",
+    "RateLimitSpent",
     "SessionCheckpoint",
     "SessionFinished",
     "TaskCancelRequested",

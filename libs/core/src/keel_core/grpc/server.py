@@ -22,7 +22,9 @@ from prometheus_client import CollectorRegistry
 from keel_contracts.errors import ConfigError
 from keel_core.grpc.auth import AuthInterceptor, DeniedHook
 from keel_core.grpc.interceptors import ErrorMappingInterceptor, GrpcMetrics
+from keel_core.grpc.ratelimit import RateLimitInterceptor
 from keel_core.grpc.tokens import TokenVerifier
+from keel_core.ratelimit.limiter import RateLimiter
 from keel_core.trust import TlsIdentity
 
 AddServicer = Callable[[Any, grpc.aio.Server], None]
@@ -78,6 +80,10 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", security.max_message_bytes),
                 ("grpc.max_send_message_length", security.max_message_bytes),
             ]
+        # Innermost: after authorization has bound the caller's tenant into the request, and
+        # inside the error mapping, so a refusal is counted and traced like any status.
+        self._rate_limits = RateLimitInterceptor()
+        interceptors.append(self._rate_limits)
         self._server = grpc.aio.server(interceptors=interceptors, options=options)
         self._health = HealthServicer()
         self._names = [name for _, _, name in services]
@@ -99,6 +105,10 @@ class GrpcServer:
         self._serving = True
         self._started = False
         self._health_updates: set[asyncio.Task[None]] = set()
+
+    def limit_calls(self, limiter: RateLimiter) -> None:
+        """Count calls against ``limiter``'s gRPC rules from now on (docs/rate-limits.md)."""
+        self._rate_limits.configure(limiter)
 
     @property
     def secured(self) -> bool:
