@@ -379,7 +379,9 @@ async def test_a_guards_file_redacts_the_published_answer_and_audits_it(tmp_path
     assert "guards.loaded" in [r.action for r in records]
 
 
-def test_a_guards_file_that_does_not_validate_stops_the_build(tmp_path: Path) -> None:
+async def test_a_guards_file_that_does_not_validate_stops_the_build(tmp_path: Path) -> None:
+    """Async because build() opens gRPC channels, which need a running loop (a sync test finds
+    none once an earlier test has closed its own)."""
     guards = tmp_path / "guards.yaml"
     guards.write_text("rules: [{id: keys, match: answer, verdict: redact}]\n")
     config = Settings(guards_file=str(guards))
