@@ -19,6 +19,7 @@ from keel_agent_loop.domain.guarding import (
     GuardDecision,
 )
 from keel_agent_loop.domain.models import AgentState, PendingApproval, ToolCall
+from keel_agent_loop.domain.parking import take_decided
 from keel_agent_loop.domain.ports import CheckpointStore, EventSink
 from keel_agent_loop.domain.prompts import new_approval_id, parse_arguments
 from keel_agent_loop.domain.reporter import SessionReporter
@@ -62,25 +63,7 @@ class GuardParking:
 
     async def resume(self, state: AgentState, decision: ApprovalDecided) -> None:
         """Apply a person's decision: the session finishes, or is left ``planning`` to run on."""
-        pending = state.pending_approval
-        if state.status != "waiting_for_approval" or pending is None:
-            raise ValueError(f"session {state.session_id} is not waiting for an approval")
-        if pending.approval_id != decision.approval_id:
-            raise ValueError(f"session {state.session_id} waits for {pending.approval_id}")
-        state.pending_approval = None
-        state.decided_approvals.append(decision.approval_id)
-        await self._reporter.emit(
-            state,
-            "approval_decided",
-            {
-                "approval_id": decision.approval_id,
-                "outcome": decision.outcome,
-                "reviewer": decision.reviewer,
-                "comment": decision.comment,
-                "tool": pending.call.name,
-                "idempotency_key": pending.idempotency_key,
-            },
-        )
+        pending = await take_decided(self._reporter, state, decision)
         if await self._reporter.stop_if_cancelled(state):
             return
         if decision.outcome not in ("approved", "modified"):

@@ -78,19 +78,7 @@ class ApprovalParking:
         """Apply the decision to the parked call: run it (approved, modified) or answer it with
         the refusal (rejected, timed out). The call it answered; None when the session was
         cancelled meanwhile."""
-        pending = self._take(state, decision)
-        await self._reporter.emit(
-            state,
-            "approval_decided",
-            {
-                "approval_id": decision.approval_id,
-                "outcome": decision.outcome,
-                "reviewer": decision.reviewer,
-                "comment": decision.comment,
-                "tool": pending.call.name,
-                "idempotency_key": pending.idempotency_key,
-            },
-        )
+        pending = await take_decided(self._reporter, state, decision)
         if await self._reporter.stop_if_cancelled(state):
             return None
         if decision.outcome in ("approved", "modified"):
@@ -103,17 +91,6 @@ class ApprovalParking:
             await self._actor.observe(
                 state, pending.call, pending.idempotency_key, refused, refusal(pending, decision)
             )
-        return pending
-
-    @staticmethod
-    def _take(state: AgentState, decision: ApprovalDecided) -> PendingApproval:
-        pending = state.pending_approval
-        if state.status != "waiting_for_approval" or pending is None:
-            raise ValueError(f"session {state.session_id} is not waiting for an approval")
-        if pending.approval_id != decision.approval_id:
-            raise ValueError(f"session {state.session_id} waits for {pending.approval_id}")
-        state.pending_approval = None
-        state.decided_approvals.append(decision.approval_id)
         return pending
 
     async def _run_approved(self, state: AgentState, pending: PendingApproval) -> None:
@@ -151,3 +128,31 @@ class ApprovalParking:
                 "idempotency_key": pending.idempotency_key,
             },
         )
+
+
+async def take_decided(
+    reporter: SessionReporter, state: AgentState, decision: ApprovalDecided
+) -> PendingApproval:
+    """The parked request ``decision`` answers, taken off the session and reported as
+    ``approval_decided``; raises ValueError when the session waits for no such request. Shared
+    by every kind of parking (a tool call, a guard's hold), so they resume alike."""
+    pending = state.pending_approval
+    if state.status != "waiting_for_approval" or pending is None:
+        raise ValueError(f"session {state.session_id} is not waiting for an approval")
+    if pending.approval_id != decision.approval_id:
+        raise ValueError(f"session {state.session_id} waits for {pending.approval_id}")
+    state.pending_approval = None
+    state.decided_approvals.append(decision.approval_id)
+    await reporter.emit(
+        state,
+        "approval_decided",
+        {
+            "approval_id": decision.approval_id,
+            "outcome": decision.outcome,
+            "reviewer": decision.reviewer,
+            "comment": decision.comment,
+            "tool": pending.call.name,
+            "idempotency_key": pending.idempotency_key,
+        },
+    )
+    return pending
