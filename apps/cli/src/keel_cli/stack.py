@@ -29,6 +29,14 @@ class ServiceSpec:
     metrics_port: int
     # The approval service's web inbox; 0: the service serves none.
     web_port: int = 0
+    # Which replica of its service this is: the first is named after the service, a later one
+    # ``<service>-<replica>`` (its process, log and ``kill`` name). Every replica connects to
+    # Kafka as its service's principal and serves the same trust identity.
+    replica: int = 1
+
+    @property
+    def instance(self) -> str:
+        return self.name if self.replica == 1 else f"{self.name}-{self.replica}"
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -117,6 +125,30 @@ def with_free_ports(specs: tuple[ServiceSpec, ...] = SERVICES) -> tuple[ServiceS
     )
 
 
+def with_replicas(
+    specs: tuple[ServiceSpec, ...], replicas: dict[str, int]
+) -> tuple[ServiceSpec, ...]:
+    """``specs`` plus further replicas of the services named in ``replicas`` (name -> how many
+    in all), each on ports nobody uses, started after the first of their service."""
+    extra = [
+        (spec, number) for spec in specs for number in range(2, replicas.get(spec.name, 1) + 1)
+    ]
+    ports = iter(free_ports(3 * len(extra)))
+    added = tuple(
+        ServiceSpec(
+            spec.name,
+            spec.module,
+            spec.env_prefix,
+            next(ports),
+            next(ports),
+            next(ports) if spec.web_port else 0,
+            replica=number,
+        )
+        for spec, number in extra
+    )
+    return specs + added
+
+
 @dataclass
 class LocalStack:
     run_dir: Path
@@ -134,10 +166,15 @@ class LocalStack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def spec(self, name: str) -> ServiceSpec:
-        return next(s for s in self.specs if s.name == name)
+        """The spec of an instance: a service's name is its first replica."""
+        return next(s for s in self.specs if s.instance == name)
 
     def target(self, name: str) -> str:
+        """Where an instance (``agent-loop``, ``agent-loop-2``) serves gRPC."""
         return f"127.0.0.1:{self.spec(name).grpc_port}"
+
+    def replicas(self, service: str) -> list[ServiceSpec]:
+        return [s for s in self.specs if s.name == service]
 
     def log_path(self, name: str) -> Path:
         return self.run_dir / "logs" / f"{name}.log"
@@ -188,14 +225,14 @@ class LocalStack:
         if not self.insecure:
             trust.generate(self.trust_dir)
         for spec in self.specs:
-            _STARTED[f"127.0.0.1:{spec.grpc_port}"] = (self, spec.name)
             self.start_one(spec)
         deadline = time.monotonic() + timeout_s
         for spec in self.specs:
             await self.wait_healthy(spec, deadline)
 
     def start_one(self, spec: ServiceSpec) -> subprocess.Popen[bytes]:
-        with self.log_path(spec.name).open("ab") as log:
+        _STARTED[f"127.0.0.1:{spec.grpc_port}"] = (self, spec.name)
+        with self.log_path(spec.instance).open("ab") as log:
             process = subprocess.Popen(
                 [self.python, "-m", spec.module],
                 env=self.env_for(spec),
@@ -203,7 +240,7 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.processes[spec.name] = process
+        self.processes[spec.instance] = process
         return process
 
     async def wait_healthy(self, spec: ServiceSpec, deadline: float) -> None:
@@ -211,11 +248,11 @@ class LocalStack:
         async with open_channel(f"127.0.0.1:{spec.grpc_port}", credentials) as channel:
             health = HealthClient(channel, CallOptions(timeout_s=1.0))
             while True:
-                process = self.processes[spec.name]
+                process = self.processes[spec.instance]
                 if process.poll() is not None:
                     raise RuntimeError(
-                        f"{spec.name} exited with code {process.returncode}:\n"
-                        + self.log_tail(spec.name)
+                        f"{spec.instance} exited with code {process.returncode}:\n"
+                        + self.log_tail(spec.instance)
                     )
                 try:
                     if await health.serving():
@@ -224,7 +261,7 @@ class LocalStack:
                     pass
                 if time.monotonic() > deadline:
                     raise TimeoutError(
-                        f"{spec.name} not healthy in time:\n" + self.log_tail(spec.name)
+                        f"{spec.instance} not healthy in time:\n" + self.log_tail(spec.instance)
                     )
                 await asyncio.sleep(0.2)
 
@@ -257,7 +294,7 @@ class LocalStack:
         for spec in self.specs:
             _STARTED.pop(f"127.0.0.1:{spec.grpc_port}", None)
         for spec in reversed(self.specs):
-            process = self.processes.get(spec.name)
+            process = self.processes.get(spec.instance)
             if process and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
