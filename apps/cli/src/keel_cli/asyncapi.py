@@ -33,6 +33,7 @@ from keel_contracts.events import (
     ToolCallStarted,
     ToolResultRecorded,
 )
+from keel_contracts.events.budgets import BudgetReserved, BudgetSettled
 from keel_contracts.events.policy import PolicyListItem, PolicyStateReserved
 from keel_contracts.events.ratelimit import RateLimitSpent
 from keel_contracts.topics import TopicSpec
@@ -57,6 +58,7 @@ CARRIES: dict[str, tuple[type[EventData], ...]] = {
     topics.POLICY_LISTS: (PolicyListItem,),
     topics.POLICY_STATE: (PolicyStateReserved,),
     topics.RATELIMIT_SPEND: (RateLimitSpent,),
+    topics.LLM_BUDGET: (BudgetReserved, BudgetSettled),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -84,6 +86,10 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     topics.RATELIMIT_SPEND: (
         "Tokens each replica's rate limiter let through, folded by the other replicas; 1 hour."
+    ),
+    topics.LLM_BUDGET: (
+        "LLM budget reservations and settlements, key = tenant, folded in log order by every "
+        "gateway replica; kept forever."
     ),
 }
 

@@ -36,6 +36,7 @@ from keel_contracts.topics import (
     AUDIT_HEADS,
     CHECKPOINTS,
     CONTROL,
+    LLM_BUDGET,
     OUTBOX,
     PLANS,
     POLICY_LISTS,
@@ -112,7 +113,10 @@ ACCESS: dict[str, Access] = {
         reads=(TOOL_RESULTS, RATELIMIT_SPEND),
         writes=(TOOL_RESULTS, OUTBOX, POLICY_LISTS, RATELIMIT_SPEND),
     ),
-    "llm-gateway": Access(reads=(RATELIMIT_SPEND,), writes=(RATELIMIT_SPEND,)),
+    # LLM_BUDGET: budgets shared by every replica (ADR 0015).
+    "llm-gateway": Access(
+        reads=(RATELIMIT_SPEND, LLM_BUDGET), writes=(RATELIMIT_SPEND, LLM_BUDGET)
+    ),
     "memory": Access(reads=(RATELIMIT_SPEND,), writes=(RATELIMIT_SPEND,)),
     # Lists for ``topic: true`` lists; its own reservations for state conditions.
     "policy": Access(

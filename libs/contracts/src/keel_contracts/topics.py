@@ -32,6 +32,9 @@ POLICY_STATE_WINDOW_MS = 7 * 24 * 3600 * 1000
 # bucket refills within seconds, so an hour of spend is more than any replica needs.
 RATELIMIT_SPEND = "keel.ratelimit.spend"
 RATELIMIT_SPEND_RETENTION_MS = 3600 * 1000
+# The LLM gateway's budget ledger (ADR 0015): reservations and settlements, key = tenant. Kept
+# forever: budgets have no window, so a replica starting later must fold every spend.
+LLM_BUDGET = "keel.llm.budget"
 
 DLQ_SUFFIX = ".dlq"
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -88,6 +91,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(POLICY_LISTS, cleanup="compact", retention_ms=-1),
     TopicSpec(POLICY_STATE, retention_ms=POLICY_STATE_WINDOW_MS + 24 * 3600 * 1000),
     TopicSpec(RATELIMIT_SPEND, retention_ms=RATELIMIT_SPEND_RETENTION_MS),
+    TopicSpec(LLM_BUDGET, retention_ms=-1),
 )
 
 

@@ -8,13 +8,17 @@ need it (the local model) load in a start hook; ``serve(settings)`` builds on a
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
+from keel_contracts.topics import LLM_BUDGET
 from keel_core.grpc.ratelimit import apply_rate_limits
 from keel_core.ratelimit import RateLimiter, rule
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
+from keel_llm_gateway.adapters.budget_topic import TopicBudgets
 from keel_llm_gateway.config import Settings
+from keel_llm_gateway.domain.budget_fold import BudgetFold
 from keel_llm_gateway.domain.provider import Provider
 from keel_llm_gateway.factory import build_gateway, build_providers
 from keel_llm_gateway.handlers.grpc_servicer import LLMGatewayServicer
@@ -34,6 +38,8 @@ RATE_LIMIT_RULES = [
 class LLMGatewayParts:
     providers: dict[str, Provider]
     completions: Completions
+    # The shared budget ledger; None when no limit is set or budget_shared is off.
+    budgets: TopicBudgets | None = None
 
 
 def build(settings: Settings, runtime: Runtime) -> LLMGatewayParts:
@@ -46,7 +52,9 @@ def build(settings: Settings, runtime: Runtime) -> LLMGatewayParts:
             runtime.on_start(start)  # e.g. load the local model before serving
         runtime.on_stop(provider.aclose)
     metrics = LLMMetrics(runtime.registry)
-    completions = Completions(build_gateway(settings, providers, metrics), runtime.audit, metrics)
+    budgets = shared_budgets(settings, runtime)
+    gateway = build_gateway(settings, providers, metrics, budgets)
+    completions = Completions(gateway, runtime.audit, metrics)
     runtime.serve_grpc(
         [
             (
@@ -58,7 +66,25 @@ def build(settings: Settings, runtime: Runtime) -> LLMGatewayParts:
     )
     limits = settings.rate_limits.with_default_rules(RATE_LIMIT_RULES)
     apply_rate_limits(RateLimiter(limits), runtime, SERVICE)
-    return LLMGatewayParts(providers, completions)
+    return LLMGatewayParts(providers, completions, budgets)
+
+
+def shared_budgets(settings: Settings, runtime: Runtime) -> TopicBudgets | None:
+    """The ledger every replica shares, when there is a limit to enforce (ADR 0015); without
+    one nothing is written and no request waits for the log."""
+    if not settings.budgets.any or not settings.budget_shared:
+        return None
+    budgets = TopicBudgets(
+        BudgetFold(settings.budgets, settings.budget_hold_ttl_s),
+        runtime.follower(LLM_BUDGET, "budget"),
+        runtime.producer,
+        SERVICE,
+        time.time,
+        wait_s=settings.budget_wait_s,
+    )
+    runtime.on_start(budgets.start)  # every spend so far is folded before serving
+    runtime.on_stop(budgets.stop)
+    return budgets
 
 
 async def serve(settings: Settings) -> None:

@@ -96,6 +96,15 @@ class Settings(ServiceSettings):
     budgets: BudgetLimits = Field(default_factory=BudgetLimits)
     # Completion tokens reserved for a request that sets no max_tokens.
     budget_completion_reserve_tokens: int = Field(default=1024, ge=0)
+    # With limits set, every replica shares one ledger on keel.llm.budget (ADR 0015): exact
+    # across replicas and restarts. False: this process's memory only (N replicas may spend N
+    # times a limit; a restart forgets). Without limits nothing is recorded either way.
+    budget_shared: bool = True
+    # A hold whose replica never settled it (killed mid-call) is dropped this long after it
+    # was taken, by the records' clock: longer than the slowest call.
+    budget_hold_ttl_s: float = Field(default=900.0, gt=0)
+    # How long a reservation waits for its record to come back through the follower.
+    budget_wait_s: float = Field(default=10.0, gt=0)
     # Check answers against the request's tools; one retry with the reason when malformed
     # (per provider: ProviderConfig.repair). False: never.
     repair_output: bool = True

@@ -10,7 +10,7 @@ from keel_core.resilience.breaker import CircuitBreaker
 from keel_llm_gateway.adapters.openai_compat import OpenAICompatProvider
 from keel_llm_gateway.adapters.scripted import ScriptedProvider
 from keel_llm_gateway.config import ProviderConfig, Settings
-from keel_llm_gateway.domain.budgets import BudgetLedger
+from keel_llm_gateway.domain.budgets import BudgetLedger, Budgets
 from keel_llm_gateway.domain.cache import ResponseCache
 from keel_llm_gateway.domain.provider import Provider
 from keel_llm_gateway.domain.routing import Complexity, Router, Target
@@ -96,8 +96,13 @@ def build_router(settings: Settings) -> Router:
 
 
 def build_gateway(
-    settings: Settings, providers: Mapping[str, Provider], observer: GatewayObserver
+    settings: Settings,
+    providers: Mapping[str, Provider],
+    observer: GatewayObserver,
+    budgets: Budgets | None = None,
 ) -> Gateway:
+    """``budgets``: the shared ledger when limits are set (``app.build`` wires it); unset,
+    this process's ledger."""
     breakers = {
         name: CircuitBreaker(
             name,
@@ -129,6 +134,7 @@ def build_gateway(
             repair=settings.repair_output,
             repair_providers=repairing_providers(settings),
         ),
+        budgets=budgets,
     )
 
 

@@ -1,5 +1,6 @@
 """Event envelope and payload types for every Kafka message."""
 
+from keel_contracts.events.budgets import BudgetReserved, BudgetScope, BudgetSettled
 from keel_contracts.events.envelope import SCHEMA_VERSION, Envelope, EventData
 from keel_contracts.events.plans import (
     NodeDispatched,
@@ -36,6 +37,9 @@ __all__ = [
     "ApprovalRequested",
     "AuditChainHead",
     "AuditRecord",
+    "BudgetReserved",
+    "BudgetScope",
+    "BudgetSettled",
     "Envelope",
     "EventData",
     "NodeDispatched",

@@ -5,8 +5,9 @@ priced at the dearest model of the chain) against every scope of the request; af
 reservation is replaced by what the call really cost (``settle``), or dropped if it failed
 (``release``). ``reserve`` checks all scopes and then books all of them without awaiting in
 between, so concurrent requests on one event loop cannot each see the same headroom and
-together exceed a limit. The ledger is per replica and in memory: run one gateway per tenant
-partition, or accept that N replicas may spend up to N times a limit.
+together exceed a limit. ``BudgetLedger`` is per replica and in memory; with limits set, the gateway
+uses the ledger every replica shares instead (``domain/budget_fold.py`` folded from
+``keel.llm.budget``, ADR 0015), and this one only when no limit is set (nothing to enforce).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +47,12 @@ class BudgetLimits(BaseModel):
     agent: Limit = Limit()
     tenant: Limit = Limit()
     tenants: dict[str, Limit] = Field(default_factory=dict)
+
+    @property
+    def any(self) -> bool:
+        """Whether any limit is set (none: nothing to enforce, nothing to record)."""
+        limits = [self.session, self.agent, self.tenant, *self.tenants.values()]
+        return any(lim.tokens is not None or lim.cost_usd is not None for lim in limits)
 
     def for_scope(self, kind: ScopeKind, name: str) -> Limit:
         if kind is ScopeKind.TENANT and name in self.tenants:
@@ -88,6 +96,65 @@ class Reservation:
     keys: tuple[tuple[ScopeKind, str], ...]
     amount: Spend
     open: bool = field(default=True)
+    # Set by a shared ledger: the id its records carry, and the tenant that orders them.
+    id: str = ""
+    tenant: str = ""
+
+
+class Budgets(Protocol):
+    """Where the gateway reserves and settles: this process's ``BudgetLedger``
+    (``LocalBudgets``) or a ledger shared by every replica (``adapters.budget_topic``)."""
+
+    async def reserve(self, scope: Scope, estimate: Spend) -> Reservation:
+        """Hold ``estimate`` on every scope of the request or raise ``BudgetExceeded``."""
+        ...
+
+    async def settle(self, reservation: Reservation, actual: Spend) -> None: ...
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop the hold of a call that failed. Not awaited: it runs on failure and
+        cancellation paths, so a shared ledger sends it in the background."""
+        ...
+
+
+class LocalBudgets:
+    """``Budgets`` over this process's ledger: no await between check and booking, so
+    concurrent requests on one event loop never overshoot together."""
+
+    def __init__(self, ledger: BudgetLedger) -> None:
+        self.ledger = ledger
+
+    async def reserve(self, scope: Scope, estimate: Spend) -> Reservation:
+        return self.ledger.reserve(scope, estimate)
+
+    async def settle(self, reservation: Reservation, actual: Spend) -> None:
+        self.ledger.settle(reservation, actual)
+
+    def release(self, reservation: Reservation) -> None:
+        self.ledger.release(reservation)
+
+
+def over_limit(
+    limit: Limit, kind: ScopeKind, name: str, used: Spend, estimate: Spend
+) -> BudgetExceeded | None:
+    """The refusal if ``estimate`` on top of ``used`` passes ``limit``, else None."""
+    after = used + estimate
+    if limit.tokens is not None and after.tokens > limit.tokens:
+        return BudgetExceeded(
+            kind,
+            name,
+            f"{kind} {name!r} token budget exceeded: {used.tokens} used "
+            f"or reserved + {estimate.tokens} for this call > limit {limit.tokens}",
+        )
+    if limit.cost_usd is not None and after.cost_usd > limit.cost_usd:
+        return BudgetExceeded(
+            kind,
+            name,
+            f"{kind} {name!r} cost budget exceeded: ${used.cost_usd:.6f}"
+            f" used or reserved + ${estimate.cost_usd:.6f} for this call > limit "
+            f"${limit.cost_usd:.6f}",
+        )
+    return None
 
 
 def scopes_of(scope: Scope) -> tuple[tuple[ScopeKind, str], ...]:
@@ -150,23 +217,11 @@ class BudgetLedger:
             account.spent = account.spent + actual
 
     def _check(self, kind: ScopeKind, name: str, estimate: Spend) -> None:
-        limit = self._limits.for_scope(kind, name)
-        after = self.used(kind, name) + estimate
-        if limit.tokens is not None and after.tokens > limit.tokens:
-            raise BudgetExceeded(
-                kind,
-                name,
-                f"{kind} {name!r} token budget exceeded: {after.tokens - estimate.tokens} used "
-                f"or reserved + {estimate.tokens} for this call > limit {limit.tokens}",
-            )
-        if limit.cost_usd is not None and after.cost_usd > limit.cost_usd:
-            raise BudgetExceeded(
-                kind,
-                name,
-                f"{kind} {name!r} cost budget exceeded: ${after.cost_usd - estimate.cost_usd:.6f}"
-                f" used or reserved + ${estimate.cost_usd:.6f} for this call > limit "
-                f"${limit.cost_usd:.6f}",
-            )
+        refusal = over_limit(
+            self._limits.for_scope(kind, name), kind, name, self.used(kind, name), estimate
+        )
+        if refusal is not None:
+            raise refusal
 
     def _account(self, key: tuple[ScopeKind, str]) -> _Account:
         account = self._accounts.get(key)

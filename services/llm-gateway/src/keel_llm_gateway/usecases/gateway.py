@@ -19,7 +19,14 @@ from keel_llm_gateway.domain.accounting import (
     estimate_prompt_tokens,
     price_for,
 )
-from keel_llm_gateway.domain.budgets import BudgetExceeded, BudgetLedger, Reservation, Spend
+from keel_llm_gateway.domain.budgets import (
+    BudgetExceeded,
+    BudgetLedger,
+    Budgets,
+    LocalBudgets,
+    Reservation,
+    Spend,
+)
 from keel_llm_gateway.domain.cache import CacheResult, ResponseCache, cache_key, cacheable
 from keel_llm_gateway.domain.models import Completion, CompletionRequest, StreamEvent, Usage
 from keel_llm_gateway.domain.output_parsing import MalformedOutput
@@ -53,12 +60,16 @@ class Gateway:
         ledger: BudgetLedger | None = None,
         observer: GatewayObserver | None = None,
         options: GatewayOptions | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
+        """``budgets``: where reservations go (a ledger shared by replicas); unset, this
+        process's ``ledger``."""
         self._router = router
         self._chain = chain
         self._prices = dict(prices)
         self._cache = cache
         self._ledger = ledger or BudgetLedger()
+        self._budgets: Budgets = budgets or LocalBudgets(self._ledger)
         self._observer = observer or NullObserver()
         self._options = options or GatewayOptions()
 
@@ -86,7 +97,12 @@ class Gateway:
 
     @property
     def ledger(self) -> BudgetLedger:
+        """This process's ledger (the one in use unless ``budgets`` was given)."""
         return self._ledger
+
+    @property
+    def budgets(self) -> Budgets:
+        return self._budgets
 
     async def complete(self, request: CompletionRequest) -> Completion:
         route, prompt = self._route(request)
@@ -94,14 +110,14 @@ class Gateway:
         hit = self._lookup(key)
         if hit is not None:
             return hit
-        reservation = self._reserve(request, route, prompt)
+        reservation = await self._reserve(request, route, prompt)
         try:
             first = await self._chain.complete(route.chain, request)
             completion = await self._checked(route, request, first, prompt)
         except BaseException:
-            self._ledger.release(reservation)
+            self._budgets.release(reservation)
             raise
-        return self._finish(request, reservation, key, completion)
+        return await self._finish(request, reservation, key, completion)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Deltas as the provider produces them, then the whole completion; a cache hit is
@@ -114,7 +130,7 @@ class Gateway:
             async for event in replay(hit):
                 yield event
             return
-        reservation = self._reserve(request, route, prompt)
+        reservation = await self._reserve(request, route, prompt)
         try:
             final: Completion | None = None
             async for event in self._chain.stream(route.chain, request):
@@ -126,9 +142,9 @@ class Gateway:
                 raise AssertionError("a chain stream always ends with a completion")
             completion = await self._checked(route, request, final, prompt)
         except BaseException:
-            self._ledger.release(reservation)
+            self._budgets.release(reservation)
             raise
-        yield self._finish(request, reservation, key, completion)
+        yield await self._finish(request, reservation, key, completion)
 
     def _route(self, request: CompletionRequest) -> tuple[Route, int]:
         """The route and the prompt estimate (made once: routing, budgets and accounting all
@@ -151,14 +167,14 @@ class Gateway:
         self._observer.cache(CacheResult.HIT if hit is not None else CacheResult.MISS)
         return hit
 
-    def _reserve(self, request: CompletionRequest, route: Route, prompt: int) -> Reservation:
+    async def _reserve(self, request: CompletionRequest, route: Route, prompt: int) -> Reservation:
         """An upper estimate: the prompt estimate plus the completion limit, priced at the
         dearest model the chain may fall back to."""
         generated = request.max_tokens or self._options.completion_reserve_tokens
         usage = Usage(prompt_tokens=prompt, completion_tokens=generated)
         cost = max(cost_usd(usage, price_for(t.model, self._prices)) for t in route.chain)
         try:
-            return self._ledger.reserve(request.scope, Spend(prompt + generated, cost))
+            return await self._budgets.reserve(request.scope, Spend(prompt + generated, cost))
         except BudgetExceeded as exc:
             self._observer.budget_rejected(exc.kind)
             raise
@@ -187,7 +203,7 @@ class Gateway:
             self._observer.repair("failed")
         return answer.model_copy(update={"usage": _sum(first.usage, second.usage)})
 
-    def _finish(
+    async def _finish(
         self,
         request: CompletionRequest,
         reservation: Reservation,
@@ -196,7 +212,7 @@ class Gateway:
     ) -> Completion:
         usage = completion.usage or Usage(prompt_tokens=0, completion_tokens=0)
         spend = Spend(usage.prompt_tokens + usage.completion_tokens, usage.cost_usd)
-        self._ledger.settle(reservation, spend)
+        await self._budgets.settle(reservation, spend)
         self._observer.spent(request.scope.tenant, spend)
         if key is not None and self._cache is not None:
             self._cache.put(key, completion)
