@@ -65,6 +65,7 @@ bench: install ## Print the numbers: per-step overhead, steps/s, recovery, polic
 	$(PY) bench/policy_decision.py
 	$(PY) bench/guards.py
 	$(PY) bench/rate_limits.py
+	$(PY) bench/budgets.py
 	$(PY) bench/provenance_match.py
 	$(PY) bench/trust_costs.py
 	$(PY) bench/tool_gateway_overhead.py
