@@ -104,3 +104,11 @@ def test_the_same_log_gives_the_same_verdicts_in_any_fold() -> None:
     other = BudgetFold(TENANT, 60)
     other.reserve("z", "beta", ((ScopeKind.TENANT, "beta"),), Spend(5), 999.0)
     assert verdicts(other) == first == [True, True, True, True, True, False]
+
+
+def test_an_expired_hold_is_forgotten_after_a_second_ttl() -> None:
+    fold = BudgetFold(TENANT, hold_ttl_s=60)
+    fold.reserve("dead", "acme", S1, Spend(300), at=100.0)
+    fold.reserve("x", "acme", S2, Spend(0), at=220.0)  # expired at 160, forgotten at 220
+    fold.settle("dead", "acme", Spend(150), at=230.0)  # too late to be told from an unknown id
+    assert fold.spent("acme", ScopeKind.TENANT, "acme") == Spend()

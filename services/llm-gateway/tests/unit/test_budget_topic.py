@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from keel_contracts.errors import Unavailable
+from keel_contracts.events import BudgetSettled
 from keel_contracts.topics import LLM_BUDGET
 from keel_core.testing import BusPublisher, FakeClock, FlakyPublisher, InMemoryBus, InMemoryFollower
 from keel_llm_gateway.adapters.budget_topic import TopicBudgets
@@ -54,3 +56,15 @@ async def test_a_settlement_the_broker_refuses_still_answers_and_the_hold_stays(
     assert budgets.fold.used("acme", ScopeKind.TENANT, "acme") == Spend(70)
     clock.advance(61)  # the hold's TTL, by the next record's time
     assert await budgets.reserve(SCOPE, Spend(100))
+
+
+async def test_a_reservation_that_got_no_verdict_is_released_for_every_replica() -> None:
+    bus, clock = InMemoryBus(), FakeClock()
+    flaky = FlakyPublisher(BusPublisher(bus))
+    budgets = await replica(bus, clock, flaky)
+    flaky.fail_next(1)
+    with pytest.raises(Unavailable):
+        await budgets.reserve(SCOPE, Spend(10))
+    await budgets.stop()
+    released = [e.parse(BudgetSettled) for e in bus.envelopes(LLM_BUDGET)]
+    assert [r.released for r in released] == [True]

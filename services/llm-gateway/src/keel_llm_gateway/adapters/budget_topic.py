@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from keel_contracts.errors import Unavailable
 from keel_contracts.events import BudgetReserved, BudgetScope, BudgetSettled, Envelope
 from keel_contracts.topics import LLM_BUDGET
 from keel_core.bus.producer import Publisher
@@ -79,7 +80,13 @@ class TopicBudgets:
             cost_usd=estimate.cost_usd,
             at=self._clock(),
         )
-        refusal = await self._log.append(self._wrap(payload), partition_key(scope.tenant))
+        try:
+            refusal = await self._log.append(self._wrap(payload), partition_key(scope.tenant))
+        except Unavailable:
+            # The record may still land and be accepted after we gave up: release it, so the
+            # hold is freed as soon as the log gets there (a no-op if it never was accepted).
+            self.release(reservation)
+            raise
         if refusal is not None:
             reservation.open = False
             raise refusal

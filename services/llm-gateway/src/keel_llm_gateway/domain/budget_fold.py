@@ -142,6 +142,12 @@ class BudgetFold:
             del book.holds[hold.id]
             self._drop(book, hold)
             book.expired[hold.id] = hold
+        if book.expired:
+            # A settlement is written as its call ends, within the TTL of its hold; one more
+            # TTL of grace covers a slow write. Past that, forget the expired hold.
+            forgotten = [h.id for h in book.expired.values() if h.at + 2 * self._ttl <= book.clock]
+            for hold_id in forgotten:
+                del book.expired[hold_id]
         return book
 
     @staticmethod
