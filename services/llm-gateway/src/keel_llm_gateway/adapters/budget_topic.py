@@ -110,9 +110,12 @@ class TopicBudgets:
             return
         reservation.open = False
         payload = self._settled(reservation, Spend(), released=True)
-        task = asyncio.get_running_loop().create_task(
-            self._send_release(payload, reservation.tenant)
-        )
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a stream finalized outside the loop: the TTL frees the hold
+            log.warning("release of %s not sent: no event loop", reservation.id)
+            return
+        task = loop.create_task(self._send_release(payload, reservation.tenant))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
