@@ -10,6 +10,7 @@ quorum is per approval replica's settings, so the quorum test restarts both repl
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -51,6 +52,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.stack]
 
 REPLICAS = ("approval", "approval-2")
 QUORUM_ENV = "KEEL_APPROVAL_REQUIRED_APPROVALS"
+# Reviewers and their static tokens (``t-<name>``): the reviewer is whom the token names.
+REVIEWERS = ("alice", "bob")
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,7 @@ async def replicated() -> AsyncIterator[tuple[LocalStack, KafkaSettings]]:
         extra_env={
             "KEEL_APPROVAL_ARBITER_GRACE_S": "1",
             "KEEL_APPROVAL_DEADLINE_CHECK_INTERVAL_S": "0.5",
+            "KEEL_APPROVAL_REVIEWER_TOKENS": json.dumps({f"t-{r}": r for r in REVIEWERS}),
         },
         kafka_credentials=broker_credentials(env),
     )
@@ -136,7 +140,8 @@ async def listed_on(stack: LocalStack, name: str, approval_id: str) -> ApprovalV
 async def resolve_on(
     stack: LocalStack, name: str, approval_id: str, outcome: str, reviewer: str
 ) -> ApprovalView:
-    async with open_channel(stack.target(name)) as channel:
+    credentials = stack.credentials(token=f"t-{reviewer}")
+    async with open_channel(stack.target(name), credentials) as channel:
         approvals = ApprovalClient(channel, CallOptions(timeout_s=15))
         return await approvals.resolve(approval_id, outcome, reviewer=reviewer)  # type: ignore[arg-type]
 
@@ -184,11 +189,12 @@ async def test_approve_and_reject_on_two_replicas_at_once_land_one_decision(
     assert len(won) == 1, answers
     assert len(lost) == 1
     assert isinstance(lost[0], FailedPrecondition), lost
-    assert "already decided" in str(lost[0])
+    assert f"is already {won[0].status} by" in str(lost[0])
     assert (await asked.finished()).parse(TaskCompleted)
     decided = await decisions_of(kafka, approval_id)
     assert len({d.model_dump_json() for d in decided}) == 1
     assert decided[0].outcome == won[0].status
+    assert decided[0].reviewer == ("alice" if won[0].status == "approved" else "bob")
     # The email went out once if the approval won, never if the rejection did.
     assert await outbox_of(kafka, session_id) == (1 if won[0].status == "approved" else 0)
     progress = watcher.progress("approval_decided")

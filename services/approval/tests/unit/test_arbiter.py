@@ -134,7 +134,7 @@ async def test_conflicting_actions_land_one_decision_and_the_loser_is_told() -> 
     assert isinstance(approved, Approval)
     assert approved.status == "approved"
     assert isinstance(refused, FailedPrecondition)
-    assert "already decided" in str(refused)
+    assert "is already approved by alice" in str(refused)
     assert [d.parse(ApprovalDecided).outcome for d in log.decisions()] == ["approved"]
     assert two.book.get("ap-1").status == "approved"
 
@@ -201,5 +201,5 @@ async def test_an_action_after_the_decision_is_refused(outcome: Outcome) -> None
     late = asyncio.create_task(one.arbiter.submit("ap-1", outcome, "carol"))
     await log.until(3)
     await one.catch_up(log)
-    with pytest.raises(FailedPrecondition, match="already decided"):
+    with pytest.raises(FailedPrecondition, match="is already approved by alice"):
         await late

@@ -54,7 +54,7 @@ def test_the_first_terminal_intent_in_log_order_wins_and_later_ones_lose() -> No
     assert [(s.counted, s.decided) for s in steps] == [(True, True), (False, False)]
     decided = steps[-1].approval
     assert (decided.status, decided.decided_by) == ("approved", "alice")
-    assert "already decided" in steps[1].reason
+    assert "is already approved by alice" in steps[1].reason
     # The other order decides the other way: order, not arrival at a replica, decides.
     swapped = fold_all(pending(), [intent("reject", "bob", 1), intent("approve", "alice", 2)])
     assert (swapped[-1].approval.status, swapped[-1].approval.decided_by) == ("rejected", "bob")

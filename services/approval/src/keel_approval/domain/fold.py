@@ -55,7 +55,7 @@ def fold(current: Approval, intent: Intent) -> Folded:
     if not current.pending:
         return _ignored(
             current,
-            f"approval {current.id!r} is already decided: {current.status} by {current.decided_by}",
+            f"approval {current.id!r} is already {current.status} by {current.decided_by}",
         )
     problem = _problem(current, intent)
     if problem is not None:
