@@ -183,21 +183,23 @@ class Arbiter:
         folded = fold(current, intent_from_event(event, envelope.time, envelope.id))
         mine = envelope.id in self._mine
         self._mine.pop(envelope.id, None)
+        signed: ApprovalDecided | None = None
         if folded.decided:
             signed = self._signed(decision_event(folded.approval, valid_s=self._valid_s))
             approval = folded.approval.model_copy(
                 update={"decision_json": signed.model_dump_json()}
             )
             folded = folded.model_copy(update={"approval": approval})
-            if not (mine and await self._published_now(approval, signed)):
-                # Another replica's (or our failed) write: published by a sweep unless read
-                # back first; ours at the next sweep, theirs after the grace.
-                since = self._clock() - (self._grace_s if mine else 0.0)
-                self._unpublished[approval.id] = (approval, signed, since)
+            # Published by a sweep unless read back within the grace (or written below).
+            self._unpublished[approval.id] = (approval, signed, self._clock())
         if folded.counted:
+            # In the same step as the fold, nothing awaited between: a decision read back
+            # meanwhile cannot make the book and the fold disagree.
             self._book.record(folded.approval)
-            if mine:
-                await self._account(folded.approval, event.reviewer)
+        if mine and signed is not None and await self._published_now(folded.approval, signed):
+            self.published(folded.approval.id)
+        if mine and folded.counted:
+            await self._account(folded.approval, event.reviewer)
         waiter = self._waiting.get(envelope.id)
         if waiter is not None and not waiter.done():
             waiter.set_result(folded)
