@@ -1,6 +1,7 @@
 """The approval service's real composition root, fed generated records on the topics it reads:
 ``keel.approval.requests`` (its consumer: handled or dead-lettered with a reason) and
-``keel.approval.decisions`` (its follower: every record applied or skipped, never a failure).
+``keel.approval.decisions`` and ``keel.approval.intents`` (its followers: every record applied
+or skipped, never a failure).
 Afterwards a valid request still reaches the book and the gRPC health check answers."""
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ from hypothesis import strategies as st
 
 from keel_approval.app import SERVICE, ApprovalParts, build
 from keel_approval.config import Settings
-from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted, Envelope
-from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
+from keel_contracts.events import (
+    ApprovalDecided,
+    ApprovalIntended,
+    ApprovalRequested,
+    ApprovalVoted,
+    Envelope,
+)
+from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_INTENTS, APPROVAL_REQUESTS
 from tests.fuzz.harness import DRAWS_PER_EXAMPLE, FUZZ, FuzzRuntime, feed, still_serving
 from tests.fuzz.strategies import record_values
 
@@ -27,6 +34,7 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.filterwarnings("ignore:Generating ov
 TOPICS = {
     APPROVAL_REQUESTS: (ApprovalRequested,),
     APPROVAL_DECISIONS: (ApprovalDecided, ApprovalVoted),
+    APPROVAL_INTENTS: (ApprovalIntended,),
 }
 
 
@@ -68,7 +76,7 @@ def test_every_record_on_a_consumed_topic_is_handled_or_dead_lettered(topic: str
             @given(st.lists(values, min_size=DRAWS_PER_EXAMPLE, max_size=DRAWS_PER_EXAMPLE))
             def fuzz(draws: list[list[bytes | None]]) -> None:
                 batch = [value for draw in draws for value in draw]
-                follower = topic == APPROVAL_DECISIONS
+                follower = topic in (APPROVAL_DECISIONS, APPROVAL_INTENTS)
                 runner.run(feed(runtime, topic, batch, follower=follower))
 
             fuzz()

@@ -12,6 +12,7 @@ from keel_contracts import topics
 from keel_contracts.events import (
     SCHEMA_VERSION,
     ApprovalDecided,
+    ApprovalIntended,
     ApprovalRequested,
     ApprovalVoted,
     AuditChainHead,
@@ -49,6 +50,7 @@ CARRIES: dict[str, tuple[type[EventData], ...]] = {
     topics.TOOL_RESULTS: (ToolResultRecorded, ToolCallStarted),
     topics.APPROVAL_REQUESTS: (ApprovalRequested,),
     topics.APPROVAL_DECISIONS: (ApprovalDecided, ApprovalVoted),
+    topics.APPROVAL_INTENTS: (ApprovalIntended,),
     topics.AUDIT: (AuditRecord,),
     topics.AUDIT_HEADS: (AuditChainHead,),
     topics.PLANS: (PlanSubmitted, NodeDispatched, NodeFinished, PlanFinished),
@@ -69,6 +71,10 @@ DESCRIPTIONS: dict[str, str] = {
     topics.TOOL_RESULTS: "Compacted ledger of tool calls by idempotency key (no call runs twice).",
     topics.APPROVAL_REQUESTS: "Tool calls waiting for a person, keyed by session id.",
     topics.APPROVAL_DECISIONS: "Reviewers' decisions, keyed by session id.",
+    topics.APPROVAL_INTENTS: (
+        "Reviewers' actions, keyed by session id; approval replicas fold them into one "
+        "decision (ADR 0014)."
+    ),
     topics.AUDIT: "Signed, hash-chained audit records, keyed by producer id; kept forever.",
     topics.AUDIT_HEADS: "Compacted: the signed chain head of each audit identity.",
     topics.PLANS: "Multi-agent plans and their nodes' progress, keyed by plan id.",

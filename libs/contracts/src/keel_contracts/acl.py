@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from keel_contracts.topics import (
     APPROVAL_DECISIONS,
+    APPROVAL_INTENTS,
     APPROVAL_REQUESTS,
     AUDIT,
     AUDIT_HEADS,
@@ -101,9 +102,10 @@ ACCESS: dict[str, Access] = {
         groups=("keel-agent-loop",),
     ),
     "approval": Access(
-        reads=(APPROVAL_DECISIONS, RATELIMIT_SPEND),
+        # Every replica follows requests and intents live (ADR 0014).
+        reads=(APPROVAL_DECISIONS, APPROVAL_INTENTS, APPROVAL_REQUESTS, RATELIMIT_SPEND),
         consumes=(APPROVAL_REQUESTS,),
-        writes=(APPROVAL_DECISIONS, RATELIMIT_SPEND),
+        writes=(APPROVAL_DECISIONS, APPROVAL_INTENTS, RATELIMIT_SPEND),
         # Its start-up rebuild dead-letters a decision it refuses (forged, unsigned).
         dead_letters=(APPROVAL_DECISIONS,),
         groups=("keel-approval",),

@@ -10,12 +10,17 @@ from typing import Any, Literal, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from keel_contracts.canonical import canonical_json, sha256_hex
-from keel_contracts.events.types import ApprovalDecided, ApprovalRequested, ApprovalVoted
+from keel_contracts.events.types import (
+    ApprovalDecided,
+    ApprovalIntended,
+    ApprovalRequested,
+    ApprovalVoted,
+)
 
 # "unknown": a status this client does not know; never an approval.
 ApprovalStatus = Literal["pending", "approved", "rejected", "modified", "timed_out", "unknown"]
 ReviewOutcome = Literal["approve", "reject", "modify"]
-SignedT = TypeVar("SignedT", ApprovalDecided, ApprovalVoted)
+SignedT = TypeVar("SignedT", ApprovalDecided, ApprovalVoted, ApprovalIntended)
 
 
 class ApprovalView(BaseModel):
@@ -59,7 +64,7 @@ class SignatureSigner(Protocol):
     def sign(self, data: bytes) -> str: ...
 
 
-def signed_bytes(event: ApprovalDecided | ApprovalVoted) -> bytes:
+def signed_bytes(event: ApprovalDecided | ApprovalVoted | ApprovalIntended) -> bytes:
     """What is signed: the event type and every payload field but the signature, as canonical
     JSON, so a field changed, added or moved to another event type breaks the signature."""
     fields = event.model_dump(mode="json", exclude={"signature"})
@@ -78,7 +83,7 @@ def arguments_hash(arguments: dict[str, Any]) -> str:
 
 
 def signature_problem(
-    event: ApprovalDecided | ApprovalVoted,
+    event: ApprovalDecided | ApprovalVoted | ApprovalIntended,
     verifier: SignatureVerifier,
     now: datetime | None = None,
 ) -> str | None:

@@ -13,6 +13,8 @@ CHECKPOINTS = "keel.checkpoints"
 TOOL_RESULTS = "keel.tool-results"
 APPROVAL_REQUESTS = "keel.approval.requests"
 APPROVAL_DECISIONS = "keel.approval.decisions"
+# Reviewers' actions, folded by every approval replica into one decision (ADR 0014).
+APPROVAL_INTENTS = "keel.approval.intents"
 AUDIT = "keel.audit"
 # The signed head of each audit identity's chain (compacted, key = identity).
 AUDIT_HEADS = "keel.audit.heads"
@@ -74,6 +76,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(TOOL_RESULTS, cleanup="compact", retention_ms=-1),
     TopicSpec(APPROVAL_REQUESTS, retention_ms=-1, has_dlq=True),
     TopicSpec(APPROVAL_DECISIONS, retention_ms=-1, has_dlq=True),
+    TopicSpec(APPROVAL_INTENTS, retention_ms=-1),
     # Append-only: kept forever, never compacted. Deletion is refused by ACLs in production.
     TopicSpec(AUDIT, retention_ms=-1),
     # Compacted, kept forever: the latest signed head of every identity. Records stay

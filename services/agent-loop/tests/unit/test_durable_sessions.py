@@ -399,6 +399,29 @@ async def test_unknown_and_stale_decisions_are_ignored(nodes) -> None:  # type: 
     assert cps.get(SID).status == "waiting_for_approval"  # type: ignore[union-attr]
 
 
+async def test_only_the_first_decision_per_approval_is_applied(nodes) -> None:  # type: ignore[no-untyped-def]
+    """Approval replicas may publish a decision twice (ADR 0014: byte-identical copies); even
+    a different second decision for the same approval changes nothing once the first was
+    applied."""
+    cps = InMemoryCheckpoints()
+    script = [call_tools(("send_email", {"to": "a"})), call_tools(("send_email", {"to": "b"}))]
+    node = nodes(script, cps, email_tools())
+    await node.handler(task())
+    first, ran = node.approvals()[0].approval_id, dict(node.tools.counts)
+    await node.handler(decided(first))
+    [_, second] = node.approvals()
+    after_first = dict(node.tools.counts)
+    assert after_first != ran  # the approved call ran
+    await node.handler(decided(first, "rejected"))
+    await node.handler(decided(first))
+    assert node.tools.counts == after_first
+    state = cps.get(SID)
+    assert state is not None
+    assert state.pending_approval is not None
+    assert state.pending_approval.approval_id == second.approval_id
+    assert node.results() == []
+
+
 async def test_several_pending_calls_are_decided_one_at_a_time(nodes) -> None:  # type: ignore[no-untyped-def]
     cps = InMemoryCheckpoints()
     reply = call_tools(("send_email", {"to": "a"}), ("count", {}), ("send_email", {"to": "b"}))

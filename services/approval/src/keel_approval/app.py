@@ -24,10 +24,11 @@ from keel_approval.handlers.web.routes import Inbox, InboxDenied
 from keel_approval.handlers.web.sessions import LoginSessions
 from keel_approval.handlers.web.throttle import LoginThrottle
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.arbiter import Arbiter
 from keel_approval.usecases.decisions import DeadlineSweeper, Decider
 from keel_approval.usecases.intake import RequestIntake, RequestReader
 from keel_approval.usecases.startup import BookStartup
-from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
+from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_INTENTS, APPROVAL_REQUESTS
 from keel_core import trust
 from keel_core.audit import AuditEmitter
 from keel_core.grpc.ratelimit import apply_rate_limits
@@ -67,18 +68,41 @@ def build(settings: Settings, runtime: Runtime) -> ApprovalParts:
         if settings.webhook_url
         else None
     )
-    intake = RequestIntake(
-        book, runtime.audit, metrics, notify=notifier.notify if notifier else None
-    )
     material = trust.load(settings.trust, SERVICE)
+    signer = material.approval_signer() if material else None
+    verifier = material.approval_verifier() if material else None
     decider = Decider(
         book,
         runtime.producer,
         runtime.audit,
         metrics,
-        signer=material.approval_signer() if material else None,
-        verifier=material.approval_verifier() if material else None,
+        signer=signer,
+        verifier=verifier,
         decision_valid_s=settings.decision_valid_s,
+    )
+    # Replicas that follow the topics decide through the fold of the intents (ADR 0014).
+    arbiter = (
+        Arbiter(
+            book,
+            runtime.producer,
+            account=decider.account,
+            denied=decider.denied,
+            signer=signer,
+            verifier=verifier,
+            decision_valid_s=settings.decision_valid_s,
+            grace_s=settings.arbiter_grace_s,
+        )
+        if settings.follow_decisions
+        else None
+    )
+    if arbiter is not None:
+        decider.arbitrate(arbiter)
+    intake = RequestIntake(
+        book,
+        runtime.audit,
+        metrics,
+        notify=notifier.notify if notifier else None,
+        added=arbiter.request_added if arbiter else None,
     )
     sweeper = DeadlineSweeper(decider, settings.deadline_check_interval_s)
     startup = BookStartup(
@@ -91,6 +115,9 @@ def build(settings: Settings, runtime: Runtime) -> ApprovalParts:
         ),
         decisions=runtime.follower(APPROVAL_DECISIONS, "decisions"),
         follow=settings.follow_decisions,
+        arbiter=arbiter,
+        intake=intake,
+        intents=runtime.follower(APPROVAL_INTENTS, "intents") if arbiter else None,
     )
     inbox = (
         InboxServer(

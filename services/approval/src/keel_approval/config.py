@@ -46,6 +46,10 @@ class Settings(ServiceSettings):
     # After the rebuild, keep reading keel.approval.decisions (no group): decisions and quorum
     # votes made by other replicas reach this one's book.
     follow_decisions: bool = True
+    # With follow_decisions, reviewers' actions go to keel.approval.intents and every replica
+    # folds them into one decision (ADR 0014); the replica whose action completed it publishes
+    # it. Another replica publishes the same decision if it is not read back this long after.
+    arbiter_grace_s: float = Field(default=3.0, gt=0)
     # The web inbox (HTML, served by this process); web_port 0 picks a free port.
     web_enabled: bool = True
     web_host: str = "127.0.0.1"

@@ -15,6 +15,7 @@ from keel_contracts.events.policy import PolicyListItem, PolicyStateReserved
 from keel_contracts.events.ratelimit import RateLimitSpend, RateLimitSpent
 from keel_contracts.events.types import (
     ApprovalDecided,
+    ApprovalIntended,
     ApprovalRequested,
     ApprovalVoted,
     AuditChainHead,
@@ -33,6 +34,7 @@ from keel_contracts.events.types import (
 __all__ = [
     "SCHEMA_VERSION",
     "ApprovalDecided",
+    "ApprovalIntended",
     "ApprovalVoted",
     "ApprovalRequested",
     "AuditChainHead",

@@ -130,6 +130,25 @@ class ApprovalDecided(EventData):
     signature: str = ""
 
 
+class ApprovalIntended(EventData):
+    """One reviewer's action on a request (approve, reject, modify) or the deadline sweeper's
+    time-out, as one approval replica took it: not a decision. Published on
+    ``keel.approval.intents`` (key = session id, so one approval's intents are totally
+    ordered); every approval replica folds them in log order and the first that completes the
+    request (a terminal intent, or the vote that reaches the quorum) becomes the one
+    ``ApprovalDecided`` (ADR 0014). Signed like a decision; only approval replicas read it."""
+
+    event_type: ClassVar[str] = "keel.approval.intended"
+
+    approval_id: str
+    outcome: Literal["approve", "reject", "modify", "time_out"]
+    reviewer: str
+    comment: str = ""
+    modified_arguments: dict[str, Any] | None = None
+    session_id: str = ""
+    signature: str = ""
+
+
 class AuditRecord(EventData):
     """An append-only fact about a decision. ``prev_hash`` chains each producer's records, so
     removing or editing one breaks the chain (checked by ``keel audit verify``).

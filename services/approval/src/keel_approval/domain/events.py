@@ -6,11 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from keel_approval.domain.models import Approval, Decision, Vote
+from keel_approval.domain.fold import Intent
+from keel_approval.domain.models import Approval, Decision, Outcome, Vote
 from keel_approval.domain.rules import expires_at, required_approvals
 from keel_contracts.approvals import arguments_hash
-from keel_contracts.events import ApprovalDecided, ApprovalRequested, ApprovalVoted
+from keel_contracts.events import (
+    ApprovalDecided,
+    ApprovalIntended,
+    ApprovalRequested,
+    ApprovalVoted,
+)
 
 
 def approval_from_event(
@@ -98,4 +105,36 @@ def vote_from_event(event: ApprovalVoted) -> Vote:
         approval_id=event.approval_id,
         approvals=tuple(event.approvals),
         session_id=event.session_id,
+    )
+
+
+def intent_event(
+    approval: Approval,
+    outcome: Outcome,
+    reviewer: str,
+    comment: str = "",
+    modified_arguments: dict[str, Any] | None = None,
+) -> ApprovalIntended:
+    """A reviewer's action (or the sweeper's time-out) on ``approval``, as published; unsigned
+    (the use case signs it)."""
+    return ApprovalIntended(
+        approval_id=approval.id,
+        outcome=outcome,
+        reviewer=reviewer,
+        comment=comment,
+        modified_arguments=modified_arguments,
+        session_id=approval.session_id,
+    )
+
+
+def intent_from_event(event: ApprovalIntended, time: datetime, record: str) -> Intent:
+    return Intent(
+        approval_id=event.approval_id,
+        outcome=event.outcome,
+        reviewer=event.reviewer,
+        comment=event.comment,
+        modified_arguments=event.modified_arguments,
+        session_id=event.session_id,
+        at=time if time.tzinfo else time.replace(tzinfo=UTC),
+        record=record,
     )

@@ -21,10 +21,11 @@ from keel_approval.domain.events import decision_event, vote_event
 from keel_approval.domain.models import TIMEOUT_REVIEWER, Approval, Outcome
 from keel_approval.errors import ForgedRecord
 from keel_approval.metrics import ApprovalMetrics
+from keel_approval.usecases.arbiter import Arbiter
 from keel_approval.usecases.rebuild import apply_record
 from keel_contracts.approvals import SignatureSigner, SignatureVerifier, SignedT, sign_event
 from keel_contracts.errors import FailedPrecondition, Unavailable
-from keel_contracts.events import Envelope, EventData
+from keel_contracts.events import ApprovalDecided, Envelope, EventData
 from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core.audit import AuditEmitter
 from keel_core.bus.producer import Publisher
@@ -59,6 +60,12 @@ class Decider:
         # One decision at a time: between deciding and recording there is a publish to await,
         # and two reviewers (or a reviewer and the deadline) must not both get one published.
         self._resolving = asyncio.Lock()
+        self._arbiter: Arbiter | None = None
+
+    def arbitrate(self, arbiter: Arbiter) -> None:
+        """Decide through ``arbiter`` (every replica folds the intents topic, ADR 0014) instead
+        of in this process alone: wired when the service follows the approval topics."""
+        self._arbiter = arbiter
 
     async def resolve(
         self,
@@ -68,6 +75,13 @@ class Decider:
         comment: str = "",
         modified_arguments: object = None,
     ) -> Approval:
+        if self._arbiter is not None:
+            # Checked here first, so a refusal this replica can see is answered as before.
+            self._book.decide(approval_id, outcome, reviewer, comment, modified_arguments)
+            modified = modified_arguments if isinstance(modified_arguments, dict) else None
+            return await self._arbiter.submit(
+                approval_id, outcome, reviewer.strip(), comment, modified
+            )
         async with self._resolving:
             decided = self._book.decide(approval_id, outcome, reviewer, comment, modified_arguments)
             if decided.pending:  # a quorum vote: the agent waits for the decision
@@ -77,7 +91,7 @@ class Decider:
                 decided = decided.model_copy(update={"decision_json": event.model_dump_json()})
                 await self._publish(decided, event)
             self._book.record(decided)
-        await self._account(decided, reviewer)
+        await self.account(decided, reviewer)
         return decided
 
     async def apply_published(self, envelope: Envelope) -> bool:
@@ -91,7 +105,7 @@ class Decider:
         it follows; the next start's rebuild dead-letters it)."""
         async with self._resolving:
             try:
-                return apply_record(self._book, envelope, verifier=self.verifier)
+                applied = apply_record(self._book, envelope, verifier=self.verifier)
             except ValidationError as exc:
                 log.warning(
                     "skipping malformed %s %s: %d problem(s)",
@@ -103,6 +117,9 @@ class Decider:
             except ForgedRecord as exc:
                 await self.denied(envelope, str(exc))
                 return False
+        if self._arbiter is not None and envelope.type == ApprovalDecided.event_type:
+            self._arbiter.published(str(envelope.data.get("approval_id", "")))
+        return applied
 
     async def denied(self, envelope: Envelope, reason: str) -> None:
         """Audit a refused record of the decisions topic."""
@@ -121,7 +138,10 @@ class Decider:
 
     async def expire_due(self) -> list[Approval]:
         """Time out every pending request past its deadline; returns those timed out. A request
-        decided meanwhile is skipped; a failed publish leaves it pending for the next sweep."""
+        decided meanwhile is skipped; a failed publish leaves it pending for the next sweep.
+        Under an arbiter this publishes time-out intents (and decisions left unpublished)."""
+        if self._arbiter is not None:
+            return await self._arbiter.sweep()
         done: list[Approval] = []
         for approval in self._book.expired():
             try:
@@ -151,7 +171,8 @@ class Decider:
         except Exception as exc:
             raise Unavailable(f"decision not published, try again: {exc}") from exc
 
-    async def _account(self, decided: Approval, reviewer: str) -> None:
+    async def account(self, decided: Approval, reviewer: str) -> None:
+        """Count and audit what one reviewer's action did (on the replica that took it)."""
         if decided.pending:
             await self._audit.record(
                 "approval.voted",

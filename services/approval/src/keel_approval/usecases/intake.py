@@ -3,7 +3,7 @@ and audited once and (optionally) announced once on the webhook."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from pydantic import ValidationError
 
@@ -16,6 +16,9 @@ from keel_core.audit import AuditEmitter
 from keel_core.bus import PoisonMessage
 
 Notify = Callable[[Approval], None]
+Added = Callable[[str], Awaitable[None]]
+# Requests followed but not yet announced by the consumer that owns their partition.
+_QUIET_MAX = 100_000
 
 
 class RequestReader:
@@ -58,17 +61,39 @@ class RequestIntake:
         metrics: ApprovalMetrics,
         *,
         notify: Notify | None = None,
+        added: Added | None = None,
     ) -> None:
+        """``added`` is told the id of every request new to the book (the arbiter folds the
+        intents that arrived before it)."""
         self._book = book
         self._audit = audit
         self._metrics = metrics
         self._notify = notify
+        self._added = added
+        self._quiet: dict[str, None] = {}
+
+    async def observe(self, request: Approval) -> Approval:
+        """A request followed on the topic (every partition, ADR 0014): it joins this
+        replica's book at once, and is counted, audited and announced only by the replica whose
+        consumer owns its partition (``receive``), so once."""
+        approval, added = self._book.add_request(request)
+        if added:
+            self._quiet[approval.id] = None
+            while len(self._quiet) > _QUIET_MAX:
+                del self._quiet[next(iter(self._quiet))]
+            await self._joined(approval)
+        return approval
 
     async def receive(self, request: Approval) -> Approval:
         """Idempotent: a redelivered request is a no-op, even after it was decided, and so is
-        one the start-up rebuild has already put in the book. Returns the book's copy."""
+        one the start-up rebuild has already put in the book. Returns the book's copy. One the
+        follower put in the book first (``observe``) is announced here, once."""
         approval, added = self._book.add_request(request)
-        if not added:
+        followed = approval.id in self._quiet
+        self._quiet.pop(approval.id, None)
+        if added:
+            await self._joined(approval)
+        elif not followed:
             return approval
         self._metrics.requested.inc()
         if self._notify is not None and approval.pending:
@@ -86,3 +111,7 @@ class RequestIntake:
             },
         )
         return approval
+
+    async def _joined(self, approval: Approval) -> None:
+        if self._added is not None:
+            await self._added(approval.id)
