@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from keel_cli.console import say
@@ -87,6 +88,16 @@ def kafka_settings(
             "ssl_ca_file": credentials / "ca.pem",
         }
     return KafkaSettings.model_validate({"bootstrap": bootstrap, **security, **fields})
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """A launcher cluster: its bootstrap list, the launcher settings that start (or restart)
+    its nodes and name their pid files, and the clients' credentials directory."""
+
+    bootstrap: str
+    env: dict[str, str]
+    credentials: Path
 
 
 def cluster_env(data_dir: Path, nodes: int = CLUSTER_NODES) -> dict[str, str]:
