@@ -133,7 +133,10 @@ def with_replicas(
     extra = [
         (spec, number) for spec in specs for number in range(2, replicas.get(spec.name, 1) + 1)
     ]
-    ports = iter(free_ports(3 * len(extra)))
+    # A port of ``specs`` was free when they were made and may be handed out again now: skip
+    # those (asking for enough more that the skipped ones cannot run the list short).
+    used = {p for s in specs for p in (s.grpc_port, s.metrics_port, s.web_port) if p}
+    ports = iter([p for p in free_ports(3 * len(extra) + len(used)) if p not in used])
     added = tuple(
         ServiceSpec(
             spec.name,
