@@ -205,7 +205,6 @@ async def local_kafka(
     data_dir = tempfile.mkdtemp(prefix="keel-kafka-")
     if nodes > 1:
         env = cluster_env(Path(data_dir) / "data", nodes)
-        del env["KEEL_KAFKA_CREDENTIALS_DIR"]
     else:
         client, controller = free_ports(2)
         env = {
