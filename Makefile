@@ -59,9 +59,10 @@ typecheck: install ## mypy --strict on libs and services
 protos: install ## Regenerate Python code from proto/
 	$(PY) libs/protos/gen.py
 
-bench: install ## Print the numbers: per-step overhead, steps/s, recovery, policy, rate limits, tool gateway, LLM gateway vs LiteLLM, offline model, memory
+bench: install ## Print the numbers: per-step overhead, steps/s, recovery, scaling on a 3-broker cluster, policy, rate limits, tool gateway, LLM gateway vs LiteLLM, offline model, memory
 	$(PY) bench/e2e_overhead.py --compare-security
 	$(PY) bench/recovery.py
+	$(PY) bench/scaling.py
 	$(PY) bench/policy_decision.py
 	$(PY) bench/guards.py
 	$(PY) bench/rate_limits.py

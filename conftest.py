@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from keel_cli.broker import client_env, credentials_dir, start_broker, stop_broker
+from keel_cli.broker import (
+    LocalCluster,
+    client_env,
+    cluster_env,
+    credentials_dir,
+    start_broker,
+    stop_broker,
+)
 from keel_cli.stack import LocalStack, free_port, harness_credentials, with_free_ports
 from keel_core import trust
 from keel_core.bus.admin import ensure_topics
@@ -177,3 +184,18 @@ async def stack(kafka: KafkaSettings, otlp: SpanCollector) -> AsyncIterator[Loca
         shutil.rmtree(run_dir, ignore_errors=True)
         unclean = {name: code for name, code in codes.items() if code != 0}
         assert not unclean, f"services did not stop cleanly: {unclean}"
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[LocalCluster]:
+    """Three secured KRaft nodes of their own (replication factor 3, min ISR 2) on free ports;
+    only tests that ask for it start it (tests/integration/test_cluster_replicas.py), stopped
+    and removed when the session ends. The process environment is left as it is."""
+    data_dir = Path(tempfile.mkdtemp(prefix="keel-test-cluster-"))
+    env = {**cluster_env(data_dir / "data"), "KEEL_KAFKA_SECURITY": "sasl_ssl"}
+    try:
+        bootstrap = start_broker(REPO, env)
+        yield LocalCluster(bootstrap, env, Path(env["KEEL_KAFKA_CREDENTIALS_DIR"]))
+    finally:
+        stop_broker(REPO, env)
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Keel dev/test Apache Kafka broker: one KRaft node (broker + controller) on 127.0.0.1,
-# run straight from the Maven Central jars (no Docker, no Kafka tarball).
+# Keel dev/test Apache Kafka broker: one KRaft node (broker + controller) on 127.0.0.1, or with
+# KEEL_KAFKA_NODES=3 a cluster of three such nodes forming the controller quorum, run straight
+# from the Maven Central jars (no Docker, no Kafka tarball).
 #
 #   deploy/kafka/broker.sh fetch      resolve the broker jars into the cache (once)
 #   deploy/kafka/broker.sh start      fetch if needed, format storage once, start, wait until ready
@@ -9,7 +10,8 @@
 #   deploy/kafka/broker.sh logs [-f]  tail (or follow) the broker log
 #   deploy/kafka/broker.sh clean      stop and delete the data dir
 #
-# `start` and `status` print only the bootstrap address (127.0.0.1:PORT) on stdout, so
+# `start` and `status` print only the bootstrap address (127.0.0.1:PORT, a comma-separated list
+# of every node's in cluster mode) on stdout, so
 # `BOOTSTRAP=$(deploy/kafka/broker.sh start)` works; everything else goes to stderr.
 # Environment: see usage() below and deploy/kafka/README.md.
 set -euo pipefail
@@ -21,7 +23,18 @@ KAFKA_VERSION="${KEEL_KAFKA_VERSION:-4.1.1}"
 PORT="${KEEL_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KEEL_KAFKA_CONTROLLER_PORT:-9093}"
 DATA_DIR="${KEEL_KAFKA_DATA_DIR:-${REPO_ROOT}/.run/kafka}"
-HEAP="${KEEL_KAFKA_HEAP:--Xms256m -Xmx768m}"
+# Cluster mode: NODES combined broker+controller nodes, a static KRaft voter set of all of
+# them, replication factor min(NODES, 3) and min.insync.replicas one less (2 for 3 nodes), so
+# one node can die without stopping acks=all producers.
+NODES="${KEEL_KAFKA_NODES:-1}"
+PORTS_LIST="${KEEL_KAFKA_PORTS:-}"
+CONTROLLER_PORTS_LIST="${KEEL_KAFKA_CONTROLLER_PORTS:-}"
+if [[ "${NODES}" == 1 ]]; then
+  HEAP="${KEEL_KAFKA_HEAP:--Xms256m -Xmx768m}"
+else
+  # Three JVMs share a small machine: each gets a small heap.
+  HEAP="${KEEL_KAFKA_HEAP:--Xms128m -Xmx384m}"
+fi
 # Start-up on a small (2-core) machine: the serial collector has no concurrent GC threads to
 # compete with start-up, and C1-only JIT (TieredStopAtLevel=1) compiles far less; see README.
 JVM_TUNING="${KEEL_KAFKA_JVM_OPTS--XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
@@ -50,6 +63,7 @@ LIBS_DIR="${VERSION_DIR}/libs"
 FETCH_MARKER="${VERSION_DIR}/fetch.ok"
 
 BOOTSTRAP="127.0.0.1:${PORT}"
+NODE_ID=1
 
 log() { printf 'kafka: %s\n' "$*" >&2; }
 die() { printf 'kafka: error: %s\n' "$*" >&2; exit 1; }
@@ -60,7 +74,8 @@ usage() {
   cat >&2 <<EOF
 usage: ${0##*/} {fetch|start|stop|status|logs [-f]|clean}
 
-Runs a single-node Apache Kafka ${KAFKA_VERSION} (KRaft, broker+controller) on 127.0.0.1.
+Runs a single-node Apache Kafka ${KAFKA_VERSION} (KRaft, broker+controller) on 127.0.0.1,
+or a cluster of KEEL_KAFKA_NODES such nodes.
 
 Environment:
   KEEL_KAFKA_PORT             client port (default 9092)
@@ -78,6 +93,12 @@ Environment:
   KEEL_KAFKA_CREDENTIALS_DIR  where clients find ca.pem and <principal>.password
                               (default <data dir>/credentials)
   KEEL_KAFKA_BOOTSTRAP        use this external cluster: start/stop do nothing
+  KEEL_KAFKA_NODES            nodes (default 1); 3: a cluster, each node in <data dir>/node-N
+                              (replication factor 3, min.insync.replicas 2)
+  KEEL_KAFKA_PORTS            cluster: client ports "P1,P2,P3" (default PORT, PORT+1, ...)
+  KEEL_KAFKA_CONTROLLER_PORTS cluster: controller ports (default the NODES ports after the
+                              client ports)
+  KEEL_KAFKA_NODE             start/stop/status only node N of the cluster (e.g. restart one)
 EOF
 }
 
@@ -92,6 +113,66 @@ validate_config() {
   [[ "${CREDENTIALS_DIR}" != *\\* ]] || die "KEEL_KAFKA_CREDENTIALS_DIR must not contain a backslash"
   [[ "${SECURITY}" == sasl_ssl || "${SECURITY}" == plaintext ]] ||
     die "KEEL_KAFKA_SECURITY must be sasl_ssl or plaintext, got '${SECURITY}'"
+  [[ "${NODES}" =~ ^[1-9]$ ]] || die "KEEL_KAFKA_NODES must be a number from 1 to 9, got '${NODES}'"
+  resolve_ports
+}
+
+# One client and one controller port per node (arrays CLIENT_PORTS, CTRL_PORTS), the bootstrap
+# list of every node, the static voter set and the replication settings that follow the size.
+resolve_ports() {
+  local i
+  CLIENT_PORTS=() CTRL_PORTS=()
+  if [[ -n "${PORTS_LIST}" ]]; then IFS=, read -r -a CLIENT_PORTS <<<"${PORTS_LIST}"; fi
+  if [[ -n "${CONTROLLER_PORTS_LIST}" ]]; then IFS=, read -r -a CTRL_PORTS <<<"${CONTROLLER_PORTS_LIST}"; fi
+  if ((NODES == 1)); then
+    CLIENT_PORTS=("${CLIENT_PORTS[0]:-${PORT}}")
+    CTRL_PORTS=("${CTRL_PORTS[0]:-${CONTROLLER_PORT}}")
+  else
+    ((${#CLIENT_PORTS[@]})) || for ((i = 0; i < NODES; i++)); do CLIENT_PORTS+=($((PORT + i))); done
+    ((${#CTRL_PORTS[@]})) || for ((i = 0; i < NODES; i++)); do CTRL_PORTS+=($((CLIENT_PORTS[NODES - 1] + 1 + i))); done
+  fi
+  ((${#CLIENT_PORTS[@]} == NODES && ${#CTRL_PORTS[@]} == NODES)) ||
+    die "KEEL_KAFKA_PORTS and KEEL_KAFKA_CONTROLLER_PORTS must name ${NODES} ports each"
+  local all=" ${CLIENT_PORTS[*]} ${CTRL_PORTS[*]} " port
+  for port in "${CLIENT_PORTS[@]}" "${CTRL_PORTS[@]}"; do
+    [[ "${port}" =~ ^[0-9]+$ ]] || die "ports must be numbers, got '${port}'"
+    local rest="${all/ ${port} / }"
+    [[ "${rest}" != *" ${port} "* ]] || die "port ${port} is named twice (client and controller ports must all differ)"
+  done
+  BOOTSTRAP="" VOTERS=""
+  for ((i = 0; i < NODES; i++)); do
+    BOOTSTRAP+="${BOOTSTRAP:+,}127.0.0.1:${CLIENT_PORTS[i]}"
+    VOTERS+="${VOTERS:+,}$((i + 1))@127.0.0.1:${CTRL_PORTS[i]}"
+  done
+  REPLICATION=$((NODES < 3 ? NODES : 3))
+  MIN_ISR=$((REPLICATION > 1 ? REPLICATION - 1 : 1))
+  ONLY_NODE="${KEEL_KAFKA_NODE:-}"
+  [[ -z "${ONLY_NODE}" || ("${ONLY_NODE}" =~ ^[1-9]$ && ONLY_NODE -le NODES) ]] ||
+    die "KEEL_KAFKA_NODE must be a node number from 1 to ${NODES}, got '${ONLY_NODE}'"
+  PORT="${CLIENT_PORTS[0]}" CONTROLLER_PORT="${CTRL_PORTS[0]}"
+}
+
+# The nodes a command acts on: all of them, or KEEL_KAFKA_NODE alone.
+selected_nodes() {
+  if [[ -n "${ONLY_NODE}" ]]; then echo "${ONLY_NODE}"; else seq 1 "${NODES}"; fi
+}
+
+# Points the per-node variables (ports, config, storage, logs, pid file) at node $1. A single
+# broker keeps everything in the data dir itself (the layout before cluster mode).
+select_node() {
+  NODE_ID="$1"
+  PORT="${CLIENT_PORTS[NODE_ID - 1]}"
+  CONTROLLER_PORT="${CTRL_PORTS[NODE_ID - 1]}"
+  local dir="${DATA_DIR}"
+  ((NODES == 1)) || dir="${DATA_DIR}/node-${NODE_ID}"
+  NODE_DIR="${dir}"
+  PROPS="${dir}/server.properties"
+  STORAGE_DIR="${dir}/kraft-logs"
+  LOG_DIR="${dir}/logs"
+  SERVER_LOG="${LOG_DIR}/server.log"
+  STDOUT_LOG="${LOG_DIR}/stdout.log"
+  PID_FILE="${dir}/broker.pid"
+  SCRAM_MARKER="${dir}/scram-admin"
 }
 
 # Data-dir layout (all paths absolute once resolve_data_dir has run).
@@ -113,6 +194,7 @@ resolve_data_dir() {
   CREDENTIALS_DIR="${CREDENTIALS_DIR:-${DATA_DIR}/credentials}"
   CA_FILE="${CREDENTIALS_DIR}/ca.pem"
   if ((created)); then : >"${OWNER_MARKER}"; fi
+  select_node 1
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
@@ -226,13 +308,23 @@ jvm_opts() {
 
 render_config() {
   [[ -f "${TEMPLATE}" ]] || die "missing ${TEMPLATE}"
-  local line tmp="${PROPS}.tmp.$$"
+  local line tmp="${PROPS}.tmp.$$" quorum
+  if ((NODES == 1)); then
+    quorum="controller.quorum.bootstrap.servers=127.0.0.1:${CONTROLLER_PORT}"
+  else
+    quorum="controller.quorum.voters=${VOTERS}"
+  fi
   {
     printf '# GENERATED by deploy/kafka/broker.sh from %s -- edits are overwritten on start.\n' "${TEMPLATE#"${REPO_ROOT}"/}"
     while IFS= read -r line || [[ -n "${line}" ]]; do
       line="${line//@PORT@/${PORT}}"
       line="${line//@CONTROLLER_PORT@/${CONTROLLER_PORT}}"
       line="${line//@DATA_DIR@/${DATA_DIR}}"
+      line="${line//@NODE_DIR@/${NODE_DIR}}"
+      line="${line//@NODE_ID@/${NODE_ID}}"
+      line="${line//@QUORUM@/${quorum}}"
+      line="${line//@REPLICATION@/${REPLICATION}}"
+      line="${line//@MIN_ISR@/${MIN_ISR}}"
       printf '%s\n' "${line}"
     done <"${TEMPLATE}"
     if [[ "${SECURITY}" == sasl_ssl ]]; then
@@ -370,11 +462,13 @@ format_storage() {
   [[ -f "${CLUSTER_ID_FILE}" ]] || new_cluster_id >"${CLUSTER_ID_FILE}"
   local cluster_id
   cluster_id="$(cat "${CLUSTER_ID_FILE}")"
-  log "formatting KRaft storage in ${STORAGE_DIR} (cluster id ${cluster_id}, standalone controller)"
+  local -a quorum=(--standalone)
+  ((NODES == 1)) || quorum=() # the static voter set in the config names the quorum
+  log "formatting KRaft storage in ${STORAGE_DIR} (cluster id ${cluster_id}, node ${NODE_ID} of ${NODES})"
   if ! "${JAVA}" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
       "-Dlog4j2.configurationFile=${LOG4J_CONFIG}" "-Dkafka.logs.dir=${LOG_DIR}" -Dkeel.kafka.log.level=WARN \
       -cp "${LIBS_DIR}/*" kafka.tools.StorageTool format \
-      --config "${PROPS}" --cluster-id "${cluster_id}" --standalone "${scram[@]}" >"${LOG_DIR}/format.log" 2>&1; then
+      --config "${PROPS}" --cluster-id "${cluster_id}" "${quorum[@]}" "${scram[@]}" >"${LOG_DIR}/format.log" 2>&1; then
     cat "${LOG_DIR}/format.log" >&2 || true
     die "formatting ${STORAGE_DIR} failed (if it holds an old or broken install: '${0##*/} clean')"
   fi
@@ -410,7 +504,7 @@ wait_ready() {
     if [[ -f "${SERVER_LOG}" ]] &&
         tail -c "+$((offset + 1))" "${SERVER_LOG}" | grep -F 'Kafka Server started' >/dev/null &&
         port_open 127.0.0.1 "${PORT}"; then
-      log "Kafka ${KAFKA_VERSION} ready on ${BOOTSTRAP} (pid ${pid}, $(elapsed "${start_ms}") s; data ${DATA_DIR})"
+      log "Kafka ${KAFKA_VERSION} node ${NODE_ID} ready on 127.0.0.1:${PORT} (pid ${pid}, $(elapsed "${start_ms}") s; data ${NODE_DIR})"
       return 0
     fi
     if ((SECONDS >= deadline)); then
@@ -431,7 +525,8 @@ cmd_start() {
     printf '%s\n' "${EXTERNAL_BOOTSTRAP}"
     return 0
   fi
-  local start_ms pid
+  local start_ms pid node
+  local -a launch=() wait_pids=() wait_offsets=() wait_nodes=()
   start_ms="$(now_ms)"
   resolve_data_dir
   # One `start` at a time per data dir: a second concurrent `start` waits here, then finds the
@@ -440,58 +535,73 @@ cmd_start() {
     exec 8>"${DATA_DIR}/.start.lock"
     flock 8
   fi
-  pid="$(running_pid)"
-  if [[ -n "${pid}" ]]; then
-    if port_open 127.0.0.1 "${PORT}"; then
-      log "already running on ${BOOTSTRAP} (pid ${pid}, data ${DATA_DIR})"
-      # A changed password file or ACL table is applied to the running broker (rotation).
-      if [[ "${SECURITY}" == sasl_ssl ]]; then apply_security; fi
-      printf '%s\n' "${BOOTSTRAP}"
-      return 0
+  # Nodes already running are kept (a second `start` after one node was killed restarts that
+  # node alone); a node alive but not answering yet is waited for.
+  for node in $(selected_nodes); do
+    select_node "${node}"
+    pid="$(running_pid)"
+    if [[ -n "${pid}" ]]; then
+      if port_open 127.0.0.1 "${PORT}"; then
+        log "node ${NODE_ID} already running on 127.0.0.1:${PORT} (pid ${pid}, data ${NODE_DIR})"
+      else
+        log "node ${NODE_ID}: pid ${pid} is alive but 127.0.0.1:${PORT} does not answer yet; waiting for it"
+        wait_pids+=("${pid}") wait_offsets+=(0) wait_nodes+=("${node}")
+      fi
+      continue
     fi
-    log "pid ${pid} is alive but ${BOOTSTRAP} does not answer yet; waiting for it"
-    wait_ready "${pid}" 0 "${start_ms}"
-    printf '%s\n' "${BOOTSTRAP}"
-    return 0
-  fi
-  rm -f "${PID_FILE}"
-  port_open 127.0.0.1 "${PORT}" &&
-    die "port ${PORT} is already in use by another process (another broker? set KEEL_KAFKA_PORT, or KEEL_KAFKA_BOOTSTRAP to use it)"
-  port_open 127.0.0.1 "${CONTROLLER_PORT}" &&
-    die "controller port ${CONTROLLER_PORT} is already in use by another process (set KEEL_KAFKA_CONTROLLER_PORT)"
+    rm -f "${PID_FILE}"
+    port_open 127.0.0.1 "${PORT}" &&
+      die "port ${PORT} is already in use by another process (another broker? set KEEL_KAFKA_PORT, or KEEL_KAFKA_BOOTSTRAP to use it)"
+    port_open 127.0.0.1 "${CONTROLLER_PORT}" &&
+      die "controller port ${CONTROLLER_PORT} is already in use by another process (set KEEL_KAFKA_CONTROLLER_PORT)"
+    launch+=("${node}")
+  done
 
-  check_java
-  cmd_fetch quiet
-  # Refuse to fill (and later `clean`) a non-empty directory that this script did not create.
-  if [[ ! -f "${OWNER_MARKER}" ]]; then
-    # The start lock (taken above) is the only entry allowed in a fresh directory.
-    [[ -z "$(ls -A "${DATA_DIR}" | grep -vx '.start.lock')" ]] ||
-      die "KEEL_KAFKA_DATA_DIR=${DATA_DIR} is not empty and was not created by ${0##*/}; choose another directory"
-    : >"${OWNER_MARKER}"
+  if ((${#launch[@]})); then
+    check_java
+    cmd_fetch quiet
+    # Refuse to fill (and later `clean`) a non-empty directory that this script did not create.
+    if [[ ! -f "${OWNER_MARKER}" ]]; then
+      # The start lock (taken above) is the only entry allowed in a fresh directory.
+      [[ -z "$(ls -A "${DATA_DIR}" | grep -vx '.start.lock')" ]] ||
+        die "KEEL_KAFKA_DATA_DIR=${DATA_DIR} is not empty and was not created by ${0##*/}; choose another directory"
+      : >"${OWNER_MARKER}"
+    fi
+    if [[ "${SECURITY}" == sasl_ssl ]]; then make_secrets; fi
+    jvm_opts
   fi
-  mkdir -p "${LOG_DIR}" "${STORAGE_DIR}"
-  if [[ "${SECURITY}" == sasl_ssl ]]; then make_secrets; fi
-  (umask 077; render_config)
-  format_storage
-  jvm_opts
-
-  local offset=0
-  [[ -f "${SERVER_LOG}" ]] && offset="$(wc -c <"${SERVER_LOG}" | tr -d ' ')"
-  {
-    printf '==== %s starting: %s' "$(date '+%F %T')" "${JAVA}"
-    printf ' %q' "${JVM_OPTS[@]}" -cp "${LIBS_DIR}/*" kafka.Kafka "${PROPS}"
-    printf '\n'
-  } >"${STDOUT_LOG}"
-  # setsid: own session, so Ctrl-C in the calling terminal or make does not reach the broker.
-  setsid nohup "${JAVA}" "${JVM_OPTS[@]}" -cp "${LIBS_DIR}/*" kafka.Kafka "${PROPS}" \
-    >>"${STDOUT_LOG}" 2>&1 </dev/null 8>&- &
-  pid=$!
-  printf '%s\n' "${pid}" >"${PID_FILE}"
-  log "started Kafka ${KAFKA_VERSION} (pid ${pid}), waiting for ${BOOTSTRAP} ..."
-  wait_ready "${pid}" "${offset}" "${start_ms}"
+  # Every node of a cluster is launched before any is waited for: a node is ready only once
+  # a majority of the controller quorum runs.
+  for node in "${launch[@]}"; do
+    select_node "${node}"
+    mkdir -p "${LOG_DIR}" "${STORAGE_DIR}"
+    (umask 077; render_config)
+    format_storage
+    jvm_opts
+    local offset=0
+    [[ -f "${SERVER_LOG}" ]] && offset="$(wc -c <"${SERVER_LOG}" | tr -d ' ')"
+    {
+      printf '==== %s starting: %s' "$(date '+%F %T')" "${JAVA}"
+      printf ' %q' "${JVM_OPTS[@]}" -cp "${LIBS_DIR}/*" kafka.Kafka "${PROPS}"
+      printf '\n'
+    } >"${STDOUT_LOG}"
+    # setsid: own session, so Ctrl-C in the calling terminal or make does not reach the broker.
+    setsid nohup "${JAVA}" "${JVM_OPTS[@]}" -cp "${LIBS_DIR}/*" kafka.Kafka "${PROPS}" \
+      >>"${STDOUT_LOG}" 2>&1 </dev/null 8>&- &
+    pid=$!
+    printf '%s\n' "${pid}" >"${PID_FILE}"
+    log "started Kafka ${KAFKA_VERSION} node ${NODE_ID} (pid ${pid}), waiting for 127.0.0.1:${PORT} ..."
+    wait_pids+=("${pid}") wait_offsets+=("${offset}") wait_nodes+=("${node}")
+  done
+  local i
+  for ((i = 0; i < ${#wait_nodes[@]}; i++)); do
+    select_node "${wait_nodes[i]}"
+    wait_ready "${wait_pids[i]}" "${wait_offsets[i]}" "${start_ms}"
+  done
+  # A changed password file or ACL table is applied to a running broker too (rotation).
   if [[ "${SECURITY}" == sasl_ssl ]]; then
     apply_security
-    log "secured: SASL_SSL (SCRAM-SHA-512) with ACLs; credentials in ${CREDENTIALS_DIR}"
+    ((${#launch[@]} == 0)) || log "secured: SASL_SSL (SCRAM-SHA-512) with ACLs; credentials in ${CREDENTIALS_DIR}"
   fi
   printf '%s\n' "${BOOTSTRAP}"
 }
@@ -503,26 +613,35 @@ cmd_stop() {
   fi
   [[ -d "${DATA_DIR}" ]] || { log "not running (no ${DATA_DIR})"; return 0; }
   resolve_data_dir
-  local pid start_ms deadline
-  pid="$(running_pid)"
-  if [[ -z "${pid}" ]]; then
+  local pid start_ms deadline node
+  local -a pids=()
+  # SIGTERM to every node at once: stopped one by one, the last nodes of a cluster would wait
+  # for a controller quorum that is already gone.
+  for node in $(selected_nodes); do
+    select_node "${node}"
+    pid="$(running_pid)"
     rm -f "${PID_FILE}"
+    [[ -n "${pid}" ]] || continue
+    pids+=("${pid}")
+  done
+  if ((${#pids[@]} == 0)); then
     log "not running"
     return 0
   fi
   start_ms="$(now_ms)"
-  log "stopping broker (pid ${pid}) ..."
-  kill -TERM "${pid}" 2>/dev/null || true
+  log "stopping broker (pid ${pids[*]}) ..."
+  kill -TERM "${pids[@]}" 2>/dev/null || true
   deadline=$((SECONDS + STOP_TIMEOUT))
-  while alive "${pid}" && ((SECONDS < deadline)); do
-    sleep 0.2
+  for pid in "${pids[@]}"; do
+    while alive "${pid}" && ((SECONDS < deadline)); do
+      sleep 0.2
+    done
+    if alive "${pid}"; then
+      log "pid ${pid}: no clean exit after ${STOP_TIMEOUT} s, sending SIGKILL"
+      kill -KILL "${pid}" 2>/dev/null || true
+      while alive "${pid}"; do sleep 0.1; done
+    fi
   done
-  if alive "${pid}"; then
-    log "no clean exit after ${STOP_TIMEOUT} s, sending SIGKILL"
-    kill -KILL "${pid}" 2>/dev/null || true
-    while alive "${pid}"; do sleep 0.1; done
-  fi
-  rm -f "${PID_FILE}"
   log "stopped in $(elapsed "${start_ms}") s"
 }
 
@@ -540,24 +659,28 @@ cmd_status() {
   fi
   [[ -d "${DATA_DIR}" ]] || { log "not running"; return 1; }
   resolve_data_dir
-  local pid
-  pid="$(running_pid)"
-  if [[ -n "${pid}" ]] && port_open 127.0.0.1 "${PORT}"; then
-    log "running on ${BOOTSTRAP} (pid ${pid}, data ${DATA_DIR})"
-    printf '%s\n' "${BOOTSTRAP}"
-    return 0
-  fi
-  if [[ -n "${pid}" ]]; then
-    log "process ${pid} is alive but ${BOOTSTRAP} does not answer (starting, or wrong KEEL_KAFKA_PORT?)"
-  else
-    log "not running"
-  fi
-  return 1
+  local pid node down=0
+  for node in $(selected_nodes); do
+    select_node "${node}"
+    pid="$(running_pid)"
+    if [[ -n "${pid}" ]] && port_open 127.0.0.1 "${PORT}"; then
+      log "node ${NODE_ID} running on 127.0.0.1:${PORT} (pid ${pid}, data ${NODE_DIR})"
+    elif [[ -n "${pid}" ]]; then
+      log "node ${NODE_ID}: process ${pid} is alive but 127.0.0.1:${PORT} does not answer (starting, or wrong KEEL_KAFKA_PORT?)"
+      down=1
+    else
+      log "node ${NODE_ID} not running"
+      down=1
+    fi
+  done
+  ((down == 0)) || return 1
+  printf '%s\n' "${BOOTSTRAP}"
 }
 
 cmd_logs() {
   [[ -d "${DATA_DIR}" ]] || die "no data dir ${DATA_DIR} (never started?)"
   resolve_data_dir
+  [[ -z "${ONLY_NODE}" ]] || select_node "${ONLY_NODE}"
   [[ -f "${SERVER_LOG}" ]] || die "no broker log yet (${SERVER_LOG})"
   if [[ "${1:-}" == "-f" || "${1:-}" == "--follow" ]]; then
     exec tail -n 50 -F "${SERVER_LOG}"
@@ -585,7 +708,7 @@ main() {
     start) validate_config; cmd_start ;;
     stop) validate_config; cmd_stop ;;
     status) validate_config; cmd_status ;;
-    logs) cmd_logs "$@" ;;
+    logs) validate_config; cmd_logs "$@" ;;
     clean) validate_config; cmd_clean ;;
     -h | --help | help) usage ;;
     *) usage; exit 2 ;;

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from keel_cli.console import say
@@ -22,6 +24,9 @@ from keel_contracts.errors import ConfigError
 from keel_core.settings import KafkaSettings
 
 ADMIN = "admin"
+
+# The launcher's cluster mode: this many KRaft nodes, every topic on all three, two in sync.
+CLUSTER_NODES = 3
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -85,6 +90,60 @@ def kafka_settings(
     return KafkaSettings.model_validate({"bootstrap": bootstrap, **security, **fields})
 
 
+@dataclass(frozen=True)
+class LocalCluster:
+    """A launcher cluster: its bootstrap list, the launcher settings that start (or restart)
+    its nodes and name their pid files, and the clients' credentials directory."""
+
+    bootstrap: str
+    env: dict[str, str]
+    credentials: Path
+
+
+def cluster_env(data_dir: Path, nodes: int = CLUSTER_NODES) -> dict[str, str]:
+    """The launcher's environment for a cluster of ``nodes`` on free ports in ``data_dir``
+    (each node in ``<data_dir>/node-N``, one credentials directory for all)."""
+    from keel_cli.stack import free_ports
+
+    ports = free_ports(2 * nodes)
+    return {
+        "KEEL_KAFKA_NODES": str(nodes),
+        "KEEL_KAFKA_PORTS": ",".join(map(str, ports[:nodes])),
+        "KEEL_KAFKA_CONTROLLER_PORTS": ",".join(map(str, ports[nodes:])),
+        "KEEL_KAFKA_DATA_DIR": str(data_dir),
+        "KEEL_KAFKA_CREDENTIALS_DIR": str(data_dir / "credentials"),
+    }
+
+
+def topic_env(nodes: int) -> dict[str, str]:
+    """Keel's topic settings for a launcher cluster of ``nodes``: as many copies as nodes (at
+    most 3) and one fewer in sync, so one node may die without stopping acks=all writes."""
+    copies = min(nodes, CLUSTER_NODES)
+    return {
+        "KEEL_KAFKA_REPLICATION_FACTOR": str(copies),
+        "KEEL_KAFKA_MIN_INSYNC_REPLICAS": str(max(copies - 1, 1)),
+    }
+
+
+def node_pid(env: dict[str, str], node: int) -> int | None:
+    """The process of cluster node ``node`` (1-based) started with ``env``, if it runs."""
+    path = Path(env["KEEL_KAFKA_DATA_DIR"]) / f"node-{node}" / "broker.pid"
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def kill_node(env: dict[str, str], node: int) -> None:
+    """SIGKILL one node of a launcher cluster (a crash, not a shutdown); ``start_broker`` with
+    the same ``env`` starts it again and leaves the others as they run."""
+    pid = node_pid(env, node)
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
+
+
 def start_broker(root: Path, env: dict[str, str] | None = None) -> str:
     """Start (or reuse) the local broker and return its bootstrap address."""
     env = {**(env or {})}
@@ -127,12 +186,14 @@ async def local_broker(full_jit: bool = True) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def local_kafka(
-    full_jit: bool = True, secure: bool = True
+    full_jit: bool = True, secure: bool = True, nodes: int = 1
 ) -> AsyncIterator[tuple[KafkaSettings, Path | None]]:
     """``KEEL_KAFKA_BOOTSTRAP`` when set (with the environment's security settings); else a
     broker of its own on free ports in a temporary data directory, stopped and removed
     afterwards. Yields the admin's settings and the credentials directory (None: plaintext),
     which a ``LocalStack(kafka_credentials=...)`` hands out one principal per service.
+    ``nodes=3``: the launcher's cluster, its topic settings in the yielded settings (services
+    of a stack need ``topic_env(nodes)`` too).
     ``full_jit`` trades ~1 s of start-up for acknowledgements about twice as fast once warm
     (benchmarks want that)."""
     external = os.environ.get("KEEL_KAFKA_BOOTSTRAP")
@@ -141,21 +202,27 @@ async def local_kafka(
         return
     from keel_cli.stack import free_ports
 
-    client, controller = free_ports(2)
     data_dir = tempfile.mkdtemp(prefix="keel-kafka-")
-    env = {
-        "KEEL_KAFKA_PORT": str(client),
-        "KEEL_KAFKA_CONTROLLER_PORT": str(controller),
-        "KEEL_KAFKA_DATA_DIR": str(Path(data_dir) / "data"),
-        "KEEL_KAFKA_SECURITY": "sasl_ssl" if secure else "plaintext",
-    }
+    if nodes > 1:
+        env = cluster_env(Path(data_dir) / "data", nodes)
+    else:
+        client, controller = free_ports(2)
+        env = {
+            "KEEL_KAFKA_PORT": str(client),
+            "KEEL_KAFKA_CONTROLLER_PORT": str(controller),
+            "KEEL_KAFKA_DATA_DIR": str(Path(data_dir) / "data"),
+        }
+    env["KEEL_KAFKA_SECURITY"] = "sasl_ssl" if secure else "plaintext"
     if full_jit:
         env["KEEL_KAFKA_JVM_OPTS"] = os.environ.get("KEEL_KAFKA_JVM_OPTS", "-XX:+UseSerialGC")
     root = repo_root()
     credentials = credentials_dir(root, env) if secure else None
     try:
         bootstrap = await asyncio.to_thread(start_broker, root, env)
-        yield kafka_settings(bootstrap, credentials), credentials
+        topics: dict[str, object] = {}
+        if nodes > 1:
+            topics = {name[len("KEEL_KAFKA_") :].lower(): v for name, v in topic_env(nodes).items()}
+        yield kafka_settings(bootstrap, credentials, ADMIN, **topics), credentials
     finally:
         await asyncio.to_thread(stop_broker, root, env)
         shutil.rmtree(data_dir, ignore_errors=True)

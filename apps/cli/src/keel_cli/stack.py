@@ -133,7 +133,10 @@ def with_replicas(
     extra = [
         (spec, number) for spec in specs for number in range(2, replicas.get(spec.name, 1) + 1)
     ]
-    ports = iter(free_ports(3 * len(extra)))
+    # A port of ``specs`` was free when they were made and may be handed out again now: skip
+    # those (asking for enough more that the skipped ones cannot run the list short).
+    used = {p for s in specs for p in (s.grpc_port, s.metrics_port, s.web_port) if p}
+    ports = iter([p for p in free_ports(3 * len(extra) + len(used)) if p not in used])
     added = tuple(
         ServiceSpec(
             spec.name,
@@ -163,6 +166,10 @@ class LocalStack:
     # approvals, audit and ledger. Only to measure what the trust layer costs.
     insecure: bool = False
     python: str = sys.executable
+    # Milvus for every memory replica: unset, each replica gets its own Milvus Lite file (Lite
+    # is one process per file, so two replicas cannot share one); a Milvus server URI here is
+    # shared by all of them.
+    memory_uri: str | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def spec(self, name: str) -> ServiceSpec:
@@ -175,6 +182,21 @@ class LocalStack:
 
     def replicas(self, service: str) -> list[ServiceSpec]:
         return [s for s in self.specs if s.name == service]
+
+    def targets(self, service: str) -> str:
+        """Where a caller reaches ``service``: its one address, or every replica's
+        (``ipv4:127.0.0.1:P1,127.0.0.1:P2``, spread round-robin by the channel), so one
+        replica dying does not stop its callers."""
+        ports = [s.grpc_port for s in self.replicas(service)]
+        if len(ports) == 1:
+            return f"127.0.0.1:{ports[0]}"
+        return "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+
+    def memory_uri_for(self, spec: ServiceSpec) -> str:
+        if self.memory_uri:
+            return self.memory_uri
+        name = "milvus.db" if spec.replica == 1 else f"milvus-{spec.replica}.db"
+        return str(self.run_dir / "memory" / name)
 
     def log_path(self, name: str) -> Path:
         return self.run_dir / "logs" / f"{name}.log"
@@ -193,13 +215,13 @@ class LocalStack:
             "KEEL_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             f"{spec.env_prefix}GRPC_PORT": str(spec.grpc_port),
             f"{spec.env_prefix}METRICS_PORT": str(spec.metrics_port),
-            "KEEL_TOOL_GATEWAY_POLICY_TARGET": self.target("policy"),
-            "KEEL_TOOL_GATEWAY_APPROVAL_TARGET": self.target("approval"),
-            "KEEL_TOOL_GATEWAY_MEMORY__TARGET": self.target("memory"),
-            "KEEL_AGENT_LOOP_LLM_TARGET": self.target("llm-gateway"),
-            "KEEL_AGENT_LOOP_TOOL_TARGET": self.target("tool-gateway"),
-            "KEEL_AGENT_LOOP_MEMORY_TARGET": self.target("memory"),
-            "KEEL_MEMORY_MILVUS_URI": str(self.run_dir / "memory" / "milvus.db"),
+            "KEEL_TOOL_GATEWAY_POLICY_TARGET": self.targets("policy"),
+            "KEEL_TOOL_GATEWAY_APPROVAL_TARGET": self.targets("approval"),
+            "KEEL_TOOL_GATEWAY_MEMORY__TARGET": self.targets("memory"),
+            "KEEL_AGENT_LOOP_LLM_TARGET": self.targets("llm-gateway"),
+            "KEEL_AGENT_LOOP_TOOL_TARGET": self.targets("tool-gateway"),
+            "KEEL_AGENT_LOOP_MEMORY_TARGET": self.targets("memory"),
+            "KEEL_MEMORY_MILVUS_URI": self.memory_uri_for(spec),
             "PYTHONUNBUFFERED": "1",
         }
         if spec.web_port:

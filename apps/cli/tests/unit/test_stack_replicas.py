@@ -36,3 +36,38 @@ def test_every_replica_connects_to_kafka_as_its_services_principal(tmp_path: Pat
 
     assert env["KEEL_KAFKA_USERNAME"] == "agent-loop"
     assert env["KEEL_AGENT_LOOP_GRPC_PORT"] == str(stack.spec("agent-loop-2").grpc_port)
+
+
+def test_callers_of_a_replicated_service_name_every_replica(tmp_path: Path) -> None:
+    specs = with_replicas(with_free_ports(), {"llm-gateway": 2, "tool-gateway": 2})
+    stack = LocalStack(run_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", specs=specs)
+
+    env = stack.env_for(stack.spec("agent-loop"))
+
+    llm = [s.grpc_port for s in stack.replicas("llm-gateway")]
+    assert env["KEEL_AGENT_LOOP_LLM_TARGET"] == f"ipv4:127.0.0.1:{llm[0]},127.0.0.1:{llm[1]}"
+    assert env["KEEL_AGENT_LOOP_TOOL_TARGET"].count("127.0.0.1:") == 2
+    # A service running once keeps its plain address.
+    assert env["KEEL_AGENT_LOOP_MEMORY_TARGET"] == stack.target("memory")
+
+
+def test_each_memory_replica_has_its_own_milvus_lite_file_unless_a_server_is_named(
+    tmp_path: Path,
+) -> None:
+    specs = with_replicas(with_free_ports(), {"memory": 2})
+    lite = LocalStack(run_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", specs=specs)
+    server = LocalStack(
+        run_dir=tmp_path,
+        kafka_bootstrap="127.0.0.1:1",
+        specs=specs,
+        memory_uri="http://127.0.0.1:19530",
+    )
+
+    files = {lite.env_for(s)["KEEL_MEMORY_MILVUS_URI"] for s in lite.replicas("memory")}
+    shared = {server.env_for(s)["KEEL_MEMORY_MILVUS_URI"] for s in server.replicas("memory")}
+
+    assert files == {
+        str(tmp_path / "memory" / "milvus.db"),
+        str(tmp_path / "memory" / "milvus-2.db"),
+    }
+    assert shared == {"http://127.0.0.1:19530"}

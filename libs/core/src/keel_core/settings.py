@@ -29,7 +29,13 @@ class KafkaSettings(BaseSettings):
     # How long a service waits for the broker at start-up before giving up with a clear message.
     connect_timeout_s: float = 20.0
     topic_partitions: int = 3
-    replication_factor: int = 1
+    # Copies of each topic Keel creates and how many must hold a write before acks=all
+    # answers: 1 for the single dev broker; on the launcher's 3-node cluster 3 and 2, so one
+    # broker can die without losing an acknowledged record or stopping producers. Unset min
+    # ISR: the cluster's own default (the launcher sets it to match its size), so a managed
+    # cluster's stricter default is never weakened by Keel.
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     # PLAINTEXT only for a cluster that asks for nothing (KEEL_KAFKA_BOOTSTRAP without security,
     # or the launcher's KEEL_KAFKA_SECURITY=plaintext). The launcher's default is SASL_SSL.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -18,6 +18,22 @@ _NO_ERROR = 0
 _TOPIC_ALREADY_EXISTS = 36
 
 
+def new_topic(spec: TopicSpec, settings: KafkaSettings) -> NewTopic:
+    """The topic as the cluster should hold it: the settings' replication factor and
+    ``min.insync.replicas`` (a topic's own setting in the catalog wins), so the same catalog
+    serves one dev broker and a replicated cluster. Without a min ISR setting the topic takes
+    the cluster's default."""
+    isr = {}
+    if settings.min_insync_replicas is not None:
+        isr["min.insync.replicas"] = str(settings.min_insync_replicas)
+    return NewTopic(
+        name=spec.name,
+        num_partitions=settings.topic_partitions,
+        replication_factor=settings.replication_factor,
+        topic_configs={**isr, **spec.configs()},
+    )
+
+
 async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] | None = None) -> None:
     """Create every topic that is missing; existing topics are left as they are."""
     wanted = list(specs) if specs is not None else all_specs()
@@ -32,17 +48,7 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] | No
         missing = [s for s in wanted if s.name not in existing]
         if not missing:
             return
-        response = await admin.create_topics(
-            [
-                NewTopic(
-                    name=s.name,
-                    num_partitions=settings.topic_partitions,
-                    replication_factor=settings.replication_factor,
-                    topic_configs=s.configs(),
-                )
-                for s in missing
-            ]
-        )
+        response = await admin.create_topics([new_topic(s, settings) for s in missing])
         for topic, code, *rest in response.topic_errors:
             if code not in (_NO_ERROR, _TOPIC_ALREADY_EXISTS):
                 message = rest[0] if rest else ""

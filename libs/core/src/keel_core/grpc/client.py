@@ -55,10 +55,23 @@ def default_credentials(target: str) -> ClientCredentials | None:
     return _resolver(target) if _resolver is not None else None
 
 
+def replica_options(target: str) -> list[tuple[str, Any]]:
+    """Channel options for a target naming several replicas (``ipv4:H:P1,H:P2``): calls are
+    spread round-robin over the replicas that answer, so one dying moves its callers to the
+    others. The TLS name checked is the first address's host: every replica of a service
+    serves the same certificate, and gRPC would otherwise check the whole address list."""
+    scheme, _, addresses = target.partition(":")
+    if scheme not in ("ipv4", "ipv6") or "," not in addresses:
+        return []
+    first = addresses.lstrip("/").split(",")[0]
+    host = first.rsplit(":", 1)[0].strip("[]")
+    return [("grpc.lb_policy_name", "round_robin"), ("grpc.ssl_target_name_override", host)]
+
+
 def insecure_channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         target,
-        options=[("grpc.enable_retries", 1)],
+        options=[("grpc.enable_retries", 1), *replica_options(target)],
         interceptors=[_TraceUnaryUnary(), _TraceUnaryStream()],
     )
 
@@ -79,6 +92,7 @@ def secure_channel(target: str, credentials: ClientCredentials) -> grpc.aio.Chan
             ("grpc.enable_retries", 1),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *replica_options(target),
         ],
         interceptors=interceptors,
     )
