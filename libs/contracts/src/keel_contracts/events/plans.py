@@ -41,8 +41,7 @@ class Stance(BaseModel):
 class Sampling(BaseModel):
     """How a node's model samples. Temperature 0 is deterministic and served from the LLM
     gateway's response cache; above 0 every call is a fresh draw (the agent loop never opts
-    a sampled call into the cache). ``seed`` goes with every model call of the node's session
-    (``CompleteRequest.seed``: providers that take a seed get it) and is recorded with the node."""
+    a sampled call into the cache). ``seed`` is recorded with the node for reproducibility."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
