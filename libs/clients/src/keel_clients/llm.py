@@ -35,6 +35,8 @@ class CompletionOptions:
     max_tokens: int = 0
     complexity: str = ""
     cache: bool = False
+    # None: the provider's own sampling seed (the field stays unset on the wire).
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ def _request(
         max_tokens=options.max_tokens,
         complexity=options.complexity,
         cache=options.cache,
+        seed=options.seed,
     )
 
 

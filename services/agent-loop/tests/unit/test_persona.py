@@ -69,11 +69,9 @@ class RecordingClient:
         return answer("fine")
 
 
-async def test_the_gateway_is_asked_at_the_sessions_temperature_never_opted_into_the_cache() -> (
-    None
-):
+async def test_the_gateway_is_asked_at_the_sessions_temperature_and_seed_never_cached() -> None:
     client = RecordingClient()
     llm = PatientLLM(SampledLLM(client), Patience(1.0, 0.01, 0.01))  # type: ignore[arg-type]
     await llm.complete(RequestContext(), [], [], Sampling(temperature=0.7, seed=1))
     await llm.complete(RequestContext(), [], [])
-    assert client.options == [CompletionOptions(temperature=0.7, cache=False), None]
+    assert client.options == [CompletionOptions(temperature=0.7, cache=False, seed=1), None]

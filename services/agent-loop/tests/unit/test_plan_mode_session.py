@@ -27,7 +27,7 @@ from keel_agent_loop.testing import (
 )
 from keel_agent_loop.usecases import SessionRunner
 from keel_contracts.events import Envelope, TaskCompleted, TaskSubmitted
-from keel_contracts.events.plans import PlanFinished, PlanSubmitted
+from keel_contracts.events.plans import PlanCancelRequested, PlanFinished, PlanSubmitted
 from keel_contracts.topics import PLANS, RESULTS
 from keel_core.testing import InMemoryPublisher, in_memory_audit
 
@@ -114,6 +114,37 @@ async def test_a_parked_session_submits_the_same_plan_again_after_a_restart() ->
     await parts.loop.resubmit_plan(restored)
     first, again = parts.submitted()
     assert first == again
+
+
+async def test_cancelling_a_session_parked_on_its_plan_cancels_the_plan() -> None:
+    parts = Parts(ScriptedLLM([call_tools(("plan", TEAM))]))
+    await parts.loop.run(session())
+    parked = parts.checkpoints.get("s1")  # cancelled where it is parked: from its checkpoint
+    assert parked is not None
+    await parts.loop.cancel(parked, "not needed any more")
+    assert parked.status == "cancelled"
+    cancels = [
+        e.parse(PlanCancelRequested)
+        for e in parts.publisher.envelopes(PLANS)
+        if e.type == PlanCancelRequested.event_type
+    ]
+    assert cancels == [
+        PlanCancelRequested(
+            plan_id="s1.plan-1-0", reason="not needed any more", requested_by="session:s1"
+        )
+    ]
+    assert [(r.key or b"").decode() for r in parts.publisher.sent if r.topic == PLANS] == [
+        "s1.plan-1-0",
+        "s1.plan-1-0",
+    ]
+
+
+async def test_cancelling_a_session_that_waits_for_no_plan_sends_no_plan_cancel() -> None:
+    parts = Parts(ScriptedLLM([answer("done")]))
+    state = session()
+    await parts.loop.cancel(state, "stop")
+    assert state.status == "cancelled"
+    assert parts.publisher.envelopes(PLANS) == []
 
 
 async def test_a_bad_plan_is_an_error_the_model_reads_and_nothing_is_submitted() -> None:

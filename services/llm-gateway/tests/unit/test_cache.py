@@ -150,6 +150,7 @@ def test_key_is_the_hash_of_one_canonical_json_document() -> None:
                 ["assistant", "", [["c1", "calc", '{"x": "ü"}']], "", ""],
             ],
             "model": "m",
+            "seed": None,
             "temperature": 0.0,
             "tenant": "default",
             "tools": [t.model_dump(mode="json") for t in req.tools],

@@ -46,6 +46,7 @@ class FakeEngine:
         self.cancelled = threading.Event()
         self.closed = False
         self.stop_rules: list[Callable[[str], bool] | None] = []
+        self.seeds: list[int | None] = []
         self._guard = threading.Lock()
 
     def generate(
@@ -57,8 +58,10 @@ class FakeEngine:
         on_text: Callable[[str], None] | None,
         cancel: threading.Event,
         stop_when: Callable[[str], bool] | None = None,
+        seed: int | None = None,
     ) -> Generation:
         self.stop_rules.append(stop_when)
+        self.seeds.append(seed)
         with self._guard:
             self.active += 1
             self.most_active = max(self.most_active, self.active)
@@ -169,6 +172,14 @@ async def test_max_tokens_comes_from_the_request_then_the_default() -> None:
     assert default.message.content == "a" * 12
     assert default.finish_reason == "length"
     assert asked.message.content == "b" * 6
+
+
+async def test_the_requests_seed_reaches_the_engine() -> None:
+    engine = FakeEngine(["a", "b"])
+    local = provider(engine)
+    await local.complete(CompletionRequest(messages=request().messages, seed=9))
+    await local.complete(CompletionRequest(messages=request().messages))
+    assert engine.seeds == [9, None]
 
 
 async def test_generations_never_overlap_and_the_model_loads_once() -> None:

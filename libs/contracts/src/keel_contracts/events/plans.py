@@ -132,6 +132,20 @@ class PlanFinished(EventData):
     nodes: dict[str, NodeStatus] = Field(default_factory=dict)
 
 
+class PlanCancelRequested(EventData):
+    """Asks the orchestrator to stop a plan (key = the plan id, so it is ordered after the
+    plan's submission): pending nodes never start, running sessions are asked to cancel, a
+    nested plan is cancelled in turn, and the plan ends ``failed`` with the reason. Sent when a
+    plan-mode session parked on the plan is cancelled; a cancel of an unknown or finished plan
+    is ignored."""
+
+    event_type: ClassVar[str] = "keel.plan.cancel_requested"
+
+    plan_id: str
+    reason: str = ""
+    requested_by: str = ""
+
+
 class PlanCheckpoint(EventData):
     """A plan's scheduler state on the compacted ``keel.checkpoints`` (key ``plan:<id>``)."""
 

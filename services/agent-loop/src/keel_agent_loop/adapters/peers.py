@@ -20,7 +20,8 @@ from keel_contracts.events.plans import Sampling
 
 
 class SampledLLM:
-    """``LLMPort``: the client, asked at the session's temperature when it has one. It never
+    """``LLMPort``: the client, asked at the session's temperature and seed when it has them (the
+    seed reaches the provider and the gateway's cache key). It never
     opts a sampled call into the gateway's response cache (``CompletionOptions.cache`` stays
     off), so each debater's draw is its own; temperature 0 is cached as always, keyed by the
     whole prompt (the stance is in the system message)."""
@@ -37,7 +38,7 @@ class SampledLLM:
     ) -> LLMReply:
         if sampling is None:
             return await self._client.complete(ctx, messages, tools)
-        options = CompletionOptions(temperature=sampling.temperature)
+        options = CompletionOptions(temperature=sampling.temperature, seed=sampling.seed)
         return await self._client.complete(ctx, messages, tools, options)
 
 

@@ -185,8 +185,11 @@ class AgentLoop:
             await self._reporter.failed(state, "infrastructure", error)
 
     async def cancel(self, state: AgentState, reason: str) -> None:
-        """Cancel a session that is not running here (parked, or only checkpointed)."""
+        """Cancel a session that is not running here (parked, or only checkpointed); one
+        parked on its plan cancels the plan first."""
         if not state.finished:
+            if self._plans is not None:
+                await self._plans.cancel(state, reason)
             await self._reporter.cancelled(state, reason)
 
     async def resumed(self, state: AgentState, trigger: str) -> None:

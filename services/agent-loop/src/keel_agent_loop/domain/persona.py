@@ -5,8 +5,8 @@ a prompt, from ``TaskSubmitted.metadata``; see ``keel_contracts.events.plans.per
 goes into the system message, where the model weighs it as the operator's framing, and the
 name is written as a ``Stance: <name>`` line so the judge, the timeline and the scripted model
 can tell the debaters apart. Because the system message is part of the LLM gateway's cache
-key, two stances never share a cached answer. A node's sampling (temperature) goes with every
-model call of its session.
+key, two stances never share a cached answer. A node's sampling (temperature and seed) goes
+with every model call of its session.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Like an approval (``parking``): the session checkpoints (durably) FIRST, then su
 plan, so the plan's end always finds the parked checkpoint; it holds no consumer while the
 plan runs, and the plan's ``PlanFinished`` (sent to the session's own lane) resumes it in
 whichever process owns the session then. A session restarted while parked submits its plan
-again: the plan id comes from the call, so the orchestrator ignores a plan it knows.
+again: the plan id comes from the call, so the orchestrator ignores a plan it knows. A parked
+session that is cancelled cancels its plan (``PlanParking.cancel``): nobody would read its
+answer, and its sessions would spend budget for nothing.
 
 What a plan is and how it is checked, submitted and reported belongs to the plans package;
 the domain reaches it through ``PlanPort`` (``keel_agent_loop.plans.session.PlanModePort``).
@@ -38,6 +40,10 @@ class PlanPort(Protocol):
         ...
 
     async def submit(self, submitted: PlanSubmitted, trace: str) -> None: ...
+
+    async def cancel(self, plan_id: str, reason: str, requested_by: str, trace: str) -> None:
+        """Ask the orchestrator to stop ``plan_id`` (its running nodes, its pending ones)."""
+        ...
 
     def observation(self, finished: PlanFinished) -> str:
         """The call's result as the model reads it."""
@@ -84,6 +90,15 @@ class PlanParking:
         prepared = self._port.prepare(state, pending.call, pending.index)
         if not isinstance(prepared, str):
             await self._port.submit(prepared, state.trace)
+
+    async def cancel(self, state: AgentState, reason: str) -> None:
+        """Before a session parked on its plan ends cancelled: cancel the plan too. Sent again
+        if the session's cancel is redelivered; the orchestrator ignores a finished plan."""
+        pending = state.pending_plan
+        if state.status != "waiting_for_plan" or pending is None:
+            return
+        requested_by = f"session:{state.session_id}"
+        await self._port.cancel(pending.plan_id, reason, requested_by, state.trace)
 
     async def resume(self, state: AgentState, finished: PlanFinished) -> PendingPlan | None:
         """Answer the parked call with the plan's end; None (and no change) when the session

@@ -6,6 +6,12 @@ the event, publishes what follows from it (dispatches, the result) and only then
 state. A crash between publishing and saving redelivers the event, which recomputes the same
 dispatches: subtasks have deterministic session ids (``<plan_id>.<node_id>``), so the worker
 side sees a duplicate, and a second "finished" for a node that is no longer running is ignored.
+
+A ``PlanCancelRequested`` ends a running plan (``PlanState.cancel``): its running sessions get
+the same cancel request ``AgentService.Cancel`` sends (``keel.tasks`` for a parked one,
+``keel.control`` for a running one), a running nested plan gets a cancel of its own, the
+cancel is audited (``plan.cancelled``), and the plan ends like a failed one (``PlanFinished``,
+``TaskFailed`` with reason ``cancelled``, the parent plan told).
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from keel_agent_loop.plans.scheduler import Dispatch, PlanState
+from keel_agent_loop.plans.scheduler import Dispatch, PlanState, Stop
 from keel_agent_loop.plans.store import PlanStore, load_state, save_state
 from keel_agent_loop.plans.validation import PlanInvalid
 from keel_contracts.events import (
     Envelope,
     EventData,
+    TaskCancelRequested,
     TaskCompleted,
     TaskFailed,
     TaskProgress,
@@ -28,11 +35,13 @@ from keel_contracts.events import (
 from keel_contracts.events.plans import (
     NodeDispatched,
     NodeFinished,
+    PlanCancelRequested,
     PlanFinished,
     PlanSubmitted,
     persona_metadata,
 )
-from keel_contracts.topics import PLANS, RESULTS, SUBTASKS, TASK_EVENTS
+from keel_contracts.topics import CONTROL, PLANS, RESULTS, SUBTASKS, TASK_EVENTS, TASKS
+from keel_core.audit import AuditEmitter
 from keel_core.bus import PoisonMessage
 from keel_core.bus.producer import Publisher
 
@@ -49,6 +58,8 @@ class PlanTopics:
     subtasks: str = SUBTASKS
     results: str = RESULTS
     task_events: str = TASK_EVENTS
+    tasks: str = TASKS
+    control: str = CONTROL
 
 
 def finished_status(succeeded: bool) -> Literal["succeeded", "failed"]:
@@ -62,7 +73,10 @@ class PlanHandler:
         publisher: Publisher,
         source: str = SOURCE,
         topics: PlanTopics | None = None,
+        audit: AuditEmitter | None = None,
     ) -> None:
+        """``audit``: where plan cancels are recorded (None: not audited, unit tests only)."""
+        self._audit = audit
         self._store = store
         self._publisher = publisher
         self._source = source
@@ -73,6 +87,8 @@ class PlanHandler:
             await self._submitted(envelope, envelope.parse(PlanSubmitted))
         elif envelope.type == NodeFinished.event_type:
             await self._node_finished(envelope, envelope.parse(NodeFinished))
+        elif envelope.type == PlanCancelRequested.event_type:
+            await self._cancel(envelope, envelope.parse(PlanCancelRequested))
         elif envelope.type in (NodeDispatched.event_type, PlanFinished.event_type):
             return  # written by this handler, for watchers and timelines
         else:
@@ -124,6 +140,41 @@ class PlanHandler:
             await self._plan_done(state, envelope.trace)
         await save_state(self._store, state, envelope.trace)
 
+    async def _cancel(self, envelope: Envelope, request: PlanCancelRequested) -> None:
+        state = load_state(self._store, request.plan_id)
+        if state is None or state.finished:
+            log.info("cancel of unknown or finished plan %s ignored", request.plan_id)
+            return
+        reason = request.reason or "cancelled by request"
+        stops = state.cancel(reason)
+        for stop in stops:
+            await self._stop(state.plan_id, stop, reason, envelope.trace)
+        if self._audit is not None:
+            await self._audit.record(
+                "plan.cancelled",
+                actor=request.requested_by or "unknown",
+                subject=state.plan_id,
+                session_id=state.plan_id,
+                trace=envelope.trace,
+                details={"reason": reason, "stopped": [s.session_id for s in stops]},
+            )
+        await self._plan_done(state, envelope.trace, cancelled=True)
+        await save_state(self._store, state, envelope.trace)
+
+    async def _stop(self, plan_id: str, stop: Stop, reason: str, trace: str) -> None:
+        """Ask a running node to stop: a nested plan is cancelled in turn; a session gets what
+        ``AgentService.Cancel`` sends, durable (keel.tasks) and broadcast (keel.control)."""
+        requested_by = f"plan:{plan_id}"
+        if stop.kind == "plan":
+            child = PlanCancelRequested(
+                plan_id=stop.session_id, reason=reason, requested_by=requested_by
+            )
+            await self._emit(self._topics.plans, stop.session_id, child, trace)
+            return
+        cancel = TaskCancelRequested(reason=reason, requested_by=requested_by)
+        await self._emit(self._topics.tasks, stop.session_id, cancel, trace)
+        await self._emit(self._topics.control, stop.session_id, cancel, trace)
+
     async def _dispatch(self, state: PlanState, dispatches: list[Dispatch], trace: str) -> None:
         for dispatch in dispatches:
             await self._emit(
@@ -160,7 +211,7 @@ class PlanHandler:
             )
             await self._emit(self._topics.subtasks, dispatch.session_id, task, trace)
 
-    async def _plan_done(self, state: PlanState, trace: str) -> None:
+    async def _plan_done(self, state: PlanState, trace: str, *, cancelled: bool = False) -> None:
         succeeded = state.status == "succeeded"
         finished = PlanFinished(
             plan_id=state.plan_id,
@@ -175,7 +226,9 @@ class PlanHandler:
         result: TaskCompleted | TaskFailed = (
             TaskCompleted(answer=state.output, iterations=ran)
             if succeeded
-            else TaskFailed(reason="error", error=state.error, iterations=ran)
+            else TaskFailed(
+                reason="cancelled" if cancelled else "error", error=state.error, iterations=ran
+            )
         )
         await self._emit(self._topics.results, state.plan_id, result, trace)
         log.info("plan %s %s", state.plan_id, state.status)

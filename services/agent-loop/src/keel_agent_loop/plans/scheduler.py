@@ -1,8 +1,10 @@
 """The scheduler of one plan: a pure state machine, no Kafka.
 
 Nodes go pending → running → succeeded | failed, or pending → cancelled when something they
-depend on (directly or not) failed. Ready nodes (every dependency succeeded) are dispatched in
-plan order, at most ``max_parallel`` running at once. The plan is finished when every node is:
+depend on (directly or not) failed; a cancelled plan (``cancel``) marks every node that has not
+ended cancelled, running ones included (the handler asks their sessions to stop). Ready nodes
+(every dependency succeeded) are dispatched in plan order, at most ``max_parallel`` running at
+once. The plan is finished when every node is:
 succeeded if all nodes succeeded, failed otherwise. Its output is the output of its sink nodes
 (those nothing depends on), joined by blank lines.
 
@@ -34,6 +36,16 @@ class NodeRun(BaseModel):
     goal: str = ""
     output: str = ""
     error: str = ""
+
+
+class Stop(BaseModel):
+    """A running node to stop when its plan is cancelled: a session, or a nested plan."""
+
+    model_config = ConfigDict(frozen=True)
+
+    node_id: str
+    session_id: str
+    kind: str
 
 
 class Dispatch(BaseModel):
@@ -148,6 +160,24 @@ class PlanState(BaseModel):
                     self.nodes[dependent].status = "cancelled"
         self._settle()
         return True
+
+    def cancel(self, reason: str) -> list[Stop]:
+        """End a running plan as failed with ``cancelled: <reason>``: no pending node starts,
+        and the running ones, returned, are to be stopped (their late results are ignored,
+        since the plan has finished). A finished plan is left alone (empty list)."""
+        if self.finished:
+            return []
+        stops = [
+            Stop(node_id=n.id, session_id=self.nodes[n.id].session_id, kind=n.kind)
+            for n in self.spec.nodes
+            if self.nodes[n.id].status == "running"
+        ]
+        for run in self.nodes.values():
+            if run.status not in FINAL:
+                run.status = "cancelled"
+        self.status = "failed"
+        self.error = f"cancelled: {reason or 'cancelled by request'}"
+        return stops
 
     def dependents_of(self, node_id: str) -> list[str]:
         """Every node that depends on ``node_id``, directly or through others, in plan order."""

@@ -15,7 +15,7 @@ from keel_agent_loop.plans.plan_mode import (
 )
 from keel_agent_loop.plans.validation import PlanLimits
 from keel_contracts.events import Envelope
-from keel_contracts.events.plans import PlanFinished, PlanSubmitted
+from keel_contracts.events.plans import PlanCancelRequested, PlanFinished, PlanSubmitted
 from keel_contracts.topics import PLANS
 from keel_core.bus.producer import Publisher
 
@@ -49,6 +49,11 @@ class PlanModePort:
     async def submit(self, submitted: PlanSubmitted, trace: str) -> None:
         plan_id = submitted.plan.plan_id
         envelope = Envelope.wrap(submitted, source=SOURCE, session_id=plan_id, trace=trace)
+        await self._publisher.publish(self._topic, envelope, key=plan_id)
+
+    async def cancel(self, plan_id: str, reason: str, requested_by: str, trace: str) -> None:
+        request = PlanCancelRequested(plan_id=plan_id, reason=reason, requested_by=requested_by)
+        envelope = Envelope.wrap(request, source=SOURCE, session_id=plan_id, trace=trace)
         await self._publisher.publish(self._topic, envelope, key=plan_id)
 
     def observation(self, finished: PlanFinished) -> str:

@@ -38,5 +38,7 @@ def install_plans(
         return reporter
     if store is None:
         store = runtime.table(CHECKPOINTS, f"{runtime.name}-plans")
-    runtime.consume([PLANS], settings.consumer_group, PlanHandler(store, runtime.producer))
+    runtime.consume(
+        [PLANS], settings.consumer_group, PlanHandler(store, runtime.producer, audit=runtime.audit)
+    )
     return reporter

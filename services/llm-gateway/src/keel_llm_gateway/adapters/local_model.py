@@ -130,6 +130,7 @@ class LocalModelProvider:
                 build_prompt(messages, request.tools, few_shot=self._few_shot),
                 max_tokens=request.max_tokens or self._max_tokens,
                 temperature=request.temperature,
+                seed=request.seed,
                 on_text=gate.feed if gate is not None else None,
                 # With tools, a reply ends with its first whole call (see reply_complete).
                 stop_when=reply_complete if request.tools else None,
@@ -163,6 +164,7 @@ class LocalModelProvider:
         *,
         max_tokens: int,
         temperature: float,
+        seed: int | None,
         on_text: Callable[[str], None] | None,
         stop_when: Callable[[str], bool] | None,
     ) -> Generation:
@@ -180,6 +182,7 @@ class LocalModelProvider:
             prompt,
             max_tokens=max_tokens,
             temperature=temperature,
+            seed=seed,
             on_text=emit,
             cancel=cancel,
             stop_when=stop_when,

@@ -23,6 +23,8 @@ FinishReason = Literal["stop", "length", "cancelled"]
 STOP_TEXTS = ("<|im_end|>", "<|endoftext|>")
 # Tokens kept free at the end of the context so a prompt that only just fits can still answer.
 MIN_REPLY_TOKENS = 16
+# llama.cpp's LLAMA_DEFAULT_SEED: a fresh random seed per sampler (what an unseeded request gets).
+UNSEEDED = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,10 @@ class Engine(Protocol):
         on_text: Callable[[str], None] | None,
         cancel: threading.Event,
         stop_when: Callable[[str], bool] | None = None,
+        seed: int | None = None,
     ) -> Generation:
-        """Generate until end of turn, ``max_tokens``, ``cancel`` or ``stop_when(text so far)``."""
+        """Generate until end of turn, ``max_tokens``, ``cancel`` or ``stop_when(text so far)``;
+        ``seed`` fixes the sampler's draw (None: a random one)."""
         ...
 
     def close(self) -> None: ...
@@ -103,7 +107,12 @@ class LlamaEngine:
         on_text: Callable[[str], None] | None,
         cancel: threading.Event,
         stop_when: Callable[[str], bool] | None = None,
+        seed: int | None = None,
     ) -> Generation:
+        # The sampler is built per generate from the model's seed, so setting it here scopes it
+        # to this request; an unseeded one resets it rather than inheriting the last seed.
+        # llama.cpp seeds are 32-bit.
+        self._llama.set_seed(UNSEEDED if seed is None else seed & 0xFFFFFFFF)
         tokens = self._llama.tokenize(prompt.encode(), add_bos=False, special=True)
         room = self._n_ctx - len(tokens)
         if room < MIN_REPLY_TOKENS:

@@ -130,6 +130,8 @@ def request_body(
         "messages": [_message_to_wire(m, names) for m in request.messages],
         "temperature": request.temperature,
     }
+    if request.seed is not None:
+        body["seed"] = request.seed  # best-effort determinism where the upstream supports it
     if request.tools:
         body["tools"] = [
             {

@@ -8,8 +8,9 @@ same deterministic question share an answer. Only temperature-0 requests are cac
 request opts in: a sampled answer is one draw, and serving it again changes what the caller
 asked for.
 Personas are covered by the messages: a debater's stance is in its system message, so two
-stances never share an answer (docs/plans.md). The request has no seed, so a sampled request
-that opts in is keyed without one; the agent loop never opts a sampled call in.
+stances never share an answer (docs/plans.md). The seed is in the key too (null when unset):
+two seeds are two draws, and a seeded sampled request that opts in gets back its own draw; the
+agent loop still never opts a sampled call in.
 Entries live ``ttl_s`` and the least recently used go first past ``max_entries``.
 """
 
@@ -34,7 +35,7 @@ class CacheResult(enum.StrEnum):
 
 
 def cache_key(request: CompletionRequest, model: str) -> str:
-    """sha256 of ``canonical_json({"max_tokens", "messages", "model", "temperature",
+    """sha256 of ``canonical_json({"max_tokens", "messages", "model", "seed", "temperature",
     "tenant", "tools"})`` (an empty tenant is ``default``, as everywhere), written out with
     the keys in sorted order so each tool's canonical JSON (made once per tool) is reused
     rather than serialised again."""
@@ -43,6 +44,7 @@ def cache_key(request: CompletionRequest, model: str) -> str:
             "max_tokens": request.max_tokens,
             "messages": [_message(m) for m in request.messages],
             "model": model,
+            "seed": request.seed,
             "temperature": request.temperature,
             "tenant": request.scope.tenant or "default",
         }

@@ -63,6 +63,9 @@ class CompletionRequest(BaseModel):
     complexity: str = ""
     # Opt in to the response cache for temperature > 0 (temperature 0 is always cacheable).
     cache: bool = False
+    # None: the provider's own; otherwise sent to providers that take a seed and keyed in the
+    # response cache (two seeds are two draws).
+    seed: int | None = None
     scope: Scope = Scope()
 
 

@@ -31,6 +31,7 @@ def request_from_proto(request: llm_pb2.CompleteRequest) -> CompletionRequest:
             max_tokens=request.max_tokens or None,
             complexity=request.complexity,
             cache=request.cache,
+            seed=request.seed if request.HasField("seed") else None,
             scope=Scope(
                 session_id=request.context.session_id,
                 agent_id=request.context.agent_id,

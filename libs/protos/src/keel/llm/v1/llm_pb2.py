@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from keel.common.v1 import common_pb2 as keel_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15keel/llm/v1/llm.proto\x12\x0bkeel.llm.v1\x1a\x1bkeel/common/v1/common.proto\"M\n\x08ToolSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1e\n\x16parameters_json_schema\x18\x03 \x01(\t\"\xf2\x01\n\x0f\x43ompleteRequest\x12/\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12\r\n\x05model\x18\x02 \x01(\t\x12-\n\x08messages\x18\x03 \x03(\x0b\x32\x1b.keel.common.v1.ChatMessage\x12$\n\x05tools\x18\x04 \x03(\x0b\x32\x15.keel.llm.v1.ToolSpec\x12\x13\n\x0btemperature\x18\x05 \x01(\x01\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\x12\x12\n\ncomplexity\x18\x07 \x01(\t\x12\r\n\x05\x63\x61\x63he\x18\x08 \x01(\x08\"\xae\x01\n\x10\x43ompleteResponse\x12,\n\x07message\x18\x01 \x01(\x0b\x32\x1b.keel.common.v1.ChatMessage\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12$\n\x05usage\x18\x04 \x01(\x0b\x32\x15.keel.common.v1.Usage\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\x12\x15\n\rfinish_reason\x18\x06 \x01(\t\"L\n\rCompleteChunk\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12,\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x1d.keel.llm.v1.CompleteResponse2\xa3\x01\n\nLLMGateway\x12G\n\x08\x43omplete\x12\x1c.keel.llm.v1.CompleteRequest\x1a\x1d.keel.llm.v1.CompleteResponse\x12L\n\x0e\x43ompleteStream\x12\x1c.keel.llm.v1.CompleteRequest\x1a\x1a.keel.llm.v1.CompleteChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15keel/llm/v1/llm.proto\x12\x0bkeel.llm.v1\x1a\x1bkeel/common/v1/common.proto\"M\n\x08ToolSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1e\n\x16parameters_json_schema\x18\x03 \x01(\t\"\x8e\x02\n\x0f\x43ompleteRequest\x12/\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1e.keel.common.v1.RequestContext\x12\r\n\x05model\x18\x02 \x01(\t\x12-\n\x08messages\x18\x03 \x03(\x0b\x32\x1b.keel.common.v1.ChatMessage\x12$\n\x05tools\x18\x04 \x03(\x0b\x32\x15.keel.llm.v1.ToolSpec\x12\x13\n\x0btemperature\x18\x05 \x01(\x01\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\x12\x12\n\ncomplexity\x18\x07 \x01(\t\x12\r\n\x05\x63\x61\x63he\x18\x08 \x01(\x08\x12\x11\n\x04seed\x18\t \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xae\x01\n\x10\x43ompleteResponse\x12,\n\x07message\x18\x01 \x01(\x0b\x32\x1b.keel.common.v1.ChatMessage\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12$\n\x05usage\x18\x04 \x01(\x0b\x32\x15.keel.common.v1.Usage\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\x12\x15\n\rfinish_reason\x18\x06 \x01(\t\"L\n\rCompleteChunk\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12,\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x1d.keel.llm.v1.CompleteResponse2\xa3\x01\n\nLLMGateway\x12G\n\x08\x43omplete\x12\x1c.keel.llm.v1.CompleteRequest\x1a\x1d.keel.llm.v1.CompleteResponse\x12L\n\x0e\x43ompleteStream\x12\x1c.keel.llm.v1.CompleteRequest\x1a\x1a.keel.llm.v1.CompleteChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,11 +35,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOOLSPEC']._serialized_start=67
   _globals['_TOOLSPEC']._serialized_end=144
   _globals['_COMPLETEREQUEST']._serialized_start=147
-  _globals['_COMPLETEREQUEST']._serialized_end=389
-  _globals['_COMPLETERESPONSE']._serialized_start=392
-  _globals['_COMPLETERESPONSE']._serialized_end=566
-  _globals['_COMPLETECHUNK']._serialized_start=568
-  _globals['_COMPLETECHUNK']._serialized_end=644
-  _globals['_LLMGATEWAY']._serialized_start=647
-  _globals['_LLMGATEWAY']._serialized_end=810
+  _globals['_COMPLETEREQUEST']._serialized_end=417
+  _globals['_COMPLETERESPONSE']._serialized_start=420
+  _globals['_COMPLETERESPONSE']._serialized_end=594
+  _globals['_COMPLETECHUNK']._serialized_start=596
+  _globals['_COMPLETECHUNK']._serialized_end=672
+  _globals['_LLMGATEWAY']._serialized_start=675
+  _globals['_LLMGATEWAY']._serialized_end=838
 # @@protoc_insertion_point(module_scope)

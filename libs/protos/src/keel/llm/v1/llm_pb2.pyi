@@ -58,6 +58,7 @@ class CompleteRequest(_message.Message):
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLEXITY_FIELD_NUMBER: _builtins.int
     CACHE_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Empty: let the gateway route by complexity."""
     temperature: _builtins.float
@@ -68,6 +69,11 @@ class CompleteRequest(_message.Message):
     """
     cache: _builtins.bool
     """Opt in to the response cache when temperature > 0 (temperature 0 is always cacheable)."""
+    seed: _builtins.int
+    """The sampling seed, passed to providers that take one (OpenAI-compatible `seed`, the local
+    model's RNG); unset: the provider's own. Part of the response cache key, so two seeds are
+    two answers.
+    """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
     @_builtins.property
@@ -85,12 +91,15 @@ class CompleteRequest(_message.Message):
         max_tokens: _builtins.int = ...,
         complexity: _builtins.str = ...,
         cache: _builtins.bool = ...,
+        seed: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "context", b"context", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "complexity", b"complexity", "context", b"context", "max_tokens", b"max_tokens", "messages", b"messages", "model", b"model", "temperature", b"temperature", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "cache", b"cache", "complexity", b"complexity", "context", b"context", "max_tokens", b"max_tokens", "messages", b"messages", "model", b"model", "seed", b"seed", "temperature", b"temperature", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
 
 Global___CompleteRequest: _TypeAlias = CompleteRequest  # noqa: Y015
 

@@ -15,6 +15,7 @@ from keel_tool_gateway.adapters.tools.memory_tools import make_memory_tools
 from keel_tool_gateway.adapters.tools.noop import NOOP
 from keel_tool_gateway.adapters.tools.python_exec import python_tool
 from keel_tool_gateway.adapters.tools.send_email import make_send_email
+from keel_tool_gateway.adapters.tools.unreliable import make_unreliable_tools
 from keel_tool_gateway.domain.ports import MemoryPort, OutboxPort
 from keel_tool_gateway.domain.registry import ProfileSettings, ToolRegistry
 
@@ -30,8 +31,9 @@ def builtin_registry(
     memory: MemoryPort | None = None,
     sandbox: SandboxSettings | None = None,
 ) -> ToolRegistry:
-    """The built-in tools; ``send_email`` only with an outbox, ``count`` only with a test
-    directory (it exists for crash tests and must not be in a production catalog), the others
+    """The built-in tools; ``send_email`` only with an outbox, ``count`` and the fallback pair
+    ``unreliable``/``unreliable_mirror`` only with a test directory (they exist for stack tests
+    and must not be in a production catalog), the others
     when their settings or ports are given."""
     registry = ToolRegistry(default_timeout_s, profiles)
     for tool in (CALCULATOR, make_clock(), NOOP):
@@ -49,6 +51,8 @@ def builtin_registry(
     if test_tools_dir is not None:
         registry.register(make_count(test_tools_dir))
         registry.register(make_count(test_tools_dir, keyed=False))
+        for test_tool in make_unreliable_tools():
+            registry.register(test_tool)
     return registry
 
 
