@@ -5,6 +5,7 @@ from keel_contracts.events.envelope import SCHEMA_VERSION, Envelope, EventData
 from keel_contracts.events.plans import (
     NodeDispatched,
     NodeFinished,
+    PlanCancelRequested,
     PlanCheckpoint,
     PlanFinished,
     PlanNode,
@@ -47,6 +48,7 @@ __all__ = [
     "NodeDispatched",
     "NodeFinished",
     "PlanCheckpoint",
+    "PlanCancelRequested",
     "PlanFinished",
     "PlanNode",
     "PlanSpec",
