@@ -95,7 +95,7 @@ async def test_a_server_gets_the_configured_hnsw_index_and_is_searched_with_its_
         sent.append(kwargs["search_params"])
         return search(*args, **kwargs)
 
-    client.search = recording_search  # type: ignore[method-assign]
+    client.search = recording_search
     service = make_service(hnsw_store)
     await service.store("procedural", "restart payments with systemctl restart payments")
     await service.store("semantic", "lasagne is served on Fridays")
