@@ -26,11 +26,13 @@ from keel_agents_server.mcp_tools import build_mcp
 from keel_contracts.errors import ConfigError
 from keel_core.grpc import ClientCredentials, secure_channel
 from keel_core.grpc.tokens import TokenVerifier
-from keel_core.trust import TrustMaterial
+from keel_core.trust import AGENTS_SERVER, TrustMaterial
 
-# The agent loop's port is mutual TLS; this certificate only opens the connection. Every call
-# carries the caller's token and is judged by it alone (no call is made without one).
-TRANSPORT_IDENTITY = "operator"
+# The agent loop's port is mutual TLS; this server's own certificate (keel_core.trust, no row
+# of the authorization table names it) opens the connection and names it as the transport in
+# what the agent loop audits. Every call carries the caller's token and is judged by it alone
+# (no call is made without one).
+TRANSPORT_IDENTITY = AGENTS_SERVER
 MCP_PATH = "/mcp"
 
 
