@@ -118,7 +118,7 @@ async def test_a2a_card_then_message_send_then_tasks_get(stack: LocalStack, serv
     acme = {"authorization": f"Bearer {_token(stack, 'ann', 'acme')}"}
     async with httpx.AsyncClient(base_url=server, timeout=60) as http:
         card = (await http.get("/.well-known/agent-card.json")).json()
-        assert [s["id"] for s in card["skills"]] == ["default"]
+        assert [s["id"] for s in card["skills"]] == ["default", "run_plan"]
         endpoint = card["url"]
         send = {
             "jsonrpc": "2.0",

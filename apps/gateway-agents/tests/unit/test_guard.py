@@ -81,7 +81,7 @@ async def test_a_foreign_host_is_400_even_with_a_good_token(client: httpx.AsyncC
 
 async def test_the_card_is_public_and_names_skills_and_bearer(client: httpx.AsyncClient) -> None:
     card = (await client.get("/.well-known/agent-card.json")).json()
-    assert [s["id"] for s in card["skills"]] == ["default", "researcher"]
+    assert [s["id"] for s in card["skills"]] == ["default", "researcher", "run_plan"]
     assert card["securitySchemes"]["bearer"] == {
         "type": "http",
         "scheme": "bearer",
