@@ -51,7 +51,8 @@ class RecordingPlans(agent_pb2_grpc.AgentServiceServicer):
 
     def _record(self, method: str, context: grpc.aio.ServicerContext, plan: str = "") -> None:
         principal = current_principal()
-        assert principal is not None and principal.kind == "token"
+        assert principal is not None
+        assert principal.kind == "token"
         self.seen.append(Seen(method, principal.tenant, peer_identity(context), plan))
 
     async def SubmitPlan(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
