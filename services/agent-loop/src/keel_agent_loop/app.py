@@ -39,7 +39,7 @@ from keel_contracts.topics import (
     APPROVAL_DECISIONS,
     CHECKPOINTS,
     CONTROL,
-    RESULTS,
+    PLANS,
     SUBTASKS,
     TASKS,
 )
@@ -138,9 +138,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
     )
     front_door = FrontDoor(store, runtime.producer, checkpoints=checkpoints, cancels=cancels)
     plan_door = PlanDoor(runtime.producer, runtime.audit)
-    runtime.on_start(
-        PlanResultsFollower(runtime.follower(RESULTS, "plan-results"), plan_door).start
-    )
+    runtime.on_start(PlanResultsFollower(runtime.follower(PLANS, "plan-results"), plan_door).start)
     _serve_agent_service(
         runtime, AgentServicer(front_door, settings.default_max_iterations, plan_door)
     )

@@ -1,6 +1,7 @@
-"""Follows ``keel.results`` (no consumer group, from the end) and hands every record to the
-plan door, which settles the plans this replica accepted: the orchestrator (any replica)
-publishes a plan's end there under its plan id, as a session's."""
+"""Follows ``keel.plans`` (no consumer group, from the end) and hands every record to the plan
+door, which settles the plans this replica accepted: the orchestrator (any replica) publishes
+a plan's ``PlanFinished`` there under its plan id. The agent loop's Kafka principal already
+reads ``keel.plans`` (it orchestrates), so following it needs no new grant."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from keel_core.runtime import Follower
 
 
 class PlanResultsFollower:
-    """Over a group-less follower of ``keel.results`` (``runtime.follower(RESULTS, ...)``,
+    """Over a group-less follower of ``keel.plans`` (``runtime.follower(PLANS, ...)``,
     which the runtime stops with the service)."""
 
     def __init__(self, follower: Follower, door: PlanDoor) -> None:
@@ -20,4 +21,4 @@ class PlanResultsFollower:
         # From the end: a plan is accepted only after this process started, so its result
         # is written after that too.
         await self._follower.start_at_end()
-        self._follower.follow(self._door.result)
+        self._follower.follow(self._door.finished)

@@ -6,9 +6,10 @@ plan is judged like a ``Submit``: the caller's token says whose it is, the plan 
 tenant to every session it starts, and a plan that cannot run is refused with the reason
 before anything is published.
 
-The answer: the orchestrator publishes a plan's end to ``keel.results`` under its plan id,
-like a session's. Each replica follows that topic (``adapters.plan_results``) and settles the
-plans it accepted, so ``get`` answers (or waits) for them whichever replica orchestrates. Like
+The answer: the orchestrator (whichever replica holds the plan's partition) publishes the
+plan's end as ``PlanFinished`` on ``keel.plans`` under its plan id. Each replica follows that
+topic without a group (``adapters.plan_results``; the agent loop already reads it, so no new
+Kafka grant) and settles the plans it accepted, so ``get`` answers (or waits) for them. Like
 sessions, the records are in-process: another replica does not know this one's plans.
 """
 
@@ -26,8 +27,8 @@ from pydantic import ValidationError
 
 from keel_agent_loop.plans.validation import PlanInvalid, check_plan, count_nodes
 from keel_contracts.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
-from keel_contracts.events import Envelope, TaskCompleted, TaskFailed
-from keel_contracts.events.plans import PlanSpec, PlanSubmitted
+from keel_contracts.events import Envelope
+from keel_contracts.events.plans import PlanFinished, PlanSpec, PlanSubmitted
 from keel_contracts.topics import PLANS
 from keel_core.audit import AuditEmitter
 from keel_core.bus.producer import Publisher
@@ -155,22 +156,22 @@ class PlanDoor:
                     await record.done.wait()
         return record
 
-    async def result(self, envelope: Envelope) -> None:
-        """A record of ``keel.results``: settles the plan it ends, if this replica holds it
-        (any other result, a session's or another replica's plan, is not ours)."""
+    async def finished(self, envelope: Envelope) -> None:
+        """A record of ``keel.plans``: a ``PlanFinished`` settles its plan if this replica
+        holds it; anything else (dispatches, another replica's plans) is not ours."""
+        if envelope.type != PlanFinished.event_type:
+            return
         record = self._plans.get(envelope.session_id)
         if record is None or record.done.is_set():
             return
-        if envelope.type == TaskCompleted.event_type:
-            completed = envelope.parse(TaskCompleted)
-            record.status, record.answer = "completed", completed.answer
-            record.nodes_run = completed.iterations
-        elif envelope.type == TaskFailed.event_type:
-            failed = envelope.parse(TaskFailed)
-            record.status, record.error = "failed", failed.error
-            record.nodes_run = failed.iterations
-        else:
+        ended = envelope.parse(PlanFinished)
+        if ended.plan_id != record.plan_id:
             return
+        if ended.status == "succeeded":
+            record.status, record.answer = "completed", ended.output
+        else:
+            record.status, record.error = "failed", ended.error
+        record.nodes_run = sum(1 for s in ended.nodes.values() if s in ("succeeded", "failed"))
         record.done.set()
 
     def _evict(self) -> None:
