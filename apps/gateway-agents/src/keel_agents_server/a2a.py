@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from keel_agents_server.auth import Authenticator
-from keel_agents_server.front_door import AgentFrontDoor
+from keel_agents_server.front_door import AgentFrontDoor, OnEvent
 from keel_agents_server.plans import plan_json
 from keel_contracts.errors import InvalidArgument, KeelError, NotFound, Unauthenticated
 from keel_contracts.sessions import SessionEvent, SessionView
@@ -215,7 +215,7 @@ class A2AEndpoint:
             raise RpcError(INVALID_PARAMS, f"unknown skill {skill!r}")
         return Work(goal, skill, context_id)
 
-    async def _run(self, token: str, work: Work, on_event: Any = None) -> SessionView:
+    async def _run(self, token: str, work: Work, on_event: OnEvent | None = None) -> SessionView:
         """A goal's session or a plan, to its end; a plan the agent loop refuses as invalid
         is the caller's to fix (``-32602`` with the reason)."""
         if work.plan is None:
