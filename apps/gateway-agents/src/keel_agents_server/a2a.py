@@ -229,8 +229,11 @@ class A2AEndpoint:
         """A task is a session or a plan: a session first, then a plan of that id."""
         try:
             return await self._front_door.get(token, task_id)
-        except NotFound:
-            return await self._front_door.get_plan(token, task_id)
+        except NotFound as missing:
+            try:
+                return await self._front_door.get_plan(token, task_id)
+            except NotFound:
+                raise missing from None
 
     async def _send(self, params: dict[str, Any], token: str) -> dict[str, Any]:
         work = self._work(params)

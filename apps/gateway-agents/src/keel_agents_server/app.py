@@ -58,9 +58,14 @@ def build(settings: AgentsServerSettings) -> AgentsServer:
         audience=settings.trust.token_audience,
     )
     authenticator = Authenticator(verifier)
-    channel = secure_channel(
-        settings.agent_loop_target, ClientCredentials(material.tls_identity(TRANSPORT_IDENTITY))
-    )
+    try:
+        identity = material.tls_identity(TRANSPORT_IDENTITY)
+    except ConfigError as exc:  # a directory made before this server had an identity
+        raise ConfigError(
+            f"{exc}; `keel dev trust {settings.trust.dir}` adds the {TRANSPORT_IDENTITY} "
+            "certificate (existing keys are kept)"
+        ) from exc
+    channel = secure_channel(settings.agent_loop_target, ClientCredentials(identity))
     front_door = AgentFrontDoor(channel, settings.run_timeout_s)
     mcp = build_mcp(front_door, authenticator, settings.profiles, settings.token)
     a2a = A2AEndpoint(front_door, authenticator, settings.profiles, public_url(settings))

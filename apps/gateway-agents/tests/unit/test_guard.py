@@ -129,3 +129,12 @@ def test_without_trust_material_the_server_refuses_to_build() -> None:
     settings = AgentsServerSettings(trust=TrustSettings(dir=None, insecure_dev=True))
     with pytest.raises(ConfigError, match="needs KEEL_TRUST_DIR"):
         build(settings)
+
+
+def test_a_trust_directory_without_its_certificate_says_how_to_add_it(tmp_path: Path) -> None:
+    """A directory made before the server had its own identity: it does not fall back to
+    another identity's certificate, it says which command adds its own."""
+    directory = trust.generate(tmp_path / "old", tls_only=())
+    settings = AgentsServerSettings(trust=TrustSettings(dir=directory))
+    with pytest.raises(ConfigError, match=r"agents-server\.pem.*keel dev trust"):
+        build(settings)

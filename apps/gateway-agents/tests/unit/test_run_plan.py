@@ -48,6 +48,7 @@ class RecordingPlans(agent_pb2_grpc.AgentServiceServicer):
     does); GetPlan answers it completed with "42"; Get knows no session."""
 
     seen: list[Seen] = field(default_factory=list)
+    knows_plans: bool = True
 
     def _record(self, method: str, context: grpc.aio.ServicerContext, plan: str = "") -> None:
         principal = current_principal()
@@ -63,6 +64,8 @@ class RecordingPlans(agent_pb2_grpc.AgentServiceServicer):
 
     async def GetPlan(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("GetPlan", context)
+        if not self.knows_plans:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown plan {request.plan_id!r}")
         return agent_pb2.GetPlanResponse(
             plan_id=request.plan_id,
             status=agent_pb2.SESSION_STATUS_COMPLETED,
@@ -263,3 +266,14 @@ async def test_a2a_message_stream_of_a_plan_sends_the_task_then_the_answer(
     assert frames[0]["status"]["state"] == "submitted"
     assert frames[1]["artifact"]["parts"][0]["text"] == "42"
     assert (frames[2]["final"], frames[2]["status"]["state"]) == (True, "completed")
+
+
+async def test_a2a_tasks_get_of_an_unknown_id_is_still_the_sessions_not_found(
+    agents: tuple[RecordingPlans, str],
+) -> None:
+    """The plan fallback changes nothing for an id that is neither: -32001 about the session."""
+    service, url = agents
+    service.knows_plans = False
+    reply = await _a2a(url, {"id": "nobody"}, method="tasks/get")
+    assert reply["error"]["code"] == -32001
+    assert "unknown session 'nobody'" in reply["error"]["message"]
