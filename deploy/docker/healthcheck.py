@@ -6,13 +6,17 @@ default) on loopback. Secured services accept only mutual TLS: the probe dials w
 service's own certificate from ``KEEL_TRUST_DIR`` (what a pod holds), or in plaintext under
 ``KEEL_TRUST_INSECURE_DEV=true``. Exit 0: SERVING; 1: anything else (one line on stderr).
 Processes that are not a service (the one-shot ``trust``, the ``cli``) count as healthy.
+The agents server (``python -m keel_agents_server``) serves HTTP, not gRPC: its probe reads
+the public A2A card on ``KEEL_AGENTS_PORT`` (or 8790) on loopback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
+import urllib.request
 from pathlib import Path
 
 from keel_cli.stack import SERVICES
@@ -27,7 +31,24 @@ def running_module(cmdline: Path = Path("/proc/1/cmdline")) -> str:
     return ""
 
 
+AGENTS_SERVER = "keel_agents_server"
+
+
+def probe_agents_server() -> int:
+    """The card is public (no token needed) and answered only once the app is serving."""
+    port = os.environ.get("KEEL_AGENTS_PORT", "8790")
+    url = f"http://127.0.0.1:{port}/.well-known/agent-card.json"
+    with urllib.request.urlopen(url, timeout=3) as reply:
+        card = json.loads(reply.read())
+    if not card.get("skills"):
+        print(f"agents-server: no skills in the card at {url}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def probe() -> int:
+    if running_module() == AGENTS_SERVER:
+        return probe_agents_server()
     spec = next((s for s in SERVICES if s.module == running_module()), None)
     if spec is None:
         return 0

@@ -23,7 +23,7 @@ CACHE="${KEEL_CACHE_DIR:-${HOME}/.cache/keel}"
 STAGE="deploy/docker/stage"
 MEMBERS=(libs/contracts libs/protos libs/core libs/clients apps/cli
   services/policy services/memory services/llm-gateway services/tool-gateway
-  services/approval services/agent-loop)
+  services/approval services/agent-loop apps/gateway-agents)
 
 digest() { sha256sum | cut -c1-16; }
 pytag="$("${PY}" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"

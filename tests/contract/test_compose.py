@@ -58,3 +58,23 @@ def test_every_keel_service_reads_the_trust_volume() -> None:
         assert compose[name]["environment"]["KEEL_TRUST_DIR"] == "/trust", name
         assert "trust:/trust:ro" in compose[name]["volumes"], name
     assert compose["trust"]["entrypoint"] == ["keel", "dev", "trust", "/trust"]
+
+
+def test_the_agents_server_runs_as_its_own_identity_behind_the_agent_loop() -> None:
+    """MCP/A2A for other agent systems: its KEEL_* variables are its settings, the trust volume
+    gives it its own certificate and the token keys, it starts once the agent loop is healthy,
+    and its one port is published on loopback."""
+    from keel_agents_server import AgentsServerSettings
+
+    server = yaml.safe_load(COMPOSE.read_text())["services"]["agents-server"]
+    assert server["command"] == ["python", "-m", "keel_agents_server"]
+    known = env_names(AgentsServerSettings) | env_names(TrustSettings)
+    assert {k for k in server["environment"] if k.startswith("KEEL_")} <= known
+    assert server["environment"]["KEEL_TRUST_DIR"] == "/trust"
+    assert "trust:/trust:ro" in server["volumes"]
+    assert server["environment"]["KEEL_AGENTS_AGENT_LOOP_TARGET"] == "agent-loop:50051"
+    assert server["depends_on"]["agent-loop"] == {"condition": "service_healthy"}
+    assert "kafka" not in server["depends_on"]  # it has no Kafka client
+    assert server["ports"] == ["127.0.0.1:${KEEL_HOST_PORT_AGENTS:-8790}:8790"]
+    local = yaml.safe_load((COMPOSE.parent / "deploy/podman/compose.local.yml").read_text())
+    assert local["services"]["agents-server"]["image"] == "localhost/keel:dev"

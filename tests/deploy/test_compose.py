@@ -19,6 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,7 @@ HOST_PORTS = (
     "TOOL_GATEWAY_METRICS",
     "JAEGER_UI",
     "OTLP",
+    "AGENTS",
 )
 
 
@@ -180,6 +182,14 @@ async def answer_over_grpc(target: str, credentials: ClientCredentials) -> str:
         return f"{view.status}: {view.answer or view.error}"
 
 
+def agent_card(port: int) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{port}/.well-known/agent-card.json"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        assert reply.status == 200
+        card: dict[str, Any] = json.loads(reply.read())
+    return card
+
+
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
         assert reply.status == 200
@@ -190,7 +200,7 @@ async def test_the_compose_stack_answers_a_task_and_goes_away_leaving_nothing(
     stack: ComposeStack,
 ) -> None:
     services = [spec.name for spec in SERVICES]
-    stack.wait_healthy(["kafka", *services])
+    stack.wait_healthy(["kafka", *services, "agents-server"])
 
     # Over gRPC from the host: mutual TLS with the trust volume's operator certificate.
     credentials = submitter(stack.trust_dir())
@@ -204,6 +214,10 @@ async def test_the_compose_stack_answers_a_task_and_goes_away_leaving_nothing(
                         "--timeout", "120")  # fmt: skip
     assert cli.returncode == 0, f"{cli.stdout}\n{cli.stderr[-3000:]}"
     assert ANSWER in cli.stdout
+
+    # The agents server (MCP/A2A) answers its public card on its published loopback port.
+    card = agent_card(stack.ports["AGENTS"])
+    assert {"default", "run_plan"} <= {skill["id"] for skill in card["skills"]}
 
     # Every service exports Prometheus metrics on its published port.
     for spec in SERVICES:

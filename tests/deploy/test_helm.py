@@ -11,6 +11,7 @@ deploy/helm/tools.sh: the first run takes minutes, later runs reuse them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -714,3 +715,109 @@ def test_the_policy_is_a_directory_mount_whose_symlink_swap_the_reloader_sees(
         return str(rule["decision"])
 
     assert (clock(first), clock(second)) == ("allow", "deny")
+
+
+# --- the agents server (off by default) -------------------------------------------------------
+
+AGENTS_ON = "agentsServer.enabled=true"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_agents_server_is_off_by_default(tools: Path, profile: str) -> None:
+    docs = render(tools, profile)
+    assert not [d for d in docs if d["metadata"]["name"] == "agents-server"]
+
+
+def test_the_agents_server_refuses_a_chart_without_trust_material(tools: Path) -> None:
+    """It could not check a caller's token: the chart says so instead of a crash-looping pod."""
+    done = helm(
+        tools, "template", "keel", str(CHART), "-f", str(CHART / "values-dev.yaml"),
+        "--set", AGENTS_ON,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "agentsServer needs trust material" in done.stderr
+
+
+def test_the_agents_server_runs_as_its_own_identity_with_real_settings(tools: Path) -> None:
+    from keel_agents_server import AgentsServerSettings
+
+    docs = render(tools, "production", AGENTS_ON)
+    pod = of_kind(docs, "Deployment")["agents-server"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "keel_agents_server"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    for name in (n for n in env if n.startswith("KEEL_")):
+        cls = AgentsServerSettings if name.startswith("KEEL_AGENTS_") else TrustSettings
+        prefix = "KEEL_AGENTS_" if cls is AgentsServerSettings else "KEEL_TRUST_"
+        assert name.removeprefix(prefix).lower() in cls.model_fields, name
+    assert env["KEEL_AGENTS_AGENT_LOOP_TARGET"] == "agent-loop:50051"
+    assert "agents-server.keel.svc" in json.loads(str(env["KEEL_AGENTS_ALLOWED_HOSTS"]))
+    # Its own certificate and the public keys; no service's private keys.
+    (trust_volume,) = [v for v in pod["volumes"] if v["name"] == "trust"]
+    secrets = [s["secret"] for s in trust_volume["projected"]["sources"]]
+    assert [s["name"] for s in secrets] == ["keel-trust-public", "keel-tls-agents-server"]
+    assert {i["path"] for i in secrets[1]["items"]} == {
+        "tls/ca.pem", "tls/agents-server.pem", "tls/agents-server.key",
+    }  # fmt: skip
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    probe = container["readinessProbe"]["httpGet"]
+    assert probe["path"] == "/.well-known/agent-card.json"
+    assert probe["httpHeaders"] == [{"name": "Host", "value": "localhost"}]
+    assert of_kind(docs, "Service")["agents-server"]["spec"]["ports"][0]["port"] == 8790
+    certificate = of_kind(docs, "Certificate")["agents-server"]["spec"]
+    assert (certificate["commonName"], certificate["secretName"]) == (
+        "agents-server", "keel-tls-agents-server",
+    )  # fmt: skip
+
+
+def test_the_agents_server_may_reach_only_the_agent_loop(tools: Path) -> None:
+    policies = of_kind(render(tools, "production", AGENTS_ON), "NetworkPolicy")
+    egress = policies["agents-server"]["spec"]["egress"]
+    ports = sorted((p["port"], p["protocol"]) for rule in egress for p in rule["ports"])
+    assert ports == [(53, "TCP"), (53, "UDP"), (50051, "TCP")]
+    callee = egress[1]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+    assert callee == "agent-loop"
+    admitted = [
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        for rule in policies["agent-loop"]["spec"]["ingress"]
+        for peer in rule["from"]
+        if "podSelector" in peer and "namespaceSelector" not in peer
+    ]
+    assert admitted == ["agents-server"]
+    assert policies["agents-server"]["spec"]["ingress"] == []  # no peers configured
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_the_agents_server_objects_are_valid_and_pass_checkov(
+    tools: Path, version: str, tmp_path: Path
+) -> None:
+    docs = [
+        d
+        for d in render(tools, "production", AGENTS_ON)
+        if d["metadata"]["name"] == "agents-server"
+    ]
+    assert {d["kind"] for d in docs} == {
+        "Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "Certificate",
+        "NetworkPolicy",
+    }  # fmt: skip
+    certificate = next(d for d in docs if d["kind"] == "Certificate")
+    jsonschema.Draft7Validator(crd_schema(str(tools), "Certificate")["v1"]).validate(certificate)
+    target = tmp_path / "agents-server.yaml"
+    target.write_text(yaml.safe_dump_all([d for d in docs if d["kind"] != "Certificate"]))
+    valid = subprocess.run(
+        [str(tools / "helm-tools/bin/kubernetes-validate"), "--strict", "--quiet"]
+        + ["-k", version, str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    scan = subprocess.run(
+        [str(tools / "helm-tools/bin/checkov"), "-f", str(target), "--framework", "kubernetes"]
+        + ["--compact", "--quiet", "--skip-check", ",".join(sorted(CHECKOV_SKIPS["production"]))],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"},
+    )
+    assert scan.returncode == 0, scan.stdout[-6000:] + scan.stderr[-2000:]

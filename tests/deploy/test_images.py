@@ -45,7 +45,7 @@ def test_make_images_prints_each_image_size_and_build_time(images: BuiltImages) 
 def test_the_service_image_runs_every_service_as_non_root_on_a_read_only_root(
     images: BuiltImages,
 ) -> None:
-    modules = ", ".join(spec.module for spec in SERVICES)
+    modules = ", ".join([spec.module for spec in SERVICES] + ["keel_agents_server"])
     probe = run_in_image(
         "python",
         "-c",
@@ -56,6 +56,17 @@ def test_the_service_image_runs_every_service_as_non_root_on_a_read_only_root(
     )
     assert probe.stdout.split() == ["10001", "10001"], probe.stderr
     assert "Read-only file system" in probe.stderr
+
+
+def test_the_service_image_runs_the_agents_server(images: BuiltImages) -> None:
+    """Its entry point is in the image (docker-compose.yml and the chart run it), and it
+    refuses to start without trust material rather than run unauthenticated."""
+    helped = run_in_image("keel-agents-server", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "--stdio" in helped.stdout
+    refused = run_in_image("python", "-m", "keel_agents_server")
+    assert refused.returncode == 2
+    assert "needs KEEL_TRUST_DIR" in refused.stderr
 
 
 def test_the_memory_store_opens_on_a_read_only_root(images: BuiltImages) -> None:

@@ -1,5 +1,12 @@
 """``keel plan …``: submit plans (from a file, or as a debate or a pipeline), follow them to
-their result, and draw their timeline."""
+their result, and draw their timeline.
+
+Two ways in, as for ``keel submit``: ``--via kafka`` (the default) publishes the plan on
+``keel.plans`` as the operator's Kafka principal, the plan's ``tenant`` taken as written;
+``--via grpc`` calls the agent loop's ``SubmitPlan`` at ``KEEL_CLI_AGENT_TARGET`` with the
+CLI's token, so the plan is the token's tenant's (an operator token may name one with
+``--tenant``), is checked before it is accepted, and is awaited with ``GetPlan``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from keel_cli.config import CliSettings
 from keel_cli.follow import SessionFollower
 from keel_cli.timeline import Timeline, build_timeline, render_html, render_svg, render_text
 from keel_cli.watch import answer_of, print_session
+from keel_clients import AgentClient, CallOptions, open_channel
 from keel_contracts.errors import ConfigError
 from keel_contracts.events import Envelope
 from keel_contracts.events.plans import PlanSpec, PlanSubmitted, Sampling, Stance
@@ -37,6 +45,15 @@ def add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.add_argument("--plan-id", default="", help="default: a new uuid")
         parser.add_argument("--no-wait", action="store_true", help="print the plan id and exit")
         parser.add_argument("--timeout", type=float, default=600.0)
+        parser.add_argument(
+            "--via",
+            choices=["kafka", "grpc"],
+            default="kafka",
+            help="kafka: publish on keel.plans; grpc: the agent loop's SubmitPlan, as the token",
+        )
+        parser.add_argument(
+            "--tenant", default="", help="--via grpc with an operator token: whose plan it is"
+        )
 
     submit = plan_sub.add_parser("submit", help="run a plan file (YAML or JSON)")
     submit.add_argument("file", type=Path)
@@ -80,6 +97,10 @@ async def plan_command(settings: CliSettings, args: argparse.Namespace) -> int:
         spec = _spec_of(args)
     except PlanInvalid as exc:
         raise PlanFileError(f"invalid plan: {exc}") from exc
+    if args.via == "grpc":
+        return await run_plan_via_grpc(
+            settings.agent_target, spec, args.plan_id, args.no_wait, args.timeout, args.tenant
+        )
     return await run_plan(settings.kafka, spec, args.plan_id, args.no_wait, args.timeout)
 
 
@@ -152,6 +173,35 @@ async def run_plan(
     print(f"answer: {answer}")
     print(f"(timeline: keel plan timeline {plan_id})")
     return 0
+
+
+async def run_plan_via_grpc(
+    target: str,
+    spec: PlanSpec,
+    plan_id: str,
+    no_wait: bool,
+    timeout_s: float,
+    tenant: str = "",
+) -> int:
+    """Submit over ``SubmitPlan`` and, unless ``no_wait``, wait for the answer with
+    ``GetPlan`` (the plan runs on even if the wait ends first)."""
+    async with open_channel(target) as channel:
+        agent = AgentClient(channel, CallOptions(timeout_s=10.0))
+        plan_id = await agent.submit_plan(spec.model_dump_json(), plan_id, tenant)
+        if no_wait:
+            print(plan_id)
+            return 0
+        print(f"plan {plan_id} ({len(spec.nodes)} nodes)")
+        view = await agent.get_plan(plan_id, wait_s=timeout_s)
+    if view.status == "completed":
+        print(f"answer: {view.answer}")
+        print(f"(timeline: keel plan timeline {plan_id})")
+        return 0
+    if view.status == "running":
+        print(f"plan {plan_id} still running after {timeout_s:g} s")
+    else:
+        print(f"plan {plan_id} failed: {view.error}")
+    return 1
 
 
 async def read_plan_events(settings: KafkaSettings, plan_id: str) -> list[Envelope]:

@@ -5,7 +5,9 @@ Keel session: its id is the session id).
 
 ``message/send`` runs the message's text as a goal over the agent loop's front door as the
 caller and answers with the finished task; the skill (agent profile) comes from the message's
-or the request's ``metadata.skill``.
+or the request's ``metadata.skill``. A message with a data part ``{"plan": {...}}``, or with
+the skill ``run_plan`` and the plan as YAML/JSON text, runs a multi-agent plan instead (its
+id is the task id); a plan that cannot run is ``-32602`` with the reason.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -22,8 +25,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from keel_agents_server.auth import Authenticator
-from keel_agents_server.front_door import AgentFrontDoor
-from keel_contracts.errors import KeelError, NotFound, Unauthenticated
+from keel_agents_server.front_door import AgentFrontDoor, OnEvent
+from keel_agents_server.plans import plan_json
+from keel_contracts.errors import InvalidArgument, KeelError, NotFound, Unauthenticated
 from keel_contracts.sessions import SessionEvent, SessionView
 
 PROTOCOL_VERSION = "0.3.0"
@@ -37,6 +41,8 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 TASK_NOT_FOUND = -32001
+# The skill that runs a plan rather than a goal (the card lists it beside the profiles).
+PLAN_SKILL = "run_plan"
 
 STATES = {
     "pending": "submitted",
@@ -51,6 +57,16 @@ class RpcError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a message asks for: a goal for an agent profile (``skill``), or a plan (JSON)."""
+
+    goal: str
+    skill: str
+    context_id: str
+    plan: str | None = None
 
 
 def agent_card(url: str, profiles: list[str]) -> dict[str, Any]:
@@ -72,6 +88,17 @@ def agent_card(url: str, profiles: list[str]) -> dict[str, Any]:
                 "tags": ["keel", "agent"],
             }
             for profile in profiles
+        ]
+        + [
+            {
+                "id": PLAN_SKILL,
+                "name": PLAN_SKILL,
+                "description": 'Run a multi-agent plan: a data part {"plan": {goal, nodes}}, '
+                "or its YAML/JSON as the text with metadata.skill run_plan. Answers with "
+                "the plan's output.",
+                "tags": ["keel", "plan"],
+                "inputModes": ["application/json", "text/plain"],
+            }
         ],
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         "security": [{"bearer": []}],
@@ -139,8 +166,7 @@ class A2AEndpoint:
                 raise RpcError(INVALID_PARAMS, "params must be an object")
             method = str(body.get("method"))
             if method == "message/stream":
-                goal, skill, context_id = self._goal(params)
-                frames = self._stream(request_id, caller.token, goal, skill, context_id)
+                frames = self._stream(request_id, caller.token, self._work(params))
                 return StreamingResponse(_sse(frames), media_type="text/event-stream")
             result = await self._dispatch(method, params, caller.token)
         except json.JSONDecodeError:
@@ -160,36 +186,66 @@ class A2AEndpoint:
             task_id = params.get("id")
             if not isinstance(task_id, str) or not task_id:
                 raise RpcError(INVALID_PARAMS, "tasks/get needs params.id")
-            return task_json(await self._front_door.get(token, task_id))
+            return task_json(await self._get(token, task_id))
         raise RpcError(METHOD_NOT_FOUND, f"method {method!r} is not supported")
 
-    def _goal(self, params: dict[str, Any]) -> tuple[str, str, str]:
-        """The goal (the message's text parts), the skill (profile) and the context id."""
+    def _work(self, params: dict[str, Any]) -> Work:
+        """The goal (the message's text parts), the skill (profile) and the context id; or
+        the plan of a data part / of the ``run_plan`` skill's text."""
         message = params.get("message")
         if not isinstance(message, dict):
             raise RpcError(INVALID_PARAMS, "the request needs params.message")
-        parts = message.get("parts") or []
-        goal = "\n".join(
-            str(p.get("text", "")) for p in parts if isinstance(p, dict) and p.get("kind") == "text"
-        ).strip()
+        parts = [p for p in message.get("parts") or [] if isinstance(p, dict)]
+        goal = "\n".join(str(p.get("text", "")) for p in parts if p.get("kind") == "text").strip()
+        skill = _skill(message, params)
+        context_id = str(message.get("contextId") or "")
+        data = [
+            p["data"] for p in parts if p.get("kind") == "data" and isinstance(p.get("data"), dict)
+        ]
+        planned = next((d for d in data if "plan" in d), None)
+        if planned is not None or skill == PLAN_SKILL:
+            try:
+                plan = plan_json(planned if planned is not None else goal, self._profiles)
+            except InvalidArgument as exc:
+                raise RpcError(INVALID_PARAMS, str(exc)) from exc
+            return Work(goal, PLAN_SKILL, context_id, plan)
         if not goal:
             raise RpcError(INVALID_PARAMS, "the message has no text part")
-        skill = _skill(message, params)
         if skill and skill not in self._profiles:
             raise RpcError(INVALID_PARAMS, f"unknown skill {skill!r}")
-        return goal, skill, str(message.get("contextId") or "")
+        return Work(goal, skill, context_id)
+
+    async def _run(self, token: str, work: Work, on_event: OnEvent | None = None) -> SessionView:
+        """A goal's session or a plan, to its end; a plan the agent loop refuses as invalid
+        is the caller's to fix (``-32602`` with the reason)."""
+        if work.plan is None:
+            return await self._front_door.run(token, work.goal, work.skill, on_event)
+        try:
+            return await self._front_door.run_plan(token, work.plan)
+        except InvalidArgument as exc:
+            raise RpcError(INVALID_PARAMS, str(exc)) from exc
+
+    async def _get(self, token: str, task_id: str) -> SessionView:
+        """A task is a session or a plan: a session first, then a plan of that id."""
+        try:
+            return await self._front_door.get(token, task_id)
+        except NotFound as missing:
+            try:
+                return await self._front_door.get_plan(token, task_id)
+            except NotFound:
+                raise missing from None
 
     async def _send(self, params: dict[str, Any], token: str) -> dict[str, Any]:
-        goal, skill, context_id = self._goal(params)
-        view = await self._front_door.run(token, goal, skill)
-        return task_json(view, context_id)
+        work = self._work(params)
+        return task_json(await self._run(token, work), work.context_id)
 
     async def _stream(
-        self, request_id: Any, token: str, goal: str, skill: str, context_id: str
+        self, request_id: Any, token: str, work: Work
     ) -> AsyncIterator[dict[str, Any]]:
         """The task when its first event arrives, a ``working`` status update per session
         event, then the answer artifact and the final status (``final: true``)."""
         frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        context_id = work.context_id
 
         def frame(result: dict[str, Any]) -> dict[str, Any]:
             return {"jsonrpc": "2.0", "id": request_id, "result": result}
@@ -206,14 +262,20 @@ class A2AEndpoint:
 
         async def run() -> None:
             try:
-                view = await self._front_door.run(token, goal, skill, on_event)
+                view = await self._run(token, work, on_event)
                 done = task_json(view, context_id)
+                if not started:  # a plan sends no session events: the task comes first
+                    submitted = {"state": "submitted"}
+                    await frames.put(frame(_task(done["id"], done["contextId"], submitted)))
                 for artifact in done.get("artifacts", []):
                     update = {"kind": "artifact-update", "taskId": done["id"]}
                     update |= {"contextId": done["contextId"], "artifact": artifact}
                     await frames.put(frame(update))
                 final = _update(done["id"], done["contextId"], done["status"], final=True)
                 await frames.put(frame(final))
+            except RpcError as exc:
+                error = {"code": exc.code, "message": str(exc)}
+                await frames.put({"jsonrpc": "2.0", "id": request_id, "error": error})
             except KeelError as exc:
                 code = TASK_NOT_FOUND if isinstance(exc, NotFound) else INTERNAL_ERROR
                 error = {"code": code, "message": f"{type(exc).__name__}: {exc}"}

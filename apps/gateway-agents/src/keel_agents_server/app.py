@@ -26,11 +26,13 @@ from keel_agents_server.mcp_tools import build_mcp
 from keel_contracts.errors import ConfigError
 from keel_core.grpc import ClientCredentials, secure_channel
 from keel_core.grpc.tokens import TokenVerifier
-from keel_core.trust import TrustMaterial
+from keel_core.trust import AGENTS_SERVER, TrustMaterial
 
-# The agent loop's port is mutual TLS; this certificate only opens the connection. Every call
-# carries the caller's token and is judged by it alone (no call is made without one).
-TRANSPORT_IDENTITY = "operator"
+# The agent loop's port is mutual TLS; this server's own certificate (keel_core.trust, no row
+# of the authorization table names it) opens the connection and names it as the transport in
+# what the agent loop audits. Every call carries the caller's token and is judged by it alone
+# (no call is made without one).
+TRANSPORT_IDENTITY = AGENTS_SERVER
 MCP_PATH = "/mcp"
 
 
@@ -56,9 +58,14 @@ def build(settings: AgentsServerSettings) -> AgentsServer:
         audience=settings.trust.token_audience,
     )
     authenticator = Authenticator(verifier)
-    channel = secure_channel(
-        settings.agent_loop_target, ClientCredentials(material.tls_identity(TRANSPORT_IDENTITY))
-    )
+    try:
+        identity = material.tls_identity(TRANSPORT_IDENTITY)
+    except ConfigError as exc:  # a directory made before this server had an identity
+        raise ConfigError(
+            f"{exc}; `keel dev trust {settings.trust.dir}` adds the {TRANSPORT_IDENTITY} "
+            "certificate (existing keys are kept)"
+        ) from exc
+    channel = secure_channel(settings.agent_loop_target, ClientCredentials(identity))
     front_door = AgentFrontDoor(channel, settings.run_timeout_s)
     mcp = build_mcp(front_door, authenticator, settings.profiles, settings.token)
     a2a = A2AEndpoint(front_door, authenticator, settings.profiles, public_url(settings))

@@ -1,10 +1,12 @@
-"""The agent loop's front door, called as the caller: every Submit, StreamEvents and Get
-carries the caller's own bearer token, so the agent loop's interceptor sets tenant, profile
-and roles from it and policy, audit and budgets apply exactly as to a gRPC caller.
+"""The agent loop's front door, called as the caller: every Submit, StreamEvents, Get,
+SubmitPlan and GetPlan carries the caller's own bearer token, so the agent loop's interceptor
+sets tenant, profile and roles from it and policy, audit and budgets apply exactly as to a
+gRPC caller.
 
-The channel presents the operator certificate only because the agent loop's port is mutual
-TLS: a call that carries a token is judged by the token alone (docs/security.md, gRPC), and no
-call leaves here without one.
+The channel presents this server's own certificate (``agents-server``) because the agent
+loop's port is mutual TLS: a call that carries a token is judged by the token alone
+(docs/security.md, gRPC), the certificate alone admits nothing, and no call leaves here
+without one.
 """
 
 from __future__ import annotations
@@ -50,3 +52,14 @@ class AgentFrontDoor:
 
     async def get(self, token: str, session_id: str) -> SessionView:
         return await self._client(token).get(session_id)
+
+    async def run_plan(self, token: str, plan_json: str) -> SessionView:
+        """Submit a plan as the caller and wait for its answer (its id is the view's session
+        id). A plan still running after ``run_timeout_s`` is returned as it stands (running):
+        it keeps running, ask again with ``get_plan``."""
+        client = self._client(token)
+        plan_id = await client.submit_plan(plan_json)
+        return await client.get_plan(plan_id, wait_s=self._run_timeout_s)
+
+    async def get_plan(self, token: str, plan_id: str) -> SessionView:
+        return await self._client(token).get_plan(plan_id)

@@ -118,7 +118,7 @@ async def test_a2a_card_then_message_send_then_tasks_get(stack: LocalStack, serv
     acme = {"authorization": f"Bearer {_token(stack, 'ann', 'acme')}"}
     async with httpx.AsyncClient(base_url=server, timeout=60) as http:
         card = (await http.get("/.well-known/agent-card.json")).json()
-        assert [s["id"] for s in card["skills"]] == ["default"]
+        assert [s["id"] for s in card["skills"]] == ["default", "run_plan"]
         endpoint = card["url"]
         send = {
             "jsonrpc": "2.0",
@@ -202,3 +202,72 @@ async def test_a2a_message_stream_sends_the_task_progress_and_the_final_answer(
     assert results[-1]["final"] is True
     assert results[-1]["status"]["state"] == "completed"
     assert {r.get("taskId", r.get("id")) for r in results} == {results[0]["id"]}
+
+
+PLAN = {"goal": GOAL, "nodes": [{"id": "solve", "goal": "{plan.goal}"}]}
+
+
+async def test_run_plan_over_mcp_returns_the_answer_and_only_its_tenant_reads_it(
+    stack: LocalStack, server: str
+) -> None:
+    async with _mcp(server, _token(stack, "ann", "acme")) as owner:
+        assert {"run_plan", "get_plan"} <= {t.name for t in (await owner.list_tools()).tools}
+        plan = _structured(await owner.call_tool("run_plan", {"plan": json.dumps(PLAN)}))
+        assert plan["status"] == "completed", plan
+        assert "395" in plan["answer"]
+        assert plan["nodes_run"] == 1
+        again = _structured(await owner.call_tool("get_plan", {"plan_id": plan["plan_id"]}))
+        assert again["answer"] == plan["answer"]
+    async with _mcp(server, _token(stack, "oscar", "other")) as stranger:
+        hidden = await stranger.call_tool("get_plan", {"plan_id": plan["plan_id"]})
+    assert hidden.is_error
+    text = " ".join(c.text for c in hidden.content if isinstance(c, mcp_types.TextContent))
+    assert "NotFound" in text
+    assert "395" not in text
+
+
+@pytest.mark.parametrize(
+    ("node", "reason"),
+    [
+        ({"id": "a", "goal": "x", "agent_profile": "ghost"}, "unknown agent profile 'ghost'"),
+        ({"id": "a", "goal": "x", "tools": ["shell"]}, "nodes.0.tools"),
+        ({"id": "a", "goal": "x", "depends_on": ["a"]}, "cycle: a -> a"),
+    ],
+    ids=["unknown-profile", "unknown-field-tools", "cycle"],
+)
+async def test_run_plan_refuses_a_plan_that_cannot_run_with_the_reason(
+    stack: LocalStack, server: str, node: dict[str, Any], reason: str
+) -> None:
+    async with _mcp(server, _token(stack, "ann", "acme")) as client:
+        refused = await client.call_tool("run_plan", {"plan": json.dumps({"nodes": [node]})})
+    assert refused.is_error
+    text = " ".join(c.text for c in refused.content if isinstance(c, mcp_types.TextContent))
+    assert reason in text
+
+
+async def test_a2a_runs_a_plan_from_a_data_part_and_keeps_it_to_its_tenant(
+    stack: LocalStack, server: str
+) -> None:
+    acme = {"authorization": f"Bearer {_token(stack, 'ann', 'acme')}"}
+    other = {"authorization": f"Bearer {_token(stack, 'oscar', 'other')}"}
+    send = {
+        "jsonrpc": "2.0",
+        "id": "1",
+        "method": "message/send",
+        "params": {
+            "message": {
+                "role": "user",
+                "messageId": "m1",
+                "parts": [{"kind": "data", "data": {"plan": PLAN}}],
+            }
+        },
+    }
+    async with httpx.AsyncClient(base_url=server, timeout=60) as http:
+        task = (await http.post("/a2a", json=send, headers=acme)).json()["result"]
+        assert task["status"]["state"] == "completed"
+        assert "395" in task["artifacts"][0]["parts"][0]["text"]
+        get = {"jsonrpc": "2.0", "id": "2", "method": "tasks/get", "params": {"id": task["id"]}}
+        same = (await http.post("/a2a", json=get, headers=acme)).json()["result"]
+        assert same["artifacts"] == task["artifacts"]
+        hidden = (await http.post("/a2a", json=get, headers=other)).json()
+    assert hidden["error"]["code"] == -32001

@@ -81,7 +81,7 @@ async def test_a_foreign_host_is_400_even_with_a_good_token(client: httpx.AsyncC
 
 async def test_the_card_is_public_and_names_skills_and_bearer(client: httpx.AsyncClient) -> None:
     card = (await client.get("/.well-known/agent-card.json")).json()
-    assert [s["id"] for s in card["skills"]] == ["default", "researcher"]
+    assert [s["id"] for s in card["skills"]] == ["default", "researcher", "run_plan"]
     assert card["securitySchemes"]["bearer"] == {
         "type": "http",
         "scheme": "bearer",
@@ -128,4 +128,13 @@ def test_without_trust_material_the_server_refuses_to_build() -> None:
     """No keys, no way to check a token: it must not serve at all (not serve unchecked)."""
     settings = AgentsServerSettings(trust=TrustSettings(dir=None, insecure_dev=True))
     with pytest.raises(ConfigError, match="needs KEEL_TRUST_DIR"):
+        build(settings)
+
+
+def test_a_trust_directory_without_its_certificate_says_how_to_add_it(tmp_path: Path) -> None:
+    """A directory made before the server had its own identity: it does not fall back to
+    another identity's certificate, it says which command adds its own."""
+    directory = trust.generate(tmp_path / "old", tls_only=())
+    settings = AgentsServerSettings(trust=TrustSettings(dir=directory))
+    with pytest.raises(ConfigError, match=r"agents-server\.pem.*keel dev trust"):
         build(settings)

@@ -25,7 +25,7 @@ def _server(token: str = "") -> StdioServerParameters:
 async def test_stdio_lists_the_tools_and_refuses_a_call_without_a_token() -> None:
     async with Client(_server()) as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == {"run_agent", "get_session"}
+        assert tools == {"run_agent", "get_session", "run_plan", "get_plan"}
         refused = await client.call_tool("get_session", {"session_id": "s1"})
     assert refused.is_error
     text = " ".join(c.text for c in refused.content if isinstance(c, mcp_types.TextContent))

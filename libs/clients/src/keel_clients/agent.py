@@ -1,5 +1,5 @@
 """Client of ``keel.agent.v1.AgentService``, the front door: submit a task, follow it, read
-its result, cancel it."""
+its result, cancel it; submit a plan and await its answer."""
 
 from __future__ import annotations
 
@@ -66,3 +66,24 @@ class AgentClient:
     async def cancel(self, session_id: str, reason: str = "") -> bool:
         request = agent_pb2.CancelRequest(session_id=session_id, reason=reason)
         return bool((await self._caller.unary(self._stub.Cancel, request)).accepted)
+
+    async def submit_plan(self, plan_json: str, plan_id: str = "", tenant: str = "") -> str:
+        """Submit a ``PlanSpec`` (as JSON) under the caller's tenant; the plan id. A plan that
+        cannot run is ``InvalidArgument`` with the reason."""
+        request = agent_pb2.SubmitPlanRequest(plan_json=plan_json, plan_id=plan_id, tenant=tenant)
+        return str((await self._caller.unary(self._stub.SubmitPlan, request)).plan_id)
+
+    async def get_plan(self, plan_id: str, wait_s: float = 0.0) -> SessionView:
+        """The plan as a session: status, answer or error, and the nodes that ran as its
+        ``iterations``. ``wait_s``: wait up to that long for it to finish (the call's deadline
+        is stretched by as much, so a long poll is not cut short by the default one)."""
+        request = agent_pb2.GetPlanRequest(plan_id=plan_id, wait_s=wait_s)
+        deadline = self._caller.options.timeout_s + max(wait_s, 0.0)
+        reply = await self._caller.unary(self._stub.GetPlan, request, timeout_s=deadline)
+        return SessionView(
+            session_id=reply.plan_id,
+            status=STATUSES.get(reply.status, "unknown"),
+            answer=reply.answer,
+            error=reply.error,
+            iterations=reply.nodes_run,
+        )

@@ -63,6 +63,11 @@ AUDIT_IDENTITIES = (
     "approval",
     "operator",
 )
+# Identities with a certificate and nothing else: the agents server (MCP/A2A) presents its
+# own on the agent loop's mutual-TLS port, so the connection (and the audit of what came
+# through it) names it; it signs no audit records and holds no Kafka credential.
+AGENTS_SERVER = "agents-server"
+TLS_ONLY_IDENTITIES = (AGENTS_SERVER,)
 
 
 class TrustSettings(BaseSettings):
@@ -271,19 +276,29 @@ def rotate(directory: Path, stem: str) -> Path:
     return directory
 
 
-def generate(directory: Path, identities: Iterable[str] = AUDIT_IDENTITIES) -> Path:
+def generate(
+    directory: Path,
+    identities: Iterable[str] = AUDIT_IDENTITIES,
+    tls_only: Iterable[str] = TLS_ONLY_IDENTITIES,
+) -> Path:
     """Fresh material in ``directory`` (created 0700; private files 0600). Existing files are
-    kept, so a stack restarted on the same directory keeps verifying its old records."""
+    kept, so a stack restarted on the same directory keeps verifying its old records (and an
+    older directory gains the certificates it lacks, e.g. ``agents-server``'s).
+
+    ``identities`` get an audit key pair and a certificate; ``tls_only`` a certificate only.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
+    names = list(identities)
     _pair(directory, APPROVAL_SIGNING)
-    for identity in identities:
+    for identity in names:
         _pair(directory, f"audit-{identity}")
     _secret(directory / LEDGER_KEY, secrets.token_bytes(32))
     _pair(directory, TOKEN_SIGNING)
     from keel_core.grpc.certs import generate_certs  # x509 building, for gRPC
 
-    generate_certs(directory / TLS_DIR, identities)
+    certified = [*names, *(name for name in tls_only if name not in names)]
+    generate_certs(directory / TLS_DIR, certified)
     return directory
 
 

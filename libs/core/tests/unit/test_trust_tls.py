@@ -24,7 +24,7 @@ from keel_core.grpc.tokens import mint_token
 def test_every_identity_gets_a_certificate_from_one_ca(tmp_path: Path) -> None:
     material = trust.TrustMaterial(trust.generate(tmp_path / "t"))
     ca = x509.load_pem_x509_certificate(material.tls_identity("policy").ca)
-    for identity in trust.AUDIT_IDENTITIES:
+    for identity in (*trust.AUDIT_IDENTITIES, trust.AGENTS_SERVER):
         tls = material.tls_identity(identity)
         cert = x509.load_pem_x509_certificate(tls.cert)
         assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == identity
@@ -39,6 +39,24 @@ def test_every_identity_gets_a_certificate_from_one_ca(tmp_path: Path) -> None:
         key_mode = stat.S_IMODE((tmp_path / "t" / "tls" / f"{identity}.key").stat().st_mode)
         assert key_mode == 0o600
     assert repr(material.tls_identity("policy")) == "TlsIdentity('policy', <key>)"
+
+
+def test_the_agents_server_gets_a_certificate_and_no_audit_key(tmp_path: Path) -> None:
+    """Its own transport identity (not the operator's), and nothing to sign audit with: it
+    writes no records of its own."""
+    directory = trust.generate(tmp_path / "t")
+    assert (directory / "tls" / "agents-server.pem").exists()
+    assert not (directory / "audit-agents-server.key").exists()
+
+
+def test_an_older_directory_gains_the_agents_server_certificate(tmp_path: Path) -> None:
+    directory = trust.generate(tmp_path / "t", tls_only=())
+    assert not (directory / "tls" / "agents-server.pem").exists()
+    ca_before = (directory / "tls" / "ca.pem").read_bytes()
+    trust.generate(directory)
+    tls = trust.TrustMaterial(directory).tls_identity(trust.AGENTS_SERVER)
+    ca = x509.load_pem_x509_certificate(ca_before)
+    x509.load_pem_x509_certificate(tls.cert).verify_directly_issued_by(ca)
 
 
 def test_generating_again_keeps_the_ca_and_the_certificates(tmp_path: Path) -> None:

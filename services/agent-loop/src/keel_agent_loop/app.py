@@ -18,6 +18,7 @@ from keel_agent_loop.adapters.control import ControlFollower
 from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
 from keel_agent_loop.adapters.patience import Patience, PatientLLM, PatientMemory, PatientTools
 from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext, SampledLLM
+from keel_agent_loop.adapters.plan_results import PlanResultsFollower
 from keel_agent_loop.adapters.tracing import OtelStepTracer
 from keel_agent_loop.config import Settings
 from keel_agent_loop.domain.cancel import CancelFlags
@@ -32,8 +33,16 @@ from keel_agent_loop.metrics import AgentMetrics
 from keel_agent_loop.plans import PlanSettings, install_plans
 from keel_agent_loop.plans.session import PlanModePort
 from keel_agent_loop.usecases import FrontDoor, OutagePolicy, SessionDefaults, SessionRunner
+from keel_agent_loop.usecases.plan_door import PlanDoor
 from keel_clients import CallOptions, LLMClient, MemoryClient, ToolClient, open_channel
-from keel_contracts.topics import APPROVAL_DECISIONS, CHECKPOINTS, CONTROL, SUBTASKS, TASKS
+from keel_contracts.topics import (
+    APPROVAL_DECISIONS,
+    CHECKPOINTS,
+    CONTROL,
+    PLANS,
+    SUBTASKS,
+    TASKS,
+)
 from keel_core import trust
 from keel_core.bus.table import Table
 from keel_core.grpc.ratelimit import apply_rate_limits
@@ -43,6 +52,7 @@ from keel_core.runtime import Runtime, ServiceRuntime, run_service
 SERVICE = "agent-loop"
 # What counts against which rate limit (docs/rate-limits.md); limits are off until set.
 RATE_LIMIT_RULES = [
+    # A prefix: SubmitPlan counts against the same per-tenant submit bucket as Submit.
     rule("/keel.agent.v1.AgentService/Submit", "submit"),
     rule("/keel.agent.v1.AgentService/", "calls"),
 ]
@@ -127,7 +137,11 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         limit_tasks(limiter, handler),
     )
     front_door = FrontDoor(store, runtime.producer, checkpoints=checkpoints, cancels=cancels)
-    _serve_agent_service(runtime, AgentServicer(front_door, settings.default_max_iterations))
+    plan_door = PlanDoor(runtime.producer, runtime.audit)
+    runtime.on_start(PlanResultsFollower(runtime.follower(PLANS, "plan-results"), plan_door).start)
+    _serve_agent_service(
+        runtime, AgentServicer(front_door, settings.default_max_iterations, plan_door)
+    )
     apply_rate_limits(limiter, runtime, SERVICE)
     _extend(settings, runtime, sessions, table)
     return AgentLoopParts(loop, sessions, front_door, handler, store, checkpoints, table, cancels)

@@ -257,3 +257,16 @@ async def test_a_session_parked_on_a_plan_survives_a_restart_and_resumes_on_its_
     # A repeated end (at-least-once) finds the session finished: nothing more is published.
     await second.handler(Envelope.wrap(ended, source="agent-loop.plans", session_id="s9"))
     assert len(second.results()) == 1
+
+
+async def test_the_plan_is_the_sessions_tenants_whatever_the_model_wrote() -> None:
+    """A model cannot move work to another tenant: the tenant is not offered in the plan
+    tool's schema, and one written anyway is replaced by the session's."""
+    elsewhere = {**TEAM, "tenant": "elsewhere"}
+    parts = Parts(ScriptedLLM([call_tools(("plan", elsewhere)), answer("done")]))
+    state = session().model_copy(update={"tenant": "acme"})
+    await parts.loop.run(state)
+    (submitted,) = parts.submitted()
+    assert submitted.plan.tenant == "acme"
+    (plan_tool,) = [t for t in parts.llm.calls[0].tools if t.name == "plan"]
+    assert "tenant" not in plan_tool.parameters_json_schema

@@ -74,6 +74,10 @@ class PlanSpec(BaseModel):
     # Empty in a file or a model's answer: the submitter picks one.
     plan_id: str = ""
     goal: str = ""
+    # Whose plan it is: every session it starts runs as this tenant (budgets, memory, policy,
+    # audit). Set by whoever admits the plan, never taken from its author: the tenant of the
+    # SubmitPlan caller's token, of the session in plan mode, of the parent for a nested plan.
+    tenant: str = "default"
     max_parallel: int = Field(default=4, ge=1, le=256)
     nodes: list[PlanNode] = Field(default_factory=list)
 

@@ -16,6 +16,10 @@ ANY = "*"
 
 AGENT_LOOP = "agent-loop"
 TOOL_GATEWAY = "tool-gateway"
+# The MCP/A2A server (apps/gateway-agents). It is named in NO row on purpose: it only forwards
+# callers' tokens to AgentService, and a call with a token is judged by the token alone, so
+# without a caller's token its certificate opens a connection and admits nothing but health.
+AGENTS_SERVER = "agents-server"
 SUBMITTER, REVIEWER, OPERATOR = "submitter", "reviewer", "operator"
 
 
@@ -47,6 +51,9 @@ AUTHORIZATION: dict[str, Rule] = {
     "/keel.agent.v1.AgentService/Get": _FRONT_DOOR,
     "/keel.agent.v1.AgentService/StreamEvents": _FRONT_DOOR,
     "/keel.agent.v1.AgentService/Cancel": _FRONT_DOOR,
+    # Plans are submitted as the caller, like Submit: the token's tenant is the plan's.
+    "/keel.agent.v1.AgentService/SubmitPlan": _FRONT_DOOR,
+    "/keel.agent.v1.AgentService/GetPlan": _FRONT_DOOR,
     # Operators too: `keel replay --model` asks what a model would answer (it runs nothing).
     "/keel.llm.v1.LLMGateway/Complete": _rule(services=(AGENT_LOOP,), roles=(OPERATOR,)),
     "/keel.llm.v1.LLMGateway/CompleteStream": _rule(services=(AGENT_LOOP,), roles=(OPERATOR,)),

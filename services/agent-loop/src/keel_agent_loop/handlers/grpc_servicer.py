@@ -15,14 +15,23 @@ from keel_agent_loop.handlers.mapping import (
     record_to_proto,
     task_from_submit,
 )
+from keel_agent_loop.handlers.plan_mapping import plan_to_proto
 from keel_agent_loop.usecases import FrontDoor
-from keel_core.grpc.auth import ANY_TENANT, current_principal
+from keel_agent_loop.usecases.plan_door import PlanCaller, PlanDoor
+from keel_contracts.errors import FailedPrecondition
+from keel_core.grpc.auth import ANY_TENANT, current_principal, peer_identity
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, front_door: FrontDoor, default_max_iterations: int) -> None:
+    def __init__(
+        self,
+        front_door: FrontDoor,
+        default_max_iterations: int,
+        plans: PlanDoor | None = None,
+    ) -> None:
         self._front_door = front_door
         self._default_max_iterations = default_max_iterations
+        self._plans = plans
 
     async def Submit(
         self, request: agent_pb2.SubmitRequest, context: grpc.aio.ServicerContext
@@ -50,6 +59,31 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             request.session_id, request.reason, caller_tenant()
         )
         return agent_pb2.CancelResponse(accepted=accepted)
+
+    async def SubmitPlan(
+        self, request: agent_pb2.SubmitPlanRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.SubmitPlanResponse:
+        # The interceptor has bound request.tenant to a token caller's tenant (an operator's
+        # token may name one); the transport identity is recorded beside the caller.
+        principal = current_principal()
+        caller = PlanCaller(
+            tenant=request.tenant or "default",
+            who=principal.name if principal is not None else "",
+            via=peer_identity(context),
+        )
+        record = await self._plan_door().submit(request.plan_json, request.plan_id, caller)
+        return agent_pb2.SubmitPlanResponse(plan_id=record.plan_id, nodes=record.nodes)
+
+    async def GetPlan(
+        self, request: agent_pb2.GetPlanRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.GetPlanResponse:
+        record = await self._plan_door().get(request.plan_id, caller_tenant(), request.wait_s)
+        return plan_to_proto(record)
+
+    def _plan_door(self) -> PlanDoor:
+        if self._plans is None:
+            raise FailedPrecondition("this agent loop takes no plans over gRPC")
+        return self._plans
 
 
 def caller_tenant() -> str | None:

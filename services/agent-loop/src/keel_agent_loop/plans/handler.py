@@ -190,8 +190,13 @@ class PlanHandler:
                 trace,
             )
             if dispatch.plan is not None:
+                # A nested plan is its parent's tenant's, whatever its own spec says.
                 child = dispatch.plan.model_copy(
-                    update={"plan_id": dispatch.session_id, "goal": dispatch.goal}
+                    update={
+                        "plan_id": dispatch.session_id,
+                        "goal": dispatch.goal,
+                        "tenant": state.spec.tenant,
+                    }
                 )
                 submitted = PlanSubmitted(
                     plan=child, parent_plan_id=state.plan_id, parent_node_id=dispatch.node_id
@@ -202,6 +207,8 @@ class PlanHandler:
                 goal=dispatch.goal,
                 agent_profile=dispatch.agent_profile,
                 agent_id=f"plan-{dispatch.node_id}",
+                # The plan's tenant: its sessions' budgets, memory, policy and audit are its.
+                tenant=state.spec.tenant,
                 max_iterations=dispatch.max_iterations,
                 metadata={
                     "plan_id": state.plan_id,

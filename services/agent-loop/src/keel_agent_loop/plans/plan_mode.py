@@ -55,6 +55,9 @@ def _spec_schema() -> dict[str, Any]:
     not a ``$ref``); the nested plans still refer to it through ``$defs``."""
     schema = PlanSpec.model_json_schema()
     defs: dict[str, Any] = schema.get("$defs", {})
+    # The tenant is the session's, never the model's choice: not offered at any level.
+    for definition in (schema, *defs.values()):
+        definition.get("properties", {}).pop("tenant", None)
     top = dict(defs.get("PlanSpec", schema))
     return {**top, "$defs": defs}
 
@@ -71,12 +74,18 @@ def plan_id_for(session_id: str, iteration: int, index: int) -> str:
 
 
 def plan_submission(
-    session_id: str, iteration: int, index: int, spec: PlanSpec, goal: str
+    session_id: str,
+    iteration: int,
+    index: int,
+    spec: PlanSpec,
+    goal: str,
+    tenant: str = "default",
 ) -> PlanSubmitted:
     """What the session publishes on keel.plans (key = the plan id) to run ``spec``; a plan
-    without a goal of its own gets the session's."""
+    without a goal of its own gets the session's. The plan is the session's ``tenant``'s,
+    whatever the model wrote: a model cannot move work to another tenant."""
     plan_id = plan_id_for(session_id, iteration, index)
-    plan = spec.model_copy(update={"plan_id": plan_id, "goal": spec.goal or goal})
+    plan = spec.model_copy(update={"plan_id": plan_id, "goal": spec.goal or goal, "tenant": tenant})
     return PlanSubmitted(
         plan=plan, parent_session_id=session_id, submitted_by=f"session:{session_id}"
     )

@@ -44,7 +44,9 @@ class PlanModePort:
             spec = plan_from_call(call.arguments_json, self._limits)
         except PlanParseError as exc:
             return str(exc)
-        return plan_submission(state.session_id, state.iteration, index, spec, state.goal)
+        return plan_submission(
+            state.session_id, state.iteration, index, spec, state.goal, state.tenant or "default"
+        )
 
     async def submit(self, submitted: PlanSubmitted, trace: str) -> None:
         plan_id = submitted.plan.plan_id

@@ -194,3 +194,23 @@ async def test_finished_node_of_unknown_plan_is_ignored(
     handler, publisher, _store = parts
     await handler(finished("nobody", "a"))
     assert publisher.sent == []
+
+
+async def test_a_plans_sessions_and_nested_plans_are_its_tenants(
+    parts: tuple[PlanHandler, InMemoryPublisher, MemoryPlanStore],
+) -> None:
+    """Budgets, memory, policy and audit of a plan's sessions follow the tenant on their
+    task: every one, nested plans' included, is the plan's, whatever a nested spec says."""
+    handler, publisher, _store = parts
+    nested = PlanSpec(tenant="elsewhere", nodes=[node("inner")])
+    spec = PlanSpec(
+        plan_id="top",
+        tenant="acme",
+        nodes=[node("first"), sub_plan("team", "{plan.goal}", nested)],
+    )
+    await handler(wrap(PlanSubmitted(plan=spec), "top"))
+    (child,) = [e for e in publisher.envelopes(PLANS) if e.type == PlanSubmitted.event_type]
+    assert child.parse(PlanSubmitted).plan.tenant == "acme"
+    await handler(child)
+    tasks = {(e.session_id, e.parse(TaskSubmitted).tenant) for e in publisher.envelopes(SUBTASKS)}
+    assert tasks == {("top.first", "acme"), ("top.team.inner", "acme")}

@@ -257,3 +257,110 @@ class CancelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelResponse: _TypeAlias = CancelResponse  # noqa: Y015
+
+@_typing.final
+class SubmitPlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_JSON_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    plan_json: _builtins.str
+    """The plan: a keel.plans PlanSpec as JSON (nodes, goal, max_parallel)."""
+    plan_id: _builtins.str
+    """Optional: a caller-chosen id makes SubmitPlan idempotent; empty means "generate one"."""
+    tenant: _builtins.str
+    """Bound to the caller's token; an operator token may name one (default: "default")."""
+    def __init__(
+        self,
+        *,
+        plan_json: _builtins.str = ...,
+        plan_id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan_id", b"plan_id", "plan_json", b"plan_json", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitPlanRequest: _TypeAlias = SubmitPlanRequest  # noqa: Y015
+
+@_typing.final
+class SubmitPlanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    nodes: _builtins.int
+    """Nodes of the plan, nested plans' included."""
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        nodes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nodes", b"nodes", "plan_id", b"plan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitPlanResponse: _TypeAlias = SubmitPlanResponse  # noqa: Y015
+
+@_typing.final
+class GetPlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    WAIT_S_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    wait_s: _builtins.float
+    """Wait up to this many seconds for the plan to finish (0: answer at once)."""
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        wait_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan_id", b"plan_id", "wait_s", b"wait_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlanRequest: _TypeAlias = GetPlanRequest  # noqa: Y015
+
+@_typing.final
+class GetPlanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ANSWER_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    NODES_RUN_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    status: Global___SessionStatus.ValueType
+    """RUNNING until the plan's result is published; then COMPLETED or FAILED."""
+    answer: _builtins.str
+    error: _builtins.str
+    nodes_run: _builtins.int
+    """Nodes that ran to an end (succeeded or failed) when it finished."""
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        status: Global___SessionStatus.ValueType = ...,
+        answer: _builtins.str = ...,
+        error: _builtins.str = ...,
+        nodes_run: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "error", b"error", "nodes_run", b"nodes_run", "plan_id", b"plan_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlanResponse: _TypeAlias = GetPlanResponse  # noqa: Y015

@@ -54,6 +54,16 @@ class AgentServiceStub:
                 request_serializer=keel_dot_agent_dot_v1_dot_agent__pb2.CancelRequest.SerializeToString,
                 response_deserializer=keel_dot_agent_dot_v1_dot_agent__pb2.CancelResponse.FromString,
                 _registered_method=True)
+        self.SubmitPlan = channel.unary_unary(
+                '/keel.agent.v1.AgentService/SubmitPlan',
+                request_serializer=keel_dot_agent_dot_v1_dot_agent__pb2.SubmitPlanRequest.SerializeToString,
+                response_deserializer=keel_dot_agent_dot_v1_dot_agent__pb2.SubmitPlanResponse.FromString,
+                _registered_method=True)
+        self.GetPlan = channel.unary_unary(
+                '/keel.agent.v1.AgentService/GetPlan',
+                request_serializer=keel_dot_agent_dot_v1_dot_agent__pb2.GetPlanRequest.SerializeToString,
+                response_deserializer=keel_dot_agent_dot_v1_dot_agent__pb2.GetPlanResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -86,6 +96,22 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitPlan(self, request, context):
+        """Checks a multi-agent plan and publishes it to keel.plans under the caller's tenant;
+        returns its plan id. A plan that cannot run is INVALID_ARGUMENT with the reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPlan(self, request, context):
+        """A plan this replica accepted: its status and, once it finished, its answer or error.
+        With wait_s, waits up to that long for it to finish (the answer of a long poll).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +134,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.Cancel,
                     request_deserializer=keel_dot_agent_dot_v1_dot_agent__pb2.CancelRequest.FromString,
                     response_serializer=keel_dot_agent_dot_v1_dot_agent__pb2.CancelResponse.SerializeToString,
+            ),
+            'SubmitPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitPlan,
+                    request_deserializer=keel_dot_agent_dot_v1_dot_agent__pb2.SubmitPlanRequest.FromString,
+                    response_serializer=keel_dot_agent_dot_v1_dot_agent__pb2.SubmitPlanResponse.SerializeToString,
+            ),
+            'GetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlan,
+                    request_deserializer=keel_dot_agent_dot_v1_dot_agent__pb2.GetPlanRequest.FromString,
+                    response_serializer=keel_dot_agent_dot_v1_dot_agent__pb2.GetPlanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +254,60 @@ class AgentService:
             '/keel.agent.v1.AgentService/Cancel',
             keel_dot_agent_dot_v1_dot_agent__pb2.CancelRequest.SerializeToString,
             keel_dot_agent_dot_v1_dot_agent__pb2.CancelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keel.agent.v1.AgentService/SubmitPlan',
+            keel_dot_agent_dot_v1_dot_agent__pb2.SubmitPlanRequest.SerializeToString,
+            keel_dot_agent_dot_v1_dot_agent__pb2.SubmitPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keel.agent.v1.AgentService/GetPlan',
+            keel_dot_agent_dot_v1_dot_agent__pb2.GetPlanRequest.SerializeToString,
+            keel_dot_agent_dot_v1_dot_agent__pb2.GetPlanResponse.FromString,
             options,
             channel_credentials,
             insecure,

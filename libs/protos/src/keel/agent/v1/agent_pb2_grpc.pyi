@@ -38,6 +38,14 @@ class AgentServiceStub:
     StreamEvents: _grpc.UnaryStreamMultiCallable[_agent_pb2.StreamEventsRequest, _agent_pb2.TaskEvent]
     """Live progress of one session (server streaming)."""
     Cancel: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CancelRequest, _agent_pb2.CancelResponse]
+    SubmitPlan: _grpc.UnaryUnaryMultiCallable[_agent_pb2.SubmitPlanRequest, _agent_pb2.SubmitPlanResponse]
+    """Checks a multi-agent plan and publishes it to keel.plans under the caller's tenant;
+    returns its plan id. A plan that cannot run is INVALID_ARGUMENT with the reason.
+    """
+    GetPlan: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetPlanRequest, _agent_pb2.GetPlanResponse]
+    """A plan this replica accepted: its status and, once it finished, its answer or error.
+    With wait_s, waits up to that long for it to finish (the answer of a long poll).
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -49,6 +57,14 @@ class AgentServiceAsyncStub(AgentServiceStub):
     StreamEvents: _aio.UnaryStreamMultiCallable[_agent_pb2.StreamEventsRequest, _agent_pb2.TaskEvent]  # type: ignore[assignment]
     """Live progress of one session (server streaming)."""
     Cancel: _aio.UnaryUnaryMultiCallable[_agent_pb2.CancelRequest, _agent_pb2.CancelResponse]  # type: ignore[assignment]
+    SubmitPlan: _aio.UnaryUnaryMultiCallable[_agent_pb2.SubmitPlanRequest, _agent_pb2.SubmitPlanResponse]  # type: ignore[assignment]
+    """Checks a multi-agent plan and publishes it to keel.plans under the caller's tenant;
+    returns its plan id. A plan that cannot run is INVALID_ARGUMENT with the reason.
+    """
+    GetPlan: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetPlanRequest, _agent_pb2.GetPlanResponse]  # type: ignore[assignment]
+    """A plan this replica accepted: its status and, once it finished, its answer or error.
+    With wait_s, waits up to that long for it to finish (the answer of a long poll).
+    """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -81,5 +97,25 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_pb2.CancelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.CancelResponse, _abc.Awaitable[_agent_pb2.CancelResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SubmitPlan(
+        self,
+        request: _agent_pb2.SubmitPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.SubmitPlanResponse, _abc.Awaitable[_agent_pb2.SubmitPlanResponse]]:
+        """Checks a multi-agent plan and publishes it to keel.plans under the caller's tenant;
+        returns its plan id. A plan that cannot run is INVALID_ARGUMENT with the reason.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPlan(
+        self,
+        request: _agent_pb2.GetPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.GetPlanResponse, _abc.Awaitable[_agent_pb2.GetPlanResponse]]:
+        """A plan this replica accepted: its status and, once it finished, its answer or error.
+        With wait_s, waits up to that long for it to finish (the answer of a long poll).
+        """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
