@@ -25,6 +25,7 @@ from keel_contracts.events import (
     PlanSubmitted,
     SessionCheckpoint,
     SessionFinished,
+    SessionSummary,
     TaskCancelRequested,
     TaskCompleted,
     TaskFailed,
@@ -57,6 +58,7 @@ CARRIES: dict[str, tuple[type[EventData], ...]] = {
     topics.POLICY_LISTS: (PolicyListItem,),
     topics.POLICY_STATE: (PolicyStateReserved,),
     topics.RATELIMIT_SPEND: (RateLimitSpent,),
+    topics.SESSIONS: (SessionSummary,),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -84,6 +86,10 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     topics.RATELIMIT_SPEND: (
         "Tokens each replica's rate limiter let through, folded by the other replicas; 1 hour."
+    ),
+    topics.SESSIONS: (
+        "Compacted: the latest summary of each agent-loop session (status, answer, result), "
+        "keyed by session id; what any replica answers Get from."
     ),
 }
 

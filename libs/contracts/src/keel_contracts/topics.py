@@ -32,6 +32,9 @@ POLICY_STATE_WINDOW_MS = 7 * 24 * 3600 * 1000
 # bucket refills within seconds, so an hour of spend is more than any replica needs.
 RATELIMIT_SPEND = "keel.ratelimit.spend"
 RATELIMIT_SPEND_RETENTION_MS = 3600 * 1000
+# The latest summary of every agent-loop session (compacted, key = session id; ADR 0013): what
+# Get and Cancel answer from on any replica, after any restart.
+SESSIONS = "keel.sessions"
 
 DLQ_SUFFIX = ".dlq"
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -68,6 +71,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(TASK_EVENTS),
     TopicSpec(RESULTS),
     TopicSpec(CHECKPOINTS, cleanup="compact", retention_ms=-1),
+    TopicSpec(SESSIONS, cleanup="compact", retention_ms=-1),
     TopicSpec(TOOL_RESULTS, cleanup="compact", retention_ms=-1),
     TopicSpec(APPROVAL_REQUESTS, retention_ms=-1, has_dlq=True),
     TopicSpec(APPROVAL_DECISIONS, retention_ms=-1, has_dlq=True),
