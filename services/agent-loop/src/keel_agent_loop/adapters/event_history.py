@@ -27,6 +27,7 @@ END_KINDS = frozenset({"completed", "failed", "cancelled"})
 @dataclass
 class _History:
     events: list[RecordedEvent] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
     ended: bool = False
     watchers: list[asyncio.Queue[RecordedEvent | None]] = field(default_factory=list)
 
@@ -61,8 +62,9 @@ class EventHistory:
         if history is None:
             history = self._sessions[envelope.session_id] = _History()
             self._evict()
-        if any(e.event_id == envelope.id for e in history.events[-64:]):
+        if envelope.id in history.ids:
             return
+        history.ids.add(envelope.id)
         self._sessions.move_to_end(envelope.session_id)
         event = RecordedEvent(
             envelope.session_id,
