@@ -10,7 +10,9 @@ import pytest
 from keel_agent_loop.adapters.event_history import EventHistory
 from keel_agent_loop.adapters.session_index import SessionIndex
 from keel_agent_loop.domain import AgentState, RequestContext, SessionStore
+from keel_agent_loop.domain.models import FinishedSession
 from keel_agent_loop.domain.sessions import RecordedEvent
+from keel_agent_loop.testing import InMemoryCheckpoints
 from keel_agent_loop.usecases import FrontDoor
 from keel_contracts.errors import NotFound
 from keel_contracts.events import Envelope, TaskCompleted, TaskProgress
@@ -149,3 +151,22 @@ async def test_any_replica_answers_get_and_cancel_but_never_for_another_tenant()
     assert [e.session_id for e in bus.envelopes("keel.tasks")] == ["s1"]
     await index_a.stop()
     await index_b.stop()
+
+
+async def test_an_end_marker_answers_when_the_index_missed_the_finish() -> None:
+    """A crash between the end marker and the finish's summary: the index still says running,
+    the marker in keel.checkpoints holds the outcome, and Get answers it."""
+    bus = InMemoryBus()
+    index = await started_index(bus)
+    SessionStore(listener=index).started(state("s1", "executing_tool"))
+    await index.flush()
+    checkpoints = InMemoryCheckpoints()
+    done = state()
+    done.complete("four")
+    result = Envelope.wrap(TaskCompleted(answer="four", iterations=1), source="t", session_id="s1")
+    await checkpoints.save_finished(FinishedSession(result=result, state=done))
+    other = FrontDoor(SessionStore(), BusPublisher(bus), checkpoints=checkpoints, directory=index)
+
+    got = other.get("s1", tenant="acme")
+    assert (got.status, got.answer, got.iteration, got.tenant) == ("completed", "four", 1, "acme")
+    await index.stop()

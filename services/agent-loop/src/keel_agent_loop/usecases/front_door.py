@@ -10,8 +10,10 @@ with this process's own sessions as it sees them now (the index lags by a fetch)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from keel_agent_loop.domain.cancel import CancelFlags
+from keel_agent_loop.domain.models import FinishedSession
 from keel_agent_loop.domain.ports import CheckpointStore, NoCheckpoints
 from keel_agent_loop.domain.sessions import (
     EventLog,
@@ -20,8 +22,15 @@ from keel_agent_loop.domain.sessions import (
     SessionRecord,
     SessionStore,
 )
+from keel_agent_loop.domain.state_machine import SessionStatus
 from keel_contracts.errors import NotFound, Unavailable
-from keel_contracts.events import Envelope, TaskCancelRequested, TaskSubmitted
+from keel_contracts.events import (
+    Envelope,
+    TaskCancelRequested,
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+)
 from keel_contracts.topics import CONTROL, TASKS
 from keel_core.bus.producer import Publisher
 from keel_core.tracing import new_traceparent
@@ -56,7 +65,7 @@ class FrontDoor:
         if indexed is None:
             return local
         if local is None or indexed.finished or local.status == "idle":
-            return indexed
+            return _ended(indexed, self._checkpoints.finished(session_id))
         return local
 
     async def submit(self, session_id: str, task: TaskSubmitted) -> None:
@@ -127,6 +136,27 @@ class FrontDoor:
         except Exception as exc:
             raise Unavailable(f"could not publish the cancel request: {exc}") from exc
         return True
+
+
+def _ended(record: SessionRecord, marker: FinishedSession | None) -> SessionRecord:
+    """The index's record, or the outcome its end marker holds when the index missed it (a
+    crash between the marker and the summary of the finish)."""
+    if record.finished or marker is None:
+        return record
+    result = marker.payload()
+    if isinstance(result, TaskCompleted):
+        status: SessionStatus = "completed"
+    else:
+        status = "cancelled" if result.reason == "cancelled" else "failed"
+    return replace(
+        record,
+        status=status,
+        iteration=result.iterations,
+        answer=result.answer if isinstance(result, TaskCompleted) else "",
+        error=result.error if isinstance(result, TaskFailed) else "",
+        failure_reason=result.reason if isinstance(result, TaskFailed) else "",
+        result=result,
+    )
 
 
 def _visible(owner: str, caller: str | None) -> bool:
