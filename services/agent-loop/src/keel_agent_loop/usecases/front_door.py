@@ -65,7 +65,11 @@ class FrontDoor:
         if indexed is None:
             return local
         if local is None or indexed.finished or local.status == "idle":
-            return _ended(indexed, self._checkpoints.finished(session_id))
+            try:
+                marker = self._checkpoints.finished(session_id)
+            except ValueError:  # unreadable (logged by the store): the index's answer stands
+                marker = None
+            return _ended(indexed, marker)
         return local
 
     async def submit(self, session_id: str, task: TaskSubmitted) -> None:
