@@ -170,3 +170,18 @@ async def test_an_end_marker_answers_when_the_index_missed_the_finish() -> None:
     got = other.get("s1", tenant="acme")
     assert (got.status, got.answer, got.iteration, got.tenant) == ("completed", "four", 1, "acme")
     await index.stop()
+
+
+async def test_a_change_without_a_tenant_keeps_the_tenant_the_index_knows() -> None:
+    bus = InMemoryBus()
+    index = await started_index(bus)
+    await index.submitted("s1", TRACE, "acme")
+    store = SessionStore(listener=index)
+    detail = {"from": "idle", "to": "planning"}
+    ctx = RequestContext(session_id="s1")
+    await store.progress(ctx, TaskProgress(kind="state", iteration=0, detail=detail))
+    await index.flush()
+    known = index.get("s1")
+    assert known is not None
+    assert (known.status, known.tenant) == ("planning", "acme")
+    await index.stop()

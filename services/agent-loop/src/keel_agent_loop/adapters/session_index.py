@@ -49,7 +49,12 @@ class SessionIndex:
 
     def changed(self, record: SessionRecord) -> None:
         """``SessionListener``: queue the record's summary (as it is now) for the writer."""
-        self._queue.put_nowait((record.session_id, summary_of(record)))
+        summary = summary_of(record)
+        known = self.get(record.session_id) if not summary.tenant else None
+        if known is not None:
+            # A record that never learnt its tenant must not make the session everyone's.
+            summary = summary.model_copy(update={"tenant": known.tenant})
+        self._queue.put_nowait((record.session_id, summary))
 
     async def flush(self) -> None:
         """Until every summary queued so far has been acknowledged (or refused and logged)."""
