@@ -182,7 +182,7 @@ async def test_a_reviewer_approves_from_the_command_line(
     assert "keel: error:" in again.stderr
     everything = await keel(kafka, "approvals", "list", "--all", stack=stack)
     assert approval_id in everything.stdout
-    result = await keel(kafka, "result", session_id)
+    result = await keel(kafka, "result", session_id, stack=stack)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("answer: ")
 
@@ -204,9 +204,9 @@ async def test_cancel_stops_a_session_and_result_reports_it(
         final = await watcher.finished()
         watcher.stop()
     assert final.parse(TaskFailed).reason == "cancelled"
-    result = await keel(kafka, "result", session_id)
+    result = await keel(kafka, "result", session_id, stack=stack)
     assert result.returncode == 1
     assert result.stdout.startswith("failed (cancelled): ")
-    unknown = await keel(kafka, "result", uuid.uuid4().hex)
+    unknown = await keel(kafka, "result", uuid.uuid4().hex, stack=stack)
     assert unknown.returncode == 1
     assert "no result for session" in unknown.stderr

@@ -27,6 +27,7 @@ from keel_contracts.events import (
     PlanSubmitted,
     SessionCheckpoint,
     SessionFinished,
+    SessionSummary,
     TaskCancelRequested,
     TaskCompleted,
     TaskFailed,
@@ -68,6 +69,7 @@ CARRIES: dict[str, tuple[type[EventData], ...]] = {
     topics.POLICY_STATE: (PolicyStateReserved,),
     topics.RATELIMIT_SPEND: (RateLimitSpent,),
     topics.LLM_BUDGET: (BudgetReserved, BudgetSettled),
+    topics.SESSIONS: (SessionSummary,),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -103,6 +105,10 @@ DESCRIPTIONS: dict[str, str] = {
     topics.LLM_BUDGET: (
         "LLM budget reservations and settlements, key = tenant, folded in log order by every "
         "gateway replica; kept forever."
+    ),
+    topics.SESSIONS: (
+        "Compacted: the latest summary of each agent-loop session (status, answer, result), "
+        "keyed by session id; what any replica answers Get from."
     ),
 }
 

@@ -22,7 +22,7 @@ from keel_cli.memory_cmd import add_memory_parser, memory_command
 from keel_cli.ops_approvals import add_approvals_parser, approvals_command
 from keel_cli.ops_audit import audit_verify
 from keel_cli.ops_dlq import add_dlq_parser, dlq_command
-from keel_cli.ops_sessions import cancel_session, show_result
+from keel_cli.ops_sessions import cancel_session, show_result, watch_after
 from keel_cli.plans import add_plan_parser, plan_command
 from keel_cli.policy_cmd import add_policy_parser, policy_command
 from keel_cli.replay_cmd import add_replay_parser, replay_command
@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", help="print a session's progress and result")
     watch.add_argument("session_id")
     watch.add_argument("--timeout", type=float, default=300.0)
+    watch.add_argument(
+        "--after",
+        metavar="EVENT_ID",
+        default="",
+        help="only the events after this one (an id printed by an earlier --after watch)",
+    )
 
     sub.add_parser("topics", help="create Keel's topics (idempotent)")
 
@@ -158,6 +164,8 @@ async def _submit(settings: CliSettings, args: argparse.Namespace) -> int:
 
 
 async def _watch(settings: CliSettings, args: argparse.Namespace) -> int:
+    if args.after:
+        return await watch_after(settings.agent_target, args.session_id, args.after, args.timeout)
     async with SessionFollower(settings.kafka, start="beginning") as follower:
         result = await print_session(follower, args.session_id, args.timeout)
     answer = answer_of(result)
@@ -207,7 +215,7 @@ def _ops_command(
     if args.command == "cancel":
         return cancel_session(settings.agent_target, args.session_id, args.reason, args.timeout)
     if args.command == "result":
-        return show_result(settings.kafka, args.session_id)
+        return show_result(settings.agent_target, args.session_id)
     if args.command == "asyncapi":
         return print_asyncapi()
     if args.command == "replay":

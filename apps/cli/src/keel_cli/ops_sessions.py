@@ -1,15 +1,14 @@
-"""``keel cancel <session>`` (``AgentService.Cancel``) and ``keel result <session>`` (the
-session's final record on ``keel.results``, read from the beginning)."""
+"""``keel cancel <session>`` (``AgentService.Cancel``), ``keel result <session>``
+(``AgentService.Get``) and ``keel watch <session> --after <event id>``
+(``AgentService.StreamEvents``): any agent-loop replica answers them."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
-from keel_cli.ops_read import read_topic
 from keel_clients import AgentClient, CallOptions, open_channel
-from keel_contracts.events import Envelope, TaskCompleted, TaskFailed
-from keel_contracts.topics import RESULTS
-from keel_core.settings import KafkaSettings
+from keel_contracts.errors import NotFound
 
 
 async def cancel_session(target: str, session_id: str, reason: str, timeout_s: float) -> int:
@@ -20,34 +19,38 @@ async def cancel_session(target: str, session_id: str, reason: str, timeout_s: f
     return 0 if accepted else 1
 
 
-async def final_result(settings: KafkaSettings, session_id: str) -> Envelope | None:
-    """The session's last decodable result; results are keyed by session, so look at the
-    records with that key (and check the envelope's session too)."""
-    found: Envelope | None = None
-    for record in await read_topic(settings, RESULTS):
-        if record.key not in (None, session_id.encode()):
-            continue
+async def show_result(target: str, session_id: str, timeout_s: float = 10.0) -> int:
+    """The session's outcome as ``AgentService.Get`` answers it: any replica answers from its
+    index of ``keel.sessions``, so nothing is read from ``keel.results``."""
+    async with open_channel(target) as channel:
+        agent = AgentClient(channel, CallOptions(timeout_s=timeout_s))
         try:
-            envelope = Envelope.from_bytes(record.value or b"")
-        except ValueError:
-            continue
-        if envelope.session_id == session_id:
-            found = envelope
-    return found
-
-
-async def show_result(settings: KafkaSettings, session_id: str) -> int:
-    envelope = await final_result(settings, session_id)
-    if envelope is None:
+            view = await agent.get(session_id)
+        except NotFound:
+            view = None
+    if view is None or view.status in ("pending", "running"):
         print(f"no result for session {session_id} (yet)", file=sys.stderr)
         return 1
-    if envelope.type == TaskCompleted.event_type:
-        done = envelope.parse(TaskCompleted)
-        print(f"answer: {done.answer}")
+    if view.status == "completed":
+        print(f"answer: {view.answer}")
         return 0
-    if envelope.type == TaskFailed.event_type:
-        failed = envelope.parse(TaskFailed)
-        print(f"failed ({failed.reason}): {failed.error}")
-        return 1
-    print(f"unexpected result type {envelope.type}", file=sys.stderr)
+    print(f"failed ({view.status}): {view.error}")
     return 1
+
+
+async def watch_after(target: str, session_id: str, after_event_id: str, timeout_s: float) -> int:
+    """``keel watch SESSION --after EVENT_ID``: the session's events after that one (from any
+    replica, ``AgentService.StreamEvents``), each with its id to resume after, then its answer."""
+
+    async def stream(agent: AgentClient) -> None:
+        async for event in agent.stream_events(session_id, after_event_id=after_event_id):
+            print(f"{event.event_id}  [{event.iteration}] {event.type} {event.detail_json}")
+
+    async with open_channel(target) as channel:
+        agent = AgentClient(channel, CallOptions(timeout_s=timeout_s))
+        try:
+            await asyncio.wait_for(stream(agent), timeout_s)
+        except TimeoutError:
+            print(f"  (not finished after {timeout_s:.0f}s)")
+            return 1
+    return await show_result(target, session_id)

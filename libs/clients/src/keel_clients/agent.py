@@ -51,9 +51,15 @@ class AgentClient:
             iterations=reply.iterations,
         )
 
-    async def stream_events(self, session_id: str) -> AsyncIterator[SessionEvent]:
-        """The session's progress as it happens, until it finishes or the caller stops."""
-        request = agent_pb2.StreamEventsRequest(session_id=session_id)
+    async def stream_events(
+        self, session_id: str, after_event_id: str = ""
+    ) -> AsyncIterator[SessionEvent]:
+        """The session's progress so far and as it happens, until it finishes or the caller
+        stops; with ``after_event_id`` (a ``SessionEvent.event_id`` seen before) only the events
+        after it, so a client that lost its stream resumes where it was."""
+        request = agent_pb2.StreamEventsRequest(
+            session_id=session_id, after_event_id=after_event_id
+        )
         async for event in self._caller.stream(self._stub.StreamEvents, request):
             yield SessionEvent(
                 session_id=event.session_id,
@@ -61,6 +67,7 @@ class AgentClient:
                 iteration=event.iteration,
                 detail_json=event.detail_json,
                 time=event.time,
+                event_id=event.event_id,
             )
 
     async def cancel(self, session_id: str, reason: str = "") -> bool:

@@ -44,6 +44,7 @@ from keel_contracts.topics import (
     POLICY_STATE,
     RATELIMIT_SPEND,
     RESULTS,
+    SESSIONS,
     SUBTASKS,
     TASK_EVENTS,
     TASKS,
@@ -91,13 +92,14 @@ _EVERY_TOPIC = tuple(s.name for s in all_specs())
 # writes is added here, or the broker refuses it.
 ACCESS: dict[str, Access] = {
     "agent-loop": Access(
-        reads=(CONTROL, CHECKPOINTS, TOOL_RESULTS, RATELIMIT_SPEND),
+        # SESSIONS and TASK_EVENTS: any replica answers Get / StreamEvents (ADR 0013).
+        reads=(CONTROL, CHECKPOINTS, TOOL_RESULTS, RATELIMIT_SPEND, SESSIONS, TASK_EVENTS),
         consumes=(TASKS, SUBTASKS, APPROVAL_DECISIONS, PLANS),
         # TASKS and CONTROL: the front door (Submit, Cancel); SUBTASKS and PLANS: plans.
         # RATELIMIT_SPEND (every service): rate limits shared across replicas (ADR 0012).
         writes=(
             *(TASK_EVENTS, RESULTS, CHECKPOINTS, APPROVAL_REQUESTS),
-            *(SUBTASKS, PLANS, TASKS, CONTROL, RATELIMIT_SPEND),
+            *(SUBTASKS, PLANS, TASKS, CONTROL, RATELIMIT_SPEND, SESSIONS),
         ),
         groups=("keel-agent-loop",),
     ),

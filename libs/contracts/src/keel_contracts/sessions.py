@@ -47,3 +47,5 @@ class SessionEvent(BaseModel):
     iteration: int = 0
     detail_json: str = ""
     time: str = ""
+    # What a client resumes after (``AgentClient.stream_events(after_event_id=...)``).
+    event_id: str = ""

@@ -37,6 +37,9 @@ RATELIMIT_SPEND_RETENTION_MS = 3600 * 1000
 # The LLM gateway's budget ledger (ADR 0015): reservations and settlements, key = tenant. Kept
 # forever: budgets have no window, so a replica starting later must fold every spend.
 LLM_BUDGET = "keel.llm.budget"
+# The latest summary of every agent-loop session (compacted, key = session id; ADR 0013): what
+# Get and Cancel answer from on any replica, after any restart.
+SESSIONS = "keel.sessions"
 
 DLQ_SUFFIX = ".dlq"
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -73,6 +76,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(TASK_EVENTS),
     TopicSpec(RESULTS),
     TopicSpec(CHECKPOINTS, cleanup="compact", retention_ms=-1),
+    TopicSpec(SESSIONS, cleanup="compact", retention_ms=-1),
     TopicSpec(TOOL_RESULTS, cleanup="compact", retention_ms=-1),
     TopicSpec(APPROVAL_REQUESTS, retention_ms=-1, has_dlq=True),
     TopicSpec(APPROVAL_DECISIONS, retention_ms=-1, has_dlq=True),

@@ -15,10 +15,12 @@ from pathlib import Path
 from keel.agent.v1 import agent_pb2, agent_pb2_grpc
 from keel_agent_loop.adapters.checkpoints import FinishedSweeper, TableCheckpoints
 from keel_agent_loop.adapters.control import ControlFollower
+from keel_agent_loop.adapters.event_history import EventHistory
 from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
 from keel_agent_loop.adapters.patience import Patience, PatientLLM, PatientMemory, PatientTools
 from keel_agent_loop.adapters.peers import CachedCatalogTools, MemoryContext, SampledLLM
 from keel_agent_loop.adapters.plan_results import PlanResultsFollower
+from keel_agent_loop.adapters.session_index import SessionIndex
 from keel_agent_loop.adapters.tracing import OtelStepTracer
 from keel_agent_loop.config import Settings
 from keel_agent_loop.domain.cancel import CancelFlags
@@ -40,7 +42,9 @@ from keel_contracts.topics import (
     CHECKPOINTS,
     CONTROL,
     PLANS,
+    SESSIONS,
     SUBTASKS,
+    TASK_EVENTS,
     TASKS,
 )
 from keel_core import trust
@@ -94,7 +98,17 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
     runtime.on_stop(sweeper.stop)
     cancels = CancelFlags(settings.cancel_memory)
     runtime.on_start(ControlFollower(runtime.follower(CONTROL, "control"), cancels).start)
-    store = SessionStore(settings.session_store_capacity)
+    # Any replica answers for any session (ADR 0013): the keel.sessions index, written in
+    # order by this process's store, and the keel.task-events history, both followed.
+    index = SessionIndex(runtime.table(SESSIONS))
+    runtime.on_start(index.start)
+    runtime.on_stop(index.stop)
+    history = EventHistory(
+        runtime.follower(TASK_EVENTS, "history"), settings.session_store_capacity
+    )
+    runtime.on_start(history.start)
+    runtime.on_stop(history.stop)
+    store = SessionStore(settings.session_store_capacity, listener=index)
     # Outages are retried within a step's deadline, then the session parks (SessionRunner).
     patience = Patience(
         settings.outage_step_deadline_s, settings.retry_backoff_s, settings.outage_backoff_max_s
@@ -136,7 +150,14 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         settings.consumer_group,
         limit_tasks(limiter, handler),
     )
-    front_door = FrontDoor(store, runtime.producer, checkpoints=checkpoints, cancels=cancels)
+    front_door = FrontDoor(
+        store,
+        runtime.producer,
+        checkpoints=checkpoints,
+        cancels=cancels,
+        directory=index,
+        history=history,
+    )
     plan_door = PlanDoor(runtime.producer, runtime.audit)
     runtime.on_start(PlanResultsFollower(runtime.follower(PLANS, "plan-results"), plan_door).start)
     _serve_agent_service(

@@ -226,6 +226,25 @@ class SessionFinished(EventData):
     done: bool = False
 
 
+class SessionSummary(EventData):
+    """The latest summary of a session on the compacted ``keel.sessions`` (key = session id),
+    written by the front door that accepted it and by the replica running it at each change of
+    status: every agent-loop replica follows the topic, so any of them answers ``Get`` and
+    ``Cancel`` for any session, after any restart (ADR 0013). ``result`` is the result's
+    envelope as it went to ``keel.results`` (empty until the session finished)."""
+
+    event_type: ClassVar[str] = "keel.session.summary"
+
+    status: str
+    tenant: str = ""
+    iteration: int = 0
+    answer: str = ""
+    error: str = ""
+    failure_reason: str = ""
+    trace: str = ""
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
 class ToolCallStarted(EventData):
     """An intent in the ledger (same topic and key as the result that replaces it): a tool
     that cannot deduplicate its own effect is about to run. A key that still holds an intent

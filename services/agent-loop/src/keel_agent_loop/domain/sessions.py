@@ -1,9 +1,10 @@
 """Sessions this process knows about: their status for ``Get`` and their progress events,
 fanned out to live watchers for ``StreamEvents``.
 
-In-process only: a session run by another replica is unknown here (its durable state is its
-checkpoint). Finished sessions are kept up to ``capacity``, oldest forgotten first. The status
-follows the session's ``state`` events.
+The sessions this process runs: every change of their status is handed to a
+``SessionListener`` (the ``keel.sessions`` index, ADR 0013), which is what any replica answers
+``Get`` and ``Cancel`` from. Finished sessions are kept up to ``capacity``, oldest forgotten
+first. The status follows the session's ``state`` events.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from keel_agent_loop.domain.models import AgentState, RequestContext
 from keel_agent_loop.domain.state_machine import ALLOWED, TERMINAL, SessionStatus
@@ -32,6 +33,8 @@ class RecordedEvent:
     iteration: int
     detail: dict[str, Any]
     time: datetime
+    # The id of the event's envelope on keel.task-events: what a client resumes after.
+    event_id: str = ""
 
 
 @dataclass
@@ -55,11 +58,46 @@ class SessionRecord:
         return self.status in TERMINAL
 
 
+class SessionListener(Protocol):
+    """Told of every change of a session's status run here, in order; must not block."""
+
+    def changed(self, record: SessionRecord) -> None: ...
+
+
+class SessionDirectory(Protocol):
+    """Every replica's view of every session (the ``keel.sessions`` index)."""
+
+    def get(self, session_id: str) -> SessionRecord | None: ...
+
+    async def submitted(self, session_id: str, trace: str, tenant: str) -> None: ...
+
+
+class EventLog(Protocol):
+    """Every session's progress events, whichever replica runs it (``keel.task-events``)."""
+
+    def known(self, session_id: str) -> bool: ...
+
+    def watch(
+        self, session_id: str, after_event_id: str = "", finished: bool = False
+    ) -> AsyncIterator[RecordedEvent]: ...
+
+
+class _NoListener:
+    def changed(self, record: SessionRecord) -> None:
+        """Nobody else needs to know (a unit test of the store alone)."""
+
+
 class SessionStore:
-    def __init__(self, capacity: int = 10_000, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        capacity: int = 10_000,
+        clock: Callable[[], datetime] = _now,
+        listener: SessionListener | None = None,
+    ) -> None:
         self._records: OrderedDict[str, SessionRecord] = OrderedDict()
         self._capacity = capacity
         self._clock = clock
+        self._listener = listener or _NoListener()
 
     def get(self, session_id: str) -> SessionRecord | None:
         return self._records.get(session_id)
@@ -88,6 +126,7 @@ class SessionStore:
         record.iteration = state.iteration
         record.trace = state.trace
         record.result = None
+        self._listener.changed(record)
         return record
 
     def finished(self, state: AgentState, result: TaskCompleted | TaskFailed) -> None:
@@ -99,6 +138,7 @@ class SessionStore:
         record.error = state.error
         record.failure_reason = state.failure_reason or ""
         record.result = result
+        self._listener.changed(record)
         for queue in record.watchers:
             queue.put_nowait(None)
         record.watchers.clear()
@@ -127,8 +167,9 @@ class SessionStore:
             to = _status(event.detail.get("to"), record.status)
             # A terminal status is recorded by finished(), together with the answer or error:
             # a reader must never see "completed" without the answer.
-            if to not in TERMINAL:
+            if to not in TERMINAL and to != record.status:
                 record.status = to
+                self._listener.changed(record)
         record.events.append(recorded)
         for queue in record.watchers:
             queue.put_nowait(recorded)

@@ -49,7 +49,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def StreamEvents(
         self, request: agent_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.TaskEvent]:
-        async for event in self._front_door.watch(request.session_id, caller_tenant()):
+        events = self._front_door.watch(
+            request.session_id, caller_tenant(), after_event_id=request.after_event_id
+        )
+        async for event in events:
             yield event_to_proto(event)
 
     async def Cancel(

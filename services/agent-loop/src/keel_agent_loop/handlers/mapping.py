@@ -74,4 +74,5 @@ def event_to_proto(event: RecordedEvent) -> agent_pb2.TaskEvent:
         iteration=event.iteration,
         detail_json=json.dumps(event.detail, sort_keys=True, ensure_ascii=False, default=str),
         time=event.time.isoformat(),
+        event_id=event.event_id,
     )

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19keel/agent/v1/agent.proto\x12\rkeel.agent.v1\"\xdf\x01\n\rSubmitRequest\x12\x0c\n\x04goal\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x15\n\ragent_profile\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x16\n\x0emax_iterations\x18\x05 \x01(\x05\x12<\n\x08metadata\x18\x06 \x03(\x0b\x32*.keel.agent.v1.SubmitRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x0eSubmitResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\" \n\nGetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x82\x01\n\x0bGetResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.keel.agent.v1.SessionStatus\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\niterations\x18\x05 \x01(\x05\")\n\x13StreamEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"c\n\tTaskEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\titeration\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65tail_json\x18\x04 \x01(\t\x12\x0c\n\x04time\x18\x05 \x01(\t\"3\n\rCancelRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\"\n\x0e\x43\x61ncelResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"G\n\x11SubmitPlanRequest\x12\x11\n\tplan_json\x18\x01 \x01(\t\x12\x0f\n\x07plan_id\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"4\n\x12SubmitPlanResponse\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\r\n\x05nodes\x18\x02 \x01(\x05\"1\n\x0eGetPlanRequest\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x0e\n\x06wait_s\x18\x02 \x01(\x01\"\x82\x01\n\x0fGetPlanResponse\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.keel.agent.v1.SessionStatus\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x11\n\tnodes_run\x18\x05 \x01(\x05*\xbe\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SESSION_STATUS_PENDING\x10\x01\x12\x1a\n\x16SESSION_STATUS_RUNNING\x10\x02\x12\x1c\n\x18SESSION_STATUS_COMPLETED\x10\x03\x12\x19\n\x15SESSION_STATUS_FAILED\x10\x04\x12\x1c\n\x18SESSION_STATUS_CANCELLED\x10\x05\x32\xc7\x03\n\x0c\x41gentService\x12\x45\n\x06Submit\x12\x1c.keel.agent.v1.SubmitRequest\x1a\x1d.keel.agent.v1.SubmitResponse\x12<\n\x03Get\x12\x19.keel.agent.v1.GetRequest\x1a\x1a.keel.agent.v1.GetResponse\x12N\n\x0cStreamEvents\x12\".keel.agent.v1.StreamEventsRequest\x1a\x18.keel.agent.v1.TaskEvent0\x01\x12\x45\n\x06\x43\x61ncel\x12\x1c.keel.agent.v1.CancelRequest\x1a\x1d.keel.agent.v1.CancelResponse\x12Q\n\nSubmitPlan\x12 .keel.agent.v1.SubmitPlanRequest\x1a!.keel.agent.v1.SubmitPlanResponse\x12H\n\x07GetPlan\x12\x1d.keel.agent.v1.GetPlanRequest\x1a\x1e.keel.agent.v1.GetPlanResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19keel/agent/v1/agent.proto\x12\rkeel.agent.v1\"\xdf\x01\n\rSubmitRequest\x12\x0c\n\x04goal\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x15\n\ragent_profile\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x16\n\x0emax_iterations\x18\x05 \x01(\x05\x12<\n\x08metadata\x18\x06 \x03(\x0b\x32*.keel.agent.v1.SubmitRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x0eSubmitResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\" \n\nGetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x82\x01\n\x0bGetResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.keel.agent.v1.SessionStatus\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\niterations\x18\x05 \x01(\x05\"A\n\x13StreamEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\t\"u\n\tTaskEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\titeration\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65tail_json\x18\x04 \x01(\t\x12\x0c\n\x04time\x18\x05 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\"3\n\rCancelRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\"\n\x0e\x43\x61ncelResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"G\n\x11SubmitPlanRequest\x12\x11\n\tplan_json\x18\x01 \x01(\t\x12\x0f\n\x07plan_id\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"4\n\x12SubmitPlanResponse\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\r\n\x05nodes\x18\x02 \x01(\x05\"1\n\x0eGetPlanRequest\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x0e\n\x06wait_s\x18\x02 \x01(\x01\"\x82\x01\n\x0fGetPlanResponse\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.keel.agent.v1.SessionStatus\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x11\n\tnodes_run\x18\x05 \x01(\x05*\xbe\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SESSION_STATUS_PENDING\x10\x01\x12\x1a\n\x16SESSION_STATUS_RUNNING\x10\x02\x12\x1c\n\x18SESSION_STATUS_COMPLETED\x10\x03\x12\x19\n\x15SESSION_STATUS_FAILED\x10\x04\x12\x1c\n\x18SESSION_STATUS_CANCELLED\x10\x05\x32\xc7\x03\n\x0c\x41gentService\x12\x45\n\x06Submit\x12\x1c.keel.agent.v1.SubmitRequest\x1a\x1d.keel.agent.v1.SubmitResponse\x12<\n\x03Get\x12\x19.keel.agent.v1.GetRequest\x1a\x1a.keel.agent.v1.GetResponse\x12N\n\x0cStreamEvents\x12\".keel.agent.v1.StreamEventsRequest\x1a\x18.keel.agent.v1.TaskEvent0\x01\x12\x45\n\x06\x43\x61ncel\x12\x1c.keel.agent.v1.CancelRequest\x1a\x1d.keel.agent.v1.CancelResponse\x12Q\n\nSubmitPlan\x12 .keel.agent.v1.SubmitPlanRequest\x1a!.keel.agent.v1.SubmitPlanResponse\x12H\n\x07GetPlan\x12\x1d.keel.agent.v1.GetPlanRequest\x1a\x1e.keel.agent.v1.GetPlanResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_SUBMITREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_SESSIONSTATUS']._serialized_start=1020
-  _globals['_SESSIONSTATUS']._serialized_end=1210
+  _globals['_SESSIONSTATUS']._serialized_start=1062
+  _globals['_SESSIONSTATUS']._serialized_end=1252
   _globals['_SUBMITREQUEST']._serialized_start=45
   _globals['_SUBMITREQUEST']._serialized_end=268
   _globals['_SUBMITREQUEST_METADATAENTRY']._serialized_start=221
@@ -46,21 +46,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRESPONSE']._serialized_start=343
   _globals['_GETRESPONSE']._serialized_end=473
   _globals['_STREAMEVENTSREQUEST']._serialized_start=475
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=516
-  _globals['_TASKEVENT']._serialized_start=518
-  _globals['_TASKEVENT']._serialized_end=617
-  _globals['_CANCELREQUEST']._serialized_start=619
-  _globals['_CANCELREQUEST']._serialized_end=670
-  _globals['_CANCELRESPONSE']._serialized_start=672
-  _globals['_CANCELRESPONSE']._serialized_end=706
-  _globals['_SUBMITPLANREQUEST']._serialized_start=708
-  _globals['_SUBMITPLANREQUEST']._serialized_end=779
-  _globals['_SUBMITPLANRESPONSE']._serialized_start=781
-  _globals['_SUBMITPLANRESPONSE']._serialized_end=833
-  _globals['_GETPLANREQUEST']._serialized_start=835
-  _globals['_GETPLANREQUEST']._serialized_end=884
-  _globals['_GETPLANRESPONSE']._serialized_start=887
-  _globals['_GETPLANRESPONSE']._serialized_end=1017
-  _globals['_AGENTSERVICE']._serialized_start=1213
-  _globals['_AGENTSERVICE']._serialized_end=1668
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=540
+  _globals['_TASKEVENT']._serialized_start=542
+  _globals['_TASKEVENT']._serialized_end=659
+  _globals['_CANCELREQUEST']._serialized_start=661
+  _globals['_CANCELREQUEST']._serialized_end=712
+  _globals['_CANCELRESPONSE']._serialized_start=714
+  _globals['_CANCELRESPONSE']._serialized_end=748
+  _globals['_SUBMITPLANREQUEST']._serialized_start=750
+  _globals['_SUBMITPLANREQUEST']._serialized_end=821
+  _globals['_SUBMITPLANRESPONSE']._serialized_start=823
+  _globals['_SUBMITPLANRESPONSE']._serialized_end=875
+  _globals['_GETPLANREQUEST']._serialized_start=877
+  _globals['_GETPLANREQUEST']._serialized_end=926
+  _globals['_GETPLANRESPONSE']._serialized_start=929
+  _globals['_GETPLANRESPONSE']._serialized_end=1059
+  _globals['_AGENTSERVICE']._serialized_start=1255
+  _globals['_AGENTSERVICE']._serialized_end=1710
 # @@protoc_insertion_point(module_scope)

@@ -172,15 +172,19 @@ class StreamEventsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_EVENT_ID_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    after_event_id: _builtins.str
+    """Resume: only the events after the one with this id (TaskEvent.event_id); empty: all."""
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
+        after_event_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_event_id", b"after_event_id", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -195,11 +199,14 @@ class TaskEvent(_message.Message):
     ITERATION_FIELD_NUMBER: _builtins.int
     DETAIL_JSON_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     type: _builtins.str
     iteration: _builtins.int
     detail_json: _builtins.str
     time: _builtins.str
+    event_id: _builtins.str
+    """The id of the event's envelope on keel.task-events: what a client resumes after."""
     def __init__(
         self,
         *,
@@ -208,10 +215,11 @@ class TaskEvent(_message.Message):
         iteration: _builtins.int = ...,
         detail_json: _builtins.str = ...,
         time: _builtins.str = ...,
+        event_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail_json", b"detail_json", "iteration", b"iteration", "session_id", b"session_id", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail_json", b"detail_json", "event_id", b"event_id", "iteration", b"iteration", "session_id", b"session_id", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
