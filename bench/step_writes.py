@@ -35,7 +35,7 @@ from keel_cli.broker import local_kafka, repo_root
 from keel_contracts.chat import ChatMessage, ToolCall
 from keel_contracts.events import Envelope, ToolResultRecorded
 from keel_core.bus.admin import ensure_topics
-from keel_core.bus.producer import EventProducer
+from keel_core.bus.producer import MAX_BATCH_BYTES, EventProducer
 from keel_core.settings import KafkaSettings
 from keel_core.testing import InMemoryBus, InMemoryTable
 
@@ -77,9 +77,19 @@ async def timed(write: Awaitable[Any]) -> float:
     return time.perf_counter() - started
 
 
-async def broker_writes(kafka: KafkaSettings, writes: int) -> dict[str, dict[str, float]]:
+def checkpoint_sized(i: int) -> Envelope:
+    """A pipelined write the size of a 50-iteration checkpoint (~12 KB), on one key."""
+    filler = ToolResultRecorded(
+        idempotency_key=f"burst-{i}", tool="noop", fingerprint="", status="ok", output="x" * 12000
+    )
+    return Envelope.wrap(filler, source="agent-loop", session_id="burst")
+
+
+async def broker_writes(
+    kafka: KafkaSettings, writes: int, batch_bytes: int
+) -> dict[str, dict[str, float]]:
     await ensure_topics(kafka)
-    producer = EventProducer(kafka, "bench-step-writes")
+    producer = EventProducer(kafka, "bench-step-writes", max_batch_bytes=batch_bytes)
     await producer.start()
     out: dict[str, dict[str, float]] = {}
     try:
@@ -109,6 +119,20 @@ async def broker_writes(kafka: KafkaSettings, writes: int) -> dict[str, dict[str
             await producer.enqueue(TOPIC, ledger_record(i))  # a pipelined write in flight
             behind.append(await timed(send(i)))
         out["behind a pipelined write"] = summary(behind)
+        burst_wall: list[float] = []
+        behind_burst: list[float] = []
+        for r in range(max(1, writes // 50)):
+            started = time.perf_counter()
+            for i in range(50):  # 50 sessions' checkpoints landing on one partition
+                await producer.enqueue(TOPIC, checkpoint_sized(r * 50 + i), key="burst")
+            envelope = ledger_record(r)
+            behind_burst.append(
+                await timed(producer.send_raw(TOPIC, envelope.to_bytes(), "burst", []))
+            )
+            await producer.flush()
+            burst_wall.append(time.perf_counter() - started)
+        out["awaited write behind 50 x 12 KB pipelined"] = summary(behind_burst)
+        out["50 x 12 KB pipelined, until all acked"] = summary(burst_wall)
         await producer.flush()
     finally:
         await producer.stop()
@@ -160,14 +184,14 @@ def show(results: dict[str, dict[str, float]]) -> None:
             f"{k} {v:.0f}" for k, v in row.items() if k not in ("p50_ms", "p99_ms", "n")
         )
         print(
-            f"  {name:<40} p50 {row['p50_ms']:7.3f} ms  p99 {row['p99_ms']:7.3f} ms"
+            f"  {name:<62} p50 {row['p50_ms']:7.3f} ms  p99 {row['p99_ms']:7.3f} ms"
             f"  (n={row['n']:.0f})  {extra}"
         )
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--writes", type=int, default=500)
+    parser.add_argument("--writes", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=500)
     parser.add_argument("--no-broker", action="store_true")
     args = parser.parse_args()
@@ -175,7 +199,12 @@ async def main() -> None:
     results |= await serialisation(args.repeat)
     if not args.no_broker:
         async with local_kafka(secure=True) as (kafka, _):
-            results |= await broker_writes(kafka, args.writes)
+            # aiokafka's default batch (the producer before ADR 0016), then the producer's own.
+            for batch_bytes in (16 * 1024, MAX_BATCH_BYTES):
+                rows = await broker_writes(kafka, args.writes, batch_bytes)
+                results |= {
+                    f"{name} [batch {batch_bytes // 1024} KiB]": row for name, row in rows.items()
+                }
     print(f"\nacknowledged writes and checkpoint serialisation (load {os.getloadavg()[0]:.2f}):")
     show(results)
     out = repo_root() / "bench" / "results"
