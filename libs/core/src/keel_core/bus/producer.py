@@ -1,4 +1,11 @@
-"""The one producer of a service: acks=all and idempotent, so a retried send is never doubled."""
+"""The one producer of a service: acks=all and idempotent, so a retried send is never doubled.
+
+How writes share requests (ADR 0016): aiokafka keeps one produce request in flight per broker
+and takes one batch per partition into each request, so whatever is written while a request is
+out (other sessions' awaited ledger writes, pipelined checkpoints and events, audit records)
+goes out together in the next one. ``linger_ms=0``: nothing waits to be batched when no request
+is out, so an awaited write alone pays one round trip, never a linger.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,13 @@ from keel_core.bus.metrics import BusMetrics
 from keel_core.settings import KafkaSettings
 
 Headers = list[tuple[str, bytes]]
+
+# What one partition's batch may hold. aiokafka's default (16 KiB) is less than one long
+# session's checkpoint: a burst to one partition (50 sessions' checkpoints and events, a tool
+# gateway's audit records) then went out 16 KiB per round trip, and ``enqueue`` behind a full
+# batch waited for it to be sent, as if awaited. A batch holds at most this or one record
+# alone, so it stays under the broker's ``message.max.bytes`` (1 MiB) as every record does.
+MAX_BATCH_BYTES = 512 * 1024
 
 
 class Publisher(Protocol):
@@ -38,9 +52,15 @@ class Publisher(Protocol):
 
 class EventProducer:
     def __init__(
-        self, settings: KafkaSettings, client_id: str, metrics: BusMetrics | None = None
+        self,
+        settings: KafkaSettings,
+        client_id: str,
+        metrics: BusMetrics | None = None,
+        *,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self._settings = settings
+        self._max_batch_bytes = max_batch_bytes
         self._metrics = metrics
         self._client_id = f"{settings.client_id_prefix}-{client_id}"
         self._pending: set[asyncio.Future[Any]] = set()
@@ -62,6 +82,7 @@ class EventProducer:
             acks="all",
             enable_idempotence=True,
             linger_ms=0,
+            max_batch_size=self._max_batch_bytes,
         )
         try:
             await start_with_retry(self._client.start, self._settings)
