@@ -132,6 +132,10 @@ def iterations(events: dict[str, list[Any]]) -> int:
 
 def per_step(cpu: tuple[float, float | None], steps: int) -> dict[str, float | None]:
     services, broker = cpu
+    if not steps:  # the phase did not finish: no per-step figure to give
+        return dict.fromkeys(
+            ("services_cpu_ms_per_step", "broker_cpu_ms_per_step", "cpu_ms_per_step")
+        )
     return {
         "services_cpu_ms_per_step": services / steps * 1000,
         "broker_cpu_ms_per_step": broker / steps * 1000 if broker is not None else None,
@@ -169,9 +173,16 @@ async def keel_on(
             sequential_steps += iterations(events)
         sequential_cpu = meter.lap()
         print(f"  one session at a time: {len(latencies)} steps measured", flush=True)
-        wall, events = await run_sessions(kafka, args.concurrency, args.steps, args.timeout)
+        concurrent_steps: int | None = None
+        try:
+            wall, events = await run_sessions(kafka, args.concurrency, args.steps, args.timeout)
+            concurrent_steps = iterations(events)
+        except TimeoutError:
+            # A result in itself (sessions parked on an overloaded dependency): say so and
+            # still print the rest of the table.
+            wall = args.timeout
+            print(f"  {args.concurrency} sessions did not all finish in {wall:.0f} s", flush=True)
         concurrent_cpu = meter.lap()
-        concurrent_steps = iterations(events)
     except BaseException:
         kept = True  # the services' logs say why; keep them
         print(f"  Keel run failed; services' logs kept in {run_dir / 'logs'}", flush=True)
@@ -189,8 +200,8 @@ async def keel_on(
         "concurrent_sessions": args.concurrency,
         "concurrent_steps": concurrent_steps,
         "concurrent_wall_s": wall,
-        "steps_per_second": concurrent_steps / wall,
-        **per_step(concurrent_cpu, concurrent_steps),
+        "steps_per_second": concurrent_steps / wall if concurrent_steps else None,
+        **per_step(concurrent_cpu, concurrent_steps or 0),
     }
 
 
@@ -248,11 +259,13 @@ def report(keel_row: dict[str, Any], peer: dict[str, Any], load: dict[str, Any])
         f"    Keel CPU per step = services {fmt(keel_row['services_cpu_ms_per_step'])} ms"
         f" + broker {fmt(keel_row['broker_cpu_ms_per_step'])} ms"
     )
-    keel_wall = cores * 1000 / keel_row["cpu_ms_per_step"]
-    peer_wall = cores * 1000 / peer["cpu_ms_per_step"]
+    ceiling = {
+        name: cores * 1000 / row["cpu_ms_per_step"] if row["cpu_ms_per_step"] else None
+        for name, row in (("keel", keel_row), ("peer", peer))
+    }
     print(
-        f"  {'CPU ceiling, steps/s':<30} {keel_wall:>14.0f} {peer_wall:>17.0f}"
-        f" {TARGET_STEPS_PER_S:>8,.0f}"
+        f"  {'CPU ceiling, steps/s':<30} {fmt(ceiling['keel'], 0):>14}"
+        f" {fmt(ceiling['peer'], 0):>17} {TARGET_STEPS_PER_S:>8,.0f}"
     )
     need = cores * 1000 / TARGET_STEPS_PER_S
     print(
