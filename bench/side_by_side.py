@@ -197,6 +197,8 @@ async def keel_on(
         "step_p99_ms": percentile(latencies, 0.99) * 1000,
         "steps_measured": len(latencies),
         "sequential_cpu_ms_per_step": sequential["cpu_ms_per_step"],
+        "sequential_services_cpu_ms_per_step": sequential["services_cpu_ms_per_step"],
+        "sequential_broker_cpu_ms_per_step": sequential["broker_cpu_ms_per_step"],
         "concurrent_sessions": args.concurrency,
         "concurrent_steps": concurrent_steps,
         "concurrent_wall_s": wall,
@@ -255,10 +257,12 @@ def report(keel_row: dict[str, Any], peer: dict[str, Any], load: dict[str, Any])
             f"  {label:<30} {fmt(keel_row[key], places):>14} {fmt(peer[key], places):>17}"
             f" {target:>8}"
         )
-    print(
-        f"    Keel CPU per step = services {fmt(keel_row['services_cpu_ms_per_step'])} ms"
-        f" + broker {fmt(keel_row['broker_cpu_ms_per_step'])} ms"
-    )
+    for phase, prefix in (("concurrent", ""), ("one session", "sequential_")):
+        print(
+            f"    Keel CPU per step, {phase}: services"
+            f" {fmt(keel_row[prefix + 'services_cpu_ms_per_step'])} ms"
+            f" + broker {fmt(keel_row[prefix + 'broker_cpu_ms_per_step'])} ms"
+        )
     ceiling = {
         name: cores * 1000 / row["cpu_ms_per_step"] if row["cpu_ms_per_step"] else None
         for name, row in (("keel", keel_row), ("peer", peer))
