@@ -61,7 +61,7 @@ typecheck: install ## mypy --strict on libs and services
 protos: install ## Regenerate Python code from proto/
 	$(PY) libs/protos/gen.py
 
-bench: install ## Print the numbers: per-step overhead, steps/s, recovery, scaling on a 3-broker cluster, policy, rate limits, tool gateway, LLM gateway vs LiteLLM, offline model, memory
+bench: install ## Print the numbers: per-step overhead, steps/s, recovery, scaling on a 3-broker cluster, policy, rate limits, tool gateway, LLM gateway vs LiteLLM, offline model, memory, Keel beside LangGraph
 	$(PY) bench/e2e_overhead.py --compare-security
 	$(PY) bench/recovery.py
 	$(PY) bench/scaling.py
@@ -79,6 +79,7 @@ bench: install ## Print the numbers: per-step overhead, steps/s, recovery, scali
 	$(PY) bench/embeddings.py
 	$(PY) bench/memory.py --sizes 10000
 	$(PY) -m tests.injection.run
+	$(PY) bench/side_by_side.py
 
 bench-memory: install ## Memory at 10k and 100k entries, Milvus Lite 2.5 vs 3.x (~45 min)
 	$(PY) bench/memory.py
