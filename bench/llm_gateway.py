@@ -15,6 +15,10 @@ send time, so a stall is not hidden):
   /proc), whose inverse is the req/s one core could serve;
 - cache hits: the same temperature-0 request again, over gRPC and in-process
   (``Gateway.complete`` without the network).
+Keel is measured on the secured path by default, as it runs in a deployment: mutual TLS with
+the agent loop's certificate (its usual caller), and mutual TLS plus an operator's bearer
+token (verified per call); plaintext (``KEEL_TRUST_INSECURE_DEV``) is printed beside them to
+show what the trust layer costs (``--modes``).
 Keel is called through the bare generated stub on purpose, not ``keel_clients.LLMClient``:
 the LiteLLM side is a bare HTTP client, and what is compared is what each gateway adds (the
 client's contract-type mapping and span cost ~0.15 ms p50 more, and are the caller's cost).
@@ -45,8 +49,11 @@ from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
 from keel_cli.broker import local_broker, repo_root
 from keel_cli.stack import LocalStack, free_port, harness_credentials, with_free_ports
+from keel_clients.channel import open_channel
+from keel_core import trust
 from keel_core.bus.admin import ensure_topics
-from keel_core.grpc import insecure_channel, use_client_credentials
+from keel_core.grpc import ClientCredentials, use_client_credentials
+from keel_core.grpc.tokens import ROLES, mint_token
 from keel_core.settings import KafkaSettings
 from keel_llm_gateway.domain.cache import ResponseCache
 from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest
@@ -263,10 +270,28 @@ class Targets:
     keel_miss_then_hits: Callable[[], Awaitable[None]]
 
 
-async def measure(args: argparse.Namespace, kafka: KafkaSettings, run_dir: Path) -> dict[str, Any]:
+# How the bench dials the gateway: the agent loop's certificate (its usual caller), that plus an
+# operator's token (the token is verified on every call), or plaintext (no trust material).
+MODES = ("mtls", "mtls-token", "plaintext")
+
+
+def credentials_for(stack: LocalStack, mode: str) -> ClientCredentials | None:
+    if mode == "plaintext":
+        return None
+    if mode == "mtls":
+        return stack.credentials("agent-loop")
+    material = trust.TrustMaterial(stack.trust_dir)
+    token = mint_token(material.token_signing_key(), sub="bench", tenant="*", roles=ROLES)
+    return stack.credentials("operator", token)
+
+
+async def measure(
+    args: argparse.Namespace, kafka: KafkaSettings, run_dir: Path, mode: str, with_litellm: bool
+) -> dict[str, Any]:
     mock, upstream = start_mock(repo_root())
     stack = LocalStack(
         run_dir=run_dir,
+        insecure=mode == "plaintext",
         kafka_bootstrap=kafka.bootstrap,
         specs=with_free_ports(),
         extra_env={
@@ -281,15 +306,18 @@ async def measure(args: argparse.Namespace, kafka: KafkaSettings, run_dir: Path)
         assert mock.stdout is not None
         await asyncio.to_thread(mock.stdout.readline)
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if not stack.insecure:
+            trust.generate(stack.trust_dir)
         spec = stack.spec("llm-gateway")
         gateway_pid = stack.start_one(spec).pid
-        if not args.skip_litellm:
+        if with_litellm:
             litellm = start_litellm(run_dir, upstream)
         await stack.wait_healthy(spec, time.monotonic() + 90)
         if litellm is not None:
             health = f"http://127.0.0.1:{litellm[1]}/health/liveliness"
             await wait_http(health, litellm[0], 180)
-        return await compare(args, stack.target("llm-gateway"), upstream, litellm, gateway_pid)
+        channel = open_channel(stack.target("llm-gateway"), credentials_for(stack, mode))
+        return await compare(args, channel, upstream, litellm, gateway_pid)
     finally:
         await stack.stop()
         for process in (mock, litellm[0] if litellm else None):
@@ -300,7 +328,7 @@ async def measure(args: argparse.Namespace, kafka: KafkaSettings, run_dir: Path)
 
 async def compare(
     args: argparse.Namespace,
-    keel_target: str,
+    channel: Any,
     upstream: str,
     litellm: tuple[subprocess.Popen[bytes], int] | None,
     gateway_pid: int,
@@ -308,7 +336,7 @@ async def compare(
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with (
         httpx.AsyncClient(limits=limits, timeout=10) as http,
-        insecure_channel(keel_target) as channel,
+        channel,
     ):
         targets = clients(http, llm_pb2_grpc.LLMGatewayStub(channel), upstream, litellm)
         targets.calls["keel"] = (targets.calls["keel"][0], gateway_pid)
@@ -321,7 +349,7 @@ async def compare(
             if name in targets.calls
         }
         await targets.keel_miss_then_hits()
-        hits = (await at_rate(targets.keel_hit, args.rate, args.seconds / 2)).row()
+        hits = (await at_rate(targets.keel_hit, args.rate, args.seconds / 2, gateway_pid)).row()
     return {
         "fixed_rate": fixed,
         "sweep": sweeps,
@@ -446,7 +474,8 @@ def report(result: dict[str, Any]) -> None:
     local = result["cache_hit_in_process"]
     print(
         f"  cache hit: p50 {hit['p50_ms']} ms / p99 {hit['p99_ms']} ms over gRPC; "
-        f"in process p50 {local['p50_us']:.1f} µs / p99 {local['p99_us']:.1f} µs"
+        f"in process p50 {local['p50_us']:.1f} µs / p99 {local['p99_us']:.1f} µs; "
+        f"{hit['cpu_ms_per_request']} ms gateway CPU per hit"
     )
 
 
@@ -464,17 +493,38 @@ async def main() -> None:
     )
     parser.add_argument("--sweep-seconds", type=float, default=8.0)
     parser.add_argument("--skip-litellm", action="store_true", help="measure Keel only")
+    parser.add_argument(
+        "--modes",
+        type=lambda text: [m for m in text.split(",") if m],
+        default=["mtls-token", "mtls", "plaintext"],
+        help=f"how Keel is dialled, comma-separated, of {', '.join(MODES)} (the first one is "
+        "measured beside LiteLLM)",
+    )
     args = parser.parse_args()
-    run_dir = Path(tempfile.mkdtemp(prefix="keel-bench-llm-"))
-    try:
-        async with local_broker() as bootstrap:
-            kafka = KafkaSettings(bootstrap=bootstrap)
-            await ensure_topics(kafka)
-            result = await measure(args, kafka, run_dir)
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    report(result)
+    unknown = [m for m in args.modes if m not in MODES]
+    if unknown or not args.modes:
+        parser.error(f"--modes: unknown {unknown}; choose from {MODES}")
+    results: dict[str, Any] = {}
+    async with local_broker() as bootstrap:
+        kafka = KafkaSettings(bootstrap=bootstrap)
+        await ensure_topics(kafka)
+        for index, mode in enumerate(args.modes):
+            print(f"\n=== Keel dialled with {mode} ===")
+            run_dir = Path(tempfile.mkdtemp(prefix="keel-bench-llm-"))
+            try:
+                with_litellm = index == 0 and not args.skip_litellm
+                results[mode] = await measure(args, kafka, run_dir, mode, with_litellm)
+            finally:
+                shutil.rmtree(run_dir, ignore_errors=True)
+    load = os.getloadavg()
+    for mode, result in results.items():
+        print(f"\n=== {mode} ===")
+        report(result)
+    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    result = {
+        "modes": results,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loadavg": load},
+    }
     out = repo_root() / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "llm_gateway.json").write_text(json.dumps(result, indent=2))
