@@ -96,9 +96,10 @@ class Completions:
             }
         )
         if not completion.cached:  # a hit spent nothing
-            self._metrics.tokens.labels(completion.model, "prompt").inc(prompt)
-            self._metrics.tokens.labels(completion.model, "completion").inc(generated)
-            self._metrics.cost.labels(completion.model).inc(cost)
+            metrics = self._metrics
+            metrics.child(metrics.tokens, completion.model, "prompt").inc(prompt)
+            metrics.child(metrics.tokens, completion.model, "completion").inc(generated)
+            metrics.child(metrics.cost, completion.model).inc(cost)
         if not self._background:
             await self._record(request, completion, trace)
             return
