@@ -84,6 +84,9 @@ class Run:
     errors: int
     seconds: float
     cpu_s: float | None
+    # The process's CPU per second with no request (its Kafka client and timers): subtracted
+    # for the "net" figure, which at a low rate is otherwise mostly the idle cost.
+    idle_cpu_per_s: float = 0.0
 
     def row(self) -> dict[str, Any]:
         done = len(self.latencies_ms)
@@ -97,6 +100,11 @@ class Run:
             "cpu_ms_per_request": round(1000 * self.cpu_s / max(done, 1), 3)
             if self.cpu_s is not None
             else None,
+            "net_cpu_ms_per_request": round(
+                1000 * (self.cpu_s - self.idle_cpu_per_s * self.seconds) / max(done, 1), 3
+            )
+            if self.cpu_s is not None
+            else None,
         }
 
 
@@ -106,6 +114,21 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# pid -> the process's CPU seconds per second while no request is sent (``idle_cpu``).
+IDLE_CPU_PER_S: dict[int, float] = {}
+
+
+async def idle_cpu(pid: int, seconds: float) -> float:
+    """CPU seconds per second ``pid`` spends with no request in flight."""
+    before = cpu_seconds(pid)
+    await asyncio.sleep(seconds)  # measuring an interval of quiet, not waiting for an event
+    after = cpu_seconds(pid)
+    if before is None or after is None:
+        return 0.0
+    IDLE_CPU_PER_S[pid] = (after - before) / seconds
+    return IDLE_CPU_PER_S[pid]
 
 
 async def at_rate(call: Call, rate: float, seconds: float, pid: int | None = None) -> Run:
@@ -136,7 +159,7 @@ async def at_rate(call: Call, rate: float, seconds: float, pid: int | None = Non
     elapsed = time.monotonic() - start
     cpu_after = cpu_seconds(pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
-    return Run(rate, latencies, errors, elapsed, cpu)
+    return Run(rate, latencies, errors, elapsed, cpu, IDLE_CPU_PER_S.get(pid or 0, 0.0))
 
 
 def ensure_litellm() -> Path:
@@ -342,6 +365,8 @@ async def compare(
         targets.calls["keel"] = (targets.calls["keel"][0], gateway_pid)
         for call, _ in targets.calls.values():  # warm up connections and code paths
             await at_rate(call, args.rate, 2.0)
+        idle = await idle_cpu(gateway_pid, 3.0)
+        print(f"    keel gateway idle: {1000 * idle:.1f} ms CPU per second")
         fixed = await fixed_rate(args, targets)
         sweeps = {
             name: await sweep_summary(name, targets.calls[name], args)
@@ -428,7 +453,8 @@ async def fixed_rate(args: argparse.Namespace, targets: Targets) -> dict[str, di
         done = latencies[name]
         start_cpu, end_cpu = before[name], cpu_seconds(pids[name])
         cpu = end_cpu - start_cpu if start_cpu is not None and end_cpu is not None else None
-        fixed[name] = Run(args.rate / len(names), done, errors[name], run.seconds, cpu).row()
+        idle = IDLE_CPU_PER_S.get(pids[name] or 0, 0.0)
+        fixed[name] = Run(args.rate / len(names), done, errors[name], run.seconds, cpu, idle).row()
         print(f"    {name:<8} {fixed[name]}")
     floor = fixed["direct"]
     for name in ("keel", "litellm"):
@@ -445,11 +471,14 @@ async def sweep_summary(
     call, pid = target
     runs = await sweep(call, args.sweep, args.sweep_seconds, pid)
     cpu = [r.row()["cpu_ms_per_request"] for r in runs if r.row()["cpu_ms_per_request"]]
+    net = [r.row()["net_cpu_ms_per_request"] for r in runs if r.row()["net_cpu_ms_per_request"]]
     return {
         "runs": [r.row() for r in runs],
         "max_rps_with_p99_under_30ms": best_rate(runs),
         "cpu_ms_per_request_median": statistics.median(cpu) if cpu else None,
         "rps_per_core_from_cpu": round(1000 / statistics.median(cpu), 1) if cpu else None,
+        "net_cpu_ms_per_request_median": statistics.median(net) if net else None,
+        "rps_per_core_net": round(1000 / statistics.median(net), 1) if net else None,
     }
 
 
@@ -458,24 +487,27 @@ def report(result: dict[str, Any]) -> None:
     print("\nLLM gateway added latency (cache miss, mock upstream over HTTP)")
     print(
         f"  {'':<8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'cpu/req':>8}"
+        f" {'net cpu':>8}"
     )
     for name, row in fixed.items():
         print(
             f"  {name:<8} {row['p50_ms']:>10} {row['p99_ms']:>10} {row.get('added_p50_ms', ''):>10}"
             f" {row.get('added_p99_ms', ''):>10} {row['cpu_ms_per_request'] or '':>10}"
+            f" {row['net_cpu_ms_per_request'] or '':>8}"
         )
     for name, data in result["sweep"].items():
         print(
             f"  {name}: max rate with p99 <= 30 ms: {data['max_rps_with_p99_under_30ms']:.0f}"
             f" req/s; {data['cpu_ms_per_request_median']} ms CPU/request"
-            f" -> {data['rps_per_core_from_cpu']} req/s per core"
+            f" -> {data['rps_per_core_from_cpu']} req/s per core; net of idle "
+            f"{data['net_cpu_ms_per_request_median']} ms -> {data['rps_per_core_net']} req/s"
         )
     hit = result["cache_hit_grpc"]
     local = result["cache_hit_in_process"]
     print(
         f"  cache hit: p50 {hit['p50_ms']} ms / p99 {hit['p99_ms']} ms over gRPC; "
         f"in process p50 {local['p50_us']:.1f} µs / p99 {local['p99_us']:.1f} µs; "
-        f"{hit['cpu_ms_per_request']} ms gateway CPU per hit"
+        f"{hit['cpu_ms_per_request']} ms gateway CPU per hit ({hit['net_cpu_ms_per_request']} net)"
     )
 
 
