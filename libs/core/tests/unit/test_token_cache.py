@@ -15,11 +15,15 @@ from keel_contracts.errors import Unauthenticated
 from keel_core.grpc.tokens import TokenVerifier, mint_token
 from keel_core.testing import FakeClock
 
-NOW = time.time()
+
+def now() -> float:
+    """Real time at the call: PyJWT checks ``exp`` against the wall clock too, so tokens are
+    minted when the test runs, not when the module was collected."""
+    return time.time()
 
 
-def token(key: Ed25519PrivateKey, ttl_s: float = 60.0, sub: str = "ada") -> str:
-    return mint_token(key, sub=sub, tenant="acme", roles=["submitter"], ttl_s=ttl_s, now=NOW)
+def token(key: Ed25519PrivateKey, issued: float, ttl_s: float = 60.0, sub: str = "ada") -> str:
+    return mint_token(key, sub=sub, tenant="acme", roles=["submitter"], ttl_s=ttl_s, now=issued)
 
 
 @pytest.fixture
@@ -37,9 +41,10 @@ def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_a_token_is_checked_once_then_remembered(checks: list[str]) -> None:
+    start = now()
     key = Ed25519PrivateKey.generate()
-    verifier = TokenVerifier([key.public_key()], clock=FakeClock(NOW))
-    issued = token(key)
+    verifier = TokenVerifier([key.public_key()], clock=FakeClock(start))
+    issued = token(key, start)
     first = verifier.verify(issued)
     assert verifier.verify(issued) == first
     assert (first.name, first.tenant) == ("ada", "acme")
@@ -47,10 +52,11 @@ def test_a_token_is_checked_once_then_remembered(checks: list[str]) -> None:
 
 
 def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    start = now()
     key = Ed25519PrivateKey.generate()
-    clock = FakeClock(NOW)
+    clock = FakeClock(start)
     verifier = TokenVerifier([key.public_key()], clock=clock)
-    issued = token(key, ttl_s=60)
+    issued = token(key, start, ttl_s=60)
     verifier.verify(issued)
     clock.advance(59)
     assert verifier.verify(issued).name == "ada"
@@ -60,9 +66,10 @@ def test_a_remembered_token_is_refused_once_it_expires() -> None:
 
 
 def test_taking_a_key_out_revokes_the_tokens_it_signed_at_once() -> None:
+    start = now()
     old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    verifier = TokenVerifier([old.public_key(), new.public_key()], clock=FakeClock(NOW))
-    by_old, by_new = token(old, sub="old"), token(new, sub="new")
+    verifier = TokenVerifier([old.public_key(), new.public_key()], clock=FakeClock(start))
+    by_old, by_new = token(old, start, sub="old"), token(new, start, sub="new")
     verifier.verify(by_old)
     verifier.verify(by_new)
     verifier.use_keys([new.public_key()])
@@ -72,18 +79,20 @@ def test_taking_a_key_out_revokes_the_tokens_it_signed_at_once() -> None:
 
 
 def test_a_forged_token_is_refused_every_time() -> None:
+    start = now()
     key, forger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    verifier = TokenVerifier([key.public_key()], clock=FakeClock(NOW))
-    forged = token(forger)
+    verifier = TokenVerifier([key.public_key()], clock=FakeClock(start))
+    forged = token(forger, start)
     for _ in range(2):
         with pytest.raises(Unauthenticated, match="no trusted key"):
             verifier.verify(forged)
 
 
 def test_the_cache_is_bounded(checks: list[str]) -> None:
+    start = now()
     key = Ed25519PrivateKey.generate()
-    verifier = TokenVerifier([key.public_key()], clock=FakeClock(NOW), cache_entries=2)
-    first, second, third = (token(key, sub=name) for name in ("a", "b", "c"))
+    verifier = TokenVerifier([key.public_key()], clock=FakeClock(start), cache_entries=2)
+    first, second, third = (token(key, start, sub=name) for name in ("a", "b", "c"))
     for issued in (first, second, third, first):
         verifier.verify(issued)
     assert checks == [first, second, third, first]  # the first went when the third came in
