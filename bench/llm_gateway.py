@@ -15,6 +15,10 @@ send time, so a stall is not hidden):
   /proc), whose inverse is the req/s one core could serve;
 - cache hits: the same temperature-0 request again, over gRPC and in-process
   (``Gateway.complete`` without the network).
+Keel is measured on the secured path by default, as it runs in a deployment: mutual TLS with
+the agent loop's certificate (its usual caller), and mutual TLS plus an operator's bearer
+token (verified per call); plaintext (``KEEL_TRUST_INSECURE_DEV``) is printed beside them to
+show what the trust layer costs (``--modes``).
 Keel is called through the bare generated stub on purpose, not ``keel_clients.LLMClient``:
 the LiteLLM side is a bare HTTP client, and what is compared is what each gateway adds (the
 client's contract-type mapping and span cost ~0.15 ms p50 more, and are the caller's cost).
@@ -45,8 +49,11 @@ from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
 from keel_cli.broker import local_broker, repo_root
 from keel_cli.stack import LocalStack, free_port, harness_credentials, with_free_ports
+from keel_clients.channel import open_channel
+from keel_core import trust
 from keel_core.bus.admin import ensure_topics
-from keel_core.grpc import insecure_channel, use_client_credentials
+from keel_core.grpc import ClientCredentials, use_client_credentials
+from keel_core.grpc.tokens import ROLES, mint_token
 from keel_core.settings import KafkaSettings
 from keel_llm_gateway.domain.cache import ResponseCache
 from keel_llm_gateway.domain.models import ChatMessage, CompletionRequest
@@ -77,6 +84,9 @@ class Run:
     errors: int
     seconds: float
     cpu_s: float | None
+    # The process's CPU per second with no request (its Kafka client and timers): subtracted
+    # for the "net" figure, which at a low rate is otherwise mostly the idle cost.
+    idle_cpu_per_s: float = 0.0
 
     def row(self) -> dict[str, Any]:
         done = len(self.latencies_ms)
@@ -90,6 +100,11 @@ class Run:
             "cpu_ms_per_request": round(1000 * self.cpu_s / max(done, 1), 3)
             if self.cpu_s is not None
             else None,
+            "net_cpu_ms_per_request": round(
+                1000 * (self.cpu_s - self.idle_cpu_per_s * self.seconds) / max(done, 1), 3
+            )
+            if self.cpu_s is not None
+            else None,
         }
 
 
@@ -99,6 +114,21 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# pid -> the process's CPU seconds per second while no request is sent (``idle_cpu``).
+IDLE_CPU_PER_S: dict[int, float] = {}
+
+
+async def idle_cpu(pid: int, seconds: float) -> float:
+    """CPU seconds per second ``pid`` spends with no request in flight."""
+    before = cpu_seconds(pid)
+    await asyncio.sleep(seconds)  # measuring an interval of quiet, not waiting for an event
+    after = cpu_seconds(pid)
+    if before is None or after is None:
+        return 0.0
+    IDLE_CPU_PER_S[pid] = (after - before) / seconds
+    return IDLE_CPU_PER_S[pid]
 
 
 async def at_rate(call: Call, rate: float, seconds: float, pid: int | None = None) -> Run:
@@ -129,7 +159,7 @@ async def at_rate(call: Call, rate: float, seconds: float, pid: int | None = Non
     elapsed = time.monotonic() - start
     cpu_after = cpu_seconds(pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
-    return Run(rate, latencies, errors, elapsed, cpu)
+    return Run(rate, latencies, errors, elapsed, cpu, IDLE_CPU_PER_S.get(pid or 0, 0.0))
 
 
 def ensure_litellm() -> Path:
@@ -263,10 +293,28 @@ class Targets:
     keel_miss_then_hits: Callable[[], Awaitable[None]]
 
 
-async def measure(args: argparse.Namespace, kafka: KafkaSettings, run_dir: Path) -> dict[str, Any]:
+# How the bench dials the gateway: the agent loop's certificate (its usual caller), that plus an
+# operator's token (the token is verified on every call), or plaintext (no trust material).
+MODES = ("mtls", "mtls-token", "plaintext")
+
+
+def credentials_for(stack: LocalStack, mode: str) -> ClientCredentials | None:
+    if mode == "plaintext":
+        return None
+    if mode == "mtls":
+        return stack.credentials("agent-loop")
+    material = trust.TrustMaterial(stack.trust_dir)
+    token = mint_token(material.token_signing_key(), sub="bench", tenant="*", roles=ROLES)
+    return stack.credentials("operator", token)
+
+
+async def measure(
+    args: argparse.Namespace, kafka: KafkaSettings, run_dir: Path, mode: str, with_litellm: bool
+) -> dict[str, Any]:
     mock, upstream = start_mock(repo_root())
     stack = LocalStack(
         run_dir=run_dir,
+        insecure=mode == "plaintext",
         kafka_bootstrap=kafka.bootstrap,
         specs=with_free_ports(),
         extra_env={
@@ -281,15 +329,18 @@ async def measure(args: argparse.Namespace, kafka: KafkaSettings, run_dir: Path)
         assert mock.stdout is not None
         await asyncio.to_thread(mock.stdout.readline)
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if not stack.insecure:
+            trust.generate(stack.trust_dir)
         spec = stack.spec("llm-gateway")
         gateway_pid = stack.start_one(spec).pid
-        if not args.skip_litellm:
+        if with_litellm:
             litellm = start_litellm(run_dir, upstream)
         await stack.wait_healthy(spec, time.monotonic() + 90)
         if litellm is not None:
             health = f"http://127.0.0.1:{litellm[1]}/health/liveliness"
             await wait_http(health, litellm[0], 180)
-        return await compare(args, stack.target("llm-gateway"), upstream, litellm, gateway_pid)
+        channel = open_channel(stack.target("llm-gateway"), credentials_for(stack, mode))
+        return await compare(args, channel, upstream, litellm, gateway_pid)
     finally:
         await stack.stop()
         for process in (mock, litellm[0] if litellm else None):
@@ -300,7 +351,7 @@ async def measure(args: argparse.Namespace, kafka: KafkaSettings, run_dir: Path)
 
 async def compare(
     args: argparse.Namespace,
-    keel_target: str,
+    channel: Any,
     upstream: str,
     litellm: tuple[subprocess.Popen[bytes], int] | None,
     gateway_pid: int,
@@ -308,12 +359,14 @@ async def compare(
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with (
         httpx.AsyncClient(limits=limits, timeout=10) as http,
-        insecure_channel(keel_target) as channel,
+        channel,
     ):
         targets = clients(http, llm_pb2_grpc.LLMGatewayStub(channel), upstream, litellm)
         targets.calls["keel"] = (targets.calls["keel"][0], gateway_pid)
         for call, _ in targets.calls.values():  # warm up connections and code paths
             await at_rate(call, args.rate, 2.0)
+        idle = await idle_cpu(gateway_pid, 3.0)
+        print(f"    keel gateway idle: {1000 * idle:.1f} ms CPU per second")
         fixed = await fixed_rate(args, targets)
         sweeps = {
             name: await sweep_summary(name, targets.calls[name], args)
@@ -321,7 +374,7 @@ async def compare(
             if name in targets.calls
         }
         await targets.keel_miss_then_hits()
-        hits = (await at_rate(targets.keel_hit, args.rate, args.seconds / 2)).row()
+        hits = (await at_rate(targets.keel_hit, args.rate, args.seconds / 2, gateway_pid)).row()
     return {
         "fixed_rate": fixed,
         "sweep": sweeps,
@@ -400,7 +453,8 @@ async def fixed_rate(args: argparse.Namespace, targets: Targets) -> dict[str, di
         done = latencies[name]
         start_cpu, end_cpu = before[name], cpu_seconds(pids[name])
         cpu = end_cpu - start_cpu if start_cpu is not None and end_cpu is not None else None
-        fixed[name] = Run(args.rate / len(names), done, errors[name], run.seconds, cpu).row()
+        idle = IDLE_CPU_PER_S.get(pids[name] or 0, 0.0)
+        fixed[name] = Run(args.rate / len(names), done, errors[name], run.seconds, cpu, idle).row()
         print(f"    {name:<8} {fixed[name]}")
     floor = fixed["direct"]
     for name in ("keel", "litellm"):
@@ -417,11 +471,14 @@ async def sweep_summary(
     call, pid = target
     runs = await sweep(call, args.sweep, args.sweep_seconds, pid)
     cpu = [r.row()["cpu_ms_per_request"] for r in runs if r.row()["cpu_ms_per_request"]]
+    net = [r.row()["net_cpu_ms_per_request"] for r in runs if r.row()["net_cpu_ms_per_request"]]
     return {
         "runs": [r.row() for r in runs],
         "max_rps_with_p99_under_30ms": best_rate(runs),
         "cpu_ms_per_request_median": statistics.median(cpu) if cpu else None,
         "rps_per_core_from_cpu": round(1000 / statistics.median(cpu), 1) if cpu else None,
+        "net_cpu_ms_per_request_median": statistics.median(net) if net else None,
+        "rps_per_core_net": round(1000 / statistics.median(net), 1) if net else None,
     }
 
 
@@ -430,23 +487,27 @@ def report(result: dict[str, Any]) -> None:
     print("\nLLM gateway added latency (cache miss, mock upstream over HTTP)")
     print(
         f"  {'':<8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'cpu/req':>8}"
+        f" {'net cpu':>8}"
     )
     for name, row in fixed.items():
         print(
             f"  {name:<8} {row['p50_ms']:>10} {row['p99_ms']:>10} {row.get('added_p50_ms', ''):>10}"
             f" {row.get('added_p99_ms', ''):>10} {row['cpu_ms_per_request'] or '':>10}"
+            f" {row['net_cpu_ms_per_request'] or '':>8}"
         )
     for name, data in result["sweep"].items():
         print(
             f"  {name}: max rate with p99 <= 30 ms: {data['max_rps_with_p99_under_30ms']:.0f}"
             f" req/s; {data['cpu_ms_per_request_median']} ms CPU/request"
-            f" -> {data['rps_per_core_from_cpu']} req/s per core"
+            f" -> {data['rps_per_core_from_cpu']} req/s per core; net of idle "
+            f"{data['net_cpu_ms_per_request_median']} ms -> {data['rps_per_core_net']} req/s"
         )
     hit = result["cache_hit_grpc"]
     local = result["cache_hit_in_process"]
     print(
         f"  cache hit: p50 {hit['p50_ms']} ms / p99 {hit['p99_ms']} ms over gRPC; "
-        f"in process p50 {local['p50_us']:.1f} µs / p99 {local['p99_us']:.1f} µs"
+        f"in process p50 {local['p50_us']:.1f} µs / p99 {local['p99_us']:.1f} µs; "
+        f"{hit['cpu_ms_per_request']} ms gateway CPU per hit ({hit['net_cpu_ms_per_request']} net)"
     )
 
 
@@ -464,17 +525,38 @@ async def main() -> None:
     )
     parser.add_argument("--sweep-seconds", type=float, default=8.0)
     parser.add_argument("--skip-litellm", action="store_true", help="measure Keel only")
+    parser.add_argument(
+        "--modes",
+        type=lambda text: [m for m in text.split(",") if m],
+        default=["mtls-token", "mtls", "plaintext"],
+        help=f"how Keel is dialled, comma-separated, of {', '.join(MODES)} (the first one is "
+        "measured beside LiteLLM)",
+    )
     args = parser.parse_args()
-    run_dir = Path(tempfile.mkdtemp(prefix="keel-bench-llm-"))
-    try:
-        async with local_broker() as bootstrap:
-            kafka = KafkaSettings(bootstrap=bootstrap)
-            await ensure_topics(kafka)
-            result = await measure(args, kafka, run_dir)
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    report(result)
+    unknown = [m for m in args.modes if m not in MODES]
+    if unknown or not args.modes:
+        parser.error(f"--modes: unknown {unknown}; choose from {MODES}")
+    results: dict[str, Any] = {}
+    async with local_broker() as bootstrap:
+        kafka = KafkaSettings(bootstrap=bootstrap)
+        await ensure_topics(kafka)
+        for index, mode in enumerate(args.modes):
+            print(f"\n=== Keel dialled with {mode} ===")
+            run_dir = Path(tempfile.mkdtemp(prefix="keel-bench-llm-"))
+            try:
+                with_litellm = index == 0 and not args.skip_litellm
+                results[mode] = await measure(args, kafka, run_dir, mode, with_litellm)
+            finally:
+                shutil.rmtree(run_dir, ignore_errors=True)
+    load = os.getloadavg()
+    for mode, result in results.items():
+        print(f"\n=== {mode} ===")
+        report(result)
+    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    result = {
+        "modes": results,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loadavg": load},
+    }
     out = repo_root() / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "llm_gateway.json").write_text(json.dumps(result, indent=2))

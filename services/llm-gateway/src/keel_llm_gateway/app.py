@@ -54,7 +54,12 @@ def build(settings: Settings, runtime: Runtime) -> LLMGatewayParts:
     metrics = LLMMetrics(runtime.registry)
     budgets = shared_budgets(settings, runtime)
     gateway = build_gateway(settings, providers, metrics, budgets)
-    completions = Completions(gateway, runtime.audit, metrics)
+    # Records behind the answer unless each must be acknowledged first (AUDIT_SYNC); the
+    # queue is drained after the gRPC server stops and before the emitter closes.
+    completions = Completions(
+        gateway, runtime.audit, metrics, audit_in_background=not settings.audit_sync
+    )
+    runtime.on_stop(completions.drain)
     runtime.serve_grpc(
         [
             (

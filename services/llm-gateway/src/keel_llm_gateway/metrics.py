@@ -11,6 +11,8 @@ Exported names (Prometheus adds ``_total`` to counters): ``keel_llm_tokens_total
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from keel_core.resilience.breaker import BreakerState
@@ -80,6 +82,10 @@ class LLMMetrics:
             ["outcome"],
             registry=registry,
         )
+        # Children by (metric, label values): ``labels`` takes a lock and checks its arguments on
+        # every call; a request touches half a dozen of them. As many entries as the metrics
+        # themselves hold children.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         # Every known label set starts at 0, so rates and alerts see "none yet", not "no data".
         for result in CacheResult:
             self.cache_requests.labels(result.value)
@@ -94,8 +100,16 @@ class LLMMetrics:
     def breaker_rejected(self, name: str) -> None:
         self.breakers.breaker_rejected(name)
 
+    def child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
+
     def attempt(self, provider: str, outcome: str, seconds: float) -> None:
-        self.latency.labels(provider).observe(seconds)
+        self.child(self.latency, provider).observe(seconds)
         if outcome != "ok":
             self.errors.labels(provider, outcome).inc()
 
@@ -103,14 +117,14 @@ class LLMMetrics:
         self.fallbacks.labels(provider, reason).inc()
 
     def cache(self, result: CacheResult) -> None:
-        self.cache_requests.labels(result.value).inc()
+        self.child(self.cache_requests, result.value).inc()
 
     def budget_rejected(self, kind: ScopeKind) -> None:
         self.budget_rejections.labels(kind.value).inc()
 
     def spent(self, tenant: str, spend: Spend) -> None:
-        self.tenant_tokens.labels(tenant or "none").inc(spend.tokens)
-        self.tenant_cost.labels(tenant or "none").inc(spend.cost_usd)
+        self.child(self.tenant_tokens, tenant or "none").inc(spend.tokens)
+        self.child(self.tenant_cost, tenant or "none").inc(spend.cost_usd)
 
     def repair(self, outcome: str) -> None:
         self.repairs.labels(outcome).inc()

@@ -16,6 +16,7 @@ record, so the trust boundary between services is the service identity.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
@@ -149,9 +150,9 @@ def bind_to_token(request: Any, principal: Principal) -> None:
     if _has_field(request, "context"):
         holders.append(request.context)
     for holder in holders:
-        for name, claim in _BOUND:
+        for name, claim in _bound_fields(getattr(holder, "DESCRIPTOR", None)):
             bound: str = getattr(principal, claim)
-            if not _has_field(holder, name) or not bound or bound == ANY_TENANT:
+            if not bound or bound == ANY_TENANT:
                 continue
             claimed = getattr(holder, name)
             if claimed and claimed != bound:
@@ -164,3 +165,12 @@ def bind_to_token(request: Any, principal: Principal) -> None:
 def _has_field(message: Any, name: str) -> bool:
     descriptor = getattr(message, "DESCRIPTOR", None)
     return descriptor is not None and name in descriptor.fields_by_name
+
+
+@functools.cache
+def _bound_fields(descriptor: Any) -> tuple[tuple[str, str], ...]:
+    """The (field, claim) pairs of ``_BOUND`` a message type has: found once per type (there
+    are a few dozen), not by descriptor lookups on every call."""
+    if descriptor is None:
+        return ()
+    return tuple((name, claim) for name, claim in _BOUND if name in descriptor.fields_by_name)

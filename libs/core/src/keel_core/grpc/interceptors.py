@@ -39,7 +39,13 @@ class GrpcMetrics:
 
 class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Wraps the behaviour of every unary-unary and unary-stream method (the kinds Keel
-    serves); subclasses say how, and what becomes of any other kind (passed on as it is)."""
+    serves); subclasses say how, and what becomes of any other kind (passed on as it is).
+
+    gRPC asks every interceptor for the handler on every call; the wrapped handler of a method
+    is made once and handed out again while the handler under it is the same object (it is:
+    the registered one, or the inner interceptor's own remembered wrapper), instead of new
+    closures and handler tuples per call. Wrappers read their interceptor's state at call
+    time, so a limiter configured later still applies."""
 
     async def intercept_service(
         self,
@@ -50,6 +56,16 @@ class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         method: str = details.method
+        # Subclasses keep their own __init__: the memo lives in the instance's dict.
+        memo: dict[str, tuple[Any, Any]] = self.__dict__.setdefault("_wrapped_handlers", {})
+        known = memo.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap_handler(method, handler)
+        memo[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
@@ -77,6 +93,10 @@ class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 class ErrorMappingInterceptor(MethodInterceptor):
     def __init__(self, metrics: GrpcMetrics) -> None:
         self._metrics = metrics
+        # The metric children of each method and (method, code): a ``labels`` lookup takes a
+        # lock and builds a key tuple on every call otherwise.
+        self._latency: dict[str, Any] = {}
+        self._handled: dict[tuple[str, grpc.StatusCode], Any] = {}
 
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -125,8 +145,14 @@ class ErrorMappingInterceptor(MethodInterceptor):
         return wrapped
 
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
-        self._metrics.latency.labels(method).observe(time.perf_counter() - started)
-        self._metrics.handled.labels(method, code.name).inc()
+        latency = self._latency.get(method)
+        if latency is None:
+            latency = self._latency[method] = self._metrics.latency.labels(method)
+        latency.observe(time.perf_counter() - started)
+        handled = self._handled.get((method, code))
+        if handled is None:
+            handled = self._handled[method, code] = self._metrics.handled.labels(method, code.name)
+        handled.inc()
 
 
 def _bind_log_context(request: Any, context: grpc.aio.ServicerContext) -> str:
