@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from keel_contracts.errors import ResourceExhausted
+from keel_contracts.errors import Unavailable
 from keel_memory.adapters.batching_embedder import BatchingEmbedder
 from keel_memory.adapters.hashing_embedder import HashingEmbedder
 from keel_memory.adapters.minilm import MiniLMEmbedder
@@ -86,7 +86,7 @@ async def test_a_full_queue_refuses_at_once_and_the_queued_still_finish() -> Non
     await model.entered.wait()
     queued = [asyncio.create_task(batching.embed([text])) for text in TEXTS[1:4]]
     await asyncio.sleep(0)
-    with pytest.raises(ResourceExhausted, match="limit 3"):
+    with pytest.raises(Unavailable, match="limit 3"):
         await batching.embed([TEXTS[4]])
     model.gate.set()
     assert len(await asyncio.gather(running, *queued)) == 4

@@ -13,8 +13,9 @@ batch, and a lone request pays none. Padding does not change a text's vector (th
 it), so a text's vector is the same whichever batch it rode in.
 
 The queue is bounded (``max_queued`` texts): past it a request is refused with
-``ResourceExhausted`` at once, rather than queueing behind work that would take longer than
-any caller waits.
+``Unavailable`` at once, rather than queueing behind work that would take longer than any caller
+waits (``Unavailable``, not ``ResourceExhausted``: it is the service's load, not the caller's
+quota, and callers such as the agent loop retry it with backoff).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from keel_contracts.errors import ResourceExhausted, Unavailable
+from keel_contracts.errors import Unavailable
 from keel_memory.domain.models import Vector
 from keel_memory.domain.ports import Embedder
 
@@ -67,7 +68,7 @@ class BatchingEmbedder:
         if not texts:
             return []
         if self._max_queued and self._queued_texts + len(texts) > self._max_queued:
-            raise ResourceExhausted(
+            raise Unavailable(
                 f"the embedder has {self._queued_texts} texts queued (limit {self._max_queued}); "
                 "try again shortly"
             )

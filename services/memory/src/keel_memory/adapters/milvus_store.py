@@ -3,7 +3,7 @@ for scale, with the same code and only the URI changed.
 
 pymilvus is blocking, so every call runs in a worker thread; one ``asyncio.Lock`` keeps them one
 at a time, which is what Milvus Lite (one local server process per file) copes with best. At most
-``max_queued`` calls wait for (or hold) that lock: one more is refused with ``ResourceExhausted``
+``max_queued`` calls wait for (or hold) that lock: one more is refused with ``Unavailable``
 at once, because a queue longer than that answers later than any caller waits. Concurrent
 searches with the same filter and ``top_k`` (sessions of one tenant starting together: the same
 per-type filter) ride in one Milvus search of several vectors: whichever of them gets the lock
@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from keel_contracts.errors import ResourceExhausted, Unavailable
+from keel_contracts.errors import Unavailable
 from keel_memory.adapters.milvus_filter import (
     AGENT_KEY,
     HAS_TENANT,
@@ -288,7 +288,7 @@ class MilvusStore:
     async def _turn(self) -> AsyncIterator[None]:
         """Hold the lock, or be refused at once when ``max_queued`` calls already want it."""
         if self._max_queued and self._queued >= self._max_queued:
-            raise ResourceExhausted(
+            raise Unavailable(
                 f"memory store busy: {self._queued} calls queued (limit {self._max_queued}); "
                 "try again shortly"
             )
