@@ -78,6 +78,7 @@ bench: install ## Print the numbers: per-step overhead, steps/s, recovery, scali
 	$(PY) bench/local_model.py
 	$(PY) bench/embeddings.py
 	$(PY) bench/memory.py --sizes 10000
+	$(PY) bench/memory_burst.py
 	$(PY) -m tests.injection.run
 
 bench-memory: install ## Memory at 10k and 100k entries, Milvus Lite 2.5 vs 3.x (~45 min)
