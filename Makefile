@@ -78,6 +78,7 @@ bench: install ## Print the numbers: per-step overhead, steps/s, recovery, scali
 	$(PY) bench/local_model.py
 	$(PY) bench/embeddings.py
 	$(PY) bench/memory.py --sizes 10000
+	$(PY) bench/memory_burst.py
 	$(PY) -m tests.injection.run
 	$(PY) bench/side_by_side.py
 

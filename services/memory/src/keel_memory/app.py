@@ -13,6 +13,7 @@ from keel.memory.v1 import memory_pb2, memory_pb2_grpc
 from keel_core.grpc.ratelimit import apply_rate_limits
 from keel_core.ratelimit import RateLimiter, rule
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
+from keel_memory.adapters.batching_embedder import BatchingEmbedder
 from keel_memory.adapters.embedders import build_embedder
 from keel_memory.adapters.milvus_store import MilvusStore
 from keel_memory.adapters.openai_embedder import OpenAIEmbedder
@@ -38,7 +39,10 @@ class MemoryParts:
 def build(settings: Settings, runtime: Runtime) -> MemoryParts:
     # The model loads here, before Milvus opens, so a missing model never leaves the data
     # folder locked.
-    embedder = build_embedder(settings)
+    model = build_embedder(settings)
+    embedder = BatchingEmbedder(
+        model, max_batch=settings.embed_max_batch, max_queued=settings.embed_max_queued
+    )
 
     async def open_store() -> MilvusStore:
         return await MilvusStore.open(
@@ -49,6 +53,7 @@ def build(settings: Settings, runtime: Runtime) -> MemoryParts:
             timeout_s=settings.milvus_timeout_s,
             flush_every=settings.milvus_lite_flush_every,
             index=settings.index,
+            max_queued=settings.milvus_max_queued,
         )
 
     store = StoreOnStart(open_store)
@@ -56,8 +61,8 @@ def build(settings: Settings, runtime: Runtime) -> MemoryParts:
     # Stop hooks run after the gRPC server has stopped (no call still uses the store) and also
     # when start-up fails, so the Lite data folder is always unlocked.
     runtime.on_stop(store.close)
-    if isinstance(embedder, OpenAIEmbedder):
-        runtime.on_stop(embedder.aclose)
+    if isinstance(model, OpenAIEmbedder):
+        runtime.on_stop(model.aclose)
     limits = RetrievalLimits(
         default_token_budget=settings.default_token_budget,
         default_top_k=settings.default_top_k,

@@ -30,6 +30,9 @@ class Settings(ServiceSettings):
     # Milvus Lite only: flush its write buffer after this many written rows, because Lite
     # searches unflushed rows slowly (see adapters/milvus_store.py); 0 never flushes.
     milvus_lite_flush_every: int = Field(default=200, ge=0)
+    # Calls that may wait for (or hold) the store at once; one more is refused at once with
+    # UNAVAILABLE rather than queued behind work no caller would wait for. 0: no limit.
+    milvus_max_queued: int = Field(default=256, ge=0)
     collection: str = "keel_memory"
     # The vector index of a new collection and how it is searched (adapters/milvus_index.py).
     index: IndexSettings = IndexSettings()
@@ -44,6 +47,12 @@ class Settings(ServiceSettings):
     openai_api_key: SecretStr = SecretStr("")
     openai_model: str = "text-embedding-3-small"
     openai_timeout_s: float = Field(default=10.0, gt=0)
+    # Dynamic batching (adapters/batching_embedder.py): concurrent embedding requests go to the
+    # model together, at most this many texts per batch; 1 embeds one request at a time.
+    embed_max_batch: int = Field(default=64, ge=1)
+    # Texts waiting to be embedded at most; past it a call is refused with UNAVAILABLE.
+    # 0: no limit.
+    embed_max_queued: int = Field(default=1024, ge=0)
     # Used when a Retrieve asks for 0 (proto default).
     default_token_budget: int = Field(default=1000, ge=1)
     default_top_k: int = Field(default=10, ge=1)

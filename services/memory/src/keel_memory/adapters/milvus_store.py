@@ -2,7 +2,12 @@
 for scale, with the same code and only the URI changed.
 
 pymilvus is blocking, so every call runs in a worker thread; one ``asyncio.Lock`` keeps them one
-at a time, which is what Milvus Lite (one local server process per file) copes with best. The
+at a time, which is what Milvus Lite (one local server process per file) copes with best. At most
+``max_queued`` calls wait for (or hold) that lock: one more is refused with ``Unavailable``
+at once, because a queue longer than that answers later than any caller waits. Concurrent
+searches with the same filter and ``top_k`` (sessions of one tenant starting together: the same
+per-type filter) ride in one Milvus search of several vectors: whichever of them gets the lock
+first searches for all of them, so a burst costs one search per type instead of one per call. The
 vector index and its search settings come from ``IndexSettings`` (``milvus_index.py``): FLAT on
 Lite and HNSW on a server unless configured, chosen by the numbers in
 docs/adr/0004-memory-embeddings-and-index.md (milvus-lite 2.5.1 rather than 3.x for the same
@@ -23,10 +28,11 @@ up-to-date collection costs two counts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,6 +90,7 @@ class MilvusStore:
         *,
         flush_every: int = 0,
         index: IndexSettings | None = None,
+        max_queued: int = 0,
     ) -> None:
         self._client = client
         self._index = (index or IndexSettings()).for_backend(is_lite_path(uri))
@@ -93,6 +100,10 @@ class MilvusStore:
         self._unflushed = 0
         self._lock = asyncio.Lock()
         self._closed = False
+        self._max_queued = max_queued
+        self._queued = 0
+        # (filter, top_k) -> searches of that shape waiting for the lock, with their answers.
+        self._searches: dict[tuple[str, int], list[tuple[Vector, asyncio.Future[list[Any]]]]] = {}
 
     @classmethod
     async def open(
@@ -105,6 +116,7 @@ class MilvusStore:
         timeout_s: float = 10.0,
         flush_every: int = 200,
         index: IndexSettings | None = None,
+        max_queued: int = 0,
     ) -> MilvusStore:
         index = (index or IndexSettings()).for_backend(is_lite_path(uri))
         if is_lite_path(uri) and index.type not in LITE_INDEX_TYPES:
@@ -121,7 +133,9 @@ class MilvusStore:
         except StoreOpenError:
             await asyncio.to_thread(client.close)
             raise
-        return cls(client, uri, collection, flush_every=flush_every, index=index)
+        return cls(
+            client, uri, collection, flush_every=flush_every, index=index, max_queued=max_queued
+        )
 
     async def close(self) -> None:
         """Close the client and, for Milvus Lite, stop its in-process server so the data folder
@@ -147,21 +161,52 @@ class MilvusStore:
         top_k: int,
         scope: MemoryScope = DEFAULT_SCOPE,
     ) -> list[MemoryHit]:
-        expr = build_filter(types, filters, scope)
-        result = await self._call(
-            lambda: self._client.search(
+        key = (build_filter(types, filters, scope), top_k)
+        found: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._searches.setdefault(key, []).append((vector, found))
+        try:
+            async with self._turn():
+                if not found.done():
+                    # Shielded: the search answers the whole group even if this caller leaves.
+                    await asyncio.shield(asyncio.ensure_future(self._search_group(key)))
+        finally:
+            self._forget_search(key, found)
+        return [
+            MemoryHit(entry=_from_row(hit["entity"]), score=float(hit["distance"]))
+            for hit in await found
+        ]
+
+    async def _search_group(self, key: tuple[str, int]) -> None:
+        """One Milvus search for every search of this shape waiting now; each gets its row."""
+        group = self._searches.pop(key, [])
+        expr, top_k = key
+        try:
+            result = await asyncio.to_thread(
+                self._client.search,
                 self._collection,
-                data=[vector],
+                data=[vector for vector, _ in group],
                 limit=top_k,
                 filter=expr,
                 output_fields=OUTPUT_FIELDS,
                 search_params=self._index.search_params(top_k),
             )
-        )
-        return [
-            MemoryHit(entry=_from_row(hit["entity"]), score=float(hit["distance"]))
-            for hit in result[0]
-        ]
+        except MilvusException as exc:
+            failure = Unavailable(f"milvus: {exc.message}")
+            for _, waiting in group:
+                if not waiting.done():
+                    waiting.set_exception(failure)
+            return
+        for (_, waiting), hits in zip(group, result, strict=True):
+            if not waiting.done():
+                waiting.set_result(list(hits))
+
+    def _forget_search(self, key: tuple[str, int], found: asyncio.Future[list[Any]]) -> None:
+        """A caller that left before its search ran is taken out of the group."""
+        waiting = [item for item in self._searches.get(key, []) if item[1] is not found]
+        if waiting:
+            self._searches[key] = waiting
+        else:
+            self._searches.pop(key, None)
 
     async def ids_where(
         self,
@@ -233,11 +278,26 @@ class MilvusStore:
             self._unflushed = 0
 
     async def _call(self, fn: Callable[[], T]) -> T:
-        async with self._lock:
+        async with self._turn():
             try:
                 return await asyncio.to_thread(fn)
             except MilvusException as exc:
                 raise Unavailable(f"milvus: {exc.message}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Hold the lock, or be refused at once when ``max_queued`` calls already want it."""
+        if self._max_queued and self._queued >= self._max_queued:
+            raise Unavailable(
+                f"memory store busy: {self._queued} calls queued (limit {self._max_queued}); "
+                "try again shortly"
+            )
+        self._queued += 1
+        try:
+            async with self._lock:
+                yield
+        finally:
+            self._queued -= 1
 
 
 def _connect(uri: str, token: str, timeout_s: float) -> MilvusClient:
