@@ -6,8 +6,11 @@ from __future__ import annotations
 import gc
 from collections import Counter
 
+import pytest
+
 from keel_agent_loop.domain import AgentLoop, AgentState, ChatMessage, LoopConfig, ToolOutcome
 from keel_agent_loop.domain.context import CachingCounter, EstimateCounter
+from keel_agent_loop.domain.progress import prompt_record
 from keel_agent_loop.testing import (
     FakeMemory,
     FakeTools,
@@ -55,3 +58,23 @@ def test_the_cache_gives_the_inner_count_and_forgets_dead_messages() -> None:
     other = ChatMessage(role="user", content="a" * 400)
     assert counter.message(other) == 104
     assert counter.text("abcde") == 2
+
+
+def test_recording_a_prompt_never_compares_messages_by_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sessions alike (one system prompt, the same tool results) hold equal but distinct
+    messages: recording each step's prompt must not compare them field by field."""
+    sessions = [
+        [ChatMessage(role="system", content="sys"), ChatMessage(role="user", content="goal")]
+        for _ in range(3)
+    ]
+    records = [prompt_record(history, [], with_tools=False) for history in sessions]
+
+    def refuse(self: object, other: object) -> bool:
+        raise AssertionError("messages compared by value")
+
+    monkeypatch.setattr(ChatMessage, "__eq__", refuse)
+    again = [prompt_record(history, [], with_tools=False) for history in sessions]
+    assert again == records
+    assert len({r["prompt_digest"] for r in records}) == 1
