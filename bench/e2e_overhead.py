@@ -243,7 +243,8 @@ async def main() -> None:
         await compare_security(args)
         return
     async with local_kafka(secure=args.secured) as (kafka, credentials):
-        result = await bench(args, kafka, credentials, insecure=not args.secured)
+        # Without --secured: a plaintext broker, the rest as `make run` starts it (as before).
+        result = await bench(args, kafka, credentials if args.secured else None)
     print("\nKeel end-to-end overhead (scripted model, no-op tool, every hop real)")
     print(
         f"  per step, one session at a time: p50 {result['step_p50_ms']:.2f} ms, "
