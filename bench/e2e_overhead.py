@@ -13,6 +13,12 @@ everything the trust layer adds switched off (plaintext broker, plaintext gRPC, 
 nothing signed: ``KEEL_TRUST_INSECURE_DEV``) and with all of it on (TLS + SCRAM + ACLs on Kafka,
 mutual TLS and tokens on gRPC, signed approvals, audit and ledger: what ``make run`` starts),
 and prints them side by side.
+
+``--profile DIR`` attaches py-spy (``requirements/dev.txt``) to every service process for the
+concurrent phase and writes one flame graph per service into DIR (``--profile-format``:
+``flamegraph`` SVG, ``speedscope`` JSON or ``raw`` collapsed stacks). py-spy samples with
+``--nonblocking`` so the services are never paused, but the samplers share the machine's cores:
+numbers printed by a profiled run are not the ones to report.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ import argparse
 import asyncio
 import json
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -105,6 +114,38 @@ def grpc_breakdown(stack: LocalStack) -> dict[str, tuple[float, float]]:
     return out
 
 
+class Profiler:
+    """One ``py-spy record`` per service process while a phase of the bench runs."""
+
+    def __init__(self, out_dir: Path, fmt: str, rate: int) -> None:
+        self._out_dir = out_dir
+        self._fmt = fmt
+        self._rate = rate
+        self._samplers: list[subprocess.Popen[bytes]] = []
+
+    def start(self, stack: LocalStack, label: str) -> None:
+        self._out_dir.mkdir(parents=True, exist_ok=True)
+        py_spy = Path(sys.executable).with_name("py-spy")
+        suffix = {"flamegraph": "svg", "speedscope": "json", "raw": "txt"}[self._fmt]
+        for name, process in stack.processes.items():
+            target = self._out_dir / f"{label}-{name}.{suffix}"
+            command = [str(py_spy), "record", "--pid", str(process.pid), "--nonblocking"]
+            command += ["--rate", str(self._rate), "--format", self._fmt, "-o", str(target)]
+            self._samplers.append(
+                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            )
+
+    def stop(self) -> None:
+        """SIGINT makes py-spy write what it sampled and exit."""
+        for sampler in self._samplers:
+            sampler.send_signal(signal.SIGINT)
+        for sampler in self._samplers:
+            _, err = sampler.communicate(timeout=60)
+            if sampler.returncode not in (0, -signal.SIGINT):
+                print(f"py-spy exited {sampler.returncode}: {err.decode()[-300:]}")
+        self._samplers.clear()
+
+
 def step_latencies(events: list[Envelope]) -> list[float]:
     """Seconds between successive tool results: one full think-act-observe step each."""
     times = [
@@ -138,7 +179,18 @@ async def bench(
         for _ in range(args.sessions):
             _, events = await run_sessions(kafka, 1, args.steps)
             latencies += [lat for evs in events.values() for lat in step_latencies(evs)]
-        wall, events = await run_sessions(kafka, args.concurrency, args.steps)
+        profiler = (
+            Profiler(Path(args.profile), args.profile_format, args.profile_rate)
+            if args.profile
+            else None
+        )
+        if profiler is not None:
+            profiler.start(stack, "insecure" if insecure else "secured")
+        try:
+            wall, events = await run_sessions(kafka, args.concurrency, args.steps)
+        finally:
+            if profiler is not None:
+                profiler.stop()
         total_steps = sum(
             e.parse(TaskCompleted).iterations for evs in events.values() for e in evs[-1:]
         )
@@ -170,13 +222,29 @@ async def main() -> None:
         action="store_true",
         help="measure on a plaintext and on a secured broker, print both side by side",
     )
+    parser.add_argument(
+        "--secured",
+        action="store_true",
+        help="one measurement on the secured stack only (what --compare-security calls secured)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        default="",
+        help="py-spy every service during the concurrent phase; one flame graph each in DIR",
+    )
+    parser.add_argument(
+        "--profile-format", choices=("flamegraph", "speedscope", "raw"), default="flamegraph"
+    )
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
     args = parser.parse_args()
     root = repo_root()
     if args.compare_security:
         await compare_security(args)
         return
-    async with local_kafka(secure=False) as (kafka, _):
-        result = await bench(args, kafka)
+    async with local_kafka(secure=args.secured) as (kafka, credentials):
+        # Without --secured: a plaintext broker, the rest as `make run` starts it (as before).
+        result = await bench(args, kafka, credentials if args.secured else None)
     print("\nKeel end-to-end overhead (scripted model, no-op tool, every hop real)")
     print(
         f"  per step, one session at a time: p50 {result['step_p50_ms']:.2f} ms, "

@@ -16,7 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from keel_core.grpc import GrpcServer, insecure_channel
 from keel_core.settings import TracingSettings
-from keel_core.tracing import current_traceparent, new_traceparent, start_span, trace_id_of
+from keel_core.tracing import (
+    _PROPAGATOR,
+    current_traceparent,
+    new_traceparent,
+    start_span,
+    trace_id_of,
+)
 from keel_core.tracing_export import configure_tracing
 
 
@@ -42,6 +48,43 @@ def test_context_flows_under_a_remote_parent_even_when_nothing_records() -> None
         # The no-op tracer keeps the parent's ids: logs and calls made here join its trace.
         assert trace_id_of(current_traceparent()) == trace_id_of(parent)
     assert current_traceparent("fallback") == "fallback"
+
+
+def test_nothing_recording_costs_no_tracer_machinery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no SDK provider, a span is only the context it makes current: the tracer's span
+    machinery is not entered at all (every consumed record and gRPC call opens a span)."""
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the no-op tracer was asked for a span")
+
+    monkeypatch.setattr(trace.ProxyTracer, "start_as_current_span", refuse)
+    monkeypatch.setattr(trace.NoOpTracer, "start_as_current_span", refuse)
+    parent = new_traceparent()
+    with start_span("process keel.tasks", kind=SpanKind.CONSUMER, parent=parent) as span:
+        assert not span.is_recording()
+        assert current_traceparent() == parent
+        with start_span("step 1") as step:
+            assert step is span
+            assert current_traceparent() == parent
+    assert current_traceparent() == ""
+
+
+def test_the_fast_path_makes_current_what_the_no_op_tracer_would() -> None:
+    parent = new_traceparent()
+    for traceparent in (parent, "not-a-traceparent", ""):
+        with start_span("mine", parent=traceparent) as mine:
+            made = current_traceparent()
+        context = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
+        with trace.NoOpTracer().start_as_current_span("theirs", context=context) as theirs:
+            expected = current_traceparent()
+        assert made == expected
+        assert mine.get_span_context() == theirs.get_span_context()
+
+
+def test_an_exception_leaves_the_context_as_it_was() -> None:
+    with pytest.raises(ValueError, match="boom"), start_span("fails", parent=new_traceparent()):
+        raise ValueError("boom")
+    assert current_traceparent() == ""
 
 
 def test_a_span_under_a_remote_parent_joins_its_trace_and_nests_what_follows(

@@ -29,13 +29,22 @@ class BudgetGuard:
         self._counter = counter
         self._window = window_tokens
         self._reserve = reply_reserve_tokens
+        # The catalog's share, for the catalog last seen: the same specs at almost every step.
+        self._tools_seen: tuple[ToolSpec, ...] = ()
+        self._tools_tokens = 0
 
     def fit_window(self, messages: Sequence[ChatMessage], catalog: Sequence[ToolSpec]) -> Fitted:
         """Trim the oldest turns so history, catalog and the reply reserve fit the window."""
-        tools = count_tools(self._counter, catalog)
+        tools = self._catalog_tokens(catalog)
         budget = max(self._window - self._reserve - tools, 0)
         kept, dropped = trim_history(messages, budget, self._counter)
         return Fitted(kept, dropped, count_messages(self._counter, kept) + tools)
+
+    def _catalog_tokens(self, catalog: Sequence[ToolSpec]) -> int:
+        specs = tuple(catalog)
+        if specs != self._tools_seen:
+            self._tools_seen, self._tools_tokens = specs, count_tools(self._counter, specs)
+        return self._tools_tokens
 
     @staticmethod
     def over_before_call(state: AgentState, prompt_tokens: int) -> str:

@@ -11,6 +11,7 @@ code and JSON, which is the safe side for a window. A real tokenizer can replace
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -37,6 +38,41 @@ class EstimateCounter:
         chars = len(message.content) + len(message.name)
         chars += sum(len(c.name) + len(c.arguments_json) for c in message.tool_calls)
         return math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS
+
+
+class CachingCounter:
+    """Counts each message once, whatever counter is behind it.
+
+    A session's whole history is fitted to the window before every model call, so without
+    this every message was counted again at every step (twice: once to trim, once for the
+    prompt): quadratic in a session's length, and a real tokenizer costs far more per message
+    than the estimate. Messages are frozen, so a count never goes stale; an entry leaves with
+    its message.
+    """
+
+    def __init__(self, inner: TokenCounter) -> None:
+        self._inner = inner
+        # id -> (a weak reference to the message, its count). Keyed by identity, not by value:
+        # hashing and comparing a pydantic model costs more than the estimate itself.
+        self._counts: dict[int, tuple[weakref.ref[ChatMessage], int]] = {}
+
+    def text(self, text: str) -> int:
+        return self._inner.text(text)
+
+    def message(self, message: ChatMessage) -> int:
+        key = id(message)
+        entry = self._counts.get(key)
+        if entry is not None and entry[0]() is message:
+            return entry[1]
+        count = self._inner.message(message)
+        counts = self._counts
+
+        def forget(ref: weakref.ref[ChatMessage]) -> None:
+            if counts.get(key, (None, 0))[0] is ref:
+                del counts[key]
+
+        counts[key] = (weakref.ref(message, forget), count)
+        return count
 
 
 def count_messages(counter: TokenCounter, messages: Sequence[ChatMessage]) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from keel_agent_loop.domain.acting import OUTAGES, ToolActor
 from keel_agent_loop.domain.budget import BudgetGuard
 from keel_agent_loop.domain.catalogs import ToolCatalogs
-from keel_agent_loop.domain.context import EstimateCounter, TokenCounter
+from keel_agent_loop.domain.context import CachingCounter, EstimateCounter, TokenCounter
 from keel_agent_loop.domain.context_builder import ContextBuilder
 from keel_agent_loop.domain.guard_parking import GuardParking, held_by_guard
 from keel_agent_loop.domain.guarding import GuardDecision, NoGuards, OutputGuards
@@ -87,7 +87,9 @@ class AgentLoop:
         self._checkpoints = checkpoints or NoCheckpoints()
         self._catalogs = ToolCatalogs(tools)
         self._reporter = SessionReporter(sink, cancels or NeverCancelled(), config.preview_chars)
-        self._context = ContextBuilder(memory, config, counter or EstimateCounter(), self._reporter)
+        # Each message counted once for the life of the loop: the history is re-fitted every step.
+        counted = CachingCounter(counter or EstimateCounter())
+        self._context = ContextBuilder(memory, config, counted, self._reporter)
         self._actor = ToolActor(
             tools, self._catalogs, self._reporter, self._observer, clock, config.preview_chars
         )
