@@ -172,6 +172,27 @@ async def test_an_end_marker_answers_when_the_index_missed_the_finish() -> None:
     await index.stop()
 
 
+async def test_the_runner_answers_its_end_marker_before_it_records_the_finish() -> None:
+    """The runner writes the end marker and publishes the result, then stores the episode and
+    only then records the finish: meanwhile (a memory replica dying can make it long) its own
+    Get must answer the outcome, not "running" (found by the cluster test)."""
+    bus = InMemoryBus()
+    index = await started_index(bus)
+    store = SessionStore(listener=index)
+    store.started(state("s1", "executing_tool"))
+    await index.flush()
+    checkpoints = InMemoryCheckpoints()
+    done = state()
+    done.complete("four")
+    result = Envelope.wrap(TaskCompleted(answer="four", iterations=1), source="t", session_id="s1")
+    await checkpoints.save_finished(FinishedSession(result=result, state=done))
+    runner = FrontDoor(store, BusPublisher(bus), checkpoints=checkpoints, directory=index)
+
+    got = runner.get("s1", tenant="acme")
+    assert (got.status, got.answer, got.tenant) == ("completed", "four", "acme")
+    await index.stop()
+
+
 async def test_a_change_without_a_tenant_keeps_the_tenant_the_index_knows() -> None:
     bus = InMemoryBus()
     index = await started_index(bus)

@@ -59,18 +59,23 @@ class FrontDoor:
 
     def _record(self, session_id: str) -> SessionRecord | None:
         """This process's record while it runs the session (fresher than the index), else the
-        index's; a finished session in the index wins over a record left here."""
+        index's; a finished session in the index wins over a record left here. Either way an
+        end marker wins over a record still running: the result is out once the marker is
+        written, while this process records the finish only after the episode is stored (a
+        memory replica dying can hold that up for a step's outage deadline)."""
         local = self._store.get(session_id)
         indexed = self._directory.get(session_id) if self._directory is not None else None
         if indexed is None:
             return local
         if local is None or indexed.finished or local.status == "idle":
-            try:
-                marker = self._checkpoints.finished(session_id)
-            except ValueError:  # unreadable (logged by the store): the index's answer stands
-                marker = None
-            return _ended(indexed, marker)
-        return local
+            return _ended(indexed, self._marker(session_id))
+        return _ended(local, self._marker(session_id))
+
+    def _marker(self, session_id: str) -> FinishedSession | None:
+        try:
+            return self._checkpoints.finished(session_id)
+        except ValueError:  # unreadable (logged by the store): the record's answer stands
+            return None
 
     async def submit(self, session_id: str, task: TaskSubmitted) -> None:
         """Publish the task (with a new trace) unless this process already knows the session:
