@@ -237,6 +237,9 @@ async def approval(tmp: Path) -> AsyncIterator[Served]:
         )
 
 
+CANARY_PLAN = json.dumps({"goal": "after the fuzz", "nodes": [{"id": "a", "goal": "say hi"}]})
+
+
 @contextlib.asynccontextmanager
 async def agent_loop(tmp: Path) -> AsyncIterator[Served]:
     async with serving(
@@ -255,6 +258,11 @@ async def agent_loop(tmp: Path) -> AsyncIterator[Served]:
                     ("Get", agent_pb2.GetRequest(session_id="canary")),
                     ("StreamEvents", agent_pb2.StreamEventsRequest(session_id="canary")),
                     ("Cancel", agent_pb2.CancelRequest(session_id="canary", reason="canary")),
+                    (
+                        "SubmitPlan",
+                        agent_pb2.SubmitPlanRequest(plan_json=CANARY_PLAN, plan_id="canary-plan"),
+                    ),
+                    ("GetPlan", agent_pb2.GetPlanRequest(plan_id="canary-plan")),
                 ],
             )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -93,16 +94,44 @@ def harness_credentials(target: str) -> ClientCredentials | None:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports nobody listens on. The sockets stay open until all are picked,
-    so the OS cannot hand the same port out twice."""
-    sockets = [socket.socket() for _ in range(count)]
+    """``count`` distinct ports nobody listens on, picked BELOW the kernel's ephemeral range:
+    a port the OS hands out (bind to 0) can be taken by any outgoing connection between the
+    pick and the service's bind — on a busy machine a broker client did exactly that to a
+    service's metrics port. The sockets stay open until all are picked, so no port is handed
+    out twice."""
+    low, _high = _ephemeral_range()
+    candidates = list(range(max(1024, low - 12_000), low))
+    random.shuffle(candidates)
+    sockets: list[socket.socket] = []
     try:
-        for sock in sockets:
+        for port in candidates:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+            if len(sockets) == count:
+                return [int(s.getsockname()[1]) for s in sockets]
+        # Nothing left below the range: fall back to ports the OS picks.
+        for _ in range(count - len(sockets)):
+            sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+            sockets.append(sock)
+        return [int(s.getsockname()[1]) for s in sockets]
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux default 32768-60999)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def free_port() -> int:

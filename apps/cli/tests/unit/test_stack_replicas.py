@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keel_cli.stack import SERVICES, LocalStack, with_free_ports, with_replicas
+from keel_cli.stack import SERVICES, LocalStack, free_ports, with_free_ports, with_replicas
 
 
 def test_a_second_replica_has_its_own_ports_and_instance_name() -> None:
@@ -71,3 +71,12 @@ def test_each_memory_replica_has_its_own_milvus_lite_file_unless_a_server_is_nam
         str(tmp_path / "memory" / "milvus-2.db"),
     }
     assert shared == {"http://127.0.0.1:19530"}
+
+
+def test_free_ports_are_below_the_range_outgoing_connections_take_theirs_from() -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+
+    ports = free_ports(20)
+
+    assert len(set(ports)) == 20
+    assert all(port < low for port in ports)

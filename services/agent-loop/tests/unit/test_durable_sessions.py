@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from keel.agent.v1 import agent_pb2
@@ -657,3 +658,28 @@ async def test_an_outage_past_the_limit_fails_with_reason_infrastructure(nodes) 
     assert failed.reason == "infrastructure"
     assert failed.error.startswith("infrastructure: LLM gateway unavailable: llm down")
     assert node.sink.of_kind("thought") == []
+
+
+class BrokerDownFor(InMemoryCheckpoints):
+    """Checkpoint writes time out (the broker is down) for the first ``writes`` saves."""
+
+    def __init__(self, writes: int) -> None:
+        super().__init__()
+        self.refused = writes
+
+    async def save(self, state: Any, durable: bool = True) -> None:
+        if self.refused:
+            self.refused -= 1
+            raise KafkaTimeoutError()
+        await super().save(state, durable)
+
+
+async def test_kafka_down_mid_session_parks_it_and_it_finishes_when_kafka_is_back(nodes) -> None:  # type: ignore[no-untyped-def]
+    # The step's checkpoint and the parked one both time out; the third write lands.
+    cps = BrokerDownFor(writes=2)
+    node = nodes([call_tools(("count", {})), answer("counted")], cps)
+
+    await node.handler(task())
+
+    assert node.results() == [TaskCompleted(answer="counted", iterations=2)]
+    assert [e.idempotency_key for e in node.tools.executions] == [f"{SID}:1:0"]

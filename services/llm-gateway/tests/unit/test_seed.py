@@ -131,7 +131,7 @@ class _Llama:
         yield 0
 
 
-def test_the_local_engine_seeds_each_generation_and_resets_an_unseeded_one() -> None:
+def test_an_unseeded_generation_gets_the_load_time_seed_not_the_last_one() -> None:
     llama = _Llama()
     engine = LlamaEngine(llama)
 
@@ -144,3 +144,4 @@ def test_the_local_engine_seeds_each_generation_and_resets_an_unseeded_one() -> 
     run(None)
     run(2**40 + 3)
     assert llama.seed_at_generate == [11, UNSEEDED, 3]
+    assert UNSEEDED == 0  # deterministic: what the model was always loaded with

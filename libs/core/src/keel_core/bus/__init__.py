@@ -5,6 +5,7 @@ from keel_core.bus.admin import ensure_topics
 from keel_core.bus.consumer import EventConsumer, Handler, PoisonMessage
 from keel_core.bus.deadletter import DeadLetterFailed
 from keel_core.bus.metrics import BusMetrics
+from keel_core.bus.outage import is_bus_outage
 from keel_core.bus.producer import EventProducer
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "Handler",
     "PoisonMessage",
     "ensure_topics",
+    "is_bus_outage",
 ]

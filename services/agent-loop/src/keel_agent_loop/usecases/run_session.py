@@ -48,7 +48,7 @@ from keel_contracts.events.plans import PlanFinished
 from keel_contracts.topics import APPROVAL_DECISIONS
 from keel_core import semconv
 from keel_core.audit import AuditEmitter
-from keel_core.bus import PoisonMessage
+from keel_core.bus import PoisonMessage, is_bus_outage
 from keel_core.bus.producer import Publisher
 from keel_core.tracing import new_traceparent, start_span
 
@@ -325,6 +325,13 @@ class SessionRunner:
                     except ServiceOutage as outage:
                         if not await self._park_on(state, outage):
                             break
+                    except Exception as exc:
+                        # Kafka down or restarting (a checkpoint or event write timed out): the
+                        # same wait as any other service's outage, never a failed session.
+                        if not is_bus_outage(exc):
+                            raise
+                        if not await self._park_on(state, ServiceOutage("kafka", exc)):
+                            break
                     run = self._loop.run(state)  # the same step again, where it stalled
                 state.stalled = None
                 span.set_attribute("keel.session.status", state.status)
@@ -356,7 +363,14 @@ class SessionRunner:
             )
             return False
         # Durable: a crash from here on resumes this very step (the record is not committed).
-        await self._checkpoints.save(state)
+        # With the bus itself down the save may fail too: then a crash resumes from the last
+        # checkpoint written (the iteration runs again; its tool calls answer from the ledger).
+        try:
+            await self._checkpoints.save(state)
+        except Exception as exc:
+            if not is_bus_outage(exc):
+                raise
+            log.warning("session %s: parked checkpoint not written: %s", state.session_id, exc)
         log.warning(
             "session %s parked on an outage (%s), for %.0fs so far: %s",
             state.session_id,

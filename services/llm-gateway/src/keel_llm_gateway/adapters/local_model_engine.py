@@ -23,8 +23,10 @@ FinishReason = Literal["stop", "length", "cancelled"]
 STOP_TEXTS = ("<|im_end|>", "<|endoftext|>")
 # Tokens kept free at the end of the context so a prompt that only just fits can still answer.
 MIN_REPLY_TOKENS = 16
-# llama.cpp's LLAMA_DEFAULT_SEED: a fresh random seed per sampler (what an unseeded request gets).
-UNSEEDED = 0xFFFFFFFF
+# The seed of a request that names none: the one the model was always loaded with, so the offline
+# model answers an unseeded request the same way every time (``make run``'s task and its tests
+# depend on it; llama.cpp's own default, 0xFFFFFFFF, draws a random seed per sampler).
+UNSEEDED = 0
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Engine(Protocol):
         seed: int | None = None,
     ) -> Generation:
         """Generate until end of turn, ``max_tokens``, ``cancel`` or ``stop_when(text so far)``;
-        ``seed`` fixes the sampler's draw (None: a random one)."""
+        ``seed`` fixes the sampler's draw (None: ``UNSEEDED``, the load-time seed)."""
         ...
 
     def close(self) -> None: ...
@@ -93,7 +95,7 @@ class LlamaEngine:
             n_threads=n_threads,
             n_threads_batch=n_threads,
             n_gpu_layers=0,
-            seed=0,
+            seed=UNSEEDED,
             verbose=False,
         )
         return cls(llama)
@@ -110,7 +112,8 @@ class LlamaEngine:
         seed: int | None = None,
     ) -> Generation:
         # The sampler is built per generate from the model's seed, so setting it here scopes it
-        # to this request; an unseeded one resets it rather than inheriting the last seed.
+        # to this request; an unseeded one goes back to the load-time seed rather than
+        # inheriting the last request's.
         # llama.cpp seeds are 32-bit.
         self._llama.set_seed(UNSEEDED if seed is None else seed & 0xFFFFFFFF)
         tokens = self._llama.tokenize(prompt.encode(), add_bos=False, special=True)
