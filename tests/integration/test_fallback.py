@@ -4,6 +4,7 @@ ledger records the tool that ran."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from keel_contracts.events import Envelope, TaskCompleted, TaskProgress, ToolRes
 from keel_contracts.topics import TOOL_RESULTS
 from keel_core.settings import KafkaSettings
 from keel_policy.config import DEFAULT_POLICY
+from keel_tool_gateway.domain.registry import DEFAULT_PROFILE_TOOLS
 from tests.integration.chaos import own_stack
 from tests.integration.helpers import audit_of, run_task
 
@@ -43,7 +45,14 @@ def policy_allowing_the_test_pair(directory: Path) -> Path:
 
 
 async def test_an_open_breaker_is_answered_by_the_declared_alternative(tmp_path: Path) -> None:
-    env = {"KEEL_POLICY_POLICY_FILE": str(policy_allowing_the_test_pair(tmp_path))}
+    env = {
+        "KEEL_POLICY_POLICY_FILE": str(policy_allowing_the_test_pair(tmp_path)),
+        # Offered only here: in the default profile they would change the catalog every other
+        # stack shows its model (the offline model's prompt included).
+        "KEEL_TOOL_GATEWAY_PROFILES__PROFILES": json.dumps(
+            {"default": [*DEFAULT_PROFILE_TOOLS, "unreliable", "unreliable_mirror"]}
+        ),
+    }
     async with own_stack(env) as (_stack, _counts, kafka):
         await check_fallback(kafka)
 

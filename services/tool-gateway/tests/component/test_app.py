@@ -104,8 +104,6 @@ async def test_the_built_gateway_lists_runs_records_audits_and_replays(
         "noop",
         "python",
         "send_email",
-        "unreliable",
-        "unreliable_mirror",
     ]
     assert [tool.name for tool in restricted.tools] == ["calculator"]
     assert json.loads(default.tools[0].parameters_json_schema)["required"] == ["expression"]

@@ -27,8 +27,6 @@ DEFAULT_PROFILE_TOOLS = (
     "noop",
     "count",
     "count_once",
-    "unreliable",
-    "unreliable_mirror",
     "send_email",
     "python",
     "http_fetch",
