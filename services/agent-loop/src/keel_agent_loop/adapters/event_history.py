@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from keel_agent_loop.domain.sessions import RecordedEvent
+from keel_agent_loop.domain.sessions import RecordedEvent, follow_events
 from keel_contracts.events import Envelope, TaskProgress
 from keel_core.runtime import Follower
 
@@ -105,7 +105,7 @@ class EventHistory:
         if not history.ended and not finished:
             queue = asyncio.Queue()
             history.watchers.append(queue)
-        return _follow(history, backlog, queue)
+        return follow_events(history.watchers, backlog, queue)
 
     async def _apply(self, envelope: Envelope) -> None:
         self.apply(envelope)
@@ -120,20 +120,3 @@ class EventHistory:
             if victim is None:
                 return
             del self._sessions[victim]
-
-
-async def _follow(
-    history: _History,
-    backlog: list[RecordedEvent],
-    queue: asyncio.Queue[RecordedEvent | None] | None,
-) -> AsyncIterator[RecordedEvent]:
-    try:
-        for event in backlog:
-            yield event
-        if queue is None:
-            return
-        while (live := await queue.get()) is not None:
-            yield live
-    finally:
-        if queue is not None and queue in history.watchers:
-            history.watchers.remove(queue)

@@ -155,7 +155,7 @@ class SessionStore:
         if not record.finished:
             queue = asyncio.Queue()
             record.watchers.append(queue)
-        return self._follow(record, backlog, queue)
+        return follow_events(record.watchers, backlog, queue)
 
     async def progress(self, ctx: RequestContext, event: TaskProgress) -> None:
         record = self.submitted(ctx.session_id, ctx.traceparent)
@@ -176,23 +176,6 @@ class SessionStore:
 
     async def approval_requested(self, ctx: RequestContext, request: ApprovalRequested) -> None:
         """Approval requests are watched through their ``approval_requested`` progress event."""
-
-    async def _follow(
-        self,
-        record: SessionRecord,
-        backlog: list[RecordedEvent],
-        queue: asyncio.Queue[RecordedEvent | None] | None,
-    ) -> AsyncIterator[RecordedEvent]:
-        try:
-            for event in backlog:
-                yield event
-            if queue is None:
-                return
-            while (event_or_end := await queue.get()) is not None:
-                yield event_or_end
-        finally:
-            if queue is not None and queue in record.watchers:
-                record.watchers.remove(queue)
 
     def _evict(self) -> None:
         """Oldest finished sessions go first, then oldest idle ones (submitted here but run
@@ -215,3 +198,23 @@ def _status(value: object, default: SessionStatus) -> SessionStatus:
         if value == status:
             return status
     return default
+
+
+async def follow_events(
+    watchers: list[asyncio.Queue[RecordedEvent | None]],
+    backlog: list[RecordedEvent],
+    queue: asyncio.Queue[RecordedEvent | None] | None,
+) -> AsyncIterator[RecordedEvent]:
+    """The backlog, then what arrives on ``queue`` (one of ``watchers``) until ``None`` ends the
+    stream; the queue leaves ``watchers`` however the caller stops reading. Shared by this
+    process's sessions and the history every replica follows (``adapters.event_history``)."""
+    try:
+        for event in backlog:
+            yield event
+        if queue is None:
+            return
+        while (event_or_end := await queue.get()) is not None:
+            yield event_or_end
+    finally:
+        if queue is not None and queue in watchers:
+            watchers.remove(queue)
