@@ -30,10 +30,13 @@ class SharedLog:
     records: list[tuple[str, Envelope]] = field(default_factory=list)
     grew: asyncio.Event = field(default_factory=asyncio.Event)
     down: bool = False
+    acknowledged: asyncio.Event | None = None  # set: decisions wait for it (a slow broker)
 
     async def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
         if self.down:
             raise ConnectionError("broker unreachable")
+        if topic == APPROVAL_DECISIONS and self.acknowledged is not None:
+            await self.acknowledged.wait()
         self.records.append((topic, envelope))
         self.grew.set()
 
@@ -189,6 +192,25 @@ async def test_a_decision_whose_write_failed_is_published_by_a_later_sweep() -> 
     clock.advance(3.0)
     await one.arbiter.sweep()
     assert [d.parse(ApprovalDecided).outcome for d in log.decisions()] == ["rejected"]
+
+
+async def test_a_slow_acknowledgement_of_its_own_decision_is_not_written_twice() -> None:
+    log, clock = SharedLog(), FakeClock()
+    log.acknowledged = asyncio.Event()
+    one = replica(log, clock)
+    answer = asyncio.create_task(one.arbiter.submit("ap-1", "approve", "alice"))
+    await log.until(1)
+    reading = asyncio.create_task(one.catch_up(log))  # folds, then writes the decision
+    await asyncio.sleep(0)
+    clock.advance(10.0)  # the broker takes longer than the grace to acknowledge
+    sweeping = asyncio.create_task(one.arbiter.sweep())
+    await asyncio.sleep(0)
+    log.acknowledged.set()
+    await asyncio.gather(reading, sweeping)
+    await one.catch_up(log)
+    await one.arbiter.sweep()
+    assert (await answer).status == "approved"
+    assert [d.parse(ApprovalDecided).reviewer for d in log.decisions()] == ["alice"]
 
 
 @pytest.mark.parametrize("outcome", ["approve", "reject"])

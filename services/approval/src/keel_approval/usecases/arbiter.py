@@ -190,14 +190,17 @@ class Arbiter:
                 update={"decision_json": signed.model_dump_json()}
             )
             folded = folded.model_copy(update={"approval": approval})
-            # Published by a sweep unless read back within the grace (or written below).
-            self._unpublished[approval.id] = (approval, signed, self._clock())
+            if not mine:
+                # Another replica's to write: published by a sweep unless read back in time.
+                self._unpublished[approval.id] = (approval, signed, self._clock())
         if folded.counted:
             # In the same step as the fold, nothing awaited between: a decision read back
             # meanwhile cannot make the book and the fold disagree.
             self._book.record(folded.approval)
-        if mine and signed is not None and await self._published_now(folded.approval, signed):
-            self.published(folded.approval.id)
+        if mine and signed is not None:
+            # Ours to write, now: never queued for a sweep while the write is in flight (a
+            # slow acknowledgement would have the sweep write a second copy); a failed write is.
+            await self._publish_own(folded.approval, signed)
         if mine and folded.counted:
             await self._account(folded.approval, event.reviewer)
         waiter = self._waiting.get(envelope.id)
@@ -205,13 +208,12 @@ class Arbiter:
             waiter.set_result(folded)
         return folded.counted
 
-    async def _published_now(self, approval: Approval, signed: ApprovalDecided) -> bool:
+    async def _publish_own(self, approval: Approval, signed: ApprovalDecided) -> None:
         try:
             await self._publish(APPROVAL_DECISIONS, _decision_envelope(approval, signed))
         except Unavailable as exc:
             log.warning("decision of %s not published, retrying: %s", approval.id, exc)
-            return False
-        return True
+            self._unpublished[approval.id] = (approval, signed, self._clock())
 
     def _intent(
         self,
