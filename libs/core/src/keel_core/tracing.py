@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
@@ -93,12 +93,14 @@ def start_span(
     *,
     kind: SpanKind = SpanKind.INTERNAL,
     parent: str = "",
-    attributes: Attributes | None = None,
+    attributes: Attributes | Callable[[], Attributes] | None = None,
     start_time_ns: int | None = None,
 ) -> Iterator[Span]:
     """A span made current for the block. ``parent`` (a traceparent) starts it under a remote
     span — a Kafka record's or a gRPC caller's — instead of the span in progress here.
-    Exceptions leaving the block are recorded and set the span's status to error."""
+    ``attributes`` may be a function, called only when something records (a consumer builds
+    nine per record otherwise). Exceptions leaving the block are recorded and set the span's
+    status to error."""
     context = _parent_context(parent) if parent else None
     tracer = trace.get_tracer(TRACER_NAME)
     if _nothing_records(tracer):
@@ -118,7 +120,7 @@ def start_span(
         name,
         context=context,
         kind=kind,
-        attributes=attributes,
+        attributes=attributes() if callable(attributes) else attributes,
         start_time=start_time_ns,
     ) as span:
         yield span

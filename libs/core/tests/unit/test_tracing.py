@@ -69,6 +69,30 @@ def test_nothing_recording_costs_no_tracer_machinery(monkeypatch: pytest.MonkeyP
     assert current_traceparent() == ""
 
 
+def test_attributes_given_as_a_function_are_built_only_when_something_records(
+    exported: InMemorySpanExporter,
+) -> None:
+    built: list[str] = []
+
+    def attributes() -> dict[str, str]:
+        built.append("built")
+        return {"messaging.destination.name": "keel.tasks"}
+
+    with start_span("recorded", kind=SpanKind.CONSUMER, attributes=attributes):
+        pass
+    assert built == ["built"]
+    recorded = by_name(exported.get_finished_spans(), "recorded")
+    assert recorded.attributes == {"messaging.destination.name": "keel.tasks"}
+
+
+def test_attributes_given_as_a_function_are_not_built_when_nothing_records() -> None:
+    def attributes() -> dict[str, str]:
+        raise AssertionError("built although nothing records")
+
+    with start_span("process keel.tasks", parent=new_traceparent(), attributes=attributes):
+        pass
+
+
 def test_the_fast_path_makes_current_what_the_no_op_tracer_would() -> None:
     parent = new_traceparent()
     for traceparent in (parent, "not-a-traceparent", ""):

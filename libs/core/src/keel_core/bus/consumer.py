@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -296,7 +297,7 @@ class EventConsumer:
                 f"process {record.topic}",
                 kind=SpanKind.CONSUMER,
                 parent=envelope.trace,
-                attributes=self._span_attributes(record, envelope),
+                attributes=functools.partial(self._span_attributes, record, envelope),
             ) as span:
                 outcome = await self._call_handler(record, envelope)
                 span.set_attribute("keel.outcome", outcome)

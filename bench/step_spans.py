@@ -1,0 +1,112 @@
+"""Where one durable step's time goes, span by span, on the secured stack.
+
+Runs the services with ``KEEL_TRACING_EXPORTER=console`` (every span as JSON in each service's
+log), runs sequential bench sessions (``bench: run K no-op steps``), then reads the spans back
+and prints, per span name and service, how many there were and their p50 and mean duration.
+Exporting spans costs CPU in every process, so the absolute numbers are a little higher than
+``bench/e2e_overhead.py`` prints; what this shows is the split: a gRPC call's client span minus
+its server span is the hop (TLS, HTTP/2, the interceptors on both sides), and a server span
+minus the calls it makes is that service's own work and its awaited writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from e2e_overhead import run_sessions, step_latencies
+
+from keel_cli.broker import local_kafka
+from keel_cli.stack import LocalStack, with_free_ports
+from keel_core.bus.admin import ensure_topics
+from keel_core.settings import KafkaSettings
+
+
+def spans_in(log: Path) -> list[dict[str, Any]]:
+    """The console exporter's JSON objects among a service's log lines."""
+    text = log.read_text(errors="replace")
+    decoder = json.JSONDecoder()
+    found: list[dict[str, Any]] = []
+    index = 0
+    while (start := text.find("\n{", index)) >= 0:
+        try:
+            value, end = decoder.raw_decode(text, start + 1)
+        except json.JSONDecodeError:
+            index = start + 2
+            continue
+        if isinstance(value, dict) and "start_time" in value and "name" in value:
+            found.append(value)
+        index = end
+    return found
+
+
+def duration_ms(span: dict[str, Any]) -> float:
+    start = datetime.fromisoformat(span["start_time"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(span["end_time"].replace("Z", "+00:00"))
+    return (end - start).total_seconds() * 1000
+
+
+async def measure(args: argparse.Namespace, kafka: KafkaSettings, credentials: Path) -> None:
+    await ensure_topics(kafka)
+    run_dir = Path(tempfile.mkdtemp(prefix="keel-spans-"))
+    stack = LocalStack(
+        run_dir=run_dir,
+        kafka_bootstrap=kafka.bootstrap,
+        specs=with_free_ports(),
+        kafka_credentials=credentials,
+        extra_env={"KEEL_TRACING_EXPORTER": "console", "KEEL_TRACING_EXPORT_DELAY_MS": "200"},
+    )
+    latencies: list[float] = []
+    try:
+        await stack.start()
+        await run_sessions(kafka, 2, args.steps)  # warm-up
+        await asyncio.sleep(1.0)
+        marks = {name: stack.log_path(name).stat().st_size for name in stack.processes}
+        for _ in range(args.sessions):
+            _, events = await run_sessions(kafka, 1, args.steps)
+            latencies += [lat for evs in events.values() for lat in step_latencies(evs)]
+        await asyncio.sleep(1.5)  # the exporters' last batch
+    finally:
+        await stack.stop()
+    by_name: dict[str, list[float]] = defaultdict(list)
+    for name, mark in marks.items():
+        log = stack.log_path(name)
+        with log.open("rb") as handle:
+            handle.seek(mark)
+            tail = run_dir / f"{name}.tail"
+            tail.write_bytes(b"\n" + handle.read())
+        for span in spans_in(tail):
+            by_name[f"{name}: {span['name']}"].append(duration_ms(span))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    steps = len(latencies)
+    print(f"\nper step (tool result to tool result), {steps} steps with tracing on:")
+    print(f"  p50 {statistics.median(latencies) * 1000:.2f} ms, mean "
+          f"{statistics.fmean(latencies) * 1000:.2f} ms")
+    print(f"\n{'service: span':<72} {'count':>6} {'per step':>8} {'p50 ms':>8} {'mean ms':>8}")
+    for key, values in sorted(by_name.items(), key=lambda kv: -sum(kv[1])):
+        print(
+            f"{key[:72]:<72} {len(values):>6} {len(values) / max(steps, 1):>8.2f} "
+            f"{statistics.median(values):>8.2f} {statistics.fmean(values):>8.2f}"
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    async with local_kafka(secure=True) as (kafka, credentials):
+        assert credentials is not None
+        await measure(args, kafka, credentials)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
