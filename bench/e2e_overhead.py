@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
@@ -34,6 +35,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,12 +44,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from keel_cli.broker import local_kafka, repo_root
 from keel_cli.follow import SessionFollower
 from keel_cli.stack import LocalStack, harness_credentials, with_free_ports
-from keel_cli.tasks import publish_task
 from keel_contracts.events import Envelope, TaskCompleted, TaskProgress, TaskSubmitted
-from keel_contracts.topics import RESULTS
+from keel_contracts.topics import RESULTS, TASKS
 from keel_core.bus.admin import ensure_topics
+from keel_core.bus.producer import EventProducer
 from keel_core.grpc import use_client_credentials
 from keel_core.settings import KafkaSettings
+from keel_core.tracing import new_traceparent
 
 # The stacks this script starts are secured: dial each service as its usual caller.
 use_client_credentials(harness_credentials)
@@ -57,37 +61,75 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_sessions(
-    kafka: KafkaSettings, count: int, steps: int, timeout_s: float = 600
-) -> tuple[float, dict[str, list[Envelope]]]:
-    """Submit ``count`` sessions at once; wall time and each session's events."""
-    events: dict[str, list[Envelope]] = {}
-    results: dict[str, Envelope] = {}
-    async with SessionFollower(kafka, start="end") as follower:
-        started = time.perf_counter()
+@dataclass
+class _Session:
+    events: list[Envelope] = field(default_factory=list)
+    result: asyncio.Future[Envelope] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class SessionDriver:
+    """One producer and one follower for a whole bench run. Opening them per session (as
+    ``keel submit`` does) cost the broker a TLS handshake and a SCRAM login each: at 50
+    sessions at once a burst of broker CPU that was measured as Keel's."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._producer = EventProducer(kafka, "bench")
+        self._follower = SessionFollower(kafka, start="end")
+        self._sessions: dict[str, _Session] = {}
+        self._collector: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SessionDriver:
+        await self._producer.start()
+        await self._follower.__aenter__()
+        self._collector = asyncio.create_task(self._collect())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._collector is not None:
+            self._collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._collector
+        await self._follower.__aexit__()
+        await self._producer.stop()
+
+    async def run(
+        self, count: int, steps: int, timeout_s: float = 600
+    ) -> tuple[float, dict[str, list[Envelope]]]:
+        """Submit ``count`` sessions at once; wall time until the last result, and each
+        session's events (its result last)."""
         task = TaskSubmitted(goal=f"bench: run {steps} no-op steps", max_iterations=steps + 2)
-        ids = await asyncio.gather(*(publish_task(kafka, task) for _ in range(count)))
-        waiting = set(ids)
-        events = {sid: [] for sid in ids}
-
-        async def collect() -> None:
-            async for topic, envelope in follower.stream():
-                if envelope.session_id not in events:
-                    continue
-                if topic == RESULTS:
-                    results[envelope.session_id] = envelope
-                    waiting.discard(envelope.session_id)
-                    if not waiting:
-                        return
-                else:
-                    events[envelope.session_id].append(envelope)
-
-        await asyncio.wait_for(collect(), timeout_s)
+        ids = [uuid.uuid4().hex for _ in range(count)]
+        sessions = {sid: self._sessions.setdefault(sid, _Session()) for sid in ids}
+        started = time.perf_counter()
+        await asyncio.gather(*(self._submit(task, sid) for sid in ids))
+        results = await asyncio.wait_for(
+            asyncio.gather(*(s.result for s in sessions.values())), timeout_s
+        )
         wall = time.perf_counter() - started
-    for sid, result in results.items():
-        if result.type != TaskCompleted.event_type:
-            raise RuntimeError(f"session {sid} did not complete: {result.data}")
-    return wall, {sid: [*events[sid], results[sid]] for sid in ids}
+        await asyncio.sleep(0.3)  # progress fetched after its result (the topics are apart)
+        for sid, result in zip(ids, results, strict=True):
+            del self._sessions[sid]
+            if result.type != TaskCompleted.event_type:
+                raise RuntimeError(f"session {sid} did not complete: {result.data}")
+        return wall, {sid: [*s.events, s.result.result()] for sid, s in sessions.items()}
+
+    async def _submit(self, task: TaskSubmitted, session_id: str) -> None:
+        envelope = Envelope.wrap(
+            task, source="keel-bench", session_id=session_id, trace=new_traceparent()
+        )
+        await self._producer.publish(TASKS, envelope)
+
+    async def _collect(self) -> None:
+        async for topic, envelope in self._follower.stream():
+            session = self._sessions.get(envelope.session_id)
+            if session is None:
+                continue
+            if topic != RESULTS:
+                session.events.append(envelope)
+            elif not session.result.done():
+                session.result.set_result(envelope)
 
 
 def grpc_breakdown(stack: LocalStack) -> dict[str, tuple[float, float]]:
@@ -174,26 +216,27 @@ async def bench(
     )
     try:
         await stack.start()
-        await run_sessions(kafka, 3, args.steps)  # warm-up: connections, JIT-free paths, caches
-        latencies: list[float] = []
-        for _ in range(args.sessions):
-            _, events = await run_sessions(kafka, 1, args.steps)
-            latencies += [lat for evs in events.values() for lat in step_latencies(evs)]
-        profiler = (
-            Profiler(Path(args.profile), args.profile_format, args.profile_rate)
-            if args.profile
-            else None
-        )
-        if profiler is not None:
-            profiler.start(stack, "insecure" if insecure else "secured")
-        try:
-            wall, events = await run_sessions(kafka, args.concurrency, args.steps)
-        finally:
+        async with SessionDriver(kafka) as driver:
+            await driver.run(3, args.steps)  # warm-up: connections, JIT-free paths, caches
+            latencies: list[float] = []
+            for _ in range(args.sessions):
+                _, events = await driver.run(1, args.steps)
+                latencies += [lat for evs in events.values() for lat in step_latencies(evs)]
+            profiler = (
+                Profiler(Path(args.profile), args.profile_format, args.profile_rate)
+                if args.profile
+                else None
+            )
             if profiler is not None:
-                profiler.stop()
-        total_steps = sum(
-            e.parse(TaskCompleted).iterations for evs in events.values() for e in evs[-1:]
-        )
+                profiler.start(stack, "insecure" if insecure else "secured")
+            try:
+                wall, events = await driver.run(args.concurrency, args.steps)
+            finally:
+                if profiler is not None:
+                    profiler.stop()
+            total_steps = sum(
+                e.parse(TaskCompleted).iterations for evs in events.values() for e in evs[-1:]
+            )
         breakdown = await asyncio.to_thread(grpc_breakdown, stack)
     finally:
         await stack.stop()

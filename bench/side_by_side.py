@@ -45,7 +45,8 @@ from keel_core.settings import KafkaSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_langgraph  # noqa: E402
-from e2e_overhead import percentile, run_sessions, step_latencies  # noqa: E402
+from cpu import broker_pid, tree_cpu_seconds  # noqa: E402
+from e2e_overhead import SessionDriver, percentile, step_latencies  # noqa: E402
 
 # The stack this script starts is secured: dial each service as its usual caller.
 use_client_credentials(harness_credentials)
@@ -54,55 +55,6 @@ use_client_credentials(harness_credentials)
 TARGET_P50_MS = 3.0
 TARGET_P99_MS = 10.0
 TARGET_STEPS_PER_S = 1000.0
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, own CPU seconds including reaped children) of a live process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    return int(fields[1]), ticks / CLOCK_TICKS
-
-
-def tree_cpu_seconds(roots: list[int]) -> float:
-    """User + system CPU of ``roots`` and all their descendants, from /proc (Linux): a service
-    may run helpers of its own (Milvus Lite, the sandbox), and their time is the step's too."""
-    stats = {
-        int(p.name): _proc_stat(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()
-    }
-    children: dict[int, list[int]] = {}
-    for pid, stat in stats.items():
-        if stat is not None:
-            children.setdefault(stat[0], []).append(pid)
-    total, todo, seen = 0.0, list(roots), set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        stat = stats.get(pid) or _proc_stat(pid)
-        if stat is not None:
-            total += stat[1]
-        todo += children.get(pid, [])
-    return total
-
-
-def broker_pid(credentials: Path | None) -> int | None:
-    """The pid of the broker ``local_kafka`` started (its data directory holds the credentials
-    and broker.pid); None for a broker from ``KEEL_KAFKA_BOOTSTRAP``, whose CPU is not ours to
-    read."""
-    if credentials is None:
-        return None
-    try:
-        pid = int((credentials.parent / "broker.pid").read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
 
 
 class CpuMeter:
@@ -161,21 +113,23 @@ async def keel_on(
         kafka_credentials=credentials,
     )
     kept = False
+    driver = SessionDriver(kafka)
     try:
         await stack.start()
-        await run_sessions(kafka, 3, args.steps, args.timeout)  # warm-up: connections, caches
+        await driver.__aenter__()
+        await driver.run(3, args.steps, args.timeout)  # warm-up: connections, caches
         meter = CpuMeter(stack, broker_pid(credentials))
         latencies: list[float] = []
         sequential_steps = 0
         for _ in range(args.sessions):
-            _, events = await run_sessions(kafka, 1, args.steps, args.timeout)
+            _, events = await driver.run(1, args.steps, args.timeout)
             latencies += [lat for evs in events.values() for lat in step_latencies(evs)]
             sequential_steps += iterations(events)
         sequential_cpu = meter.lap()
         print(f"  one session at a time: {len(latencies)} steps measured", flush=True)
         concurrent_steps: int | None = None
         try:
-            wall, events = await run_sessions(kafka, args.concurrency, args.steps, args.timeout)
+            wall, events = await driver.run(args.concurrency, args.steps, args.timeout)
             concurrent_steps = iterations(events)
         except TimeoutError:
             # A result in itself (sessions parked on an overloaded dependency): say so and
@@ -188,6 +142,7 @@ async def keel_on(
         print(f"  Keel run failed; services' logs kept in {run_dir / 'logs'}", flush=True)
         raise
     finally:
+        await driver.__aexit__()
         await stack.stop()
         if not kept:
             shutil.rmtree(run_dir, ignore_errors=True)

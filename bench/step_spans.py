@@ -14,15 +14,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import tempfile
+import urllib.request
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from e2e_overhead import run_sessions, step_latencies
+from cpu import broker_pid, own_cpu_seconds, tree_cpu_seconds
+from e2e_overhead import SessionDriver, step_latencies
+from prometheus_client.parser import text_string_to_metric_families
 
 from keel_cli.broker import local_kafka
 from keel_cli.stack import LocalStack, with_free_ports
@@ -48,6 +52,28 @@ def spans_in(log: Path) -> list[dict[str, Any]]:
     return found
 
 
+def produced_by(stack: LocalStack) -> dict[tuple[str, str], float]:
+    """Records each service produced, per topic, from its metrics."""
+    out: dict[tuple[str, str], float] = {}
+    for spec in stack.specs:
+        url = f"http://127.0.0.1:{spec.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name != "keel_bus_messages_produced":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.value:
+                    out[(spec.instance, sample.labels["topic"])] = sample.value
+    return out
+
+
+def cpu_of(name: str, pid: int) -> float:
+    """A service's CPU with its helpers (Milvus Lite); this bench's without the processes it
+    started."""
+    return own_cpu_seconds(pid) if name == "this bench" else tree_cpu_seconds([pid])
+
+
 def duration_ms(span: dict[str, Any]) -> float:
     start = datetime.fromisoformat(span["start_time"].replace("Z", "+00:00"))
     end = datetime.fromisoformat(span["end_time"].replace("Z", "+00:00"))
@@ -67,13 +93,26 @@ async def measure(args: argparse.Namespace, kafka: KafkaSettings, credentials: P
     latencies: list[float] = []
     try:
         await stack.start()
-        await run_sessions(kafka, 2, args.steps)  # warm-up
-        await asyncio.sleep(1.0)
-        marks = {name: stack.log_path(name).stat().st_size for name in stack.processes}
-        for _ in range(args.sessions):
-            _, events = await run_sessions(kafka, 1, args.steps)
-            latencies += [lat for evs in events.values() for lat in step_latencies(evs)]
-        await asyncio.sleep(1.5)  # the exporters' last batch
+        async with SessionDriver(kafka) as driver:
+            await driver.run(2, args.steps)  # warm-up
+            await asyncio.sleep(1.0)
+            marks = {name: stack.log_path(name).stat().st_size for name in stack.processes}
+            pids = {name: process.pid for name, process in stack.processes.items()}
+            pids["this bench"] = os.getpid()
+            broker = broker_pid(credentials)
+            if broker is not None:
+                pids["kafka broker"] = broker
+            idle_start = {name: cpu_of(name, pid) for name, pid in pids.items()}
+            await asyncio.sleep(args.idle_s)
+            idle = {name: cpu_of(name, pid) - idle_start[name] for name, pid in pids.items()}
+            cpu_before = {name: cpu_of(name, pid) for name, pid in pids.items()}
+            for _ in range(args.sessions):
+                _, events = await driver.run(1, args.steps)
+                latencies += [lat for evs in events.values() for lat in step_latencies(evs)]
+            cpu = {name: cpu_of(name, pid) - cpu_before[name] for name, pid in pids.items()}
+            measured_steps = args.sessions * (args.steps + 1)
+            await asyncio.sleep(1.5)  # the exporters' last batch
+            produced = await asyncio.to_thread(produced_by, stack)
     finally:
         await stack.stop()
     by_name: dict[str, list[float]] = defaultdict(list)
@@ -87,9 +126,26 @@ async def measure(args: argparse.Namespace, kafka: KafkaSettings, credentials: P
             by_name[f"{name}: {span['name']}"].append(duration_ms(span))
     shutil.rmtree(run_dir, ignore_errors=True)
     steps = len(latencies)
+    total_steps = args.steps * (args.sessions + 2)
+    print(
+        f"\nrecords produced per step over the whole run ({total_steps} steps, warm-up included):"
+    )
+    for (service, topic), count in sorted(produced.items(), key=lambda kv: -kv[1]):
+        print(f"  {service + ' -> ' + topic:<60} {count / total_steps:6.2f}")
+    print(f"  {'all':<60} {sum(produced.values()) / total_steps:6.2f}")
     print(f"\nper step (tool result to tool result), {steps} steps with tracing on:")
-    print(f"  p50 {statistics.median(latencies) * 1000:.2f} ms, mean "
-          f"{statistics.fmean(latencies) * 1000:.2f} ms")
+    print(
+        f"  p50 {statistics.median(latencies) * 1000:.2f} ms, mean "
+        f"{statistics.fmean(latencies) * 1000:.2f} ms"
+    )
+    print(f"\nCPU share of one core with no session running ({args.idle_s:.0f} s idle):")
+    for name, seconds in sorted(idle.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<20} {seconds / args.idle_s * 100:6.1f} %")
+    print(f"  {'all':<20} {sum(idle.values()) / args.idle_s * 100:6.1f} %")
+    print(f"\nCPU per step, sequential phase ({measured_steps} model calls, tracing on):")
+    for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<20} {seconds / measured_steps * 1000:6.2f} ms")
+    print(f"  {'all':<20} {sum(cpu.values()) / measured_steps * 1000:6.2f} ms")
     print(f"\n{'service: span':<72} {'count':>6} {'per step':>8} {'p50 ms':>8} {'mean ms':>8}")
     for key, values in sorted(by_name.items(), key=lambda kv: -sum(kv[1])):
         print(
@@ -102,6 +158,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--idle-s", type=float, default=10.0, help="idle CPU measured this long")
     args = parser.parse_args()
     async with local_kafka(secure=True) as (kafka, credentials):
         assert credentials is not None

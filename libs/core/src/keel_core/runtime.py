@@ -88,8 +88,9 @@ class Runtime(Protocol):
         """A started-with-the-service view of a compacted topic (loaded before consumers)."""
         ...
 
-    def follower(self, topic: str, role: str) -> Follower:
-        """A group-less follower, stopped with the service; the caller loads or starts it."""
+    def follower(self, topic: str, role: str, *, batched: bool = False) -> Follower:
+        """A group-less follower, stopped with the service; the caller loads or starts it.
+        ``batched``: it need not see each record at once (``TopicFollower``)."""
         ...
 
     def on_start(self, hook: Hook) -> None: ...
@@ -160,8 +161,8 @@ class ServiceRuntime:
         self.on_stop(table.stop)
         return table
 
-    def follower(self, topic: str, role: str) -> TopicFollower:
-        follower = TopicFollower(self.settings.kafka, topic, f"{self.name}-{role}")
+    def follower(self, topic: str, role: str, *, batched: bool = False) -> TopicFollower:
+        follower = TopicFollower(self.settings.kafka, topic, f"{self.name}-{role}", batched=batched)
         self.on_stop(follower.stop)
         return follower
 

@@ -103,8 +103,10 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
     index = SessionIndex(runtime.table(SESSIONS))
     runtime.on_start(index.start)
     runtime.on_stop(index.stop)
+    # This replica's own events go into the history as they are written (the sink's echo);
+    # other replicas' arrive batched, within 250 ms.
     history = EventHistory(
-        runtime.follower(TASK_EVENTS, "history"), settings.session_store_capacity
+        runtime.follower(TASK_EVENTS, "history", batched=True), settings.session_store_capacity
     )
     runtime.on_start(history.start)
     runtime.on_stop(history.stop)
@@ -117,7 +119,7 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
         llm=PatientLLM(SampledLLM(peers.llm), patience),
         tools=PatientTools(peers.tools, patience),
         memory=PatientMemory(peers.memory, patience),
-        sink=TeeSink(store, KafkaEventSink(runtime.producer)),
+        sink=TeeSink(store, KafkaEventSink(runtime.producer, echo=history.apply)),
         config=settings.loop_config(),
         observer=metrics,
         checkpoints=checkpoints,

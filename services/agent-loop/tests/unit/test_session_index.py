@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from keel_agent_loop.adapters.event_history import EventHistory
+from keel_agent_loop.adapters.kafka_sink import KafkaEventSink
 from keel_agent_loop.adapters.session_index import SessionIndex
 from keel_agent_loop.domain import AgentState, RequestContext, SessionStore
 from keel_agent_loop.domain.models import FinishedSession
@@ -206,3 +207,65 @@ async def test_a_change_without_a_tenant_keeps_the_tenant_the_index_knows() -> N
     assert known is not None
     assert (known.status, known.tenant) == ("planning", "acme")
     await index.stop()
+
+
+def summaries(bus: InMemoryBus) -> list[str]:
+    """The statuses written to keel.sessions for s1, in order."""
+    return [
+        str(Envelope.from_bytes(r.value).data["status"])
+        for r in bus.records(SESSIONS)
+        if r.value is not None and r.key == b"s1"
+    ]
+
+
+async def test_a_steps_status_changes_are_written_once_with_the_latest() -> None:
+    bus = InMemoryBus()
+    table = InMemoryTable(bus, SESSIONS, "agent-loop")
+    await table.start()
+    index = SessionIndex(table, coalesce_s=0.05)
+    await index.start()
+    running = state()
+    for status in ("planning", "executing_tool", "processing_result", "planning"):
+        index.changed(SessionStore().started(running.model_copy(update={"status": status})))
+    await asyncio.sleep(0.2)
+    assert summaries(bus) == ["planning"]  # one write, the newest, not four
+    await index.stop()
+
+
+async def test_a_status_outside_a_step_is_written_at_once_and_carries_the_latest() -> None:
+    bus = InMemoryBus()
+    table = InMemoryTable(bus, SESSIONS, "agent-loop")
+    await table.start()
+    index = SessionIndex(table, coalesce_s=60.0)  # nothing in a step would be written soon
+    await index.start()
+    index.changed(SessionStore().started(state(status="executing_tool")))
+    index.changed(SessionStore().started(state(status="waiting_for_approval")))
+    await asyncio.sleep(0.2)
+    assert summaries(bus) == ["waiting_for_approval"]
+    index.changed(SessionStore().started(state(status="processing_result")))
+    await index.flush()  # a flush does not wait for the coalescing window either
+    assert summaries(bus) == ["waiting_for_approval", "processing_result"]
+    await index.stop()
+
+
+async def test_this_replicas_own_events_reach_its_watchers_before_the_broker_returns_them() -> None:
+    """The history's follower batches its fetches; the sink's echo is what keeps a watcher of
+    a session run here live (the follower here never delivers anything)."""
+    unread = InMemoryBus()
+    history = EventHistory(InMemoryFollower(unread, TASK_EVENTS))
+    await history.start()
+    written = InMemoryBus()
+    sink = KafkaEventSink(BusPublisher(written), echo=history.apply)
+    ctx = RequestContext(session_id="s1")
+    watching = asyncio.create_task(collect(history.watch("s1")))
+    await sink.progress(ctx, TaskProgress(kind="thought", iteration=1, detail={}))
+    await sink.progress(ctx, TaskProgress(kind="completed", iteration=1, detail={}))
+    seen = await asyncio.wait_for(watching, 1)
+    assert [e.kind for e in seen] == ["thought", "completed"]
+    # The same records followed back later are not shown twice.
+    for envelope in written.envelopes(TASK_EVENTS):
+        history.apply(envelope)
+    assert [e.event_id for e in await collect(history.watch("s1"))] == [
+        e.id for e in written.envelopes(TASK_EVENTS)
+    ]
+    await history.stop()

@@ -34,11 +34,22 @@ log = logging.getLogger(__name__)
 
 Apply = Callable[[Envelope], Awaitable[object]]
 
+# What a batched reader's fetch waits for (at most ``fetch_max_wait_ms``); tables use it too.
+BATCHED_FETCH_MIN_BYTES = 64 * 1024
+
 
 class TopicFollower:
     def __init__(
-        self, settings: KafkaSettings, topics: str | Sequence[str], client_id: str
+        self,
+        settings: KafkaSettings,
+        topics: str | Sequence[str],
+        client_id: str,
+        *,
+        batched: bool = False,
     ) -> None:
+        """``batched``: the broker answers this follower's fetches once 64 KiB are waiting
+        or after 250 ms, instead of at every record: for a reader that need not see others'
+        records at once, on a busy topic (each fetch wakes the broker and this process)."""
         self._settings = settings
         self._client_id = client_id
         self.topics = [topics] if isinstance(topics, str) else list(topics)
@@ -50,6 +61,7 @@ class TopicFollower:
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
+            fetch_min_bytes=BATCHED_FETCH_MIN_BYTES if batched else 1,
             fetch_max_wait_ms=250,
         )
         self._task: asyncio.Task[None] | None = None

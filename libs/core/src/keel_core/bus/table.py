@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from keel_contracts.errors import ConfigError
 from keel_contracts.events.envelope import Envelope, EventData
 from keel_core.bus.connect import client_options, start_with_retry
+from keel_core.bus.follower import BATCHED_FETCH_MIN_BYTES
 from keel_core.bus.producer import Publisher
 from keel_core.bus.reader import read_partitions
 from keel_core.settings import KafkaSettings
@@ -80,7 +81,7 @@ class CompactedTable:
         # Followers need not see other writers' values at once (a process reads its own writes
         # locally); batching their fetches keeps them from waking on every write, which costs
         # the writers ~2 ms per write on a 2-core machine. Loading uses unbatched fetches.
-        self._consumer = self._new_consumer("follow", fetch_min_bytes=64 * 1024)
+        self._consumer = self._new_consumer("follow", fetch_min_bytes=BATCHED_FETCH_MIN_BYTES)
 
     def _new_consumer(self, role: str, fetch_min_bytes: int = 1) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(

@@ -71,7 +71,7 @@ class InMemoryRuntime:
         self.on_stop(table.stop)
         return table
 
-    def follower(self, topic: str, role: str) -> InMemoryFollower:
+    def follower(self, topic: str, role: str, *, batched: bool = False) -> InMemoryFollower:
         follower = InMemoryFollower(self.bus, topic, f"{self.name}-{role}")
         self.on_stop(follower.stop)
         return follower

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from keel_agent_loop.domain.models import RequestContext
 from keel_contracts.events import ApprovalRequested, Envelope, EventData, TaskProgress
 from keel_contracts.topics import APPROVAL_REQUESTS, TASK_EVENTS
@@ -12,13 +14,22 @@ SOURCE = "agent-loop"
 
 
 class KafkaEventSink:
-    def __init__(self, publisher: Publisher) -> None:
+    def __init__(
+        self, publisher: Publisher, echo: Callable[[Envelope], object] | None = None
+    ) -> None:
+        """``echo`` is handed each progress record once it is queued: this process's own
+        watchers (``EventHistory``) need not wait for it to come back from the broker, so
+        the history's follower can batch its reads of everyone's records."""
         self._publisher = publisher
+        self._echo = echo
 
     async def progress(self, ctx: RequestContext, event: TaskProgress) -> None:
         # Progress is for watchers, nothing is rebuilt from it: enqueue without waiting for the
         # broker; the task handler flushes before it publishes the result.
-        await self._publisher.enqueue(TASK_EVENTS, _wrap(ctx, event), key=ctx.session_id)
+        envelope = _wrap(ctx, event)
+        await self._publisher.enqueue(TASK_EVENTS, envelope, key=ctx.session_id)
+        if self._echo is not None:
+            self._echo(envelope)
 
     async def approval_requested(self, ctx: RequestContext, request: ApprovalRequested) -> None:
         await self._publisher.publish(APPROVAL_REQUESTS, _wrap(ctx, request), key=ctx.session_id)

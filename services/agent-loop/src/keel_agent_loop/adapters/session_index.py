@@ -25,10 +25,21 @@ from keel_core.bus.table import Table
 log = logging.getLogger(__name__)
 
 
+# Statuses a session passes through several times a step: their summaries wait up to
+# ``coalesce_s`` so only the latest is written; every other change is written at once.
+IN_STEP: frozenset[SessionStatus] = frozenset({"planning", "executing_tool", "processing_result"})
+
+
 class SessionIndex:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, coalesce_s: float = 0.1) -> None:
         self._table = table
-        self._queue: asyncio.Queue[tuple[str, SessionSummary]] = asyncio.Queue()
+        self._coalesce_s = coalesce_s
+        # The newest unwritten summary per session (an older one it replaced is never written).
+        self._latest: dict[str, SessionSummary] = {}
+        self._dirty = asyncio.Event()
+        self._urgent = False
+        self._writing = False
+        self._settled = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
     def get(self, session_id: str) -> SessionRecord | None:
@@ -48,24 +59,35 @@ class SessionIndex:
         await self._table.put(session_id, summary, session_id=session_id, trace=trace)
 
     def changed(self, record: SessionRecord) -> None:
-        """``SessionListener``: queue the record's summary (as it is now) for the writer."""
+        """``SessionListener``: keep the record's summary (as it is now) for the writer. A
+        step moves a session through three statuses in a few milliseconds and another replica
+        asking needs only the latest: those wait ``coalesce_s`` and only the newest per
+        session is written; any other status (parked, finished) goes out at once, with it."""
         summary = summary_of(record)
         known = self.get(record.session_id) if not summary.tenant else None
         if known is not None:
             # A record that never learnt its tenant must not make the session everyone's.
             summary = summary.model_copy(update={"tenant": known.tenant})
-        self._queue.put_nowait((record.session_id, summary))
+        self._latest.pop(record.session_id, None)  # re-inserted last: written in change order
+        self._latest[record.session_id] = summary
+        if summary.status not in IN_STEP:
+            self._urgent = True
+        self._dirty.set()
 
     async def flush(self) -> None:
-        """Until every summary queued so far has been acknowledged (or refused and logged)."""
-        await self._queue.join()
+        """Until every summary kept so far has been acknowledged (or refused and logged)."""
+        while self._writer is not None and (self._latest or self._writing):
+            self._urgent = True
+            self._settled.clear()
+            self._dirty.set()
+            await self._settled.wait()
         await self._table.flush()
 
     async def start(self) -> None:
         self._writer = asyncio.create_task(self._write(), name="session-index-writer")
 
     async def stop(self) -> None:
-        """Write what is queued (a status lost in a crash is rewritten at the next change, and a
+        """Write what is kept (a status lost in a crash is rewritten at the next change, and a
         finished session's at its redelivery), then stop."""
         if self._writer is None:
             return
@@ -74,18 +96,37 @@ class SessionIndex:
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
+        self._writer = None
 
     async def _write(self) -> None:
         while True:
-            session_id, summary = await self._queue.get()
+            await self._dirty.wait()
+            self._writing = True
             try:
-                await self._table.put(
-                    session_id, summary, session_id=session_id, trace=summary.trace, wait=False
-                )
-            except Exception as exc:  # noqa: BLE001 - the next change writes it again
-                log.error("summary of %s not written: %s", session_id, exc)
+                if not self._urgent:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._until_urgent(), self._coalesce_s)
+                self._dirty.clear()
+                self._urgent = False
+                batch, self._latest = self._latest, {}
+                for session_id, summary in batch.items():
+                    await self._put(session_id, summary)
             finally:
-                self._queue.task_done()
+                self._writing = False
+                self._settled.set()
+
+    async def _until_urgent(self) -> None:
+        while not self._urgent:
+            self._dirty.clear()
+            await self._dirty.wait()
+
+    async def _put(self, session_id: str, summary: SessionSummary) -> None:
+        try:
+            await self._table.put(
+                session_id, summary, session_id=session_id, trace=summary.trace, wait=False
+            )
+        except Exception as exc:  # noqa: BLE001 - the next change writes it again
+            log.error("summary of %s not written: %s", session_id, exc)
 
 
 def summary_of(record: SessionRecord) -> SessionSummary:
