@@ -159,6 +159,7 @@ async def main() -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
     load = os.getloadavg()
     result["load_avg_1m"] = load[0]
+    result["sessions"] = args.sessions
     print(
         f"\nmemory Retrieve, {args.entries:,} entries, real MiniLM, secured gRPC "
         f"(load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"

@@ -177,10 +177,19 @@ def other_rows(results: Path) -> list[str]:
         lines.append(f"  LLM cache hit over gRPC: p50 {hit['p50_ms']} ms; target 0.3 ms")
     except (OSError, KeyError, TypeError, ValueError):
         lines.append("  LLM gateway rows: no results yet (`.venv/bin/python bench/llm_gateway.py`)")
-    lines.append(
-        "  memory Retrieve, 50 sessions starting at once: no bench of its own yet"
-        " (issue 17 item 2); target p99 50 ms"
-    )
+    try:
+        runs = json.loads((results / "memory_burst.json").read_text())
+        label, burst = list(runs.items())[-1]
+        lines.append(
+            f"  memory Retrieve, {burst.get('sessions', 50)} at once: p50 "
+            f"{burst['burst_p50_ms']:.1f} ms, p99 {burst['burst_p99_ms']:.1f} ms, mean "
+            f"{burst['burst_mean_ms']:.1f} ms (bench/memory_burst.py, run {label}); "
+            "target p99 50 ms"
+        )
+    except (OSError, IndexError, KeyError, TypeError, ValueError):
+        lines.append(
+            "  memory Retrieve rows: no results yet (`.venv/bin/python bench/memory_burst.py`)"
+        )
     return lines
 
 
