@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import memory_corpus  # noqa: E402
+from e2e_overhead import grpc_breakdown  # noqa: E402
 
 from keel_cli.broker import local_kafka, repo_root  # noqa: E402
 from keel_cli.stack import SERVICES, LocalStack, harness_credentials, with_free_ports  # noqa: E402
@@ -153,6 +154,9 @@ async def main() -> None:
                 result = await measure(
                     stack.target("memory"), args.sessions, args.bursts, args.singles
                 )
+                # The service's own view: what of a call's time is spent inside it.
+                breakdown = await asyncio.to_thread(grpc_breakdown, stack)
+                result["server_mean_ms"] = breakdown.get("memory Retrieve", (0, math.nan))[1]
             finally:
                 await stack.stop()
     finally:
@@ -167,6 +171,10 @@ async def main() -> None:
     print(
         f"  one at a time:        p50 {result['single_p50_ms']:7.1f} ms  "
         f"p99 {result['single_p99_ms']:7.1f} ms"
+    )
+    print(
+        f"  mean time inside the service per Retrieve (all calls): "
+        f"{result['server_mean_ms']:.1f} ms"
     )
     print(
         f"  {args.sessions} at once (x{args.bursts}): p50 {result['burst_p50_ms']:7.1f} ms  "

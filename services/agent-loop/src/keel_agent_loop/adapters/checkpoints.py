@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pydantic_core
 from pydantic import ValidationError
 
 from keel_agent_loop.adapters.chunks import (
@@ -90,19 +91,21 @@ class TableCheckpoints:
         ]
 
     async def save(self, state: AgentState, durable: bool = True) -> None:
-        raw = state.model_dump_json().encode()
+        # Dumped once: the bytes (for the size) are written from the same dict.
+        stored = state.model_dump(mode="json")
+        raw = pydantic_core.to_json(stored)
         inline = len(raw) <= INLINE_MAX
         current = self._pieces_of(state.session_id)
         if inline and not current:
             # The common case, as it always was: one record, no extra writes.
-            await self._put_checkpoint(state, state.model_dump(mode="json"), wait=durable)
+            await self._put_checkpoint(state, stored, wait=durable)
             return
 
         async def put_head(stored: dict[str, Any]) -> None:
             await self._put_checkpoint(state, stored, wait=True)
 
         try:
-            await self._replace(state, None if inline else raw, current, put_head)
+            await self._replace(state, stored if inline else raw, current, put_head)
         except Exception as exc:
             if durable:
                 raise
@@ -134,17 +137,18 @@ class TableCheckpoints:
             # write may be lost, and the marker it replaces must still find them.
             await put({}, durable)
             return
-        raw = state.model_dump_json().encode()
-        inline = len(raw) + len(finished.result.model_dump_json()) <= INLINE_MAX
+        stored = state.model_dump(mode="json")
+        raw = pydantic_core.to_json(stored)
+        inline = len(raw) + len(pydantic_core.to_json(result)) <= INLINE_MAX
         current = self._pieces_of(finished.session_id)
         if inline and not current:
-            await put(state.model_dump(mode="json"), durable)
+            await put(stored, durable)
             return
 
-        async def put_head(stored: dict[str, Any]) -> None:
-            await put(stored, True)
+        async def put_head(head: dict[str, Any]) -> None:
+            await put(head, True)
 
-        await self._replace(state, None if inline else raw, current, put_head)
+        await self._replace(state, stored if inline else raw, current, put_head)
 
     async def delete(self, session_id: str) -> None:
         superseded = self._pieces_of(session_id)
@@ -206,19 +210,20 @@ class TableCheckpoints:
     async def _replace(
         self,
         state: AgentState,
-        raw: bytes | None,
+        content: dict[str, Any] | bytes,
         current: set[str],
         put_head: Callable[[dict[str, Any]], Awaitable[None]],
     ) -> None:
-        """Write a head whose state is ``raw`` in pieces (or, for None, the state itself):
-        the pieces the current head does not name already first, acknowledged; then the head
-        (acknowledged); then tombstones for the pieces of ``current`` it no longer names."""
+        """Write a head whose state is ``content``: the dumped state itself, or its bytes to
+        store in pieces — the pieces the current head does not name already first,
+        acknowledged; then the head (acknowledged); then tombstones for the pieces of
+        ``current`` it no longer names."""
         session_id = state.session_id
         named: set[str] = set()
-        if raw is None:
-            stored = state.model_dump(mode="json")
+        if isinstance(content, dict):
+            stored = content
         else:
-            manifest, by_key = pieces(session_id, raw)
+            manifest, by_key = pieces(session_id, content)
             await asyncio.gather(
                 *(
                     self._table.put(key, encode(piece), session_id=session_id, trace=state.trace)
