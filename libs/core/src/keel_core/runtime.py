@@ -31,6 +31,7 @@ from keel_core.bus.follower import Apply, TopicFollower
 from keel_core.bus.metrics import BusMetrics
 from keel_core.bus.producer import EventProducer, Publisher
 from keel_core.bus.table import CompactedTable, Table
+from keel_core.gc_pauses import GcPauses, freeze_startup_heap
 from keel_core.grpc.security import install_client_identity, server_security
 from keel_core.grpc.server import AddServicer, GrpcServer
 from keel_core.logging import configure_logging
@@ -112,6 +113,7 @@ class ServiceRuntime:
         self.settings = settings
         self.registry = CollectorRegistry()
         self.bus_metrics = BusMetrics(self.registry)
+        self.gc_pauses = GcPauses(self.registry)
         self.producer = EventProducer(settings.kafka, name, self.bus_metrics)
         # Unique per run: host name and pid repeat across container restarts.
         self.producer_id = run_producer_id(name)
@@ -217,19 +219,24 @@ class ServiceRuntime:
 
     async def _start_parts(self) -> None:
         metrics_port = serve_metrics(self.registry, self.settings.host, self.settings.metrics_port)
+        self.gc_pauses.install()
         for hook in self._on_start:
             await hook()
+        # What the start hooks loaded (tables, policies, models) lives as long as the process:
+        # full collections stop walking it (keel_core.gc_pauses).
+        frozen = freeze_startup_heap()
         if self.grpc:
             await self.grpc.start()
         for consumer in self.consumers:
             await consumer.start()
             self._tasks.append(asyncio.create_task(self._supervise(consumer)))
         log.info(
-            "%s ready: grpc=%s metrics=http://%s:%d/metrics",
+            "%s ready: grpc=%s metrics=http://%s:%d/metrics (%d start-up objects frozen)",
             self.name,
             f"{self.settings.host}:{self.grpc.port}" if self.grpc else "-",
             self.settings.host,
             metrics_port,
+            frozen,
         )
 
     async def _supervise(self, consumer: EventConsumer) -> None:
@@ -253,6 +260,7 @@ class ServiceRuntime:
         await self._run_stop_hooks()
         await self.audit.close()
         await self.producer.stop()
+        self.gc_pauses.uninstall()
 
     async def _run_stop_hooks(self) -> None:
         for hook in reversed(self._on_stop):
