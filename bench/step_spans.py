@@ -52,20 +52,28 @@ def spans_in(log: Path) -> list[dict[str, Any]]:
     return found
 
 
-def produced_by(stack: LocalStack) -> dict[tuple[str, str], float]:
-    """Records each service produced, per topic, from its metrics."""
-    out: dict[tuple[str, str], float] = {}
+def scrape(stack: LocalStack) -> tuple[dict[tuple[str, str], float], dict[str, list[float]]]:
+    """From each service's metrics: records produced per topic, and the cycle collector's
+    pauses (count, seconds) per generation."""
+    produced: dict[tuple[str, str], float] = {}
+    pauses: dict[str, list[float]] = {}
     for spec in stack.specs:
         url = f"http://127.0.0.1:{spec.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()
         for family in text_string_to_metric_families(text):
-            if family.name != "keel_bus_messages_produced":
-                continue
             for sample in family.samples:
-                if sample.name.endswith("_total") and sample.value:
-                    out[(spec.instance, sample.labels["topic"])] = sample.value
-    return out
+                if sample.name == "keel_bus_messages_produced_total" and sample.value:
+                    produced[(spec.instance, sample.labels["topic"])] = sample.value
+                elif sample.name.startswith("keel_gc_pause_seconds_"):
+                    kept = pauses.setdefault(
+                        f"{spec.instance} gen {sample.labels['generation']}", [0.0, 0.0]
+                    )
+                    if sample.name.endswith("_count"):
+                        kept[0] = sample.value
+                    elif sample.name.endswith("_sum"):
+                        kept[1] = sample.value
+    return produced, pauses
 
 
 def cpu_of(name: str, pid: int) -> float:
@@ -112,7 +120,7 @@ async def measure(args: argparse.Namespace, kafka: KafkaSettings, credentials: P
             cpu = {name: cpu_of(name, pid) - cpu_before[name] for name, pid in pids.items()}
             measured_steps = args.sessions * (args.steps + 1)
             await asyncio.sleep(1.5)  # the exporters' last batch
-            produced = await asyncio.to_thread(produced_by, stack)
+            produced, pauses = await asyncio.to_thread(scrape, stack)
     finally:
         await stack.stop()
     by_name: dict[str, list[float]] = defaultdict(list)
@@ -133,6 +141,13 @@ async def measure(args: argparse.Namespace, kafka: KafkaSettings, credentials: P
     for (service, topic), count in sorted(produced.items(), key=lambda kv: -kv[1]):
         print(f"  {service + ' -> ' + topic:<60} {count / total_steps:6.2f}")
     print(f"  {'all':<60} {sum(produced.values()) / total_steps:6.2f}")
+    print("\ncycle-collector pauses over the whole run (start-up heap frozen):")
+    for name, (count, seconds) in sorted(pauses.items()):
+        if count:
+            print(
+                f"  {name:<30} {count:6.0f} pauses, {seconds * 1000:8.1f} ms in all, "
+                f"{seconds / count * 1000:6.2f} ms mean"
+            )
     print(f"\nper step (tool result to tool result), {steps} steps with tracing on:")
     print(
         f"  p50 {statistics.median(latencies) * 1000:.2f} ms, mean "

@@ -90,12 +90,6 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
     # Loaded before the consumers start: a resumed session must find its own checkpoint.
     table = runtime.table(CHECKPOINTS)
     checkpoints = TableCheckpoints(table)
-    sweeper = FinishedSweeper(
-        checkpoints, settings.finished_retention_s, settings.finished_sweep_interval_s
-    )
-    # Started after the table has loaded (hooks run in order), stopped before it.
-    runtime.on_start(sweeper.start)
-    runtime.on_stop(sweeper.stop)
     cancels = CancelFlags(settings.cancel_memory)
     runtime.on_start(ControlFollower(runtime.follower(CONTROL, "control"), cancels).start)
     # Any replica answers for any session (ADR 0013): the keel.sessions index, written in
@@ -103,6 +97,16 @@ def build(settings: Settings, runtime: Runtime) -> AgentLoopParts:
     index = SessionIndex(runtime.table(SESSIONS))
     runtime.on_start(index.start)
     runtime.on_stop(index.stop)
+    # A swept end marker takes the session's summary with it.
+    sweeper = FinishedSweeper(
+        checkpoints,
+        settings.finished_retention_s,
+        settings.finished_sweep_interval_s,
+        on_expired=index.forget,
+    )
+    # Started after both tables have loaded (hooks run in order), stopped before them.
+    runtime.on_start(sweeper.start)
+    runtime.on_stop(sweeper.stop)
     # This replica's own events go into the history as they are written (the sink's echo);
     # other replicas' arrive batched, within 250 ms.
     history = EventHistory(

@@ -4,9 +4,10 @@ period without touching live checkpoints or the plans' keys."""
 from __future__ import annotations
 
 from keel_agent_loop.adapters.checkpoints import FinishedSweeper, TableCheckpoints
+from keel_agent_loop.adapters.session_index import SessionIndex
 from keel_agent_loop.domain.models import AgentState, FinishedSession
 from keel_contracts.events import Envelope, PlanCheckpoint, TaskCompleted
-from keel_contracts.topics import CHECKPOINTS
+from keel_contracts.topics import CHECKPOINTS, SESSIONS
 from keel_core.testing import FakeClock, InMemoryBus, InMemoryTable
 
 RETENTION_S = 3600.0
@@ -65,3 +66,26 @@ async def test_markers_past_their_grace_period_are_tombstoned_and_nothing_else()
     assert "plan:p1" in fresh.keys()
     clock.advance(RETENTION_S)
     assert await sweeper.sweep() == ["young"]
+
+
+async def test_a_swept_marker_takes_the_sessions_index_entry_with_it() -> None:
+    bus = InMemoryBus()
+    clock = FakeClock()
+    checkpoints = await started_table(bus)
+    sessions = InMemoryTable(bus, SESSIONS, "agent-loop")
+    await sessions.start()
+    index = SessionIndex(sessions)
+    await index.submitted("old", "", "acme")
+    await index.submitted("young", "", "acme")
+    await checkpoints.save_finished(finished("old", clock))
+    clock.advance(RETENTION_S / 2)
+    await checkpoints.save_finished(finished("young", clock))
+    sweeper = FinishedSweeper(
+        checkpoints, RETENTION_S, interval_s=60, now=clock.utcnow, on_expired=index.forget
+    )
+    clock.advance(RETENTION_S / 2 + 1)
+    assert await sweeper.sweep() == ["old"]
+    other = InMemoryTable(bus, SESSIONS, "agent-loop")  # another replica, started afresh
+    await other.start()
+    assert SessionIndex(other).get("old") is None
+    assert SessionIndex(other).get("young") is not None

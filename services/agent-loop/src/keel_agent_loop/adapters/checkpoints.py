@@ -289,10 +289,14 @@ class FinishedSweeper:
         retention_s: float,
         interval_s: float,
         now: Callable[[], datetime] = _utcnow,
+        on_expired: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
+        """``on_expired`` is told the sessions whose markers went (their index entries go
+        with them)."""
         self._checkpoints = checkpoints
         self._retention = timedelta(seconds=retention_s)
         self._now = now
+        self._on_expired = on_expired
         self._periodic = Periodic("finished-sweeper", interval_s, self.sweep)
         self.start = self._periodic.start
         self.stop = self._periodic.stop
@@ -302,4 +306,6 @@ class FinishedSweeper:
         expired = await self._checkpoints.expire_finished(self._now() - self._retention)
         if expired:
             log.info("tombstoned %d finished-session marker(s)", len(expired))
+            if self._on_expired is not None:
+                await self._on_expired(expired)
         return expired

@@ -74,6 +74,17 @@ class SessionIndex:
             self._urgent = True
         self._dirty.set()
 
+    async def forget(self, session_ids: list[str]) -> None:
+        """Tombstone the summaries of sessions whose end markers were swept: the index does
+        not grow with every session ever run. A tombstone that fails is retried at the next
+        sweep of another replica or logged here (the summary then stays, harmlessly)."""
+        for session_id in session_ids:
+            self._latest.pop(session_id, None)
+            try:
+                await self._table.delete(session_id)
+            except Exception as exc:  # noqa: BLE001 - a stale summary is harmless
+                log.warning("summary of %s not tombstoned: %s", session_id, exc)
+
     async def flush(self) -> None:
         """Until every summary kept so far has been acknowledged (or refused and logged)."""
         while self._writer is not None and (self._latest or self._writing):
