@@ -131,8 +131,10 @@ class FuzzRuntime(InMemoryRuntime):
 
         return super().consume(topics, group_id, observed)
 
-    def follower(self, topic: str, role: str) -> ObservedFollower:  # type: ignore[override]
-        return ObservedFollower(super().follower(topic, role), self.outcomes)
+    def follower(  # type: ignore[override]
+        self, topic: str, role: str, *, batched: bool = False
+    ) -> ObservedFollower:
+        return ObservedFollower(super().follower(topic, role, batched=batched), self.outcomes)
 
     def pumps_alive(self) -> bool:
         """Every consumer's and follower's background task is still running."""

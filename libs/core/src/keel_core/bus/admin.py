@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 
@@ -54,5 +55,29 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] | No
                 message = rest[0] if rest else ""
                 raise ConfigError(f"cannot create topic {topic}: error {code} {message}")
         log.info("created topics: %s", ", ".join(s.name for s in missing))
+    finally:
+        await admin.close()
+
+
+async def wait_for_group(
+    settings: KafkaSettings, group_id: str, members: int, timeout_s: float = 60.0
+) -> None:
+    """Until the consumer group is ``Stable`` with ``members`` members: a task submitted
+    before a second replica has joined is moved to it by the rebalance that follows and runs
+    again from its last durable checkpoint. Raises ``TimeoutError`` past ``timeout_s``."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap,
+        **client_options(settings),
+        client_id=f"{settings.client_id_prefix}-admin",
+    )
+    try:
+        await start_with_retry(admin.start, settings)
+        async with asyncio.timeout(timeout_s):
+            while True:
+                [response] = await admin.describe_consumer_groups([group_id])
+                _, _, state, _, _, joined, *_ = response.groups[0]
+                if state == "Stable" and len(joined) == members:
+                    return
+                await asyncio.sleep(0.2)
     finally:
         await admin.close()
