@@ -141,7 +141,7 @@ async def measure(args: argparse.Namespace, kafka: KafkaSettings, credentials: P
     for (service, topic), count in sorted(produced.items(), key=lambda kv: -kv[1]):
         print(f"  {service + ' -> ' + topic:<60} {count / total_steps:6.2f}")
     print(f"  {'all':<60} {sum(produced.values()) / total_steps:6.2f}")
-    print("\ncycle-collector pauses over the whole run (start-up heap frozen):")
+    print("\ncycle-collector pauses while serving (warm-up included; start-up heap frozen):")
     for name, (count, seconds) in sorted(pauses.items()):
         if count:
             print(

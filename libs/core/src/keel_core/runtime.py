@@ -219,12 +219,13 @@ class ServiceRuntime:
 
     async def _start_parts(self) -> None:
         metrics_port = serve_metrics(self.registry, self.settings.host, self.settings.metrics_port)
-        self.gc_pauses.install()
         for hook in self._on_start:
             await hook()
         # What the start hooks loaded (tables, policies, models) lives as long as the process:
-        # full collections stop walking it (keel_core.gc_pauses).
+        # full collections stop walking it (keel_core.gc_pauses). Pauses count from here on,
+        # the start-up's own full collection left out.
         frozen = freeze_startup_heap()
+        self.gc_pauses.install()
         if self.grpc:
             await self.grpc.start()
         for consumer in self.consumers:
