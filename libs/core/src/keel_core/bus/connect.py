@@ -15,6 +15,15 @@ from aiokafka.helpers import create_ssl_context
 from keel_contracts.errors import ConfigError
 from keel_core.settings import KafkaSettings
 
+# How readers fetch. A fetch waits on the broker until ``fetch_min_bytes`` are there or
+# ``fetch_max_wait_ms`` has passed. Readers that must see each record at once ask for one byte
+# and wait up to ``IDLE_FETCH_WAIT_MS`` when nothing comes (it only spaces an idle reader's
+# fetches, each a wake-up of the broker over TLS); readers that need not (tables, the event
+# history of other replicas' sessions) are batched: 64 KiB or ``BATCHED_FETCH_WAIT_MS``.
+IDLE_FETCH_WAIT_MS = 1000
+BATCHED_FETCH_MIN_BYTES = 64 * 1024
+BATCHED_FETCH_WAIT_MS = 250
+
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:
     """The keyword arguments of ``AIOKafkaProducer``/``AIOKafkaConsumer``/``AIOKafkaAdminClient``

@@ -24,7 +24,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from keel_contracts.errors import ConfigError
 from keel_contracts.events import Envelope
 from keel_contracts.topics import dlq_of
-from keel_core.bus.connect import client_options, start_with_retry
+from keel_core.bus.connect import (
+    BATCHED_FETCH_MIN_BYTES,
+    BATCHED_FETCH_WAIT_MS,
+    IDLE_FETCH_WAIT_MS,
+    client_options,
+    start_with_retry,
+)
 from keel_core.bus.deadletter import headers_for
 from keel_core.bus.producer import EventProducer
 from keel_core.bus.reader import Record, read_partitions, topic_partitions
@@ -33,9 +39,6 @@ from keel_core.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 Apply = Callable[[Envelope], Awaitable[object]]
-
-# What a batched reader's fetch waits for (at most ``fetch_max_wait_ms``); tables use it too.
-BATCHED_FETCH_MIN_BYTES = 64 * 1024
 
 
 class TopicFollower:
@@ -62,7 +65,7 @@ class TopicFollower:
             enable_auto_commit=False,
             isolation_level="read_committed",
             fetch_min_bytes=BATCHED_FETCH_MIN_BYTES if batched else 1,
-            fetch_max_wait_ms=250,
+            fetch_max_wait_ms=BATCHED_FETCH_WAIT_MS if batched else IDLE_FETCH_WAIT_MS,
         )
         self._task: asyncio.Task[None] | None = None
         self._started = False

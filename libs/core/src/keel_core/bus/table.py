@@ -25,8 +25,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from keel_contracts.errors import ConfigError
 from keel_contracts.events.envelope import Envelope, EventData
-from keel_core.bus.connect import client_options, start_with_retry
-from keel_core.bus.follower import BATCHED_FETCH_MIN_BYTES
+from keel_core.bus.connect import (
+    BATCHED_FETCH_MIN_BYTES,
+    BATCHED_FETCH_WAIT_MS,
+    client_options,
+    start_with_retry,
+)
 from keel_core.bus.producer import Publisher
 from keel_core.bus.reader import read_partitions
 from keel_core.settings import KafkaSettings
@@ -92,7 +96,7 @@ class CompactedTable:
             enable_auto_commit=False,
             isolation_level="read_committed",
             fetch_min_bytes=fetch_min_bytes,
-            fetch_max_wait_ms=250,
+            fetch_max_wait_ms=BATCHED_FETCH_WAIT_MS,
         )
 
     async def start(self) -> None:
