@@ -269,3 +269,27 @@ async def test_this_replicas_own_events_reach_its_watchers_before_the_broker_ret
         e.id for e in written.envelopes(TASK_EVENTS)
     ]
     await history.stop()
+
+
+async def test_the_last_event_waits_until_get_answers_the_session_finished() -> None:
+    """The running replica emits ``completed`` before it writes the end marker; its own watchers
+    see the event at once (the sink's echo), so a caller that stops at the last event and asks
+    Get must find the session finished (the agents server does exactly that)."""
+    history = EventHistory(InMemoryFollower(InMemoryBus(), TASK_EVENTS))
+    await history.start()
+    store = SessionStore()
+    running = state("s1", "planning")
+    store.started(running)
+    door = FrontDoor(store, BusPublisher(InMemoryBus()), history=history)
+    history.apply(progress("s1", "thought"))
+    history.apply(progress("s1", "completed"))
+    watching = asyncio.create_task(collect(door.watch("s1")))
+    await asyncio.sleep(0.2)
+    assert not watching.done()  # the last event is held: Get would still say "planning"
+    done = running.model_copy(deep=True)
+    done.complete("four")
+    store.finished(done, TaskCompleted(answer="four", iterations=1))
+    seen = await asyncio.wait_for(watching, 1)
+    assert [e.kind for e in seen] == ["thought", "completed"]
+    assert door.get("s1").status == "completed"
+    await history.stop()

@@ -27,6 +27,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from keel_cli.stack import free_ports
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
+from keel_core import trust
 from keel_core.bus import EventProducer
 from keel_core.bus.reader import read_topic
 from keel_core.settings import KafkaSettings
@@ -60,6 +61,10 @@ class ApprovalProcess:
             "KEEL_APPROVAL_CONSUMER_GROUP": f"test-inbox-{uuid.uuid4().hex[:8]}",
             "KEEL_APPROVAL_REVIEWER_TOKENS": json.dumps(TOKENS),
             "KEEL_APPROVAL_REQUIRED_APPROVALS": json.dumps({"wire_*": 2}),
+            # Keys of its own: the session's shared stack runs an approval service on the same
+            # broker with other rules (no quorum); with the same keys it would fold this test's
+            # votes as a replica does and publish its own decision (ADR 0014).
+            "KEEL_TRUST_DIR": str(trust.generate(log_dir / "trust")),
             "PYTHONUNBUFFERED": "1",
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -9,6 +9,7 @@ with this process's own sessions as it sees them now (the index lags by a fetch)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -22,7 +23,7 @@ from keel_agent_loop.domain.sessions import (
     SessionRecord,
     SessionStore,
 )
-from keel_agent_loop.domain.state_machine import SessionStatus
+from keel_agent_loop.domain.state_machine import TERMINAL, SessionStatus
 from keel_contracts.errors import NotFound, Unavailable
 from keel_contracts.events import (
     Envelope,
@@ -36,6 +37,11 @@ from keel_core.bus.producer import Publisher
 from keel_core.tracing import new_traceparent
 
 SOURCE = "agent-loop"
+
+
+# How long a stream's last event may wait for the session's finish to be readable by get().
+END_WAIT_S = 10.0
+END_POLL_S = 0.02
 
 
 class FrontDoor:
@@ -118,7 +124,30 @@ class FrontDoor:
         # A finished session whose events are not held (forgotten, expired) has no more to
         # wait for; one whose events are held ends with its last event.
         finished = record.finished and not self._history.known(session_id)
-        return self._history.watch(session_id, after_event_id, finished)
+        return self._once_recorded(
+            session_id, self._history.watch(session_id, after_event_id, finished)
+        )
+
+    async def _once_recorded(
+        self, session_id: str, events: AsyncIterator[RecordedEvent]
+    ) -> AsyncIterator[RecordedEvent]:
+        """A session's last event is handed on once ``get`` says it finished (its end marker
+        written, or its finish indexed), at most ``END_WAIT_S`` later: the replica running it
+        emits that event before it writes the marker, and a caller that stops at the last
+        event and then asks ``get`` must not be told the session is still running."""
+        async for event in events:
+            if event.kind in TERMINAL:
+                await self._until_finished(session_id)
+            yield event
+
+    async def _until_finished(self, session_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + END_WAIT_S
+        while loop.time() < deadline:
+            record = self._record(session_id)
+            if record is None or record.finished:
+                return
+            await asyncio.sleep(END_POLL_S)
 
     async def cancel(self, session_id: str, reason: str, tenant: str | None = None) -> bool:
         """Durable on ``keel.tasks`` (reaches a parked or not yet started session) and broadcast
