@@ -24,13 +24,15 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from keel_cli.broker import ADMIN, client_env, start_broker, stop_broker
 from keel_cli.stack import free_ports
 from keel_contracts.events import ApprovalDecided, ApprovalRequested, Envelope
 from keel_contracts.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS
-from keel_core import trust
 from keel_core.bus import EventProducer
+from keel_core.bus.admin import ensure_topics
 from keel_core.bus.reader import read_topic
 from keel_core.settings import KafkaSettings
+from tests.integration.chaos import REPO, admin_settings, broker_credentials, broker_env
 
 CHROMIUM = Path(os.environ.get("KEEL_CHROMIUM", "/usr/bin/chromium"))
 TOKENS = {"tok-alice-0123": "alice", "tok-bob-4567": "bob"}
@@ -48,7 +50,7 @@ class ApprovalProcess:
     """``python -m keel_approval`` on free ports, with reviewer tokens and a quorum rule, in a
     consumer group of its own (so it sees every request, whatever else shares the broker)."""
 
-    def __init__(self, kafka: KafkaSettings, log_dir: Path) -> None:
+    def __init__(self, kafka: KafkaSettings, log_dir: Path, credentials: Path | None) -> None:
         grpc_port, metrics_port, web_port = free_ports(3)
         self.url = f"http://127.0.0.1:{web_port}"
         self.log = log_dir / "approval.log"
@@ -61,12 +63,11 @@ class ApprovalProcess:
             "KEEL_APPROVAL_CONSUMER_GROUP": f"test-inbox-{uuid.uuid4().hex[:8]}",
             "KEEL_APPROVAL_REVIEWER_TOKENS": json.dumps(TOKENS),
             "KEEL_APPROVAL_REQUIRED_APPROVALS": json.dumps({"wire_*": 2}),
-            # Keys of its own: the session's shared stack runs an approval service on the same
-            # broker with other rules (no quorum); with the same keys it would fold this test's
-            # votes as a replica does and publish its own decision (ADR 0014).
-            "KEEL_TRUST_DIR": str(trust.generate(log_dir / "trust")),
             "PYTHONUNBUFFERED": "1",
         }
+        if credentials is not None:  # the module's broker (as the admin: a group of its own)
+            self.env.pop("KEEL_KAFKA_PASSWORD", None)
+            self.env.update(client_env(credentials, ADMIN))
         self.process: subprocess.Popen[bytes] | None = None
 
     def spawn(self) -> subprocess.Popen[bytes]:
@@ -100,9 +101,33 @@ class ApprovalProcess:
 
 
 @pytest.fixture(scope="module")
-async def service(kafka: KafkaSettings) -> AsyncIterator[ApprovalProcess]:
+async def broker() -> AsyncIterator[tuple[KafkaSettings, Path | None]]:
+    """A broker of this module's own. On the session's broker the shared stack runs an approval
+    service with other rules (no quorum) and the same keys: it folds this module's votes as a
+    replica does (ADR 0014) and writes a decision by its own rules."""
+    with tempfile.TemporaryDirectory(prefix="keel-inbox-kafka-") as run_dir:
+        env = broker_env(Path(run_dir))
+        bootstrap = await asyncio.to_thread(start_broker, REPO, env)
+        try:
+            settings = admin_settings(env, bootstrap, connect_timeout_s=30)
+            await ensure_topics(settings)
+            yield settings, broker_credentials(env)
+        finally:
+            await asyncio.to_thread(stop_broker, REPO, env)
+
+
+@pytest.fixture(scope="module")
+def kafka(broker: tuple[KafkaSettings, Path | None]) -> KafkaSettings:
+    return broker[0]
+
+
+@pytest.fixture(scope="module")
+async def service(
+    broker: tuple[KafkaSettings, Path | None],
+) -> AsyncIterator[ApprovalProcess]:
+    kafka, credentials = broker
     with tempfile.TemporaryDirectory(prefix="keel-inbox-") as log_dir:
-        process = ApprovalProcess(kafka, Path(log_dir))
+        process = ApprovalProcess(kafka, Path(log_dir), credentials)
         await process.start()
         try:
             yield process
