@@ -113,36 +113,37 @@ async def keel_on(
         kafka_credentials=credentials,
     )
     kept = False
-    driver = SessionDriver(kafka)
     try:
         await stack.start()
-        await driver.__aenter__()
-        await driver.run(3, args.steps, args.timeout)  # warm-up: connections, caches
-        meter = CpuMeter(stack, broker_pid(credentials))
-        latencies: list[float] = []
-        sequential_steps = 0
-        for _ in range(args.sessions):
-            _, events = await driver.run(1, args.steps, args.timeout)
-            latencies += [lat for evs in events.values() for lat in step_latencies(evs)]
-            sequential_steps += iterations(events)
-        sequential_cpu = meter.lap()
-        print(f"  one session at a time: {len(latencies)} steps measured", flush=True)
-        concurrent_steps: int | None = None
-        try:
-            wall, events = await driver.run(args.concurrency, args.steps, args.timeout)
-            concurrent_steps = iterations(events)
-        except TimeoutError:
-            # A result in itself (sessions parked on an overloaded dependency): say so and
-            # still print the rest of the table.
-            wall = args.timeout
-            print(f"  {args.concurrency} sessions did not all finish in {wall:.0f} s", flush=True)
-        concurrent_cpu = meter.lap()
+        async with SessionDriver(kafka) as driver:
+            await driver.run(3, args.steps, args.timeout)  # warm-up: connections, caches
+            meter = CpuMeter(stack, broker_pid(credentials))
+            latencies: list[float] = []
+            sequential_steps = 0
+            for _ in range(args.sessions):
+                _, events = await driver.run(1, args.steps, args.timeout)
+                latencies += [lat for evs in events.values() for lat in step_latencies(evs)]
+                sequential_steps += iterations(events)
+            sequential_cpu = meter.lap()
+            print(f"  one session at a time: {len(latencies)} steps measured", flush=True)
+            concurrent_steps: int | None = None
+            try:
+                wall, events = await driver.run(args.concurrency, args.steps, args.timeout)
+                concurrent_steps = iterations(events)
+            except TimeoutError:
+                # A result in itself (sessions parked on an overloaded dependency): say so and
+                # still print the rest of the table.
+                wall = args.timeout
+                print(
+                    f"  {args.concurrency} sessions did not all finish in {wall:.0f} s",
+                    flush=True,
+                )
+            concurrent_cpu = meter.lap()
     except BaseException:
         kept = True  # the services' logs say why; keep them
         print(f"  Keel run failed; services' logs kept in {run_dir / 'logs'}", flush=True)
         raise
     finally:
-        await driver.__aexit__()
         await stack.stop()
         if not kept:
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -111,7 +111,6 @@ async def status_on(
 
 async def published_ids(kafka: KafkaSettings, session_id: str) -> list[str]:
     records = await read_key(kafka, TASK_EVENTS, session_id, "test-any-replica")
-    print("DEBUG topic", [Envelope.from_bytes(r.value or b"").data.get("kind") for r in records])
     return [Envelope.from_bytes(r.value or b"").id for r in records]
 
 
@@ -127,7 +126,6 @@ async def test_both_replicas_answer_get_and_stream_events_also_after_a_restart(
     histories = await asyncio.gather(*(events(stack, r, session_id) for r in REPLICAS))
     ids = await published_ids(kafka, session_id)
     for history in histories:
-        print("DEBUG", [e.type for e in history])
         assert [e.event_id for e in history] == ids
         assert history[-1].type == "completed"
     for instance in REPLICAS:
