@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import grpc
 from opentelemetry.trace import Span
 
+from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2, llm_pb2_grpc
 from keel_clients.call import Caller, CallOptions, client_span
 from keel_clients.mapping import (
@@ -21,6 +22,7 @@ from keel_clients.mapping import (
 )
 from keel_contracts.chat import ChatMessage, LLMReply, RequestContext, ToolSpec
 from keel_contracts.errors import Unavailable
+from keel_contracts.memo import IdentityMemo
 from keel_core import semconv
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,13 @@ def reply_from_proto(response: llm_pb2.CompleteResponse) -> LLMReply:
     )
 
 
+# A session's whole history and catalog are re-sent at every step and never change (frozen):
+# each message and spec is converted once (~4 µs each; ~80 µs a call at 20 messages) and the
+# request takes a copy of the converted form.
+_message_proto = IdentityMemo[ChatMessage, common_pb2.ChatMessage](message_to_proto)
+_spec_proto = IdentityMemo[ToolSpec, llm_pb2.ToolSpec](spec_to_proto)
+
+
 def _request(
     ctx: RequestContext,
     messages: Sequence[ChatMessage],
@@ -138,8 +147,8 @@ def _request(
 ) -> llm_pb2.CompleteRequest:
     return llm_pb2.CompleteRequest(
         context=context_to_proto(ctx),
-        messages=[message_to_proto(m) for m in messages],
-        tools=[spec_to_proto(t) for t in tools],
+        messages=[_message_proto(m) for m in messages],
+        tools=[_spec_proto(t) for t in tools],
         model=options.model,
         temperature=options.temperature,
         max_tokens=options.max_tokens,

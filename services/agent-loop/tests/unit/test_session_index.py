@@ -121,6 +121,24 @@ async def test_a_record_seen_twice_is_kept_once() -> None:
     assert [e.event_id for e in await collect(history.watch("s1"))] == [envelope.id]
 
 
+def test_an_echoed_record_read_back_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sink echoes this replica's events and the follower reads them back: the second
+    sighting is dropped by its id before its payload is parsed."""
+    parsed: list[str] = []
+    parse = Envelope.parse
+
+    def counting(self: Envelope, model: type[TaskProgress]) -> TaskProgress:
+        parsed.append(self.id)
+        return parse(self, model)
+
+    monkeypatch.setattr(Envelope, "parse", counting)
+    history = EventHistory(InMemoryFollower(InMemoryBus(), TASK_EVENTS))
+    envelope = progress("s1", "thought")
+    history.apply(envelope)
+    history.apply(envelope)
+    assert parsed == [envelope.id]
+
+
 async def test_the_history_forgets_ended_sessions_first_beyond_its_capacity() -> None:
     history = EventHistory(InMemoryFollower(InMemoryBus(), TASK_EVENTS), capacity=2)
     history.apply(progress("old", "completed"))

@@ -13,11 +13,13 @@ import asyncio
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
 
 from keel_contracts.errors import ConfigError
 from keel_contracts.events.envelope import Envelope
 from keel_core.bus.connect import client_options, start_with_retry
 from keel_core.bus.metrics import BusMetrics
+from keel_core.bus.partitioner import RememberingPartitioner
 from keel_core.settings import KafkaSettings
 
 Headers = list[tuple[str, bytes]]
@@ -64,6 +66,7 @@ class EventProducer:
         self._metrics = metrics
         self._client_id = f"{settings.client_id_prefix}-{client_id}"
         self._pending: set[asyncio.Future[Any]] = set()
+        self._produced: dict[str, Counter] = {}
         # Made at start: a service whose wiring fails before it starts leaves no client to
         # close (aiokafka warns about every one it finds unclosed).
         self._client: AIOKafkaProducer | None = None
@@ -83,6 +86,7 @@ class EventProducer:
             enable_idempotence=True,
             linger_ms=0,
             max_batch_size=self._max_batch_bytes,
+            partitioner=RememberingPartitioner(),
         )
         try:
             await start_with_retry(self._client.start, self._settings)
@@ -117,8 +121,7 @@ class EventProducer:
         )
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
-        if self._metrics:
-            self._metrics.produced.labels(topic).inc()
+        self._count(topic)
         return future
 
     async def flush(self) -> None:
@@ -132,9 +135,17 @@ class EventProducer:
         metadata = await self._producer.send_and_wait(
             topic, value=value, key=raw_key, headers=headers
         )
-        if self._metrics:
-            self._metrics.produced.labels(topic).inc()
+        self._count(topic)
         return int(metadata.offset)
+
+    def _count(self, topic: str) -> None:
+        # The labelled child is looked up once per topic (``labels`` hashes and locks each time).
+        if self._metrics is None:
+            return
+        counter = self._produced.get(topic)
+        if counter is None:
+            counter = self._produced[topic] = self._metrics.produced.labels(topic)
+        counter.inc()
 
 
 def _headers(envelope: Envelope) -> Headers:

@@ -54,16 +54,18 @@ class EventHistory:
         progress event re-sent by a re-run iteration is a new envelope) is skipped."""
         if envelope.type != TaskProgress.event_type or not envelope.session_id:
             return
+        history = self._sessions.get(envelope.session_id)
+        # Most records seen twice are this replica's own, echoed by the sink and then read back
+        # from the topic: skipped before their payload is parsed a second time.
+        if history is not None and envelope.id in history.ids:
+            return
         try:
             progress = envelope.parse(TaskProgress)
         except (ValidationError, ValueError):
             return
-        history = self._sessions.get(envelope.session_id)
         if history is None:
             history = self._sessions[envelope.session_id] = _History()
             self._evict()
-        if envelope.id in history.ids:
-            return
         history.ids.add(envelope.id)
         self._sessions.move_to_end(envelope.session_id)
         event = RecordedEvent(

@@ -11,12 +11,12 @@ code and JSON, which is the safe side for a window. A real tokenizer can replace
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Sequence
 from typing import Protocol
 
 from keel_agent_loop.domain.models import ChatMessage, ToolSpec
 from keel_agent_loop.domain.prompts import MEMORY_MESSAGE_NAME
+from keel_contracts.memo import IdentityMemo
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -52,27 +52,13 @@ class CachingCounter:
 
     def __init__(self, inner: TokenCounter) -> None:
         self._inner = inner
-        # id -> (a weak reference to the message, its count). Keyed by identity, not by value:
-        # hashing and comparing a pydantic model costs more than the estimate itself.
-        self._counts: dict[int, tuple[weakref.ref[ChatMessage], int]] = {}
+        self._message = IdentityMemo[ChatMessage, int](inner.message)
 
     def text(self, text: str) -> int:
         return self._inner.text(text)
 
     def message(self, message: ChatMessage) -> int:
-        key = id(message)
-        entry = self._counts.get(key)
-        if entry is not None and entry[0]() is message:
-            return entry[1]
-        count = self._inner.message(message)
-        counts = self._counts
-
-        def forget(ref: weakref.ref[ChatMessage]) -> None:
-            if counts.get(key, (None, 0))[0] is ref:
-                del counts[key]
-
-        counts[key] = (weakref.ref(message, forget), count)
-        return count
+        return self._message(message)
 
 
 def count_messages(counter: TokenCounter, messages: Sequence[ChatMessage]) -> int:

@@ -9,13 +9,13 @@ prompt code shows up as the first step whose digest differs).
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from keel_agent_loop.domain.models import ChatMessage, ProgressKind, ToolSpec
 from keel_contracts.canonical import canonical_json, sha256_hex
 from keel_contracts.events import TaskProgress
+from keel_contracts.memo import IdentityMemo
 
 # Per-message digests are cut to this many hex digits: enough to point at the message that
 # changed, short enough to repeat for the whole history in every step's event.
@@ -50,26 +50,10 @@ def prompt_record(
 
 # A session's history is re-sent at every step and the catalog is the same each time: each
 # message and spec is serialised once (they are frozen), which keeps recording off the per-step
-# budget (measured 30-130 µs a step instead of 0.3-0.8 ms). Keyed by identity, not value: with
-# many sessions alike (one system prompt, the same tool results) a value-keyed cache compared
-# pydantic models field by field on every hit (3.5% of the agent loop's samples under load).
-# An entry leaves with its model.
-_CANONICAL: dict[int, tuple[weakref.ref[ChatMessage | ToolSpec], str]] = {}
-
-
-def _canonical(model: ChatMessage | ToolSpec) -> str:
-    key = id(model)
-    entry = _CANONICAL.get(key)
-    if entry is not None and entry[0]() is model:
-        return entry[1]
-    text = canonical_json(model.model_dump(mode="json"))
-
-    def forget(ref: weakref.ref[ChatMessage | ToolSpec]) -> None:
-        if _CANONICAL.get(key, (None, ""))[0] is ref:
-            del _CANONICAL[key]
-
-    _CANONICAL[key] = (weakref.ref(model, forget), text)
-    return text
+# budget (measured 30-130 µs a step instead of 0.3-0.8 ms).
+_canonical = IdentityMemo[ChatMessage | ToolSpec, str](
+    lambda model: canonical_json(model.model_dump(mode="json"))
+)
 
 
 @functools.lru_cache(maxsize=8192)
