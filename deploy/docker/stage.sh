@@ -78,7 +78,9 @@ if ((MODEL)); then
   fi
   # llama.cpp is built with OpenMP: its runtime (Debian's libgomp1, the host's bookworm copy)
   # goes along, as the image may not install packages (no network in the build).
-  gomp="$(ldconfig -p | awk '/libgomp\.so\.1 .*x86-64|libgomp\.so\.1 .*AArch64/ { print $NF; exit }')"
+  # awk reads ldconfig's whole output (no early `exit`): a reader that stops early leaves
+  # ldconfig writing into a closed pipe, and under pipefail its SIGPIPE (141) failed the stage.
+  gomp="$(ldconfig -p | awk '!found && /libgomp\.so\.1 .*(x86-64|AArch64)/ { found = $NF } END { print found }')"
   [[ -n "${gomp}" ]] || { echo "stage: libgomp.so.1 not found (apt-get install libgomp1)" >&2; exit 1; }
   files=("${wheel[0]}" "${model_deps}"/*.whl "${CACHE}/models/qwen2.5-coder-0.5b-instruct.gguf"
     "$(readlink -f "${gomp}")")
