@@ -14,8 +14,8 @@ never queues behind a model. For the same reason the service does not wrap it in
 from __future__ import annotations
 
 import logging
-from itertools import chain
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 
 import numpy as np

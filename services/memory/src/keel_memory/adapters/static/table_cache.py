@@ -91,7 +91,8 @@ def load_table(
 def _read(path: Path, key: str, shape: tuple[int, int]) -> tuple[str, Table | None]:
     """(what is wrong, None) or ("", the table)."""
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        # Opened here, not by np.load, which leaks its handle when the zip is broken.
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as stored:
             found_key = str(stored["key"])
             table = np.ascontiguousarray(stored["table"], dtype=np.float32)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
