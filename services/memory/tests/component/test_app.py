@@ -64,6 +64,7 @@ async def test_the_built_service_stores_retrieves_counts_and_audits(tmp_path: Pa
         await parts.store.opened.search([0.0] * settings.embedding_dim, ["semantic"], {}, 1)
 
 
+@pytest.mark.timeout(600)  # may distil the table first (see test_static_embedder.py)
 async def test_the_service_with_static_embeddings_stores_and_retrieves(tmp_path: Path) -> None:
     """KEEL_MEMORY_EMBEDDER=minilm-static end to end over gRPC, with the real distilled table
     (cached by `make install`; distilled on first use otherwise). A paraphrase sharing no
@@ -100,6 +101,7 @@ async def test_the_service_with_static_embeddings_stores_and_retrieves(tmp_path:
     assert found.items[0].id == ids[0]
 
 
+@pytest.mark.timeout(600)  # may distil the table first (see test_static_embedder.py)
 async def test_a_collection_made_by_another_embedder_stops_start_up(tmp_path: Path) -> None:
     """Memories stored with one embedder, then the service restarted with another: start-up
     fails naming both, rather than retrieving nonsense from a mixed collection."""

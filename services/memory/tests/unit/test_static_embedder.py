@@ -12,6 +12,10 @@ from keel_memory.adapters.minilm import find_model_dir
 from keel_memory.adapters.static import SPACE, StaticEmbedder
 from keel_memory.config import Settings
 
+# The first test may distil the table (~40 s on an idle 2-core machine, several times that
+# under load) when `make install` has not cached it yet.
+pytestmark = pytest.mark.timeout(600)
+
 TEXTS = [
     "The cat sat on the mat.",
     "Restart the payment service with systemctl.",
