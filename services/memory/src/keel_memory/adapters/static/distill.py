@@ -7,7 +7,8 @@ What is lost is context (word order, "not", a word's sense from its neighbours);
 speed: a query costs microseconds instead of milliseconds, and a burst of them no longer queues
 for the CPU (docs/adr/0018-static-embeddings.md has the measurements of both).
 
-How each row is made, chosen by ``bench/embedder_quality.py`` among the variants tried there:
+How each row is made, chosen on ``bench/embedder_quality.py``'s sets (the variants tried and their
+numbers are in docs/adr/0018-static-embeddings.md):
 
 1. every token id is encoded alone, as the model would embed a one-token text:
    ``[CLS] token [SEP]`` through our NumPy ``BertEncoder``, and the token's own output position
@@ -47,7 +48,7 @@ from keel_memory.adapters.minilm.bert import BertConfig, BertEncoder
 VERSION = 1
 # Rows per forward pass: 1,024 rows of 3 tokens keep each pass a few megabytes.
 _ROWS_PER_PASS = 1024
-# SIF's smoothing constant; see bench/embedder_quality.py for the values tried.
+# SIF's smoothing constant: 1e-5 retrieved best of 1e-3 … 1e-7 (docs/adr/0018).
 _SIF_A = 1e-5
 
 
