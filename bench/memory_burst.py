@@ -4,20 +4,28 @@ What an agent platform sees when a batch of sessions starts together: every sess
 retrieves from memory, so the memory service gets ``--sessions`` Retrieve calls in the same few
 milliseconds. This measures them as they really run: the memory service as its own process,
 secured as ``make run`` starts it (gRPC mutual TLS with the agent loop's identity, Kafka TLS +
-SCRAM for its audit records), real MiniLM embeddings, Milvus Lite holding ``--entries`` entries
-of the benchmark corpus (``memory_corpus.py``: real sentence embeddings, so search works on
-realistic clusters). The collection is written straight into the service's Lite file with the
-service's own store (same schema, same ids) before the process starts, so filling it costs
-seconds rather than ``--entries`` audited Store calls.
+SCRAM for its audit records), real embeddings (MiniLM or its static table), Milvus Lite holding
+``--entries`` entries of the benchmark corpus (``memory_corpus.py``: real sentence embeddings,
+so search works on realistic clusters). The collection is written straight into the service's
+Lite file with the service's own store (same schema, same ids) before the process starts, so
+filling it costs seconds rather than ``--entries`` audited Store calls.
 
 Printed: one Retrieve at a time (the idle latency), then ``--bursts`` bursts of ``--sessions``
 concurrent Retrieve calls, each call timed from just before the burst to its answer: p50, p99
 and mean over all calls of all bursts, and the burst's wall time. Each query is a distinct
 sentence never stored (another seed), so no cache of any kind can answer it.
 
-Run: ``python bench/memory_burst.py [--entries 10000] [--sessions 50] [--bursts 5]``. Results
-also go to ``bench/results/memory_burst.json``. Numbers, no asserts: on a shared 2-core machine
-the load average moves them, so it is printed with them.
+``--embedder`` picks the service's embedder: ``minilm`` (contextual, batched) or
+``minilm-static`` (its static distillation, docs/adr/0018-static-embeddings.md); by default both
+run, one after the other, and a row is printed for each. The collection is filled with the
+vectors of the embedder under test (the cached MiniLM corpus vectors, or the static table's,
+computed in a second), in a collection recording that embedder, as the service would have
+written it.
+
+Run: ``python bench/memory_burst.py [--entries 10000] [--sessions 50] [--bursts 5]
+[--embedder minilm minilm-static]``. Results also go to ``bench/results/memory_burst.json``.
+Numbers, no asserts: on a shared 2-core machine the load average moves them, so it is printed
+with them.
 """
 
 from __future__ import annotations
@@ -47,6 +55,9 @@ from keel_contracts.errors import KeelError  # noqa: E402
 from keel_core.bus.admin import ensure_topics  # noqa: E402
 from keel_core.grpc import use_client_credentials  # noqa: E402
 from keel_memory.adapters.milvus_store import MilvusStore  # noqa: E402
+from keel_memory.adapters.minilm import find_model_dir  # noqa: E402
+from keel_memory.adapters.static import SPACE as STATIC_SPACE  # noqa: E402
+from keel_memory.adapters.static import StaticEmbedder  # noqa: E402
 from keel_memory.domain.models import MEMORY_TYPES, MemoryEntry  # noqa: E402
 
 # The stack here is secured: dial memory as its usual caller, the agent loop.
@@ -60,12 +71,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def fill(uri: str, count: int) -> None:
-    """``count`` corpus sentences with their cached MiniLM vectors, types in turn, written with
-    the service's own store into the file the service will open."""
+async def fill(uri: str, count: int, embedder: str) -> None:
+    """``count`` corpus sentences with their vectors from ``embedder``, types in turn, written
+    with the service's own store into the file the service will open."""
     texts = memory_corpus.sentences(count)
-    vectors = memory_corpus.vectors(count)
-    store = await MilvusStore.open(uri, COLLECTION, vectors.shape[1], flush_every=0)
+    if embedder == "minilm-static":
+        vectors = StaticEmbedder.load(find_model_dir()).encode(texts)
+        space = STATIC_SPACE
+    else:
+        vectors = memory_corpus.vectors(count)
+        space = "minilm"
+    store = await MilvusStore.open(uri, COLLECTION, vectors.shape[1], flush_every=0, embedder=space)
     try:
         now = datetime.now(UTC)
         step = 1000
@@ -124,21 +140,16 @@ async def measure(target: str, sessions: int, bursts: int, singles: int) -> dict
     }
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=10_000)
-    parser.add_argument("--sessions", type=int, default=50, help="concurrent Retrieve calls")
-    parser.add_argument("--bursts", type=int, default=5)
-    parser.add_argument("--singles", type=int, default=50, help="sequential calls first")
-    parser.add_argument("--label", default="", help="a name for this run in the results")
-    args = parser.parse_args()
-
+async def run(args: argparse.Namespace, embedder: str) -> dict[str, float]:
+    """One measurement with the service running ``embedder``; printed and recorded."""
     run_dir = Path(tempfile.mkdtemp(prefix="keel-memburst-"))
     uri = str(run_dir / "memory" / "milvus.db")
     try:
         started = time.perf_counter()
-        await fill(uri, args.entries)
-        print(f"filled {args.entries:,} entries in {time.perf_counter() - started:.1f} s")
+        await fill(uri, args.entries, embedder)
+        print(
+            f"[{embedder}] filled {args.entries:,} entries in {time.perf_counter() - started:.1f} s"
+        )
         memory_spec = next(s for s in SERVICES if s.name == "memory")
         async with local_kafka(secure=True) as (kafka, credentials):
             await ensure_topics(kafka)
@@ -148,6 +159,7 @@ async def main() -> None:
                 specs=with_free_ports((memory_spec,)),
                 kafka_credentials=credentials,
                 memory_uri=uri,
+                extra_env={"KEEL_MEMORY_EMBEDDER": embedder},
             )
             try:
                 await stack.start(timeout_s=180)
@@ -165,7 +177,7 @@ async def main() -> None:
     result["load_avg_1m"] = load[0]
     result["sessions"] = args.sessions
     print(
-        f"\nmemory Retrieve, {args.entries:,} entries, real MiniLM, secured gRPC "
+        f"\nmemory Retrieve, {args.entries:,} entries, embedder {embedder}, secured gRPC "
         f"(load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"
     )
     print(
@@ -181,12 +193,34 @@ async def main() -> None:
         f"p99 {result['burst_p99_ms']:7.1f} ms  mean {result['burst_mean_ms']:7.1f} ms  "
         f"(burst wall {result['burst_wall_ms']:.0f} ms; {result['failed']} calls failed)"
     )
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=10_000)
+    parser.add_argument("--sessions", type=int, default=50, help="concurrent Retrieve calls")
+    parser.add_argument("--bursts", type=int, default=5)
+    parser.add_argument("--singles", type=int, default=50, help="sequential calls first")
+    parser.add_argument(
+        "--embedder",
+        nargs="+",
+        choices=["minilm", "minilm-static"],
+        default=["minilm", "minilm-static"],
+        help="the service's embedder; one run each",
+    )
+    parser.add_argument("--label", default="", help="a name for this run in the results")
+    args = parser.parse_args()
+
     out = repo_root() / "bench" / "results"
     out.mkdir(exist_ok=True)
     path = out / "memory_burst.json"
-    runs = json.loads(path.read_text()) if path.exists() else {}
-    runs[args.label or datetime.now(UTC).isoformat(timespec="seconds")] = result
-    path.write_text(json.dumps(runs, indent=2) + "\n")
+    label = args.label or datetime.now(UTC).isoformat(timespec="seconds")
+    for embedder in args.embedder:
+        result = await run(args, embedder)
+        runs = json.loads(path.read_text()) if path.exists() else {}
+        runs[f"{label} {embedder}"] = result
+        path.write_text(json.dumps(runs, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ from keel_core.grpc.ratelimit import apply_rate_limits
 from keel_core.ratelimit import RateLimiter, rule
 from keel_core.runtime import Runtime, ServiceRuntime, run_service
 from keel_memory.adapters.batching_embedder import BatchingEmbedder
-from keel_memory.adapters.embedders import build_embedder
+from keel_memory.adapters.embedders import build_embedder, embedding_space
 from keel_memory.adapters.milvus_store import MilvusStore
 from keel_memory.adapters.openai_embedder import OpenAIEmbedder
+from keel_memory.adapters.static import StaticEmbedder
 from keel_memory.adapters.store_on_start import StoreOnStart
 from keel_memory.config import Settings
 from keel_memory.domain.ports import Embedder
@@ -40,8 +41,14 @@ def build(settings: Settings, runtime: Runtime) -> MemoryParts:
     # The model loads here, before Milvus opens, so a missing model never leaves the data
     # folder locked.
     model = build_embedder(settings)
-    embedder = BatchingEmbedder(
-        model, max_batch=settings.embed_max_batch, max_queued=settings.embed_max_queued
+    # A model pays per call, so concurrent requests share calls; the static embedder's lookup
+    # costs microseconds on the event loop and has nothing to share (adapters/static/).
+    embedder: Embedder = (
+        model
+        if isinstance(model, StaticEmbedder)
+        else BatchingEmbedder(
+            model, max_batch=settings.embed_max_batch, max_queued=settings.embed_max_queued
+        )
     )
 
     async def open_store() -> MilvusStore:
@@ -54,6 +61,7 @@ def build(settings: Settings, runtime: Runtime) -> MemoryParts:
             flush_every=settings.milvus_lite_flush_every,
             index=settings.index,
             max_queued=settings.milvus_max_queued,
+            embedder=embedding_space(settings),
         )
 
     store = StoreOnStart(open_store)

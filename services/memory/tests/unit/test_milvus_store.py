@@ -299,3 +299,44 @@ async def test_minilm_finds_a_fact_by_meaning_not_shared_words(
     await service.store("episodic", "Quarterly taxes were filed late in March")
     result = await service.retrieve("how do I restart the billing server?", top_k=1)
     assert [item.id for item in result.items] == [wanted.id]
+
+
+async def test_a_collection_refuses_an_embedder_other_than_the_one_that_made_it(
+    db_path: str,
+) -> None:
+    """Vectors of two embedders in one collection would retrieve nonsense without an error."""
+    store = await MilvusStore.open(db_path, "keel_memory", 384, embedder="minilm")
+    await store.close()
+    with pytest.raises(StoreOpenError, match=r"made by the minilm embedder.*is minilm-static-v1"):
+        await MilvusStore.open(db_path, "keel_memory", 384, embedder="minilm-static-v1")
+    with pytest.raises(StoreOpenError, match=r"made by the minilm embedder.*is hashing"):
+        await MilvusStore.open(db_path, "keel_memory", 384, embedder="hashing")
+    again = await MilvusStore.open(db_path, "keel_memory", 384, embedder="minilm")
+    await again.close()
+    # Another collection of the same file is free to hold another embedder's vectors.
+    other = await MilvusStore.open(db_path, "keel_memory_static", 384, embedder="minilm-static-v1")
+    await other.close()
+
+
+@pytest.mark.parametrize(
+    ("embedder", "opens"),
+    [
+        ("minilm", True),
+        ("hashing", True),
+        ("openai:text-embedding-3-small", True),
+        ("minilm-static-v1", False),
+    ],
+)
+async def test_a_collection_from_before_embedders_were_recorded(
+    db_path: str, embedder: str, opens: bool
+) -> None:
+    """Made by minilm, openai or hashing (the embedders of that time): those open it as before;
+    a later embedder cannot have made it and is refused."""
+    unrecorded = await MilvusStore.open(db_path, "keel_memory", 384)
+    await unrecorded.close()
+    if opens:
+        store = await MilvusStore.open(db_path, "keel_memory", 384, embedder=embedder)
+        await store.close()
+        return
+    with pytest.raises(StoreOpenError, match=r"before collections recorded their embedder"):
+        await MilvusStore.open(db_path, "keel_memory", 384, embedder=embedder)

@@ -23,6 +23,15 @@ Tenants: each row's tenant and agent sit in its metadata JSON under reserved key
 row without a tenant could not be selected as the default tenant's: on open, rows written before
 tenants existed are given ``default`` once (``_backfill_tenants``; counted first, so an
 up-to-date collection costs two counts).
+
+Embedders: vectors of two embedders share no space (the same text lands anywhere), so a
+collection holding both would answer with garbage and no error. A collection therefore records
+the embedder that made it (``embedder``, from ``embedders.embedding_space``) in its schema's
+description, the one place Milvus Lite keeps such a note (it implements no collection
+properties), and opening it with another embedder is a ``StoreOpenError`` (a ``ConfigError``)
+naming both. A collection made before this record existed was written by minilm, openai or
+hashing (the embedders of that time): those keep opening it as before; any later embedder is
+refused, since its vectors certainly differ.
 """
 
 from __future__ import annotations
@@ -72,6 +81,12 @@ T = TypeVar("T")
 OUTPUT_FIELDS = ["id", "type", "content", "session_id", "metadata", "created_at"]
 # Upper bound on ids fetched per delete-by-session query (Milvus caps query windows at 16384).
 _QUERY_WINDOW = 16_384
+# A collection's schema description names its embedder after this prefix.
+_EMBEDDER_NOTE = "keel-memory embedder="
+# The embedders that existed before collections recorded theirs: any of them may have made an
+# unrecorded collection, so they are let open one (as before); no other embedder is.
+# (``openai`` with any model: "openai:<model>").
+UNRECORDED_EMBEDDERS = frozenset({"minilm", "openai", "hashing"})
 
 
 def is_lite_path(uri: str) -> bool:
@@ -117,7 +132,10 @@ class MilvusStore:
         flush_every: int = 200,
         index: IndexSettings | None = None,
         max_queued: int = 0,
+        embedder: str | None = None,
     ) -> MilvusStore:
+        """``embedder``: the vector space written and read (recorded in a new collection,
+        checked against an existing one); None checks nothing (tools that only copy rows)."""
         index = (index or IndexSettings()).for_backend(is_lite_path(uri))
         if is_lite_path(uri) and index.type not in LITE_INDEX_TYPES:
             raise StoreOpenError(
@@ -126,7 +144,9 @@ class MilvusStore:
             )
         client = await asyncio.to_thread(_connect, uri, token, timeout_s)
         try:
-            index = await asyncio.to_thread(_ensure_collection, client, collection, dim, index)
+            index = await asyncio.to_thread(
+                _ensure_collection, client, collection, dim, index, embedder
+            )
         except MilvusException as exc:
             await asyncio.to_thread(client.close)
             raise StoreOpenError(f"cannot prepare collection {collection!r}: {exc}") from exc
@@ -334,19 +354,26 @@ def _connect(uri: str, token: str, timeout_s: float) -> MilvusClient:
 
 
 def _ensure_collection(
-    client: MilvusClient, name: str, dim: int, index: IndexSettings
+    client: MilvusClient, name: str, dim: int, index: IndexSettings, embedder: str | None = None
 ) -> IndexSettings:
     """Create the collection if missing; the index settings searches must use (those of the
     index the collection really has)."""
     if client.has_collection(name):
-        found = _vector_dim(client.describe_collection(name))
+        description = client.describe_collection(name)
+        found = _vector_dim(description)
         if found != dim:
             raise StoreOpenError(
                 f"collection {name!r} holds {found}-dimensional vectors, embedding_dim is {dim}"
             )
+        if embedder is not None:
+            _check_embedder(name, recorded_embedder(description), embedder)
         index = _existing_index(client, name, index)
     else:
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema = MilvusClient.create_schema(
+            auto_id=False,
+            enable_dynamic_field=False,
+            description=_EMBEDDER_NOTE + embedder if embedder else "",
+        )
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         schema.add_field("type", DataType.VARCHAR, max_length=16)
@@ -363,6 +390,29 @@ def _ensure_collection(
     client.load_collection(name)
     _backfill_tenants(client, name)
     return index
+
+
+def recorded_embedder(description: Mapping[str, Any]) -> str | None:
+    """The embedder a collection records, or None for one made before collections recorded it."""
+    note = str(description.get("description") or "")
+    return note.removeprefix(_EMBEDDER_NOTE) if note.startswith(_EMBEDDER_NOTE) else None
+
+
+def _check_embedder(name: str, recorded: str | None, embedder: str) -> None:
+    family = embedder.split(":", 1)[0]
+    if recorded == embedder or (recorded is None and family in UNRECORDED_EMBEDDERS):
+        return
+    made_by = (
+        f"was made by the {recorded} embedder"
+        if recorded is not None
+        else f"was made before collections recorded their embedder (by one of "
+        f"{', '.join(sorted(UNRECORDED_EMBEDDERS))})"
+    )
+    raise StoreOpenError(
+        f"collection {name!r} {made_by}; the configured embedder is {embedder}, whose vectors "
+        "would not match its own: set KEEL_MEMORY_COLLECTION to another collection (or the "
+        "embedder back), and store the memories again through it"
+    )
 
 
 def _count(client: MilvusClient, name: str, expr: str) -> int:
