@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import secrets
 from typing import Any
 
@@ -81,6 +82,46 @@ def signed_bytes(envelope: Envelope) -> bytes:
     """What a signature covers: the envelope's fields and its payload without the signature."""
     data = {k: v for k, v in envelope.data.items() if k != "signature"}
     return canonical_json({"envelope": envelope_fields(envelope), "data": data}).encode()
+
+
+def _signed_text(data: dict[str, Any], envelope_text: str) -> str:
+    """``canonical_json({"envelope": ..., "data": data})`` with the envelope's canonical text
+    reused: sorted keys put ``data`` first, and a nested object's canonical text is the same
+    wherever it sits. ``data`` is the payload without its signature."""
+    return f'{{"data":{canonical_json(data)},"envelope":{envelope_text}}}'
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is made of JSON's own types only (exact ``dict`` with ``str`` keys,
+    ``list``, ``str``, ``int``, ``bool``, ``None``, finite ``float``): then pydantic's JSON dump
+    of it is the value unchanged, and a record built from it needs no round trip. (Loops, not
+    generators: this runs over every record's details.)"""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not _plain(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            if not _plain(item):
+                return False
+        return True
+    return False
+
+
+def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A record's fields (every field of ``AuditRecord``, in its order) as consumers will read
+    them, so the hash is over exactly that: the fields themselves when they are plain JSON
+    already (every caller's usual case), else the pydantic round trip (validation and JSON
+    dump) that records were always built with."""
+    if _plain(fields):
+        return fields
+    return AuditRecord.model_validate(fields).model_dump(mode="json")
 
 
 def verify_signature(envelope: Envelope, verifier: Verifier) -> bool:
@@ -226,23 +267,32 @@ class AuditEmitter:
             trace=trace,
             data={},
         )
-        fields: dict[str, Any] = {
-            "producer": self._producer_id,
-            "sequence": self._sequence,
-            "action": action,
-            "actor": bounded_name(actor),
-            "subject": bounded_name(subject),
-            "details": bounded_details(details or {}),
-            "prev_hash": self._prev,
-            "identity": self._identity if self._signer else "",
-            "prev_producer": self._prev_producer if self._sequence == 0 else "",
-            "envelope_digest": envelope_digest(header) if self._signer else "",
-        }
-        # Round-trip through JSON so the hash is over exactly what consumers will read.
-        fields = AuditRecord.model_validate({**fields, "hash": ""}).model_dump(mode="json")
+        signer = self._signer
+        envelope_text = canonical_json(envelope_fields(header)) if signer else ""
+        fields = _json_fields(
+            {
+                "producer": self._producer_id,
+                "sequence": self._sequence,
+                "action": action,
+                "actor": bounded_name(actor),
+                "subject": bounded_name(subject),
+                "details": bounded_details(details or {}),
+                "prev_hash": self._prev,
+                "hash": "",
+                "identity": self._identity if signer else "",
+                "prev_producer": self._prev_producer if self._sequence == 0 else "",
+                "envelope_digest": sha256_hex(envelope_text) if signer else "",
+                "signature": "",
+            }
+        )
         fields["hash"] = record_hash(fields)
-        envelope = _sign(header.model_copy(update={"data": fields}), self._signer)
-        rec = AuditRecord.model_validate(envelope.data)
+        if signer is not None:
+            # The bytes ``signed_bytes`` makes, from the envelope's canonical text made above.
+            unsigned = {k: v for k, v in fields.items() if k != "signature"}
+            fields["signature"] = signer.sign(_signed_text(unsigned, envelope_text).encode())
+        envelope = header.model_copy(update={"data": fields})
+        # Built from fields already in their JSON form: validating them again changes nothing.
+        rec = AuditRecord.model_construct(**fields)
         self._prev = rec.hash
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((envelope, done))
