@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json.encoder
 import logging
 import math
 import secrets
@@ -41,6 +42,8 @@ from keel_core.settings import KafkaSettings
 from keel_core.trust import Signer, Verifier
 
 GENESIS = "0" * 64
+# A string as ``json.dumps(..., ensure_ascii=False)`` writes it (quotes and escapes).
+_json_string = json.encoder.encode_basestring
 # Fields a record gained with signing: left out of the hash while empty, so records written
 # before them (or without trust material) keep their hashes.
 _OPTIONAL_HASHED = ("identity", "prev_producer", "envelope_digest")
@@ -84,11 +87,26 @@ def signed_bytes(envelope: Envelope) -> bytes:
     return canonical_json({"envelope": envelope_fields(envelope), "data": data}).encode()
 
 
-def _signed_text(data: dict[str, Any], envelope_text: str) -> str:
-    """``canonical_json({"envelope": ..., "data": data})`` with the envelope's canonical text
-    reused: sorted keys put ``data`` first, and a nested object's canonical text is the same
-    wherever it sits. ``data`` is the payload without its signature."""
-    return f'{{"data":{canonical_json(data)},"envelope":{envelope_text}}}'
+def _texts(fields: dict[str, Any]) -> dict[str, str]:
+    """Each field's canonical JSON text, made once: the record's hash and its signature both
+    cover the fields, and each is assembled from these (``_object``) instead of serialising
+    the record twice. Strings and integers are written as ``json.dumps`` writes them."""
+    texts = {}
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str:
+            texts[key] = _json_string(value)
+        elif kind is int:
+            texts[key] = int.__repr__(value)
+        else:
+            texts[key] = canonical_json(value)
+    return texts
+
+
+def _object(texts: dict[str, str], keys: list[str]) -> str:
+    """``canonical_json`` of the fields ``keys`` (sorted, no whitespace) from their texts; a
+    field name is a plain identifier, so its JSON string is itself in quotes."""
+    return "{" + ",".join([f'"{key}":{texts[key]}' for key in sorted(keys)]) + "}"
 
 
 def _plain(value: Any) -> bool:
@@ -285,11 +303,21 @@ class AuditEmitter:
                 "signature": "",
             }
         )
-        fields["hash"] = record_hash(fields)
+        # What ``record_hash`` and ``signed_bytes`` cover, from each field's text made once.
+        texts = _texts(fields)
+        hashed = [
+            key
+            for key, value in fields.items()
+            if key not in ("hash", "signature") and not (key in _OPTIONAL_HASHED and value == "")
+        ]
+        fields["hash"] = sha256_hex(_object(texts, hashed))
         if signer is not None:
-            # The bytes ``signed_bytes`` makes, from the envelope's canonical text made above.
-            unsigned = {k: v for k, v in fields.items() if k != "signature"}
-            fields["signature"] = signer.sign(_signed_text(unsigned, envelope_text).encode())
+            texts["hash"] = _json_string(fields["hash"])
+            # Sorted keys put "data" before "envelope"; a nested object's canonical text is
+            # the same wherever it sits.
+            data = _object(texts, [key for key in fields if key != "signature"])
+            signed = f'{{"data":{data},"envelope":{envelope_text}}}'
+            fields["signature"] = signer.sign(signed.encode())
         envelope = header.model_copy(update={"data": fields})
         # Built from fields already in their JSON form: validating them again changes nothing.
         rec = AuditRecord.model_construct(**fields)

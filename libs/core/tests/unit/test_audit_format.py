@@ -19,6 +19,7 @@ from keel_contracts.events import AuditRecord, Envelope
 from keel_contracts.topics import AUDIT
 from keel_core import audit as audit_module
 from keel_core.audit import AuditEmitter, verify_chain, verify_signature
+from keel_core.redaction import bounded_name
 from keel_core.testing import InMemoryPublisher
 from keel_core.trust import Signer
 
@@ -69,7 +70,9 @@ DETAILS = [
 ]
 
 
-async def _emit(signer: Signer | None, details: dict[str, Any]) -> tuple[list[Envelope], str]:
+async def _emit(
+    signer: Signer | None, details: dict[str, Any], actor: str = "agent", subject: str = "model"
+) -> tuple[list[Envelope], str]:
     publisher = InMemoryPublisher()
     emitter = AuditEmitter(
         publisher, "llm-gateway@run", source="llm-gateway", identity="llm-gateway", signer=signer
@@ -78,8 +81,8 @@ async def _emit(signer: Signer | None, details: dict[str, Any]) -> tuple[list[En
     for index in range(3):
         await emitter.record(
             "llm.completion",
-            actor=f"agent-{index}",
-            subject="model",
+            actor=f"{actor}-{index}",
+            subject=subject,
             session_id="s-1",
             trace="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             details=details,
@@ -89,21 +92,26 @@ async def _emit(signer: Signer | None, details: dict[str, Any]) -> tuple[list[En
     return sent, emitter.producer_id
 
 
+# Names as callers may pass them: escapes, non-ASCII text, and one long enough to be cut.
+NAMES = [("agent", "model"), ('a"b\\c\n\u2028☃', "ü" * 1500)]
+
+
 @pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
 @pytest.mark.parametrize("details", DETAILS)
+@pytest.mark.parametrize(("actor", "subject"), NAMES)
 async def test_each_record_is_the_bytes_the_old_construction_makes(
-    signed: bool, details: dict[str, Any]
+    signed: bool, details: dict[str, Any], actor: str, subject: str
 ) -> None:
     signer = Signer(KEY) if signed else None
-    envelopes, producer = await _emit(signer, details)
+    envelopes, producer = await _emit(signer, details, actor, subject)
     prev = audit_module.GENESIS
     for sequence, envelope in enumerate(envelopes):
         inputs = {
             "producer": producer,
             "sequence": sequence,
             "action": "llm.completion",
-            "actor": f"agent-{sequence}",
-            "subject": "model",
+            "actor": bounded_name(f"{actor}-{sequence}"),
+            "subject": bounded_name(subject),
             "details": details,
             "prev_hash": prev,
             "identity": "llm-gateway" if signed else "",
