@@ -53,18 +53,9 @@ class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method: str = details.method
         # Subclasses keep their own __init__: the memo lives in the instance's dict.
         memo: dict[str, tuple[Any, Any]] = self.__dict__.setdefault("_wrapped_handlers", {})
-        known = memo.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = self.wrap_handler(method, handler)
-        memo[method] = (handler, wrapped)
-        return wrapped
+        return _remembered(memo, details.method, await continuation(details), self.wrap_handler)
 
     def wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """``handler`` with this interceptor's behaviour around it (made once per method)."""
@@ -110,18 +101,30 @@ class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method: str = details.method
-        known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = handler
+        return _remembered(self._wrapped, details.method, await continuation(details), self._wrap)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         for interceptor in reversed(self.interceptors):
-            wrapped = interceptor.wrap_handler(method, wrapped)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+            handler = interceptor.wrap_handler(method, handler)
+        return handler
+
+
+def _remembered(
+    memo: dict[str, tuple[Any, Any]],
+    method: str,
+    handler: grpc.RpcMethodHandler | None,
+    wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler],
+) -> grpc.RpcMethodHandler | None:
+    """``wrap(method, handler)``, made once and handed out again while ``handler`` is the same
+    object; None (no such method) stays None."""
+    if handler is None:
+        return None
+    known = memo.get(method)
+    if known is not None and known[0] is handler:
+        return known[1]
+    wrapped = wrap(method, handler)
+    memo[method] = (handler, wrapped)
+    return wrapped
 
 
 class ErrorMappingInterceptor(MethodInterceptor):
