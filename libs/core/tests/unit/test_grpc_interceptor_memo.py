@@ -125,7 +125,7 @@ async def test_an_unknown_method_is_still_none_through_the_chain() -> None:
     assert await chain.intercept_service(nothing, details("/nope/Nope")) is None
 
 
-def test_the_server_gives_grpc_one_interceptor(monkeypatch: Any) -> None:
+async def test_the_server_gives_grpc_one_interceptor(monkeypatch: Any) -> None:
     given: list[list[Any]] = []
     real = grpc.aio.server
 
