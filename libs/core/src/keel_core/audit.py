@@ -109,37 +109,44 @@ def _object(texts: dict[str, str], keys: list[str]) -> str:
     return "{" + ",".join([f'"{key}":{texts[key]}' for key in sorted(keys)]) + "}"
 
 
-def _plain(value: Any) -> bool:
-    """Whether ``value`` is made of JSON's own types only (exact ``dict`` with ``str`` keys,
-    ``list``, ``str``, ``int``, ``bool``, ``None``, finite ``float``): then pydantic's JSON dump
-    of it is the value unchanged, and a record built from it needs no round trip. (Loops, not
-    generators: this runs over every record's details.)"""
+class _NotPlain(Exception):
+    """A value whose JSON form pydantic would have to make (a datetime, a tuple, an enum)."""
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of ``value`` when it is made of JSON's own types only (exact ``dict`` with ``str``
+    keys, ``list``, ``str``, ``int``, ``bool``, ``None``, finite ``float``): then pydantic's JSON
+    dump of it is an equal copy, and a record built from it needs no round trip. A copy, as the
+    dump made: the record is written behind the call, so a caller changing its ``details``
+    afterwards must not change what was hashed and signed. Raises ``_NotPlain`` otherwise.
+    (Loops, not generators: this runs over every record's details.)"""
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if kind is float:
-        return math.isfinite(value)
+        return value
+    if kind is float and math.isfinite(value):
+        return value
     if kind is dict:
+        copied = {}
         for key, item in value.items():
-            if type(key) is not str or not _plain(item):
-                return False
-        return True
+            if type(key) is not str:
+                raise _NotPlain
+            copied[key] = _plain_copy(item)
+        return copied
     if kind is list:
-        for item in value:
-            if not _plain(item):
-                return False
-        return True
-    return False
+        return [_plain_copy(item) for item in value]
+    raise _NotPlain
 
 
 def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """A record's fields (every field of ``AuditRecord``, in its order) as consumers will read
-    them, so the hash is over exactly that: the fields themselves when they are plain JSON
+    them, so the hash is over exactly that: a copy of the fields when they are plain JSON
     already (every caller's usual case), else the pydantic round trip (validation and JSON
     dump) that records were always built with."""
-    if _plain(fields):
-        return fields
-    return AuditRecord.model_validate(fields).model_dump(mode="json")
+    try:
+        copied: dict[str, Any] = _plain_copy(fields)
+    except _NotPlain:
+        return AuditRecord.model_validate(fields).model_dump(mode="json")
+    return copied
 
 
 def verify_signature(envelope: Envelope, verifier: Verifier) -> bool:

@@ -173,3 +173,23 @@ PINNED_HASH = "33a533713d5e64a709931c2ea8ec647a968e2c601957029cec14aa44d4d7c95b"
 PINNED_SIGNATURE = (
     "xevsNQil5PPdphHezQ7IA8I3DkRy4OeYJTCXJHa1Mt2bb6FsIg8TE6sbatTzvPwdMeKWLc-yhGTABtNl68jOBg"
 )
+
+
+async def test_details_changed_after_the_call_do_not_change_the_record() -> None:
+    """Records are written behind the call: what was hashed and signed is a copy of the
+    details, not the caller's objects (as the pydantic round trip always made it)."""
+    publisher = InMemoryPublisher()
+    emitter = AuditEmitter(
+        publisher, "svc@run", source="svc", identity="svc", signer=Signer(KEY), wait_for_ack=False
+    )
+    emitter.start()
+    details: dict[str, Any] = {"calls": ["a"], "nested": {"n": 1}}
+    await emitter.record("x", actor="a", subject="s", details=details)
+    details["calls"].append("b")
+    details["nested"]["n"] = 2
+    details["late"] = True
+    await emitter.close()
+    [sent] = [Envelope.from_bytes(r.value or b"") for r in publisher.sent if r.topic == AUDIT]
+    assert sent.data["details"] == {"calls": ["a"], "nested": {"n": 1}}
+    assert verify_signature(sent, Signer(KEY).public)
+    assert verify_chain([sent.parse(AuditRecord)]) is None
