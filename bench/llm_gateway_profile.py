@@ -6,8 +6,11 @@ authorization interceptor, rate limits, metrics, tracing), called over loopback 
 loop (``--token``: as an operator with a bearer token). Client and server share the process, so
 the listing includes the client's share; read the server's rows (``keel_*``, ``grpc/aio``).
 
-Usage: python bench/llm_gateway_profile.py [--calls N] [--token] [--top K]
-Prints the top functions by own time for misses, then for hits. Numbers only.
+Usage: python bench/llm_gateway_profile.py [--calls N] [--token] [--top K] [--cpu | --inproc]
+Prints the top functions by own time for misses, then for hits. Numbers only. ``--cpu`` runs no
+profiler: the server runs in a process of its own and the script prints the server's CPU per
+call (from /proc: what the gateway process pays, without the client's share), the client's,
+and wall time. ``--inproc``: the servicer called directly, no gRPC (the gateway's own work).
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import argparse
 import asyncio
 import cProfile
 import io
+import multiprocessing
+import os
 import pstats
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -48,7 +54,10 @@ def request(index: int) -> llm_pb2.CompleteRequest:
     )
 
 
-async def profile(args: argparse.Namespace, material: trust.TrustMaterial) -> None:
+async def start_server(
+    material: trust.TrustMaterial, sync: bool
+) -> tuple[GrpcServer, Any, Completions]:
+    """The secured server with the real servicer, use case and signed audit emitter."""
     registry = CollectorRegistry()
     audit, _ = in_memory_audit("llm-gateway", signer=material.audit_signer("llm-gateway"))
     audit = type(audit)(
@@ -68,7 +77,7 @@ async def profile(args: argparse.Namespace, material: trust.TrustMaterial) -> No
         observer=metrics,
     )
     try:
-        completions = Completions(gateway, audit, metrics, audit_in_background=not args.sync)
+        completions = Completions(gateway, audit, metrics, audit_in_background=not sync)
     except TypeError:  # the code before the background audit (to compare with, --cpu)
         completions = Completions(gateway, audit, metrics)
     security = ServerSecurity(
@@ -88,21 +97,26 @@ async def profile(args: argparse.Namespace, material: trust.TrustMaterial) -> No
         security,
     )
     await server.start()
+    return server, audit, completions
+
+
+def credentials_for(args: argparse.Namespace, material: trust.TrustMaterial) -> ClientCredentials:
     token = ""
     identity = "agent-loop"
     if args.token:
         identity = "operator"
         token = mint_token(material.token_signing_key(), sub="bench", tenant="*", roles=ROLES)
-    credentials = ClientCredentials(material.tls_identity(identity), token)
-    async with secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
+    return ClientCredentials(material.tls_identity(identity), token)
+
+
+async def profile(args: argparse.Namespace, material: trust.TrustMaterial) -> None:
+    server, audit, completions = await start_server(material, args.sync)
+    async with secure_channel(
+        f"127.0.0.1:{server.port}", credentials_for(args, material)
+    ) as channel:
         stub = llm_pb2_grpc.LLMGatewayStub(channel)
         for index in range(200):  # warm up: connection, code paths
             await stub.Complete(request(-index - 1))
-        if args.cpu:
-            await cpu_per_call(stub, args.calls)
-            await server.stop(0)
-            await audit.close()
-            return
         for name, first in (("miss", 0), ("hit", 0)):
             profiler = cProfile.Profile()
             started = time.perf_counter()
@@ -120,23 +134,88 @@ async def profile(args: argparse.Namespace, material: trust.TrustMaterial) -> No
     await audit.close()
 
 
-async def cpu_per_call(stub: llm_pb2_grpc.LLMGatewayStub, calls: int) -> None:
-    """Process CPU (client and server together) and wall time per call, misses then hits,
-    one call at a time, without the profiler."""
+def serve_forever(directory: str, ports: Any, sync: bool) -> None:
+    """The server process of ``--cpu``: serves until it is terminated."""
+
+    async def run() -> None:
+        server, _, _ = await start_server(trust.TrustMaterial(Path(directory)), sync)
+        ports.put(server.port)
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far (/proc, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(args: argparse.Namespace, directory: str) -> None:
+    """The server in its own process, this one the client: the server's CPU per call (from
+    /proc) apart from the client's, misses then hits, one call at a time."""
+    material = trust.TrustMaterial(Path(directory))
+    context = multiprocessing.get_context("spawn")
+    ports = context.Queue()
+    child = context.Process(target=serve_forever, args=(directory, ports, args.sync))
+    child.start()
+    try:
+        port = ports.get(timeout=60)
+        async with secure_channel(f"127.0.0.1:{port}", credentials_for(args, material)) as channel:
+            stub = llm_pb2_grpc.LLMGatewayStub(channel)
+            for index in range(200):  # warm up: connection, code paths
+                await stub.Complete(request(-index - 1))
+            await cpu_per_call(stub, args.calls, child.pid or 0)
+    finally:
+        child.terminate()
+        child.join()
+
+
+async def cpu_per_call(stub: llm_pb2_grpc.LLMGatewayStub, calls: int, server_pid: int) -> None:
+    """Server CPU (its process) and client CPU (this one) per call, and wall time."""
     for name, first in (("miss", 10**6), ("hit", 10**6)):
         walls = []
-        cpu = time.process_time()
+        server = process_cpu_s(server_pid)
+        client = time.process_time()
         for index in range(first, first + calls):
             started = time.perf_counter()
             await stub.Complete(request(index))
             walls.append(time.perf_counter() - started)
-        cpu = time.process_time() - cpu
+        client = time.process_time() - client
+        server = process_cpu_s(server_pid) - server
         walls.sort()
         p50, p99 = 1e3 * walls[len(walls) // 2], 1e3 * walls[int(0.99 * len(walls))]
         print(
-            f"{name}: {1e3 * cpu / calls:.3f} ms CPU per call (client + server), "
+            f"{name}: server {1e3 * server / calls:.3f} ms CPU per call "
+            f"({calls / server:.0f} calls/s per core), client {1e3 * client / calls:.3f} ms, "
             f"wall p50 {p50:.3f} ms, p99 {p99:.3f} ms"
         )
+
+
+async def in_process(args: argparse.Namespace, material: trust.TrustMaterial) -> None:
+    """The gateway's own Python work per call, no gRPC: the servicer's ``Complete`` called
+    directly (protobuf in and out, use case, cache, budgets, the signed audit record written
+    behind the answer), CPU per call; the median of five rounds, misses then hits."""
+    server, audit, completions = await start_server(material, args.sync)
+    await server.stop(0)
+    servicer = LLMGatewayServicer(completions)
+    for index in range(200):  # warm up
+        await servicer.Complete(request(-index - 1), None)
+    await completions.drain()
+    for name in ("miss", "hit"):
+        rounds = []
+        for _ in range(5):
+            cpu = time.process_time()
+            for index in range(10**6, 10**6 + args.calls):
+                await servicer.Complete(request(index), None)
+            await completions.drain()
+            rounds.append(1e6 * (time.process_time() - cpu) / args.calls)
+            if name == "miss":  # a fresh cache: every round misses
+                fresh = ResponseCache(max_entries=100_000, ttl_s=600)
+                completions.gateway._cache = fresh  # noqa: SLF001
+        rounds.sort()
+        print(f"in-process {name}: {rounds[2]:.1f} µs CPU per call (median of 5 rounds)")
+    await audit.close()
 
 
 def main() -> None:
@@ -146,11 +225,21 @@ def main() -> None:
     parser.add_argument("--sort", default="tottime", help="a pstats sort key (cumulative, ...)")
     parser.add_argument("--token", action="store_true", help="call with an operator's token")
     parser.add_argument("--sync", action="store_true", help="audit awaited (AUDIT_SYNC)")
-    parser.add_argument("--cpu", action="store_true", help="CPU and wall per call, no profile")
+    parser.add_argument(
+        "--cpu", action="store_true", help="server and client CPU per call, server apart"
+    )
+    parser.add_argument(
+        "--inproc", action="store_true", help="the servicer called directly: our CPU per call"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         material = trust.TrustMaterial(trust.generate(Path(directory)))
-        asyncio.run(profile(args, material))
+        if args.inproc:
+            asyncio.run(in_process(args, material))
+        elif args.cpu:
+            asyncio.run(measure(args, directory))
+        else:
+            asyncio.run(profile(args, material))
 
 
 if __name__ == "__main__":

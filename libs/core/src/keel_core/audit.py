@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json.encoder
 import logging
+import math
 import secrets
 from typing import Any
 
@@ -40,6 +42,8 @@ from keel_core.settings import KafkaSettings
 from keel_core.trust import Signer, Verifier
 
 GENESIS = "0" * 64
+# A string as ``json.dumps(..., ensure_ascii=False)`` writes it (quotes and escapes).
+_json_string = json.encoder.encode_basestring
 # Fields a record gained with signing: left out of the hash while empty, so records written
 # before them (or without trust material) keep their hashes.
 _OPTIONAL_HASHED = ("identity", "prev_producer", "envelope_digest")
@@ -81,6 +85,68 @@ def signed_bytes(envelope: Envelope) -> bytes:
     """What a signature covers: the envelope's fields and its payload without the signature."""
     data = {k: v for k, v in envelope.data.items() if k != "signature"}
     return canonical_json({"envelope": envelope_fields(envelope), "data": data}).encode()
+
+
+def _texts(fields: dict[str, Any]) -> dict[str, str]:
+    """Each field's canonical JSON text, made once: the record's hash and its signature both
+    cover the fields, and each is assembled from these (``_object``) instead of serialising
+    the record twice. Strings and integers are written as ``json.dumps`` writes them."""
+    texts = {}
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str:
+            texts[key] = _json_string(value)
+        elif kind is int:
+            texts[key] = int.__repr__(value)
+        else:
+            texts[key] = canonical_json(value)
+    return texts
+
+
+def _object(texts: dict[str, str], keys: list[str]) -> str:
+    """``canonical_json`` of the fields ``keys`` (sorted, no whitespace) from their texts; a
+    field name is a plain identifier, so its JSON string is itself in quotes."""
+    return "{" + ",".join([f'"{key}":{texts[key]}' for key in sorted(keys)]) + "}"
+
+
+class _NotPlain(Exception):
+    """A value whose JSON form pydantic would have to make (a datetime, a tuple, an enum)."""
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of ``value`` when it is made of JSON's own types only (exact ``dict`` with ``str``
+    keys, ``list``, ``str``, ``int``, ``bool``, ``None``, finite ``float``): then pydantic's JSON
+    dump of it is an equal copy, and a record built from it needs no round trip. A copy, as the
+    dump made: the record is written behind the call, so a caller changing its ``details``
+    afterwards must not change what was hashed and signed. Raises ``_NotPlain`` otherwise.
+    (Loops, not generators: this runs over every record's details.)"""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float and math.isfinite(value):
+        return value
+    if kind is dict:
+        copied = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            copied[key] = _plain_copy(item)
+        return copied
+    if kind is list:
+        return [_plain_copy(item) for item in value]
+    raise _NotPlain
+
+
+def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A record's fields (every field of ``AuditRecord``, in its order) as consumers will read
+    them, so the hash is over exactly that: a copy of the fields when they are plain JSON
+    already (every caller's usual case), else the pydantic round trip (validation and JSON
+    dump) that records were always built with."""
+    try:
+        copied: dict[str, Any] = _plain_copy(fields)
+    except _NotPlain:
+        return AuditRecord.model_validate(fields).model_dump(mode="json")
+    return copied
 
 
 def verify_signature(envelope: Envelope, verifier: Verifier) -> bool:
@@ -226,23 +292,42 @@ class AuditEmitter:
             trace=trace,
             data={},
         )
-        fields: dict[str, Any] = {
-            "producer": self._producer_id,
-            "sequence": self._sequence,
-            "action": action,
-            "actor": bounded_name(actor),
-            "subject": bounded_name(subject),
-            "details": bounded_details(details or {}),
-            "prev_hash": self._prev,
-            "identity": self._identity if self._signer else "",
-            "prev_producer": self._prev_producer if self._sequence == 0 else "",
-            "envelope_digest": envelope_digest(header) if self._signer else "",
-        }
-        # Round-trip through JSON so the hash is over exactly what consumers will read.
-        fields = AuditRecord.model_validate({**fields, "hash": ""}).model_dump(mode="json")
-        fields["hash"] = record_hash(fields)
-        envelope = _sign(header.model_copy(update={"data": fields}), self._signer)
-        rec = AuditRecord.model_validate(envelope.data)
+        signer = self._signer
+        envelope_text = canonical_json(envelope_fields(header)) if signer else ""
+        fields = _json_fields(
+            {
+                "producer": self._producer_id,
+                "sequence": self._sequence,
+                "action": action,
+                "actor": bounded_name(actor),
+                "subject": bounded_name(subject),
+                "details": bounded_details(details or {}),
+                "prev_hash": self._prev,
+                "hash": "",
+                "identity": self._identity if signer else "",
+                "prev_producer": self._prev_producer if self._sequence == 0 else "",
+                "envelope_digest": sha256_hex(envelope_text) if signer else "",
+                "signature": "",
+            }
+        )
+        # What ``record_hash`` and ``signed_bytes`` cover, from each field's text made once.
+        texts = _texts(fields)
+        hashed = [
+            key
+            for key, value in fields.items()
+            if key not in ("hash", "signature") and not (key in _OPTIONAL_HASHED and value == "")
+        ]
+        fields["hash"] = sha256_hex(_object(texts, hashed))
+        if signer is not None:
+            texts["hash"] = _json_string(fields["hash"])
+            # Sorted keys put "data" before "envelope"; a nested object's canonical text is
+            # the same wherever it sits.
+            data = _object(texts, [key for key in fields if key != "signature"])
+            signed = f'{{"data":{data},"envelope":{envelope_text}}}'
+            fields["signature"] = signer.sign(signed.encode())
+        envelope = header.model_copy(update={"data": fields})
+        # Built from fields already in their JSON form: validating them again changes nothing.
+        rec = AuditRecord.model_construct(**fields)
         self._prev = rec.hash
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((envelope, done))

@@ -20,7 +20,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
 import grpc
 
@@ -62,7 +62,11 @@ class AuthInterceptor(MethodInterceptor):
 
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            token = _principal.set(await self.admit(method, request, context))
+            # ``admit`` without its coroutine: only a refusal awaits (its audit record).
+            judged = self._judge(method, request, context)
+            if isinstance(judged, _Refused):
+                await self._deny(method, judged.who, judged.error)
+            token = _principal.set(judged)
             try:
                 return await behaviour(request, context)
             finally:
@@ -72,7 +76,10 @@ class AuthInterceptor(MethodInterceptor):
 
     def _wrap_stream(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            token = _principal.set(await self.admit(method, request, context))
+            judged = self._judge(method, request, context)
+            if isinstance(judged, _Refused):
+                await self._deny(method, judged.who, judged.error)
+            token = _principal.set(judged)
             try:
                 async for item in behaviour(request, context):
                     yield item
@@ -91,6 +98,16 @@ class AuthInterceptor(MethodInterceptor):
         self, method: str, request: Any, context: grpc.aio.ServicerContext
     ) -> Principal:
         """The caller, if the table lets it call ``method``; else a refusal (audited)."""
+        judged = self._judge(method, request, context)
+        if isinstance(judged, _Refused):
+            await self._deny(method, judged.who, judged.error)
+        return judged
+
+    def _judge(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext
+    ) -> Principal | _Refused:
+        """The caller, or why not and who asked. Synchronous: an admitted call is decided
+        without awaiting anything (only a refusal awaits, for its audit record)."""
         who = "?"
         try:
             principal = self._authenticate(context)
@@ -110,7 +127,7 @@ class AuthInterceptor(MethodInterceptor):
             elif not rule.admits_service(principal.name):
                 raise PermissionDenied(f"{principal.describe()} may not call {method}")
         except (Unauthenticated, PermissionDenied) as exc:
-            await self._deny(method, who, exc)
+            return _Refused(who, exc)
         return principal
 
     def _authenticate(self, context: grpc.aio.ServicerContext) -> Principal:
@@ -122,7 +139,7 @@ class AuthInterceptor(MethodInterceptor):
             raise Unauthenticated("no client certificate identity and no bearer token")
         return Principal(peer, "service")
 
-    async def _deny(self, method: str, who: str, exc: KeelError) -> None:
+    async def _deny(self, method: str, who: str, exc: KeelError) -> NoReturn:
         code = "UNAUTHENTICATED" if isinstance(exc, Unauthenticated) else "PERMISSION_DENIED"
         log.warning("refused %s from %s: %s", method, who, exc)
         if self._on_denied is not None:
@@ -131,6 +148,11 @@ class AuthInterceptor(MethodInterceptor):
             except Exception:  # the refusal stands even if its record could not be written
                 log.exception("could not audit the refusal of %s", method)
         raise exc
+
+
+class _Refused(NamedTuple):
+    who: str
+    error: KeelError
 
 
 def peer_identity(context: grpc.aio.ServicerContext) -> str:

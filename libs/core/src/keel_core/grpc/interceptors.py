@@ -1,11 +1,12 @@
-"""Server interceptor: maps domain errors to status codes, times every call and traces it
-(a server span under the caller's ``traceparent``)."""
+"""Server interceptors: the error mapping (maps domain errors to status codes, times every call
+and traces it: a server span under the caller's ``traceparent``), the base the others share,
+and the chain that gives gRPC all of a server's interceptors as one."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -52,20 +53,12 @@ class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method: str = details.method
         # Subclasses keep their own __init__: the memo lives in the instance's dict.
         memo: dict[str, tuple[Any, Any]] = self.__dict__.setdefault("_wrapped_handlers", {})
-        known = memo.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = self._wrap_handler(method, handler)
-        memo[method] = (handler, wrapped)
-        return wrapped
+        return _remembered(memo, details.method, await continuation(details), self.wrap_handler)
 
-    def _wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` with this interceptor's behaviour around it (made once per method)."""
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
@@ -90,6 +83,50 @@ class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return handler
 
 
+class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Several ``MethodInterceptor``s as the one interceptor gRPC calls: the first outermost,
+    exactly as if each were given to the server in that order.
+
+    gRPC awaits every interceptor's ``intercept_service`` on every call, each through a
+    continuation of its own; chained here, a call pays one, and the wrapped handler of a
+    method (every interceptor's wrapper around the registered one) is made once and handed
+    out again while the registered handler is the same object."""
+
+    def __init__(self, interceptors: Sequence[MethodInterceptor]) -> None:
+        self.interceptors = tuple(interceptors)
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        return _remembered(self._wrapped, details.method, await continuation(details), self._wrap)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        for interceptor in reversed(self.interceptors):
+            handler = interceptor.wrap_handler(method, handler)
+        return handler
+
+
+def _remembered(
+    memo: dict[str, tuple[Any, Any]],
+    method: str,
+    handler: grpc.RpcMethodHandler | None,
+    wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler],
+) -> grpc.RpcMethodHandler | None:
+    """``wrap(method, handler)``, made once and handed out again while ``handler`` is the same
+    object; None (no such method) stays None."""
+    if handler is None:
+        return None
+    known = memo.get(method)
+    if known is not None and known[0] is handler:
+        return known[1]
+    wrapped = wrap(method, handler)
+    memo[method] = (handler, wrapped)
+    return wrapped
+
+
 class ErrorMappingInterceptor(MethodInterceptor):
     def __init__(self, metrics: GrpcMetrics) -> None:
         self._metrics = metrics
@@ -99,13 +136,13 @@ class ErrorMappingInterceptor(MethodInterceptor):
         self._handled: dict[tuple[str, grpc.StatusCode], Any] = {}
 
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
+        name, rpc = _span_name(method), _rpc(method)  # once per method, not per call
+
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             parent = _bind_log_context(request, context)
             code = grpc.StatusCode.OK
-            with start_span(
-                _span_name(method), kind=SpanKind.SERVER, parent=parent, attributes=_rpc(method)
-            ) as span:
+            with start_span(name, kind=SpanKind.SERVER, parent=parent, attributes=rpc) as span:
                 try:
                     return await behaviour(request, context)
                 except KeelError as exc:
@@ -125,13 +162,13 @@ class ErrorMappingInterceptor(MethodInterceptor):
         return wrapped
 
     def _wrap_stream(self, method: str, behaviour: Any) -> Any:
+        name, rpc = _span_name(method), _rpc(method)
+
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             parent = _bind_log_context(request, context)
             code = grpc.StatusCode.OK
-            with start_span(
-                _span_name(method), kind=SpanKind.SERVER, parent=parent, attributes=_rpc(method)
-            ) as span:
+            with start_span(name, kind=SpanKind.SERVER, parent=parent, attributes=rpc) as span:
                 try:
                     async for item in behaviour(request, context):
                         yield item

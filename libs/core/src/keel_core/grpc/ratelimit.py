@@ -44,14 +44,19 @@ class RateLimitInterceptor(MethodInterceptor):
 
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await self.admit(method, request, context)
+            # ``admit`` without its coroutine: only a refusal awaits (the abort).
+            refusal = self.decide(method, request)
+            if refusal is not None:
+                await _refuse(context, refusal)
             return await behaviour(request, context)
 
         return wrapped
 
     def _wrap_stream(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            await self.admit(method, request, context)
+            refusal = self.decide(method, request)
+            if refusal is not None:
+                await _refuse(context, refusal)
             async for item in behaviour(request, context):
                 yield item
 
@@ -61,8 +66,7 @@ class RateLimitInterceptor(MethodInterceptor):
         """Take a token from every rule's bucket that counts ``method``, or abort."""
         refusal = self.decide(method, request)
         if refusal is not None:
-            context.set_trailing_metadata(((RETRY_AFTER, str(refusal.retry_after)),))
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message())
+            await _refuse(context, refusal)
 
     def decide(self, method: str, request: Any) -> Refusal | None:
         """The first refusal among the rules counting ``method``, or None. Rules are taken in
@@ -77,6 +81,12 @@ class RateLimitInterceptor(MethodInterceptor):
                 if refusal is not None:
                     return refusal
         return None
+
+
+async def _refuse(context: grpc.aio.ServicerContext, refusal: Refusal) -> None:
+    """End the call RESOURCE_EXHAUSTED, the seconds to wait in ``retry-after``."""
+    context.set_trailing_metadata(((RETRY_AFTER, str(refusal.retry_after)),))
+    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message())
 
 
 def key_of(request: Any, paths: str) -> str:

@@ -21,7 +21,12 @@ from prometheus_client import CollectorRegistry
 
 from keel_contracts.errors import ConfigError
 from keel_core.grpc.auth import AuthInterceptor, DeniedHook
-from keel_core.grpc.interceptors import ErrorMappingInterceptor, GrpcMetrics
+from keel_core.grpc.interceptors import (
+    ErrorMappingInterceptor,
+    GrpcMetrics,
+    InterceptorChain,
+    MethodInterceptor,
+)
 from keel_core.grpc.ratelimit import RateLimitInterceptor
 from keel_core.grpc.tokens import TokenVerifier
 from keel_core.ratelimit.limiter import RateLimiter
@@ -69,9 +74,7 @@ class GrpcServer:
     ) -> None:
         self._address = f"{host}:{port}"
         self._security = security
-        interceptors: list[grpc.aio.ServerInterceptor] = [
-            ErrorMappingInterceptor(GrpcMetrics(registry))
-        ]
+        interceptors: list[MethodInterceptor] = [ErrorMappingInterceptor(GrpcMetrics(registry))]
         options: list[tuple[str, Any]] = [("grpc.so_reuseport", 0)]
         if security is not None:
             # Inside the error mapping: a refusal is counted and traced like any status.
@@ -84,7 +87,10 @@ class GrpcServer:
         # inside the error mapping, so a refusal is counted and traced like any status.
         self._rate_limits = RateLimitInterceptor()
         interceptors.append(self._rate_limits)
-        self._server = grpc.aio.server(interceptors=interceptors, options=options)
+        # One interceptor for gRPC to call per call, the three in this order inside it.
+        self._server = grpc.aio.server(
+            interceptors=[InterceptorChain(interceptors)], options=options
+        )
         self._health = HealthServicer()
         self._names = [name for _, _, name in services]
         for servicer, add, _ in services:

@@ -89,6 +89,9 @@ def account(
 ) -> Completion:
     """The completion with usage filled in (estimated if missing) and priced."""
     usage = completion.usage or estimate_usage(request, completion.message, prompt_tokens)
-    price = price_for(completion.model, prices)
-    priced = usage.model_copy(update={"cost_usd": cost_usd(usage, price)})
+    cost = cost_usd(usage, price_for(completion.model, prices))
+    # Copies only of what changes (models are frozen: an unchanged one is reused as it is).
+    priced = usage if usage.cost_usd == cost else usage.model_copy(update={"cost_usd": cost})
+    if priced is completion.usage:
+        return completion
     return completion.model_copy(update={"usage": priced})

@@ -125,6 +125,11 @@ class LocalBudgets:
         self.ledger = ledger
 
     async def reserve(self, scope: Scope, estimate: Spend) -> Reservation:
+        """Without any limit nothing is booked (the reservation holds no scope, so settling
+        it books nothing either): there is nothing to check a reservation against, and each
+        call would otherwise fold three scopes twice for no decision."""
+        if not self.ledger.enforcing:
+            return Reservation((), estimate)
         return self.ledger.reserve(scope, estimate)
 
     async def settle(self, reservation: Reservation, actual: Spend) -> None:
@@ -170,8 +175,14 @@ def scopes_of(scope: Scope) -> tuple[tuple[ScopeKind, str], ...]:
 class BudgetLedger:
     def __init__(self, limits: BudgetLimits | None = None, *, max_tracked: int = 100_000) -> None:
         self._limits = limits or BudgetLimits()
+        self._enforcing = self._limits.any
         self._max_tracked = max_tracked
         self._accounts: OrderedDict[tuple[ScopeKind, str], _Account] = OrderedDict()
+
+    @property
+    def enforcing(self) -> bool:
+        """Whether any limit is set (worked out once: the limits are frozen)."""
+        return self._enforcing
 
     def used(self, kind: ScopeKind, name: str) -> Spend:
         """Spent plus reserved: what the next reservation is checked against."""

@@ -104,6 +104,5 @@ def as_hit(completion: Completion) -> Completion:
     for the caller's context accounting), ``cached``, and a cost of 0. The gateway charges a
     hit to no budget and counts no tokens for it."""
     usage = completion.usage or Usage(prompt_tokens=0, completion_tokens=0)
-    return completion.model_copy(
-        update={"cached": True, "usage": usage.model_copy(update={"cost_usd": 0.0})}
-    )
+    free = usage if usage.cost_usd == 0.0 else usage.model_copy(update={"cost_usd": 0.0})
+    return completion.model_copy(update={"cached": True, "usage": free})

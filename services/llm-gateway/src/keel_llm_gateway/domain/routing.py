@@ -23,6 +23,9 @@ from keel_contracts.errors import InvalidArgument
 from keel_llm_gateway.domain.accounting import estimate_prompt_tokens
 from keel_llm_gateway.domain.models import CompletionRequest
 
+# Routes remembered per (complexity, model asked for); past this many they are made afresh.
+MAX_ROUTES = 1024
+
 
 class Complexity(enum.StrEnum):
     LOW = "low"
@@ -90,6 +93,9 @@ class Router:
             raise ValueError(f"no targets for tier(s): {', '.join(missing)}")
         self._tiers = {tier: tuple(tiers[tier]) for tier in Complexity}
         self._thresholds = thresholds or Thresholds()
+        # A route depends only on the complexity and the model asked for, and is frozen: made
+        # once per pair, not per request. Model names come from callers: bounded.
+        self._routes: dict[tuple[Complexity, str], Route] = {}
 
     @classmethod
     def single(cls, target: Target) -> Router:
@@ -102,12 +108,19 @@ class Router:
 
     def route(self, request: CompletionRequest, prompt_tokens: int | None = None) -> Route:
         complexity = estimate_complexity(request, self._thresholds, prompt_tokens)
+        key = (complexity, request.model)
+        route = self._routes.get(key)
+        if route is None:
+            if len(self._routes) >= MAX_ROUTES:
+                self._routes.clear()
+            route = self._routes[key] = self._route(complexity, request.model)
+        return route
+
+    def _route(self, complexity: Complexity, model: str) -> Route:
         tier = self._tiers[complexity]
-        if not request.model:
+        if not model:
             return Route(complexity=complexity, chain=tier, cache_model=f"tier:{complexity}")
         ordered = (*tier, *(t for c in Complexity for t in self._tiers[c]))
-        serving = tuple(dict.fromkeys(t for t in ordered if t.model == request.model))
-        chain = serving or tuple(
-            dict.fromkeys(t.model_copy(update={"model": request.model}) for t in tier)
-        )
-        return Route(complexity=complexity, chain=chain, cache_model=request.model)
+        serving = tuple(dict.fromkeys(t for t in ordered if t.model == model))
+        chain = serving or tuple(dict.fromkeys(t.model_copy(update={"model": model}) for t in tier))
+        return Route(complexity=complexity, chain=chain, cache_model=model)

@@ -82,7 +82,7 @@ class ChainCaller:
 
     async def _attempt(self, target: Target, request: CompletionRequest) -> Completion:
         provider = self._providers[target.provider]
-        routed = request.model_copy(update={"model": target.model})
+        routed = _routed(request, target)
         started = time.perf_counter()
         outcome = "ok"
         try:
@@ -106,7 +106,7 @@ class ChainCaller:
         """One provider's stream; the time limit applies to each wait for the next event (a
         stream may run long as long as it keeps talking)."""
         provider = self._providers[target.provider]
-        events = provider.stream(request.model_copy(update={"model": target.model}))
+        events = provider.stream(_routed(request, target))
         started = time.perf_counter()
         outcome = "ok"
         try:
@@ -140,6 +140,14 @@ class ChainCaller:
         reason = "CircuitOpen" if isinstance(exc, CircuitOpen) else type(exc).__name__
         failures.append(f"{target.label}: {exc}")
         self._observer.fallback(target.provider, reason)
+
+
+def _routed(request: CompletionRequest, target: Target) -> CompletionRequest:
+    """The request as the target's provider gets it: naming the target's model (the request
+    itself when it already does: models are frozen, a copy would be an equal one)."""
+    if request.model == target.model:
+        return request
+    return request.model_copy(update={"model": target.model})
 
 
 def _stamped(completion: Completion, target: Target) -> Completion:
