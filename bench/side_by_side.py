@@ -55,6 +55,9 @@ use_client_credentials(harness_credentials)
 TARGET_P50_MS = 3.0
 TARGET_P99_MS = 10.0
 TARGET_STEPS_PER_S = 1000.0
+# What the issue measured before this work (its table, same kind of machine), printed beside
+# today's numbers so one run shows before and after.
+ISSUE_BEFORE = {"step_p50_ms": 13.8, "step_p99_ms": 34.3, "steps_per_second": 147.0}
 
 
 class CpuMeter:
@@ -163,30 +166,54 @@ async def keel_on(
     }
 
 
+EMBEDDERS = (" minilm", " minilm-static")
+
+
 def other_rows(results: Path) -> list[str]:
     """Issue 17's other rows, from the last results of the benches that measure them."""
     lines = []
     try:
         llm = json.loads((results / "llm_gateway.json").read_text())
-        keel_row, hit = llm["fixed_rate"]["keel"], llm["cache_hit_grpc"]
-        peer = llm["fixed_rate"].get("litellm")
-        lines.append(
-            f"  LLM gateway added latency (mock upstream): +{keel_row['added_p50_ms']} ms p50,"
-            f" +{keel_row['added_p99_ms']} ms p99; target +0.5 / +2 ms"
-            + (f"  (LiteLLM: +{peer['added_p50_ms']} / +{peer['added_p99_ms']} ms)" if peer else "")
+        # One section per trust mode (older results: one section, plaintext).
+        modes = llm.get("modes") or {"plaintext": llm}
+        peer = next(
+            (m["fixed_rate"]["litellm"] for m in modes.values() if "litellm" in m["fixed_rate"]),
+            None,
         )
-        lines.append(f"  LLM cache hit over gRPC: p50 {hit['p50_ms']} ms; target 0.3 ms")
+        for mode, section in modes.items():
+            keel_row, hit = section["fixed_rate"]["keel"], section["cache_hit_grpc"]
+            lines.append(
+                f"  LLM gateway added latency ({mode}, mock upstream): +{keel_row['added_p50_ms']}"
+                f" ms p50, +{keel_row['added_p99_ms']} ms p99; target +0.5 / +2 ms;"
+                " issue before +1.3 / +6.2"
+            )
+            lines.append(
+                f"  LLM cache hit over gRPC ({mode}): p50 {hit['p50_ms']} ms;"
+                " target 0.3 ms; issue before 3.6"
+            )
+        if peer:
+            lines.append(
+                f"  LiteLLM proxy, same run: +{peer['added_p50_ms']} / +{peer['added_p99_ms']} ms"
+            )
     except (OSError, KeyError, TypeError, ValueError):
         lines.append("  LLM gateway rows: no results yet (`.venv/bin/python bench/llm_gateway.py`)")
     try:
         runs = json.loads((results / "memory_burst.json").read_text())
-        label, burst = list(runs.items())[-1]
-        lines.append(
-            f"  memory Retrieve, {burst.get('sessions', 50)} at once: p50 "
-            f"{burst['burst_p50_ms']:.1f} ms, p99 {burst['burst_p99_ms']:.1f} ms, mean "
-            f"{burst['burst_mean_ms']:.1f} ms (bench/memory_burst.py, run {label}); "
-            "target p99 50 ms"
-        )
+        # The newest run of each embedder (keys are "<label> <embedder>"; older runs have
+        # no embedder in the key and were MiniLM's).
+        newest: dict[str, tuple[str, dict[str, Any]]] = {}
+        for key, burst in runs.items():
+            embedder = key.rsplit(" ", 1)[-1] if key.endswith(EMBEDDERS) else "minilm"
+            newest[embedder] = (key, burst)
+        for embedder, (label, burst) in newest.items():
+            lines.append(
+                f"  memory Retrieve, {burst.get('sessions', 50)} at once, {embedder}: p50 "
+                f"{burst['burst_p50_ms']:.1f} ms, p99 {burst['burst_p99_ms']:.1f} ms, mean "
+                f"{burst['burst_mean_ms']:.1f} ms (bench/memory_burst.py, run {label}); "
+                "target p99 50 ms; issue before: mean 477 ms"
+            )
+        if not newest:
+            raise ValueError("no runs")
     except (OSError, IndexError, KeyError, TypeError, ValueError):
         lines.append(
             "  memory Retrieve rows: no results yet (`.venv/bin/python bench/memory_burst.py`)"
@@ -203,7 +230,10 @@ def report(keel_row: dict[str, Any], peer: dict[str, Any], load: dict[str, Any])
     versions = " ".join(f"{k} {v}" for k, v in peer["versions"].items())
     print(f"\nKeel beside LangGraph, one run ({cores} cores; {versions})")
     print(f"load average before {load['before']}, between {load['between']}, after {load['after']}")
-    head = f"  {'':<30} {'Keel, secured':>14} {'LangGraph+SQLite':>17} {'target':>8}"
+    head = (
+        f"  {'':<30} {'Keel, secured':>14} {'LangGraph+SQLite':>17} {'target':>8}"
+        f" {'issue before':>13}"
+    )
     print(head)
     rows = (
         ("per step p50, one session (ms)", "step_p50_ms", 2, f"<={TARGET_P50_MS:g}"),
@@ -218,9 +248,10 @@ def report(keel_row: dict[str, Any], peer: dict[str, Any], load: dict[str, Any])
         ("CPU per step (ms), one session", "sequential_cpu_ms_per_step", 2, ""),
     )
     for label, key, places, target in rows:
+        before = ISSUE_BEFORE.get(key)
         print(
             f"  {label:<30} {fmt(keel_row[key], places):>14} {fmt(peer[key], places):>17}"
-            f" {target:>8}"
+            f" {target:>8} {'' if before is None else fmt(before, places):>13}"
         )
     for phase, prefix in (("concurrent", ""), ("one session", "sequential_")):
         print(
