@@ -61,15 +61,17 @@ def run_producer_id(identity: str) -> str:
 
 def record_hash(fields: dict[str, Any]) -> str:
     """Hash of a record's content without its own ``hash`` and ``signature`` fields."""
-    return sha256_hex(
-        canonical_json(
-            {
-                k: v
-                for k, v in fields.items()
-                if k not in ("hash", "signature") and not (k in _OPTIONAL_HASHED and v == "")
-            }
-        )
-    )
+    return sha256_hex(canonical_json({k: fields[k] for k in _hashed_keys(fields)}))
+
+
+def _hashed_keys(fields: dict[str, Any]) -> list[str]:
+    """The fields a record's hash covers: all but ``hash`` and ``signature``, and the optional
+    ones only when set."""
+    return [
+        k
+        for k, v in fields.items()
+        if k not in ("hash", "signature") and not (k in _OPTIONAL_HASHED and v == "")
+    ]
 
 
 def envelope_fields(envelope: Envelope) -> dict[str, Any]:
@@ -312,12 +314,7 @@ class AuditEmitter:
         )
         # What ``record_hash`` and ``signed_bytes`` cover, from each field's text made once.
         texts = _texts(fields)
-        hashed = [
-            key
-            for key, value in fields.items()
-            if key not in ("hash", "signature") and not (key in _OPTIONAL_HASHED and value == "")
-        ]
-        fields["hash"] = sha256_hex(_object(texts, hashed))
+        fields["hash"] = sha256_hex(_object(texts, _hashed_keys(fields)))
         if signer is not None:
             texts["hash"] = _json_string(fields["hash"])
             # Sorted keys put "data" before "envelope"; a nested object's canonical text is

@@ -3,6 +3,8 @@ fills; distilled here on first use if it is missing, ~40 s once)."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from keel_contracts.errors import ConfigError
 from keel_memory.adapters.embedders import build_embedder, embedding_space
 from keel_memory.adapters.minilm import find_model_dir
 from keel_memory.adapters.static import SPACE, StaticEmbedder
+from keel_memory.adapters.static.embedder import INLINE_MAX_CHARS
 from keel_memory.config import Settings
 
 # The first test may distil the table (~40 s on an idle 2-core machine, several times that
@@ -81,3 +84,25 @@ def test_the_settings_build_it_in_a_vector_space_of_its_own() -> None:
 def test_a_dimension_mismatch_stops_start_up() -> None:
     with pytest.raises(ConfigError, match="384-dimensional vectors, embedding_dim is 256"):
         build_embedder(Settings(embedder="minilm-static", embedding_dim=256))
+
+
+async def test_long_input_is_embedded_off_the_event_loop(embedder: StaticEmbedder) -> None:
+    """Nothing truncates a static embedding, so a huge query or an ingest batch is tokenized in
+    a worker thread (other calls keep being served); a short query stays on the loop."""
+    threads: list[str] = []
+    encode = embedder.encode
+
+    def recording(texts):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return encode(texts)
+
+    embedder.encode = recording  # type: ignore[method-assign]
+    try:
+        short = await embedder.embed(["a short query"])
+        long = await embedder.embed(["the river bank flooded " * (INLINE_MAX_CHARS // 10)])
+    finally:
+        del embedder.encode
+    loop_thread = threading.current_thread().name
+    assert threads[0] == loop_thread
+    assert threads[1] != loop_thread
+    assert len(short[0]) == len(long[0]) == 384

@@ -5,14 +5,17 @@ The tokenizer is MiniLM's own (``tokenizer.json``, BERT uncased WordPiece), with
 rows already carry their token's weight (``distill.py``), so the normalised sum is the normalised
 weighted mean.
 
-Embedding is a lookup and a sum, tens of microseconds per short text, so ``embed`` runs on the
-event loop: handing it to a worker thread would cost more than the work, and a burst of queries
-never queues behind a model. For the same reason the service does not wrap it in the
+Embedding is a lookup and a sum, tens of microseconds per short text, so ``embed`` runs short
+input on the event loop: handing it to a worker thread would cost more than the work, and a
+burst of queries never queues behind a model. Long input (an ingest batch, a 64 KB entry, a
+hostile multi-megabyte query: nothing truncates here) is tokenized in a worker thread instead,
+so it never stalls every other call of the service. The service does not wrap it in the
 ``BatchingEmbedder`` (``app.py``): there is no per-call cost to share.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from itertools import chain
@@ -31,6 +34,9 @@ log = logging.getLogger(__name__)
 # What a collection written with this embedder records (``milvus_store``): the recipe's version
 # is part of it, since a new recipe is a new vector space.
 SPACE = f"minilm-static-v{distill.VERSION}"
+# Input longer than this (characters in all) is embedded in a worker thread: about a
+# millisecond of tokenizing, more than a thread hand-off costs.
+INLINE_MAX_CHARS = 8_192
 
 
 class StaticEmbedder:
@@ -58,7 +64,11 @@ class StaticEmbedder:
         return int(self._table.shape[1])
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
-        return [row.tolist() for row in self.encode(texts)]
+        if sum(len(text) for text in texts) > INLINE_MAX_CHARS:
+            rows = await asyncio.to_thread(self.encode, texts)
+        else:
+            rows = self.encode(texts)
+        return [row.tolist() for row in rows]
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Unit vectors, one row per text. A text without tokens (empty, or only unknown
