@@ -6,16 +6,31 @@ are worth deriving once. Keyed by identity, not by value: hashing or comparing a
 field by field costs more than most of what is remembered (a value-keyed cache of canonical JSON
 was 3.5% of the agent loop's samples under load). An entry leaves with its model, so a memo
 never outgrows the live histories.
+
+Across a process boundary there is no identity to key on: a service receives the same history
+and catalog again at every step, as new protobuf messages. ``WireMemo`` keys what is parsed from
+them by their wire bytes instead (serialising a message is far cheaper than validating it into a
+model), with a bounded least-recently-used table, since a caller decides what it sends.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+class Wire(Protocol):
+    """A protobuf message, as far as ``WireMemo`` needs one."""
+
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...  # noqa: N802
+
+
+W = TypeVar("W", bound=Wire)
 
 
 class IdentityMemo(Generic[K, V]):
@@ -39,6 +54,39 @@ class IdentityMemo(Generic[K, V]):
                 del entries[key]
 
         entries[key] = (weakref.ref(obj, forget), value)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class WireMemo(Generic[W, V]):
+    """``parse(message)`` once per distinct wire form, for the ``capacity`` most recently used.
+
+    Sound for any pure ``parse``: equal bytes are an equal message, so they parse to an equal
+    value (a message whose bytes differ but means the same is only parsed again). A ``parse``
+    that raises remembers nothing, so a refused message is refused every time. What is
+    returned is shared between callers: it must be immutable (a frozen model).
+    """
+
+    def __init__(self, parse: Callable[[W], V], capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("a WireMemo needs a capacity of at least 1")
+        self._parse = parse
+        self._capacity = capacity
+        self._entries: OrderedDict[bytes, V] = OrderedDict()
+
+    def __call__(self, message: W) -> V:
+        key = message.SerializeToString(deterministic=True)
+        entries = self._entries
+        value = entries.get(key)
+        if value is not None:
+            entries.move_to_end(key)
+            return value
+        value = self._parse(message)
+        entries[key] = value
+        if len(entries) > self._capacity:
+            entries.popitem(last=False)
         return value
 
     def __len__(self) -> int:

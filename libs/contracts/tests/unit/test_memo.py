@@ -1,11 +1,16 @@
-"""IdentityMemo: derived once per live object, never across two objects that shared an id."""
+"""IdentityMemo: derived once per live object, never across two objects that shared an id;
+WireMemo: parsed once per distinct wire form, within its capacity."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
 
 from keel_contracts.chat import ChatMessage
-from keel_contracts.memo import IdentityMemo
+from keel_contracts.memo import IdentityMemo, WireMemo
 
 
 def test_a_value_is_derived_once_per_object() -> None:
@@ -39,3 +44,78 @@ def test_an_entry_leaves_with_its_object_and_a_reused_id_is_derived_again() -> N
         if id(candidate) == old_id:
             break
     assert memo(candidate) == "new"
+
+
+# ---- WireMemo: parsed once per distinct wire form, bounded ---------------------------------------
+
+
+@dataclass
+class _Wire:
+    """Stands in for a protobuf message (keel_contracts depends on no generated code): a new
+    object per request, its bytes its fields."""
+
+    role: str
+    content: str
+
+    def SerializeToString(self, *, deterministic: bool = False) -> bytes:  # noqa: N802
+        return f"{self.role}\0{self.content}".encode()
+
+
+def _wire(content: str, role: str = "user") -> _Wire:
+    return _Wire(role, content)
+
+
+def _parse_counting(calls: list[str]) -> Callable[[_Wire], ChatMessage]:
+    def parse(message: _Wire) -> ChatMessage:
+        calls.append(message.content)
+        if message.role == "nobody":
+            raise ValueError("refused")
+        return ChatMessage(role=message.role, content=message.content)  # type: ignore[arg-type]
+
+    return parse
+
+
+def test_a_message_sent_again_is_parsed_once_and_shared() -> None:
+    """A new message object with the same bytes (the next request's copy of the history) gets
+    the very model parsed the first time."""
+    calls: list[str] = []
+    memo = WireMemo(_parse_counting(calls), capacity=8)
+    first, again = memo(_wire("hi")), memo(_wire("hi"))
+    assert first is again
+    assert calls == ["hi"]
+
+
+def test_messages_that_differ_in_any_field_are_parsed_apart() -> None:
+    calls: list[str] = []
+    memo = WireMemo(_parse_counting(calls), capacity=8)
+    as_user, as_assistant = memo(_wire("hi")), memo(_wire("hi", role="assistant"))
+    assert (as_user.role, as_assistant.role) == ("user", "assistant")
+    assert calls == ["hi", "hi"]
+
+
+def test_a_refused_message_is_refused_every_time() -> None:
+    calls: list[str] = []
+    memo = WireMemo(_parse_counting(calls), capacity=8)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="refused"):
+            memo(_wire("x", role="nobody"))
+    assert calls == ["x", "x"]
+    assert len(memo) == 0
+
+
+def test_the_least_recently_used_leave_past_the_capacity() -> None:
+    calls: list[str] = []
+    memo = WireMemo(_parse_counting(calls), capacity=2)
+    memo(_wire("a"))
+    memo(_wire("b"))
+    memo(_wire("a"))  # a is now the most recently used
+    memo(_wire("c"))  # b leaves
+    assert len(memo) == 2
+    memo(_wire("a"))
+    memo(_wire("b"))
+    assert calls == ["a", "b", "c", "b"]
+
+
+def test_a_memo_needs_room_for_one() -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        WireMemo(_parse_counting([]), capacity=0)

@@ -1,4 +1,10 @@
-"""Protobuf <-> domain conversions for the LLM gateway."""
+"""Protobuf <-> domain conversions for the LLM gateway.
+
+A session sends its whole history and tool catalog again at every step, so the messages and
+tool specs of a request are parsed through ``WireMemo``s keyed by their bytes: a repeated one
+comes back as the same frozen model, whose derived forms (a tool's canonical JSON, its
+parameters' size) are then made once for the life of the entry instead of once per request.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from keel.common.v1 import common_pb2
 from keel.llm.v1 import llm_pb2
 from keel_clients.mapping import message_from_proto, message_to_proto
 from keel_contracts.errors import InvalidArgument
+from keel_contracts.memo import WireMemo
 from keel_llm_gateway.domain.models import (
     Completion,
     CompletionRequest,
@@ -20,12 +27,16 @@ from keel_llm_gateway.domain.models import (
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 
+# Enough for the live histories and catalogs of a few hundred sessions; past it the least
+# recently used are parsed again when they come back.
+MEMO_CAPACITY = 8192
+
 
 def request_from_proto(request: llm_pb2.CompleteRequest) -> CompletionRequest:
     try:
         return CompletionRequest(
-            messages=tuple(message_from_proto(m) for m in request.messages),
-            tools=tuple(_tool_from_proto(t) for t in request.tools),
+            messages=tuple(map(_message, request.messages)),
+            tools=tuple(map(_tool, request.tools)),
             model=request.model,
             temperature=request.temperature,
             max_tokens=request.max_tokens or None,
@@ -54,6 +65,10 @@ def _tool_from_proto(tool: llm_pb2.ToolSpec) -> ToolSpec:
     if not isinstance(schema, dict):
         raise InvalidArgument(f"tool {tool.name!r}: schema must be a JSON object")
     return ToolSpec(name=tool.name, description=tool.description, parameters=schema)
+
+
+_message = WireMemo(message_from_proto, MEMO_CAPACITY)
+_tool = WireMemo(_tool_from_proto, MEMO_CAPACITY)
 
 
 def completion_to_proto(completion: Completion) -> llm_pb2.CompleteResponse:
