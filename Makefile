@@ -66,6 +66,7 @@ protos: install ## Regenerate Python code from proto/
 bench: install ## Print the numbers: per-step overhead, steps/s, recovery, scaling on a 3-broker cluster, policy, rate limits, tool gateway, LLM gateway vs LiteLLM, offline model, memory, Keel beside LangGraph
 	$(PY) bench/e2e_overhead.py --compare-security
 	$(PY) bench/step_spans.py
+	$(PY) bench/grpc_transport.py
 	$(PY) bench/recovery.py
 	$(PY) bench/scaling.py
 	$(PY) bench/policy_decision.py
