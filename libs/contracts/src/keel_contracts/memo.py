@@ -61,23 +61,33 @@ class IdentityMemo(Generic[K, V]):
 
 
 class WireMemo(Generic[W, V]):
-    """``parse(message)`` once per distinct wire form, for the ``capacity`` most recently used.
+    """``parse(message)`` once per distinct wire form, for the most recently used.
 
     Sound for any pure ``parse``: equal bytes are an equal message, so they parse to an equal
     value (a message whose bytes differ but means the same is only parsed again). A ``parse``
     that raises remembers nothing, so a refused message is refused every time. What is
     returned is shared between callers: it must be immutable (a frozen model).
+
+    Bounded twice, since a caller decides what it sends: at most ``capacity`` entries and
+    ``max_bytes`` of wire bytes in all (a value holds about as much again); a message over
+    ``max_bytes // 64`` (a large tool output) is parsed every time and never remembered, so one
+    caller cannot sweep the table with a few big messages.
     """
 
-    def __init__(self, parse: Callable[[W], V], capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("a WireMemo needs a capacity of at least 1")
+    def __init__(self, parse: Callable[[W], V], capacity: int, max_bytes: int) -> None:
+        if capacity < 1 or max_bytes < 64:
+            raise ValueError("a WireMemo needs a capacity of at least 1 and 64 bytes")
         self._parse = parse
         self._capacity = capacity
+        self._max_bytes = max_bytes
+        self._max_entry_bytes = max_bytes // 64
+        self._bytes = 0
         self._entries: OrderedDict[bytes, V] = OrderedDict()
 
     def __call__(self, message: W) -> V:
         key = message.SerializeToString(deterministic=True)
+        if len(key) > self._max_entry_bytes:
+            return self._parse(message)
         entries = self._entries
         value = entries.get(key)
         if value is not None:
@@ -85,9 +95,16 @@ class WireMemo(Generic[W, V]):
             return value
         value = self._parse(message)
         entries[key] = value
-        if len(entries) > self._capacity:
-            entries.popitem(last=False)
+        self._bytes += len(key)
+        while len(entries) > self._capacity or self._bytes > self._max_bytes:
+            old, _ = entries.popitem(last=False)
+            self._bytes -= len(old)
         return value
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def wire_bytes(self) -> int:
+        """The wire bytes remembered now (the keys)."""
+        return self._bytes

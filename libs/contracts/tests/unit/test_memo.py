@@ -79,7 +79,7 @@ def test_a_message_sent_again_is_parsed_once_and_shared() -> None:
     """A new message object with the same bytes (the next request's copy of the history) gets
     the very model parsed the first time."""
     calls: list[str] = []
-    memo = WireMemo(_parse_counting(calls), capacity=8)
+    memo = WireMemo(_parse_counting(calls), capacity=8, max_bytes=4096)
     first, again = memo(_wire("hi")), memo(_wire("hi"))
     assert first is again
     assert calls == ["hi"]
@@ -87,7 +87,7 @@ def test_a_message_sent_again_is_parsed_once_and_shared() -> None:
 
 def test_messages_that_differ_in_any_field_are_parsed_apart() -> None:
     calls: list[str] = []
-    memo = WireMemo(_parse_counting(calls), capacity=8)
+    memo = WireMemo(_parse_counting(calls), capacity=8, max_bytes=4096)
     as_user, as_assistant = memo(_wire("hi")), memo(_wire("hi", role="assistant"))
     assert (as_user.role, as_assistant.role) == ("user", "assistant")
     assert calls == ["hi", "hi"]
@@ -95,7 +95,7 @@ def test_messages_that_differ_in_any_field_are_parsed_apart() -> None:
 
 def test_a_refused_message_is_refused_every_time() -> None:
     calls: list[str] = []
-    memo = WireMemo(_parse_counting(calls), capacity=8)
+    memo = WireMemo(_parse_counting(calls), capacity=8, max_bytes=4096)
     for _ in range(2):
         with pytest.raises(ValueError, match="refused"):
             memo(_wire("x", role="nobody"))
@@ -105,7 +105,7 @@ def test_a_refused_message_is_refused_every_time() -> None:
 
 def test_the_least_recently_used_leave_past_the_capacity() -> None:
     calls: list[str] = []
-    memo = WireMemo(_parse_counting(calls), capacity=2)
+    memo = WireMemo(_parse_counting(calls), capacity=2, max_bytes=4096)
     memo(_wire("a"))
     memo(_wire("b"))
     memo(_wire("a"))  # a is now the most recently used
@@ -116,6 +116,33 @@ def test_the_least_recently_used_leave_past_the_capacity() -> None:
     assert calls == ["a", "b", "c", "b"]
 
 
+def test_the_wire_bytes_remembered_stay_within_the_budget() -> None:
+    """100 messages of 60 bytes against a 3,840-byte budget: the oldest leave, whatever the
+    count allows."""
+    calls: list[str] = []
+    memo = WireMemo(_parse_counting(calls), capacity=1000, max_bytes=3840)
+    for i in range(100):
+        memo(_wire(f"{i:03d}" + "x" * 52))  # 60 bytes with the role and separator
+    assert memo.wire_bytes == 3840
+    assert len(memo) == 64
+    memo(_wire("099" + "x" * 52))
+    memo(_wire("000" + "x" * 52))
+    assert calls.count("099" + "x" * 52) == 1
+    assert calls.count("000" + "x" * 52) == 2
+
+
+def test_a_message_too_large_to_remember_is_parsed_every_time() -> None:
+    calls: list[str] = []
+    memo = WireMemo(_parse_counting(calls), capacity=8, max_bytes=64 * 100)
+    big = "y" * 200  # over max_bytes // 64 = 100
+    first, again = memo(_wire(big)), memo(_wire(big))
+    assert first == again
+    assert calls == [big, big]
+    assert len(memo) == 0
+
+
 def test_a_memo_needs_room_for_one() -> None:
     with pytest.raises(ValueError, match="capacity"):
-        WireMemo(_parse_counting([]), capacity=0)
+        WireMemo(_parse_counting([]), capacity=0, max_bytes=4096)
+    with pytest.raises(ValueError, match="64 bytes"):
+        WireMemo(_parse_counting([]), capacity=1, max_bytes=10)

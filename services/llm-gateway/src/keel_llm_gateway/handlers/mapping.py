@@ -27,9 +27,11 @@ from keel_llm_gateway.domain.models import (
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 
-# Enough for the live histories and catalogs of a few hundred sessions; past it the least
-# recently used are parsed again when they come back.
+# Enough for the live histories and catalogs of a few hundred sessions; past either bound the
+# least recently used are parsed again when they come back. 16 MiB of wire bytes: messages over
+# 256 KiB (a large tool output) are parsed every time.
 MEMO_CAPACITY = 8192
+MEMO_BYTES = 16 * 1024 * 1024
 
 
 def request_from_proto(request: llm_pb2.CompleteRequest) -> CompletionRequest:
@@ -67,8 +69,8 @@ def _tool_from_proto(tool: llm_pb2.ToolSpec) -> ToolSpec:
     return ToolSpec(name=tool.name, description=tool.description, parameters=schema)
 
 
-_message = WireMemo(message_from_proto, MEMO_CAPACITY)
-_tool = WireMemo(_tool_from_proto, MEMO_CAPACITY)
+_message = WireMemo(message_from_proto, MEMO_CAPACITY, MEMO_BYTES)
+_tool = WireMemo(_tool_from_proto, MEMO_CAPACITY, MEMO_BYTES)
 
 
 def completion_to_proto(completion: Completion) -> llm_pb2.CompleteResponse:
