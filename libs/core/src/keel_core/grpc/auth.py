@@ -62,7 +62,7 @@ class AuthInterceptor(MethodInterceptor):
 
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            # ``admit`` without its coroutine: only a refusal awaits (its audit record).
+            # Decided without awaiting: only a refusal awaits (its audit record).
             judged = self._judge(method, request, context)
             if isinstance(judged, _Refused):
                 await self._deny(method, judged.who, judged.error)
@@ -93,15 +93,6 @@ class AuthInterceptor(MethodInterceptor):
             await self._deny(method, "?", PermissionDenied(f"{method}: streaming not allowed"))
 
         return refuse
-
-    async def admit(
-        self, method: str, request: Any, context: grpc.aio.ServicerContext
-    ) -> Principal:
-        """The caller, if the table lets it call ``method``; else a refusal (audited)."""
-        judged = self._judge(method, request, context)
-        if isinstance(judged, _Refused):
-            await self._deny(method, judged.who, judged.error)
-        return judged
 
     def _judge(
         self, method: str, request: Any, context: grpc.aio.ServicerContext

@@ -44,7 +44,7 @@ class RateLimitInterceptor(MethodInterceptor):
 
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            # ``admit`` without its coroutine: only a refusal awaits (the abort).
+            # Decided without awaiting: only a refusal awaits (the abort).
             refusal = self.decide(method, request)
             if refusal is not None:
                 await _refuse(context, refusal)
@@ -62,16 +62,10 @@ class RateLimitInterceptor(MethodInterceptor):
 
         return wrapped
 
-    async def admit(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
-        """Take a token from every rule's bucket that counts ``method``, or abort."""
-        refusal = self.decide(method, request)
-        if refusal is not None:
-            await _refuse(context, refusal)
-
     def decide(self, method: str, request: Any) -> Refusal | None:
-        """The first refusal among the rules counting ``method``, or None. Rules are taken in
-        order and a refusal stops there: tokens an earlier rule took stay taken (a refused
-        call may count, over-counting rather than under)."""
+        """Take a token from every rule's bucket that counts ``method``; the first refusal, or
+        None. Rules are taken in order and a refusal stops there: tokens an earlier rule took
+        stay taken (a refused call may count, over-counting rather than under)."""
         limiter = self._limiter
         if limiter is None:
             return None
